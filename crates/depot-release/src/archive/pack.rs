@@ -1,0 +1,278 @@
+//! `depot pack`: a reproducible archive of a directory.
+//!
+//! The same tree gives the same bytes whatever the files' mtimes, owners or creation order:
+//! entries are sorted by path, every header has mtime 0, uid/gid 0 and no user or group name,
+//! modes are reduced to 0755 (directories and executables) or 0644, and the compressor's settings
+//! are fixed (zstd with a fixed worker count, whose output does not depend on scheduling).
+
+use std::io::{self, BufWriter, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use globset::{Glob, GlobSet, GlobSetBuilder};
+
+use super::Compression;
+use crate::config::PackConfig;
+use crate::digest::HashingWriter;
+use crate::progress::Progress;
+use crate::version::ReleaseVersion;
+use crate::{Error, Result};
+
+/// zstd level and worker count. Fixed so that the output is the same on every machine.
+const ZSTD_LEVEL: i32 = 3;
+const ZSTD_WORKERS: u32 = 4;
+
+#[derive(Debug, Clone)]
+pub struct PackOptions {
+    pub dir: PathBuf,
+    pub version: ReleaseVersion,
+    /// Overrides `[package] name` in DIR/depot.toml and the directory's name.
+    pub name: Option<String>,
+    /// Defaults to `./NAME-VERSION.tar.zst` (or `.tar.gz`).
+    pub output: Option<PathBuf>,
+    pub compression: Compression,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PackResult {
+    pub path: PathBuf,
+    pub name: String,
+    pub version: ReleaseVersion,
+    pub sha256: String,
+    /// Archive size in bytes.
+    pub size: u64,
+    /// Regular files in the archive.
+    pub files: u64,
+    /// Uncompressed bytes of those files.
+    pub bytes: u64,
+    pub format: Compression,
+}
+
+enum Item {
+    Dir,
+    File { size: u64, executable: bool },
+    Symlink(PathBuf),
+    Version(Vec<u8>),
+}
+
+pub fn pack(options: &PackOptions, progress: &dyn Progress) -> Result<PackResult> {
+    let dir = fs_err::canonicalize(&options.dir)?;
+    if !dir.is_dir() {
+        return Err(Error::Pack { path: dir, reason: "not a directory".into() });
+    }
+    let config = PackConfig::load(&dir)?;
+    let name = options
+        .name
+        .clone()
+        .or(config.name.clone())
+        .or_else(|| dir.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "release".into());
+    let output = match &options.output {
+        Some(path) => path.clone(),
+        None => PathBuf::from(format!("{name}-{}.{}", options.version, options.compression.extension())),
+    };
+    let output_abs = std::path::absolute(&output)?;
+
+    let items = collect(&dir, &options.version, &config, &output_abs)?;
+    let total: u64 = items.iter().map(|(_, item)| if let Item::File { size, .. } = item { *size } else { 0 }).sum();
+    progress.start("packing", Some(total));
+
+    let out_dir = output_abs.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+    let temp = tempfile::Builder::new().prefix(".depot-pack-").tempfile_in(&out_dir)?;
+    let writer = HashingWriter::new(BufWriter::with_capacity(1 << 20, temp.as_file()));
+    let (writer, files, bytes) = match options.compression {
+        Compression::Zstd => {
+            let mut encoder = zstd::Encoder::new(writer, ZSTD_LEVEL)?;
+            encoder.multithread(ZSTD_WORKERS)?;
+            encoder.include_checksum(true)?;
+            let (encoder, files, bytes) = write_tar(&dir, &items, encoder, progress)?;
+            (encoder.finish()?, files, bytes)
+        }
+        Compression::Gzip => {
+            let encoder = flate2::GzBuilder::new().mtime(0).write(writer, flate2::Compression::default());
+            let (encoder, files, bytes) = write_tar(&dir, &items, encoder, progress)?;
+            (encoder.finish()?, files, bytes)
+        }
+        Compression::None => write_tar(&dir, &items, writer, progress)?,
+    };
+    let (mut buffered, sha256, size) = writer.finish();
+    buffered.flush()?;
+    drop(buffered);
+    // A temporary file is created 0600; an archive is meant to be shared.
+    temp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644))?;
+    temp.as_file().sync_all()?;
+    temp.into_temp_path().persist(&output_abs).map_err(|e| e.error)?;
+    progress.finish();
+    Ok(PackResult { path: output, name, version: options.version.clone(), sha256, size, files, bytes, format: options.compression })
+}
+
+fn write_tar<W: Write>(dir: &Path, items: &[(String, Item)], writer: W, progress: &dyn Progress) -> Result<(W, u64, u64)> {
+    let mut builder = tar::Builder::new(writer);
+    builder.mode(tar::HeaderMode::Deterministic);
+    let (mut files, mut bytes) = (0u64, 0u64);
+    for (path, item) in items {
+        let mut header = tar::Header::new_gnu();
+        header.set_mtime(0);
+        header.set_uid(0);
+        header.set_gid(0);
+        match item {
+            Item::Dir => {
+                header.set_entry_type(tar::EntryType::Directory);
+                header.set_mode(0o755);
+                header.set_size(0);
+                builder.append_data(&mut header, format!("{path}/"), io::empty())?;
+            }
+            Item::File { size, executable } => {
+                header.set_entry_type(tar::EntryType::Regular);
+                header.set_mode(if *executable { 0o755 } else { 0o644 });
+                header.set_size(*size);
+                let file = fs_err::File::open(dir.join(path))?;
+                let reader = ExactReader { inner: file.take(*size), remaining: *size, path: dir.join(path), progress };
+                builder.append_data(&mut header, path, reader)?;
+                files += 1;
+                bytes += size;
+            }
+            Item::Version(content) => {
+                header.set_entry_type(tar::EntryType::Regular);
+                header.set_mode(0o644);
+                header.set_size(content.len() as u64);
+                builder.append_data(&mut header, path, content.as_slice())?;
+                files += 1;
+                bytes += content.len() as u64;
+            }
+            Item::Symlink(target) => {
+                header.set_entry_type(tar::EntryType::Symlink);
+                header.set_mode(0o777);
+                header.set_size(0);
+                builder.append_link(&mut header, path, target)?;
+            }
+        }
+    }
+    Ok((builder.into_inner()?, files, bytes))
+}
+
+/// Reads exactly `remaining` bytes: a file that shrank while being packed is an error, not a
+/// corrupt archive.
+struct ExactReader<'p, R> {
+    inner: R,
+    remaining: u64,
+    path: PathBuf,
+    progress: &'p dyn Progress,
+}
+
+impl<R: Read> Read for ExactReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 && self.remaining > 0 && !buf.is_empty() {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, format!("{} changed size while being packed", self.path.display())));
+        }
+        self.remaining -= n as u64;
+        self.progress.advance(n as u64);
+        Ok(n)
+    }
+}
+
+fn glob_set(patterns: &[String], dir: &Path) -> Result<Option<GlobSet>> {
+    if patterns.is_empty() {
+        return Ok(None);
+    }
+    let mut builder = GlobSetBuilder::new();
+    for pattern in patterns {
+        let glob = Glob::new(pattern).map_err(|e| Error::Config { path: dir.join("depot.toml"), reason: e.to_string() })?;
+        builder.add(glob);
+    }
+    builder.build().map(Some).map_err(|e| Error::Config { path: dir.join("depot.toml"), reason: e.to_string() })
+}
+
+/// The entries of the archive, sorted by path, parents before children.
+fn collect(dir: &Path, version: &ReleaseVersion, config: &PackConfig, output: &Path) -> Result<Vec<(String, Item)>> {
+    let include = glob_set(&config.include, dir)?;
+    let exclude = glob_set(&config.exclude, dir)?;
+    let mut items: std::collections::BTreeMap<PathBuf, Item> = std::collections::BTreeMap::new();
+    let mut walker = walkdir::WalkDir::new(dir).follow_links(false).sort_by_file_name().min_depth(1).into_iter();
+    while let Some(entry) = walker.next() {
+        let entry = entry.map_err(|e| Error::Pack { path: e.path().unwrap_or(dir).to_owned(), reason: e.to_string() })?;
+        let rel = entry.path().strip_prefix(dir).expect("walkdir stays below its root").to_owned();
+        if rel.to_str().is_none() {
+            return Err(Error::Pack { path: entry.path().to_owned(), reason: "the path is not UTF-8".into() });
+        }
+        if entry.path() == output {
+            continue;
+        }
+        if exclude.as_ref().is_some_and(|set| set.is_match(&rel)) {
+            if entry.file_type().is_dir() {
+                walker.skip_current_dir();
+            }
+            continue;
+        }
+        let file_type = entry.file_type();
+        if file_type.is_dir() {
+            if include.is_none() {
+                items.insert(rel, Item::Dir);
+            }
+            continue;
+        }
+        if include.as_ref().is_some_and(|set| !set.is_match(&rel)) {
+            continue;
+        }
+        let item = if file_type.is_file() {
+            let metadata = entry.metadata().map_err(|e| Error::Pack { path: entry.path().to_owned(), reason: e.to_string() })?;
+            Item::File { size: metadata.len(), executable: metadata.permissions().mode() & 0o111 != 0 }
+        } else if file_type.is_symlink() {
+            let target = fs_err::read_link(entry.path())?;
+            check_link_inside(dir, &rel, &target)?;
+            Item::Symlink(target)
+        } else {
+            return Err(Error::Pack {
+                path: entry.path().to_owned(),
+                reason: "special files (devices, fifos, sockets) cannot be packed".into(),
+            });
+        };
+        // Parents of included files are included even when a filter left them out.
+        for ancestor in rel.ancestors().skip(1) {
+            if !ancestor.as_os_str().is_empty() {
+                items.entry(ancestor.to_owned()).or_insert(Item::Dir);
+            }
+        }
+        items.insert(rel, item);
+    }
+
+    let version_file = PathBuf::from("VERSION");
+    match items.get(&version_file) {
+        Some(Item::File { .. }) => {
+            let existing = fs_err::read_to_string(dir.join("VERSION"))?;
+            if existing.trim() != version.as_str() {
+                return Err(Error::Pack {
+                    path: dir.join("VERSION"),
+                    reason: format!("it holds `{}` but --version is `{version}`; update the file or pass the same version", existing.trim()),
+                });
+            }
+        }
+        Some(_) => {
+            return Err(Error::Pack { path: dir.join("VERSION"), reason: "VERSION must be a regular file".into() });
+        }
+        None => {
+            items.insert(version_file, Item::Version(format!("{version}\n").into_bytes()));
+        }
+    }
+    Ok(items.into_iter().map(|(path, item)| (path.to_string_lossy().into_owned(), item)).collect())
+}
+
+fn check_link_inside(dir: &Path, rel: &Path, target: &Path) -> Result<()> {
+    let refuse = || Error::Pack {
+        path: dir.join(rel),
+        reason: format!("symlink to `{}` points outside the directory", target.display()),
+    };
+    if target.is_absolute() {
+        return Err(refuse());
+    }
+    let mut depth = rel.components().count() - 1;
+    for component in target.components() {
+        match component {
+            std::path::Component::ParentDir => depth = depth.checked_sub(1).ok_or_else(refuse)?,
+            std::path::Component::Normal(_) => depth += 1,
+            _ => {}
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,381 @@
+//! `deploy` and `rollback`: the steps that change which release is active.
+//!
+//! deploy: obtain the archive → stage it through the content store → validate in the staging
+//! directory → flush the file system → write the manifest → rename staging to `releases/V` →
+//! switch `current` → post-activate hook → health check → (on failure, switch back) → prune.
+//! A kill at any step leaves `current` on a complete release; the next command's recovery removes
+//! the rest.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::hooks::{self, HealthCheck};
+use crate::manifest::Manifest;
+use crate::progress::Progress;
+use crate::prune::{self, PruneReport};
+use crate::root::{self, Outcome, ReleaseRoot, Session};
+use crate::stage::{Limits, StageStats, Stager};
+use crate::version::ReleaseVersion;
+use crate::{digest, fetch, killpoint, Error, Result};
+
+#[derive(Debug, Clone)]
+pub enum ArtifactSource {
+    Path(PathBuf),
+    Url(String),
+}
+
+/// What runs after `current` is switched.
+#[derive(Debug, Clone)]
+pub struct ActivationOptions {
+    pub post_activate: Option<String>,
+    pub health: Option<HealthCheck>,
+    pub health_timeout: Duration,
+    pub hook_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct DeployOptions {
+    pub version: ReleaseVersion,
+    pub source: ArtifactSource,
+    /// The archive's expected sha256 (lowercase hex).
+    pub sha256: Option<String>,
+    /// Replace an existing release (not the current one) whose content differs.
+    pub force: bool,
+    /// Copy files out of the content store instead of hardlinking them.
+    pub copy: bool,
+    pub keep: usize,
+    pub limits: Limits,
+    pub validate: Option<String>,
+    pub activation: ActivationOptions,
+    pub lock_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeployAction {
+    /// A new release was staged and activated.
+    Deployed,
+    /// The release existed with the same content and was activated again.
+    Reactivated,
+    /// The release existed with the same content and was already current.
+    AlreadyActive,
+}
+
+impl DeployAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeployAction::Deployed => "deployed",
+            DeployAction::Reactivated => "reactivated",
+            DeployAction::AlreadyActive => "already-active",
+        }
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DeployReport {
+    pub version: ReleaseVersion,
+    pub previous: Option<ReleaseVersion>,
+    pub action: DeployAction,
+    pub archive_sha256: String,
+    pub stats: Option<StageStats>,
+    pub pruned: Option<PruneReport>,
+    pub duration_ms: u64,
+}
+
+pub fn deploy(root: &ReleaseRoot, options: &DeployOptions, progress: &dyn Progress) -> Result<DeployReport> {
+    let started = Instant::now();
+    let session = root.begin("deploy", options.lock_timeout)?;
+    let version = &options.version;
+    let log = &session.log;
+    log.line(&format!("deploy {version}: started from {}", describe(&options.source)));
+    let result = deploy_in(&session, options, progress, started);
+    match &result {
+        Ok(report) => log.line(&format!("deploy {version}: done ({}) in {} ms", report.action.as_str(), report.duration_ms)),
+        Err(e) => log.line(&format!("deploy {version}: failed: {e}")),
+    }
+    result
+}
+
+fn deploy_in(session: &Session, options: &DeployOptions, progress: &dyn Progress, started: Instant) -> Result<DeployReport> {
+    let root = &session.root;
+    let version = &options.version;
+    let previous = root.current();
+
+    // The archive: a local path as it is, a URL downloaded (and hashed) first.
+    let download = match &options.source {
+        ArtifactSource::Url(url) => Some(fetch::download(url, &root.tmp_dir(), progress)?),
+        ArtifactSource::Path(_) => None,
+    };
+    let archive_path: &Path = match (&options.source, &download) {
+        (_, Some(download)) => &download.file,
+        (ArtifactSource::Path(path), None) => path,
+        (ArtifactSource::Url(_), None) => unreachable!("a URL is always downloaded"),
+    };
+    if let (Some(download), Some(expected)) = (&download, &options.sha256) {
+        check_digest(expected, &download.sha256, archive_path)?;
+    }
+
+    let report = |action, archive_sha256: String, stats, pruned| DeployReport {
+        version: version.clone(),
+        previous: previous.clone(),
+        action,
+        archive_sha256,
+        stats,
+        pruned,
+        duration_ms: started.elapsed().as_millis() as u64,
+    };
+
+    // An existing release with the same archive is activated again without unpacking anything.
+    let existing = root.release_dir(version).is_dir().then(|| root.read_manifest(version).ok()).flatten();
+    let exists = root.release_dir(version).is_dir();
+    if let Some(manifest) = &existing {
+        let sha256 = match &download {
+            Some(download) => download.sha256.clone(),
+            None => digest::sha256_file(archive_path)?,
+        };
+        if let Some(expected) = &options.sha256 {
+            check_digest(expected, &sha256, archive_path)?;
+        }
+        if manifest.archives == [sha256.clone()] {
+            return reactivate(session, options, previous.as_ref()).map(|action| report(action, sha256, None, None));
+        }
+    }
+
+    // Stage the archive; on any failure the staging directory goes and nothing else changed.
+    let store = root.store();
+    let staging_dir = session.staging_dir(version);
+    let staged = (|| {
+        let mut stager = Stager::create(&store, staging_dir.clone(), options.limits, options.copy)?;
+        let mut file = fs_err::File::open(archive_path)?;
+        progress.start("unpacking", file.metadata().ok().map(|m| m.len()));
+        let sha256 = stager.add_layer(&mut file, progress)?;
+        progress.finish();
+        if let Some(expected) = &options.sha256 {
+            check_digest(expected, &sha256, archive_path)?;
+        }
+        stager.finish()
+    })();
+    let staged = match staged {
+        Ok(staged) => staged,
+        Err(e) => {
+            root::remove_tree(&staging_dir)?;
+            return Err(e);
+        }
+    };
+    let archive_sha256 = staged.archives[0].clone();
+    let manifest = Manifest::new(version.clone(), staged.archives.clone(), staged.entries);
+    session.log.line(&format!(
+        "staged {version}: {} files, {} bytes; {} new objects ({} bytes) written to the store",
+        staged.stats.files, staged.stats.bytes, staged.stats.objects_written, staged.stats.bytes_written
+    ));
+    killpoint::reached("staged");
+
+    if exists {
+        let same_tree = existing.as_ref().is_some_and(|m| m.tree_digest == manifest.tree_digest);
+        if same_tree {
+            root::remove_tree(&staging_dir)?;
+            return reactivate(session, options, previous.as_ref()).map(|action| report(action, archive_sha256, None, None));
+        }
+        let refusal = if !options.force {
+            Some(Error::ReleaseExists { version: version.to_string() })
+        } else if previous.as_ref() == Some(version) {
+            Some(Error::ReplaceCurrent { version: version.to_string() })
+        } else {
+            None
+        };
+        if let Some(refusal) = refusal {
+            root::remove_tree(&staging_dir)?;
+            return Err(refusal);
+        }
+    }
+
+    if let Some(command) = &options.validate {
+        let env = hook_env(root, previous.as_ref(), version, &staging_dir);
+        let outcome = hooks::run("validate", command, &staging_dir, &env, options.activation.hook_timeout, &session.log)?;
+        if !outcome.success {
+            root::remove_tree(&staging_dir)?;
+            return Err(Error::ValidateFailed { version: version.to_string(), reason: outcome.summary() });
+        }
+    }
+
+    // Make the tree durable before anything refers to it, then make it appear in one rename.
+    root::sync_filesystem(&staging_dir)?;
+    killpoint::reached("synced");
+    if exists {
+        session.log.line(&format!("replacing release {version} (--force)"));
+        session.remove_release(version)?;
+    }
+    root::write_atomic(&root.manifest_path(version), &serde_json::to_vec(&manifest).expect("manifest serialises"))?;
+    killpoint::reached("manifest-written");
+    fs_err::rename(&staging_dir, root.release_dir(version))?;
+    root::sync_dir(&root.releases_dir())?;
+    killpoint::reached("renamed");
+
+    activate(session, version, "deploy", &options.activation)?;
+    let pruned = prune_after(session, options.keep);
+    Ok(report(DeployAction::Deployed, archive_sha256, Some(staged.stats), pruned))
+}
+
+fn reactivate(session: &Session, options: &DeployOptions, previous: Option<&ReleaseVersion>) -> Result<DeployAction> {
+    if previous == Some(&options.version) {
+        session.log.line(&format!("{} is already the current release", options.version));
+        return Ok(DeployAction::AlreadyActive);
+    }
+    session.log.line(&format!("{} exists with the same content; activating it again", options.version));
+    activate(session, &options.version, "deploy", &options.activation)?;
+    Ok(DeployAction::Reactivated)
+}
+
+/// Prunes after a successful activation. A failure here does not undo the deploy: it is logged
+/// and the next prune tries again.
+fn prune_after(session: &Session, keep: usize) -> Option<PruneReport> {
+    match prune::prune_in(session, keep) {
+        Ok(report) => Some(report),
+        Err(e) => {
+            session.log.line(&format!("prune after deploy failed: {e}"));
+            None
+        }
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RollbackReport {
+    pub from: Option<ReleaseVersion>,
+    pub to: ReleaseVersion,
+    /// False when the target was already current.
+    pub switched: bool,
+}
+
+/// Activates `target`, or the previous good release, with the same hooks and health check as a
+/// deploy.
+pub fn rollback(root: &ReleaseRoot, target: Option<&ReleaseVersion>, options: &ActivationOptions, lock_timeout: Duration) -> Result<RollbackReport> {
+    let session = root.begin("rollback", lock_timeout)?;
+    let current = root.current();
+    let target = match target {
+        Some(version) if root.release_dir(version).is_dir() => version.clone(),
+        Some(version) => {
+            let available = root.list()?.into_iter().map(|r| r.version.to_string()).collect();
+            session.log.line(&format!("rollback to {version}: release not found"));
+            return Err(Error::ReleaseNotFound { version: version.to_string(), available });
+        }
+        None => root
+            .read_history()?
+            .previous_good(current.as_ref(), |v| root.release_dir(v).is_dir())
+            .ok_or(Error::NoPreviousRelease)?,
+    };
+    if current.as_ref() == Some(&target) {
+        session.log.line(&format!("rollback: {target} is already the current release"));
+        return Ok(RollbackReport { from: current, to: target, switched: false });
+    }
+    session.log.line(&format!("rollback: {} -> {target}", current.as_ref().map_or("(none)".to_owned(), |v| v.to_string())));
+    match activate(&session, &target, "rollback", options) {
+        Ok(()) => {
+            session.log.line(&format!("rollback: {target} is active"));
+            Ok(RollbackReport { from: current, to: target, switched: true })
+        }
+        Err(e) => {
+            session.log.line(&format!("rollback: failed: {e}"));
+            Err(e)
+        }
+    }
+}
+
+/// Switches `current` to `target`, runs the post-activate hook and the health check, and on a
+/// failure switches back to what was current before (running its post-activate hook again).
+fn activate(session: &Session, target: &ReleaseVersion, action: &str, options: &ActivationOptions) -> Result<()> {
+    let root = &session.root;
+    let previous = root.current();
+    let mut history = root.read_history()?;
+    history.push(target, action);
+    session.save_history(&history)?;
+    killpoint::reached("activation-recorded");
+    session.switch_current(Some(target))?;
+    session.log.line(&format!("switched current: {} -> {target}", previous.as_ref().map_or("(none)".to_owned(), |v| v.to_string())));
+    killpoint::reached("switched");
+
+    let failure = check_activation(session, previous.as_ref(), target, options)?;
+    let Some(reason) = failure else {
+        history.settle(Outcome::Good);
+        session.save_history(&history)?;
+        killpoint::reached("activated");
+        return Ok(());
+    };
+
+    history.settle(Outcome::Failed { reason: reason.clone() });
+    session.save_history(&history)?;
+    session.switch_current(previous.as_ref())?;
+    let outcome = match &previous {
+        Some(previous) => {
+            session.log.line(&format!("switched back: {target} -> {previous}"));
+            history.push(previous, "switch-back");
+            let hook = match &options.post_activate {
+                Some(command) => {
+                    let env = hook_env(root, Some(target), previous, &root.release_dir(previous));
+                    Some(hooks::run("post-activate", command, &root.release_dir(previous), &env, options.hook_timeout, &session.log)?)
+                }
+                None => None,
+            };
+            match hook {
+                Some(hook) if !hook.success => {
+                    history.settle(Outcome::Failed { reason: format!("post-activate hook {}", hook.summary()) });
+                    format!("switched back to {previous}, but its post-activate hook {}", hook.summary())
+                }
+                _ => {
+                    history.settle(Outcome::Good);
+                    format!("switched back to {previous}")
+                }
+            }
+        }
+        None => {
+            session.log.line("no previous release: removed `current`");
+            "there was no previous release, so `current` was removed".to_owned()
+        }
+    };
+    session.save_history(&history)?;
+    Err(Error::ActivationFailed { version: target.to_string(), reason, outcome })
+}
+
+/// Runs the post-activate hook and the health check; `Some(reason)` when either fails.
+fn check_activation(session: &Session, previous: Option<&ReleaseVersion>, target: &ReleaseVersion, options: &ActivationOptions) -> Result<Option<String>> {
+    let root = &session.root;
+    let release_dir = root.release_dir(target);
+    let env = hook_env(root, previous, target, &release_dir);
+    if let Some(command) = &options.post_activate {
+        let outcome = hooks::run("post-activate", command, &release_dir, &env, options.hook_timeout, &session.log)?;
+        if !outcome.success {
+            return Ok(Some(format!("post-activate hook {}", outcome.summary())));
+        }
+    }
+    if let Some(check) = &options.health
+        && let Err(reason) = hooks::wait_healthy(check, &release_dir, &env, options.health_timeout, &session.log)?
+    {
+        return Ok(Some(reason));
+    }
+    Ok(None)
+}
+
+/// The environment every hook gets (seed 001's contract, plus depot's own).
+fn hook_env(root: &ReleaseRoot, old: Option<&ReleaseVersion>, new: &ReleaseVersion, new_root: &Path) -> Vec<(String, String)> {
+    vec![
+        ("OLDID".into(), old.map(|v| v.to_string()).unwrap_or_default()),
+        ("OLDROOT".into(), old.map(|v| root.release_dir(v).display().to_string()).unwrap_or_default()),
+        ("NEWID".into(), new.to_string()),
+        ("NEWROOT".into(), new_root.display().to_string()),
+        ("DEPOT_VERSION".into(), new.to_string()),
+        ("DEPOT_ROOT".into(), root.path().display().to_string()),
+    ]
+}
+
+fn check_digest(expected: &str, actual: &str, path: &Path) -> Result<()> {
+    if expected != actual {
+        return Err(Error::DigestMismatch { what: path.display().to_string(), expected: expected.to_owned(), actual: actual.to_owned() });
+    }
+    Ok(())
+}
+
+fn describe(source: &ArtifactSource) -> String {
+    match source {
+        ArtifactSource::Path(path) => path.display().to_string(),
+        ArtifactSource::Url(url) => url.clone(),
+    }
+}

@@ -1,0 +1,54 @@
+//! Keep-N retention and the content store's garbage collection.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use crate::root::{ReleaseRoot, ReleaseStatus, Session};
+use crate::store::ContentStore;
+use crate::version::ReleaseVersion;
+use crate::Result;
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct PruneReport {
+    pub removed: Vec<ReleaseVersion>,
+    pub kept: Vec<ReleaseVersion>,
+    pub objects_removed: u64,
+    pub bytes_freed: u64,
+}
+
+pub fn prune(root: &ReleaseRoot, keep: usize, lock_timeout: Duration) -> Result<PruneReport> {
+    let session = root.begin("prune", lock_timeout)?;
+    prune_in(&session, keep)
+}
+
+/// Removes releases beyond the `keep` most recently used, never the current release nor the
+/// previous good one (the rollback target), failed releases first; then deletes the store
+/// objects that no remaining release uses.
+pub fn prune_in(session: &Session, keep: usize) -> Result<PruneReport> {
+    let root = &session.root;
+    let history = root.read_history()?;
+    let releases = root.list()?;
+    let current = root.current();
+    let previous_good = history.previous_good(current.as_ref(), |v| root.release_dir(v).is_dir());
+    let protected = |v: &ReleaseVersion| Some(v) == current.as_ref() || Some(v) == previous_good.as_ref();
+
+    let mut candidates: Vec<_> = releases.iter().filter(|r| !protected(&r.version)).collect();
+    candidates.sort_by_key(|r| (r.status != ReleaseStatus::Failed, history.last_activated(&r.version).unwrap_or(r.created_at)));
+    let excess = releases.len().saturating_sub(keep.max(1));
+    let removed: Vec<ReleaseVersion> = candidates.iter().take(excess).map(|r| r.version.clone()).collect();
+    for version in &removed {
+        session.log.line(&format!("prune: removing release {version}"));
+        session.remove_release(version)?;
+    }
+    let kept = releases.iter().map(|r| r.version.clone()).filter(|v| !removed.contains(v)).collect::<Vec<_>>();
+
+    let mut live = HashSet::new();
+    for version in root.release_versions()? {
+        if let Ok(manifest) = root.read_manifest(&version) {
+            live.extend(manifest.objects().map(|(sha256, mode)| ContentStore::object_name(sha256, mode)));
+        }
+    }
+    let (objects_removed, bytes_freed) = root.store().sweep(&live)?;
+    session.log.line(&format!("prune: removed {} release(s), {objects_removed} store object(s), {bytes_freed} bytes", removed.len()));
+    Ok(PruneReport { removed, kept, objects_removed, bytes_freed })
+}

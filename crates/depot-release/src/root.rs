@@ -1,0 +1,457 @@
+//! The release root `R`: its layout, the lock that serialises operations on it, the recovery that
+//! cleans what an interrupted operation left, the activation history and the release log.
+//!
+//! ```text
+//! R/releases/<version>/      immutable release trees (files are read-only hardlinks of the store)
+//! R/releases/current         relative symlink to the active release
+//! R/config/  R/data/         persistent, never touched by depot
+//! R/logs/releases.log        one timestamped line per operation step and result
+//! R/.depot/store/            content store (objects/, tmp/)
+//! R/.depot/manifests/        one manifest per release
+//! R/.depot/history.json      activation history
+//! R/.depot/lock              the lock
+//! R/.depot/tmp/              downloads in progress
+//! ```
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+
+use crate::manifest::{Manifest, ManifestSummary};
+use crate::store::ContentStore;
+use crate::version::{compare_labels, ReleaseVersion};
+use crate::{killpoint, Error, Result};
+
+pub const CURRENT: &str = "current";
+const STAGING_PREFIX: &str = ".staging-";
+const TRASH_PREFIX: &str = ".trash-";
+const LINK_TEMP_PREFIX: &str = ".current-";
+
+#[derive(Debug, Clone)]
+pub struct ReleaseRoot {
+    root: PathBuf,
+}
+
+impl ReleaseRoot {
+    /// The root at `path`, made absolute. Nothing is created until [`ReleaseRoot::begin`].
+    pub fn new(path: &Path) -> Result<Self> {
+        Ok(ReleaseRoot { root: std::path::absolute(path)? })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.root
+    }
+    pub fn releases_dir(&self) -> PathBuf {
+        self.root.join("releases")
+    }
+    pub fn release_dir(&self, version: &ReleaseVersion) -> PathBuf {
+        self.releases_dir().join(version.as_str())
+    }
+    pub fn current_link(&self) -> PathBuf {
+        self.releases_dir().join(CURRENT)
+    }
+    pub fn log_file(&self) -> PathBuf {
+        self.root.join("logs").join("releases.log")
+    }
+    fn depot_dir(&self) -> PathBuf {
+        self.root.join(".depot")
+    }
+    pub fn manifest_path(&self, version: &ReleaseVersion) -> PathBuf {
+        self.depot_dir().join("manifests").join(format!("{version}.json"))
+    }
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.depot_dir().join("tmp")
+    }
+    fn history_path(&self) -> PathBuf {
+        self.depot_dir().join("history.json")
+    }
+    pub fn store(&self) -> ContentStore {
+        ContentStore::new(&self.depot_dir().join("store"))
+    }
+
+    /// Whether the root has been initialised by a depot command.
+    pub fn exists(&self) -> bool {
+        self.depot_dir().is_dir()
+    }
+
+    /// Creates the layout if needed, takes the lock (waiting up to `lock_timeout`), and cleans
+    /// what an interrupted operation left behind. Everything that changes a root goes through the
+    /// returned session.
+    pub fn begin(&self, operation: &'static str, lock_timeout: Duration) -> Result<Session> {
+        for dir in [self.releases_dir(), self.root.join("config"), self.root.join("data"), self.root.join("logs"), self.depot_dir().join("manifests"), self.tmp_dir()] {
+            fs_err::create_dir_all(&dir)?;
+        }
+        self.store().create_dirs()?;
+        let lock = RootLock::acquire(&self.depot_dir().join("lock"), lock_timeout)?;
+        let log = ReleaseLog::open(&self.log_file(), operation)?;
+        let session = Session { root: self.clone(), log, _lock: lock };
+        session.recover()?;
+        Ok(session)
+    }
+
+    /// The active release, if `current` exists.
+    pub fn current(&self) -> Option<ReleaseVersion> {
+        let target = std::fs::read_link(self.current_link()).ok()?;
+        ReleaseVersion::parse(target.file_name()?.to_str()?).ok()
+    }
+
+    /// The release directories, in no particular order (hidden and `current` left out).
+    pub fn release_versions(&self) -> Result<Vec<ReleaseVersion>> {
+        let dir = self.releases_dir();
+        if !dir.exists() {
+            return Ok(Vec::new());
+        }
+        let mut versions = Vec::new();
+        for entry in fs_err::read_dir(&dir)? {
+            let entry = entry?;
+            if !entry.file_type()?.is_dir() {
+                continue;
+            }
+            if let Some(version) = entry.file_name().to_str().and_then(|n| ReleaseVersion::parse(n).ok()) {
+                versions.push(version);
+            }
+        }
+        Ok(versions)
+    }
+
+    pub fn read_manifest(&self, version: &ReleaseVersion) -> Result<Manifest> {
+        Manifest::read(&self.manifest_path(version))
+    }
+
+    pub fn read_history(&self) -> Result<History> {
+        let path = self.history_path();
+        match fs_err::read(&path) {
+            Ok(data) => serde_json::from_slice(&data).map_err(|e| Error::State { path, reason: e.to_string() }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(History::default()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Every release with its status, oldest first (semver order where versions are semver).
+    pub fn list(&self) -> Result<Vec<ReleaseInfo>> {
+        let history = self.read_history()?;
+        let current = self.current();
+        let mut releases = Vec::new();
+        for version in self.release_versions()? {
+            let summary: Option<ManifestSummary> = Manifest::read_summary(&self.manifest_path(&version)).ok();
+            let created_at = match &summary {
+                Some(summary) => summary.created_at,
+                None => fs_err::metadata(self.release_dir(&version))?.modified().map(DateTime::<Utc>::from)?,
+            };
+            let status = history.status(&version, current.as_ref());
+            releases.push(ReleaseInfo {
+                current: current.as_ref() == Some(&version),
+                status,
+                created_at,
+                files: summary.as_ref().map(|s| s.files),
+                bytes: summary.as_ref().map(|s| s.bytes),
+                version,
+            });
+        }
+        releases.sort_by(|a, b| {
+            compare_labels(a.version.as_str(), b.version.as_str(), || a.created_at.cmp(&b.created_at).then_with(|| a.version.cmp(&b.version)))
+        });
+        Ok(releases)
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ReleaseInfo {
+    pub version: ReleaseVersion,
+    pub current: bool,
+    pub status: ReleaseStatus,
+    pub created_at: DateTime<Utc>,
+    pub files: Option<u64>,
+    pub bytes: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReleaseStatus {
+    /// `current` points at it.
+    Active,
+    /// Its last activation passed its hooks and health check.
+    Good,
+    /// Its last activation failed; depot switched away from it.
+    Failed,
+    /// Staged but never activated, or its activation was interrupted.
+    Inactive,
+}
+
+impl std::fmt::Display for ReleaseStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ReleaseStatus::Active => "active",
+            ReleaseStatus::Good => "good",
+            ReleaseStatus::Failed => "failed",
+            ReleaseStatus::Inactive => "inactive",
+        })
+    }
+}
+
+/// One operation's hold on a root: the lock, the log, and the steps that change the root.
+pub struct Session {
+    pub root: ReleaseRoot,
+    pub log: ReleaseLog,
+    _lock: RootLock,
+}
+
+impl Session {
+    /// Removes leftovers of an interrupted operation: staging and trash directories, temporary
+    /// symlinks and store files, downloads, manifests without a release. An activation that never
+    /// finished is recorded as interrupted.
+    fn recover(&self) -> Result<()> {
+        let root = &self.root;
+        for entry in fs_err::read_dir(root.releases_dir())? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(STAGING_PREFIX) || name.starts_with(TRASH_PREFIX) {
+                self.log.line(&format!("recovery: removing leftover {name}"));
+                remove_tree(&entry.path())?;
+            } else if name.starts_with(LINK_TEMP_PREFIX) {
+                fs_err::remove_file(entry.path())?;
+            }
+        }
+        root.store().clean_tmp()?;
+        for entry in fs_err::read_dir(root.tmp_dir())? {
+            remove_tree(&entry?.path())?;
+        }
+        for entry in fs_err::read_dir(root.depot_dir().join("manifests"))? {
+            let path = entry?.path();
+            let version = path.file_stem().and_then(|s| s.to_str()).and_then(|s| ReleaseVersion::parse(s).ok());
+            let orphan = match (&version, path.extension().and_then(|e| e.to_str())) {
+                (Some(version), Some("json")) => !root.release_dir(version).is_dir(),
+                _ => true,
+            };
+            if orphan {
+                fs_err::remove_file(&path)?;
+            }
+        }
+        let mut history = root.read_history()?;
+        if history.interrupt_pending() {
+            self.log.line("recovery: the last activation was interrupted");
+            self.save_history(&history)?;
+        }
+        Ok(())
+    }
+
+    pub fn save_history(&self, history: &History) -> Result<()> {
+        let data = serde_json::to_vec_pretty(history).expect("history serialises");
+        write_atomic(&self.root.history_path(), &data)
+    }
+
+    /// A fresh, unique staging directory path inside `R/releases/`.
+    pub fn staging_dir(&self, version: &ReleaseVersion) -> PathBuf {
+        self.root.releases_dir().join(format!("{STAGING_PREFIX}{version}-{}", std::process::id()))
+    }
+
+    /// Makes a release directory disappear in one rename, then deletes it.
+    pub fn remove_release(&self, version: &ReleaseVersion) -> Result<()> {
+        let trash = self.root.releases_dir().join(format!("{TRASH_PREFIX}{version}-{}", std::process::id()));
+        fs_err::rename(self.root.release_dir(version), &trash)?;
+        sync_dir(&self.root.releases_dir())?;
+        killpoint::reached("release-trashed");
+        let manifest = self.root.manifest_path(version);
+        if manifest.exists() {
+            fs_err::remove_file(manifest)?;
+        }
+        remove_tree(&trash)
+    }
+
+    /// Points `current` at `version` atomically: a temporary symlink renamed over it, then the
+    /// directory fsynced. `None` removes `current`.
+    pub fn switch_current(&self, version: Option<&ReleaseVersion>) -> Result<()> {
+        let releases = self.root.releases_dir();
+        match version {
+            Some(version) => {
+                let temp = releases.join(format!("{LINK_TEMP_PREFIX}{}.tmp", std::process::id()));
+                let _ = std::fs::remove_file(&temp);
+                std::os::unix::fs::symlink(version.as_str(), &temp)
+                    .map_err(|e| io::Error::new(e.kind(), format!("failed to create symlink {}: {e}", temp.display())))?;
+                killpoint::reached("symlink-created");
+                fs_err::rename(&temp, self.root.current_link())?;
+            }
+            None => match fs_err::remove_file(self.root.current_link()) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e.into()),
+                _ => {}
+            },
+        }
+        sync_dir(&releases)
+    }
+}
+
+/// Deletes a tree whose files may be read-only.
+pub fn remove_tree(path: &Path) -> Result<()> {
+    match fs_err::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => Ok(fs_err::remove_dir_all(path)?),
+        Ok(_) => Ok(fs_err::remove_file(path)?),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io::Error::new(e.kind(), format!("failed to sync {}: {e}", dir.display())))?;
+    Ok(())
+}
+
+/// Flushes everything written to the file system that holds `path` (one call instead of an
+/// fsync per file).
+pub fn sync_filesystem(path: &Path) -> Result<()> {
+    let dir = File::open(path)?;
+    rustix::fs::syncfs(&dir).map_err(|e| io::Error::from_raw_os_error(e.raw_os_error()))?;
+    Ok(())
+}
+
+/// Writes `path` through a temporary file, fsync and rename, then fsyncs the directory.
+pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+    let dir = path.parent().expect("state files have a parent");
+    let mut temp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
+    temp.write_all(data)?;
+    temp.as_file().sync_all()?;
+    temp.persist(path).map_err(|e| io::Error::new(e.error.kind(), format!("failed to write {}: {}", path.display(), e.error)))?;
+    sync_dir(dir)
+}
+
+/// The exclusive lock on a root, held for one operation.
+struct RootLock {
+    _file: File,
+}
+
+impl RootLock {
+    fn acquire(path: &Path, timeout: Duration) -> Result<Self> {
+        let mut file = fs_err::OpenOptions::new().create(true).truncate(false).read(true).write(true).open(path)?.into_parts().0;
+        let started = Instant::now();
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    if started.elapsed() >= timeout {
+                        let holder = std::fs::read_to_string(path).unwrap_or_default();
+                        let holder = if holder.trim().is_empty() { "another process".to_owned() } else { holder.trim().to_owned() };
+                        return Err(Error::LockTimeout { path: path.to_owned(), holder, waited_secs: timeout.as_secs() });
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(std::fs::TryLockError::Error(e)) => return Err(e.into()),
+            }
+        }
+        file.set_len(0)?;
+        write!(file, "pid {}", std::process::id())?;
+        Ok(RootLock { _file: file })
+    }
+}
+
+/// `R/logs/releases.log`: one line per step, `2026-11-23T10:00:00Z [deploy] message`.
+pub struct ReleaseLog {
+    file: std::sync::Mutex<File>,
+    operation: &'static str,
+}
+
+impl ReleaseLog {
+    fn open(path: &Path, operation: &'static str) -> Result<Self> {
+        let file = fs_err::OpenOptions::new().create(true).append(true).open(path)?.into_parts().0;
+        Ok(ReleaseLog { file: std::sync::Mutex::new(file), operation })
+    }
+
+    pub fn line(&self, message: &str) {
+        let now = Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true);
+        let mut text = String::new();
+        for line in message.lines() {
+            text.push_str(&format!("{now} [{}] {line}\n", self.operation));
+        }
+        // The log is a record, not a step: a full disk must not turn a deploy into a failure.
+        let _ = self.file.lock().expect("log lock").write_all(text.as_bytes());
+    }
+}
+
+/// The activation history of a root, newest last.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct History {
+    pub activations: Vec<Activation>,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Activation {
+    pub at: DateTime<Utc>,
+    pub version: ReleaseVersion,
+    pub action: String,
+    pub outcome: Outcome,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase", tag = "state")]
+pub enum Outcome {
+    Pending,
+    Good,
+    Failed { reason: String },
+    Interrupted,
+}
+
+/// How many activations the history keeps.
+const HISTORY_LIMIT: usize = 1000;
+
+impl History {
+    pub fn push(&mut self, version: &ReleaseVersion, action: &str) {
+        self.activations.push(Activation { at: Utc::now(), version: version.clone(), action: action.to_owned(), outcome: Outcome::Pending });
+        if self.activations.len() > HISTORY_LIMIT {
+            self.activations.drain(..self.activations.len() - HISTORY_LIMIT);
+        }
+    }
+
+    pub fn settle(&mut self, outcome: Outcome) {
+        if let Some(last) = self.activations.last_mut() {
+            last.outcome = outcome;
+        }
+    }
+
+    fn interrupt_pending(&mut self) -> bool {
+        match self.activations.last_mut() {
+            Some(last) if last.outcome == Outcome::Pending => {
+                last.outcome = Outcome::Interrupted;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn last_settled(&self, version: &ReleaseVersion) -> Option<&Outcome> {
+        self.activations
+            .iter()
+            .rev()
+            .filter(|a| &a.version == version)
+            .map(|a| &a.outcome)
+            .find(|o| matches!(o, Outcome::Good | Outcome::Failed { .. }))
+    }
+
+    pub fn status(&self, version: &ReleaseVersion, current: Option<&ReleaseVersion>) -> ReleaseStatus {
+        if current == Some(version) {
+            return ReleaseStatus::Active;
+        }
+        match self.last_settled(version) {
+            Some(Outcome::Good) => ReleaseStatus::Good,
+            Some(Outcome::Failed { .. }) => ReleaseStatus::Failed,
+            _ => ReleaseStatus::Inactive,
+        }
+    }
+
+    /// The most recently activated release, other than `current`, whose last activation was good
+    /// and that still exists.
+    pub fn previous_good(&self, current: Option<&ReleaseVersion>, exists: impl Fn(&ReleaseVersion) -> bool) -> Option<ReleaseVersion> {
+        self.activations
+            .iter()
+            .rev()
+            .map(|a| &a.version)
+            .filter(|v| Some(*v) != current)
+            .find(|v| self.last_settled(v) == Some(&Outcome::Good) && exists(v))
+            .cloned()
+    }
+
+    /// When a release was last activated, for pruning the least recently used first.
+    pub fn last_activated(&self, version: &ReleaseVersion) -> Option<DateTime<Utc>> {
+        self.activations.iter().rev().find(|a| &a.version == version).map(|a| a.at)
+    }
+}

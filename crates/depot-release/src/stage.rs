@@ -1,0 +1,394 @@
+//! Safe extraction of untrusted archives into a staging directory, through the content store.
+//!
+//! Every entry's path is checked before anything is written: no absolute paths, no `..`, no path
+//! that passes through a symlink, no symlink or hardlink that points outside the release, no
+//! device nodes or fifos, no duplicate paths within one archive. setuid/setgid/sticky and write
+//! bits are dropped. Entry count and uncompressed size are limited. Since the staging directory is
+//! new and every symlink in it was checked, nothing can be written outside it.
+//!
+//! Several archives (layers) may be staged in order into one release: a later layer's entry
+//! replaces an earlier layer's entry at the same path.
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use crate::archive;
+use crate::digest::HashingReader;
+use crate::manifest::{EntryKind, ManifestEntry};
+use crate::progress::{Progress, ProgressReader};
+use crate::store::{ContentStore, Put};
+use crate::{Error, Result};
+
+/// Files up to this size are read into memory and hashed before touching the disk, so content
+/// that the store already has costs no write at all.
+const IN_MEMORY_LIMIT: u64 = 4 * 1024 * 1024;
+
+/// Limits that stop decompression bombs.
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
+pub struct Limits {
+    pub max_files: u64,
+    pub max_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_files: 1_000_000, max_bytes: 32 * 1024 * 1024 * 1024 }
+    }
+}
+
+/// What staging wrote, for reports and benchmarks.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct StageStats {
+    pub files: u64,
+    pub bytes: u64,
+    pub objects_written: u64,
+    pub bytes_written: u64,
+}
+
+/// A fully staged tree, ready to become a release.
+pub struct StagedTree {
+    pub dir: PathBuf,
+    pub archives: Vec<String>,
+    pub entries: Vec<ManifestEntry>,
+    pub stats: StageStats,
+}
+
+pub struct Stager<'s> {
+    store: &'s ContentStore,
+    dir: PathBuf,
+    limits: Limits,
+    copy: bool,
+    entries: BTreeMap<String, EntryKind>,
+    archives: Vec<String>,
+    stats: StageStats,
+    entry_count: u64,
+    buffer: Vec<u8>,
+}
+
+impl<'s> Stager<'s> {
+    /// Creates the staging directory, which must not exist.
+    pub fn create(store: &'s ContentStore, dir: PathBuf, limits: Limits, copy: bool) -> Result<Self> {
+        fs_err::create_dir(&dir)?;
+        Ok(Stager {
+            store,
+            dir,
+            limits,
+            copy,
+            entries: BTreeMap::new(),
+            archives: Vec::new(),
+            stats: StageStats::default(),
+            entry_count: 0,
+            buffer: Vec::new(),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Extracts one archive on top of what is staged. Returns the archive's sha256.
+    pub fn add_layer(&mut self, raw: &mut dyn Read, progress: &dyn Progress) -> Result<String> {
+        let mut hashing = HashingReader::new(ProgressReader::new(raw, progress));
+        {
+            let decoded = archive::decoder(&mut hashing)?;
+            let mut tar = tar::Archive::new(decoded);
+            let mut seen_in_layer = HashSet::new();
+            let mut any = false;
+            for entry in tar.entries().map_err(Error::corrupt)? {
+                let entry = entry.map_err(Error::corrupt)?;
+                any = true;
+                self.add_entry(entry, &mut seen_in_layer)?;
+            }
+            if !any {
+                return Err(Error::corrupt("the archive has no entries"));
+            }
+        }
+        // Hash whatever follows the end-of-archive marker too: the digest is the file's.
+        io::copy(&mut hashing, &mut io::sink()).map_err(Error::corrupt)?;
+        let (sha256, _) = hashing.finish();
+        self.archives.push(sha256.clone());
+        Ok(sha256)
+    }
+
+    /// The manifest entries and statistics of the staged tree, once every symlink has been
+    /// resolved through the other symlinks of the tree and found to stay inside it.
+    pub fn finish(self) -> Result<StagedTree> {
+        for (path, kind) in &self.entries {
+            if let EntryKind::Symlink { target } = kind
+                && !resolves_inside(&self.entries, path, target)
+            {
+                return Err(Error::unsafe_entry(path, format!("symlink to `{target}` leads outside the release through other symlinks")));
+            }
+        }
+        let entries = self.entries.into_iter().map(|(path, kind)| ManifestEntry { path, kind }).collect();
+        Ok(StagedTree { dir: self.dir, archives: self.archives, entries, stats: self.stats })
+    }
+
+    fn add_entry(&mut self, mut entry: tar::Entry<'_, impl Read>, seen_in_layer: &mut HashSet<String>) -> Result<()> {
+        let raw_path = String::from_utf8(entry.path_bytes().into_owned())
+            .map_err(|e| Error::unsafe_entry(String::from_utf8_lossy(e.as_bytes()), "the path is not UTF-8"))?;
+        let entry_type = entry.header().entry_type();
+        if entry_type.is_pax_global_extensions() {
+            return Ok(());
+        }
+        self.entry_count += 1;
+        if self.entry_count > self.limits.max_files {
+            return Err(Error::ArchiveTooLarge { what: "entry count", limit: self.limits.max_files });
+        }
+        let Some(path) = normalize_entry_path(&raw_path)? else {
+            return Ok(()); // the archive's root directory (`./`)
+        };
+        if !seen_in_layer.insert(path.clone()) {
+            return Err(Error::unsafe_entry(&path, "the path appears twice in the archive"));
+        }
+        self.check_ancestors(&path)?;
+        let mode = entry.header().mode().map_err(Error::corrupt)?;
+
+        if entry_type.is_dir() {
+            match self.entries.get(&path) {
+                Some(EntryKind::Dir { .. }) => {}
+                Some(_) => self.remove_existing(&path)?,
+                None => {}
+            }
+            if !self.entries.contains_key(&path) {
+                fs_err::create_dir(self.dir.join(&path))?;
+            }
+            self.entries.insert(path, EntryKind::Dir { mode: 0o755 });
+            return Ok(());
+        }
+
+        if entry_type.is_symlink() {
+            let target = link_target(&entry, &path)?;
+            check_symlink_target(&path, &target)?;
+            self.remove_existing(&path)?;
+            std::os::unix::fs::symlink(&target, self.dir.join(&path))
+                .map_err(|e| io::Error::new(e.kind(), format!("failed to create symlink {path}: {e}")))?;
+            self.entries.insert(path, EntryKind::Symlink { target });
+            return Ok(());
+        }
+
+        if entry_type.is_hard_link() {
+            let target = link_target(&entry, &path)?;
+            let target_path = normalize_entry_path(&target)?
+                .ok_or_else(|| Error::unsafe_entry(&path, "a hardlink to the archive root"))?;
+            let Some(EntryKind::File { mode, sha256, size }) = self.entries.get(&target_path).cloned() else {
+                return Err(Error::unsafe_entry(&path, format!("hardlink target `{target}` is not a file earlier in the archive")));
+            };
+            self.remove_existing(&path)?;
+            self.count_bytes(size)?;
+            self.store.materialise(&sha256, mode, &self.dir.join(&path), self.copy)?;
+            self.stats.files += 1;
+            self.stats.bytes += size;
+            self.entries.insert(path, EntryKind::File { mode, sha256, size });
+            return Ok(());
+        }
+
+        if entry_type.is_file() || entry_type.is_contiguous() {
+            let mode = (mode & 0o555) | 0o400;
+            let size = entry.size();
+            self.count_bytes(size)?;
+            self.remove_existing(&path)?;
+            let (sha256, put, actual) = if size <= IN_MEMORY_LIMIT {
+                self.buffer.clear();
+                entry.read_to_end(&mut self.buffer).map_err(Error::corrupt)?;
+                let (sha256, put) = self.store.put_bytes(&self.buffer, mode)?;
+                (sha256, put, self.buffer.len() as u64)
+            } else {
+                let (sha256, actual, put) = self.store.put_reader(&mut entry, mode).map_err(|e| match e {
+                    Error::Io(io) if io.kind() != io::ErrorKind::StorageFull => Error::corrupt(io),
+                    other => other,
+                })?;
+                (sha256, put, actual)
+            };
+            if actual != size {
+                return Err(Error::corrupt(format!("entry `{path}` is truncated")));
+            }
+            if put == Put::Written {
+                self.stats.objects_written += 1;
+                self.stats.bytes_written += size;
+            }
+            self.store.materialise(&sha256, mode, &self.dir.join(&path), self.copy)?;
+            self.stats.files += 1;
+            self.stats.bytes += size;
+            self.entries.insert(path, EntryKind::File { mode, sha256, size });
+            return Ok(());
+        }
+
+        let what = if entry_type.is_character_special() || entry_type.is_block_special() {
+            "device nodes are not allowed"
+        } else if entry_type.is_fifo() {
+            "fifos are not allowed"
+        } else if entry_type.is_gnu_sparse() {
+            "sparse files are not supported"
+        } else {
+            "this entry type is not supported"
+        };
+        Err(Error::unsafe_entry(&path, what))
+    }
+
+    fn count_bytes(&mut self, size: u64) -> Result<()> {
+        if self.stats.bytes.saturating_add(size) > self.limits.max_bytes {
+            return Err(Error::ArchiveTooLarge { what: "uncompressed size", limit: self.limits.max_bytes });
+        }
+        Ok(())
+    }
+
+    /// Refuses a path below a symlink or a file; creates missing parent directories.
+    fn check_ancestors(&mut self, path: &str) -> Result<()> {
+        let mut end = 0;
+        while let Some(offset) = path[end..].find('/') {
+            let ancestor = &path[..end + offset];
+            match self.entries.get(ancestor) {
+                Some(EntryKind::Symlink { .. }) => {
+                    return Err(Error::unsafe_entry(path, format!("it passes through the symlink `{ancestor}`")));
+                }
+                Some(EntryKind::File { .. }) => {
+                    return Err(Error::unsafe_entry(path, format!("its parent `{ancestor}` is a file")));
+                }
+                Some(EntryKind::Dir { .. }) => {}
+                None => {
+                    fs_err::create_dir(self.dir.join(ancestor))?;
+                    self.entries.insert(ancestor.to_owned(), EntryKind::Dir { mode: 0o755 });
+                }
+            }
+            end += offset + 1;
+        }
+        Ok(())
+    }
+
+    /// Removes what an earlier layer put at `path`, so a later layer can replace it.
+    fn remove_existing(&mut self, path: &str) -> Result<()> {
+        let Some(existing) = self.entries.remove(path) else { return Ok(()) };
+        let full = self.dir.join(path);
+        if let EntryKind::Dir { .. } = existing {
+            let prefix = format!("{path}/");
+            self.entries.retain(|p, _| !p.starts_with(&prefix));
+            fs_err::remove_dir_all(full)?;
+        } else {
+            if let EntryKind::File { size, .. } = existing {
+                self.stats.files -= 1;
+                self.stats.bytes -= size;
+            }
+            fs_err::remove_file(full)?;
+        }
+        Ok(())
+    }
+}
+
+fn link_target(entry: &tar::Entry<'_, impl Read>, path: &str) -> Result<String> {
+    let target = entry
+        .link_name_bytes()
+        .ok_or_else(|| Error::unsafe_entry(path, "a link without a target"))?;
+    String::from_utf8(target.into_owned()).map_err(|_| Error::unsafe_entry(path, "the link target is not UTF-8"))
+}
+
+/// `./a//b/` → `a/b`; `None` for the archive root. Refuses absolute paths and `..`.
+pub fn normalize_entry_path(raw: &str) -> Result<Option<String>> {
+    if raw.starts_with('/') {
+        return Err(Error::unsafe_entry(raw, "absolute paths are not allowed"));
+    }
+    if raw.contains('\0') {
+        return Err(Error::unsafe_entry(raw.escape_debug().to_string(), "NUL in path"));
+    }
+    let mut parts = Vec::new();
+    for part in raw.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => return Err(Error::unsafe_entry(raw, "`..` components are not allowed")),
+            part => parts.push(part),
+        }
+    }
+    Ok((!parts.is_empty()).then(|| parts.join("/")))
+}
+
+/// A symlink at `path` with `target` must resolve inside the release, judged by its text alone.
+fn check_symlink_target(path: &str, target: &str) -> Result<()> {
+    if target.is_empty() {
+        return Err(Error::unsafe_entry(path, "symlink with an empty target"));
+    }
+    if target.starts_with('/') {
+        return Err(Error::unsafe_entry(path, format!("symlink to the absolute path `{target}` points outside the release")));
+    }
+    let mut depth: Vec<&str> = path.split('/').collect();
+    depth.pop(); // the link's own name
+    for part in target.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                if depth.pop().is_none() {
+                    return Err(Error::unsafe_entry(path, format!("symlink to `{target}` points outside the release")));
+                }
+            }
+            part => depth.push(part),
+        }
+    }
+    Ok(())
+}
+
+/// Follows `target` from the directory of `link` the way the kernel would, through the symlinks
+/// of the staged tree; false if it ever climbs above the root or loops.
+fn resolves_inside(entries: &BTreeMap<String, EntryKind>, link: &str, target: &str) -> bool {
+    const MAX_HOPS: usize = 40;
+    let mut stack: Vec<String> = link.split('/').map(str::to_owned).collect();
+    stack.pop();
+    let mut queue: std::collections::VecDeque<String> = target.split('/').map(str::to_owned).collect();
+    let mut hops = 0;
+    while let Some(part) = queue.pop_front() {
+        match part.as_str() {
+            "" | "." => {}
+            ".." => {
+                if stack.pop().is_none() {
+                    return false;
+                }
+            }
+            _ => {
+                stack.push(part);
+                if let Some(EntryKind::Symlink { target }) = entries.get(&stack.join("/")) {
+                    hops += 1;
+                    if hops > MAX_HOPS || target.starts_with('/') {
+                        return false;
+                    }
+                    stack.pop();
+                    for component in target.split('/').rev() {
+                        queue.push_front(component.to_owned());
+                    }
+                }
+            }
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalizes_paths() {
+        assert_eq!(normalize_entry_path("./a//b/").unwrap().as_deref(), Some("a/b"));
+        assert_eq!(normalize_entry_path("./").unwrap(), None);
+        assert!(normalize_entry_path("/etc/passwd").is_err());
+        assert!(normalize_entry_path("a/../../b").is_err());
+    }
+
+    #[test]
+    fn symlink_targets_must_stay_inside() {
+        assert!(check_symlink_target("a/link", "../b").is_ok());
+        assert!(check_symlink_target("a/link", "../../b").is_err());
+        assert!(check_symlink_target("link", "/etc").is_err());
+        assert!(check_symlink_target("a/b/link", "../../x/../y").is_ok());
+        assert!(check_symlink_target("link", "..").is_err());
+    }
+
+    #[test]
+    fn symlink_chains_are_followed() {
+        let mut entries = BTreeMap::new();
+        entries.insert("s".to_owned(), EntryKind::Symlink { target: ".".into() });
+        entries.insert("lib.so".to_owned(), EntryKind::Symlink { target: "lib.so.1".into() });
+        assert!(!resolves_inside(&entries, "escape", "s/../etc"));
+        assert!(resolves_inside(&entries, "ok", "s/lib.so"));
+        entries.insert("loop".to_owned(), EntryKind::Symlink { target: "loop".into() });
+        assert!(!resolves_inside(&entries, "l", "loop/x"));
+    }
+}

@@ -1,0 +1,57 @@
+use std::process::ExitCode;
+
+use depot_release::config::RootConfig;
+use depot_release::deploy::{self, ArtifactSource, DeployAction, DeployOptions};
+use depot_release::root::ReleaseRoot;
+
+use super::{activation_options, keep, lock_timeout, version_or_none};
+use crate::cli::DeployArgs;
+use crate::printer::{human_bytes, Printer};
+
+pub fn run(args: DeployArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
+    let root = ReleaseRoot::new(&args.root.root)?;
+    let config = RootConfig::load(root.path())?;
+    let source = match (args.artifact_path, args.artifact_url) {
+        (Some(path), _) => ArtifactSource::Path(path),
+        (None, Some(url)) => ArtifactSource::Url(url),
+        (None, None) => unreachable!("clap requires one artifact source"),
+    };
+    let options = DeployOptions {
+        version: args.version,
+        source,
+        sha256: args.sha256,
+        force: args.force,
+        copy: args.copy,
+        keep: keep(args.keep, &config),
+        limits: config.limits.resolve(args.max_files, args.max_bytes),
+        validate: args.validate.or(config.deploy.validate.clone()),
+        activation: activation_options(&args.activation, &config),
+        lock_timeout: lock_timeout(args.root.lock_timeout, &config),
+    };
+    let progress = printer.progress();
+    let report = deploy::deploy(&root, &options, progress.as_ref())?;
+    if printer.json {
+        printer.json(&report);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let switch = format!("current: {} -> {}", version_or_none(report.previous.as_ref()), report.version);
+    match (report.action, &report.stats) {
+        (DeployAction::Deployed, Some(stats)) => printer.message(format!(
+            "Deployed {} ({} files, {}; {} new in the store) in {:.2}s; {switch}",
+            report.version,
+            stats.files,
+            human_bytes(stats.bytes),
+            human_bytes(stats.bytes_written),
+            report.duration_ms as f64 / 1000.0
+        )),
+        (DeployAction::AlreadyActive, _) => printer.message(format!("{} is already the current release; nothing to do", report.version)),
+        _ => printer.message(format!("Release {} exists with the same content; activated it again; {switch}", report.version)),
+    }
+    if let Some(pruned) = &report.pruned
+        && !pruned.removed.is_empty()
+    {
+        let removed: Vec<String> = pruned.removed.iter().map(|v| v.to_string()).collect();
+        printer.message(format!("Pruned {} ({} freed)", removed.join(", "), human_bytes(pruned.bytes_freed)));
+    }
+    Ok(ExitCode::SUCCESS)
+}

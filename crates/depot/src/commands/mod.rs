@@ -1,0 +1,67 @@
+//! One file per command. Each takes resolved values and the printer, never clap types beyond its
+//! own argument struct, and returns the exit code.
+
+mod deploy;
+mod pack;
+mod prune;
+mod releases;
+mod rollback;
+mod verify;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use depot_release::config::RootConfig;
+use depot_release::deploy::ActivationOptions;
+use depot_release::hooks::HealthCheck;
+
+use crate::cli::{ActivationArgs, Command};
+use crate::printer::Printer;
+
+pub fn run(command: Command, printer: &Printer) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Pack(args) => pack::run(args, printer),
+        Command::Deploy(args) => deploy::run(args, printer),
+        Command::Rollback(args) => rollback::run(args, printer),
+        Command::Releases(args) => releases::run(args, printer),
+        Command::Prune(args) => prune::run(args, printer),
+        Command::Verify(args) => verify::run(args, printer),
+    }
+}
+
+const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(30);
+const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(300);
+const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(60);
+const DEFAULT_KEEP: usize = 5;
+
+/// Flags over `[deploy]` in R/config/depot.toml over built-in defaults.
+fn activation_options(args: &ActivationArgs, config: &RootConfig) -> ActivationOptions {
+    let defaults = &config.deploy;
+    let health = match (&args.health_cmd, &args.health_url) {
+        (Some(command), _) => Some(HealthCheck::Command(command.clone())),
+        (None, Some(url)) => Some(HealthCheck::Url(url.clone())),
+        (None, None) => match (&defaults.health_cmd, &defaults.health_url) {
+            (Some(command), _) => Some(HealthCheck::Command(command.clone())),
+            (None, Some(url)) => Some(HealthCheck::Url(url.clone())),
+            (None, None) => None,
+        },
+    };
+    ActivationOptions {
+        post_activate: args.post_activate.clone().or(defaults.post_activate.clone()),
+        health,
+        health_timeout: args.health_timeout.or(defaults.health_timeout).unwrap_or(DEFAULT_HEALTH_TIMEOUT),
+        hook_timeout: args.hook_timeout.or(defaults.hook_timeout).unwrap_or(DEFAULT_HOOK_TIMEOUT),
+    }
+}
+
+fn lock_timeout(flag: Option<Duration>, config: &RootConfig) -> Duration {
+    flag.or(config.deploy.lock_timeout).unwrap_or(DEFAULT_LOCK_TIMEOUT)
+}
+
+fn keep(flag: Option<usize>, config: &RootConfig) -> usize {
+    flag.or(config.deploy.keep).unwrap_or(DEFAULT_KEEP)
+}
+
+fn version_or_none(version: Option<&depot_release::version::ReleaseVersion>) -> String {
+    version.map_or_else(|| "(none)".to_owned(), |v| v.to_string())
+}
