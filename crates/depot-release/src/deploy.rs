@@ -16,7 +16,7 @@ use crate::prune::{self, PruneReport};
 use crate::root::{self, Outcome, ReleaseRoot, Session};
 use crate::stage::{Limits, StageStats, Stager};
 use crate::version::ReleaseVersion;
-use crate::{digest, fetch, killpoint, Error, Result};
+use crate::{Error, Result, digest, fetch, killpoint};
 
 #[derive(Debug, Clone)]
 pub enum ArtifactSource {
@@ -90,13 +90,20 @@ pub fn deploy(root: &ReleaseRoot, options: &DeployOptions, progress: &dyn Progre
     log.line(&format!("deploy {version}: started from {}", describe(&options.source)));
     let result = deploy_in(&session, options, progress, started);
     match &result {
-        Ok(report) => log.line(&format!("deploy {version}: done ({}) in {} ms", report.action.as_str(), report.duration_ms)),
+        Ok(report) => {
+            log.line(&format!("deploy {version}: done ({}) in {} ms", report.action.as_str(), report.duration_ms))
+        }
         Err(e) => log.line(&format!("deploy {version}: failed: {e}")),
     }
     result
 }
 
-fn deploy_in(session: &Session, options: &DeployOptions, progress: &dyn Progress, started: Instant) -> Result<DeployReport> {
+fn deploy_in(
+    session: &Session,
+    options: &DeployOptions,
+    progress: &dyn Progress,
+    started: Instant,
+) -> Result<DeployReport> {
     let root = &session.root;
     let version = &options.version;
     let previous = root.current();
@@ -174,7 +181,8 @@ fn deploy_in(session: &Session, options: &DeployOptions, progress: &dyn Progress
         let same_tree = existing.as_ref().is_some_and(|m| m.tree_digest == manifest.tree_digest);
         if same_tree {
             root::remove_tree(&staging_dir)?;
-            return reactivate(session, options, previous.as_ref()).map(|action| report(action, archive_sha256, None, None));
+            return reactivate(session, options, previous.as_ref())
+                .map(|action| report(action, archive_sha256, None, None));
         }
         let refusal = if !options.force {
             Some(Error::ReleaseExists { version: version.to_string() })
@@ -191,7 +199,8 @@ fn deploy_in(session: &Session, options: &DeployOptions, progress: &dyn Progress
 
     if let Some(command) = &options.validate {
         let env = hook_env(root, previous.as_ref(), version, &staging_dir);
-        let outcome = hooks::run("validate", command, &staging_dir, &env, options.activation.hook_timeout, &session.log)?;
+        let outcome =
+            hooks::run("validate", command, &staging_dir, &env, options.activation.hook_timeout, &session.log)?;
         if !outcome.success {
             root::remove_tree(&staging_dir)?;
             return Err(Error::ValidateFailed { version: version.to_string(), reason: outcome.summary() });
@@ -248,7 +257,12 @@ pub struct RollbackReport {
 
 /// Activates `target`, or the previous good release, with the same hooks and health check as a
 /// deploy.
-pub fn rollback(root: &ReleaseRoot, target: Option<&ReleaseVersion>, options: &ActivationOptions, lock_timeout: Duration) -> Result<RollbackReport> {
+pub fn rollback(
+    root: &ReleaseRoot,
+    target: Option<&ReleaseVersion>,
+    options: &ActivationOptions,
+    lock_timeout: Duration,
+) -> Result<RollbackReport> {
     let session = root.begin("rollback", lock_timeout)?;
     let current = root.current();
     let target = match target {
@@ -267,7 +281,9 @@ pub fn rollback(root: &ReleaseRoot, target: Option<&ReleaseVersion>, options: &A
         session.log.line(&format!("rollback: {target} is already the current release"));
         return Ok(RollbackReport { from: current, to: target, switched: false });
     }
-    session.log.line(&format!("rollback: {} -> {target}", current.as_ref().map_or("(none)".to_owned(), |v| v.to_string())));
+    session
+        .log
+        .line(&format!("rollback: {} -> {target}", current.as_ref().map_or("(none)".to_owned(), |v| v.to_string())));
     match activate(&session, &target, "rollback", options) {
         Ok(()) => {
             session.log.line(&format!("rollback: {target} is active"));
@@ -290,7 +306,10 @@ fn activate(session: &Session, target: &ReleaseVersion, action: &str, options: &
     session.save_history(&history)?;
     killpoint::reached("activation-recorded");
     session.switch_current(Some(target))?;
-    session.log.line(&format!("switched current: {} -> {target}", previous.as_ref().map_or("(none)".to_owned(), |v| v.to_string())));
+    session.log.line(&format!(
+        "switched current: {} -> {target}",
+        previous.as_ref().map_or("(none)".to_owned(), |v| v.to_string())
+    ));
     killpoint::reached("switched");
 
     let failure = check_activation(session, previous.as_ref(), target, options)?;
@@ -311,7 +330,14 @@ fn activate(session: &Session, target: &ReleaseVersion, action: &str, options: &
             let hook = match &options.post_activate {
                 Some(command) => {
                     let env = hook_env(root, Some(target), previous, &root.release_dir(previous));
-                    Some(hooks::run("post-activate", command, &root.release_dir(previous), &env, options.hook_timeout, &session.log)?)
+                    Some(hooks::run(
+                        "post-activate",
+                        command,
+                        &root.release_dir(previous),
+                        &env,
+                        options.hook_timeout,
+                        &session.log,
+                    )?)
                 }
                 None => None,
             };
@@ -336,7 +362,12 @@ fn activate(session: &Session, target: &ReleaseVersion, action: &str, options: &
 }
 
 /// Runs the post-activate hook and the health check; `Some(reason)` when either fails.
-fn check_activation(session: &Session, previous: Option<&ReleaseVersion>, target: &ReleaseVersion, options: &ActivationOptions) -> Result<Option<String>> {
+fn check_activation(
+    session: &Session,
+    previous: Option<&ReleaseVersion>,
+    target: &ReleaseVersion,
+    options: &ActivationOptions,
+) -> Result<Option<String>> {
     let root = &session.root;
     let release_dir = root.release_dir(target);
     let env = hook_env(root, previous, target, &release_dir);
@@ -355,7 +386,12 @@ fn check_activation(session: &Session, previous: Option<&ReleaseVersion>, target
 }
 
 /// The environment every hook gets (seed 001's contract, plus depot's own).
-fn hook_env(root: &ReleaseRoot, old: Option<&ReleaseVersion>, new: &ReleaseVersion, new_root: &Path) -> Vec<(String, String)> {
+fn hook_env(
+    root: &ReleaseRoot,
+    old: Option<&ReleaseVersion>,
+    new: &ReleaseVersion,
+    new_root: &Path,
+) -> Vec<(String, String)> {
     vec![
         ("OLDID".into(), old.map(|v| v.to_string()).unwrap_or_default()),
         ("OLDROOT".into(), old.map(|v| root.release_dir(v).display().to_string()).unwrap_or_default()),
@@ -368,7 +404,11 @@ fn hook_env(root: &ReleaseRoot, old: Option<&ReleaseVersion>, new: &ReleaseVersi
 
 fn check_digest(expected: &str, actual: &str, path: &Path) -> Result<()> {
     if expected != actual {
-        return Err(Error::DigestMismatch { what: path.display().to_string(), expected: expected.to_owned(), actual: actual.to_owned() });
+        return Err(Error::DigestMismatch {
+            what: path.display().to_string(),
+            expected: expected.to_owned(),
+            actual: actual.to_owned(),
+        });
     }
     Ok(())
 }

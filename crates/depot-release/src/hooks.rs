@@ -9,8 +9,8 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::root::ReleaseLog;
 use crate::Result;
+use crate::root::ReleaseLog;
 
 /// Lines of a hook's output kept for reports.
 const TAIL_LINES: usize = 20;
@@ -30,14 +30,25 @@ impl HookOutcome {
         if tail.is_empty() {
             self.description.clone()
         } else {
-            format!("{}; last output: {}", self.description, tail.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" | "))
+            format!(
+                "{}; last output: {}",
+                self.description,
+                tail.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" | ")
+            )
         }
     }
 }
 
 /// Runs `sh -c command` in `cwd` with `env` added, in its own process group, killed with the whole
 /// group when `timeout` passes.
-pub fn run(name: &str, command: &str, cwd: &Path, env: &[(String, String)], timeout: Duration, log: &ReleaseLog) -> Result<HookOutcome> {
+pub fn run(
+    name: &str,
+    command: &str,
+    cwd: &Path,
+    env: &[(String, String)],
+    timeout: Duration,
+    log: &ReleaseLog,
+) -> Result<HookOutcome> {
     log.line(&format!("{name}: running `{command}`"));
     let mut child = Command::new("sh")
         .arg("-c")
@@ -49,12 +60,17 @@ pub fn run(name: &str, command: &str, cwd: &Path, env: &[(String, String)], time
         .stderr(Stdio::piped())
         .process_group(0)
         .spawn()
-        .map_err(|e| std::io::Error::new(e.kind(), format!("failed to start `sh -c {command}` in {}: {e}", cwd.display())))?;
+        .map_err(|e| {
+            std::io::Error::new(e.kind(), format!("failed to start `sh -c {command}` in {}: {e}", cwd.display()))
+        })?;
 
     let (sender, receiver) = mpsc::channel::<String>();
-    for pipe in [child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>), child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>)]
-        .into_iter()
-        .flatten()
+    for pipe in [
+        child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>),
+        child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>),
+    ]
+    .into_iter()
+    .flatten()
     {
         let sender = sender.clone();
         std::thread::spawn(move || {
@@ -87,7 +103,10 @@ pub fn run(name: &str, command: &str, cwd: &Path, env: &[(String, String)], time
         }
         if started.elapsed() >= timeout {
             timed_out = true;
-            let _ = rustix::process::kill_process_group(rustix::process::Pid::from_child(&child), rustix::process::Signal::KILL);
+            let _ = rustix::process::kill_process_group(
+                rustix::process::Pid::from_child(&child),
+                rustix::process::Signal::KILL,
+            );
             break child.wait()?;
         }
     };
@@ -120,11 +139,19 @@ pub enum HealthCheck {
 }
 
 /// Retries the check until it passes or `timeout` has passed. The error is the last failure.
-pub fn wait_healthy(check: &HealthCheck, cwd: &Path, env: &[(String, String)], timeout: Duration, log: &ReleaseLog) -> Result<Result<(), String>> {
+pub fn wait_healthy(
+    check: &HealthCheck,
+    cwd: &Path,
+    env: &[(String, String)],
+    timeout: Duration,
+    log: &ReleaseLog,
+) -> Result<Result<(), String>> {
     let started = Instant::now();
     let mut attempts = 0u32;
     let client = match check {
-        HealthCheck::Url(_) => Some(reqwest::blocking::Client::builder().build().map_err(|e| std::io::Error::other(e.to_string()))?),
+        HealthCheck::Url(_) => {
+            Some(reqwest::blocking::Client::builder().build().map_err(|e| std::io::Error::other(e.to_string()))?)
+        }
         HealthCheck::Command(_) => None,
     };
     loop {
@@ -136,7 +163,11 @@ pub fn wait_healthy(check: &HealthCheck, cwd: &Path, env: &[(String, String)], t
                 (!outcome.success).then(|| format!("health command {}", outcome.summary()))
             }
             HealthCheck::Url(url) => {
-                let request = client.as_ref().expect("client for URL checks").get(url).timeout(remaining.min(Duration::from_secs(10)));
+                let request = client
+                    .as_ref()
+                    .expect("client for URL checks")
+                    .get(url)
+                    .timeout(remaining.min(Duration::from_secs(10)));
                 match request.send() {
                     Ok(response) if response.status().is_success() => None,
                     Ok(response) => Some(format!("{url} answered {}", response.status())),
@@ -146,12 +177,18 @@ pub fn wait_healthy(check: &HealthCheck, cwd: &Path, env: &[(String, String)], t
         };
         match failure {
             None => {
-                log.line(&format!("health: passed after {attempts} attempt(s) in {:.1}s", started.elapsed().as_secs_f64()));
+                log.line(&format!(
+                    "health: passed after {attempts} attempt(s) in {:.1}s",
+                    started.elapsed().as_secs_f64()
+                ));
                 return Ok(Ok(()));
             }
             Some(reason) => {
                 if started.elapsed() >= timeout {
-                    let reason = format!("health check failed after {attempts} attempt(s) in {}: {reason}", humantime::format_duration(timeout));
+                    let reason = format!(
+                        "health check failed after {attempts} attempt(s) in {}: {reason}",
+                        humantime::format_duration(timeout)
+                    );
                     log.line(&reason);
                     return Ok(Err(reason));
                 }

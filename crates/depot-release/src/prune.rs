@@ -3,10 +3,10 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use crate::Result;
 use crate::root::{ReleaseRoot, ReleaseStatus, Session};
 use crate::store::ContentStore;
 use crate::version::ReleaseVersion;
-use crate::Result;
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct PruneReport {
@@ -33,7 +33,9 @@ pub fn prune_in(session: &Session, keep: usize) -> Result<PruneReport> {
     let protected = |v: &ReleaseVersion| Some(v) == current.as_ref() || Some(v) == previous_good.as_ref();
 
     let mut candidates: Vec<_> = releases.iter().filter(|r| !protected(&r.version)).collect();
-    candidates.sort_by_key(|r| (r.status != ReleaseStatus::Failed, history.last_activated(&r.version).unwrap_or(r.created_at)));
+    candidates.sort_by_key(|r| {
+        (r.status != ReleaseStatus::Failed, history.last_activated(&r.version).unwrap_or(r.created_at))
+    });
     let excess = releases.len().saturating_sub(keep.max(1));
     let removed: Vec<ReleaseVersion> = candidates.iter().take(excess).map(|r| r.version.clone()).collect();
     for version in &removed {
@@ -49,6 +51,9 @@ pub fn prune_in(session: &Session, keep: usize) -> Result<PruneReport> {
         }
     }
     let (objects_removed, bytes_freed) = root.store().sweep(&live)?;
-    session.log.line(&format!("prune: removed {} release(s), {objects_removed} store object(s), {bytes_freed} bytes", removed.len()));
+    session.log.line(&format!(
+        "prune: removed {} release(s), {objects_removed} store object(s), {bytes_freed} bytes",
+        removed.len()
+    ));
     Ok(PruneReport { removed, kept, objects_removed, bytes_freed })
 }

@@ -22,8 +22,8 @@ use chrono::{DateTime, SecondsFormat, Utc};
 
 use crate::manifest::{Manifest, ManifestSummary};
 use crate::store::ContentStore;
-use crate::version::{compare_labels, ReleaseVersion};
-use crate::{killpoint, Error, Result};
+use crate::version::{ReleaseVersion, compare_labels};
+use crate::{Error, Result, killpoint};
 
 pub const CURRENT: &str = "current";
 const STAGING_PREFIX: &str = ".staging-";
@@ -81,7 +81,14 @@ impl ReleaseRoot {
     /// what an interrupted operation left behind. Everything that changes a root goes through the
     /// returned session.
     pub fn begin(&self, operation: &'static str, lock_timeout: Duration) -> Result<Session> {
-        for dir in [self.releases_dir(), self.root.join("config"), self.root.join("data"), self.root.join("logs"), self.depot_dir().join("manifests"), self.tmp_dir()] {
+        for dir in [
+            self.releases_dir(),
+            self.root.join("config"),
+            self.root.join("data"),
+            self.root.join("logs"),
+            self.depot_dir().join("manifests"),
+            self.tmp_dir(),
+        ] {
             fs_err::create_dir_all(&dir)?;
         }
         self.store().create_dirs()?;
@@ -152,7 +159,9 @@ impl ReleaseRoot {
             });
         }
         releases.sort_by(|a, b| {
-            compare_labels(a.version.as_str(), b.version.as_str(), || a.created_at.cmp(&b.created_at).then_with(|| a.version.cmp(&b.version)))
+            compare_labels(a.version.as_str(), b.version.as_str(), || {
+                a.created_at.cmp(&b.created_at).then_with(|| a.version.cmp(&b.version))
+            })
         });
         Ok(releases)
     }
@@ -269,8 +278,9 @@ impl Session {
             Some(version) => {
                 let temp = releases.join(format!("{LINK_TEMP_PREFIX}{}.tmp", std::process::id()));
                 let _ = std::fs::remove_file(&temp);
-                std::os::unix::fs::symlink(version.as_str(), &temp)
-                    .map_err(|e| io::Error::new(e.kind(), format!("failed to create symlink {}: {e}", temp.display())))?;
+                std::os::unix::fs::symlink(version.as_str(), &temp).map_err(|e| {
+                    io::Error::new(e.kind(), format!("failed to create symlink {}: {e}", temp.display()))
+                })?;
                 killpoint::reached("symlink-created");
                 fs_err::rename(&temp, self.root.current_link())?;
             }
@@ -294,7 +304,9 @@ pub fn remove_tree(path: &Path) -> Result<()> {
 }
 
 pub fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| io::Error::new(e.kind(), format!("failed to sync {}: {e}", dir.display())))?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io::Error::new(e.kind(), format!("failed to sync {}: {e}", dir.display())))?;
     Ok(())
 }
 
@@ -312,7 +324,8 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     let mut temp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
     temp.write_all(data)?;
     temp.as_file().sync_all()?;
-    temp.persist(path).map_err(|e| io::Error::new(e.error.kind(), format!("failed to write {}: {}", path.display(), e.error)))?;
+    temp.persist(path)
+        .map_err(|e| io::Error::new(e.error.kind(), format!("failed to write {}: {}", path.display(), e.error)))?;
     sync_dir(dir)
 }
 
@@ -323,7 +336,8 @@ struct RootLock {
 
 impl RootLock {
     fn acquire(path: &Path, timeout: Duration) -> Result<Self> {
-        let mut file = fs_err::OpenOptions::new().create(true).truncate(false).read(true).write(true).open(path)?.into_parts().0;
+        let mut file =
+            fs_err::OpenOptions::new().create(true).truncate(false).read(true).write(true).open(path)?.into_parts().0;
         let started = Instant::now();
         loop {
             match file.try_lock() {
@@ -331,8 +345,16 @@ impl RootLock {
                 Err(std::fs::TryLockError::WouldBlock) => {
                     if started.elapsed() >= timeout {
                         let holder = std::fs::read_to_string(path).unwrap_or_default();
-                        let holder = if holder.trim().is_empty() { "another process".to_owned() } else { holder.trim().to_owned() };
-                        return Err(Error::LockTimeout { path: path.to_owned(), holder, waited_secs: timeout.as_secs() });
+                        let holder = if holder.trim().is_empty() {
+                            "another process".to_owned()
+                        } else {
+                            holder.trim().to_owned()
+                        };
+                        return Err(Error::LockTimeout {
+                            path: path.to_owned(),
+                            holder,
+                            waited_secs: timeout.as_secs(),
+                        });
                     }
                     std::thread::sleep(Duration::from_millis(50));
                 }
@@ -396,7 +418,12 @@ const HISTORY_LIMIT: usize = 1000;
 
 impl History {
     pub fn push(&mut self, version: &ReleaseVersion, action: &str) {
-        self.activations.push(Activation { at: Utc::now(), version: version.clone(), action: action.to_owned(), outcome: Outcome::Pending });
+        self.activations.push(Activation {
+            at: Utc::now(),
+            version: version.clone(),
+            action: action.to_owned(),
+            outcome: Outcome::Pending,
+        });
         if self.activations.len() > HISTORY_LIMIT {
             self.activations.drain(..self.activations.len() - HISTORY_LIMIT);
         }
@@ -440,7 +467,11 @@ impl History {
 
     /// The most recently activated release, other than `current`, whose last activation was good
     /// and that still exists.
-    pub fn previous_good(&self, current: Option<&ReleaseVersion>, exists: impl Fn(&ReleaseVersion) -> bool) -> Option<ReleaseVersion> {
+    pub fn previous_good(
+        &self,
+        current: Option<&ReleaseVersion>,
+        exists: impl Fn(&ReleaseVersion) -> bool,
+    ) -> Option<ReleaseVersion> {
         self.activations
             .iter()
             .rev()

@@ -118,7 +118,10 @@ impl<'s> Stager<'s> {
             if let EntryKind::Symlink { target } = kind
                 && !resolves_inside(&self.entries, path, target)
             {
-                return Err(Error::unsafe_entry(path, format!("symlink to `{target}` leads outside the release through other symlinks")));
+                return Err(Error::unsafe_entry(
+                    path,
+                    format!("symlink to `{target}` leads outside the release through other symlinks"),
+                ));
             }
         }
         let entries = self.entries.into_iter().map(|(path, kind)| ManifestEntry { path, kind }).collect();
@@ -173,7 +176,10 @@ impl<'s> Stager<'s> {
             let target_path = normalize_entry_path(&target)?
                 .ok_or_else(|| Error::unsafe_entry(&path, "a hardlink to the archive root"))?;
             let Some(EntryKind::File { mode, sha256, size }) = self.entries.get(&target_path).cloned() else {
-                return Err(Error::unsafe_entry(&path, format!("hardlink target `{target}` is not a file earlier in the archive")));
+                return Err(Error::unsafe_entry(
+                    &path,
+                    format!("hardlink target `{target}` is not a file earlier in the archive"),
+                ));
             };
             self.remove_existing(&path)?;
             self.count_bytes(size)?;
@@ -277,9 +283,7 @@ impl<'s> Stager<'s> {
 }
 
 fn link_target(entry: &tar::Entry<'_, impl Read>, path: &str) -> Result<String> {
-    let target = entry
-        .link_name_bytes()
-        .ok_or_else(|| Error::unsafe_entry(path, "a link without a target"))?;
+    let target = entry.link_name_bytes().ok_or_else(|| Error::unsafe_entry(path, "a link without a target"))?;
     String::from_utf8(target.into_owned()).map_err(|_| Error::unsafe_entry(path, "the link target is not UTF-8"))
 }
 
@@ -308,7 +312,10 @@ fn check_symlink_target(path: &str, target: &str) -> Result<()> {
         return Err(Error::unsafe_entry(path, "symlink with an empty target"));
     }
     if target.starts_with('/') {
-        return Err(Error::unsafe_entry(path, format!("symlink to the absolute path `{target}` points outside the release")));
+        return Err(Error::unsafe_entry(
+            path,
+            format!("symlink to the absolute path `{target}` points outside the release"),
+        ));
     }
     let mut depth: Vec<&str> = path.split('/').collect();
     depth.pop(); // the link's own name

@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use sha2::{Digest, Sha256};
 
-use crate::digest::to_hex;
 use crate::Result;
+use crate::digest::to_hex;
 
 pub struct ContentStore {
     objects: PathBuf,
@@ -102,7 +102,13 @@ impl ContentStore {
             match std::fs::hard_link(&object, dest) {
                 Ok(()) => return Ok(()),
                 Err(e) if link_not_possible(&e) => {}
-                Err(e) => return Err(io::Error::new(e.kind(), format!("failed to link {} to {}: {e}", object.display(), dest.display())).into()),
+                Err(e) => {
+                    return Err(io::Error::new(
+                        e.kind(),
+                        format!("failed to link {} to {}: {e}", object.display(), dest.display()),
+                    )
+                    .into());
+                }
             }
         }
         fs_err::copy(&object, dest)?;
@@ -162,7 +168,11 @@ impl ContentStore {
                 fs_err::rename(temp, object)?;
                 Ok(())
             }
-            Err(e) => Err(io::Error::new(e.kind(), format!("failed to rename {} to {}: {e}", temp.display(), object.display())).into()),
+            Err(e) => Err(io::Error::new(
+                e.kind(),
+                format!("failed to rename {} to {}: {e}", temp.display(), object.display()),
+            )
+            .into()),
         }
     }
 }

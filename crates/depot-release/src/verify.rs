@@ -49,14 +49,19 @@ pub fn verify(root: &ReleaseRoot, version: &ReleaseVersion) -> Result<VerifyRepo
                 } else if metadata.len() != *size || sha256_file(&path)? != *sha256 {
                     problem(&entry.path, "modified (content differs from the manifest)".into());
                 } else if metadata.permissions().mode() & 0o7777 != *mode {
-                    problem(&entry.path, format!("mode changed from {mode:o} to {:o}", metadata.permissions().mode() & 0o7777));
+                    problem(
+                        &entry.path,
+                        format!("mode changed from {mode:o} to {:o}", metadata.permissions().mode() & 0o7777),
+                    );
                 }
             }
             EntryKind::Dir { .. } if !metadata.is_dir() => problem(&entry.path, "is no longer a directory".into()),
             EntryKind::Dir { .. } => {}
             EntryKind::Symlink { target } => match fs_err::read_link(&path) {
                 Ok(actual) if actual.as_os_str() == target.as_str() => {}
-                Ok(actual) => problem(&entry.path, format!("symlink now points to `{}`, not `{target}`", actual.display())),
+                Ok(actual) => {
+                    problem(&entry.path, format!("symlink now points to `{}`, not `{target}`", actual.display()))
+                }
                 Err(_) => problem(&entry.path, "is no longer a symlink".into()),
             },
         }

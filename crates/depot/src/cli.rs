@@ -252,5 +252,6 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 fn parse_sha256(text: &str) -> Result<String, String> {
-    depot_release::digest::normalize_sha256(text).ok_or_else(|| format!("`{text}` is not a sha256 (64 hex digits, optionally prefixed by sha256:)"))
+    depot_release::digest::normalize_sha256(text)
+        .ok_or_else(|| format!("`{text}` is not a sha256 (64 hex digits, optionally prefixed by sha256:)"))
 }

@@ -49,8 +49,9 @@ impl Progress for Bar {
                     .expect("valid template")
                     .progress_chars("=> "),
             ),
-            None => ProgressBar::new_spinner()
-                .with_style(ProgressStyle::with_template("{msg:>12} {spinner} {bytes} {bytes_per_sec}").expect("valid template")),
+            None => ProgressBar::new_spinner().with_style(
+                ProgressStyle::with_template("{msg:>12} {spinner} {bytes} {bytes_per_sec}").expect("valid template"),
+            ),
         };
         bar.set_message(what.to_owned());
         if let Some(old) = self.bar.lock().expect("bar lock").replace(bar) {

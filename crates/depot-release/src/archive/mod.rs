@@ -4,7 +4,7 @@ mod pack;
 
 use std::io::{BufRead, BufReader, Read};
 
-pub use pack::{pack, PackOptions, PackResult};
+pub use pack::{PackOptions, PackResult, pack};
 
 use crate::{Error, Result};
 

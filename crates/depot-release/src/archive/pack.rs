@@ -103,10 +103,24 @@ pub fn pack(options: &PackOptions, progress: &dyn Progress) -> Result<PackResult
     temp.as_file().sync_all()?;
     temp.into_temp_path().persist(&output_abs).map_err(|e| e.error)?;
     progress.finish();
-    Ok(PackResult { path: output, name, version: options.version.clone(), sha256, size, files, bytes, format: options.compression })
+    Ok(PackResult {
+        path: output,
+        name,
+        version: options.version.clone(),
+        sha256,
+        size,
+        files,
+        bytes,
+        format: options.compression,
+    })
 }
 
-fn write_tar<W: Write>(dir: &Path, items: &[(String, Item)], writer: W, progress: &dyn Progress) -> Result<(W, u64, u64)> {
+fn write_tar<W: Write>(
+    dir: &Path,
+    items: &[(String, Item)],
+    writer: W,
+    progress: &dyn Progress,
+) -> Result<(W, u64, u64)> {
     let mut builder = tar::Builder::new(writer);
     builder.mode(tar::HeaderMode::Deterministic);
     let (mut files, mut bytes) = (0u64, 0u64);
@@ -164,7 +178,10 @@ impl<R: Read> Read for ExactReader<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         if n == 0 && self.remaining > 0 && !buf.is_empty() {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, format!("{} changed size while being packed", self.path.display())));
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("{} changed size while being packed", self.path.display()),
+            ));
         }
         self.remaining -= n as u64;
         self.progress.advance(n as u64);
@@ -178,7 +195,8 @@ fn glob_set(patterns: &[String], dir: &Path) -> Result<Option<GlobSet>> {
     }
     let mut builder = GlobSetBuilder::new();
     for pattern in patterns {
-        let glob = Glob::new(pattern).map_err(|e| Error::Config { path: dir.join("depot.toml"), reason: e.to_string() })?;
+        let glob =
+            Glob::new(pattern).map_err(|e| Error::Config { path: dir.join("depot.toml"), reason: e.to_string() })?;
         builder.add(glob);
     }
     builder.build().map(Some).map_err(|e| Error::Config { path: dir.join("depot.toml"), reason: e.to_string() })
@@ -191,7 +209,8 @@ fn collect(dir: &Path, version: &ReleaseVersion, config: &PackConfig, output: &P
     let mut items: std::collections::BTreeMap<PathBuf, Item> = std::collections::BTreeMap::new();
     let mut walker = walkdir::WalkDir::new(dir).follow_links(false).sort_by_file_name().min_depth(1).into_iter();
     while let Some(entry) = walker.next() {
-        let entry = entry.map_err(|e| Error::Pack { path: e.path().unwrap_or(dir).to_owned(), reason: e.to_string() })?;
+        let entry =
+            entry.map_err(|e| Error::Pack { path: e.path().unwrap_or(dir).to_owned(), reason: e.to_string() })?;
         let rel = entry.path().strip_prefix(dir).expect("walkdir stays below its root").to_owned();
         if rel.to_str().is_none() {
             return Err(Error::Pack { path: entry.path().to_owned(), reason: "the path is not UTF-8".into() });
@@ -216,7 +235,8 @@ fn collect(dir: &Path, version: &ReleaseVersion, config: &PackConfig, output: &P
             continue;
         }
         let item = if file_type.is_file() {
-            let metadata = entry.metadata().map_err(|e| Error::Pack { path: entry.path().to_owned(), reason: e.to_string() })?;
+            let metadata =
+                entry.metadata().map_err(|e| Error::Pack { path: entry.path().to_owned(), reason: e.to_string() })?;
             Item::File { size: metadata.len(), executable: metadata.permissions().mode() & 0o111 != 0 }
         } else if file_type.is_symlink() {
             let target = fs_err::read_link(entry.path())?;
@@ -244,7 +264,10 @@ fn collect(dir: &Path, version: &ReleaseVersion, config: &PackConfig, output: &P
             if existing.trim() != version.as_str() {
                 return Err(Error::Pack {
                     path: dir.join("VERSION"),
-                    reason: format!("it holds `{}` but --version is `{version}`; update the file or pass the same version", existing.trim()),
+                    reason: format!(
+                        "it holds `{}` but --version is `{version}`; update the file or pass the same version",
+                        existing.trim()
+                    ),
                 });
             }
         }

@@ -6,7 +6,7 @@ use depot_release::root::ReleaseRoot;
 
 use super::{activation_options, keep, lock_timeout, version_or_none};
 use crate::cli::DeployArgs;
-use crate::printer::{human_bytes, Printer};
+use crate::printer::{Printer, human_bytes};
 
 pub fn run(args: DeployArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
     let root = ReleaseRoot::new(&args.root.root)?;
@@ -44,8 +44,11 @@ pub fn run(args: DeployArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
             human_bytes(stats.bytes_written),
             report.duration_ms as f64 / 1000.0
         )),
-        (DeployAction::AlreadyActive, _) => printer.message(format!("{} is already the current release; nothing to do", report.version)),
-        _ => printer.message(format!("Release {} exists with the same content; activated it again; {switch}", report.version)),
+        (DeployAction::AlreadyActive, _) => {
+            printer.message(format!("{} is already the current release; nothing to do", report.version))
+        }
+        _ => printer
+            .message(format!("Release {} exists with the same content; activated it again; {switch}", report.version)),
     }
     if let Some(pruned) = &report.pruned
         && !pruned.removed.is_empty()

@@ -4,7 +4,7 @@ use anyhow::Context;
 use depot_release::archive::{self, Compression, PackOptions};
 
 use crate::cli::{Format, PackArgs};
-use crate::printer::{human_bytes, Printer};
+use crate::printer::{Printer, human_bytes};
 
 pub fn run(args: PackArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
     let options = PackOptions {
@@ -18,7 +18,8 @@ pub fn run(args: PackArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
         },
     };
     let progress = printer.progress();
-    let result = archive::pack(&options, progress.as_ref()).with_context(|| format!("failed to pack {}", args.dir.display()))?;
+    let result =
+        archive::pack(&options, progress.as_ref()).with_context(|| format!("failed to pack {}", args.dir.display()))?;
     if printer.json {
         printer.json(&result);
     } else {

@@ -6,7 +6,7 @@ use depot_release::root::ReleaseRoot;
 
 use super::{keep, lock_timeout};
 use crate::cli::PruneArgs;
-use crate::printer::{human_bytes, Printer};
+use crate::printer::{Printer, human_bytes};
 
 pub fn run(args: PruneArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
     let root = ReleaseRoot::new(&args.root.root)?;
@@ -15,7 +15,11 @@ pub fn run(args: PruneArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
     if printer.json {
         printer.json(&report);
     } else if report.removed.is_empty() {
-        printer.message(format!("Nothing to prune; {} release(s) kept; {} unused store object(s) removed", report.kept.len(), report.objects_removed));
+        printer.message(format!(
+            "Nothing to prune; {} release(s) kept; {} unused store object(s) removed",
+            report.kept.len(),
+            report.objects_removed
+        ));
     } else {
         let removed: Vec<String> = report.removed.iter().map(|v| v.to_string()).collect();
         printer.message(format!(

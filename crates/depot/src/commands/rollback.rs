@@ -12,7 +12,8 @@ pub fn run(args: RollbackArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
     let root = ReleaseRoot::new(&args.root.root)?;
     let config = RootConfig::load(root.path())?;
     let options = activation_options(&args.activation, &config);
-    let report = deploy::rollback(&root, args.version.as_ref(), &options, lock_timeout(args.root.lock_timeout, &config))?;
+    let report =
+        deploy::rollback(&root, args.version.as_ref(), &options, lock_timeout(args.root.lock_timeout, &config))?;
     if printer.json {
         printer.json(&report);
     } else if report.switched {

@@ -23,11 +23,17 @@ pub fn run(args: VerifyArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
     }
     if report.problems.is_empty() {
         if !printer.json {
-            printer.message(format!("Release {version} matches its manifest ({} entries checked)", report.entries_checked));
+            printer.message(format!(
+                "Release {version} matches its manifest ({} entries checked)",
+                report.entries_checked
+            ));
         }
         Ok(ExitCode::SUCCESS)
     } else {
-        printer.message(format!("error: release {version} differs from its manifest in {} place(s)", report.problems.len()));
+        printer.message(format!(
+            "error: release {version} differs from its manifest in {} place(s)",
+            report.problems.len()
+        ));
         Ok(ExitCode::FAILURE)
     }
 }

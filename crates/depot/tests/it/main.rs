@@ -1,1 +1,9 @@
+//! Integration tests: every test drives the real `depot` binary.
 
+mod common;
+
+mod crash;
+mod deploy;
+mod help;
+mod pack;
+mod safety;
