@@ -143,7 +143,7 @@ fn deploy_in(
         if let Some(expected) = &options.sha256 {
             check_digest(expected, &sha256, archive_path)?;
         }
-        if manifest.archives == [sha256.clone()] {
+        if manifest.summary.archives == [sha256.clone()] {
             return reactivate(session, options, previous.as_ref()).map(|action| report(action, sha256, None, None));
         }
     }
@@ -178,7 +178,7 @@ fn deploy_in(
     killpoint::reached("staged");
 
     if exists {
-        let same_tree = existing.as_ref().is_some_and(|m| m.tree_digest == manifest.tree_digest);
+        let same_tree = existing.as_ref().is_some_and(|m| m.summary.tree_digest == manifest.summary.tree_digest);
         if same_tree {
             root::remove_tree(&staging_dir)?;
             return reactivate(session, options, previous.as_ref())

@@ -13,23 +13,19 @@ use crate::{Error, Result};
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Manifest {
+    #[serde(flatten)]
+    pub summary: ManifestSummary,
+    pub entries: Vec<ManifestEntry>,
+}
+
+/// The fields of a manifest other than its entries, for listings that do not need every entry.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ManifestSummary {
     pub version: ReleaseVersion,
     pub created_at: DateTime<Utc>,
     /// sha256 of each archive the release was built from, in layer order.
     pub archives: Vec<String>,
     /// sha256 over the canonical listing of the tree: same files, same digest.
-    pub tree_digest: String,
-    pub files: u64,
-    pub bytes: u64,
-    pub entries: Vec<ManifestEntry>,
-}
-
-/// The summary fields of a manifest, for listings that do not need every entry.
-#[derive(Debug, Clone, serde::Deserialize)]
-pub struct ManifestSummary {
-    pub version: ReleaseVersion,
-    pub created_at: DateTime<Utc>,
-    pub archives: Vec<String>,
     pub tree_digest: String,
     pub files: u64,
     pub bytes: u64,
@@ -56,15 +52,15 @@ impl Manifest {
             EntryKind::File { size, .. } => (files + 1, bytes + size),
             _ => (files, bytes),
         });
-        Manifest {
+        let summary = ManifestSummary {
             version,
             created_at: Utc::now(),
             archives,
             tree_digest: tree_digest(&entries),
             files,
             bytes,
-            entries,
-        }
+        };
+        Manifest { summary, entries }
     }
 
     pub fn read(path: &Path) -> Result<Self> {
