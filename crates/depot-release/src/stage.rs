@@ -24,6 +24,10 @@ use crate::{Error, Result};
 /// that the store already has costs no write at all.
 const IN_MEMORY_LIMIT: u64 = 4 * 1024 * 1024;
 
+/// Decoded bytes allowed after the tar's end-of-archive marker (tar writers pad to a record size,
+/// 10 KiB for GNU tar) even when `max_bytes` is smaller.
+const TRAILING_ALLOWANCE: u64 = 1024 * 1024;
+
 /// Limits that stop decompression bombs.
 #[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
 pub struct Limits {
@@ -103,6 +107,17 @@ impl<'s> Stager<'s> {
             if !any {
                 return Err(Error::corrupt("the archive has no entries"));
             }
+            // Decode to the end of the compressed stream: a truncated or corrupted .tar.gz or
+            // .tar.zst only shows in its trailer (gzip's CRC and length, zstd's checksum), which
+            // comes after the tar's end-of-archive marker. What follows the marker is padding;
+            // it is bounded so that a bomb cannot hide there.
+            let mut rest = tar.into_inner();
+            let allowance = self.limits.max_bytes.max(TRAILING_ALLOWANCE);
+            let trailing = io::copy(&mut (&mut rest).take(allowance.saturating_add(1)), &mut io::sink())
+                .map_err(Error::corrupt)?;
+            if trailing > allowance {
+                return Err(Error::ArchiveTooLarge { what: "uncompressed size", limit: self.limits.max_bytes });
+            }
         }
         // Hash whatever follows the end-of-archive marker too: the digest is the file's.
         io::copy(&mut hashing, &mut io::sink()).map_err(Error::corrupt)?;
@@ -173,7 +188,14 @@ impl<'s> Stager<'s> {
 
         if entry_type.is_hard_link() {
             let target = link_target(&entry, &path)?;
-            let target_path = normalize_entry_path(&target)?
+            // Refusals name this entry, not its target, which is not an entry of the archive.
+            let target_path = normalize_entry_path(&target)
+                .map_err(|e| match e {
+                    Error::UnsafeEntry { reason, .. } => {
+                        Error::unsafe_entry(&path, format!("hardlink target `{target}`: {reason}"))
+                    }
+                    other => other,
+                })?
                 .ok_or_else(|| Error::unsafe_entry(&path, "a hardlink to the archive root"))?;
             let Some(EntryKind::File { mode, sha256, size }) = self.entries.get(&target_path).cloned() else {
                 return Err(Error::unsafe_entry(
@@ -334,8 +356,9 @@ fn check_symlink_target(path: &str, target: &str) -> Result<()> {
 }
 
 /// Follows `target` from the directory of `link` the way the kernel would, through the symlinks
-/// of the staged tree; false if it ever climbs above the root or loops.
-fn resolves_inside(entries: &BTreeMap<String, EntryKind>, link: &str, target: &str) -> bool {
+/// of the staged tree; false if it ever climbs above the root or loops. `depot pack` uses it too,
+/// so that it never makes an archive that deploy would refuse.
+pub(crate) fn resolves_inside(entries: &BTreeMap<String, EntryKind>, link: &str, target: &str) -> bool {
     const MAX_HOPS: usize = 40;
     let mut stack: Vec<String> = link.split('/').map(str::to_owned).collect();
     stack.pop();

@@ -5,6 +5,7 @@
 //! modes are reduced to 0755 (directories and executables) or 0644, and the compressor's settings
 //! are fixed (zstd with a fixed worker count, whose output does not depend on scheduling).
 
+use std::collections::BTreeMap;
 use std::io::{self, BufWriter, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -14,7 +15,9 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 use super::Compression;
 use crate::config::PackConfig;
 use crate::digest::HashingWriter;
+use crate::manifest::EntryKind;
 use crate::progress::Progress;
+use crate::stage::resolves_inside;
 use crate::version::ReleaseVersion;
 use crate::{Error, Result};
 
@@ -206,7 +209,7 @@ fn glob_set(patterns: &[String], dir: &Path) -> Result<Option<GlobSet>> {
 fn collect(dir: &Path, version: &ReleaseVersion, config: &PackConfig, output: &Path) -> Result<Vec<(String, Item)>> {
     let include = glob_set(&config.include, dir)?;
     let exclude = glob_set(&config.exclude, dir)?;
-    let mut items: std::collections::BTreeMap<PathBuf, Item> = std::collections::BTreeMap::new();
+    let mut items: BTreeMap<PathBuf, Item> = BTreeMap::new();
     let mut walker = walkdir::WalkDir::new(dir).follow_links(false).sort_by_file_name().min_depth(1).into_iter();
     while let Some(entry) = walker.next() {
         let entry =
@@ -240,6 +243,12 @@ fn collect(dir: &Path, version: &ReleaseVersion, config: &PackConfig, output: &P
             Item::File { size: metadata.len(), executable: metadata.permissions().mode() & 0o111 != 0 }
         } else if file_type.is_symlink() {
             let target = fs_err::read_link(entry.path())?;
+            if target.to_str().is_none() {
+                return Err(Error::Pack {
+                    path: entry.path().to_owned(),
+                    reason: "the symlink target is not UTF-8".into(),
+                });
+            }
             check_link_inside(dir, &rel, &target)?;
             Item::Symlink(target)
         } else {
@@ -256,6 +265,8 @@ fn collect(dir: &Path, version: &ReleaseVersion, config: &PackConfig, output: &P
         }
         items.insert(rel, item);
     }
+
+    check_link_chains(dir, &items)?;
 
     let version_file = PathBuf::from("VERSION");
     match items.get(&version_file) {
@@ -279,6 +290,33 @@ fn collect(dir: &Path, version: &ReleaseVersion, config: &PackConfig, output: &P
         }
     }
     Ok(items.into_iter().map(|(path, item)| (path.to_string_lossy().into_owned(), item)).collect())
+}
+
+/// Each symlink's text stays inside DIR (checked as it was found), but one can lead through
+/// another and out (`s -> .`, `l -> s/../x`): follow every symlink through the others that are
+/// packed, as deploy will.
+fn check_link_chains(dir: &Path, items: &BTreeMap<PathBuf, Item>) -> Result<()> {
+    let links: BTreeMap<String, EntryKind> = items
+        .iter()
+        .filter_map(|(path, item)| match item {
+            Item::Symlink(target) => Some((
+                path.to_string_lossy().into_owned(),
+                EntryKind::Symlink { target: target.to_string_lossy().into_owned() },
+            )),
+            _ => None,
+        })
+        .collect();
+    for (path, kind) in &links {
+        if let EntryKind::Symlink { target } = kind
+            && !resolves_inside(&links, path, target)
+        {
+            return Err(Error::Pack {
+                path: dir.join(path),
+                reason: format!("symlink to `{target}` leads outside the directory through other symlinks"),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn check_link_inside(dir: &Path, rel: &Path, target: &Path) -> Result<()> {

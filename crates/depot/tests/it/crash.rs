@@ -10,12 +10,21 @@ use std::time::{Duration, Instant};
 
 use crate::common::*;
 
-const DEPLOY_STEPS: &[&str] =
-    &["staged", "synced", "manifest-written", "renamed", "activation-recorded", "symlink-created", "switched", "activated"];
+const DEPLOY_STEPS: &[&str] = &[
+    "staged",
+    "synced",
+    "manifest-written",
+    "renamed",
+    "activation-recorded",
+    "symlink-created",
+    "switched",
+    "activated",
+];
 
 fn many_files(version: &str, count: usize) -> Vec<(String, String)> {
-    let mut files: Vec<(String, String)> =
-        (0..count).map(|i| (format!("dir{}/file{i}.txt", i % 10), format!("{version} file {i}\n").repeat(20))).collect();
+    let mut files: Vec<(String, String)> = (0..count)
+        .map(|i| (format!("dir{}/file{i}.txt", i % 10), format!("{version} file {i}\n").repeat(20)))
+        .collect();
     files.push(("bin/server".into(), format!("#!/bin/sh\necho {version}\n")));
     files
 }
@@ -116,7 +125,11 @@ fn prune_killed_while_removing_a_release_recovers() {
     let root = ctx.root_str();
     run_killed_at(&ctx, "release-trashed", &["prune", "--root", &root, "--keep", "1"]);
     assert!(
-        fs_err::read_dir(ctx.root().join("releases")).unwrap().any(|e| e.unwrap().file_name().to_string_lossy().starts_with(".trash-")),
+        fs_err::read_dir(ctx.root().join("releases")).unwrap().any(|e| e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with(".trash-")),
         "the kill happened with a release half-removed"
     );
     assert_current_is_complete(&ctx, &["3.0.0"]);

@@ -8,7 +8,10 @@ use std::time::{Duration, Instant};
 use crate::common::*;
 
 fn files(version: &str) -> Vec<(&'static str, String)> {
-    vec![("bin/server", format!("#!/bin/sh\necho {version}\n")), ("assets/shared.txt", "shared by every release\n".into())]
+    vec![
+        ("bin/server", format!("#!/bin/sh\necho {version}\n")),
+        ("assets/shared.txt", "shared by every release\n".into()),
+    ]
 }
 
 /// Packs a small release whose `bin/server` names the version.
@@ -47,7 +50,10 @@ fn deploy_creates_an_immutable_release_and_switches_current() {
     assert!(log.lines().count() >= 6, "one line per step:\n{log}");
     for line in log.lines() {
         let stamp = line.split(' ').next().unwrap();
-        assert!(stamp.len() == 20 && stamp.ends_with('Z') && stamp.as_bytes()[10] == b'T', "ISO-8601 timestamp: {line}");
+        assert!(
+            stamp.len() == 20 && stamp.ends_with('Z') && stamp.as_bytes()[10] == b'T',
+            "ISO-8601 timestamp: {line}"
+        );
     }
 }
 
@@ -128,14 +134,27 @@ fn releases_are_immutable() {
 
     // Same tree, different archive bytes (gzip): still the same content.
     let gz = ctx.path("v1.tar.gz");
-    ctx.run(&["pack", &ctx.path("src-1.0.0").display().to_string(), "--version", "1.0.0", "--format", "gz", "-o", &gz.display().to_string()]).success();
+    ctx.run(&[
+        "pack",
+        &ctx.path("src-1.0.0").display().to_string(),
+        "--version",
+        "1.0.0",
+        "--format",
+        "gz",
+        "-o",
+        &gz.display().to_string(),
+    ])
+    .success();
     ctx.deploy("2.0.0", &release(&ctx, "2.0.0"), &[]).success();
     assert_eq!(ctx.deploy("1.0.0", &gz, &["--json"]).success().json()["action"], "reactivated");
 
     // Different content under an existing version: refused, nothing changes.
     let other = ctx.release("1.0.0-other", &[("bin/server", "something else\n")]);
     let before = ctx.snapshot(&ctx.root().join("releases"));
-    ctx.deploy("1.0.0", &other, &[]).failure().stderr_contains("already exists with different content").stderr_contains("hint:");
+    ctx.deploy("1.0.0", &other, &[])
+        .failure()
+        .stderr_contains("already exists with different content")
+        .stderr_contains("hint:");
     ctx.deploy("1.0.0", &other, &["--force"]).failure().stderr_contains("current release");
     assert_eq!(before, ctx.snapshot(&ctx.root().join("releases")));
     assert!(!ctx.release_dirs().iter().any(|d| d.starts_with('.')), "no staging left");
@@ -176,13 +195,21 @@ fn failed_health_check_switches_back_and_marks_the_release_failed() {
     ctx.deploy("1.0.0", &v1, &["--post-activate", &hook]).success();
     let v2 = release(&ctx, "2.0.0");
     let started = Instant::now();
-    ctx.deploy("2.0.0", &v2, &["--post-activate", &hook, "--health-cmd", "echo not ready; exit 3", "--health-timeout", "1s"])
-        .failure()
-        .stderr_contains("switched back to 1.0.0")
-        .stderr_contains("exited with status 3");
+    ctx.deploy(
+        "2.0.0",
+        &v2,
+        &["--post-activate", &hook, "--health-cmd", "echo not ready; exit 3", "--health-timeout", "1s"],
+    )
+    .failure()
+    .stderr_contains("switched back to 1.0.0")
+    .stderr_contains("exited with status 3");
     assert!(started.elapsed() < Duration::from_secs(15));
     assert_eq!(ctx.current().as_deref(), Some("1.0.0"));
-    assert_eq!(fs_err::read_to_string(&hook_log).unwrap(), ">1.0.0\n1.0.0>2.0.0\n2.0.0>1.0.0\n", "hook runs again for the previous release");
+    assert_eq!(
+        fs_err::read_to_string(&hook_log).unwrap(),
+        ">1.0.0\n1.0.0>2.0.0\n2.0.0>1.0.0\n",
+        "hook runs again for the previous release"
+    );
     let json = ctx.run(&["releases", "--root", &ctx.root_str(), "--json"]).success().json();
     let status = |v: &str| json.as_array().unwrap().iter().find(|r| r["version"] == v).unwrap()["status"].clone();
     assert_eq!(status("2.0.0"), "failed");
@@ -262,7 +289,8 @@ fn artifact_url_is_downloaded_and_checked() {
     let bytes = fs_err::read(&archive).unwrap();
     let url = serve(200, bytes.clone(), 10);
     let root = ctx.root_str();
-    ctx.run(&["deploy", "--root", &root, "--version", "1.0.0", "--artifact-url", &format!("{url}/a.tar.zst")]).success();
+    ctx.run(&["deploy", "--root", &root, "--version", "1.0.0", "--artifact-url", &format!("{url}/a.tar.zst")])
+        .success();
     assert_eq!(ctx.current().as_deref(), Some("1.0.0"));
 
     let wrong = "0".repeat(64);
@@ -273,8 +301,12 @@ fn artifact_url_is_downloaded_and_checked() {
         .failure()
         .stderr_contains("sha256 mismatch");
     let missing = serve(404, b"no".to_vec(), 10);
-    ctx.run(&["deploy", "--root", &root, "--version", "2.0.0", "--artifact-url", &missing]).failure().stderr_contains("404");
-    ctx.run(&["deploy", "--root", &root, "--version", "2.0.0", "--artifact-url", "http://127.0.0.1:1/x"]).failure().stderr_contains("download of");
+    ctx.run(&["deploy", "--root", &root, "--version", "2.0.0", "--artifact-url", &missing])
+        .failure()
+        .stderr_contains("404");
+    ctx.run(&["deploy", "--root", &root, "--version", "2.0.0", "--artifact-url", "http://127.0.0.1:1/x"])
+        .failure()
+        .stderr_contains("download of");
     assert_eq!(before, ctx.snapshot(&ctx.root().join("releases")));
     assert_eq!(fs_err::read_dir(ctx.root().join(".depot/tmp")).unwrap().count(), 0, "no download left behind");
 }
@@ -311,9 +343,17 @@ fn rollback_runs_the_health_check_and_switches_back_on_failure() {
     let ctx = TestContext::new();
     deploy_ok(&ctx, "1.0.0");
     deploy_ok(&ctx, "2.0.0");
-    ctx.run(&["rollback", "--root", &ctx.root_str(), "--health-cmd", "grep -q 1.0.0 VERSION && false", "--health-timeout", "300ms"])
-        .failure()
-        .stderr_contains("switched back to 2.0.0");
+    ctx.run(&[
+        "rollback",
+        "--root",
+        &ctx.root_str(),
+        "--health-cmd",
+        "grep -q 1.0.0 VERSION && false",
+        "--health-timeout",
+        "300ms",
+    ])
+    .failure()
+    .stderr_contains("switched back to 2.0.0");
     assert_eq!(ctx.current().as_deref(), Some("2.0.0"));
 }
 
@@ -321,7 +361,10 @@ fn rollback_runs_the_health_check_and_switches_back_on_failure() {
 fn rollback_without_history_explains() {
     let ctx = TestContext::new();
     deploy_ok(&ctx, "1.0.0");
-    ctx.run(&["rollback", "--root", &ctx.root_str()]).failure().stderr_contains("no previous good release").stderr_contains("hint:");
+    ctx.run(&["rollback", "--root", &ctx.root_str()])
+        .failure()
+        .stderr_contains("no previous good release")
+        .stderr_contains("hint:");
 }
 
 #[test]
@@ -339,7 +382,12 @@ fn prune_keeps_current_and_previous_good_and_removes_failed_first() {
     let ctx = TestContext::new();
     deploy_ok(&ctx, "1.0.0");
     deploy_ok(&ctx, "2.0.0");
-    ctx.deploy("3.0.0", &release(&ctx, "3.0.0"), &["--health-cmd", "false", "--health-timeout", "100ms", "--keep", "100"]).failure();
+    ctx.deploy(
+        "3.0.0",
+        &release(&ctx, "3.0.0"),
+        &["--health-cmd", "false", "--health-timeout", "100ms", "--keep", "100"],
+    )
+    .failure();
     deploy_ok(&ctx, "4.0.0");
     // current 4.0.0, previous good 2.0.0; of 1.0.0 (oldest) and 3.0.0 (failed), the failed goes first.
     ctx.run(&["prune", "--root", &ctx.root_str(), "--keep", "3"]).success().stderr_contains("3.0.0");
@@ -351,7 +399,8 @@ fn deploy_keeps_five_releases_by_default_and_frees_store_objects() {
     let ctx = TestContext::new();
     for n in 1..=7 {
         let version = format!("1.0.{n}");
-        let archive = ctx.release(&version, &[("unique.txt", &format!("only in {version}\n")), ("shared.txt", "same\n")]);
+        let archive =
+            ctx.release(&version, &[("unique.txt", &format!("only in {version}\n")), ("shared.txt", "same\n")]);
         ctx.deploy(&version, &archive, &[]).success();
     }
     assert_eq!(ctx.release_dirs(), ["1.0.3", "1.0.4", "1.0.5", "1.0.6", "1.0.7", "current"]);
@@ -381,7 +430,8 @@ fn count_files(dir: &std::path::Path) -> usize {
 #[test]
 fn content_store_shares_unchanged_files_between_releases() {
     let ctx = TestContext::new();
-    let mut files: Vec<(String, String)> = (0..50).map(|i| (format!("lib/file{i}.txt"), format!("content {i}\n"))).collect();
+    let mut files: Vec<(String, String)> =
+        (0..50).map(|i| (format!("lib/file{i}.txt"), format!("content {i}\n"))).collect();
     let refs: Vec<(&str, &str)> = files.iter().map(|(p, c)| (p.as_str(), c.as_str())).collect();
     let v1 = ctx.release("1.0.0", &refs);
     let first = ctx.deploy("1.0.0", &v1, &["--json"]).success().json();
@@ -423,7 +473,9 @@ fn verify_reports_files_modified_in_place() {
     assert!(run.stdout.contains("extra: not in the manifest"), "{}", run.stdout);
     let json = ctx.run(&["verify", "--root", &ctx.root_str(), "--json"]).failure().json();
     assert_eq!(json["problems"].as_array().unwrap().len(), 2);
-    ctx.run(&["verify", "--root", &ctx.root_str(), "--version", "7.0.0"]).failure().stderr_contains("release not found");
+    ctx.run(&["verify", "--root", &ctx.root_str(), "--version", "7.0.0"])
+        .failure()
+        .stderr_contains("release not found");
 }
 
 #[test]
@@ -441,8 +493,13 @@ fn operations_on_one_root_are_serialized_by_a_lock() {
         .unwrap();
     std::thread::sleep(Duration::from_millis(700));
     let v3 = release(&ctx, "3.0.0");
-    ctx.deploy("3.0.0", &v3, &["--lock-timeout", "500ms"]).failure().stderr_contains("waiting for the lock").stderr_contains("pid");
-    ctx.run(&["prune", "--root", &ctx.root_str(), "--keep", "1", "--lock-timeout", "300ms"]).failure().stderr_contains("lock");
+    ctx.deploy("3.0.0", &v3, &["--lock-timeout", "500ms"])
+        .failure()
+        .stderr_contains("waiting for the lock")
+        .stderr_contains("pid");
+    ctx.run(&["prune", "--root", &ctx.root_str(), "--keep", "1", "--lock-timeout", "300ms"])
+        .failure()
+        .stderr_contains("lock");
     // Waiting long enough gets the lock once the first command is done.
     ctx.deploy("3.0.0", &v3, &["--lock-timeout", "30s"]).success();
     assert!(slow.wait().unwrap().success());
@@ -461,9 +518,17 @@ fn root_config_supplies_defaults_and_flags_win() {
     .unwrap();
     deploy_ok(&ctx, "1.0.0");
     assert_eq!(fs_err::read_to_string(&marker).unwrap(), "from-config\n");
-    ctx.deploy("2.0.0", &release(&ctx, "2.0.0"), &["--post-activate", &format!("echo from-flag >> {}", marker.display())]).success();
+    ctx.deploy(
+        "2.0.0",
+        &release(&ctx, "2.0.0"),
+        &["--post-activate", &format!("echo from-flag >> {}", marker.display())],
+    )
+    .success();
     assert_eq!(fs_err::read_to_string(&marker).unwrap(), "from-config\nfrom-flag\n");
 
     fs_err::write(ctx.root().join("config/depot.toml"), "[deploy]\nkepp = 3\n").unwrap();
-    ctx.deploy("3.0.0", &release(&ctx, "3.0.0"), &[]).failure().stderr_contains("config/depot.toml").stderr_contains("kepp");
+    ctx.deploy("3.0.0", &release(&ctx, "3.0.0"), &[])
+        .failure()
+        .stderr_contains("config/depot.toml")
+        .stderr_contains("kepp");
 }

@@ -21,8 +21,11 @@ fn usage_errors_exit_2_with_a_hint() {
     let ctx = TestContext::new();
     ctx.run(&[]).usage_error();
     ctx.run(&["deploy", "--root", "r", "--version", "1.0.0"]).usage_error().stderr_contains("--artifact-path");
-    ctx.run(&["deploy", "--root", "r", "--version", "1.0.0", "--artifact-path", "a", "--sha256", "xyz"]).usage_error().stderr_contains("sha256");
-    ctx.run(&["deploy", "--root", "r", "--version", "1", "--artifact-path", "a", "--health-timeout", "soon"]).usage_error();
+    ctx.run(&["deploy", "--root", "r", "--version", "1.0.0", "--artifact-path", "a", "--sha256", "xyz"])
+        .usage_error()
+        .stderr_contains("sha256");
+    ctx.run(&["deploy", "--root", "r", "--version", "1", "--artifact-path", "a", "--health-timeout", "soon"])
+        .usage_error();
     ctx.run(&["frobnicate"]).usage_error();
     assert!(!ctx.path("r").exists(), "usage errors write nothing");
 }
