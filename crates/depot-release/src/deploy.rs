@@ -91,6 +91,7 @@ pub fn deploy(root: &ReleaseRoot, options: &DeployOptions, progress: &dyn Progre
     let result = deploy_in(&session, options, progress, started);
     match &result {
         Ok(report) => {
+            session.complete();
             log.line(&format!("deploy {version}: done ({}) in {} ms", report.action.as_str(), report.duration_ms))
         }
         Err(e) => log.line(&format!("deploy {version}: failed: {e}")),
@@ -278,6 +279,7 @@ pub fn rollback(
             .ok_or(Error::NoPreviousRelease)?,
     };
     if current.as_ref() == Some(&target) {
+        session.complete();
         session.log.line(&format!("rollback: {target} is already the current release"));
         return Ok(RollbackReport { from: current, to: target, switched: false });
     }
@@ -286,6 +288,7 @@ pub fn rollback(
         .line(&format!("rollback: {} -> {target}", current.as_ref().map_or("(none)".to_owned(), |v| v.to_string())));
     match activate(&session, &target, "rollback", options) {
         Ok(()) => {
+            session.complete();
             session.log.line(&format!("rollback: {target} is active"));
             Ok(RollbackReport { from: current, to: target, switched: true })
         }

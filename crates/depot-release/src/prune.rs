@@ -1,11 +1,9 @@
 //! Keep-N retention and the content store's garbage collection.
 
-use std::collections::HashSet;
 use std::time::Duration;
 
 use crate::Result;
 use crate::root::{ReleaseRoot, ReleaseStatus, Session};
-use crate::store::ContentStore;
 use crate::version::ReleaseVersion;
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -18,7 +16,9 @@ pub struct PruneReport {
 
 pub fn prune(root: &ReleaseRoot, keep: usize, lock_timeout: Duration) -> Result<PruneReport> {
     let session = root.begin("prune", lock_timeout)?;
-    prune_in(&session, keep)
+    let report = prune_in(&session, keep)?;
+    session.complete();
+    Ok(report)
 }
 
 /// Removes releases beyond the `keep` most recently used, never the current release nor the
@@ -44,13 +44,7 @@ pub fn prune_in(session: &Session, keep: usize) -> Result<PruneReport> {
     }
     let kept = releases.iter().map(|r| r.version.clone()).filter(|v| !removed.contains(v)).collect::<Vec<_>>();
 
-    let mut live = HashSet::new();
-    for version in root.release_versions()? {
-        if let Ok(manifest) = root.read_manifest(&version) {
-            live.extend(manifest.objects().map(|(sha256, mode)| ContentStore::object_name(sha256, mode)));
-        }
-    }
-    let (objects_removed, bytes_freed) = root.store().sweep(&live)?;
+    let (objects_removed, bytes_freed) = root.store().sweep(&root.referenced_objects()?)?;
     session.log.line(&format!(
         "prune: removed {} release(s), {objects_removed} store object(s), {bytes_freed} bytes",
         removed.len()

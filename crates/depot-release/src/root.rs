@@ -95,8 +95,26 @@ impl ReleaseRoot {
         let lock = RootLock::acquire(&self.depot_dir().join("lock"), lock_timeout)?;
         let log = ReleaseLog::open(&self.log_file(), operation)?;
         let session = Session { root: self.clone(), log, _lock: lock };
-        session.recover()?;
+        let unfinished = self.unfinished_marker().exists();
+        write_atomic(&self.unfinished_marker(), operation.as_bytes())?;
+        session.recover(unfinished)?;
         Ok(session)
+    }
+
+    /// Present while an operation runs; left behind by one that did not finish cleanly.
+    fn unfinished_marker(&self) -> PathBuf {
+        self.depot_dir().join("unfinished")
+    }
+
+    /// The store objects that some release's manifest references, by their store names.
+    pub fn referenced_objects(&self) -> Result<std::collections::HashSet<String>> {
+        let mut live = std::collections::HashSet::new();
+        for version in self.release_versions()? {
+            if let Ok(manifest) = self.read_manifest(&version) {
+                live.extend(manifest.objects().map(|(sha256, mode)| ContentStore::object_name(sha256, mode)));
+            }
+        }
+        Ok(live)
     }
 
     /// The active release, if `current` exists.
@@ -209,10 +227,19 @@ pub struct Session {
 }
 
 impl Session {
+    /// Marks the operation as finished with everything it wrote flushed: the next one need not
+    /// distrust the store.
+    pub fn complete(&self) {
+        let _ = std::fs::remove_file(self.root.unfinished_marker());
+    }
+
     /// Removes leftovers of an interrupted operation: staging and trash directories, temporary
     /// symlinks and store files, downloads, manifests without a release. An activation that never
-    /// finished is recorded as interrupted.
-    fn recover(&self) -> Result<()> {
+    /// finished is recorded as interrupted. After an operation that did not complete, store objects
+    /// that no manifest references are deleted: they may have been written without being flushed
+    /// (objects are flushed once, with the whole file system, before a manifest refers to them),
+    /// so after a power cut they could hold anything under their digest's name.
+    fn recover(&self, unfinished: bool) -> Result<()> {
         let root = &self.root;
         for entry in fs_err::read_dir(root.releases_dir())? {
             let entry = entry?;
@@ -237,6 +264,12 @@ impl Session {
             };
             if orphan {
                 fs_err::remove_file(&path)?;
+            }
+        }
+        if unfinished {
+            let (objects, bytes) = root.store().sweep(&root.referenced_objects()?)?;
+            if objects > 0 {
+                self.log.line(&format!("recovery: removed {objects} unreferenced store object(s), {bytes} bytes"));
             }
         }
         let mut history = root.read_history()?;

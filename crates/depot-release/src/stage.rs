@@ -12,6 +12,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 
 use crate::archive;
 use crate::digest::HashingReader;
@@ -48,6 +49,102 @@ pub struct StageStats {
     pub bytes: u64,
     pub objects_written: u64,
     pub bytes_written: u64,
+}
+
+/// Decoded chunks queued between the decoder thread and the staging thread.
+const DECODED_QUEUE: usize = 16;
+const DECODED_CHUNK: usize = 256 * 1024;
+
+type Chunk = io::Result<Vec<u8>>;
+
+/// The decoder thread: decompresses `raw` into chunks (an empty chunk marks the end), then hashes
+/// whatever follows the compressed stream, and returns the archive file's sha256.
+fn decode_into(
+    raw: &mut (dyn Read + Send),
+    progress: &dyn Progress,
+    sender: mpsc::SyncSender<Chunk>,
+) -> Result<String> {
+    let mut hashing = HashingReader::new(ProgressReader::new(raw, progress));
+    {
+        let mut decoded = match archive::decoder(&mut hashing) {
+            Ok(decoded) => decoded,
+            Err(e) => {
+                let _ = sender.send(Err(io::Error::other(e.to_string())));
+                return Err(e);
+            }
+        };
+        loop {
+            let mut chunk = vec![0u8; DECODED_CHUNK];
+            let filled = match read_full(&mut decoded, &mut chunk) {
+                Ok(filled) => filled,
+                Err(e) => {
+                    let _ = sender.send(Err(io::Error::new(e.kind(), e.to_string())));
+                    return Err(Error::corrupt(e));
+                }
+            };
+            chunk.truncate(filled);
+            if sender.send(Ok(chunk)).is_err() {
+                // Staging stopped (it has its own error to report): no point reading further.
+                return Err(Error::corrupt("staging stopped before the end of the archive"));
+            }
+            if filled == 0 {
+                break;
+            }
+        }
+    }
+    // Hash whatever follows the compressed stream too: the digest is the file's.
+    io::copy(&mut hashing, &mut io::sink()).map_err(Error::corrupt)?;
+    Ok(hashing.finish().0)
+}
+
+fn read_full(reader: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// The staging thread's view of the decoded stream.
+struct DecodedReader {
+    receiver: mpsc::Receiver<Chunk>,
+    chunk: Vec<u8>,
+    position: usize,
+    ended: bool,
+}
+
+impl DecodedReader {
+    fn new(receiver: mpsc::Receiver<Chunk>) -> Self {
+        DecodedReader { receiver, chunk: Vec::new(), position: 0, ended: false }
+    }
+}
+
+impl Read for DecodedReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.position == self.chunk.len() {
+            if self.ended {
+                return Ok(0);
+            }
+            match self.receiver.recv() {
+                Ok(Ok(chunk)) => {
+                    self.ended = chunk.is_empty();
+                    self.chunk = chunk;
+                    self.position = 0;
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Err(io::Error::other("the decoder stopped before the end of the archive")),
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.position);
+        buf[..n].copy_from_slice(&self.chunk[self.position..self.position + n]);
+        self.position += n;
+        Ok(n)
+    }
 }
 
 /// A fully staged tree, ready to become a release.
@@ -92,38 +189,45 @@ impl<'s> Stager<'s> {
     }
 
     /// Extracts one archive on top of what is staged. Returns the archive's sha256.
-    pub fn add_layer(&mut self, raw: &mut dyn Read, progress: &dyn Progress) -> Result<String> {
-        let mut hashing = HashingReader::new(ProgressReader::new(raw, progress));
-        {
-            let decoded = archive::decoder(&mut hashing)?;
-            let mut tar = tar::Archive::new(decoded);
-            let mut seen_in_layer = HashSet::new();
-            let mut any = false;
-            for entry in tar.entries().map_err(Error::corrupt)? {
-                let entry = entry.map_err(Error::corrupt)?;
-                any = true;
-                self.add_entry(entry, &mut seen_in_layer)?;
-            }
-            if !any {
-                return Err(Error::corrupt("the archive has no entries"));
-            }
-            // Decode to the end of the compressed stream: a truncated or corrupted .tar.gz or
-            // .tar.zst only shows in its trailer (gzip's CRC and length, zstd's checksum), which
-            // comes after the tar's end-of-archive marker. What follows the marker is padding;
-            // it is bounded so that a bomb cannot hide there.
-            let mut rest = tar.into_inner();
-            let allowance = self.limits.max_bytes.max(TRAILING_ALLOWANCE);
-            let trailing = io::copy(&mut (&mut rest).take(allowance.saturating_add(1)), &mut io::sink())
-                .map_err(Error::corrupt)?;
-            if trailing > allowance {
-                return Err(Error::ArchiveTooLarge { what: "uncompressed size", limit: self.limits.max_bytes });
-            }
+    pub fn add_layer(&mut self, raw: &mut (dyn Read + Send), progress: &dyn Progress) -> Result<String> {
+        // Decompression runs on its own thread, ahead of the checks, hashing and writes here.
+        std::thread::scope(|scope| {
+            let (sender, receiver) = mpsc::sync_channel(DECODED_QUEUE);
+            let decoder = scope.spawn(move || decode_into(raw, progress, sender));
+            let staged = self.add_entries(DecodedReader::new(receiver));
+            // The decoder stops as soon as it finds the receiving side gone.
+            let archive_sha256 = decoder.join().expect("the decoder thread does not panic");
+            staged?;
+            let sha256 = archive_sha256?;
+            self.archives.push(sha256.clone());
+            Ok(sha256)
+        })
+    }
+
+    fn add_entries(&mut self, decoded: DecodedReader) -> Result<()> {
+        let mut tar = tar::Archive::new(decoded);
+        let mut seen_in_layer = HashSet::new();
+        let mut any = false;
+        for entry in tar.entries().map_err(Error::corrupt)? {
+            let entry = entry.map_err(Error::corrupt)?;
+            any = true;
+            self.add_entry(entry, &mut seen_in_layer)?;
         }
-        // Hash whatever follows the end-of-archive marker too: the digest is the file's.
-        io::copy(&mut hashing, &mut io::sink()).map_err(Error::corrupt)?;
-        let (sha256, _) = hashing.finish();
-        self.archives.push(sha256.clone());
-        Ok(sha256)
+        if !any {
+            return Err(Error::corrupt("the archive has no entries"));
+        }
+        // Decode to the end of the compressed stream: a truncated or corrupted .tar.gz or
+        // .tar.zst only shows in its trailer (gzip's CRC and length, zstd's checksum), which
+        // comes after the tar's end-of-archive marker. What follows the marker is padding;
+        // it is bounded so that a bomb cannot hide there.
+        let mut rest = tar.into_inner();
+        let allowance = self.limits.max_bytes.max(TRAILING_ALLOWANCE);
+        let trailing =
+            io::copy(&mut (&mut rest).take(allowance.saturating_add(1)), &mut io::sink()).map_err(Error::corrupt)?;
+        if trailing > allowance {
+            return Err(Error::ArchiveTooLarge { what: "uncompressed size", limit: self.limits.max_bytes });
+        }
+        Ok(())
     }
 
     /// The manifest entries and statistics of the staged tree, once every symlink has been

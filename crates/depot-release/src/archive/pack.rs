@@ -101,9 +101,10 @@ pub fn pack(options: &PackOptions, progress: &dyn Progress) -> Result<PackResult
     let (mut buffered, sha256, size) = writer.finish();
     buffered.flush()?;
     drop(buffered);
-    // A temporary file is created 0600; an archive is meant to be shared.
+    // A temporary file is created 0600; an archive is meant to be shared. Like tar, pack does not
+    // fsync its output (a build step is rerun after a crash); the rename means that no partial
+    // archive ever stands under the final name.
     temp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644))?;
-    temp.as_file().sync_all()?;
     temp.into_temp_path().persist(&output_abs).map_err(|e| e.error)?;
     progress.finish();
     Ok(PackResult {

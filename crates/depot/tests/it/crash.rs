@@ -181,3 +181,38 @@ fn deploy_killed_at_random_moments_never_breaks_current() {
     assert_current_is_complete(&ctx, &["3.0.0"]);
     assert_no_leftovers(&ctx.root());
 }
+
+fn store_objects(root: &Path) -> usize {
+    fs_err::read_dir(root.join(".depot/store/objects"))
+        .unwrap()
+        .map(|prefix| fs_err::read_dir(prefix.unwrap().path()).unwrap().count())
+        .sum()
+}
+
+/// Objects are flushed once, before a manifest refers to them; an operation that did not finish
+/// may have left unflushed ones, which a power cut could turn into garbage under a valid name. The
+/// next operation deletes every object no manifest references.
+#[test]
+fn objects_left_by_an_unfinished_operation_are_swept() {
+    let ctx = TestContext::new();
+    let v1 = release(&ctx, "1.0.0", 20);
+    ctx.deploy("1.0.0", &v1, &[]).success();
+    let marker = ctx.root().join(".depot/unfinished");
+    assert!(!marker.exists(), "a completed deploy leaves no marker");
+    let referenced = store_objects(&ctx.root());
+
+    let v2 = release(&ctx, "2.0.0", 20);
+    ctx.deploy("2.0.0", &v2, &["--validate", "false"]).failure();
+    assert!(store_objects(&ctx.root()) > referenced, "the failed deploy wrote objects");
+    assert!(marker.exists(), "a failed deploy leaves the marker");
+
+    let root = ctx.root_str();
+    run_killed_at(
+        &ctx,
+        "staged",
+        &["deploy", "--root", &root, "--version", "2.0.0", "--artifact-path", &v2.display().to_string()],
+    );
+    ctx.deploy("1.0.0", &v1, &[]).success().stderr_contains("already the current release");
+    assert_eq!(store_objects(&ctx.root()), referenced, "unreferenced objects are gone");
+    assert!(!marker.exists());
+}
