@@ -152,6 +152,7 @@ fn deploy_in(
     // Stage the archive; on any failure the staging directory goes and nothing else changed.
     let store = root.store();
     let staging_dir = session.staging_dir(version);
+    session.begin_object_writes()?;
     let staged = (|| {
         let mut stager = Stager::create(&store, staging_dir.clone(), options.limits, options.copy)?;
         let mut file = fs_err::File::open(archive_path)?;
@@ -306,7 +307,7 @@ fn activate(session: &Session, target: &ReleaseVersion, action: &str, options: &
     let previous = root.current();
     let mut history = root.read_history()?;
     history.push(target, action);
-    session.save_history(&history)?;
+    session.save_history_pending(&history)?;
     killpoint::reached("activation-recorded");
     session.switch_current(Some(target))?;
     session.log.line(&format!(

@@ -29,6 +29,7 @@ pub const CURRENT: &str = "current";
 const STAGING_PREFIX: &str = ".staging-";
 const TRASH_PREFIX: &str = ".trash-";
 const LINK_TEMP_PREFIX: &str = ".current-";
+const ATOMIC_TEMP_PREFIX: &str = ".tmp-";
 
 #[derive(Debug, Clone)]
 pub struct ReleaseRoot {
@@ -95,13 +96,12 @@ impl ReleaseRoot {
         let lock = RootLock::acquire(&self.depot_dir().join("lock"), lock_timeout)?;
         let log = ReleaseLog::open(&self.log_file(), operation)?;
         let session = Session { root: self.clone(), log, _lock: lock };
-        let unfinished = self.unfinished_marker().exists();
-        write_atomic(&self.unfinished_marker(), operation.as_bytes())?;
-        session.recover(unfinished)?;
+        session.recover()?;
         Ok(session)
     }
 
-    /// Present while an operation runs; left behind by one that did not finish cleanly.
+    /// Present while an operation that writes store objects runs; left behind by one that did
+    /// not finish cleanly.
     fn unfinished_marker(&self) -> PathBuf {
         self.depot_dir().join("unfinished")
     }
@@ -227,6 +227,12 @@ pub struct Session {
 }
 
 impl Session {
+    /// Must be called, durably, before the first store object is written: until
+    /// [`Session::complete`], the next operation will distrust unreferenced objects.
+    pub fn begin_object_writes(&self) -> Result<()> {
+        write_atomic(&self.root.unfinished_marker(), b"objects may be unflushed\n")
+    }
+
     /// Marks the operation as finished with everything it wrote flushed: the next one need not
     /// distrust the store.
     pub fn complete(&self) {
@@ -239,7 +245,7 @@ impl Session {
     /// that no manifest references are deleted: they may have been written without being flushed
     /// (objects are flushed once, with the whole file system, before a manifest refers to them),
     /// so after a power cut they could hold anything under their digest's name.
-    fn recover(&self, unfinished: bool) -> Result<()> {
+    fn recover(&self) -> Result<()> {
         let root = &self.root;
         for entry in fs_err::read_dir(root.releases_dir())? {
             let entry = entry?;
@@ -248,6 +254,12 @@ impl Session {
                 self.log.line(&format!("recovery: removing leftover {name}"));
                 remove_tree(&entry.path())?;
             } else if name.starts_with(LINK_TEMP_PREFIX) {
+                fs_err::remove_file(entry.path())?;
+            }
+        }
+        for entry in fs_err::read_dir(root.depot_dir())? {
+            let entry = entry?;
+            if entry.file_name().to_string_lossy().starts_with(ATOMIC_TEMP_PREFIX) {
                 fs_err::remove_file(entry.path())?;
             }
         }
@@ -266,11 +278,12 @@ impl Session {
                 fs_err::remove_file(&path)?;
             }
         }
-        if unfinished {
+        if root.unfinished_marker().exists() {
             let (objects, bytes) = root.store().sweep(&root.referenced_objects()?)?;
             if objects > 0 {
                 self.log.line(&format!("recovery: removed {objects} unreferenced store object(s), {bytes} bytes"));
             }
+            remove_tree(&root.unfinished_marker())?;
         }
         let mut history = root.read_history()?;
         if history.interrupt_pending() {
@@ -280,9 +293,18 @@ impl Session {
         Ok(())
     }
 
+    /// Writes the history atomically and durably.
     pub fn save_history(&self, history: &History) -> Result<()> {
         let data = serde_json::to_vec_pretty(history).expect("history serialises");
         write_atomic(&self.root.history_path(), &data)
+    }
+
+    /// Writes the history atomically, without waiting for the disk: for the `pending` record of an
+    /// activation, which only recovery after a kill reads (a power cut may lose it; the outcome
+    /// record that follows is durable).
+    pub fn save_history_pending(&self, history: &History) -> Result<()> {
+        let data = serde_json::to_vec_pretty(history).expect("history serialises");
+        replace_file(&self.root.history_path(), &data)
     }
 
     /// A fresh, unique staging directory path inside `R/releases/`.
@@ -353,13 +375,28 @@ pub fn sync_filesystem(path: &Path) -> Result<()> {
 
 /// Writes `path` through a temporary file, fsync and rename, then fsyncs the directory.
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+    write_replacing(path, data, true)
+}
+
+/// Replaces `path` in one rename (readers see the old or the new content, never a mix), without
+/// waiting for the disk.
+pub fn replace_file(path: &Path, data: &[u8]) -> Result<()> {
+    write_replacing(path, data, false)
+}
+
+fn write_replacing(path: &Path, data: &[u8], durable: bool) -> Result<()> {
     let dir = path.parent().expect("state files have a parent");
-    let mut temp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
+    let mut temp = tempfile::Builder::new().prefix(ATOMIC_TEMP_PREFIX).tempfile_in(dir)?;
     temp.write_all(data)?;
-    temp.as_file().sync_all()?;
+    if durable {
+        temp.as_file().sync_all()?;
+    }
     temp.persist(path)
         .map_err(|e| io::Error::new(e.error.kind(), format!("failed to write {}: {}", path.display(), e.error)))?;
-    sync_dir(dir)
+    if durable {
+        sync_dir(dir)?;
+    }
+    Ok(())
 }
 
 /// The exclusive lock on a root, held for one operation.

@@ -67,6 +67,12 @@ fn assert_no_leftovers(root: &Path) {
     assert!(hidden.is_empty(), "leftovers in releases/: {hidden:?}");
     assert_eq!(fs_err::read_dir(root.join(".depot/store/tmp")).unwrap().count(), 0, "store tmp is empty");
     assert_eq!(fs_err::read_dir(root.join(".depot/tmp")).unwrap().count(), 0, "tmp is empty");
+    let temps: Vec<String> = fs_err::read_dir(root.join(".depot"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".tmp-"))
+        .collect();
+    assert!(temps.is_empty(), "temporary state files left: {temps:?}");
     let releases = fs_err::read_dir(root.join("releases")).unwrap().count() - 1; // current
     let manifests = fs_err::read_dir(root.join(".depot/manifests")).unwrap().count();
     assert_eq!(releases, manifests, "one manifest per release, none orphaned");
