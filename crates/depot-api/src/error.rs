@@ -1,0 +1,107 @@
+//! The one error body every API failure returns, with a stable code per kind of failure.
+
+/// Stable, kebab-case error codes. Clients match on these, never on messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorCode {
+    /// No token, or a token the registry does not know.
+    Unauthorized,
+    /// The token's role does not allow this.
+    Forbidden,
+    InvalidRequest,
+    InvalidName,
+    UnknownComponent,
+    UnknownVersion,
+    UnknownConfig,
+    UnknownBlob,
+    UnknownToken,
+    /// The version exists with another digest: versions are immutable.
+    VersionExists,
+    ConfigExists,
+    TokenExists,
+    /// The configuration's revision is not the one the write expected.
+    ConfigConflict,
+    /// A configuration uses what was to be deleted.
+    InUse,
+    DigestMismatch,
+    NotAnArchive,
+    TooLarge,
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::InvalidRequest => "invalid-request",
+            ErrorCode::InvalidName => "invalid-name",
+            ErrorCode::UnknownComponent => "unknown-component",
+            ErrorCode::UnknownVersion => "unknown-version",
+            ErrorCode::UnknownConfig => "unknown-config",
+            ErrorCode::UnknownBlob => "unknown-blob",
+            ErrorCode::UnknownToken => "unknown-token",
+            ErrorCode::VersionExists => "version-exists",
+            ErrorCode::ConfigExists => "config-exists",
+            ErrorCode::TokenExists => "token-exists",
+            ErrorCode::ConfigConflict => "config-conflict",
+            ErrorCode::InUse => "in-use",
+            ErrorCode::DigestMismatch => "digest-mismatch",
+            ErrorCode::NotAnArchive => "not-an-archive",
+            ErrorCode::TooLarge => "too-large",
+            ErrorCode::Internal => "internal",
+        }
+    }
+
+    /// The HTTP status that goes with the code.
+    pub fn status(self) -> u16 {
+        match self {
+            ErrorCode::Unauthorized => 401,
+            ErrorCode::Forbidden => 403,
+            ErrorCode::InvalidRequest
+            | ErrorCode::InvalidName
+            | ErrorCode::DigestMismatch
+            | ErrorCode::NotAnArchive => 400,
+            ErrorCode::UnknownComponent
+            | ErrorCode::UnknownVersion
+            | ErrorCode::UnknownConfig
+            | ErrorCode::UnknownBlob
+            | ErrorCode::UnknownToken => 404,
+            ErrorCode::VersionExists
+            | ErrorCode::ConfigExists
+            | ErrorCode::TokenExists
+            | ErrorCode::ConfigConflict
+            | ErrorCode::InUse => 409,
+            ErrorCode::TooLarge => 413,
+            ErrorCode::Internal => 500,
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `{"code": "version-exists", "message": "…", "hint": "…"}`
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct ErrorBody {
+    pub code: ErrorCode,
+    /// Names the object: `version 1.4.2 of web already exists with digest sha256:…`.
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+}
+
+impl ErrorBody {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ErrorBody { code, message: message.into(), hint: None }
+    }
+
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+}

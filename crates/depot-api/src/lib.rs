@@ -1,0 +1,9 @@
+//! The wire contract between `depot serve`, the CLI and the agent. Only this crate defines types
+//! that cross the network: names (validated on both sides), requests, responses, error codes.
+
+pub mod error;
+pub mod names;
+pub mod types;
+
+pub use error::{ErrorBody, ErrorCode};
+pub use names::{ComponentName, ConfigName, Digest, NameError, TokenName, VersionLabel};

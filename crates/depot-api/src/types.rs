@@ -1,0 +1,262 @@
+//! Requests and responses of `/api/v1`.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use sha2::{Digest as _, Sha256};
+
+use crate::names::{ComponentName, ConfigName, Digest, TokenName, VersionLabel};
+
+/// What a token may do. Each route names the least role it needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Read configurations (those matching the token's pattern) and blobs, report status.
+    Agent,
+    /// Read everything but tokens.
+    Viewer,
+    /// Push, configure, delete.
+    Operator,
+    /// Tokens and garbage collection, and everything else.
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Agent => "agent",
+            Role::Viewer => "viewer",
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "agent" => Ok(Role::Agent),
+            "viewer" => Ok(Role::Viewer),
+            "operator" => Ok(Role::Operator),
+            "admin" => Ok(Role::Admin),
+            other => Err(format!("unknown role `{other}` (admin, operator, agent or viewer)")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct BlobInfo {
+    pub digest: Digest,
+    pub size: u64,
+}
+
+/// `PUT /api/v1/components/{component}/versions/{version}`
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct PushVersion {
+    pub digest: Option<Digest>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct VersionInfo {
+    pub component: ComponentName,
+    pub version: VersionLabel,
+    pub digest: Digest,
+    pub size: u64,
+    pub created_at: DateTime<Utc>,
+    /// The name of the token that pushed it.
+    pub creator: String,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ComponentSummary {
+    pub name: ComponentName,
+    pub versions: u64,
+    pub newest: Option<VersionLabel>,
+}
+
+/// A layer as written: `component@version`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LayerRef {
+    pub component: ComponentName,
+    pub version: VersionLabel,
+}
+
+impl LayerRef {
+    /// `web:1.4.2` or `web@1.4.2`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let (component, version) = text
+            .split_once(':')
+            .or_else(|| text.split_once('@'))
+            .ok_or_else(|| format!("`{text}` is not COMPONENT:VERSION"))?;
+        Ok(LayerRef {
+            component: ComponentName::parse(component).map_err(|e| e.to_string())?,
+            version: VersionLabel::parse(version).map_err(|e| e.to_string())?,
+        })
+    }
+}
+
+impl std::fmt::Display for LayerRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.component, self.version)
+    }
+}
+
+/// A resolved layer of a configuration.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Layer {
+    pub component: ComponentName,
+    pub version: VersionLabel,
+    pub digest: Digest,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Config {
+    pub name: ConfigName,
+    /// Grows by one with every change.
+    pub revision: u64,
+    /// sha256 over each layer's digest hex and a newline, in order (seed 001): same content,
+    /// same hash, whatever the version labels.
+    pub hash: String,
+    pub updated_at: DateTime<Utc>,
+    pub layers: Vec<Layer>,
+}
+
+/// The configuration hash of seed 001.
+pub fn config_hash(layers: &[Layer]) -> String {
+    let mut hasher = Sha256::new();
+    for layer in layers {
+        hasher.update(layer.digest.hex().as_bytes());
+        hasher.update(b"\n");
+    }
+    hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ConfigSummary {
+    pub name: ConfigName,
+    pub revision: u64,
+    pub hash: String,
+    pub updated_at: DateTime<Utc>,
+    pub layers: u64,
+}
+
+/// `POST /api/v1/configs`
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct CreateConfig {
+    pub name: ConfigName,
+    pub layers: Vec<LayerRef>,
+}
+
+/// `PATCH /api/v1/configs/{name}`: set these layers (replacing the component's layer, or adding
+/// it at the end), in one revision.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct SetLayers {
+    pub layers: Vec<LayerRef>,
+    #[serde(default)]
+    pub expect_revision: Option<u64>,
+}
+
+/// `POST /api/v1/configs/{name}/bump`
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct BumpLayer {
+    pub component: ComponentName,
+    #[serde(default)]
+    pub expect_revision: Option<u64>,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct BumpResult {
+    pub config: Config,
+    pub component: ComponentName,
+    pub previous: VersionLabel,
+    pub current: VersionLabel,
+}
+
+/// `POST /api/v1/configs/{name}/rollback`
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct RollbackConfig {
+    /// Defaults to the revision before the current one.
+    #[serde(default)]
+    pub to_revision: Option<u64>,
+    #[serde(default)]
+    pub expect_revision: Option<u64>,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct HistoryEntry {
+    pub revision: u64,
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    /// What changed, for people: `web 1.4.1 → 1.4.2`.
+    pub change: String,
+    pub hash: String,
+    pub layers: Vec<Layer>,
+}
+
+/// `POST /api/v1/tokens`
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct CreateToken {
+    pub name: TokenName,
+    pub role: Role,
+    /// For agent tokens: the configurations they may read, as a glob (`web-*`).
+    #[serde(default)]
+    pub config_pattern: Option<String>,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct TokenInfo {
+    pub name: TokenName,
+    pub role: Role,
+    pub config_pattern: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub created_by: String,
+}
+
+/// The secret is shown once, in this response.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct TokenCreated {
+    #[serde(flatten)]
+    pub info: TokenInfo,
+    pub token: String,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct GcReport {
+    pub versions_removed: Vec<LayerRef>,
+    pub blobs_removed: u64,
+    pub bytes_freed: u64,
+    pub uploads_removed: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_hash_is_over_digests_only() {
+        let digest = Digest::from_hex(&"ab".repeat(32)).unwrap();
+        let layer = |version: &str| Layer {
+            component: ComponentName::parse("web").unwrap(),
+            version: VersionLabel::parse(version).unwrap(),
+            digest: digest.clone(),
+        };
+        assert_eq!(config_hash(&[layer("1.0.0")]), config_hash(&[layer("renamed")]));
+        // sha256("abab…ab\n")
+        let expected: String =
+            Sha256::digest(format!("{}\n", "ab".repeat(32)).as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(config_hash(&[layer("1.0.0")]), expected);
+    }
+
+    #[test]
+    fn layer_refs_parse_both_separators() {
+        assert_eq!(LayerRef::parse("web:1.2.3").unwrap().to_string(), "web:1.2.3");
+        assert_eq!(LayerRef::parse("web@1.2.3").unwrap().to_string(), "web:1.2.3");
+        assert!(LayerRef::parse("web").is_err());
+        assert!(LayerRef::parse("we/b:1").is_err());
+    }
+}

@@ -1,0 +1,96 @@
+use depot_api::{ComponentName, ConfigName, Digest, ErrorBody, ErrorCode, VersionLabel};
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Store failures, mapped to meaning at the boundary: not-found is not-found on every backend.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("unknown component {0}")]
+    UnknownComponent(ComponentName),
+    #[error("unknown version {version} of {component}")]
+    UnknownVersion { component: ComponentName, version: VersionLabel },
+    #[error("unknown configuration {0}")]
+    UnknownConfig(ConfigName),
+    #[error("configuration {config} has no revision {revision}")]
+    UnknownRevision { config: ConfigName, revision: u64 },
+    #[error("unknown blob {0}; upload it first")]
+    UnknownBlob(Digest),
+    #[error("unknown token {0}")]
+    UnknownToken(String),
+    #[error("version {version} of {component} already exists with digest {existing}")]
+    VersionExists { component: ComponentName, version: VersionLabel, existing: Digest },
+    #[error("configuration {0} already exists")]
+    ConfigExists(ConfigName),
+    #[error("token {0} already exists")]
+    TokenExists(String),
+    #[error("configuration {config} is at revision {actual}, not {expected}")]
+    ConfigConflict { config: ConfigName, expected: u64, actual: u64 },
+    #[error("{what} is used by configuration {config}")]
+    InUse { what: String, config: ConfigName },
+    #[error("{0}")]
+    Invalid(String),
+    #[error("the upload's sha256 is {actual}, not the declared {expected}")]
+    DigestMismatch { expected: Digest, actual: Digest },
+    #[error("the upload is larger than the limit of {limit} bytes")]
+    TooLarge { limit: u64 },
+    #[error("unsupported store URL `{0}` (use sqlite:///path and file:///path)")]
+    UnsupportedUrl(String),
+    #[error("database error: {0}")]
+    Database(#[from] rusqlite::Error),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+impl StoreError {
+    /// The API error for this failure. Internal failures carry no detail: they are logged.
+    pub fn to_api(&self) -> ErrorBody {
+        let (code, hint) = match self {
+            StoreError::UnknownComponent(_) => {
+                (ErrorCode::UnknownComponent, Some("list components with `depot components`".to_owned()))
+            }
+            StoreError::UnknownVersion { component, .. } => {
+                (ErrorCode::UnknownVersion, Some(format!("list versions with `depot versions {component}`")))
+            }
+            StoreError::UnknownConfig(_) | StoreError::UnknownRevision { .. } => {
+                (ErrorCode::UnknownConfig, Some("list configurations with `depot configs`".to_owned()))
+            }
+            StoreError::UnknownBlob(_) => (ErrorCode::UnknownBlob, None),
+            StoreError::UnknownToken(_) => {
+                (ErrorCode::UnknownToken, Some("list tokens with `depot token list`".to_owned()))
+            }
+            StoreError::VersionExists { .. } => (
+                ErrorCode::VersionExists,
+                Some("versions are immutable: push this content as a new version".to_owned()),
+            ),
+            StoreError::ConfigExists(name) => {
+                (ErrorCode::ConfigExists, Some(format!("change it with `depot config set {name} …`")))
+            }
+            StoreError::TokenExists(_) => {
+                (ErrorCode::TokenExists, Some("revoke it first, or choose another name".to_owned()))
+            }
+            StoreError::ConfigConflict { config, .. } => (
+                ErrorCode::ConfigConflict,
+                Some(format!("someone else changed it: review `depot config show {config}` and try again")),
+            ),
+            StoreError::InUse { config, .. } => {
+                (ErrorCode::InUse, Some(format!("change or delete configuration {config} first")))
+            }
+            StoreError::Invalid(_) => (ErrorCode::InvalidRequest, None),
+            StoreError::DigestMismatch { .. } => (
+                ErrorCode::DigestMismatch,
+                Some("the upload was damaged or the digest is wrong; push again".to_owned()),
+            ),
+            StoreError::TooLarge { .. } => {
+                (ErrorCode::TooLarge, Some("raise the registry's --max-blob-size".to_owned()))
+            }
+            StoreError::UnsupportedUrl(_) | StoreError::Database(_) | StoreError::Io(_) => {
+                return ErrorBody::new(ErrorCode::Internal, "internal error; see the registry's log");
+            }
+        };
+        let body = ErrorBody::new(code, self.to_string());
+        match hint {
+            Some(hint) => body.with_hint(hint),
+            None => body,
+        }
+    }
+}

@@ -1,0 +1,740 @@
+//! Registry metadata in SQLite (WAL, synchronous=FULL: an acknowledged write survives a kill or a
+//! power cut). Every method is one transaction.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+use std::sync::Mutex;
+
+use chrono::{DateTime, Utc};
+use depot_api::types::{
+    BumpResult, ComponentSummary, Config, ConfigSummary, HistoryEntry, Layer, LayerRef, Role, TokenInfo, VersionInfo,
+    config_hash,
+};
+use depot_api::{ComponentName, ConfigName, Digest, TokenName, VersionLabel};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+
+use crate::{Result, StoreError};
+
+/// How many earlier revisions of a configuration keep their versions from retention, so that
+/// `depot config rollback` keeps working.
+pub const PROTECTED_REVISIONS: u64 = 5;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS blobs (
+    digest TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS versions (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    component TEXT NOT NULL,
+    version TEXT NOT NULL,
+    digest TEXT NOT NULL REFERENCES blobs(digest),
+    created_at TEXT NOT NULL,
+    creator TEXT NOT NULL,
+    labels TEXT NOT NULL,
+    UNIQUE (component, version)
+);
+CREATE TABLE IF NOT EXISTS configs (
+    name TEXT PRIMARY KEY,
+    revision INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS config_revisions (
+    config TEXT NOT NULL REFERENCES configs(name) ON DELETE CASCADE,
+    revision INTEGER NOT NULL,
+    at TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    change TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    layers TEXT NOT NULL,
+    PRIMARY KEY (config, revision)
+);
+CREATE TABLE IF NOT EXISTS tokens (
+    name TEXT PRIMARY KEY,
+    hash TEXT NOT NULL,
+    role TEXT NOT NULL,
+    config_pattern TEXT,
+    created_at TEXT NOT NULL,
+    created_by TEXT NOT NULL
+);
+";
+
+pub struct SqliteMetadata {
+    connection: Mutex<Connection>,
+}
+
+impl SqliteMetadata {
+    pub fn open(path: &Path) -> Result<Self> {
+        if let Some(parent) = path.parent() {
+            fs_err::create_dir_all(parent)?;
+        }
+        let connection = Connection::open(path)?;
+        connection.pragma_update(None, "journal_mode", "WAL")?;
+        connection.pragma_update(None, "synchronous", "FULL")?;
+        connection.pragma_update(None, "foreign_keys", "ON")?;
+        connection.busy_timeout(std::time::Duration::from_secs(10))?;
+        connection.execute_batch(SCHEMA)?;
+        Ok(SqliteMetadata { connection: Mutex::new(connection) })
+    }
+
+    fn transaction<T>(&self, body: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+        let mut connection = self.connection.lock().expect("the connection lock is never poisoned");
+        let transaction = connection.transaction()?;
+        let value = body(&transaction)?;
+        transaction.commit()?;
+        Ok(value)
+    }
+
+    // Blobs.
+
+    pub fn record_blob(&self, digest: &Digest, size: u64) -> Result<()> {
+        self.transaction(|tx| {
+            tx.execute(
+                "INSERT OR IGNORE INTO blobs (digest, size, created_at) VALUES (?1, ?2, ?3)",
+                params![digest.as_str(), size as i64, now()],
+            )?;
+            Ok(())
+        })
+    }
+
+    pub fn blob_size(&self, digest: &Digest) -> Result<Option<u64>> {
+        self.transaction(|tx| {
+            let size: Option<i64> = tx
+                .query_row("SELECT size FROM blobs WHERE digest = ?1", [digest.as_str()], |row| row.get(0))
+                .optional()?;
+            Ok(size.map(|s| s as u64))
+        })
+    }
+
+    /// Blobs no version references, recorded before `cutoff` (so an upload whose version is about
+    /// to be added is never collected).
+    pub fn unreferenced_blobs(&self, cutoff: DateTime<Utc>) -> Result<Vec<Digest>> {
+        self.transaction(|tx| {
+            let mut statement = tx.prepare(
+                "SELECT digest FROM blobs WHERE created_at < ?1 AND digest NOT IN (SELECT digest FROM versions)",
+            )?;
+            let rows = statement.query_map([cutoff.to_rfc3339()], |row| row.get::<_, String>(0))?;
+            let mut digests = Vec::new();
+            for row in rows {
+                digests.push(parse(Digest::parse(&row?))?);
+            }
+            Ok(digests)
+        })
+    }
+
+    /// Forgets a blob that no version references; false if one does by now.
+    pub fn forget_blob(&self, digest: &Digest) -> Result<bool> {
+        self.transaction(|tx| {
+            let removed = tx.execute(
+                "DELETE FROM blobs WHERE digest = ?1 AND digest NOT IN (SELECT digest FROM versions)",
+                [digest.as_str()],
+            )?;
+            Ok(removed > 0)
+        })
+    }
+
+    pub fn known_blobs(&self) -> Result<HashSet<String>> {
+        self.transaction(|tx| {
+            let mut statement = tx.prepare("SELECT digest FROM blobs")?;
+            let rows = statement.query_map([], |row| row.get::<_, String>(0))?;
+            Ok(rows.collect::<std::result::Result<_, _>>()?)
+        })
+    }
+
+    // Components and versions.
+
+    /// Adds a version; the same digest again is a no-op (`false`), another digest is refused.
+    pub fn add_version(
+        &self,
+        component: &ComponentName,
+        version: &VersionLabel,
+        digest: &Digest,
+        labels: &BTreeMap<String, String>,
+        creator: &str,
+    ) -> Result<(VersionInfo, bool)> {
+        self.transaction(|tx| {
+            if let Some(existing) = find_version(tx, component, version)? {
+                if &existing.digest == digest {
+                    return Ok((existing, false));
+                }
+                return Err(StoreError::VersionExists {
+                    component: component.clone(),
+                    version: version.clone(),
+                    existing: existing.digest,
+                });
+            }
+            let known: Option<i64> =
+                tx.query_row("SELECT size FROM blobs WHERE digest = ?1", [digest.as_str()], |row| row.get(0)).optional()?;
+            if known.is_none() {
+                return Err(StoreError::UnknownBlob(digest.clone()));
+            }
+            tx.execute(
+                "INSERT INTO versions (component, version, digest, created_at, creator, labels) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    component.as_str(),
+                    version.as_str(),
+                    digest.as_str(),
+                    now(),
+                    creator,
+                    serde_json::to_string(labels).expect("labels serialise")
+                ],
+            )?;
+            let info = find_version(tx, component, version)?.expect("the version was just inserted");
+            Ok((info, true))
+        })
+    }
+
+    pub fn components(&self) -> Result<Vec<ComponentSummary>> {
+        self.transaction(|tx| {
+            let mut statement = tx.prepare(
+                "SELECT component, COUNT(*), (SELECT version FROM versions n WHERE n.component = v.component ORDER BY seq DESC LIMIT 1)
+                 FROM versions v GROUP BY component ORDER BY component",
+            )?;
+            let rows = statement.query_map([], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?, row.get::<_, Option<String>>(2)?))
+            })?;
+            let mut components = Vec::new();
+            for row in rows {
+                let (name, versions, newest) = row?;
+                components.push(ComponentSummary {
+                    name: parse(ComponentName::parse(&name))?,
+                    versions: versions as u64,
+                    newest: newest.map(|v| parse(VersionLabel::parse(&v))).transpose()?,
+                });
+            }
+            Ok(components)
+        })
+    }
+
+    /// The versions of a component in push order. An unknown component is an error.
+    pub fn versions(&self, component: &ComponentName) -> Result<Vec<VersionInfo>> {
+        self.transaction(|tx| {
+            let versions = versions_of(tx, component)?;
+            if versions.is_empty() {
+                return Err(StoreError::UnknownComponent(component.clone()));
+            }
+            Ok(versions)
+        })
+    }
+
+    pub fn version(&self, component: &ComponentName, version: &VersionLabel) -> Result<VersionInfo> {
+        self.transaction(|tx| resolve_version(tx, component, version))
+    }
+
+    /// Deletes a version that no configuration's current revision uses.
+    pub fn delete_version(&self, component: &ComponentName, version: &VersionLabel) -> Result<()> {
+        self.transaction(|tx| {
+            resolve_version(tx, component, version)?;
+            if let Some(config) = current_user(tx, component, Some(version))? {
+                return Err(StoreError::InUse { what: format!("version {version} of {component}"), config });
+            }
+            tx.execute(
+                "DELETE FROM versions WHERE component = ?1 AND version = ?2",
+                params![component.as_str(), version.as_str()],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Deletes every version of a component that no configuration uses. Returns how many.
+    pub fn delete_component(&self, component: &ComponentName) -> Result<u64> {
+        self.transaction(|tx| {
+            if versions_of(tx, component)?.is_empty() {
+                return Err(StoreError::UnknownComponent(component.clone()));
+            }
+            if let Some(config) = current_user(tx, component, None)? {
+                return Err(StoreError::InUse { what: format!("component {component}"), config });
+            }
+            Ok(tx.execute("DELETE FROM versions WHERE component = ?1", [component.as_str()])? as u64)
+        })
+    }
+
+    // Configurations.
+
+    pub fn create_config(&self, name: &ConfigName, layers: &[LayerRef], actor: &str) -> Result<Config> {
+        self.transaction(|tx| {
+            let exists: Option<i64> = tx
+                .query_row("SELECT revision FROM configs WHERE name = ?1", [name.as_str()], |row| row.get(0))
+                .optional()?;
+            if exists.is_some() {
+                return Err(StoreError::ConfigExists(name.clone()));
+            }
+            check_one_layer_per_component(layers)?;
+            let resolved = layers.iter().map(|layer| resolve_layer(tx, layer)).collect::<Result<Vec<_>>>()?;
+            tx.execute("INSERT INTO configs (name, revision) VALUES (?1, 0)", [name.as_str()])?;
+            let change = format!("created with {}", describe_layers(&resolved));
+            write_revision(tx, name, 1, &resolved, &change, actor)
+        })
+    }
+
+    pub fn config(&self, name: &ConfigName) -> Result<Config> {
+        self.transaction(|tx| current_config(tx, name))
+    }
+
+    /// The configuration's current revision, if it is newer than `after`.
+    pub fn config_after(&self, name: &ConfigName, after: u64) -> Result<Option<Config>> {
+        self.transaction(|tx| {
+            let config = current_config(tx, name)?;
+            Ok((config.revision > after).then_some(config))
+        })
+    }
+
+    pub fn configs(&self) -> Result<Vec<ConfigSummary>> {
+        self.transaction(|tx| {
+            let mut statement = tx.prepare(
+                "SELECT c.name, c.revision, r.hash, r.at, r.layers FROM configs c
+                 JOIN config_revisions r ON r.config = c.name AND r.revision = c.revision ORDER BY c.name",
+            )?;
+            let rows = statement.query_map([], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, i64>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, String>(3)?,
+                    row.get::<_, String>(4)?,
+                ))
+            })?;
+            let mut configs = Vec::new();
+            for row in rows {
+                let (name, revision, hash, at, layers) = row?;
+                let layers: Vec<Layer> =
+                    serde_json::from_str(&layers).map_err(|e| StoreError::Invalid(e.to_string()))?;
+                configs.push(ConfigSummary {
+                    name: parse(ConfigName::parse(&name))?,
+                    revision: revision as u64,
+                    hash,
+                    updated_at: parse_time(&at)?,
+                    layers: layers.len() as u64,
+                });
+            }
+            Ok(configs)
+        })
+    }
+
+    /// Sets one or several layers (replacing each component's layer, or adding it at the end) in
+    /// one new revision. A write that expects another revision is refused.
+    pub fn set_layers(
+        &self,
+        name: &ConfigName,
+        layers: &[LayerRef],
+        expect: Option<u64>,
+        actor: &str,
+    ) -> Result<Config> {
+        self.transaction(|tx| {
+            let current = current_config(tx, name)?;
+            check_revision(name, expect, current.revision)?;
+            check_one_layer_per_component(layers)?;
+            let mut next = current.layers.clone();
+            let mut changes = Vec::new();
+            for layer in layers {
+                let resolved = resolve_layer(tx, layer)?;
+                match next.iter_mut().find(|l| l.component == layer.component) {
+                    Some(existing) if existing.version == resolved.version => {}
+                    Some(existing) => {
+                        changes.push(format!("{} {} → {}", layer.component, existing.version, resolved.version));
+                        *existing = resolved;
+                    }
+                    None => {
+                        changes.push(format!("added {}:{}", layer.component, resolved.version));
+                        next.push(resolved);
+                    }
+                }
+            }
+            if changes.is_empty() {
+                return Ok(current);
+            }
+            write_revision(tx, name, current.revision + 1, &next, &changes.join("; "), actor)
+        })
+    }
+
+    /// Moves one layer to the component's newest version (by push order).
+    pub fn bump(
+        &self,
+        name: &ConfigName,
+        component: &ComponentName,
+        expect: Option<u64>,
+        actor: &str,
+    ) -> Result<BumpResult> {
+        self.transaction(|tx| {
+            let current = current_config(tx, name)?;
+            check_revision(name, expect, current.revision)?;
+            let Some(position) = current.layers.iter().position(|l| &l.component == component) else {
+                return Err(StoreError::Invalid(format!("configuration {name} has no layer of component {component}")));
+            };
+            let newest =
+                versions_of(tx, component)?.pop().ok_or_else(|| StoreError::UnknownComponent(component.clone()))?;
+            let previous = current.layers[position].version.clone();
+            if newest.version == previous {
+                return Ok(BumpResult {
+                    config: current,
+                    component: component.clone(),
+                    previous: previous.clone(),
+                    current: previous,
+                });
+            }
+            let mut next = current.layers.clone();
+            next[position] =
+                Layer { component: component.clone(), version: newest.version.clone(), digest: newest.digest.clone() };
+            let change = format!("{component} {previous} → {} (bump)", newest.version);
+            let config = write_revision(tx, name, current.revision + 1, &next, &change, actor)?;
+            Ok(BumpResult { config, component: component.clone(), previous, current: newest.version })
+        })
+    }
+
+    pub fn history(&self, name: &ConfigName) -> Result<Vec<HistoryEntry>> {
+        self.transaction(|tx| {
+            current_config(tx, name)?;
+            let mut statement = tx.prepare(
+                "SELECT revision, at, actor, change, hash, layers FROM config_revisions WHERE config = ?1 ORDER BY revision",
+            )?;
+            let rows = statement.query_map([name.as_str()], |row| {
+                Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?, row.get::<_, String>(2)?, row.get::<_, String>(3)?, row.get::<_, String>(4)?, row.get::<_, String>(5)?))
+            })?;
+            let mut entries = Vec::new();
+            for row in rows {
+                let (revision, at, actor, change, hash, layers) = row?;
+                entries.push(HistoryEntry {
+                    revision: revision as u64,
+                    at: parse_time(&at)?,
+                    actor,
+                    change,
+                    hash,
+                    layers: serde_json::from_str(&layers).map_err(|e| StoreError::Invalid(e.to_string()))?,
+                });
+            }
+            Ok(entries)
+        })
+    }
+
+    /// Writes a new revision whose layers are those of revision `to` (default: the one before the
+    /// current). The versions must still exist.
+    pub fn rollback(&self, name: &ConfigName, to: Option<u64>, expect: Option<u64>, actor: &str) -> Result<Config> {
+        self.transaction(|tx| {
+            let current = current_config(tx, name)?;
+            check_revision(name, expect, current.revision)?;
+            let target = to.unwrap_or(current.revision.saturating_sub(1));
+            if target == 0 || target > current.revision {
+                return Err(StoreError::UnknownRevision { config: name.clone(), revision: target });
+            }
+            let layers: Option<String> = tx
+                .query_row(
+                    "SELECT layers FROM config_revisions WHERE config = ?1 AND revision = ?2",
+                    params![name.as_str(), target as i64],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            let layers: Vec<Layer> = serde_json::from_str(
+                &layers.ok_or_else(|| StoreError::UnknownRevision { config: name.clone(), revision: target })?,
+            )
+            .map_err(|e| StoreError::Invalid(e.to_string()))?;
+            for layer in &layers {
+                resolve_version(tx, &layer.component, &layer.version)?;
+            }
+            let change = format!("rolled back to revision {target}");
+            write_revision(tx, name, current.revision + 1, &layers, &change, actor)
+        })
+    }
+
+    pub fn delete_config(&self, name: &ConfigName) -> Result<()> {
+        self.transaction(|tx| {
+            current_config(tx, name)?;
+            tx.execute("DELETE FROM config_revisions WHERE config = ?1", [name.as_str()])?;
+            tx.execute("DELETE FROM configs WHERE name = ?1", [name.as_str()])?;
+            Ok(())
+        })
+    }
+
+    // Tokens.
+
+    pub fn create_token(
+        &self,
+        name: &TokenName,
+        role: Role,
+        pattern: Option<&str>,
+        secret_hash: &str,
+        creator: &str,
+    ) -> Result<TokenInfo> {
+        self.transaction(|tx| {
+            let exists: Option<String> =
+                tx.query_row("SELECT name FROM tokens WHERE name = ?1", [name.as_str()], |row| row.get(0)).optional()?;
+            if exists.is_some() {
+                return Err(StoreError::TokenExists(name.to_string()));
+            }
+            let at = now();
+            tx.execute(
+                "INSERT INTO tokens (name, hash, role, config_pattern, created_at, created_by) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![name.as_str(), secret_hash, role.as_str(), pattern, at, creator],
+            )?;
+            Ok(TokenInfo { name: name.clone(), role, config_pattern: pattern.map(str::to_owned), created_at: parse_time(&at)?, created_by: creator.to_owned() })
+        })
+    }
+
+    /// The token and the hash of its secret, for the caller to compare in constant time.
+    pub fn token(&self, name: &str) -> Result<Option<(TokenInfo, String)>> {
+        self.transaction(|tx| {
+            let row = tx
+                .query_row(
+                    "SELECT name, role, config_pattern, created_at, created_by, hash FROM tokens WHERE name = ?1",
+                    [name],
+                    |row| {
+                        Ok((
+                            row.get::<_, String>(0)?,
+                            row.get::<_, String>(1)?,
+                            row.get::<_, Option<String>>(2)?,
+                            row.get::<_, String>(3)?,
+                            row.get::<_, String>(4)?,
+                            row.get::<_, String>(5)?,
+                        ))
+                    },
+                )
+                .optional()?;
+            row.map(|(name, role, pattern, at, by, hash)| Ok((token_info(&name, &role, pattern, &at, by)?, hash)))
+                .transpose()
+        })
+    }
+
+    pub fn tokens(&self) -> Result<Vec<TokenInfo>> {
+        self.transaction(|tx| {
+            let mut statement =
+                tx.prepare("SELECT name, role, config_pattern, created_at, created_by FROM tokens ORDER BY name")?;
+            let rows = statement.query_map([], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, Option<String>>(2)?,
+                    row.get::<_, String>(3)?,
+                    row.get::<_, String>(4)?,
+                ))
+            })?;
+            let mut tokens = Vec::new();
+            for row in rows {
+                let (name, role, pattern, at, by) = row?;
+                tokens.push(token_info(&name, &role, pattern, &at, by)?);
+            }
+            Ok(tokens)
+        })
+    }
+
+    pub fn revoke_token(&self, name: &TokenName) -> Result<()> {
+        self.transaction(|tx| {
+            if tx.execute("DELETE FROM tokens WHERE name = ?1", [name.as_str()])? == 0 {
+                return Err(StoreError::UnknownToken(name.to_string()));
+            }
+            Ok(())
+        })
+    }
+
+    // Retention.
+
+    /// Keeps at most `max_versions` versions of each component (0: no limit), never deleting the
+    /// newest version nor one used by a configuration's current or last
+    /// [`PROTECTED_REVISIONS`] revisions. Oldest pushed go first. Returns what was deleted.
+    pub fn apply_retention(&self, max_versions: u64) -> Result<Vec<LayerRef>> {
+        if max_versions == 0 {
+            return Ok(Vec::new());
+        }
+        self.transaction(|tx| {
+            let protected = protected_versions(tx)?;
+            let mut removed = Vec::new();
+            let mut statement = tx.prepare("SELECT DISTINCT component FROM versions")?;
+            let components: Vec<String> =
+                statement.query_map([], |row| row.get(0))?.collect::<std::result::Result<_, _>>()?;
+            for component in components {
+                let component = parse(ComponentName::parse(&component))?;
+                let versions = versions_of(tx, &component)?;
+                let mut excess = (versions.len() as u64).saturating_sub(max_versions);
+                let newest = versions.last().map(|v| v.version.clone());
+                for version in &versions {
+                    if excess == 0 {
+                        break;
+                    }
+                    if Some(&version.version) == newest.as_ref()
+                        || protected.contains(&(component.to_string(), version.version.to_string()))
+                    {
+                        continue;
+                    }
+                    tx.execute(
+                        "DELETE FROM versions WHERE component = ?1 AND version = ?2",
+                        params![component.as_str(), version.version.as_str()],
+                    )?;
+                    removed.push(LayerRef { component: component.clone(), version: version.version.clone() });
+                    excess -= 1;
+                }
+            }
+            Ok(removed)
+        })
+    }
+}
+
+fn now() -> String {
+    Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+fn parse_time(text: &str) -> Result<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| StoreError::Invalid(format!("bad time `{text}` in the database: {e}")))
+}
+
+fn parse<T>(value: std::result::Result<T, depot_api::NameError>) -> Result<T> {
+    value.map_err(|e| StoreError::Invalid(format!("invalid name in the database: {e}")))
+}
+
+fn token_info(name: &str, role: &str, pattern: Option<String>, at: &str, by: String) -> Result<TokenInfo> {
+    Ok(TokenInfo {
+        name: parse(TokenName::parse(name))?,
+        role: role.parse().map_err(StoreError::Invalid)?,
+        config_pattern: pattern,
+        created_at: parse_time(at)?,
+        created_by: by,
+    })
+}
+
+fn version_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String, String, i64, String, String, String)> {
+    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?, row.get(6)?))
+}
+
+fn version_info(raw: (String, String, String, i64, String, String, String)) -> Result<VersionInfo> {
+    let (component, version, digest, size, created_at, creator, labels) = raw;
+    Ok(VersionInfo {
+        component: parse(ComponentName::parse(&component))?,
+        version: parse(VersionLabel::parse(&version))?,
+        digest: parse(Digest::parse(&digest))?,
+        size: size as u64,
+        created_at: parse_time(&created_at)?,
+        creator,
+        labels: serde_json::from_str(&labels).map_err(|e| StoreError::Invalid(e.to_string()))?,
+    })
+}
+
+const VERSION_COLUMNS: &str = "v.component, v.version, v.digest, b.size, v.created_at, v.creator, v.labels FROM versions v JOIN blobs b ON b.digest = v.digest";
+
+fn find_version(
+    tx: &Transaction<'_>,
+    component: &ComponentName,
+    version: &VersionLabel,
+) -> Result<Option<VersionInfo>> {
+    let raw = tx
+        .query_row(
+            &format!("SELECT {VERSION_COLUMNS} WHERE v.component = ?1 AND v.version = ?2"),
+            params![component.as_str(), version.as_str()],
+            version_row,
+        )
+        .optional()?;
+    raw.map(version_info).transpose()
+}
+
+fn versions_of(tx: &Transaction<'_>, component: &ComponentName) -> Result<Vec<VersionInfo>> {
+    let mut statement = tx.prepare(&format!("SELECT {VERSION_COLUMNS} WHERE v.component = ?1 ORDER BY v.seq"))?;
+    let rows = statement.query_map([component.as_str()], version_row)?;
+    rows.map(|row| version_info(row?)).collect()
+}
+
+fn resolve_version(tx: &Transaction<'_>, component: &ComponentName, version: &VersionLabel) -> Result<VersionInfo> {
+    match find_version(tx, component, version)? {
+        Some(info) => Ok(info),
+        None if versions_of(tx, component)?.is_empty() => Err(StoreError::UnknownComponent(component.clone())),
+        None => Err(StoreError::UnknownVersion { component: component.clone(), version: version.clone() }),
+    }
+}
+
+fn resolve_layer(tx: &Transaction<'_>, layer: &LayerRef) -> Result<Layer> {
+    let info = resolve_version(tx, &layer.component, &layer.version)?;
+    Ok(Layer { component: info.component, version: info.version, digest: info.digest })
+}
+
+fn check_one_layer_per_component(layers: &[LayerRef]) -> Result<()> {
+    let mut seen = HashSet::new();
+    for layer in layers {
+        if !seen.insert(&layer.component) {
+            return Err(StoreError::Invalid(format!(
+                "component {} appears twice; a configuration has one layer per component",
+                layer.component
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn check_revision(name: &ConfigName, expect: Option<u64>, actual: u64) -> Result<()> {
+    match expect {
+        Some(expected) if expected != actual => {
+            Err(StoreError::ConfigConflict { config: name.clone(), expected, actual })
+        }
+        _ => Ok(()),
+    }
+}
+
+fn describe_layers(layers: &[Layer]) -> String {
+    layers.iter().map(|l| format!("{}:{}", l.component, l.version)).collect::<Vec<_>>().join(", ")
+}
+
+fn current_config(tx: &Transaction<'_>, name: &ConfigName) -> Result<Config> {
+    let row = tx
+        .query_row(
+            "SELECT c.revision, r.hash, r.at, r.layers FROM configs c JOIN config_revisions r ON r.config = c.name AND r.revision = c.revision WHERE c.name = ?1",
+            [name.as_str()],
+            |row| Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?, row.get::<_, String>(2)?, row.get::<_, String>(3)?)),
+        )
+        .optional()?;
+    let (revision, hash, at, layers) = row.ok_or_else(|| StoreError::UnknownConfig(name.clone()))?;
+    Ok(Config {
+        name: name.clone(),
+        revision: revision as u64,
+        hash,
+        updated_at: parse_time(&at)?,
+        layers: serde_json::from_str(&layers).map_err(|e| StoreError::Invalid(e.to_string()))?,
+    })
+}
+
+fn write_revision(
+    tx: &Transaction<'_>,
+    name: &ConfigName,
+    revision: u64,
+    layers: &[Layer],
+    change: &str,
+    actor: &str,
+) -> Result<Config> {
+    let hash = config_hash(layers);
+    let at = now();
+    tx.execute(
+        "INSERT INTO config_revisions (config, revision, at, actor, change, hash, layers) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![name.as_str(), revision as i64, at, actor, change, hash, serde_json::to_string(layers).expect("layers serialise")],
+    )?;
+    tx.execute("UPDATE configs SET revision = ?2 WHERE name = ?1", params![name.as_str(), revision as i64])?;
+    Ok(Config { name: name.clone(), revision, hash, updated_at: parse_time(&at)?, layers: layers.to_vec() })
+}
+
+/// A configuration whose current revision uses the component (or that version of it).
+fn current_user(
+    tx: &Transaction<'_>,
+    component: &ComponentName,
+    version: Option<&VersionLabel>,
+) -> Result<Option<ConfigName>> {
+    let mut statement = tx.prepare(
+        "SELECT c.name, r.layers FROM configs c JOIN config_revisions r ON r.config = c.name AND r.revision = c.revision ORDER BY c.name",
+    )?;
+    let rows = statement.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))?;
+    for row in rows {
+        let (name, layers) = row?;
+        let layers: Vec<Layer> = serde_json::from_str(&layers).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        if layers.iter().any(|l| &l.component == component && version.is_none_or(|v| &l.version == v)) {
+            return Ok(Some(parse(ConfigName::parse(&name))?));
+        }
+    }
+    Ok(None)
+}
+
+/// (component, version) pairs used by any configuration's current or last protected revisions.
+fn protected_versions(tx: &Transaction<'_>) -> Result<HashSet<(String, String)>> {
+    let mut statement = tx.prepare(
+        "SELECT r.layers FROM config_revisions r JOIN configs c ON c.name = r.config WHERE r.revision + ?1 >= c.revision",
+    )?;
+    let rows = statement.query_map([PROTECTED_REVISIONS as i64], |row| row.get::<_, String>(0))?;
+    let mut protected = HashSet::new();
+    for row in rows {
+        let layers: Vec<Layer> = serde_json::from_str(&row?).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        protected.extend(layers.into_iter().map(|l| (l.component.to_string(), l.version.to_string())));
+    }
+    Ok(protected)
+}

@@ -1,0 +1,199 @@
+//! The metadata store's contract. Each test takes a fresh store from `backends()`; a new backend
+//! joins by being added there.
+
+use std::collections::BTreeMap;
+
+use depot_api::types::{LayerRef, Role};
+use depot_api::{ComponentName, ConfigName, Digest, TokenName, VersionLabel};
+use depot_store::{SqliteMetadata, StoreError};
+
+struct Fresh {
+    _dir: tempfile::TempDir,
+    store: SqliteMetadata,
+}
+
+fn backends() -> Vec<Fresh> {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteMetadata::open(&dir.path().join("depot.db")).unwrap();
+    vec![Fresh { _dir: dir, store }]
+}
+
+fn component(name: &str) -> ComponentName {
+    ComponentName::parse(name).unwrap()
+}
+fn version(label: &str) -> VersionLabel {
+    VersionLabel::parse(label).unwrap()
+}
+fn config(name: &str) -> ConfigName {
+    ConfigName::parse(name).unwrap()
+}
+fn digest(n: u8) -> Digest {
+    Digest::from_hex(&format!("{n:02x}").repeat(32)).unwrap()
+}
+fn layer(text: &str) -> LayerRef {
+    LayerRef::parse(text).unwrap()
+}
+
+/// Records blob `n` and pushes it as `component:label`.
+fn push(store: &SqliteMetadata, component_name: &str, label: &str, n: u8) {
+    store.record_blob(&digest(n), 100 + n as u64).unwrap();
+    store.add_version(&component(component_name), &version(label), &digest(n), &BTreeMap::new(), "ci").unwrap();
+}
+
+#[test]
+fn versions_are_immutable() {
+    for Fresh { store, .. } in backends() {
+        push(&store, "web", "1.0.0", 1);
+        let (again, created) =
+            store.add_version(&component("web"), &version("1.0.0"), &digest(1), &BTreeMap::new(), "ci").unwrap();
+        assert!(!created, "the same digest again is a no-op");
+        assert_eq!(again.digest, digest(1));
+        store.record_blob(&digest(2), 5).unwrap();
+        let error =
+            store.add_version(&component("web"), &version("1.0.0"), &digest(2), &BTreeMap::new(), "ci").unwrap_err();
+        assert!(matches!(error, StoreError::VersionExists { .. }), "{error}");
+        assert_eq!(error.to_api().code.as_str(), "version-exists");
+        let unknown =
+            store.add_version(&component("web"), &version("2.0.0"), &digest(9), &BTreeMap::new(), "ci").unwrap_err();
+        assert!(matches!(unknown, StoreError::UnknownBlob(_)));
+    }
+}
+
+#[test]
+fn versions_keep_labels_creator_and_push_order() {
+    for Fresh { store, .. } in backends() {
+        store.record_blob(&digest(1), 10).unwrap();
+        let labels = BTreeMap::from([("git_sha".to_owned(), "abc123".to_owned())]);
+        store.add_version(&component("web"), &version("b"), &digest(1), &labels, "alice").unwrap();
+        push(&store, "web", "a", 2);
+        let versions = store.versions(&component("web")).unwrap();
+        assert_eq!(versions.iter().map(|v| v.version.as_str()).collect::<Vec<_>>(), ["b", "a"]);
+        assert_eq!(versions[0].labels, labels);
+        assert_eq!(versions[0].creator, "alice");
+        assert_eq!(versions[0].size, 10);
+        assert!(matches!(store.versions(&component("nope")), Err(StoreError::UnknownComponent(_))));
+        let components = store.components().unwrap();
+        assert_eq!(components.len(), 1);
+        assert_eq!(components[0].versions, 2);
+        assert_eq!(components[0].newest.as_ref().unwrap().as_str(), "a");
+    }
+}
+
+#[test]
+fn configurations_have_revisions_history_and_a_content_hash() {
+    for Fresh { store, .. } in backends() {
+        push(&store, "web", "1.0.0", 1);
+        push(&store, "web", "1.1.0", 2);
+        push(&store, "cfg", "a", 3);
+        let created = store.create_config(&config("prod"), &[layer("web:1.0.0"), layer("cfg:a")], "alice").unwrap();
+        assert_eq!(created.revision, 1);
+        assert!(matches!(
+            store.create_config(&config("prod"), &[layer("web:1.0.0")], "bob"),
+            Err(StoreError::ConfigExists(_))
+        ));
+
+        let set = store.set_layers(&config("prod"), &[layer("web:1.1.0")], Some(1), "bob").unwrap();
+        assert_eq!(set.revision, 2);
+        assert_eq!(set.layers[0].version.as_str(), "1.1.0");
+        assert_eq!(set.layers[1].component.as_str(), "cfg", "order is kept");
+
+        let conflict = store.set_layers(&config("prod"), &[layer("web:1.0.0")], Some(1), "carol").unwrap_err();
+        assert!(matches!(conflict, StoreError::ConfigConflict { expected: 1, actual: 2, .. }), "{conflict}");
+        assert_eq!(conflict.to_api().code.status(), 409);
+
+        let rolled = store.rollback(&config("prod"), None, None, "alice").unwrap();
+        assert_eq!(rolled.revision, 3);
+        assert_eq!(rolled.hash, created.hash, "same content, same hash");
+
+        let history = store.history(&config("prod")).unwrap();
+        assert_eq!(history.iter().map(|h| h.revision).collect::<Vec<_>>(), [1, 2, 3]);
+        assert_eq!(history.iter().map(|h| h.actor.as_str()).collect::<Vec<_>>(), ["alice", "bob", "alice"]);
+        assert!(history[1].change.contains("web 1.0.0 → 1.1.0"), "{}", history[1].change);
+        assert!(history[2].change.contains("revision 1"));
+    }
+}
+
+#[test]
+fn bump_moves_to_the_newest_pushed_version() {
+    for Fresh { store, .. } in backends() {
+        push(&store, "web", "2.0.0", 1);
+        push(&store, "web", "1.9.9", 2); // pushed later: newest by push order
+        store.create_config(&config("prod"), &[layer("web:2.0.0")], "a").unwrap();
+        let bumped = store.bump(&config("prod"), &component("web"), None, "a").unwrap();
+        assert_eq!(bumped.previous.as_str(), "2.0.0");
+        assert_eq!(bumped.current.as_str(), "1.9.9");
+        assert_eq!(bumped.config.revision, 2);
+        let again = store.bump(&config("prod"), &component("web"), None, "a").unwrap();
+        assert_eq!(again.config.revision, 2, "already newest: no new revision");
+    }
+}
+
+#[test]
+fn deleting_what_a_configuration_uses_is_refused() {
+    for Fresh { store, .. } in backends() {
+        push(&store, "web", "1.0.0", 1);
+        push(&store, "web", "1.1.0", 2);
+        store.create_config(&config("prod"), &[layer("web:1.0.0")], "a").unwrap();
+        let error = store.delete_version(&component("web"), &version("1.0.0")).unwrap_err();
+        assert!(matches!(&error, StoreError::InUse { config, .. } if config.as_str() == "prod"), "{error}");
+        assert!(error.to_string().contains("prod"));
+        assert!(matches!(store.delete_component(&component("web")), Err(StoreError::InUse { .. })));
+        store.delete_version(&component("web"), &version("1.1.0")).unwrap();
+        store.delete_config(&config("prod")).unwrap();
+        assert_eq!(store.delete_component(&component("web")).unwrap(), 1);
+        assert!(matches!(store.config(&config("prod")), Err(StoreError::UnknownConfig(_))));
+    }
+}
+
+#[test]
+fn retention_keeps_newest_and_recently_configured_versions() {
+    for Fresh { store, .. } in backends() {
+        for n in 1..=6u8 {
+            push(&store, "web", &format!("1.0.{n}"), n);
+        }
+        store.create_config(&config("prod"), &[layer("web:1.0.1")], "a").unwrap();
+        store.set_layers(&config("prod"), &[layer("web:1.0.2")], None, "a").unwrap();
+        let removed = store.apply_retention(2).unwrap();
+        let removed: Vec<String> = removed.iter().map(|r| r.to_string()).collect();
+        // 1.0.1 (an earlier revision) and 1.0.2 (current) are protected; 1.0.6 is the newest.
+        assert_eq!(removed, ["web:1.0.3", "web:1.0.4", "web:1.0.5"]);
+        assert!(store.apply_retention(0).unwrap().is_empty(), "0 turns retention off");
+        let blobs = store.unreferenced_blobs(chrono::Utc::now() + chrono::Duration::seconds(1)).unwrap();
+        assert_eq!(blobs.len(), 3);
+        assert!(
+            store.unreferenced_blobs(chrono::Utc::now() - chrono::Duration::hours(1)).unwrap().is_empty(),
+            "grace period"
+        );
+    }
+}
+
+#[test]
+fn tokens_are_stored_by_hash() {
+    for Fresh { store, .. } in backends() {
+        let name = TokenName::parse("web-01").unwrap();
+        store.create_token(&name, Role::Agent, Some("web-*"), "hash", "admin").unwrap();
+        assert!(matches!(store.create_token(&name, Role::Agent, None, "h2", "admin"), Err(StoreError::TokenExists(_))));
+        let (info, hash) = store.token("web-01").unwrap().unwrap();
+        assert_eq!(info.role, Role::Agent);
+        assert_eq!(info.config_pattern.as_deref(), Some("web-*"));
+        assert_eq!(hash, "hash");
+        assert_eq!(store.tokens().unwrap().len(), 1);
+        store.revoke_token(&name).unwrap();
+        assert!(store.token("web-01").unwrap().is_none());
+        assert!(matches!(store.revoke_token(&name), Err(StoreError::UnknownToken(_))));
+    }
+}
+
+#[test]
+fn everything_survives_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("depot.db");
+    {
+        let store = SqliteMetadata::open(&path).unwrap();
+        push(&store, "web", "1.0.0", 1);
+        store.create_config(&config("prod"), &[layer("web:1.0.0")], "a").unwrap();
+    }
+    let store = SqliteMetadata::open(&path).unwrap();
+    assert_eq!(store.config(&config("prod")).unwrap().revision, 1);
+    assert_eq!(store.versions(&component("web")).unwrap().len(), 1);
+}
