@@ -57,3 +57,20 @@ pub fn decoder<'a>(raw: impl Read + 'a) -> Result<Box<dyn Read + 'a>> {
     };
     Ok(decoded)
 }
+
+/// Reads a whole archive without writing anything: decodes it to its end (checking the gzip or
+/// zstd trailer) and walks every entry. Returns the number of entries.
+pub fn check_readable(raw: impl Read) -> Result<u64> {
+    let mut tar = tar::Archive::new(decoder(raw)?);
+    let mut count = 0;
+    for entry in tar.entries().map_err(Error::corrupt)? {
+        let mut entry = entry.map_err(Error::corrupt)?;
+        std::io::copy(&mut entry, &mut std::io::sink()).map_err(Error::corrupt)?;
+        count += 1;
+    }
+    if count == 0 {
+        return Err(Error::corrupt("the archive has no entries"));
+    }
+    std::io::copy(&mut tar.into_inner(), &mut std::io::sink()).map_err(Error::corrupt)?;
+    Ok(count)
+}

@@ -1,0 +1,60 @@
+use std::time::SystemTime;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use depot_api::types::GcReport;
+
+use crate::auth::Admin;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let (versions, configurations) = state
+        .blocking(|state| {
+            let versions: u64 = state.metadata.components()?.iter().map(|c| c.versions).sum();
+            Ok((versions, state.metadata.configs()?.len() as u64))
+        })
+        .await?;
+    state.metrics.versions.set(versions as i64);
+    state.metrics.configurations.set(configurations as i64);
+    Ok(([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics.render()))
+}
+
+pub async fn gc(Admin(_caller): Admin, State(state): State<AppState>) -> Result<Json<GcReport>, ApiError> {
+    Ok(Json(state.blocking(collect).await?))
+}
+
+/// Retention, then a mark-and-sweep of blobs: a blob is deleted only when no version references
+/// it and it is older than the grace period, so an upload whose version is about to be added is
+/// safe. Blob files without a record (a crash between the rename and the record) and interrupted
+/// uploads are deleted after the same grace period.
+pub fn collect(state: &AppState) -> Result<GcReport, ApiError> {
+    let grace = state.options.gc_grace;
+    let mut report = GcReport {
+        versions_removed: state.metadata.apply_retention(state.options.max_versions)?,
+        ..GcReport::default()
+    };
+    let cutoff = chrono::Utc::now() - chrono::Duration::from_std(grace).unwrap_or_default();
+    for digest in state.metadata.unreferenced_blobs(cutoff)? {
+        if state.metadata.forget_blob(&digest)? {
+            report.bytes_freed += state.blobs.remove(&digest)?;
+            report.blobs_removed += 1;
+        }
+    }
+    let known = state.metadata.known_blobs()?;
+    let now = SystemTime::now();
+    for (digest, modified) in state.blobs.list()? {
+        if !known.contains(digest.as_str()) && now.duration_since(modified).unwrap_or_default() >= grace {
+            report.bytes_freed += state.blobs.remove(&digest)?;
+            report.blobs_removed += 1;
+        }
+    }
+    report.uploads_removed = state.blobs.clean_uploads(grace)?;
+    Ok(report)
+}

@@ -1,0 +1,82 @@
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use depot_api::types::{ComponentSummary, PushVersion, VersionInfo};
+use depot_api::{ComponentName, ErrorCode, VersionLabel};
+
+use crate::auth::{Operator, Viewer};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub async fn list(
+    Viewer(_caller): Viewer,
+    State(state): State<AppState>,
+) -> Result<Json<Vec<ComponentSummary>>, ApiError> {
+    Ok(Json(state.blocking(|state| Ok(state.metadata.components()?)).await?))
+}
+
+pub async fn versions(
+    Viewer(_caller): Viewer,
+    State(state): State<AppState>,
+    Path(component): Path<String>,
+) -> Result<Json<Vec<VersionInfo>>, ApiError> {
+    let component = ComponentName::parse(&component)?;
+    Ok(Json(state.blocking(move |state| Ok(state.metadata.versions(&component)?)).await?))
+}
+
+pub async fn version(
+    Viewer(_caller): Viewer,
+    State(state): State<AppState>,
+    Path((component, version)): Path<(String, String)>,
+) -> Result<Json<VersionInfo>, ApiError> {
+    let (component, version) = (ComponentName::parse(&component)?, VersionLabel::parse(&version)?);
+    Ok(Json(state.blocking(move |state| Ok(state.metadata.version(&component, &version)?)).await?))
+}
+
+/// `PUT …/versions/{version}`: the same digest again is a success (200); another is refused.
+/// A new version may push the oldest unused ones out (retention).
+pub async fn push_version(
+    Operator(caller): Operator,
+    State(state): State<AppState>,
+    Path((component, version)): Path<(String, String)>,
+    Json(request): Json<PushVersion>,
+) -> Result<(StatusCode, Json<VersionInfo>), ApiError> {
+    let (component, version) = (ComponentName::parse(&component)?, VersionLabel::parse(&version)?);
+    let digest = request.digest.ok_or_else(|| {
+        ApiError::new(ErrorCode::InvalidRequest, "the request has no digest; upload the blob and name it")
+    })?;
+    state
+        .blocking(move |state| {
+            let (info, created) =
+                state.metadata.add_version(&component, &version, &digest, &request.labels, &caller.name)?;
+            if !created {
+                return Ok((StatusCode::OK, Json(info)));
+            }
+            let removed = state.metadata.apply_retention(state.options.max_versions)?;
+            if !removed.is_empty() {
+                tracing::info!(?removed, "retention removed old versions");
+            }
+            Ok((StatusCode::CREATED, Json(info)))
+        })
+        .await
+}
+
+pub async fn delete_version(
+    Operator(_caller): Operator,
+    State(state): State<AppState>,
+    Path((component, version)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let (component, version) = (ComponentName::parse(&component)?, VersionLabel::parse(&version)?);
+    state.blocking(move |state| Ok(state.metadata.delete_version(&component, &version)?)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn delete_component(
+    Operator(_caller): Operator,
+    State(state): State<AppState>,
+    Path(component): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let component = ComponentName::parse(&component)?;
+    state.blocking(move |state| Ok(state.metadata.delete_component(&component)?)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
