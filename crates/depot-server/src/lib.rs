@@ -34,6 +34,23 @@ pub fn open(data: &Path, options: ServerOptions) -> Result<(AppState, Option<Fir
     Ok((state, first))
 }
 
+/// The application with every route, for serving or for tests that call it without a socket.
+pub fn app(state: AppState) -> axum::Router {
+    router::router(state)
+}
+
+/// Issues a token directly in the store (the first admin token, and tests).
+pub fn issue_token(
+    state: &AppState,
+    name: &depot_api::TokenName,
+    role: depot_api::types::Role,
+    pattern: Option<&str>,
+) -> Result<String, depot_store::StoreError> {
+    let (token, hash) = auth::new_token(name);
+    state.metadata.create_token(name, role, pattern, &hash, "depot serve")?;
+    Ok(token)
+}
+
 /// Serves the API on `listener` until `shutdown` completes; background duties (garbage
 /// collection) stop with it.
 pub async fn serve(
@@ -55,7 +72,7 @@ pub async fn serve(
             }
         }
     });
-    let app = router::router(state);
+    let app = app(state);
     let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
     gc.abort();
     result

@@ -1,0 +1,171 @@
+//! The route × role matrix, and the API's error contract, without sockets: each case calls the
+//! router directly with a token of each role.
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use depot_api::TokenName;
+use depot_api::types::Role;
+use depot_server::{AppState, ServerOptions};
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+struct Registry {
+    _dir: tempfile::TempDir,
+    state: AppState,
+    tokens: Vec<(Role, String)>,
+}
+
+fn registry() -> Registry {
+    let dir = tempfile::tempdir().unwrap();
+    let (state, first) = depot_server::open(dir.path(), ServerOptions::default()).unwrap();
+    let admin = first.expect("first start creates the admin token").admin_token;
+    let mut tokens = vec![(Role::Admin, admin)];
+    for role in [Role::Operator, Role::Viewer, Role::Agent] {
+        let name = TokenName::parse(role.as_str()).unwrap();
+        tokens.push((role, depot_server::issue_token(&state, &name, role, None).unwrap()));
+    }
+    Registry { _dir: dir, state, tokens }
+}
+
+async fn call(
+    state: &AppState,
+    method: Method,
+    uri: &str,
+    token: Option<&str>,
+    body: Option<serde_json::Value>,
+) -> (StatusCode, serde_json::Value) {
+    let mut request = Request::builder().method(method).uri(uri);
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    let body = match body {
+        Some(json) => {
+            request = request.header("content-type", "application/json");
+            Body::from(json.to_string())
+        }
+        None => Body::empty(),
+    };
+    let response = depot_server::app(state.clone()).oneshot(request.body(body).unwrap()).await.unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+}
+
+/// The least role each route needs, with a request that is otherwise valid or harmlessly wrong
+/// (a missing object), so that only the permission decides between 403 and anything else.
+fn routes() -> Vec<(Method, &'static str, Option<serde_json::Value>, Role)> {
+    let digest = format!("sha256:{}", "0".repeat(64));
+    let digest: &'static str = Box::leak(digest.into_boxed_str());
+    let blob_uri: &'static str = Box::leak(format!("/api/v1/blobs/{digest}").into_boxed_str());
+    vec![
+        (Method::GET, "/api/v1/whoami", None, Role::Agent),
+        (Method::GET, blob_uri, None, Role::Agent),
+        (Method::HEAD, blob_uri, None, Role::Agent),
+        (Method::PUT, blob_uri, None, Role::Operator),
+        (Method::GET, "/api/v1/components", None, Role::Viewer),
+        (Method::GET, "/api/v1/components/web/versions", None, Role::Viewer),
+        (Method::GET, "/api/v1/components/web/versions/1.0.0", None, Role::Viewer),
+        (
+            Method::PUT,
+            "/api/v1/components/web/versions/1.0.0",
+            Some(serde_json::json!({"digest": digest})),
+            Role::Operator,
+        ),
+        (Method::DELETE, "/api/v1/components/web/versions/1.0.0", None, Role::Operator),
+        (Method::DELETE, "/api/v1/components/web", None, Role::Operator),
+        (Method::GET, "/api/v1/configs", None, Role::Viewer),
+        (Method::POST, "/api/v1/configs", Some(serde_json::json!({"name": "prod", "layers": []})), Role::Operator),
+        (Method::GET, "/api/v1/configs/nope", None, Role::Agent),
+        (Method::PATCH, "/api/v1/configs/nope", Some(serde_json::json!({"layers": []})), Role::Operator),
+        (Method::POST, "/api/v1/configs/nope/bump", Some(serde_json::json!({"component": "web"})), Role::Operator),
+        (Method::POST, "/api/v1/configs/nope/rollback", Some(serde_json::json!({})), Role::Operator),
+        (Method::GET, "/api/v1/configs/nope/history", None, Role::Viewer),
+        (Method::DELETE, "/api/v1/configs/nope", None, Role::Operator),
+        (Method::GET, "/api/v1/tokens", None, Role::Admin),
+        (Method::POST, "/api/v1/tokens", Some(serde_json::json!({"name": "x", "role": "viewer"})), Role::Admin),
+        (Method::DELETE, "/api/v1/tokens/nobody", None, Role::Admin),
+        (Method::POST, "/api/v1/gc", None, Role::Admin),
+    ]
+}
+
+fn allowed(role: Role, least: Role) -> bool {
+    match least {
+        Role::Agent => true,
+        Role::Viewer => role != Role::Agent,
+        Role::Operator => matches!(role, Role::Operator | Role::Admin),
+        Role::Admin => role == Role::Admin,
+    }
+}
+
+#[tokio::test]
+async fn every_route_checks_its_role() {
+    let registry = registry();
+    for (method, uri, body, least) in routes() {
+        let (status, json) = call(&registry.state, method.clone(), uri, None, body.clone()).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {uri} without a token");
+        if method != Method::HEAD {
+            assert_eq!(json["code"], "unauthorized");
+        }
+        let (status, _) = call(&registry.state, method.clone(), uri, Some("admin.0000"), body.clone()).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {uri} with a wrong secret");
+        for (role, token) in &registry.tokens {
+            let (status, json) = call(&registry.state, method.clone(), uri, Some(token), body.clone()).await;
+            if allowed(*role, least) {
+                assert!(
+                    status != StatusCode::FORBIDDEN && status != StatusCode::UNAUTHORIZED,
+                    "{method} {uri} as {role:?} should be allowed, got {status} {json}"
+                );
+            } else {
+                assert_eq!(status, StatusCode::FORBIDDEN, "{method} {uri} as {role:?} should be forbidden ({json})");
+                if method != Method::HEAD {
+                    assert_eq!(json["code"], "forbidden");
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn agent_tokens_read_only_their_configurations() {
+    let registry = registry();
+    let name = TokenName::parse("web-agent").unwrap();
+    let agent = depot_server::issue_token(&registry.state, &name, Role::Agent, Some("web-*")).unwrap();
+    let (status, json) = call(&registry.state, Method::GET, "/api/v1/configs/db-prod", Some(&agent), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{json}");
+    let (status, json) = call(&registry.state, Method::GET, "/api/v1/configs/web-prod", Some(&agent), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "allowed, and the configuration does not exist: {json}");
+    assert_eq!(json["code"], "unknown-config");
+}
+
+#[tokio::test]
+async fn errors_have_stable_codes_and_hints() {
+    let registry = registry();
+    let admin = registry.tokens[0].1.clone();
+    let (status, json) =
+        call(&registry.state, Method::GET, "/api/v1/components/web/versions", Some(&admin), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(json["code"], "unknown-component");
+    assert!(json["message"].as_str().unwrap().contains("web"));
+    assert!(json["hint"].as_str().is_some());
+    let (status, json) =
+        call(&registry.state, Method::GET, "/api/v1/components/we:b/versions", Some(&admin), None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(json["code"], "invalid-name");
+    let (status, json) = call(
+        &registry.state,
+        Method::POST,
+        "/api/v1/tokens",
+        Some(&admin),
+        Some(serde_json::json!({"name": "ci", "role": "operator"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let secret = json["token"].as_str().unwrap().to_owned();
+    let (status, json) = call(&registry.state, Method::GET, "/api/v1/whoami", Some(&secret), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(json["role"], "operator");
+    let (status, _) = call(&registry.state, Method::DELETE, "/api/v1/tokens/ci", Some(&admin), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = call(&registry.state, Method::GET, "/api/v1/whoami", Some(&secret), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "a revoked token stops working");
+}
