@@ -2,6 +2,7 @@
 
 /// Stable, kebab-case error codes. Clients match on these, never on messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum ErrorCode {
     /// No token, or a token the registry does not know.
@@ -86,6 +87,7 @@ impl std::fmt::Display for ErrorCode {
 
 /// `{"code": "version-exists", "message": "…", "hint": "…"}`
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, thiserror::Error)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[error("{message}")]
 pub struct ErrorBody {
     pub code: ErrorCode,

@@ -9,6 +9,7 @@ use crate::names::{ComponentName, ConfigName, Digest, TokenName, VersionLabel};
 
 /// What a token may do. Each route names the least role it needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Read configurations (those matching the token's pattern) and blobs, report status.
@@ -46,6 +47,7 @@ impl std::str::FromStr for Role {
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BlobInfo {
     pub digest: Digest,
     pub size: u64,
@@ -53,6 +55,7 @@ pub struct BlobInfo {
 
 /// `PUT /api/v1/components/{component}/versions/{version}`
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PushVersion {
     pub digest: Option<Digest>,
     #[serde(default)]
@@ -60,6 +63,7 @@ pub struct PushVersion {
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VersionInfo {
     pub component: ComponentName,
     pub version: VersionLabel,
@@ -73,6 +77,7 @@ pub struct VersionInfo {
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ComponentSummary {
     pub name: ComponentName,
     pub versions: u64,
@@ -81,6 +86,7 @@ pub struct ComponentSummary {
 
 /// A layer as written: `component@version`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LayerRef {
     pub component: ComponentName,
     pub version: VersionLabel,
@@ -108,6 +114,7 @@ impl std::fmt::Display for LayerRef {
 
 /// A resolved layer of a configuration.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Layer {
     pub component: ComponentName,
     pub version: VersionLabel,
@@ -115,6 +122,7 @@ pub struct Layer {
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Config {
     pub name: ConfigName,
     /// Grows by one with every change.
@@ -137,6 +145,7 @@ pub fn config_hash(layers: &[Layer]) -> String {
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ConfigSummary {
     pub name: ConfigName,
     pub revision: u64,
@@ -147,6 +156,7 @@ pub struct ConfigSummary {
 
 /// `POST /api/v1/configs`
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreateConfig {
     pub name: ConfigName,
     pub layers: Vec<LayerRef>,
@@ -155,6 +165,7 @@ pub struct CreateConfig {
 /// `PATCH /api/v1/configs/{name}`: set these layers (replacing the component's layer, or adding
 /// it at the end), in one revision.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SetLayers {
     pub layers: Vec<LayerRef>,
     #[serde(default)]
@@ -163,6 +174,7 @@ pub struct SetLayers {
 
 /// `POST /api/v1/configs/{name}/bump`
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BumpLayer {
     pub component: ComponentName,
     #[serde(default)]
@@ -170,6 +182,7 @@ pub struct BumpLayer {
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BumpResult {
     pub config: Config,
     pub component: ComponentName,
@@ -179,6 +192,7 @@ pub struct BumpResult {
 
 /// `POST /api/v1/configs/{name}/rollback`
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RollbackConfig {
     /// Defaults to the revision before the current one.
     #[serde(default)]
@@ -188,6 +202,7 @@ pub struct RollbackConfig {
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HistoryEntry {
     pub revision: u64,
     pub at: DateTime<Utc>,
@@ -200,6 +215,7 @@ pub struct HistoryEntry {
 
 /// `POST /api/v1/tokens`
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreateToken {
     pub name: TokenName,
     pub role: Role,
@@ -209,6 +225,7 @@ pub struct CreateToken {
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TokenInfo {
     pub name: TokenName,
     pub role: Role,
@@ -219,6 +236,7 @@ pub struct TokenInfo {
 
 /// The secret is shown once, in this response.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TokenCreated {
     #[serde(flatten)]
     pub info: TokenInfo,
@@ -226,6 +244,7 @@ pub struct TokenCreated {
 }
 
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GcReport {
     pub versions_removed: Vec<LayerRef>,
     pub blobs_removed: u64,

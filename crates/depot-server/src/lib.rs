@@ -6,6 +6,7 @@ mod auth;
 mod error;
 mod handlers;
 mod metrics;
+mod openapi;
 mod router;
 mod state;
 mod watch;
@@ -37,6 +38,12 @@ pub fn open(data: &Path, options: ServerOptions) -> Result<(AppState, Option<Fir
 /// The application with every route, for serving or for tests that call it without a socket.
 pub fn app(state: AppState) -> axum::Router {
     router::router(state)
+}
+
+/// The OpenAPI document served at `/api/v1/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    use utoipa::OpenApi;
+    openapi::ApiDoc::openapi()
 }
 
 /// Issues a token directly in the store (the first admin token, and tests).

@@ -27,7 +27,8 @@ pub fn router(state: AppState) -> Router {
         .route("/configs/{name}/history", get(configs::history))
         .route("/tokens", get(tokens::list).post(tokens::create))
         .route("/tokens/{name}", axum::routing::delete(tokens::revoke))
-        .route("/gc", post(admin::gc));
+        .route("/gc", post(admin::gc))
+        .route("/openapi.json", get(crate::openapi::document));
     Router::new()
         .route("/healthz", get(admin::healthz))
         .route("/metrics", get(admin::metrics))

@@ -169,3 +169,41 @@ async fn errors_have_stable_codes_and_hints() {
     let (status, _) = call(&registry.state, Method::GET, "/api/v1/whoami", Some(&secret), None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "a revoked token stops working");
 }
+
+/// Every route of the matrix is described, with its method, in the document served at
+/// `/api/v1/openapi.json`.
+#[tokio::test]
+async fn the_openapi_document_describes_every_route() {
+    let registry = registry();
+    let (status, served) = call(&registry.state, Method::GET, "/api/v1/openapi.json", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(served, serde_json::to_value(depot_server::openapi()).unwrap());
+    let paths = served["paths"].as_object().unwrap();
+    for (method, uri, _, _) in routes() {
+        let template = template_of(uri);
+        let operation = paths.get(&template).and_then(|p| p.get(method.as_str().to_lowercase()));
+        assert!(operation.is_some(), "{method} {template} is in the OpenAPI document");
+    }
+    for path in ["/healthz", "/metrics"] {
+        assert!(paths.contains_key(path));
+    }
+    assert!(served["components"]["securitySchemes"]["token"].is_object());
+    assert!(served["components"]["schemas"]["ErrorCode"].is_object());
+}
+
+/// `/api/v1/components/web/versions/1.0.0` → `/api/v1/components/{component}/versions/{version}`.
+fn template_of(uri: &str) -> String {
+    let parts: Vec<&str> = uri.split('/').collect();
+    let mut out = Vec::new();
+    for (i, part) in parts.iter().enumerate() {
+        let previous = if i > 0 { parts[i - 1] } else { "" };
+        out.push(match previous {
+            "blobs" => "{digest}",
+            "components" => "{component}",
+            "versions" => "{version}",
+            "configs" | "tokens" => "{name}",
+            _ => part,
+        });
+    }
+    out.join("/")
+}

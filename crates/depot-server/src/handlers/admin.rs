@@ -9,11 +9,14 @@ use depot_api::types::GcReport;
 use crate::auth::Admin;
 use crate::error::ApiError;
 use crate::state::AppState;
+use depot_api::ErrorBody;
 
+#[utoipa::path(get, path = "/healthz", tag = "admin", responses((status = 200, description = "the registry is up", body = String)))]
 pub async fn healthz() -> &'static str {
     "ok"
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "admin", responses((status = 200, description = "Prometheus (OpenMetrics) text", body = String)))]
 pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let (versions, configurations) = state
         .blocking(|state| {
@@ -26,6 +29,7 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
     Ok(([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics.render()))
 }
 
+#[utoipa::path(post, path = "/api/v1/gc", tag = "admin", responses((status = 200, body = GcReport), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
 pub async fn gc(Admin(_caller): Admin, State(state): State<AppState>) -> Result<Json<GcReport>, ApiError> {
     Ok(Json(state.blocking(collect).await?))
 }

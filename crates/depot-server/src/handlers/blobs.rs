@@ -11,10 +11,12 @@ use tower::ServiceExt;
 use crate::auth::{Operator, Reader};
 use crate::error::ApiError;
 use crate::state::AppState;
+use depot_api::ErrorBody;
 
 /// `PUT /api/v1/blobs/{digest}`: streams the body to a temporary file while hashing it, checks
 /// the digest and that it is a readable archive, flushes it and renames it into place. The
 /// response is sent only once the blob is durable.
+#[utoipa::path(put, path = "/api/v1/blobs/{digest}", tag = "blobs", params(("digest" = String, Path, description = "sha256:<64 hex>")), request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "the archive"), responses((status = 201, description = "stored", body = BlobInfo), (status = 200, description = "already stored", body = BlobInfo), (status = 400, description = "digest mismatch or not an archive", body = ErrorBody), (status = 413, description = "too large", body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
 pub async fn upload(
     Operator(_caller): Operator,
     State(state): State<AppState>,
@@ -53,6 +55,7 @@ pub async fn upload(
 }
 
 /// `GET|HEAD /api/v1/blobs/{digest}`, with `Range` and an `ETag` (the digest).
+#[utoipa::path(method(get, head), path = "/api/v1/blobs/{digest}", tag = "blobs", params(("digest" = String, Path, description = "sha256:<64 hex>")), responses((status = 200, description = "the archive; Range and If-None-Match are honoured", content_type = "application/octet-stream", body = Vec<u8>), (status = 206, description = "part of the archive"), (status = 304, description = "not modified"), (status = 404, body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
 pub async fn download(
     Reader(_caller): Reader,
     State(state): State<AppState>,

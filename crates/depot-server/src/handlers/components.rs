@@ -7,7 +7,9 @@ use depot_api::{ComponentName, ErrorCode, VersionLabel};
 use crate::auth::{Operator, Viewer};
 use crate::error::ApiError;
 use crate::state::AppState;
+use depot_api::ErrorBody;
 
+#[utoipa::path(get, path = "/api/v1/components", tag = "components", responses((status = 200, body = [ComponentSummary]), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
 pub async fn list(
     Viewer(_caller): Viewer,
     State(state): State<AppState>,
@@ -15,6 +17,7 @@ pub async fn list(
     Ok(Json(state.blocking(|state| Ok(state.metadata.components()?)).await?))
 }
 
+#[utoipa::path(get, path = "/api/v1/components/{component}/versions", tag = "components", params(("component" = String, Path)), responses((status = 200, description = "in push order", body = [VersionInfo]), (status = 404, body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
 pub async fn versions(
     Viewer(_caller): Viewer,
     State(state): State<AppState>,
@@ -24,6 +27,7 @@ pub async fn versions(
     Ok(Json(state.blocking(move |state| Ok(state.metadata.versions(&component)?)).await?))
 }
 
+#[utoipa::path(get, path = "/api/v1/components/{component}/versions/{version}", tag = "components", params(("component" = String, Path), ("version" = String, Path)), responses((status = 200, body = VersionInfo), (status = 404, body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
 pub async fn version(
     Viewer(_caller): Viewer,
     State(state): State<AppState>,
@@ -35,6 +39,7 @@ pub async fn version(
 
 /// `PUT …/versions/{version}`: the same digest again is a success (200); another is refused.
 /// A new version may push the oldest unused ones out (retention).
+#[utoipa::path(put, path = "/api/v1/components/{component}/versions/{version}", tag = "components", params(("component" = String, Path), ("version" = String, Path)), request_body = PushVersion, responses((status = 201, body = VersionInfo), (status = 200, description = "already there with this digest", body = VersionInfo), (status = 409, description = "version-exists", body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
 pub async fn push_version(
     Operator(caller): Operator,
     State(state): State<AppState>,
@@ -61,6 +66,7 @@ pub async fn push_version(
         .await
 }
 
+#[utoipa::path(delete, path = "/api/v1/components/{component}/versions/{version}", tag = "components", params(("component" = String, Path), ("version" = String, Path)), responses((status = 204), (status = 409, description = "in-use", body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
 pub async fn delete_version(
     Operator(_caller): Operator,
     State(state): State<AppState>,
@@ -71,6 +77,7 @@ pub async fn delete_version(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(delete, path = "/api/v1/components/{component}", tag = "components", params(("component" = String, Path)), responses((status = 204), (status = 409, description = "in-use", body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
 pub async fn delete_component(
     Operator(_caller): Operator,
     State(state): State<AppState>,

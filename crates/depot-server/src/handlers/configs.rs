@@ -9,7 +9,9 @@ use depot_api::{ConfigName, ErrorCode};
 use crate::auth::{Operator, Reader, Viewer};
 use crate::error::ApiError;
 use crate::state::AppState;
+use depot_api::ErrorBody;
 
+#[utoipa::path(get, path = "/api/v1/configs", tag = "configs", responses((status = 200, body = [ConfigSummary]), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
 pub async fn list(
     Viewer(_caller): Viewer,
     State(state): State<AppState>,
@@ -17,6 +19,7 @@ pub async fn list(
     Ok(Json(state.blocking(|state| Ok(state.metadata.configs()?)).await?))
 }
 
+#[utoipa::path(post, path = "/api/v1/configs", tag = "configs", request_body = CreateConfig, responses((status = 201, body = Config), (status = 409, description = "config-exists", body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
 pub async fn create(
     Operator(caller): Operator,
     State(state): State<AppState>,
@@ -37,6 +40,7 @@ pub struct WaitQuery {
     wait: Option<String>,
 }
 
+#[utoipa::path(get, path = "/api/v1/configs/{name}", tag = "configs", params(("name" = String, Path), ("after" = Option<u64>, Query, description = "blocking query: wait for a revision newer than this"), ("wait" = Option<String>, Query, description = "how long to wait, e.g. 30s (at most 5m)")), responses((status = 200, body = Config), (status = 404, body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
 pub async fn show(
     Reader(caller): Reader,
     State(state): State<AppState>,
@@ -72,6 +76,7 @@ pub async fn show(
     Ok(Json(state.metadata.config(&name)?))
 }
 
+#[utoipa::path(patch, path = "/api/v1/configs/{name}", tag = "configs", params(("name" = String, Path)), request_body = SetLayers, responses((status = 200, body = Config), (status = 409, description = "config-conflict", body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
 pub async fn set_layers(
     Operator(caller): Operator,
     State(state): State<AppState>,
@@ -88,6 +93,7 @@ pub async fn set_layers(
     Ok(Json(config))
 }
 
+#[utoipa::path(post, path = "/api/v1/configs/{name}/bump", tag = "configs", params(("name" = String, Path)), request_body = BumpLayer, responses((status = 200, body = BumpResult), (status = 409, description = "config-conflict", body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
 pub async fn bump(
     Operator(caller): Operator,
     State(state): State<AppState>,
@@ -104,6 +110,7 @@ pub async fn bump(
     Ok(Json(result))
 }
 
+#[utoipa::path(post, path = "/api/v1/configs/{name}/rollback", tag = "configs", params(("name" = String, Path)), request_body = RollbackConfig, responses((status = 200, body = Config), (status = 409, description = "config-conflict", body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
 pub async fn rollback(
     Operator(caller): Operator,
     State(state): State<AppState>,
@@ -120,6 +127,7 @@ pub async fn rollback(
     Ok(Json(config))
 }
 
+#[utoipa::path(get, path = "/api/v1/configs/{name}/history", tag = "configs", params(("name" = String, Path)), responses((status = 200, body = [HistoryEntry]), (status = 404, body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
 pub async fn history(
     Viewer(_caller): Viewer,
     State(state): State<AppState>,
@@ -129,6 +137,7 @@ pub async fn history(
     Ok(Json(state.blocking(move |state| Ok(state.metadata.history(&name)?)).await?))
 }
 
+#[utoipa::path(delete, path = "/api/v1/configs/{name}", tag = "configs", params(("name" = String, Path)), responses((status = 204), (status = 404, body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
 pub async fn delete(
     Operator(_caller): Operator,
     State(state): State<AppState>,

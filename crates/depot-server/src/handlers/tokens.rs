@@ -7,19 +7,22 @@ use depot_api::{ErrorCode, TokenName};
 use crate::auth::{Admin, Reader, new_token};
 use crate::error::ApiError;
 use crate::state::AppState;
+use depot_api::ErrorBody;
 
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct WhoAmI {
     name: String,
     role: Role,
     config_pattern: Option<String>,
 }
 
+#[utoipa::path(get, path = "/api/v1/whoami", tag = "tokens", responses((status = 200, body = WhoAmI), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
 pub async fn whoami(Reader(caller): Reader) -> Json<WhoAmI> {
     Json(WhoAmI { name: caller.name, role: caller.role, config_pattern: caller.config_pattern })
 }
 
 /// The secret is in this response and nowhere else: the registry keeps only its hash.
+#[utoipa::path(post, path = "/api/v1/tokens", tag = "tokens", request_body = CreateToken, responses((status = 201, description = "the secret is in this response only", body = TokenCreated), (status = 409, body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
 pub async fn create(
     Admin(caller): Admin,
     State(state): State<AppState>,
@@ -52,10 +55,12 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(created)))
 }
 
+#[utoipa::path(get, path = "/api/v1/tokens", tag = "tokens", responses((status = 200, body = [TokenInfo]), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
 pub async fn list(Admin(_caller): Admin, State(state): State<AppState>) -> Result<Json<Vec<TokenInfo>>, ApiError> {
     Ok(Json(state.blocking(|state| Ok(state.metadata.tokens()?)).await?))
 }
 
+#[utoipa::path(delete, path = "/api/v1/tokens/{name}", tag = "tokens", params(("name" = String, Path)), responses((status = 204), (status = 404, body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
 pub async fn revoke(
     Admin(caller): Admin,
     State(state): State<AppState>,

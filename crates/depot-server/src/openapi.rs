@@ -1,0 +1,46 @@
+//! The OpenAPI document, generated from the handlers' annotations and the wire types.
+
+use depot_api::types::*;
+use depot_api::{ErrorBody, ErrorCode};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::handlers::{admin, blobs, components, configs, tokens};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "depot registry API", description = "Release registry: blobs, components and versions, configurations, tokens."),
+    paths(
+        blobs::upload, blobs::download,
+        components::list, components::versions, components::version, components::push_version,
+        components::delete_version, components::delete_component,
+        configs::list, configs::create, configs::show, configs::set_layers, configs::bump, configs::rollback,
+        configs::history, configs::delete,
+        tokens::whoami, tokens::create, tokens::list, tokens::revoke,
+        admin::healthz, admin::metrics, admin::gc,
+    ),
+    components(schemas(
+        ErrorBody, ErrorCode, Role, BlobInfo, PushVersion, VersionInfo, ComponentSummary, LayerRef, Layer, Config,
+        ConfigSummary, CreateConfig, SetLayers, BumpLayer, BumpResult, RollbackConfig, HistoryEntry, CreateToken,
+        TokenInfo, TokenCreated, GcReport, tokens::WhoAmI,
+    )),
+    modifiers(&BearerToken),
+)]
+pub struct ApiDoc;
+
+/// `Authorization: Bearer NAME.SECRET`.
+struct BearerToken;
+
+impl Modify for BearerToken {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "token",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+pub async fn document() -> axum::Json<utoipa::openapi::OpenApi> {
+    axum::Json(ApiDoc::openapi())
+}
