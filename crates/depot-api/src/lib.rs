@@ -1,6 +1,8 @@
 //! The wire contract between `depot serve`, the CLI and the agent. Only this crate defines types
 //! that cross the network: names (validated on both sides), requests, responses, error codes.
 
+#[cfg(feature = "client")]
+pub mod client;
 pub mod error;
 pub mod names;
 pub mod types;

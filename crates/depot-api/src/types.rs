@@ -46,6 +46,16 @@ impl std::str::FromStr for Role {
     }
 }
 
+/// `GET /api/v1/whoami`: the token making the request.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct WhoAmI {
+    pub name: String,
+    pub role: Role,
+    #[serde(default)]
+    pub config_pattern: Option<String>,
+}
+
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BlobInfo {
@@ -54,10 +64,11 @@ pub struct BlobInfo {
 }
 
 /// `PUT /api/v1/components/{component}/versions/{version}`
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PushVersion {
-    pub digest: Option<Digest>,
+    /// The blob this version names; upload it first (`PUT /api/v1/blobs/{digest}`).
+    pub digest: Digest,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
 }

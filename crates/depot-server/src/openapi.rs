@@ -22,7 +22,7 @@ use crate::handlers::{admin, blobs, components, configs, tokens};
     components(schemas(
         ErrorBody, ErrorCode, Role, BlobInfo, PushVersion, VersionInfo, ComponentSummary, LayerRef, Layer, Config,
         ConfigSummary, CreateConfig, SetLayers, BumpLayer, BumpResult, RollbackConfig, HistoryEntry, CreateToken,
-        TokenInfo, TokenCreated, GcReport, tokens::WhoAmI,
+        TokenInfo, TokenCreated, GcReport, WhoAmI,
     )),
     modifiers(&BearerToken),
 )]

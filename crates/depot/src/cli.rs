@@ -3,8 +3,13 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use depot_api::types::{LayerRef, Role};
+use depot_api::{ComponentName, ConfigName, TokenName, VersionLabel};
 use depot_release::version::ReleaseVersion;
+
+use crate::client_config::Token;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -37,6 +42,15 @@ pub enum Command {
     Releases(ReleasesArgs),
     Prune(PruneArgs),
     Verify(VerifyArgs),
+    Serve(ServeArgs),
+    Push(PushArgs),
+    Components(ComponentsArgs),
+    Versions(VersionsArgs),
+    Configs(ConfigsArgs),
+    Config(ConfigArgs),
+    Delete(DeleteArgs),
+    Token(TokenArgs),
+    Gc(GcArgs),
 }
 
 /// Pack a directory into a reproducible release archive.
@@ -254,4 +268,413 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 fn parse_sha256(text: &str) -> Result<String, String> {
     depot_release::digest::normalize_sha256(text)
         .ok_or_else(|| format!("`{text}` is not a sha256 (64 hex digits, optionally prefixed by sha256:)"))
+}
+
+/// Run the registry.
+///
+/// With no flags it listens on 127.0.0.1:7070 and keeps everything under ./depot-data: metadata in
+/// SQLite, blobs as files named by their sha256. On first start it creates an admin token, prints
+/// it once and writes it to DATA/admin.token (mode 0600).
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  depot serve
+  depot serve --listen 0.0.0.0:7070 --data /var/lib/depot --max-versions 20
+  DEPOT_TOKEN=$(cat depot-data/admin.token) depot components")]
+pub struct ServeArgs {
+    /// The address to listen on (port 0 picks a free port).
+    #[arg(long, env = "DEPOT_LISTEN", default_value = "127.0.0.1:7070")]
+    pub listen: String,
+
+    /// Where the registry keeps its database, blobs and admin token.
+    #[arg(long, env = "DEPOT_DATA", default_value = "depot-data")]
+    pub data: PathBuf,
+
+    /// The largest archive a push may upload, in bytes [default: 10 GiB].
+    #[arg(long, value_name = "BYTES")]
+    pub max_blob_size: Option<u64>,
+
+    /// Versions kept per component; 0 keeps all [default: 10]. Versions used by a configuration's
+    /// current or last 5 revisions, and the newest, are always kept.
+    #[arg(long)]
+    pub max_versions: Option<u64>,
+
+    /// How old an unreferenced blob or an interrupted upload must be before it is collected [default: 30m].
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub gc_grace: Option<Duration>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Registry client verbs. Each talks to one registry (flags over DEPOT_REGISTRY / DEPOT_TOKEN over
+// ~/.config/depot/config.toml) and prints the API's own types with `--json`.
+
+/// Which registry to talk to, and with which token.
+#[derive(Debug, Args)]
+pub struct RegistryArgs {
+    /// The registry's URL [env: DEPOT_REGISTRY; else `registry` in ~/.config/depot/config.toml;
+    /// else http://127.0.0.1:7070].
+    #[arg(long, value_name = "URL")]
+    pub registry: Option<String>,
+
+    /// The access token, NAME.SECRET [env: DEPOT_TOKEN; else `token` in
+    /// ~/.config/depot/config.toml]. Prefer the environment: arguments show in `ps`.
+    #[arg(long, value_name = "TOKEN")]
+    pub token: Option<Token>,
+}
+
+/// Upload a release archive, or a directory packed first, as a version of a component.
+///
+/// A directory is packed reproducibly, as `depot pack` does, into a temporary archive, so the same
+/// tree always gives the same digest. The archive is uploaded unless the registry already has it,
+/// then registered as COMPONENT VERSION. Versions are immutable: pushing the same content again
+/// succeeds and changes nothing, other content under an existing version is refused. Prints the
+/// archive's digest on stdout (`--json`: the version's record). Needs an operator token.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  depot push web 1.4.2 ./build                        # packs ./build, uploads, prints sha256:…
+  depot push web 1.4.2 web-1.4.2.tar.zst --label git=3f9c2e1 --label branch=main
+  depot push web 1.4.2 ./build --format gz --json     # the version: digest, size, labels, …")]
+pub struct PushArgs {
+    /// The component (`web`, `config-prod`).
+    pub component: ComponentName,
+
+    /// The version label (`1.4.2`, `v2026.11.23`, `abc123`).
+    pub version: VersionLabel,
+
+    /// A release archive (.tar, .tar.gz or .tar.zst, recognised by content) or a directory to pack.
+    #[arg(value_name = "FILE|DIR")]
+    pub path: PathBuf,
+
+    /// A label stored with the version; repeat for more.
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+    pub labels: Vec<(String, String)>,
+
+    /// Compression when packing a directory: zstd or gzip [default: zst].
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// List the registry's components with their number of versions and newest version.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  depot components
+  depot components --json")]
+pub struct ComponentsArgs {
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// List the versions of a component, oldest push first.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  depot versions web
+  depot versions web --json")]
+pub struct VersionsArgs {
+    /// The component.
+    pub component: ComponentName,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// List the configurations with their revision and hash.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  depot configs
+  depot configs --json")]
+pub struct ConfigsArgs {
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// Create, change, show and roll back configurations (what agents deploy).
+///
+/// A configuration is an ordered list of component versions, its layers. Every change makes a new revision; `--expect-revision N` makes a change fail with
+/// `config-conflict` when someone else changed the configuration since revision N.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  depot config create web-prod --layer web:1.4.2 --layer settings:7
+  depot config bump web-prod web
+  depot config show web-prod")]
+pub struct ConfigArgs {
+    #[command(subcommand)]
+    pub command: ConfigCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    Create(ConfigCreateArgs),
+    Set(ConfigSetArgs),
+    Bump(ConfigBumpArgs),
+    Show(ConfigShowArgs),
+    History(ConfigHistoryArgs),
+    Rollback(ConfigRollbackArgs),
+}
+
+/// Create a configuration from layers, in order (later layers overlay earlier ones).
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  depot config create web-prod --layer web:1.4.2
+  depot config create web-prod --layer base:2.0.0 --layer web:1.4.2 --layer settings:7")]
+pub struct ConfigCreateArgs {
+    /// The configuration's name.
+    pub name: ConfigName,
+
+    /// A layer, COMPONENT:VERSION; repeat in order.
+    #[arg(long = "layer", value_name = "COMPONENT:VERSION", value_parser = parse_layer)]
+    pub layers: Vec<LayerRef>,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// Set the version of one or more layers, in one revision.
+///
+/// Each COMPONENT:VERSION replaces that component's layer, or is added at the end when the
+/// configuration has no layer of that component.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  depot config set web-prod web:1.4.2
+  depot config set web-prod web:1.4.2 settings:8 --expect-revision 12")]
+pub struct ConfigSetArgs {
+    /// The configuration.
+    pub name: ConfigName,
+
+    /// The layers to set.
+    #[arg(required = true, value_name = "COMPONENT:VERSION", value_parser = parse_layer)]
+    pub layers: Vec<LayerRef>,
+
+    /// Fail with `config-conflict` unless the configuration is at this revision.
+    #[arg(long, value_name = "N")]
+    pub expect_revision: Option<u64>,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// Move a component's layer to its newest version, and print the command that undoes it.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  depot config bump web-prod web       # prints: depot config set web-prod web:1.4.1
+  depot config bump web-prod web --expect-revision 12 --json")]
+pub struct ConfigBumpArgs {
+    /// The configuration.
+    pub name: ConfigName,
+
+    /// The component whose layer moves to its newest version.
+    pub component: ComponentName,
+
+    /// Fail with `config-conflict` unless the configuration is at this revision.
+    #[arg(long, value_name = "N")]
+    pub expect_revision: Option<u64>,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// Show a configuration: revision, hash and layers with their digests.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  depot config show web-prod
+  depot config show web-prod --json    # {\"name\", \"revision\", \"hash\", \"layers\": [{\"component\", \"version\", \"digest\"}], …}")]
+pub struct ConfigShowArgs {
+    /// The configuration.
+    pub name: ConfigName,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// List a configuration's revisions: when, by whom, what changed.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  depot config history web-prod
+  depot config history web-prod --json")]
+pub struct ConfigHistoryArgs {
+    /// The configuration.
+    pub name: ConfigName,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// Give a configuration the layers of an earlier revision, as a new revision.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  depot config rollback web-prod                   # back to the revision before the current one
+  depot config rollback web-prod --to-revision 9 --expect-revision 12")]
+pub struct ConfigRollbackArgs {
+    /// The configuration.
+    pub name: ConfigName,
+
+    /// The revision whose layers to restore [default: the one before the current revision].
+    #[arg(long, value_name = "N")]
+    pub to_revision: Option<u64>,
+
+    /// Fail with `config-conflict` unless the configuration is at this revision.
+    #[arg(long, value_name = "N")]
+    pub expect_revision: Option<u64>,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// Delete a version, a component or a configuration from the registry.
+///
+/// A version or component that a configuration uses is refused (`in-use`, naming the
+/// configuration). The blobs are freed by the next garbage collection.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  depot delete version web 1.4.0
+  depot delete component old-web
+  depot delete config web-staging --force")]
+pub struct DeleteArgs {
+    #[command(subcommand)]
+    pub command: DeleteCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeleteCommand {
+    Version(DeleteVersionArgs),
+    Component(DeleteComponentArgs),
+    Config(DeleteConfigArgs),
+}
+
+/// Delete one version of a component, unless a configuration uses it.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  depot delete version web 1.4.0")]
+pub struct DeleteVersionArgs {
+    /// The component.
+    pub component: ComponentName,
+
+    /// The version to delete.
+    pub version: VersionLabel,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// Delete a component and all its versions, unless a configuration uses one.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  depot delete component old-web")]
+pub struct DeleteComponentArgs {
+    /// The component.
+    pub component: ComponentName,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// Delete a configuration and its history; agents following it get `unknown-config`.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  depot delete config web-staging --force")]
+pub struct DeleteConfigArgs {
+    /// The configuration.
+    pub name: ConfigName,
+
+    /// Required: agents following this configuration stop receiving releases.
+    #[arg(long)]
+    pub force: bool,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// Create, list and revoke the registry's access tokens (admin only).
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  depot token create ci --role operator
+  depot token create web-01 --role agent --config 'web-*'
+  depot token list
+  depot token revoke ci")]
+pub struct TokenArgs {
+    #[command(subcommand)]
+    pub command: TokenCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    Create(TokenCreateArgs),
+    List(TokenListArgs),
+    Revoke(TokenRevokeArgs),
+}
+
+/// Create a token and print its secret, once, on stdout.
+///
+/// Roles: `admin` (everything, including tokens and gc), `operator` (push, configure, delete),
+/// `viewer` (read everything but tokens), `agent` (read configurations and blobs; --config limits
+/// which configurations).
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  depot token create ci --role operator
+  depot token create web-01 --role agent --config 'web-*'
+  depot token create deploy --role operator --json   # {\"name\", \"role\", \"token\", …}")]
+pub struct TokenCreateArgs {
+    /// The token's name (`ci`, `web-01`); it prefixes the secret.
+    pub name: TokenName,
+
+    /// What the token may do.
+    #[arg(long, value_parser = PossibleValuesParser::new(["admin", "operator", "agent", "viewer"])
+        .map(|role| role.parse::<Role>().expect("a listed role")))]
+    pub role: Role,
+
+    /// For agent tokens: the configurations they may read, as a glob (`web-*`).
+    #[arg(long = "config", value_name = "PATTERN")]
+    pub config_pattern: Option<String>,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// List the tokens: name, role, pattern, creation (never the secrets, which the registry does not
+/// keep).
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  depot token list
+  depot token list --json")]
+pub struct TokenListArgs {
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// Revoke a token: it stops working at once.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  depot token revoke ci")]
+pub struct TokenRevokeArgs {
+    /// The token's name.
+    pub name: TokenName,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// Collect garbage now: old versions, unreferenced blobs, interrupted uploads.
+///
+/// Removes the versions past the registry's retention, the blobs no version references and
+/// interrupted uploads. The registry also does this on its own every hour. Blobs younger than the grace period are
+/// kept, so a push in progress is safe. Needs an admin token.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  depot gc
+  depot gc --json")]
+pub struct GcArgs {
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+fn parse_label(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => Ok((key.trim().to_owned(), value.to_owned())),
+        _ => Err(format!("`{text}` is not KEY=VALUE")),
+    }
+}
+
+fn parse_layer(text: &str) -> Result<LayerRef, String> {
+    LayerRef::parse(text)
 }

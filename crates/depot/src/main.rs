@@ -3,6 +3,7 @@
 //! (0 success, 1 failed operation, 2 usage error).
 
 mod cli;
+mod client_config;
 mod commands;
 mod printer;
 

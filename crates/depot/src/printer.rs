@@ -80,6 +80,16 @@ pub fn print_error(error: &anyhow::Error) {
         let _ = writeln!(stderr, "  Caused by: {cause}");
     }
     let hint = error.chain().find_map(|cause| cause.downcast_ref::<depot_release::Error>()).and_then(|e| e.hint());
+    // The registry's hint (or the client's own), and those of the client configuration.
+    let hint = hint.or_else(|| {
+        error.chain().find_map(|cause| {
+            if let Some(e) = cause.downcast_ref::<depot_api::client::ClientError>() {
+                e.hint()
+            } else {
+                cause.downcast_ref::<crate::client_config::ConfigError>().and_then(|e| e.hint())
+            }
+        })
+    });
     if let Some(hint) = hint {
         let _ = writeln!(stderr, "hint: {hint}");
     }

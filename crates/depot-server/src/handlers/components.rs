@@ -2,7 +2,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use depot_api::types::{ComponentSummary, PushVersion, VersionInfo};
-use depot_api::{ComponentName, ErrorCode, VersionLabel};
+use depot_api::{ComponentName, VersionLabel};
 
 use crate::auth::{Operator, Viewer};
 use crate::error::ApiError;
@@ -47,9 +47,7 @@ pub async fn push_version(
     Json(request): Json<PushVersion>,
 ) -> Result<(StatusCode, Json<VersionInfo>), ApiError> {
     let (component, version) = (ComponentName::parse(&component)?, VersionLabel::parse(&version)?);
-    let digest = request.digest.ok_or_else(|| {
-        ApiError::new(ErrorCode::InvalidRequest, "the request has no digest; upload the blob and name it")
-    })?;
+    let digest = request.digest;
     state
         .blocking(move |state| {
             let (info, created) =

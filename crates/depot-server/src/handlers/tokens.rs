@@ -1,20 +1,13 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use depot_api::types::{CreateToken, Role, TokenCreated, TokenInfo};
+use depot_api::types::{CreateToken, Role, TokenCreated, TokenInfo, WhoAmI};
 use depot_api::{ErrorCode, TokenName};
 
 use crate::auth::{Admin, Reader, new_token};
 use crate::error::ApiError;
 use crate::state::AppState;
 use depot_api::ErrorBody;
-
-#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
-pub struct WhoAmI {
-    name: String,
-    role: Role,
-    config_pattern: Option<String>,
-}
 
 #[utoipa::path(get, path = "/api/v1/whoami", tag = "tokens", responses((status = 200, body = WhoAmI), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
 pub async fn whoami(Reader(caller): Reader) -> Json<WhoAmI> {

@@ -4,8 +4,10 @@
 mod deploy;
 mod pack;
 mod prune;
+mod registry;
 mod releases;
 mod rollback;
+mod serve;
 mod verify;
 
 use std::process::ExitCode;
@@ -26,6 +28,15 @@ pub fn run(command: Command, printer: &Printer) -> anyhow::Result<ExitCode> {
         Command::Releases(args) => releases::run(args, printer),
         Command::Prune(args) => prune::run(args, printer),
         Command::Verify(args) => verify::run(args, printer),
+        Command::Serve(args) => serve::run(args, printer),
+        Command::Push(args) => registry::push::run(args, printer),
+        Command::Components(args) => registry::components::run(args, printer),
+        Command::Versions(args) => registry::versions::run(args, printer),
+        Command::Configs(args) => registry::configs::run(args, printer),
+        Command::Config(args) => registry::run_config(args.command, printer),
+        Command::Delete(args) => registry::run_delete(args.command, printer),
+        Command::Token(args) => registry::run_token(args.command, printer),
+        Command::Gc(args) => registry::gc::run(args, printer),
     }
 }
 

@@ -2,7 +2,7 @@
 
 use crate::common::*;
 
-const COMMANDS: &[&str] = &["pack", "deploy", "rollback", "releases", "prune", "verify"];
+const COMMANDS: &[&str] = &["pack", "deploy", "rollback", "releases", "prune", "verify", "serve"];
 
 #[test]
 fn help_tree() {

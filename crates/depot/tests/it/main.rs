@@ -6,4 +6,6 @@ mod crash;
 mod deploy;
 mod help;
 mod pack;
+mod registry;
 mod safety;
+mod serve;

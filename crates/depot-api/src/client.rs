@@ -1,0 +1,645 @@
+//! The typed HTTP client of `/api/v1` (feature `client`): one blocking method per route, each
+//! returning the wire type of its response or a [`ClientError`].
+//!
+//! Blobs are streamed in both directions, never held in memory whole. Metadata requests time out
+//! after [`METADATA_TIMEOUT`]; blob transfers get a deadline that grows with their size; a blocking
+//! configuration query gets its wait plus a margin.
+
+use std::io::{self, Read, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::Duration;
+
+use reqwest::blocking::{Body, RequestBuilder, Response};
+use reqwest::{Method, StatusCode, Url};
+use serde::de::DeserializeOwned;
+use sha2::{Digest as _, Sha256};
+
+use crate::error::{ErrorBody, ErrorCode};
+use crate::names::{ComponentName, ConfigName, Digest, TokenName, VersionLabel};
+use crate::types::{
+    BlobInfo, BumpLayer, BumpResult, ComponentSummary, Config, ConfigSummary, CreateConfig, CreateToken, GcReport,
+    HistoryEntry, PushVersion, RollbackConfig, SetLayers, TokenCreated, TokenInfo, VersionInfo, WhoAmI,
+};
+
+/// How long a request that moves only metadata may take.
+pub const METADATA_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long connecting to the registry may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// A blob transfer may take this long plus one second per [`BLOB_MIN_RATE`] bytes.
+pub const BLOB_TIMEOUT_BASE: Duration = Duration::from_secs(10 * 60);
+/// The slowest average transfer rate, in bytes per second, before a blob transfer times out.
+pub const BLOB_MIN_RATE: u64 = 256 * 1024;
+/// What a blocking configuration query may take beyond its wait.
+pub const WAIT_MARGIN: Duration = Duration::from_secs(30);
+/// How often upload progress is reported.
+const PROGRESS_TICK: Duration = Duration::from_millis(100);
+
+/// A failed call: the registry's answer, or no usable answer at all.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The registry refused the request and said why (`{"code", "message", "hint"}`). Shown as
+    /// the message followed by the code: `… already exists with digest sha256:… (version-exists)`.
+    #[error("{} ({})", body.message, body.code)]
+    Api { status: u16, body: ErrorBody },
+    /// No answer: connection refused, timed out, reset, TLS failure, or a local read error while
+    /// streaming a body.
+    #[error("cannot reach the registry at {url}: {message}")]
+    Transport { url: String, message: String },
+    /// An answer that is not what the contract promises (a proxy's HTML page, a truncated body, a
+    /// blob whose bytes do not match its digest).
+    #[error("unexpected answer from {url} (HTTP {status}): {message}")]
+    Decode { url: String, status: u16, message: String },
+    /// The registry URL given to [`Client::new`] is not an http(s) URL.
+    #[error("invalid registry URL `{url}`: {message}")]
+    InvalidUrl { url: String, message: String },
+}
+
+impl ClientError {
+    /// The registry's error code, for an [`ClientError::Api`] error.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            ClientError::Api { body, .. } => Some(body.code),
+            ClientError::Transport { .. } | ClientError::Decode { .. } | ClientError::InvalidUrl { .. } => None,
+        }
+    }
+
+    /// What the user can do about it: the registry's hint, or one of ours.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            ClientError::Api { body, .. } => body.hint.clone().or_else(|| match body.code {
+                ErrorCode::Unauthorized => Some(
+                    "pass --token or set DEPOT_TOKEN; the first admin token is in the registry's data directory, \
+                     admin.token"
+                        .to_owned(),
+                ),
+                ErrorCode::Forbidden => {
+                    Some("ask an admin for a token with the role this needs (`depot token create`)".to_owned())
+                }
+                _ => None,
+            }),
+            ClientError::Transport { .. } => Some(
+                "check that `depot serve` runs there, or point --registry (or DEPOT_REGISTRY) at the registry"
+                    .to_owned(),
+            ),
+            ClientError::Decode { .. } => {
+                Some("check that --registry points at a depot registry, not at a proxy or another service".to_owned())
+            }
+            ClientError::InvalidUrl { .. } => Some("use a URL such as http://127.0.0.1:7070".to_owned()),
+        }
+    }
+}
+
+/// The result of an idempotent write: `created` is false when the registry already had it (HTTP
+/// 200 rather than 201).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Written<T> {
+    pub value: T,
+    pub created: bool,
+}
+
+/// A blocking client of one registry, with an optional bearer token.
+#[derive(Clone)]
+pub struct Client {
+    base: Url,
+    token: Option<String>,
+    http: reqwest::blocking::Client,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("base", &self.base.as_str())
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+impl Client {
+    /// A client of the registry at `base_url` (`http://127.0.0.1:7070`; a path prefix is kept).
+    pub fn new(base_url: &str, token: Option<String>) -> Result<Self, ClientError> {
+        let invalid = |message: String| ClientError::InvalidUrl { url: base_url.to_owned(), message };
+        let base = Url::parse(base_url).map_err(|e| invalid(e.to_string()))?;
+        if !matches!(base.scheme(), "http" | "https") {
+            return Err(invalid("the scheme must be http or https".to_owned()));
+        }
+        if base.cannot_be_a_base() || base.host().is_none() {
+            return Err(invalid("the URL has no host".to_owned()));
+        }
+        if base.query().is_some() || base.fragment().is_some() {
+            return Err(invalid("the URL must not have a query or a fragment".to_owned()));
+        }
+        let http = reqwest::blocking::Client::builder()
+            .user_agent(concat!("depot/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(CONNECT_TIMEOUT)
+            // Every request sets its own deadline (see `send`).
+            .timeout(None)
+            .tcp_keepalive(Duration::from_secs(30))
+            .build()
+            .map_err(|e| ClientError::Transport { url: base_url.to_owned(), message: error_chain(&e) })?;
+        Ok(Client { base, token, http })
+    }
+
+    /// The registry's base URL.
+    pub fn base_url(&self) -> &str {
+        self.base.as_str()
+    }
+
+    /// `GET /healthz` (no token needed).
+    pub fn healthz(&self) -> Result<(), ClientError> {
+        let url = self.url(&["healthz"]);
+        let response = self.send(self.http.get(url.clone()), &url, METADATA_TIMEOUT)?;
+        let status = response.status();
+        let text = response.text().map_err(|e| decode_error(&url, status, &e))?;
+        if text.trim() == "ok" {
+            Ok(())
+        } else {
+            Err(ClientError::Decode { url: url.to_string(), status: status.as_u16(), message: snippet(&text) })
+        }
+    }
+
+    /// `GET /api/v1/whoami`
+    pub fn whoami(&self) -> Result<WhoAmI, ClientError> {
+        self.get_json(&["api", "v1", "whoami"])
+    }
+
+    /// `HEAD /api/v1/blobs/{digest}`: the blob's size, or `None` when the registry does not have
+    /// it.
+    pub fn blob_size(&self, digest: &Digest) -> Result<Option<u64>, ClientError> {
+        let url = self.url(&["api", "v1", "blobs", digest.as_str()]);
+        let request = self.authorized(self.http.head(url.clone()));
+        let result = request.timeout(METADATA_TIMEOUT).send();
+        let response = result.map_err(|e| transport_error(&url, &e))?;
+        let status = response.status();
+        if status == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !status.is_success() {
+            // A HEAD answer has no body: rebuild the error from the status.
+            return Err(status_error(&url, status, format!("HEAD {digest}")));
+        }
+        // Not `content_length()`: for a HEAD answer that is the (empty) body's length.
+        let length =
+            response.headers().get(reqwest::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok());
+        match length {
+            Some(size) => Ok(Some(size)),
+            None => Err(ClientError::Decode {
+                url: url.to_string(),
+                status: status.as_u16(),
+                message: "no Content-Length".to_owned(),
+            }),
+        }
+    }
+
+    /// `PUT /api/v1/blobs/{digest}`: streams `size` bytes from `reader` (never buffered whole).
+    /// `progress` is called on another thread, about ten times a second, with the number of bytes
+    /// sent since its last call.
+    pub fn upload_blob(
+        &self,
+        digest: &Digest,
+        reader: impl Read + Send + 'static,
+        size: u64,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<Written<BlobInfo>, ClientError> {
+        let url = self.url(&["api", "v1", "blobs", digest.as_str()]);
+        let sent = Arc::new(AtomicU64::new(0));
+        let body = Body::sized(CountingReader { inner: reader, count: sent.clone() }, size);
+        let request = self.http.put(url.clone()).header(reqwest::header::CONTENT_TYPE, "application/octet-stream");
+        let response = reporting(&sent, progress, || self.send(request.body(body), &url, blob_timeout(size)))?;
+        let created = response.status() == StatusCode::CREATED;
+        let value = read_json(response, &url)?;
+        Ok(Written { value, created })
+    }
+
+    /// `GET /api/v1/blobs/{digest}`: streams the blob into `writer`, checking its digest, and
+    /// returns its size. `progress` gets the bytes written since its last call.
+    ///
+    /// A mismatched digest is an error, but the bytes were written: the caller discards them.
+    pub fn download_blob(
+        &self,
+        digest: &Digest,
+        writer: &mut dyn Write,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<u64, ClientError> {
+        let url = self.url(&["api", "v1", "blobs", digest.as_str()]);
+        // The deadline grows with the size, which a HEAD tells first.
+        let size = self.blob_size(digest)?.ok_or_else(|| ClientError::Api {
+            status: ErrorCode::UnknownBlob.status(),
+            body: ErrorBody::new(ErrorCode::UnknownBlob, format!("unknown blob {digest}")),
+        })?;
+        let mut response = self.send(self.http.get(url.clone()), &url, blob_timeout(size))?;
+        let status = response.status();
+        let mut hasher = Sha256::new();
+        let mut buffer = vec![0u8; 256 * 1024];
+        let mut total = 0u64;
+        loop {
+            let n = match response.read(&mut buffer) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(ClientError::Transport { url: url.to_string(), message: error_chain(&e) }),
+            };
+            hasher.update(&buffer[..n]);
+            writer.write_all(&buffer[..n]).map_err(|e| ClientError::Transport {
+                url: url.to_string(),
+                message: format!("cannot write the blob: {}", error_chain(&e)),
+            })?;
+            total += n as u64;
+            progress(n as u64);
+        }
+        let actual: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        if actual != digest.hex() {
+            return Err(ClientError::Decode {
+                url: url.to_string(),
+                status: status.as_u16(),
+                message: format!("the blob's bytes have digest sha256:{actual}, not {digest}"),
+            });
+        }
+        Ok(total)
+    }
+
+    /// `GET /api/v1/components`
+    pub fn components(&self) -> Result<Vec<ComponentSummary>, ClientError> {
+        self.get_json(&["api", "v1", "components"])
+    }
+
+    /// `GET /api/v1/components/{component}/versions`, in push order.
+    pub fn versions(&self, component: &ComponentName) -> Result<Vec<VersionInfo>, ClientError> {
+        self.get_json(&["api", "v1", "components", component.as_str(), "versions"])
+    }
+
+    /// `GET /api/v1/components/{component}/versions/{version}`
+    pub fn version(&self, component: &ComponentName, version: &VersionLabel) -> Result<VersionInfo, ClientError> {
+        self.get_json(&["api", "v1", "components", component.as_str(), "versions", version.as_str()])
+    }
+
+    /// `PUT /api/v1/components/{component}/versions/{version}`: the same digest again is a
+    /// success (`created: false`); another digest is `version-exists`.
+    pub fn push_version(
+        &self,
+        component: &ComponentName,
+        version: &VersionLabel,
+        request: &PushVersion,
+    ) -> Result<Written<VersionInfo>, ClientError> {
+        let url = self.url(&["api", "v1", "components", component.as_str(), "versions", version.as_str()]);
+        let response = self.send(self.http.put(url.clone()).json_body(request), &url, METADATA_TIMEOUT)?;
+        let created = response.status() == StatusCode::CREATED;
+        Ok(Written { value: read_json(response, &url)?, created })
+    }
+
+    /// `DELETE /api/v1/components/{component}/versions/{version}`; `in-use` while a
+    /// configuration names it.
+    pub fn delete_version(&self, component: &ComponentName, version: &VersionLabel) -> Result<(), ClientError> {
+        self.delete(&["api", "v1", "components", component.as_str(), "versions", version.as_str()])
+    }
+
+    /// `DELETE /api/v1/components/{component}`; `in-use` while a configuration names it.
+    pub fn delete_component(&self, component: &ComponentName) -> Result<(), ClientError> {
+        self.delete(&["api", "v1", "components", component.as_str()])
+    }
+
+    /// `GET /api/v1/configs`
+    pub fn configs(&self) -> Result<Vec<ConfigSummary>, ClientError> {
+        self.get_json(&["api", "v1", "configs"])
+    }
+
+    /// `POST /api/v1/configs`
+    pub fn create_config(&self, request: &CreateConfig) -> Result<Config, ClientError> {
+        self.send_json(Method::POST, &["api", "v1", "configs"], request)
+    }
+
+    /// `GET /api/v1/configs/{name}`. With `after` and `wait`, a blocking query: the registry
+    /// answers when the revision exceeds `after`, or when `wait` ends (with the current revision).
+    pub fn get_config(
+        &self,
+        name: &ConfigName,
+        after: Option<u64>,
+        wait: Option<Duration>,
+    ) -> Result<Config, ClientError> {
+        let mut url = self.url(&["api", "v1", "configs", name.as_str()]);
+        let mut timeout = METADATA_TIMEOUT;
+        if let (Some(after), Some(wait)) = (after, wait) {
+            // Milliseconds, so that a sub-second wait is not rounded to zero.
+            url.query_pairs_mut()
+                .append_pair("after", &after.to_string())
+                .append_pair("wait", &format!("{}ms", wait.as_millis()));
+            timeout = wait + WAIT_MARGIN;
+        }
+        let response = self.send(self.http.get(url.clone()), &url, timeout)?;
+        read_json(response, &url)
+    }
+
+    /// `PATCH /api/v1/configs/{name}`
+    pub fn set_layers(&self, name: &ConfigName, request: &SetLayers) -> Result<Config, ClientError> {
+        self.send_json(Method::PATCH, &["api", "v1", "configs", name.as_str()], request)
+    }
+
+    /// `POST /api/v1/configs/{name}/bump`
+    pub fn bump(&self, name: &ConfigName, request: &BumpLayer) -> Result<BumpResult, ClientError> {
+        self.send_json(Method::POST, &["api", "v1", "configs", name.as_str(), "bump"], request)
+    }
+
+    /// `POST /api/v1/configs/{name}/rollback`
+    pub fn rollback(&self, name: &ConfigName, request: &RollbackConfig) -> Result<Config, ClientError> {
+        self.send_json(Method::POST, &["api", "v1", "configs", name.as_str(), "rollback"], request)
+    }
+
+    /// `GET /api/v1/configs/{name}/history`
+    pub fn history(&self, name: &ConfigName) -> Result<Vec<HistoryEntry>, ClientError> {
+        self.get_json(&["api", "v1", "configs", name.as_str(), "history"])
+    }
+
+    /// `DELETE /api/v1/configs/{name}`
+    pub fn delete_config(&self, name: &ConfigName) -> Result<(), ClientError> {
+        self.delete(&["api", "v1", "configs", name.as_str()])
+    }
+
+    /// `POST /api/v1/tokens`: the response holds the secret, shown once.
+    pub fn create_token(&self, request: &CreateToken) -> Result<TokenCreated, ClientError> {
+        self.send_json(Method::POST, &["api", "v1", "tokens"], request)
+    }
+
+    /// `GET /api/v1/tokens`
+    pub fn tokens(&self) -> Result<Vec<TokenInfo>, ClientError> {
+        self.get_json(&["api", "v1", "tokens"])
+    }
+
+    /// `DELETE /api/v1/tokens/{name}`
+    pub fn revoke_token(&self, name: &TokenName) -> Result<(), ClientError> {
+        self.delete(&["api", "v1", "tokens", name.as_str()])
+    }
+
+    /// `POST /api/v1/gc`
+    pub fn gc(&self) -> Result<GcReport, ClientError> {
+        let url = self.url(&["api", "v1", "gc"]);
+        // Collection walks every blob: give it longer than a metadata call.
+        let response = self.send(self.http.post(url.clone()), &url, BLOB_TIMEOUT_BASE)?;
+        read_json(response, &url)
+    }
+
+    /// The base URL with `segments` appended, each percent-encoded (a version label may hold `%`,
+    /// `?` or `#`).
+    fn url(&self, segments: &[&str]) -> Url {
+        let mut url = self.base.clone();
+        url.path_segments_mut().expect("checked in Client::new: the URL can be a base").pop_if_empty().extend(segments);
+        url
+    }
+
+    fn authorized(&self, request: RequestBuilder) -> RequestBuilder {
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
+    /// Sends with the token and a deadline; a non-2xx answer becomes [`ClientError::Api`].
+    fn send(&self, request: RequestBuilder, url: &Url, timeout: Duration) -> Result<Response, ClientError> {
+        let response = self.authorized(request).timeout(timeout).send().map_err(|e| transport_error(url, &e))?;
+        if response.status().is_success() { Ok(response) } else { Err(api_error(response, url)) }
+    }
+
+    fn get_json<T: DeserializeOwned>(&self, segments: &[&str]) -> Result<T, ClientError> {
+        let url = self.url(segments);
+        let response = self.send(self.http.get(url.clone()), &url, METADATA_TIMEOUT)?;
+        read_json(response, &url)
+    }
+
+    fn send_json<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        segments: &[&str],
+        body: &impl serde::Serialize,
+    ) -> Result<T, ClientError> {
+        let url = self.url(segments);
+        let response = self.send(self.http.request(method, url.clone()).json_body(body), &url, METADATA_TIMEOUT)?;
+        read_json(response, &url)
+    }
+
+    fn delete(&self, segments: &[&str]) -> Result<(), ClientError> {
+        let url = self.url(segments);
+        self.send(self.http.delete(url.clone()), &url, METADATA_TIMEOUT)?;
+        Ok(())
+    }
+}
+
+/// `RequestBuilder::json` needs reqwest's `json` feature; this is the same in two lines.
+trait JsonBody {
+    fn json_body(self, body: &impl serde::Serialize) -> Self;
+}
+
+impl JsonBody for RequestBuilder {
+    fn json_body(self, body: &impl serde::Serialize) -> Self {
+        let bytes = serde_json::to_vec(body).expect("request types serialise");
+        self.header(reqwest::header::CONTENT_TYPE, "application/json").body(bytes)
+    }
+}
+
+/// The deadline of a blob transfer of `size` bytes.
+fn blob_timeout(size: u64) -> Duration {
+    BLOB_TIMEOUT_BASE + Duration::from_secs(size / BLOB_MIN_RATE)
+}
+
+fn read_json<T: DeserializeOwned>(response: Response, url: &Url) -> Result<T, ClientError> {
+    let status = response.status();
+    let bytes = response.bytes().map_err(|e| decode_error(url, status, &e))?;
+    serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
+        url: url.to_string(),
+        status: status.as_u16(),
+        message: format!("{e}: {}", snippet(&String::from_utf8_lossy(&bytes))),
+    })
+}
+
+/// A non-2xx answer: the registry's error body, else one built from the status.
+fn api_error(response: Response, url: &Url) -> ClientError {
+    let status = response.status();
+    let text = match response.text() {
+        Ok(text) => text,
+        Err(e) => return decode_error(url, status, &e),
+    };
+    match serde_json::from_str::<ErrorBody>(&text) {
+        Ok(body) => ClientError::Api { status: status.as_u16(), body },
+        Err(_) => status_error(url, status, snippet(&text)),
+    }
+}
+
+/// An error answer without a usable body: authentication and permission failures keep their
+/// meaning (a proxy or a HEAD request may drop the body), anything else is undecodable.
+fn status_error(url: &Url, status: StatusCode, detail: String) -> ClientError {
+    let code = match status {
+        StatusCode::UNAUTHORIZED => ErrorCode::Unauthorized,
+        StatusCode::FORBIDDEN => ErrorCode::Forbidden,
+        _ => return ClientError::Decode { url: url.to_string(), status: status.as_u16(), message: detail },
+    };
+    let message = match code {
+        ErrorCode::Unauthorized => "the registry refused the token",
+        _ => "the token's role does not allow this",
+    };
+    ClientError::Api { status: status.as_u16(), body: ErrorBody::new(code, message) }
+}
+
+fn transport_error(url: &Url, error: &reqwest::Error) -> ClientError {
+    let mut message = error_chain(error);
+    if error.is_timeout() {
+        message = format!("timed out ({message})");
+    }
+    ClientError::Transport { url: url.to_string(), message }
+}
+
+fn decode_error(url: &Url, status: StatusCode, error: &reqwest::Error) -> ClientError {
+    ClientError::Decode { url: url.to_string(), status: status.as_u16(), message: error_chain(error) }
+}
+
+/// An error and its causes on one line. reqwest's own message only says "error sending request";
+/// the cause says "Connection refused".
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(error);
+    while let Some(error) = next {
+        let text = error.to_string();
+        // reqwest repeats the URL in its own message; the caller already names it.
+        let text = match text.split_once(" for url (") {
+            Some((head, _)) => head.to_owned(),
+            None => text,
+        };
+        if !parts.iter().any(|part| part.contains(&text)) {
+            parts.push(text);
+        }
+        next = error.source();
+    }
+    parts.join(": ")
+}
+
+/// The first 200 characters of an unexpected body, on one line.
+fn snippet(text: &str) -> String {
+    let flat: String = text.trim().chars().map(|c| if c.is_control() { ' ' } else { c }).take(200).collect();
+    if flat.is_empty() { "(empty body)".to_owned() } else { flat }
+}
+
+/// Counts the bytes read through it into a shared counter.
+struct CountingReader<R> {
+    inner: R,
+    count: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// Runs `work` while a scoped thread reports the growth of `counter` to `progress`. The request
+/// body must be `'static`, so it cannot borrow the caller's callback; the counter bridges the two.
+fn reporting<T>(counter: &AtomicU64, progress: &(dyn Fn(u64) + Sync), work: impl FnOnce() -> T) -> T {
+    let (stop, stopped) = mpsc::channel::<()>();
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            let mut reported = 0;
+            loop {
+                let done = !matches!(stopped.recv_timeout(PROGRESS_TICK), Err(RecvTimeoutError::Timeout));
+                let now = counter.load(Ordering::Relaxed);
+                if now > reported {
+                    progress(now - reported);
+                    reported = now;
+                }
+                if done {
+                    break;
+                }
+            }
+        });
+        let result = work();
+        drop(stop);
+        result
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(base: &str) -> Client {
+        Client::new(base, Some("ci.0123".to_owned())).unwrap()
+    }
+
+    #[test]
+    fn urls_keep_a_path_prefix_and_encode_segments() {
+        let component = ComponentName::parse("web").unwrap();
+        let version = VersionLabel::parse("1.0+build%2F?x#y").unwrap();
+        let segments = ["api", "v1", "components", component.as_str(), "versions", version.as_str()];
+        assert_eq!(
+            client("http://registry:7070").url(&segments).as_str(),
+            "http://registry:7070/api/v1/components/web/versions/1.0+build%252F%3Fx%23y"
+        );
+        assert_eq!(
+            client("https://example.com/depot/").url(&["healthz"]).as_str(),
+            "https://example.com/depot/healthz"
+        );
+        assert_eq!(client("https://example.com/depot").url(&["healthz"]).as_str(), "https://example.com/depot/healthz");
+    }
+
+    #[test]
+    fn bad_urls_are_refused() {
+        for url in ["127.0.0.1:7070", "ftp://host", "http://host/?q=1", "not a url", "unix:/tmp/sock"] {
+            assert!(matches!(Client::new(url, None), Err(ClientError::InvalidUrl { .. })), "{url}");
+        }
+    }
+
+    #[test]
+    fn debug_output_hides_the_token() {
+        let debug = format!("{:?}", Client::new("http://h", Some("ci.secretsecret".to_owned())).unwrap());
+        assert!(!debug.contains("secretsecret"), "{debug}");
+        assert!(debug.contains("<redacted>"), "{debug}");
+    }
+
+    #[test]
+    fn api_errors_display_the_message_and_carry_the_hint() {
+        let error = ClientError::Api {
+            status: 409,
+            body: ErrorBody::new(ErrorCode::VersionExists, "version 1.0 of web already exists").with_hint("bump it"),
+        };
+        assert_eq!(error.to_string(), "version 1.0 of web already exists (version-exists)");
+        assert_eq!(error.hint().as_deref(), Some("bump it"));
+        assert_eq!(error.code(), Some(ErrorCode::VersionExists));
+        let forbidden = ClientError::Api { status: 403, body: ErrorBody::new(ErrorCode::Forbidden, "no") };
+        assert!(forbidden.hint().unwrap().contains("depot token create"));
+    }
+
+    #[test]
+    fn blob_deadlines_grow_with_size() {
+        assert_eq!(blob_timeout(0), BLOB_TIMEOUT_BASE);
+        assert_eq!(blob_timeout(10 * BLOB_MIN_RATE), BLOB_TIMEOUT_BASE + Duration::from_secs(10));
+    }
+
+    #[test]
+    fn connection_refused_is_a_transport_error_with_a_hint() {
+        // Bind and drop a listener: its port is closed now.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let error = Client::new(&format!("http://127.0.0.1:{port}"), None).unwrap().healthz().unwrap_err();
+        assert!(matches!(error, ClientError::Transport { .. }), "{error:?}");
+        assert!(error.to_string().contains(&format!("127.0.0.1:{port}")), "{error}");
+        assert!(error.hint().unwrap().contains("--registry"));
+    }
+
+    #[test]
+    fn progress_reports_every_byte_once() {
+        let counter = AtomicU64::new(0);
+        let seen = AtomicU64::new(0);
+        let result = reporting(
+            &counter,
+            &|n| {
+                seen.fetch_add(n, Ordering::Relaxed);
+            },
+            || {
+                for _ in 0..5 {
+                    counter.fetch_add(1000, Ordering::Relaxed);
+                    std::thread::sleep(Duration::from_millis(30));
+                }
+                7
+            },
+        );
+        assert_eq!(result, 7);
+        assert_eq!(seen.load(Ordering::Relaxed), 5000);
+    }
+}

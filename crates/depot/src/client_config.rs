@@ -1,0 +1,292 @@
+//! Which registry the client verbs talk to, and with which token: flags over the environment
+//! (`DEPOT_REGISTRY`, `DEPOT_TOKEN`) over the user's file (`$XDG_CONFIG_HOME/depot/config.toml`,
+//! else `~/.config/depot/config.toml`) over the default registry, `http://127.0.0.1:7070`.
+//!
+//! Loading reads at most that one file and never writes. The token never appears in Debug output.
+
+use std::path::{Path, PathBuf};
+
+use depot_api::client::Client;
+
+pub const DEFAULT_REGISTRY: &str = "http://127.0.0.1:7070";
+
+/// A secret token (`NAME.SECRET`). Debug output shows only its name.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token(String);
+
+impl Token {
+    pub fn new(text: &str) -> Option<Self> {
+        let text = text.trim();
+        (!text.is_empty()).then(|| Token(text.to_owned()))
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The part before the `.`: the token's name, which is not secret.
+    pub fn name(&self) -> &str {
+        self.0.rsplit_once('.').map_or("?", |(name, _)| name)
+    }
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Token({}.<redacted>)", self.name())
+    }
+}
+
+impl std::str::FromStr for Token {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        Token::new(text).ok_or_else(|| "the token is empty".to_owned())
+    }
+}
+
+/// Errors of loading, each with a hint.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("no token for the registry at {registry}")]
+    MissingToken { registry: String },
+    #[error("cannot read {}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{} is not valid: {message}", path.display())]
+    Parse { path: PathBuf, message: String },
+}
+
+impl ConfigError {
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            ConfigError::MissingToken { .. } => Some(
+                "pass --token or set DEPOT_TOKEN (or `token = \"…\"` in ~/.config/depot/config.toml); \
+                 the registry's first admin token is in its data directory, DATA/admin.token"
+                    .to_owned(),
+            ),
+            ConfigError::Read { .. } => None,
+            ConfigError::Parse { .. } => {
+                Some("the file holds `registry = \"http://…\"` and `token = \"NAME.SECRET\"`, both optional".to_owned())
+            }
+        }
+    }
+}
+
+/// The user's `config.toml`. Unknown keys are allowed, for settings of later versions.
+#[derive(Debug, Default, serde::Deserialize)]
+struct FileConfig {
+    registry: Option<String>,
+    token: Option<String>,
+}
+
+/// The resolved registry and token.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    pub registry: String,
+    pub token: Option<Token>,
+}
+
+impl ClientConfig {
+    /// Resolves from the flags, the process environment and the user's file.
+    pub fn load(registry_flag: Option<&str>, token_flag: Option<&Token>) -> Result<Self, ConfigError> {
+        Self::resolve(registry_flag, token_flag, &|name| std::env::var(name).ok())
+    }
+
+    /// Resolves with `env` standing for the environment (tests pass their own).
+    pub fn resolve(
+        registry_flag: Option<&str>,
+        token_flag: Option<&Token>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let env_value = |name: &str| env(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let mut registry = registry_flag.map(|r| r.trim().to_owned()).or_else(|| env_value("DEPOT_REGISTRY"));
+        let mut token = token_flag.cloned().or_else(|| env_value("DEPOT_TOKEN").and_then(|t| Token::new(&t)));
+        // The file is read only when it has something to add.
+        if (registry.is_none() || token.is_none())
+            && let Some(path) = config_file(env)
+            && let Some(file) = read_file(&path)?
+        {
+            registry = registry.or_else(|| file.registry.map(|r| r.trim().to_owned()).filter(|r| !r.is_empty()));
+            token = token.or_else(|| file.token.as_deref().and_then(Token::new));
+        }
+        let registry = registry.unwrap_or_else(|| DEFAULT_REGISTRY.to_owned());
+        Ok(ClientConfig { registry, token })
+    }
+
+    /// A client with the token; no token is an error with a hint, since every API route needs one.
+    pub fn client(&self) -> anyhow::Result<Client> {
+        let token = self.token.as_ref().ok_or_else(|| ConfigError::MissingToken { registry: self.registry.clone() })?;
+        Ok(Client::new(&self.registry, Some(token.expose().to_owned()))?)
+    }
+}
+
+/// `$XDG_CONFIG_HOME/depot/config.toml` (when set to an absolute path, as the XDG spec asks),
+/// else `$HOME/.config/depot/config.toml`.
+pub fn config_file(env: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
+    let non_empty = |name: &str| env(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let base = non_empty("XDG_CONFIG_HOME")
+        .filter(|p| p.is_absolute())
+        .or_else(|| non_empty("HOME").map(|home| home.join(".config")))?;
+    Some(base.join("depot").join("config.toml"))
+}
+
+/// The file's settings, or `None` when it does not exist.
+fn read_file(path: &Path) -> Result<Option<FileConfig>, ConfigError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(ConfigError::Read { path: path.to_owned(), source }),
+    };
+    toml::from_str(&text)
+        .map(Some)
+        .map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.message().to_owned() })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    struct Home {
+        dir: tempfile::TempDir,
+        env: HashMap<&'static str, String>,
+    }
+
+    impl Home {
+        /// A temporary HOME, optionally with a `~/.config/depot/config.toml`.
+        fn new(file: Option<&str>) -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            if let Some(text) = file {
+                let path = dir.path().join(".config/depot/config.toml");
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                std::fs::write(path, text).unwrap();
+            }
+            let env = HashMap::from([("HOME", dir.path().display().to_string())]);
+            Home { dir, env }
+        }
+
+        fn with(mut self, name: &'static str, value: &str) -> Self {
+            self.env.insert(name, value.to_owned());
+            self
+        }
+
+        fn resolve(&self, registry: Option<&str>, token: Option<&str>) -> Result<ClientConfig, ConfigError> {
+            let token = token.map(|t| Token::new(t).unwrap());
+            ClientConfig::resolve(registry, token.as_ref(), &|name| self.env.get(name).cloned())
+        }
+
+        fn file(&self) -> PathBuf {
+            self.dir.path().join(".config/depot/config.toml")
+        }
+    }
+
+    const FILE: &str = "registry = \"http://file:1\"\ntoken = \"file.aaaa\"\n";
+
+    #[test]
+    fn defaults_without_anything() {
+        let config = Home::new(None).resolve(None, None).unwrap();
+        assert_eq!(config.registry, DEFAULT_REGISTRY);
+        assert!(config.token.is_none());
+        let error = config.client().unwrap_err();
+        let error = error.downcast_ref::<ConfigError>().expect("a ConfigError");
+        assert!(matches!(error, ConfigError::MissingToken { .. }));
+        let hint = error.hint().unwrap();
+        assert!(hint.contains("DEPOT_TOKEN") && hint.contains("--token") && hint.contains("admin.token"), "{hint}");
+    }
+
+    #[test]
+    fn the_file_is_used_when_nothing_else_is_set() {
+        let home = Home::new(Some(FILE));
+        let config = home.resolve(None, None).unwrap();
+        assert_eq!(config.registry, "http://file:1");
+        assert_eq!(config.token.unwrap().expose(), "file.aaaa");
+    }
+
+    #[test]
+    fn the_environment_beats_the_file() {
+        let home = Home::new(Some(FILE)).with("DEPOT_REGISTRY", "http://env:2").with("DEPOT_TOKEN", "env.bbbb");
+        let config = home.resolve(None, None).unwrap();
+        assert_eq!(config.registry, "http://env:2");
+        assert_eq!(config.token.unwrap().expose(), "env.bbbb");
+    }
+
+    #[test]
+    fn flags_beat_the_environment_and_the_file() {
+        let home = Home::new(Some(FILE)).with("DEPOT_REGISTRY", "http://env:2").with("DEPOT_TOKEN", "env.bbbb");
+        let config = home.resolve(Some("http://flag:3"), Some("flag.cccc")).unwrap();
+        assert_eq!(config.registry, "http://flag:3");
+        assert_eq!(config.token.unwrap().expose(), "flag.cccc");
+    }
+
+    #[test]
+    fn each_value_resolves_on_its_own() {
+        // The registry from a flag, the token from the file.
+        let home = Home::new(Some(FILE));
+        let config = home.resolve(Some("http://flag:3"), None).unwrap();
+        assert_eq!(config.registry, "http://flag:3");
+        assert_eq!(config.token.unwrap().expose(), "file.aaaa");
+        // The token from the environment, the registry from the file.
+        let config = Home::new(Some(FILE)).with("DEPOT_TOKEN", "env.bbbb").resolve(None, None).unwrap();
+        assert_eq!(config.registry, "http://file:1");
+        assert_eq!(config.token.unwrap().expose(), "env.bbbb");
+    }
+
+    #[test]
+    fn empty_environment_values_count_as_unset() {
+        let home = Home::new(Some(FILE)).with("DEPOT_REGISTRY", "").with("DEPOT_TOKEN", "  ");
+        let config = home.resolve(None, None).unwrap();
+        assert_eq!(config.registry, "http://file:1");
+        assert_eq!(config.token.unwrap().expose(), "file.aaaa");
+    }
+
+    #[test]
+    fn xdg_config_home_beats_home() {
+        let home = Home::new(Some(FILE));
+        let xdg = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(xdg.path().join("depot")).unwrap();
+        std::fs::write(xdg.path().join("depot/config.toml"), "registry = \"http://xdg:4\"\n").unwrap();
+        let home = home.with("XDG_CONFIG_HOME", &xdg.path().display().to_string());
+        let config = home.resolve(None, None).unwrap();
+        assert_eq!(config.registry, "http://xdg:4");
+        assert!(config.token.is_none(), "only one file is read");
+        // A relative XDG_CONFIG_HOME is ignored, as the spec says.
+        let config = Home::new(Some(FILE)).with("XDG_CONFIG_HOME", "relative/dir").resolve(None, None).unwrap();
+        assert_eq!(config.registry, "http://file:1");
+    }
+
+    #[test]
+    fn tokens_are_trimmed_so_a_copied_admin_token_works() {
+        let config = Home::new(None).with("DEPOT_TOKEN", "admin.abcd\n").resolve(None, None).unwrap();
+        assert_eq!(config.token.unwrap().expose(), "admin.abcd");
+    }
+
+    #[test]
+    fn a_broken_file_is_an_error_naming_it() {
+        let home = Home::new(Some("registry = [unclosed"));
+        let error = home.resolve(None, None).unwrap_err();
+        assert!(error.to_string().contains(&home.file().display().to_string()), "{error}");
+        assert!(error.hint().is_some());
+        // Not read at all when flags give everything.
+        home.resolve(Some("http://flag:3"), Some("flag.cccc")).unwrap();
+    }
+
+    #[test]
+    fn loading_writes_nothing() {
+        let home = Home::new(None);
+        home.resolve(None, None).unwrap();
+        assert_eq!(std::fs::read_dir(home.dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_token() {
+        let config = Home::new(None).with("DEPOT_TOKEN", "ci.0123456789abcdef").resolve(None, None).unwrap();
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("0123456789abcdef"), "{debug}");
+        assert!(debug.contains("ci.<redacted>"), "{debug}");
+        let client = config.client().unwrap();
+        assert!(!format!("{client:?}").contains("0123456789abcdef"));
+    }
+}

@@ -1,0 +1,31 @@
+use std::process::ExitCode;
+
+use crate::cli::ConfigShowArgs;
+use crate::printer::Printer;
+
+pub fn run(args: ConfigShowArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
+    let client = super::connect(&args.registry)?;
+    let config = client.get_config(&args.name, None, None)?;
+    if printer.json {
+        printer.json(&config);
+        return Ok(ExitCode::SUCCESS);
+    }
+    printer.data(format!("config:   {}", config.name));
+    printer.data(format!("revision: {}", config.revision));
+    printer.data(format!("hash:     {}", config.hash));
+    printer.data(format!("updated:  {}", super::time(&config.updated_at)));
+    if config.layers.is_empty() {
+        printer.data("layers:   (none)");
+        return Ok(ExitCode::SUCCESS);
+    }
+    printer.data("layers:");
+    let rows: Vec<Vec<String>> = config
+        .layers
+        .iter()
+        .map(|layer| vec![layer.component.to_string(), layer.version.to_string(), layer.digest.to_string()])
+        .collect();
+    for line in super::table(&["COMPONENT", "VERSION", "DIGEST"], &rows) {
+        printer.data(format!("  {line}"));
+    }
+    Ok(ExitCode::SUCCESS)
+}

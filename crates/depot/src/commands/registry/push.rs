@@ -1,0 +1,149 @@
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use depot_api::client::Client;
+use depot_api::types::PushVersion;
+use depot_api::{Digest, ErrorCode};
+use depot_release::archive::{self, Compression, PackOptions};
+use depot_release::digest::HashingReader;
+use depot_release::progress::ProgressReader;
+use depot_release::version::ReleaseVersion;
+
+use crate::cli::{Format, PushArgs};
+use crate::printer::{Printer, human_bytes};
+
+pub fn run(args: PushArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
+    let mut labels = BTreeMap::new();
+    for (key, value) in args.labels {
+        if labels.insert(key.clone(), value).is_some() {
+            return Ok(super::usage_error(printer, &format!("--label {key} is given twice"), "give each key once"));
+        }
+    }
+    let metadata = fs_err::metadata(&args.path)?;
+    if !metadata.is_dir() && args.format.is_some() {
+        return Ok(super::usage_error(
+            printer,
+            "--format applies only when pushing a directory",
+            "a file is pushed as it is; pack it with `depot pack --format` first, or push the directory",
+        ));
+    }
+    // Before the work of packing: a missing token or a bad URL fails at once.
+    let client = super::connect(&args.registry)?;
+
+    // Keeps the temporary archive of a packed directory until the upload is done.
+    let _packed_dir: Option<tempfile::TempDir>;
+    let (archive, digest) = if metadata.is_dir() {
+        let temp =
+            tempfile::Builder::new().prefix("depot-push-").tempdir().context("failed to make a temporary directory")?;
+        let (archive, digest) = pack(&args.path, &args.component, &args.version, args.format, temp.path(), printer)?;
+        _packed_dir = Some(temp);
+        (archive, digest)
+    } else {
+        _packed_dir = None;
+        let digest = hash_archive(&args.path, printer)?;
+        (args.path.clone(), digest)
+    };
+
+    // Register first: the registry answers for the version before it looks for the blob, so
+    // content it already has (or a version that exists with other content) costs no upload.
+    let request = PushVersion { digest: digest.clone(), labels };
+    let pushed = match client.push_version(&args.component, &args.version, &request) {
+        Err(error) if error.code() == Some(ErrorCode::UnknownBlob) => {
+            upload(&client, &digest, &archive, printer)
+                .with_context(|| format!("failed to upload {}", args.path.display()))?;
+            client.push_version(&args.component, &args.version, &request)?
+        }
+        result => result?,
+    };
+    let info = &pushed.value;
+    if pushed.created {
+        printer.message(format!(
+            "Pushed {} {} ({}, {})",
+            info.component,
+            info.version,
+            info.digest,
+            human_bytes(info.size)
+        ));
+    } else {
+        printer.message(format!(
+            "{} {} was already pushed with this content; nothing changed",
+            info.component, info.version
+        ));
+    }
+    if printer.json {
+        printer.json(info);
+    } else {
+        printer.data(info.digest.as_str());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn upload(client: &Client, digest: &Digest, archive: &Path, printer: &Printer) -> anyhow::Result<()> {
+    let file = fs_err::File::open(archive)?;
+    let size = file.metadata()?.len();
+    let progress = printer.progress();
+    progress.start("Uploading", Some(size));
+    let uploaded = client.upload_blob(digest, file, size, &|bytes| progress.advance(bytes));
+    progress.finish();
+    let uploaded = uploaded?;
+    printer.message(format!("Uploaded {} ({})", uploaded.value.digest, human_bytes(uploaded.value.size)));
+    Ok(())
+}
+
+/// Packs `dir` reproducibly into `into` and returns the archive and its digest.
+fn pack(
+    dir: &Path,
+    component: &depot_api::ComponentName,
+    version: &depot_api::VersionLabel,
+    format: Option<Format>,
+    into: &Path,
+    printer: &Printer,
+) -> anyhow::Result<(PathBuf, Digest)> {
+    let compression = match format.unwrap_or(Format::Zst) {
+        Format::Zst => Compression::Zstd,
+        Format::Gz => Compression::Gzip,
+    };
+    let options = PackOptions {
+        dir: dir.to_owned(),
+        version: ReleaseVersion::parse(version.as_str())?,
+        name: Some(component.to_string()),
+        output: Some(into.join(format!("{component}-{version}.{}", compression.extension()))),
+        compression,
+    };
+    let progress = printer.progress();
+    let packed =
+        archive::pack(&options, progress.as_ref()).with_context(|| format!("failed to pack {}", dir.display()))?;
+    printer.message(format!(
+        "Packed {} files ({}) from {} ({})",
+        packed.files,
+        human_bytes(packed.bytes),
+        dir.display(),
+        human_bytes(packed.size)
+    ));
+    let digest = Digest::from_hex(&packed.sha256).context("pack returned a malformed digest")?;
+    Ok((packed.path, digest))
+}
+
+/// Checks that `path` looks like a release archive (the registry checks it fully) and hashes it.
+fn hash_archive(path: &Path, printer: &Printer) -> anyhow::Result<Digest> {
+    let mut file = fs_err::File::open(path)?;
+    let mut head = Vec::with_capacity(512);
+    (&mut file).take(512).read_to_end(&mut head)?;
+    // Not `?`: the engine's hint for a bad archive speaks of `deploy --sha256`.
+    if let Err(error) = Compression::sniff(&head) {
+        anyhow::bail!("{} is not a release archive (.tar, .tar.gz or .tar.zst): {error}", path.display());
+    }
+
+    let file = fs_err::File::open(path)?;
+    let size = file.metadata()?.len();
+    let progress = printer.progress();
+    progress.start("Hashing", Some(size));
+    let mut reader = HashingReader::new(ProgressReader::new(file, progress.as_ref()));
+    std::io::copy(&mut reader, &mut std::io::sink()).with_context(|| format!("failed to read {}", path.display()))?;
+    progress.finish();
+    let (hex, _) = reader.finish();
+    Ok(Digest::from_hex(&hex)?)
+}

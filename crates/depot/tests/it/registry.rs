@@ -1,0 +1,476 @@
+//! The registry's client verbs (`push`, `versions`, `config …`, `delete …`, `token …`, `gc`)
+//! against a real `depot serve` on port 0.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+
+use sha2::Digest as _;
+
+use crate::common::*;
+
+/// A `depot serve` child process, killed on drop.
+struct Registry {
+    child: Child,
+    url: String,
+    admin: String,
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Registry {
+    /// Starts `depot serve --data DIR --listen 127.0.0.1:0` and waits for its `listening on` line.
+    fn start(ctx: &TestContext, extra: &[&str]) -> Self {
+        let data = ctx.path("registry-data");
+        let mut child = ctx
+            .command()
+            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .arg(&data)
+            .args(extra)
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn depot serve");
+        let mut reader = BufReader::new(child.stderr.take().expect("piped stderr"));
+        let mut seen = String::new();
+        let url = loop {
+            let mut line = String::new();
+            let read = reader.read_line(&mut line).expect("read depot serve's stderr");
+            assert!(read > 0, "depot serve exited before listening:\n{seen}");
+            seen.push_str(&line);
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                break rest.split_whitespace().next().expect("an address").to_owned();
+            }
+        };
+        assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+        // Keep draining stderr so that the server never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut reader, &mut std::io::sink());
+        });
+        let admin = fs_err::read_to_string(data.join("admin.token")).expect("DATA/admin.token").trim().to_owned();
+        Registry { child, url, admin }
+    }
+
+    /// `depot ARGS` with DEPOT_REGISTRY and DEPOT_TOKEN set to the admin token.
+    fn run(&self, ctx: &TestContext, args: &[&str]) -> Run {
+        self.run_as(ctx, &self.admin, args)
+    }
+
+    fn run_as(&self, ctx: &TestContext, token: &str, args: &[&str]) -> Run {
+        let mut command = ctx.command();
+        command.env("DEPOT_REGISTRY", &self.url).env("DEPOT_TOKEN", token).args(args);
+        run_command(command)
+    }
+}
+
+fn run_command(mut command: std::process::Command) -> Run {
+    let output = command.output().expect("run depot");
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// A directory holding one file, to push.
+fn tree(ctx: &TestContext, name: &str, content: &str) -> String {
+    ctx.tree(name, &[("app.txt", content)]).display().to_string()
+}
+
+/// The `sha256:…` line a push prints on stdout.
+#[track_caller]
+fn pushed_digest(run: &Run) -> String {
+    let digest = run.stdout.trim().to_owned();
+    assert!(
+        digest.starts_with("sha256:") && digest.len() == 71 && !digest.contains('\n'),
+        "push prints one digest on stdout: {:?}",
+        run.stdout
+    );
+    digest
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    sha2::Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn push_configure_bump_and_roll_back() {
+    let ctx = TestContext::new();
+    let registry = Registry::start(&ctx, &[]);
+    let v1 = tree(&ctx, "v1", "one");
+    let v2 = tree(&ctx, "v2", "two");
+    let v3 = tree(&ctx, "v3", "three");
+
+    let d1 = pushed_digest(&registry.run(&ctx, &["push", "web", "1.0.0", &v1]).success());
+    // The same tree again: packing is reproducible, so the same digest, and a success.
+    let again = registry.run(&ctx, &["push", "web", "1.0.0", &v1]).success();
+    assert_eq!(pushed_digest(&again), d1);
+    assert!(again.stderr.contains("already pushed"), "{}", again.stderr);
+    let d2 = pushed_digest(&registry.run(&ctx, &["push", "web", "1.1.0", &v2, "--label", "git=3f9c2e1"]).success());
+    assert_ne!(d1, d2);
+
+    let versions = registry.run(&ctx, &["versions", "web", "--json"]).success().json();
+    let versions = versions.as_array().expect("an array");
+    assert_eq!(versions.len(), 2);
+    assert_eq!(versions[0]["version"], "1.0.0", "push order");
+    assert_eq!(versions[0]["digest"], d1.as_str());
+    assert_eq!(versions[1]["version"], "1.1.0");
+    assert_eq!(versions[1]["labels"]["git"], "3f9c2e1");
+    let table = registry.run(&ctx, &["versions", "web"]).success();
+    assert!(table.stdout.contains("1.0.0") && table.stdout.contains("1.1.0"), "{}", table.stdout);
+    assert!(table.stdout.contains("git=3f9c2e1"), "{}", table.stdout);
+
+    // create (revision 1) → set (2) → push 1.2.0 → bump (3) → undo (4)
+    registry.run(&ctx, &["config", "create", "prod", "--layer", "web:1.0.0"]).success();
+    registry.run(&ctx, &["config", "set", "prod", "web:1.1.0"]).success();
+    let d3 = pushed_digest(&registry.run(&ctx, &["push", "web", "1.2.0", &v3]).success());
+    let bump = registry.run(&ctx, &["config", "bump", "prod", "web"]).success();
+    assert!(bump.stderr.contains("1.1.0 -> 1.2.0"), "{}", bump.stderr);
+    let undo = bump.stdout.trim();
+    assert_eq!(undo, "depot config set prod web:1.1.0", "bump prints the command that undoes it");
+    let shown = registry.run(&ctx, &["config", "show", "prod", "--json"]).success().json();
+    assert_eq!(shown["revision"], 3);
+    assert_eq!(shown["layers"][0]["version"], "1.2.0");
+    let undo_args: Vec<&str> = undo.split_whitespace().skip(1).collect();
+    registry.run(&ctx, &undo_args).success();
+
+    let shown = registry.run(&ctx, &["config", "show", "prod", "--json"]).success().json();
+    assert_eq!(shown["name"], "prod");
+    assert_eq!(shown["revision"], 4);
+    assert_eq!(shown["layers"], serde_json::json!([{ "component": "web", "version": "1.1.0", "digest": d2 }]));
+    let expected_hash = sha256_hex(format!("{}\n", d2.trim_start_matches("sha256:")).as_bytes());
+    assert_eq!(shown["hash"], expected_hash.as_str(), "the hash is over the layers' digests");
+    let text = registry.run(&ctx, &["config", "show", "prod"]).success();
+    assert!(text.stdout.contains(&expected_hash) && text.stdout.contains(&d2), "{}", text.stdout);
+
+    let history = registry.run(&ctx, &["config", "history", "prod", "--json"]).success().json();
+    let revisions: Vec<u64> = history.as_array().unwrap().iter().map(|e| e["revision"].as_u64().unwrap()).collect();
+    assert_eq!(revisions.len(), 4);
+    assert_eq!(revisions.iter().copied().min(), Some(1));
+    assert_eq!(revisions.iter().copied().max(), Some(4));
+    let text = registry.run(&ctx, &["config", "history", "prod"]).success();
+    assert!(text.stdout.starts_with("REVISION"), "{}", text.stdout);
+    assert_eq!(text.stdout.lines().count(), 5, "a header and four revisions:\n{}", text.stdout);
+
+    // Rollback without a target: the layers of the revision before (3, web 1.2.0), as revision 5.
+    let rolled = registry.run(&ctx, &["config", "rollback", "prod", "--json"]).success().json();
+    assert_eq!(rolled["revision"], 5);
+    assert_eq!(rolled["layers"][0]["digest"], d3.as_str());
+    let rolled = registry.run(&ctx, &["config", "rollback", "prod", "--to-revision", "1", "--json"]).success().json();
+    assert_eq!(rolled["revision"], 6);
+    assert_eq!(rolled["layers"][0]["version"], "1.0.0");
+    assert_eq!(rolled["layers"][0]["digest"], d1.as_str());
+
+    let configs = registry.run(&ctx, &["configs", "--json"]).success().json();
+    assert_eq!(configs[0]["name"], "prod");
+    assert_eq!(configs[0]["revision"], 6);
+    let text = registry.run(&ctx, &["configs"]).success();
+    assert!(text.stdout.lines().any(|l| l.starts_with("prod ") && l.contains(" 6 ")), "{}", text.stdout);
+    let components = registry.run(&ctx, &["components", "--json"]).success().json();
+    assert_eq!(components[0]["name"], "web");
+    assert_eq!(components[0]["versions"], 3);
+}
+
+#[test]
+fn an_archive_file_is_pushed_as_it_is() {
+    let ctx = TestContext::new();
+    let registry = Registry::start(&ctx, &[]);
+    let archive = ctx.release("2.0.0", &[("app.txt", "packed")]);
+    let run = registry.run(&ctx, &["push", "web", "2.0.0", &archive.display().to_string(), "--json"]).success();
+    let info = run.json();
+    let expected = format!("sha256:{}", sha256_hex(&fs_err::read(&archive).unwrap()));
+    assert_eq!(info["digest"], expected.as_str());
+    assert_eq!(info["component"], "web");
+    assert_eq!(info["version"], "2.0.0");
+    assert_eq!(info["size"], fs_err::metadata(&archive).unwrap().len());
+
+    // Not an archive: refused before any upload.
+    fs_err::write(ctx.path("notes.txt"), "hello").unwrap();
+    registry
+        .run(&ctx, &["push", "web", "2.0.1", &ctx.path("notes.txt").display().to_string()])
+        .failure()
+        .stderr_contains("not a release archive");
+    // --format is for directories only.
+    registry.run(&ctx, &["push", "web", "2.0.1", &archive.display().to_string(), "--format", "gz"]).usage_error();
+    registry.run(&ctx, &["push", "web", "2.0.1", "missing.tar.zst"]).failure().stderr_contains("missing.tar.zst");
+}
+
+#[test]
+fn a_version_is_immutable() {
+    let ctx = TestContext::new();
+    let registry = Registry::start(&ctx, &[]);
+    let first = tree(&ctx, "first", "one");
+    let second = tree(&ctx, "second", "something else");
+    let digest = pushed_digest(&registry.run(&ctx, &["push", "web", "1.0.0", &first]).success());
+    registry.run(&ctx, &["push", "web", "1.0.0", &first]).success();
+
+    let refused = registry.run(&ctx, &["push", "web", "1.0.0", &second]).failure();
+    assert!(refused.stderr.starts_with("error: ") || refused.stderr.contains("\nerror: "), "{}", refused.stderr);
+    assert!(refused.stderr.contains("version-exists"), "{}", refused.stderr);
+    assert!(refused.stderr.contains(&digest), "the error names the existing digest: {}", refused.stderr);
+    assert!(refused.stderr.contains("hint: "), "{}", refused.stderr);
+    assert!(refused.stdout.is_empty(), "{}", refused.stdout);
+
+    let versions = registry.run(&ctx, &["versions", "web", "--json"]).success().json();
+    assert_eq!(versions.as_array().unwrap().len(), 1);
+    assert_eq!(versions[0]["digest"], digest.as_str());
+}
+
+#[test]
+fn a_stale_expected_revision_is_a_conflict() {
+    let ctx = TestContext::new();
+    let registry = Registry::start(&ctx, &[]);
+    registry.run(&ctx, &["push", "web", "1.0.0", &tree(&ctx, "a", "a")]).success();
+    registry.run(&ctx, &["push", "web", "1.1.0", &tree(&ctx, "b", "b")]).success();
+    registry.run(&ctx, &["config", "create", "prod", "--layer", "web:1.0.0"]).success();
+    registry.run(&ctx, &["config", "set", "prod", "web:1.1.0", "--expect-revision", "1"]).success();
+
+    for args in [
+        &["config", "set", "prod", "web:1.0.0", "--expect-revision", "1"][..],
+        &["config", "bump", "prod", "web", "--expect-revision", "1"],
+        &["config", "rollback", "prod", "--expect-revision", "1"],
+    ] {
+        let run = registry.run(&ctx, args).failure();
+        assert!(run.stderr.contains("config-conflict"), "{args:?}: {}", run.stderr);
+        assert!(run.stderr.contains("hint: "), "{args:?}: {}", run.stderr);
+    }
+    let shown = registry.run(&ctx, &["config", "show", "prod", "--json"]).success().json();
+    assert_eq!(shown["revision"], 2, "refused writes change nothing");
+    assert_eq!(shown["layers"][0]["version"], "1.1.0");
+}
+
+#[test]
+fn deletes_refuse_what_a_configuration_uses() {
+    let ctx = TestContext::new();
+    let registry = Registry::start(&ctx, &[]);
+    registry.run(&ctx, &["push", "web", "1.0.0", &tree(&ctx, "a", "a")]).success();
+    registry.run(&ctx, &["push", "web", "1.1.0", &tree(&ctx, "b", "b")]).success();
+    registry.run(&ctx, &["config", "create", "prod", "--layer", "web:1.0.0"]).success();
+
+    let run = registry.run(&ctx, &["delete", "version", "web", "1.0.0"]).failure();
+    assert!(run.stderr.contains("in-use") && run.stderr.contains("prod"), "{}", run.stderr);
+    let run = registry.run(&ctx, &["delete", "component", "web"]).failure();
+    assert!(run.stderr.contains("in-use") && run.stderr.contains("prod"), "{}", run.stderr);
+
+    // An unused version goes.
+    registry.run(&ctx, &["delete", "version", "web", "1.1.0"]).success();
+    let versions = registry.run(&ctx, &["versions", "web", "--json"]).success().json();
+    assert_eq!(versions.as_array().unwrap().len(), 1);
+
+    // Deleting a configuration needs --force: a usage error that changes nothing.
+    let run = registry.run(&ctx, &["delete", "config", "prod"]).usage_error();
+    assert!(run.stderr.contains("--force") && run.stderr.contains("hint: "), "{}", run.stderr);
+    registry.run(&ctx, &["config", "show", "prod"]).success();
+    registry.run(&ctx, &["delete", "config", "prod", "--force"]).success();
+    registry.run(&ctx, &["config", "show", "prod"]).failure().stderr_contains("unknown-config");
+
+    // Now nothing uses web.
+    registry.run(&ctx, &["delete", "component", "web"]).success();
+    registry.run(&ctx, &["versions", "web"]).failure().stderr_contains("unknown-component");
+}
+
+#[test]
+fn an_unknown_component_is_an_error_not_an_empty_list() {
+    let ctx = TestContext::new();
+    let registry = Registry::start(&ctx, &[]);
+    let run = registry.run(&ctx, &["versions", "nope"]).failure();
+    assert!(run.stderr.contains("unknown-component") && run.stderr.contains("nope"), "{}", run.stderr);
+    assert!(run.stdout.is_empty(), "{}", run.stdout);
+    let run = registry.run(&ctx, &["versions", "nope", "--json"]).failure();
+    assert!(run.stdout.is_empty(), "no JSON document on failure: {}", run.stdout);
+    // An empty registry lists nothing, successfully.
+    assert_eq!(registry.run(&ctx, &["components", "--json"]).success().json(), serde_json::json!([]));
+    assert_eq!(registry.run(&ctx, &["configs", "--json"]).success().json(), serde_json::json!([]));
+}
+
+#[test]
+fn tokens_are_created_listed_and_revoked_and_roles_hold() {
+    let ctx = TestContext::new();
+    let registry = Registry::start(&ctx, &[]);
+    let operator = registry.run(&ctx, &["token", "create", "ci", "--role", "operator"]).success();
+    let operator = operator.stdout.trim().to_owned();
+    let (name, secret) = operator.split_once('.').expect("NAME.SECRET");
+    assert_eq!(name, "ci");
+    assert!(secret.len() == 64 && secret.bytes().all(|b| b.is_ascii_hexdigit()), "{operator}");
+    let viewer =
+        registry.run(&ctx, &["token", "create", "dash", "--role", "viewer"]).success().stdout.trim().to_owned();
+    let agent = registry
+        .run(&ctx, &["token", "create", "web-01", "--role", "agent", "--config", "web-*", "--json"])
+        .success()
+        .json();
+    assert_eq!(agent["name"], "web-01");
+    assert_eq!(agent["role"], "agent");
+    assert_eq!(agent["config_pattern"], "web-*");
+    assert!(agent["token"].as_str().unwrap().starts_with("web-01."));
+
+    let list = registry.run(&ctx, &["token", "list", "--json"]).success().json();
+    let roles: Vec<(String, String)> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["name"].as_str().unwrap().to_owned(), t["role"].as_str().unwrap().to_owned()))
+        .collect();
+    for expected in [("admin", "admin"), ("ci", "operator"), ("dash", "viewer"), ("web-01", "agent")] {
+        assert!(roles.contains(&(expected.0.to_owned(), expected.1.to_owned())), "{expected:?} in {roles:?}");
+    }
+    let text = registry.run(&ctx, &["token", "list"]).success();
+    assert!(!text.stdout.contains(secret), "the list never shows secrets");
+
+    // A viewer reads but cannot push, configure or manage tokens.
+    let dir = tree(&ctx, "a", "a");
+    registry.run_as(&ctx, &viewer, &["components"]).success();
+    let run = registry.run_as(&ctx, &viewer, &["push", "web", "1.0.0", &dir]).failure();
+    assert!(run.stderr.contains("forbidden") && run.stderr.contains("hint: "), "{}", run.stderr);
+    registry.run_as(&ctx, &viewer, &["token", "list"]).failure().stderr_contains("forbidden");
+    registry.run_as(&ctx, &viewer, &["gc"]).failure().stderr_contains("forbidden");
+    // The operator pushes.
+    registry.run_as(&ctx, &operator, &["push", "web", "1.0.0", &dir]).success();
+    registry.run_as(&ctx, &operator, &["config", "create", "web-prod", "--layer", "web:1.0.0"]).success();
+
+    registry.run(&ctx, &["token", "revoke", "dash"]).success();
+    let run = registry.run_as(&ctx, &viewer, &["components"]).failure();
+    assert!(run.stderr.contains("unauthorized") && run.stderr.contains("hint: "), "{}", run.stderr);
+    let list = registry.run(&ctx, &["token", "list", "--json"]).success().json();
+    assert!(list.as_array().unwrap().iter().all(|t| t["name"] != "dash"));
+}
+
+#[test]
+fn gc_reports_what_it_freed() {
+    let ctx = TestContext::new();
+    let registry = Registry::start(&ctx, &["--gc-grace", "0s"]);
+    let a = ctx.release("1.0.0", &[("app.txt", "a")]).display().to_string();
+    let b = ctx.release("1.1.0", &[("app.txt", "b")]).display().to_string();
+    registry.run(&ctx, &["push", "web", "1.0.0", &a]).success();
+    registry.run(&ctx, &["push", "web", "1.1.0", &b]).success();
+    registry.run(&ctx, &["delete", "version", "web", "1.0.0"]).success();
+    let report = registry.run(&ctx, &["gc", "--json"]).success().json();
+    assert_eq!(report["blobs_removed"], 1, "{report}");
+    assert_eq!(report["bytes_freed"], fs_err::metadata(&a).unwrap().len(), "{report}");
+    let text = registry.run(&ctx, &["gc"]).success();
+    assert!(text.stdout.starts_with("Freed 0 B (0 blobs removed)"), "{}", text.stdout);
+    // The blob still used was kept: the same archive under another version is not uploaded again.
+    let kept = registry.run(&ctx, &["push", "web", "2.0.0", &b]).success();
+    assert!(!kept.stderr.contains("Uploaded"), "{}", kept.stderr);
+    let freed = registry.run(&ctx, &["push", "web", "2.0.1", &a]).success();
+    assert!(freed.stderr.contains("Uploaded"), "{}", freed.stderr);
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else { return files };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() { files.extend(walk(&path)) } else { files.push(path) }
+    }
+    files
+}
+
+#[test]
+fn registry_and_token_resolve_from_flags_environment_and_file() {
+    let ctx = TestContext::new();
+    let registry = Registry::start(&ctx, &[]);
+    let home = ctx.path("home");
+    fs_err::create_dir_all(&home).unwrap();
+    let bare = || {
+        let mut command = ctx.command();
+        command.env("HOME", &home).env_remove("XDG_CONFIG_HOME");
+        command
+    };
+
+    // No token anywhere: an error that says where to find one.
+    let run = run_command({
+        let mut c = bare();
+        c.args(["components", "--registry", &registry.url]);
+        c
+    })
+    .failure();
+    assert!(run.stderr.contains("no token"), "{}", run.stderr);
+    assert!(run.stderr.contains("hint: ") && run.stderr.contains("DEPOT_TOKEN"), "{}", run.stderr);
+    assert!(run.stderr.contains("admin.token"), "{}", run.stderr);
+
+    // Flags alone.
+    run_command({
+        let mut c = bare();
+        c.args(["components", "--registry", &registry.url, "--token", &registry.admin]);
+        c
+    })
+    .success();
+
+    // The user's file alone.
+    let file = home.join(".config/depot/config.toml");
+    fs_err::create_dir_all(file.parent().unwrap()).unwrap();
+    fs_err::write(&file, format!("registry = \"{}\"\ntoken = \"{}\"\n", registry.url, registry.admin)).unwrap();
+    run_command({
+        let mut c = bare();
+        c.arg("components");
+        c
+    })
+    .success();
+
+    // The environment beats the file: a bad token from DEPOT_TOKEN is used, and refused.
+    let run_env = run_command({
+        let mut c = bare();
+        c.env("DEPOT_TOKEN", "admin.0000").arg("components");
+        c
+    })
+    .failure();
+    assert!(run_env.stderr.contains("unauthorized"), "{}", run_env.stderr);
+
+    // A flag beats the environment: an unreachable registry from --registry is used.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let closed = format!("http://{closed}");
+    let run_flag = run_command({
+        let mut c = bare();
+        c.env("DEPOT_REGISTRY", &registry.url).args(["components", "--registry", &closed]);
+        c
+    })
+    .failure();
+    assert!(run_flag.stderr.contains("cannot reach the registry"), "{}", run_flag.stderr);
+    assert!(run_flag.stderr.contains("hint: "), "{}", run_flag.stderr);
+
+    // Loading never writes: the file is as it was, and nothing else appeared in HOME.
+    assert_eq!(
+        fs_err::read_to_string(&file).unwrap(),
+        format!("registry = \"{}\"\ntoken = \"{}\"\n", registry.url, registry.admin)
+    );
+    assert_eq!(walk(&home), vec![file]);
+}
+
+const REGISTRY_COMMANDS: &[&[&str]] = &[
+    &["push"],
+    &["components"],
+    &["versions"],
+    &["configs"],
+    &["config"],
+    &["config", "create"],
+    &["config", "set"],
+    &["config", "bump"],
+    &["config", "show"],
+    &["config", "history"],
+    &["config", "rollback"],
+    &["delete"],
+    &["delete", "version"],
+    &["delete", "component"],
+    &["delete", "config"],
+    &["token"],
+    &["token", "create"],
+    &["token", "list"],
+    &["token", "revoke"],
+    &["gc"],
+];
+
+#[test]
+fn registry_help_tree() {
+    let ctx = TestContext::new();
+    for command in REGISTRY_COMMANDS {
+        let mut args = command.to_vec();
+        args.push("--help");
+        let run = ctx.run(&args).success();
+        assert!(run.stdout.contains("Examples:"), "`depot {} --help` has examples", command.join(" "));
+        insta::assert_snapshot!(command.join("-"), run.stdout);
+    }
+}

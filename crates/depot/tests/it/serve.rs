@@ -1,0 +1,277 @@
+//! `depot serve` as a process: first start, restarts, and kill -9 during uploads and
+//! configuration writes. Requests are raw HTTP/1.1 over TCP so that a test can stop half-way.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use crate::common::*;
+
+struct Server {
+    child: Child,
+    address: String,
+    stderr: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(ctx: &TestContext, data: &Path) -> Server {
+    let mut child = ctx
+        .command()
+        .args(["serve", "--listen", "127.0.0.1:0", "--gc-grace", "0s", "--data"])
+        .arg(data)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut reader = BufReader::new(child.stderr.take().unwrap());
+    let mut stderr = String::new();
+    let address = loop {
+        let mut line = String::new();
+        assert!(reader.read_line(&mut line).unwrap() > 0, "depot serve exited early:\n{stderr}");
+        stderr.push_str(&line);
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    // Keep draining stderr so the server never blocks on a full pipe.
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut reader, &mut std::io::sink());
+    });
+    Server { child, address, stderr }
+}
+
+fn kill9(server: &mut Server) {
+    let _ = server.child.kill();
+    let _ = server.child.wait();
+}
+
+/// One request with `Connection: close`; returns the status and the body.
+fn http(address: &str, method: &str, path: &str, token: &str, body: &[u8]) -> (u16, String) {
+    let mut stream = TcpStream::connect(address).unwrap();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    let status = response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body)
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn token(data: &Path) -> String {
+    fs_err::read_to_string(data.join("admin.token")).unwrap().trim().to_owned()
+}
+
+/// Uploads `archive` as component `web` version `version`.
+fn push(address: &str, token: &str, archive: &[u8], version: &str) -> String {
+    let digest = format!("sha256:{}", sha256_hex(archive));
+    let (status, body) = http(address, "PUT", &format!("/api/v1/blobs/{digest}"), token, archive);
+    assert!(status == 201 || status == 200, "upload: {status} {body}");
+    let (status, body) = http(
+        address,
+        "PUT",
+        &format!("/api/v1/components/web/versions/{version}"),
+        token,
+        format!("{{\"digest\":\"{digest}\"}}").as_bytes(),
+    );
+    assert!(status == 201 || status == 200, "version: {status} {body}");
+    digest
+}
+
+fn blob_files(data: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for prefix in fs_err::read_dir(data.join("blobs/sha256")).unwrap() {
+        for entry in fs_err::read_dir(prefix.unwrap().path()).unwrap() {
+            files.push(entry.unwrap().path());
+        }
+    }
+    files
+}
+
+#[test]
+fn first_start_creates_the_admin_token_once() {
+    let ctx = TestContext::new();
+    let data = ctx.path("data");
+    let server = start(&ctx, &data);
+    assert!(server.stderr.contains("Created the admin token"), "{}", server.stderr);
+    let token = token(&data);
+    assert!(server.stderr.contains(&token), "the token is printed once");
+    assert_eq!(fs_err::metadata(data.join("admin.token")).unwrap().permissions().mode() & 0o777, 0o600);
+    let (status, body) = http(&server.address, "GET", "/api/v1/whoami", &token, b"");
+    assert_eq!(status, 200, "{body}");
+    drop(server);
+
+    let server = start(&ctx, &data);
+    assert!(!server.stderr.contains("Created the admin token"), "{}", server.stderr);
+    assert_eq!(http(&server.address, "GET", "/api/v1/whoami", &token, b"").0, 200, "the token survives a restart");
+    assert_eq!(http(&server.address, "GET", "/healthz", "", b"").0, 200);
+    let (status, metrics) = http(&server.address, "GET", "/metrics", "", b"");
+    assert_eq!(status, 200);
+    for name in [
+        "depot_http_requests_total",
+        "depot_blob_bytes_in_total",
+        "depot_watchers",
+        "depot_versions",
+        "depot_configurations",
+    ] {
+        assert!(metrics.contains(name), "{name} in /metrics:\n{metrics}");
+    }
+}
+
+#[test]
+fn a_kill_during_an_upload_leaves_no_blob_and_its_temporary_file_is_collected() {
+    let ctx = TestContext::new();
+    let data = ctx.path("data");
+    let mut server = start(&ctx, &data);
+    let token = token(&data);
+    let digest = format!("sha256:{}", "ab".repeat(32));
+    let mut stream = TcpStream::connect(&server.address).unwrap();
+    let head = format!(
+        "PUT /api/v1/blobs/{digest} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Length: {}\r\n\r\n",
+        64 * 1024 * 1024
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(&vec![7u8; 4 * 1024 * 1024]).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    kill9(&mut server);
+    drop(stream);
+    assert!(fs_err::read_dir(data.join("blobs/uploads")).unwrap().count() >= 1, "the kill left an upload behind");
+
+    let server = start(&ctx, &data);
+    let (status, body) = http(&server.address, "GET", &format!("/api/v1/blobs/{digest}"), &token, b"");
+    assert_eq!(status, 404, "nothing unacknowledged is served: {body}");
+    assert!(blob_files(&data).is_empty());
+    let (status, body) = http(&server.address, "POST", "/api/v1/gc", &token, b"");
+    assert_eq!(status, 200, "{body}");
+    let report: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(report["uploads_removed"].as_u64().unwrap() >= 1, "{report}");
+    assert_eq!(fs_err::read_dir(data.join("blobs/uploads")).unwrap().count(), 0);
+}
+
+#[test]
+fn a_kill_during_configuration_writes_loses_no_acknowledged_revision() {
+    let ctx = TestContext::new();
+    let data = ctx.path("data");
+    let mut server = start(&ctx, &data);
+    let token = token(&data);
+    let a = fs_err::read(ctx.release("1.0.0", &[("a.txt", "a\n")])).unwrap();
+    let b = fs_err::read(ctx.release("2.0.0", &[("a.txt", "b\n")])).unwrap();
+    push(&server.address, &token, &a, "1.0.0");
+    push(&server.address, &token, &b, "2.0.0");
+    let (status, body) = http(
+        &server.address,
+        "POST",
+        "/api/v1/configs",
+        &token,
+        br#"{"name":"prod","layers":[{"component":"web","version":"1.0.0"}]}"#,
+    );
+    assert_eq!(status, 201, "{body}");
+
+    let address = server.address.clone();
+    let writer_token = token.clone();
+    let writer = std::thread::spawn(move || {
+        let mut acknowledged = Vec::new();
+        for i in 0..10_000 {
+            let version = if i % 2 == 0 { "2.0.0" } else { "1.0.0" };
+            let body = format!(r#"{{"layers":[{{"component":"web","version":"{version}"}}]}}"#);
+            let Ok(mut stream) = TcpStream::connect(&address) else { break };
+            let head = format!(
+                "PATCH /api/v1/configs/prod HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {writer_token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            if stream.write_all(head.as_bytes()).is_err() {
+                break;
+            }
+            let mut response = String::new();
+            if stream.read_to_string(&mut response).is_err() || !response.starts_with("HTTP/1.1 200") {
+                break;
+            }
+            let json: serde_json::Value = serde_json::from_str(response.split_once("\r\n\r\n").unwrap().1).unwrap();
+            acknowledged.push(json["revision"].as_u64().unwrap());
+        }
+        acknowledged
+    });
+    std::thread::sleep(Duration::from_millis(700));
+    kill9(&mut server);
+    let acknowledged = writer.join().unwrap();
+    assert!(acknowledged.len() > 3, "writes were under way when the server was killed");
+
+    let server = start(&ctx, &data);
+    let (status, body) = http(&server.address, "GET", "/api/v1/configs/prod/history", &token, b"");
+    assert_eq!(status, 200, "{body}");
+    let history: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+    let revisions: Vec<u64> = history.iter().map(|h| h["revision"].as_u64().unwrap()).collect();
+    for revision in &acknowledged {
+        assert!(revisions.contains(revision), "acknowledged revision {revision} survived the kill");
+    }
+    let expected: Vec<u64> = (1..=*revisions.last().unwrap()).collect();
+    assert_eq!(revisions, expected, "revisions are contiguous, none half-written");
+    let (status, body) = http(&server.address, "GET", "/api/v1/configs/prod", &token, b"");
+    assert_eq!(status, 200);
+    let config: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(config["revision"].as_u64().unwrap(), *revisions.last().unwrap());
+}
+
+#[test]
+fn blocking_queries_wake_on_a_change_and_time_out_otherwise() {
+    let ctx = TestContext::new();
+    let data = ctx.path("data");
+    let server = start(&ctx, &data);
+    let token = token(&data);
+    let a = fs_err::read(ctx.release("1.0.0", &[("a.txt", "a\n")])).unwrap();
+    let b = fs_err::read(ctx.release("2.0.0", &[("a.txt", "b\n")])).unwrap();
+    push(&server.address, &token, &a, "1.0.0");
+    push(&server.address, &token, &b, "2.0.0");
+    http(
+        &server.address,
+        "POST",
+        "/api/v1/configs",
+        &token,
+        br#"{"name":"prod","layers":[{"component":"web","version":"1.0.0"}]}"#,
+    );
+
+    let started = std::time::Instant::now();
+    let (status, body) = http(&server.address, "GET", "/api/v1/configs/prod?after=1&wait=1s", &token, b"");
+    assert_eq!(status, 200, "{body}");
+    assert!(started.elapsed() >= Duration::from_millis(900), "held until the wait ended");
+    assert!(body.contains("\"revision\":1"));
+
+    let address = server.address.clone();
+    let waiter_token = token.clone();
+    let waiter = std::thread::spawn(move || {
+        let started = std::time::Instant::now();
+        let (status, body) = http(&address, "GET", "/api/v1/configs/prod?after=1&wait=30s", &waiter_token, b"");
+        (status, body, started.elapsed())
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, _) = http(
+        &server.address,
+        "PATCH",
+        "/api/v1/configs/prod",
+        &token,
+        br#"{"layers":[{"component":"web","version":"2.0.0"}]}"#,
+    );
+    assert_eq!(status, 200);
+    let (status, body, elapsed) = waiter.join().unwrap();
+    assert_eq!(status, 200);
+    assert!(body.contains("\"revision\":2"), "{body}");
+    assert!(elapsed < Duration::from_secs(5), "woken by the change, not the timeout ({elapsed:?})");
+    let (status, body) = http(&server.address, "GET", "/api/v1/configs/prod?after=0&wait=30s", &token, b"");
+    assert_eq!(status, 200, "answers at once when a newer revision exists: {body}");
+}
