@@ -24,10 +24,15 @@ impl Drop for Server {
 }
 
 fn start(ctx: &TestContext, data: &Path) -> Server {
+    start_with(ctx, data, &[])
+}
+
+fn start_with(ctx: &TestContext, data: &Path, extra: &[&str]) -> Server {
     let mut child = ctx
         .command()
         .args(["serve", "--listen", "127.0.0.1:0", "--gc-grace", "0s", "--data"])
         .arg(data)
+        .args(extra)
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -62,8 +67,9 @@ fn http(address: &str, method: &str, path: &str, token: &str, body: &[u8]) -> (u
     );
     stream.write_all(head.as_bytes()).unwrap();
     stream.write_all(body).unwrap();
-    let mut response = String::new();
-    let _ = stream.read_to_string(&mut response);
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    let response = String::from_utf8_lossy(&response);
     let status = response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
     let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
     (status, body)
@@ -274,4 +280,107 @@ fn blocking_queries_wake_on_a_change_and_time_out_otherwise() {
     assert!(elapsed < Duration::from_secs(5), "woken by the change, not the timeout ({elapsed:?})");
     let (status, body) = http(&server.address, "GET", "/api/v1/configs/prod?after=0&wait=30s", &token, b"");
     assert_eq!(status, 200, "answers at once when a newer revision exists: {body}");
+}
+
+/// Sends raw request text and returns the whole response (head and body).
+fn raw(address: &str, request: &str) -> String {
+    let mut stream = TcpStream::connect(address).unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    String::from_utf8_lossy(&response).into_owned()
+}
+
+#[test]
+fn retention_gc_and_downloads_keep_what_is_referenced() {
+    let ctx = TestContext::new();
+    let data = ctx.path("data");
+    let server = start_with(&ctx, &data, &["--max-versions", "2"]);
+    let token = token(&data);
+    let archives: Vec<Vec<u8>> = (1..=4)
+        .map(|n| fs_err::read(ctx.release(&format!("1.0.{n}"), &[("a.txt", &format!("{n}\n"))])).unwrap())
+        .collect();
+    let digests: Vec<String> = vec![
+        push(&server.address, &token, &archives[0], "1.0.1"),
+        push(&server.address, &token, &archives[1], "1.0.2"),
+    ];
+    let (status, body) = http(
+        &server.address,
+        "POST",
+        "/api/v1/configs",
+        &token,
+        br#"{"name":"prod","layers":[{"component":"web","version":"1.0.1"}]}"#,
+    );
+    assert_eq!(status, 201, "{body}");
+    let digests: Vec<String> = digests
+        .into_iter()
+        .chain([
+            push(&server.address, &token, &archives[2], "1.0.3"),
+            push(&server.address, &token, &archives[3], "1.0.4"),
+        ])
+        .collect();
+
+    // At most 2 versions: 1.0.1 is used by prod and 1.0.4 is the newest.
+    let (status, body) = http(&server.address, "GET", "/api/v1/components/web/versions", &token, b"");
+    assert_eq!(status, 200);
+    let versions: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+    let labels: Vec<&str> = versions.iter().map(|v| v["version"].as_str().unwrap()).collect();
+    assert_eq!(labels, ["1.0.1", "1.0.4"]);
+
+    let (status, body) = http(&server.address, "POST", "/api/v1/gc", &token, b"");
+    assert_eq!(status, 200, "{body}");
+    let report: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(report["blobs_removed"], 2, "the blobs of 1.0.2 and 1.0.3: {report}");
+    assert_eq!(blob_files(&data).len(), 2);
+    for (index, expected) in [(0, 200), (1, 404), (2, 404), (3, 200)] {
+        let (status, _) = http(&server.address, "GET", &format!("/api/v1/blobs/{}", digests[index]), &token, b"");
+        assert_eq!(status, expected, "blob of 1.0.{}", index + 1);
+    }
+
+    // Range and ETag.
+    let path = format!("/api/v1/blobs/{}", digests[0]);
+    let response = raw(
+        &server.address,
+        &format!(
+            "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nRange: bytes=0-9\r\nConnection: close\r\n\r\n"
+        ),
+    );
+    assert!(response.starts_with("HTTP/1.1 206"), "{response}");
+    let etag = format!("etag: \"{}\"", digests[0]);
+    assert!(response.to_lowercase().contains(&etag), "{response}");
+    let head = response.split_once("\r\n\r\n").unwrap().0.to_lowercase();
+    assert!(head.contains("content-length: 10"), "{head}");
+    assert!(head.contains(&format!("content-range: bytes 0-9/{}", archives[0].len())), "{head}");
+    let response = raw(
+        &server.address,
+        &format!(
+            "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nIf-None-Match: \"{}\"\r\nConnection: close\r\n\r\n",
+            digests[0]
+        ),
+    );
+    assert!(response.starts_with("HTTP/1.1 304"), "{response}");
+}
+
+#[test]
+fn an_upload_that_is_not_an_archive_or_does_not_match_its_digest_is_refused() {
+    let ctx = TestContext::new();
+    let data = ctx.path("data");
+    let server = start(&ctx, &data);
+    let token = token(&data);
+    let junk = b"this is not an archive at all".repeat(40);
+    let (status, body) =
+        http(&server.address, "PUT", &format!("/api/v1/blobs/sha256:{}", sha256_hex(&junk)), &token, &junk);
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("not-an-archive"), "{body}");
+    let archive = fs_err::read(ctx.release("1.0.0", &[("a.txt", "a\n")])).unwrap();
+    let (status, body) =
+        http(&server.address, "PUT", &format!("/api/v1/blobs/sha256:{}", "0".repeat(64)), &token, &archive);
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("digest-mismatch"), "{body}");
+    assert!(blob_files(&data).is_empty(), "nothing refused is stored");
+    assert_eq!(
+        fs_err::read_dir(data.join("blobs/uploads")).unwrap().count(),
+        0,
+        "refused uploads leave no temporary file"
+    );
 }
