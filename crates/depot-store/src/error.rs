@@ -18,7 +18,13 @@ pub enum StoreError {
     #[error("unknown token {0}")]
     UnknownToken(String),
     #[error("version {version} of {component} already exists with digest {existing}")]
-    VersionExists { component: ComponentName, version: VersionLabel, existing: Digest },
+    VersionExists {
+        component: ComponentName,
+        version: VersionLabel,
+        existing: Digest,
+        /// The next patch version after the component's newest semver version, if it has one.
+        next: Option<String>,
+    },
     #[error("configuration {0} already exists")]
     ConfigExists(ConfigName),
     #[error("token {0} already exists")]
@@ -58,9 +64,14 @@ impl StoreError {
             StoreError::UnknownToken(_) => {
                 (ErrorCode::UnknownToken, Some("list tokens with `depot token list`".to_owned()))
             }
-            StoreError::VersionExists { .. } => (
+            StoreError::VersionExists { component, next, .. } => (
                 ErrorCode::VersionExists,
-                Some("versions are immutable: push this content as a new version".to_owned()),
+                Some(match next {
+                    Some(next) => format!(
+                        "versions are immutable: push this content as a new version, such as `depot push {component} {next} …`"
+                    ),
+                    None => "versions are immutable: push this content as a new version".to_owned(),
+                }),
             ),
             StoreError::ConfigExists(name) => {
                 (ErrorCode::ConfigExists, Some(format!("change it with `depot config set {name} …`")))

@@ -157,10 +157,15 @@ impl SqliteMetadata {
                 if &existing.digest == digest {
                     return Ok((existing, false));
                 }
+                let mut statement = tx.prepare("SELECT version FROM versions WHERE component = ?1")?;
+                let labels = statement
+                    .query_map([component.as_str()], |row| row.get::<_, String>(0))?
+                    .collect::<std::result::Result<Vec<_>, _>>()?;
                 return Err(StoreError::VersionExists {
                     component: component.clone(),
                     version: version.clone(),
                     existing: existing.digest,
+                    next: next_patch(&labels),
                 });
             }
             let known: Option<i64> =
@@ -435,9 +440,11 @@ impl SqliteMetadata {
         })
     }
 
-    pub fn delete_config(&self, name: &ConfigName) -> Result<()> {
+    /// Deletes a configuration and its history; `expect` guards it like any other write.
+    pub fn delete_config(&self, name: &ConfigName, expect: Option<u64>) -> Result<()> {
         self.transaction(|tx| {
-            current_config(tx, name)?;
+            let current = current_config(tx, name)?;
+            check_revision(name, expect, current.revision)?;
             tx.execute("DELETE FROM config_revisions WHERE config = ?1", [name.as_str()])?;
             tx.execute("DELETE FROM configs WHERE name = ?1", [name.as_str()])?;
             Ok(())
@@ -609,6 +616,22 @@ fn version_info(raw: (String, String, String, i64, String, String, String)) -> R
 
 const VERSION_COLUMNS: &str = "v.component, v.version, v.digest, b.size, v.created_at, v.creator, v.labels FROM versions v JOIN blobs b ON b.digest = v.digest";
 
+/// The patch after the newest semver label (`v1.2.3` → `v1.2.4`; a pre-release `1.3.0-rc.1` →
+/// `1.3.0`), keeping a leading `v`; `None` when no label is semver.
+fn next_patch(labels: &[String]) -> Option<String> {
+    let (label, newest) = labels
+        .iter()
+        .filter_map(|label| Some((label, semver::Version::parse(label.strip_prefix('v').unwrap_or(label)).ok()?)))
+        .max_by(|a, b| a.1.cmp_precedence(&b.1))?;
+    let next = if newest.pre.is_empty() {
+        semver::Version::new(newest.major, newest.minor, newest.patch + 1)
+    } else {
+        semver::Version::new(newest.major, newest.minor, newest.patch)
+    };
+    let prefix = if label.starts_with('v') { "v" } else { "" };
+    Some(format!("{prefix}{next}"))
+}
+
 fn find_version(
     tx: &Transaction<'_>,
     component: &ComponentName,
@@ -737,4 +760,21 @@ fn protected_versions(tx: &Transaction<'_>) -> Result<HashSet<(String, String)>>
         protected.extend(layers.into_iter().map(|l| (l.component.to_string(), l.version.to_string())));
     }
     Ok(protected)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::next_patch;
+
+    fn next(labels: &[&str]) -> Option<String> {
+        next_patch(&labels.iter().map(|l| l.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn the_next_patch_follows_the_newest_semver_label() {
+        assert_eq!(next(&["1.9.0", "1.10.0", "latest-build"]).as_deref(), Some("1.10.1"));
+        assert_eq!(next(&["v2.0.0", "v1.0.0"]).as_deref(), Some("v2.0.1"));
+        assert_eq!(next(&["1.2.0", "1.3.0-rc.1"]).as_deref(), Some("1.3.0"));
+        assert_eq!(next(&["build-7", "nightly"]), None);
+    }
 }

@@ -53,6 +53,14 @@ fn versions_are_immutable() {
             store.add_version(&component("web"), &version("1.0.0"), &digest(2), &BTreeMap::new(), "ci").unwrap_err();
         assert!(matches!(error, StoreError::VersionExists { .. }), "{error}");
         assert_eq!(error.to_api().code.as_str(), "version-exists");
+        // The hint names the patch after the newest version, not after the one refused.
+        push(&store, "web", "1.10.0", 3);
+        push(&store, "web", "1.9.0", 4);
+        store.record_blob(&digest(5), 5).unwrap();
+        let error =
+            store.add_version(&component("web"), &version("1.9.0"), &digest(5), &BTreeMap::new(), "ci").unwrap_err();
+        let hint = error.to_api().hint.unwrap();
+        assert!(hint.contains("depot push web 1.10.1"), "{hint}");
         let unknown =
             store.add_version(&component("web"), &version("2.0.0"), &digest(9), &BTreeMap::new(), "ci").unwrap_err();
         assert!(matches!(unknown, StoreError::UnknownBlob(_)));
@@ -139,7 +147,9 @@ fn deleting_what_a_configuration_uses_is_refused() {
         assert!(error.to_string().contains("prod"));
         assert!(matches!(store.delete_component(&component("web")), Err(StoreError::InUse { .. })));
         store.delete_version(&component("web"), &version("1.1.0")).unwrap();
-        store.delete_config(&config("prod")).unwrap();
+        let conflict = store.delete_config(&config("prod"), Some(7)).unwrap_err();
+        assert!(matches!(conflict, StoreError::ConfigConflict { expected: 7, actual: 1, .. }), "{conflict}");
+        store.delete_config(&config("prod"), Some(1)).unwrap();
         assert_eq!(store.delete_component(&component("web")).unwrap(), 1);
         assert!(matches!(store.config(&config("prod")), Err(StoreError::UnknownConfig(_))));
     }
