@@ -54,6 +54,9 @@ pub enum ClientError {
     /// The registry URL given to [`Client::new`] is not an http(s) URL.
     #[error("invalid registry URL `{url}`: {message}")]
     InvalidUrl { url: String, message: String },
+    /// The CA certificates given to [`Client::with_ca_certificates`] are not PEM certificates.
+    #[error("invalid CA certificate: {message}")]
+    InvalidCertificate { message: String },
 }
 
 impl ClientError {
@@ -61,7 +64,10 @@ impl ClientError {
     pub fn code(&self) -> Option<ErrorCode> {
         match self {
             ClientError::Api { body, .. } => Some(body.code),
-            ClientError::Transport { .. } | ClientError::Decode { .. } | ClientError::InvalidUrl { .. } => None,
+            ClientError::Transport { .. }
+            | ClientError::Decode { .. }
+            | ClientError::InvalidUrl { .. }
+            | ClientError::InvalidCertificate { .. } => None,
         }
     }
 
@@ -79,6 +85,13 @@ impl ClientError {
                 }
                 _ => None,
             }),
+            ClientError::Transport { url, message } if url.starts_with("https:") && message.contains("certificate") => {
+                Some(
+                    "if the registry's certificate is signed by your own CA, pass --ca-cert FILE (or set DEPOT_CA_CERT) \
+                     with that CA's certificate"
+                        .to_owned(),
+                )
+            }
             ClientError::Transport { .. } => Some(
                 "check that `depot serve` runs there, or point --registry (or DEPOT_REGISTRY) at the registry"
                     .to_owned(),
@@ -87,6 +100,9 @@ impl ClientError {
                 Some("check that --registry points at a depot registry, not at a proxy or another service".to_owned())
             }
             ClientError::InvalidUrl { .. } => Some("use a URL such as http://127.0.0.1:7070".to_owned()),
+            ClientError::InvalidCertificate { .. } => {
+                Some("give a PEM file of one or more `-----BEGIN CERTIFICATE-----` blocks".to_owned())
+            }
         }
     }
 }
@@ -119,6 +135,16 @@ impl std::fmt::Debug for Client {
 impl Client {
     /// A client of the registry at `base_url` (`http://127.0.0.1:7070`; a path prefix is kept).
     pub fn new(base_url: &str, token: Option<String>) -> Result<Self, ClientError> {
+        Self::with_ca_certificates(base_url, token, None)
+    }
+
+    /// Like [`Client::new`], also trusting the CA certificates in `ca_pem` (a PEM bundle) for an
+    /// https registry whose certificate a private CA signed.
+    pub fn with_ca_certificates(
+        base_url: &str,
+        token: Option<String>,
+        ca_pem: Option<&[u8]>,
+    ) -> Result<Self, ClientError> {
         let invalid = |message: String| ClientError::InvalidUrl { url: base_url.to_owned(), message };
         let base = Url::parse(base_url).map_err(|e| invalid(e.to_string()))?;
         if !matches!(base.scheme(), "http" | "https") {
@@ -135,9 +161,20 @@ impl Client {
             .connect_timeout(CONNECT_TIMEOUT)
             // Every request sets its own deadline (see `send`).
             .timeout(None)
-            .tcp_keepalive(Duration::from_secs(30))
-            .build()
-            .map_err(|e| ClientError::Transport { url: base_url.to_owned(), message: error_chain(&e) })?;
+            .tcp_keepalive(Duration::from_secs(30));
+        let http = match ca_pem {
+            Some(pem) => {
+                let certificates = reqwest::Certificate::from_pem_bundle(pem)
+                    .map_err(|e| ClientError::InvalidCertificate { message: error_chain(&e) })?;
+                if certificates.is_empty() {
+                    return Err(ClientError::InvalidCertificate { message: "no certificate in the file".to_owned() });
+                }
+                certificates.into_iter().fold(http, |http, certificate| http.add_root_certificate(certificate))
+            }
+            None => http,
+        };
+        let http =
+            http.build().map_err(|e| ClientError::Transport { url: base_url.to_owned(), message: error_chain(&e) })?;
         Ok(Client { base, token, http })
     }
 
@@ -351,8 +388,14 @@ impl Client {
     }
 
     /// `DELETE /api/v1/configs/{name}`
-    pub fn delete_config(&self, name: &ConfigName) -> Result<(), ClientError> {
-        self.delete(&["api", "v1", "configs", name.as_str()])
+    /// `DELETE /api/v1/configs/{name}[?expect_revision=N]`
+    pub fn delete_config(&self, name: &ConfigName, expect_revision: Option<u64>) -> Result<(), ClientError> {
+        let mut url = self.url(&["api", "v1", "configs", name.as_str()]);
+        if let Some(revision) = expect_revision {
+            url.query_pairs_mut().append_pair("expect_revision", &revision.to_string());
+        }
+        self.send(self.http.delete(url.clone()), &url, METADATA_TIMEOUT)?;
+        Ok(())
     }
 
     /// `POST /api/v1/tokens`: the response holds the secret, shown once.

@@ -1,6 +1,6 @@
 //! `depot serve`: the registry. One route table (`router.rs`), handlers grouped by resource
 //! (`handlers/`), permissions in each handler's signature (`auth.rs`), and a launch function that
-//! takes a listener and a shutdown future so tests can bind port 0.
+//! takes a listener and a shutdown future so tests can bind port 0, over HTTP or HTTPS (`tls.rs`).
 
 mod auth;
 mod error;
@@ -9,6 +9,7 @@ mod metrics;
 mod openapi;
 mod router;
 mod state;
+pub mod tls;
 mod watch;
 
 use std::future::Future;
@@ -58,11 +59,16 @@ pub fn issue_token(
     Ok(token)
 }
 
-/// Serves the API on `listener` until `shutdown` completes; background duties (garbage
-/// collection) stop with it.
+/// How long a shutdown waits for requests in flight (an upload, say) before closing them.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Serves the API on `listener` (HTTPS when `tls` is given) until `shutdown` completes, then ends
+/// every blocking query at once and lets other requests finish for up to 30 s. Background duties
+/// (garbage collection every `gc_interval`) run alongside.
 pub async fn serve(
-    listener: tokio::net::TcpListener,
+    listener: std::net::TcpListener,
     state: AppState,
+    tls: Option<std::sync::Arc<rustls::ServerConfig>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let gc_state = state.clone();
@@ -79,9 +85,24 @@ pub async fn serve(
             }
         }
     });
-    let app = app(state);
-    let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    let handle = axum_server::Handle::new();
+    let stopper = handle.clone();
+    let watchers = state.watchers.clone();
+    let stop = tokio::spawn(async move {
+        shutdown.await;
+        watchers.close();
+        stopper.graceful_shutdown(Some(SHUTDOWN_GRACE));
+    });
+    let app = app(state).into_make_service();
+    let result = match tls {
+        None => axum_server::from_tcp(listener)?.handle(handle).serve(app).await,
+        Some(config) => {
+            let config = axum_server::tls_rustls::RustlsConfig::from_config(config);
+            axum_server::from_tcp_rustls(listener, config)?.handle(handle).serve(app).await
+        }
+    };
     gc.abort();
+    stop.abort();
     result
 }
 

@@ -275,19 +275,30 @@ fn parse_sha256(text: &str) -> Result<String, String> {
 /// With no flags it listens on 127.0.0.1:7070 and keeps everything under ./depot-data: metadata in
 /// SQLite, blobs as files named by their sha256. On first start it creates an admin token, prints
 /// it once and writes it to DATA/admin.token (mode 0600).
+///
+/// Settings come from the flags (or their environment variables), then from the file given with
+/// --config, then from the defaults. The file is TOML with the flags' names: listen, data,
+/// max_blob_size, max_versions, gc_grace, tls_cert, tls_key; its relative paths are relative to
+/// the file.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   depot serve
   depot serve --listen 0.0.0.0:7070 --data /var/lib/depot --max-versions 20
+  depot serve --listen 0.0.0.0:7443 --tls-cert /etc/depot/cert.pem --tls-key /etc/depot/key.pem
+  depot serve --config /etc/depot/serve.toml
   DEPOT_TOKEN=$(cat depot-data/admin.token) depot components")]
 pub struct ServeArgs {
-    /// The address to listen on (port 0 picks a free port).
-    #[arg(long, env = "DEPOT_LISTEN", default_value = "127.0.0.1:7070")]
-    pub listen: String,
+    /// The address to listen on (port 0 picks a free port) [default: 127.0.0.1:7070].
+    #[arg(long, env = "DEPOT_LISTEN", value_name = "ADDRESS")]
+    pub listen: Option<String>,
 
-    /// Where the registry keeps its database, blobs and admin token.
-    #[arg(long, env = "DEPOT_DATA", default_value = "depot-data")]
-    pub data: PathBuf,
+    /// Where the registry keeps its database, blobs and admin token [default: depot-data].
+    #[arg(long, env = "DEPOT_DATA", value_name = "DIR")]
+    pub data: Option<PathBuf>,
+
+    /// A TOML file of settings; flags and environment variables override it.
+    #[arg(long, env = "DEPOT_SERVE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
 
     /// The largest archive a push may upload, in bytes [default: 10 GiB].
     #[arg(long, value_name = "BYTES")]
@@ -301,6 +312,14 @@ pub struct ServeArgs {
     /// How old an unreferenced blob or an interrupted upload must be before it is collected [default: 30m].
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     pub gc_grace: Option<Duration>,
+
+    /// Serve HTTPS with this PEM certificate chain (server certificate first); needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -319,6 +338,11 @@ pub struct RegistryArgs {
     /// ~/.config/depot/config.toml]. Prefer the environment: arguments show in `ps`.
     #[arg(long, value_name = "TOKEN")]
     pub token: Option<Token>,
+
+    /// A PEM file of CA certificates to trust for an https registry whose certificate your own
+    /// CA signed [env: DEPOT_CA_CERT; else `ca_cert` in ~/.config/depot/config.toml].
+    #[arg(long, value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
 }
 
 /// Upload a release archive, or a directory packed first, as a version of a component.
@@ -580,6 +604,10 @@ pub struct DeleteConfigArgs {
     /// Required: agents following this configuration stop receiving releases.
     #[arg(long)]
     pub force: bool,
+
+    /// Fail with `config-conflict` unless the configuration is at this revision.
+    #[arg(long, value_name = "N")]
+    pub expect_revision: Option<u64>,
 
     #[command(flatten)]
     pub registry: RegistryArgs,

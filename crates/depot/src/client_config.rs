@@ -1,5 +1,5 @@
-//! Which registry the client verbs talk to, and with which token: flags over the environment
-//! (`DEPOT_REGISTRY`, `DEPOT_TOKEN`) over the user's file (`$XDG_CONFIG_HOME/depot/config.toml`,
+//! Which registry the client verbs talk to, with which token, trusting which extra CA: flags over
+//! the environment (`DEPOT_REGISTRY`, `DEPOT_TOKEN`, `DEPOT_CA_CERT`) over the user's file (`$XDG_CONFIG_HOME/depot/config.toml`,
 //! else `~/.config/depot/config.toml`) over the default registry, `http://127.0.0.1:7070`.
 //!
 //! Loading reads at most that one file and never writes. The token never appears in Debug output.
@@ -68,7 +68,11 @@ impl ConfigError {
             ),
             ConfigError::Read { .. } => None,
             ConfigError::Parse { .. } => {
-                Some("the file holds `registry = \"http://…\"` and `token = \"NAME.SECRET\"`, both optional".to_owned())
+                Some(
+                    "the file holds `registry = \"http://…\"`, `token = \"NAME.SECRET\"` and `ca_cert = \"/path/ca.pem\"`, \
+                     all optional"
+                        .to_owned(),
+                )
             }
         }
     }
@@ -79,6 +83,7 @@ impl ConfigError {
 struct FileConfig {
     registry: Option<String>,
     token: Option<String>,
+    ca_cert: Option<PathBuf>,
 }
 
 /// The resolved registry and token.
@@ -86,39 +91,54 @@ struct FileConfig {
 pub struct ClientConfig {
     pub registry: String,
     pub token: Option<Token>,
+    /// A PEM file of CA certificates to trust besides the built-in roots.
+    pub ca_cert: Option<PathBuf>,
 }
 
 impl ClientConfig {
     /// Resolves from the flags, the process environment and the user's file.
-    pub fn load(registry_flag: Option<&str>, token_flag: Option<&Token>) -> Result<Self, ConfigError> {
-        Self::resolve(registry_flag, token_flag, &|name| std::env::var(name).ok())
+    pub fn load(
+        registry_flag: Option<&str>,
+        token_flag: Option<&Token>,
+        ca_cert_flag: Option<&Path>,
+    ) -> Result<Self, ConfigError> {
+        Self::resolve(registry_flag, token_flag, ca_cert_flag, &|name| std::env::var(name).ok())
     }
 
     /// Resolves with `env` standing for the environment (tests pass their own).
     pub fn resolve(
         registry_flag: Option<&str>,
         token_flag: Option<&Token>,
+        ca_cert_flag: Option<&Path>,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
         let env_value = |name: &str| env(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
         let mut registry = registry_flag.map(|r| r.trim().to_owned()).or_else(|| env_value("DEPOT_REGISTRY"));
         let mut token = token_flag.cloned().or_else(|| env_value("DEPOT_TOKEN").and_then(|t| Token::new(&t)));
+        let mut ca_cert = ca_cert_flag.map(Path::to_owned).or_else(|| env_value("DEPOT_CA_CERT").map(PathBuf::from));
         // The file is read only when it has something to add.
-        if (registry.is_none() || token.is_none())
+        if (registry.is_none() || token.is_none() || ca_cert.is_none())
             && let Some(path) = config_file(env)
             && let Some(file) = read_file(&path)?
         {
             registry = registry.or_else(|| file.registry.map(|r| r.trim().to_owned()).filter(|r| !r.is_empty()));
             token = token.or_else(|| file.token.as_deref().and_then(Token::new));
+            ca_cert = ca_cert.or(file.ca_cert);
         }
         let registry = registry.unwrap_or_else(|| DEFAULT_REGISTRY.to_owned());
-        Ok(ClientConfig { registry, token })
+        Ok(ClientConfig { registry, token, ca_cert })
     }
 
     /// A client with the token; no token is an error with a hint, since every API route needs one.
     pub fn client(&self) -> anyhow::Result<Client> {
         let token = self.token.as_ref().ok_or_else(|| ConfigError::MissingToken { registry: self.registry.clone() })?;
-        Ok(Client::new(&self.registry, Some(token.expose().to_owned()))?)
+        let ca_pem = match &self.ca_cert {
+            Some(path) => {
+                Some(std::fs::read(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?)
+            }
+            None => None,
+        };
+        Ok(Client::with_ca_certificates(&self.registry, Some(token.expose().to_owned()), ca_pem.as_deref())?)
     }
 }
 
@@ -175,7 +195,7 @@ mod tests {
 
         fn resolve(&self, registry: Option<&str>, token: Option<&str>) -> Result<ClientConfig, ConfigError> {
             let token = token.map(|t| Token::new(t).unwrap());
-            ClientConfig::resolve(registry, token.as_ref(), &|name| self.env.get(name).cloned())
+            ClientConfig::resolve(registry, token.as_ref(), None, &|name| self.env.get(name).cloned())
         }
 
         fn file(&self) -> PathBuf {
@@ -211,6 +231,22 @@ mod tests {
         let config = home.resolve(None, None).unwrap();
         assert_eq!(config.registry, "http://env:2");
         assert_eq!(config.token.unwrap().expose(), "env.bbbb");
+    }
+
+    #[test]
+    fn the_ca_certificate_comes_from_the_flag_the_environment_or_the_file() {
+        let file = format!("{FILE}ca_cert = \"/etc/file-ca.pem\"\n");
+        let home = Home::new(Some(&file));
+        assert_eq!(home.resolve(None, None).unwrap().ca_cert, Some(PathBuf::from("/etc/file-ca.pem")));
+        let home = home.with("DEPOT_CA_CERT", "/etc/env-ca.pem");
+        assert_eq!(home.resolve(None, None).unwrap().ca_cert, Some(PathBuf::from("/etc/env-ca.pem")));
+        let config =
+            ClientConfig::resolve(None, None, Some(Path::new("/etc/flag-ca.pem")), &|name| home.env.get(name).cloned())
+                .unwrap();
+        assert_eq!(config.ca_cert, Some(PathBuf::from("/etc/flag-ca.pem")));
+        // A file that cannot be read is named in the error.
+        let error = config.client().unwrap_err();
+        assert!(error.to_string().contains("/etc/flag-ca.pem"), "{error}");
     }
 
     #[test]
@@ -270,7 +306,11 @@ mod tests {
         assert!(error.to_string().contains(&home.file().display().to_string()), "{error}");
         assert!(error.hint().is_some());
         // Not read at all when flags give everything.
-        home.resolve(Some("http://flag:3"), Some("flag.cccc")).unwrap();
+        let token = Token::new("flag.cccc").unwrap();
+        ClientConfig::resolve(Some("http://flag:3"), Some(&token), Some(Path::new("/ca.pem")), &|name| {
+            home.env.get(name).cloned()
+        })
+        .unwrap();
     }
 
     #[test]

@@ -85,6 +85,8 @@ pub fn print_error(error: &anyhow::Error) {
         error.chain().find_map(|cause| {
             if let Some(e) = cause.downcast_ref::<depot_api::client::ClientError>() {
                 e.hint()
+            } else if let Some(e) = cause.downcast_ref::<depot_server::tls::TlsError>() {
+                Some(e.hint().to_owned())
             } else {
                 cause.downcast_ref::<crate::client_config::ConfigError>().and_then(|e| e.hint())
             }

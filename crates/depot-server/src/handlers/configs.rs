@@ -65,12 +65,7 @@ pub async fn show(
     if config.revision > after {
         return Ok(Json(config));
     }
-    let deadline = tokio::time::Instant::now() + wait;
-    while let Ok(Ok(())) = tokio::time::timeout_at(deadline, waiting.receiver.changed()).await {
-        if *waiting.receiver.borrow_and_update() > after {
-            break;
-        }
-    }
+    waiting.until_newer(after, tokio::time::Instant::now() + wait).await;
     drop(waiting);
     // Deleted while waiting: not-found, like any other read.
     Ok(Json(state.metadata.config(&name)?))
@@ -137,15 +132,22 @@ pub async fn history(
     Ok(Json(state.blocking(move |state| Ok(state.metadata.history(&name)?)).await?))
 }
 
-#[utoipa::path(delete, path = "/api/v1/configs/{name}", tag = "configs", params(("name" = String, Path)), responses((status = 204), (status = 404, body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
+/// `?expect_revision=N`: delete only if the configuration is still at revision N.
+#[derive(Debug, serde::Deserialize)]
+pub struct DeleteQuery {
+    expect_revision: Option<u64>,
+}
+
+#[utoipa::path(delete, path = "/api/v1/configs/{name}", tag = "configs", params(("name" = String, Path), ("expect_revision" = Option<u64>, Query, description = "refuse with config-conflict unless the configuration is at this revision")), responses((status = 204), (status = 404, body = ErrorBody), (status = 409, description = "config-conflict", body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
 pub async fn delete(
     Operator(_caller): Operator,
     State(state): State<AppState>,
     Path(name): Path<String>,
+    Query(query): Query<DeleteQuery>,
 ) -> Result<StatusCode, ApiError> {
     let name = ConfigName::parse(&name)?;
     let deleted = name.clone();
-    state.blocking(move |state| Ok(state.metadata.delete_config(&deleted)?)).await?;
+    state.blocking(move |state| Ok(state.metadata.delete_config(&deleted, query.expect_revision)?)).await?;
     state.watchers.notify(&name, u64::MAX);
     Ok(StatusCode::NO_CONTENT)
 }

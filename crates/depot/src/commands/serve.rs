@@ -1,3 +1,4 @@
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -5,6 +6,83 @@ use depot_server::ServerOptions;
 
 use crate::cli::ServeArgs;
 use crate::printer::Printer;
+
+const DEFAULT_LISTEN: &str = "127.0.0.1:7070";
+const DEFAULT_DATA: &str = "depot-data";
+
+/// `--config FILE`: the flags' settings, by the same names. Unknown keys are refused, so that a
+/// misspelt setting is an error rather than silently ignored.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    listen: Option<String>,
+    data: Option<PathBuf>,
+    max_blob_size: Option<u64>,
+    max_versions: Option<u64>,
+    gc_grace: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+}
+
+/// Every setting, resolved: flags (and their environment variables) over the file over defaults.
+#[derive(Debug)]
+struct Settings {
+    listen: String,
+    data: PathBuf,
+    options: ServerOptions,
+    tls: Option<(PathBuf, PathBuf)>,
+}
+
+impl Settings {
+    fn resolve(args: ServeArgs) -> anyhow::Result<Self> {
+        let file = match &args.config {
+            Some(path) => read_settings(path)?,
+            None => FileSettings::default(),
+        };
+        // Relative paths in the file are relative to the file, not to wherever depot was started.
+        let base = args.config.as_deref().and_then(Path::parent).unwrap_or(Path::new(""));
+        let from_file = |path: Option<PathBuf>| path.map(|p| base.join(p));
+        let gc_grace = match (args.gc_grace, &file.gc_grace) {
+            (Some(grace), _) => Some(grace),
+            (None, Some(text)) => Some(
+                depot_release::config::parse_duration(text)
+                    .map_err(|e| anyhow::anyhow!("gc_grace in {}: {e}", display(&args.config)))?,
+            ),
+            (None, None) => None,
+        };
+        let defaults = ServerOptions::default();
+        let options = ServerOptions {
+            max_blob_size: args.max_blob_size.or(file.max_blob_size).unwrap_or(defaults.max_blob_size),
+            max_versions: args.max_versions.or(file.max_versions).unwrap_or(defaults.max_versions),
+            gc_grace: gc_grace.unwrap_or(defaults.gc_grace),
+            ..defaults
+        };
+        let tls = match (args.tls_cert.or(from_file(file.tls_cert)), args.tls_key.or(from_file(file.tls_key))) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            _ => anyhow::bail!(
+                "TLS needs both a certificate and a key: set tls_cert and tls_key in {} (or --tls-cert and --tls-key)",
+                display(&args.config)
+            ),
+        };
+        Ok(Settings {
+            listen: args.listen.or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.to_owned()),
+            data: args.data.or(from_file(file.data)).unwrap_or_else(|| PathBuf::from(DEFAULT_DATA)),
+            options,
+            tls,
+        })
+    }
+}
+
+fn display(path: &Option<PathBuf>) -> String {
+    path.as_deref().map_or_else(|| "the settings file".to_owned(), |p| p.display().to_string())
+}
+
+fn read_settings(path: &Path) -> anyhow::Result<FileSettings> {
+    let text = fs_err::read_to_string(path).context("cannot read the settings file")?;
+    toml::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("{} is not a valid settings file: {}", path.display(), e.message()))
+}
 
 pub fn run(args: ServeArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
     tracing_subscriber::fmt()
@@ -14,16 +92,15 @@ pub fn run(args: ServeArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let defaults = ServerOptions::default();
-    let options = ServerOptions {
-        max_blob_size: args.max_blob_size.unwrap_or(defaults.max_blob_size),
-        max_versions: args.max_versions.unwrap_or(defaults.max_versions),
-        gc_grace: args.gc_grace.unwrap_or(defaults.gc_grace),
-        ..defaults
+    let settings = Settings::resolve(args)?;
+    // Checked before anything is created or bound: a wrong file fails the start, not a handshake.
+    let tls = match &settings.tls {
+        Some((cert, key)) => Some(depot_server::tls::load(cert, key)?),
+        None => None,
     };
-    fs_err::create_dir_all(&args.data)?;
-    let data = fs_err::canonicalize(&args.data)?;
-    let (state, first_start) = depot_server::open(&data, options)
+    fs_err::create_dir_all(&settings.data)?;
+    let data = fs_err::canonicalize(&settings.data)?;
+    let (state, first_start) = depot_server::open(&data, settings.options)
         .with_context(|| format!("failed to open the registry in {}", data.display()))?;
     if let Some(first) = first_start {
         printer.message(format!(
@@ -32,17 +109,14 @@ pub fn run(args: ServeArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
             first.admin_token
         ));
     }
+    let listener = std::net::TcpListener::bind(&settings.listen)
+        .with_context(|| format!("failed to listen on {}", settings.listen))?;
+    let address = listener.local_addr()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    printer.message(format!("depot registry listening on {scheme}://{address} (data in {})", data.display()));
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(&args.listen)
-            .await
-            .with_context(|| format!("failed to listen on {}", args.listen))?;
-        let address = listener.local_addr()?;
-        printer.message(format!("depot registry listening on http://{address} (data in {})", data.display()));
-        depot_server::serve(listener, state, shutdown_signal()).await?;
-        printer.message("depot registry stopped");
-        anyhow::Ok(())
-    })?;
+    runtime.block_on(depot_server::serve(listener, state, tls, shutdown_signal()))?;
+    printer.message("depot registry stopped");
     Ok(ExitCode::SUCCESS)
 }
 

@@ -265,7 +265,16 @@ fn deletes_refuse_what_a_configuration_uses() {
     let run = registry.run(&ctx, &["delete", "config", "prod"]).usage_error();
     assert!(run.stderr.contains("--force") && run.stderr.contains("hint: "), "{}", run.stderr);
     registry.run(&ctx, &["config", "show", "prod"]).success();
-    registry.run(&ctx, &["delete", "config", "prod", "--force"]).success();
+    // A stale revision guards a delete like any other write.
+    let revision =
+        registry.run(&ctx, &["config", "show", "prod", "--json"]).success().json()["revision"].as_u64().unwrap();
+    let stale = (revision - 1).to_string();
+    registry
+        .run(&ctx, &["delete", "config", "prod", "--force", "--expect-revision", &stale])
+        .failure()
+        .stderr_contains("config-conflict");
+    registry.run(&ctx, &["config", "show", "prod"]).success();
+    registry.run(&ctx, &["delete", "config", "prod", "--force", "--expect-revision", &revision.to_string()]).success();
     registry.run(&ctx, &["config", "show", "prod"]).failure().stderr_contains("unknown-config");
 
     // Now nothing uses web.

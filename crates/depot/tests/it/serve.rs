@@ -28,21 +28,26 @@ fn start(ctx: &TestContext, data: &Path) -> Server {
 }
 
 fn start_with(ctx: &TestContext, data: &Path, extra: &[&str]) -> Server {
-    let mut child = ctx
-        .command()
-        .args(["serve", "--listen", "127.0.0.1:0", "--gc-grace", "0s", "--data"])
-        .arg(data)
-        .args(extra)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let data = data.to_str().unwrap();
+    let args: Vec<&str> = ["--listen", "127.0.0.1:0", "--gc-grace", "0s", "--data", data]
+        .into_iter()
+        .chain(extra.iter().copied())
+        .collect();
+    start_args(ctx, &args)
+}
+
+/// `depot serve ARGS`, once it says where it listens (http or https).
+fn start_args(ctx: &TestContext, args: &[&str]) -> Server {
+    let mut child = ctx.command().arg("serve").args(args).stderr(Stdio::piped()).spawn().unwrap();
     let mut reader = BufReader::new(child.stderr.take().unwrap());
     let mut stderr = String::new();
     let address = loop {
         let mut line = String::new();
         assert!(reader.read_line(&mut line).unwrap() > 0, "depot serve exited early:\n{stderr}");
         stderr.push_str(&line);
-        if let Some(rest) = line.split("listening on http://").nth(1) {
+        if let Some(rest) =
+            line.split("listening on http://").nth(1).or_else(|| line.split("listening on https://").nth(1))
+        {
             break rest.split_whitespace().next().unwrap().to_owned();
         }
     };
@@ -383,4 +388,122 @@ fn an_upload_that_is_not_an_archive_or_does_not_match_its_digest_is_refused() {
         0,
         "refused uploads leave no temporary file"
     );
+}
+
+/// A private CA and a certificate it signed for 127.0.0.1 and localhost: (ca.pem, cert.pem, key.pem).
+fn private_ca(ctx: &TestContext, dir: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "depot test CA");
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().unwrap()).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let dir = ctx.path(dir);
+    fs_err::create_dir_all(&dir).unwrap();
+    let paths = (dir.join("ca.pem"), dir.join("cert.pem"), dir.join("key.pem"));
+    fs_err::write(&paths.0, ca.pem()).unwrap();
+    fs_err::write(&paths.1, cert.pem()).unwrap();
+    fs_err::write(&paths.2, key.serialize_pem()).unwrap();
+    (paths.0, paths.1, paths.2)
+}
+
+#[test]
+fn tls_serves_https_to_clients_that_trust_its_ca() {
+    let ctx = TestContext::new();
+    let (ca, cert, key) = private_ca(&ctx, "tls");
+    let data = ctx.path("data");
+    let server = start_with(&ctx, &data, &["--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()]);
+    assert!(server.stderr.contains("listening on https://"), "{}", server.stderr);
+    let url = format!("https://{}", server.address);
+    let archive = ctx.release("1.0.0", &[("a.txt", "a\n")]);
+    let client = |extra: &[&str]| {
+        let mut command = ctx.command();
+        command.env("DEPOT_TOKEN", token(&data)).env("DEPOT_REGISTRY", &url).args(extra);
+        command.output().unwrap()
+    };
+    let output = client(&["push", "web", "1.0.0", archive.to_str().unwrap(), "--ca-cert", ca.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let output = client(&["versions", "web", "--json"]);
+    assert_eq!(output.status.code(), Some(1), "the CA is not trusted without --ca-cert");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("hint:") && stderr.contains("--ca-cert"), "{stderr}");
+    let mut command = ctx.command();
+    command.env("DEPOT_TOKEN", token(&data)).env("DEPOT_REGISTRY", &url).env("DEPOT_CA_CERT", &ca);
+    let output = command.args(["versions", "web", "--json"]).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let versions: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(versions[0]["version"], "1.0.0");
+    // Plain HTTP to the TLS port gets no API answer.
+    let (status, _) = http(&server.address, "GET", "/api/v1/components", &token(&data), b"");
+    assert_ne!(status, 200);
+}
+
+#[test]
+fn a_tls_key_that_does_not_suit_the_certificate_fails_the_start() {
+    let ctx = TestContext::new();
+    let (_, cert, _) = private_ca(&ctx, "one");
+    let (_, _, other_key) = private_ca(&ctx, "two");
+    let data = ctx.path("data");
+    let args = ["serve", "--listen", "127.0.0.1:0", "--data", data.to_str().unwrap(), "--tls-cert"];
+    ctx.run(&[&args[..], &[cert.to_str().unwrap(), "--tls-key", other_key.to_str().unwrap()]].concat())
+        .failure()
+        .stderr_contains("does not suit the certificate")
+        .stderr_contains("hint:");
+    assert!(!data.exists(), "nothing is created before the settings are checked");
+    ctx.run(&[&args[..], &[cert.to_str().unwrap()]].concat()).usage_error();
+    let missing = ctx.path("missing.pem");
+    ctx.run(&[&args[..], &[missing.to_str().unwrap(), "--tls-key", other_key.to_str().unwrap()]].concat())
+        .failure()
+        .stderr_contains("missing.pem");
+}
+
+#[test]
+fn settings_come_from_the_config_file_and_flags_override_it() {
+    let ctx = TestContext::new();
+    let conf = ctx.path("etc/serve.toml");
+    fs_err::create_dir_all(conf.parent().unwrap()).unwrap();
+    fs_err::write(&conf, "listen = \"127.0.0.1:0\"\ndata = \"registry\"\ngc_grace = \"0s\"\n").unwrap();
+    let server = start_args(&ctx, &["--config", conf.to_str().unwrap()]);
+    assert!(ctx.path("etc/registry/admin.token").exists(), "data is relative to the file: {}", server.stderr);
+    drop(server);
+    let other = ctx.path("other");
+    let server = start_args(&ctx, &["--config", conf.to_str().unwrap(), "--data", other.to_str().unwrap()]);
+    assert!(other.join("admin.token").exists(), "--data overrides the file: {}", server.stderr);
+    drop(server);
+    fs_err::write(&conf, "listne = \"127.0.0.1:0\"\n").unwrap();
+    ctx.run(&["serve", "--config", conf.to_str().unwrap()]).failure().stderr_contains("unknown field `listne`");
+}
+
+#[test]
+fn a_shutdown_answers_blocking_queries_at_once() {
+    let ctx = TestContext::new();
+    let data = ctx.path("data");
+    let mut server = start(&ctx, &data);
+    let token = token(&data);
+    let archive = fs_err::read(ctx.release("1.0.0", &[("a.txt", "a\n")])).unwrap();
+    push(&server.address, &token, &archive, "1.0.0");
+    let (status, body) = http(
+        &server.address,
+        "POST",
+        "/api/v1/configs",
+        &token,
+        br#"{"name":"prod","layers":[{"component":"web","version":"1.0.0"}]}"#,
+    );
+    assert_eq!(status, 201, "{body}");
+    let address = server.address.clone();
+    let watcher =
+        std::thread::spawn(move || http(&address, "GET", "/api/v1/configs/prod?after=1&wait=300s", &token, b""));
+    std::thread::sleep(Duration::from_millis(300));
+    let started = std::time::Instant::now();
+    let killed = std::process::Command::new("kill").args(["-TERM", &server.child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    let (status, body) = watcher.join().unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"revision\":1"), "{body}");
+    let exit = server.child.wait().unwrap();
+    assert!(exit.success(), "{exit:?}");
+    assert!(started.elapsed() < Duration::from_secs(20), "stopped in {:?}", started.elapsed());
 }

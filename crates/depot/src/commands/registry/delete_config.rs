@@ -12,7 +12,7 @@ pub fn run(args: DeleteConfigArgs, printer: &Printer) -> anyhow::Result<ExitCode
         ));
     }
     let client = super::connect(&args.registry)?;
-    client.delete_config(&args.name)?;
+    client.delete_config(&args.name, args.expect_revision)?;
     if printer.json {
         printer.json(&serde_json::json!({ "deleted": { "config": args.name } }));
     } else {
