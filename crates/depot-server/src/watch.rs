@@ -1,17 +1,29 @@
-//! Blocking queries: one watch channel per configuration carrying its latest revision. A waiting
-//! request holds only a receiver, so thousands of watchers cost little, and one write wakes them
-//! all at once.
+//! Blocking queries: one watch channel per configuration carrying its latest revision, already
+//! serialized. A waiting request holds only a receiver, so thousands of watchers cost little; one
+//! write wakes them all, and each answers with the shared bytes, without reading the database.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use axum::body::Bytes;
 use depot_api::ConfigName;
+use depot_api::types::Config;
 use tokio::sync::watch;
 
 use crate::metrics::Metrics;
 
+/// What a configuration's channel last announced.
+#[derive(Clone)]
+enum Announcement {
+    /// Nothing since the registry started.
+    Nothing,
+    /// A revision and the configuration's JSON at that revision.
+    Revision(u64, Bytes),
+    Deleted,
+}
+
 pub struct Watchers {
-    channels: Mutex<HashMap<ConfigName, watch::Sender<u64>>>,
+    channels: Mutex<HashMap<ConfigName, watch::Sender<Announcement>>>,
     /// Set once, when the registry begins to shut down: every wait ends then.
     closing: watch::Sender<bool>,
     metrics: Arc<Metrics>,
@@ -19,27 +31,31 @@ pub struct Watchers {
 
 /// Counts a waiting request in the `watchers` gauge for as long as it lives.
 pub struct Waiting<'a> {
-    receiver: watch::Receiver<u64>,
+    receiver: watch::Receiver<Announcement>,
     closing: watch::Receiver<bool>,
     metrics: &'a Metrics,
 }
 
 impl Waiting<'_> {
-    /// Returns when a revision newer than `after` is announced, at `deadline`, or when the
-    /// registry begins to shut down, whichever comes first.
-    pub async fn until_newer(&mut self, after: u64, deadline: tokio::time::Instant) {
+    /// Waits until a revision newer than `after` is announced and returns its JSON; `None` at
+    /// `deadline`, on deletion, or when the registry begins to shut down (the caller then reads
+    /// the configuration as it stands).
+    pub async fn until_newer(&mut self, after: u64, deadline: tokio::time::Instant) -> Option<Bytes> {
         let closing = self.closing.wait_for(|closing| *closing);
         let newer = async {
             while self.receiver.changed().await.is_ok() {
-                if *self.receiver.borrow_and_update() > after {
-                    return;
+                match &*self.receiver.borrow_and_update() {
+                    Announcement::Revision(revision, json) if *revision > after => return Some(json.clone()),
+                    Announcement::Deleted => return None,
+                    Announcement::Revision(..) | Announcement::Nothing => {}
                 }
             }
+            None
         };
         tokio::select! {
-            _ = closing => {}
-            _ = newer => {}
-            _ = tokio::time::sleep_until(deadline) => {}
+            json = newer => json,
+            _ = closing => None,
+            _ = tokio::time::sleep_until(deadline) => None,
         }
     }
 }
@@ -58,7 +74,7 @@ impl Watchers {
     /// Subscribe before reading the configuration, so that no change can slip between.
     pub fn subscribe(&self, name: &ConfigName) -> Waiting<'_> {
         let mut channels = self.channels.lock().expect("watchers lock");
-        let sender = channels.entry(name.clone()).or_insert_with(|| watch::channel(0).0);
+        let sender = channels.entry(name.clone()).or_insert_with(|| watch::channel(Announcement::Nothing).0);
         self.metrics.watchers.inc();
         Waiting { receiver: sender.subscribe(), closing: self.closing.subscribe(), metrics: &self.metrics }
     }
@@ -68,11 +84,27 @@ impl Watchers {
         self.closing.send_replace(true);
     }
 
-    /// Wakes every request waiting on `name`.
-    pub fn notify(&self, name: &ConfigName, revision: u64) {
+    /// Announces `config` to every request waiting on it. Two writes may announce out of order;
+    /// an older revision never replaces a newer one.
+    pub fn notify(&self, config: &Config) {
+        let channels = self.channels.lock().expect("watchers lock");
+        if let Some(sender) = channels.get(&config.name) {
+            let json = Bytes::from(serde_json::to_vec(config).expect("a configuration serializes"));
+            sender.send_if_modified(|current| match current {
+                Announcement::Revision(revision, _) if *revision >= config.revision => false,
+                _ => {
+                    *current = Announcement::Revision(config.revision, json);
+                    true
+                }
+            });
+        }
+    }
+
+    /// Wakes every request waiting on `name`, which no longer exists.
+    pub fn notify_deleted(&self, name: &ConfigName) {
         let channels = self.channels.lock().expect("watchers lock");
         if let Some(sender) = channels.get(name) {
-            sender.send_replace(revision);
+            sender.send_replace(Announcement::Deleted);
         }
     }
 }

@@ -1,6 +1,7 @@
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use depot_api::types::{
     BumpLayer, BumpResult, Config, ConfigSummary, CreateConfig, HistoryEntry, RollbackConfig, SetLayers,
 };
@@ -28,7 +29,7 @@ pub async fn create(
     let config = state
         .blocking(move |state| Ok(state.metadata.create_config(&request.name, &request.layers, &caller.name)?))
         .await?;
-    state.watchers.notify(&config.name, config.revision);
+    state.watchers.notify(&config);
     Ok((StatusCode::CREATED, Json(config)))
 }
 
@@ -46,7 +47,7 @@ pub async fn show(
     State(state): State<AppState>,
     Path(name): Path<String>,
     Query(query): Query<WaitQuery>,
-) -> Result<Json<Config>, ApiError> {
+) -> Result<Response, ApiError> {
     let name = ConfigName::parse(&name)?;
     if !caller.may_read_config(&name) {
         return Err(ApiError::new(
@@ -55,7 +56,7 @@ pub async fn show(
         ));
     }
     let (Some(after), Some(wait)) = (query.after, query.wait.as_deref()) else {
-        return Ok(Json(state.metadata.config(&name)?));
+        return Ok(Json(state.metadata.config(&name)?).into_response());
     };
     let wait = depot_release::config::parse_duration(wait)
         .map_err(|e| ApiError::new(ErrorCode::InvalidRequest, format!("wait: {e}")))?
@@ -63,12 +64,15 @@ pub async fn show(
     let mut waiting = state.watchers.subscribe(&name);
     let config = state.metadata.config(&name)?;
     if config.revision > after {
-        return Ok(Json(config));
+        return Ok(Json(config).into_response());
     }
-    waiting.until_newer(after, tokio::time::Instant::now() + wait).await;
+    drop(config);
+    if let Some(json) = waiting.until_newer(after, tokio::time::Instant::now() + wait).await {
+        return Ok(([(header::CONTENT_TYPE, "application/json")], json).into_response());
+    }
     drop(waiting);
-    // Deleted while waiting: not-found, like any other read.
-    Ok(Json(state.metadata.config(&name)?))
+    // The wait ended with no newer revision, or the configuration was deleted (not-found).
+    Ok(Json(state.metadata.config(&name)?).into_response())
 }
 
 #[utoipa::path(patch, path = "/api/v1/configs/{name}", tag = "configs", params(("name" = String, Path)), request_body = SetLayers, responses((status = 200, body = Config), (status = 409, description = "config-conflict", body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
@@ -84,7 +88,7 @@ pub async fn set_layers(
             Ok(state.metadata.set_layers(&name, &request.layers, request.expect_revision, &caller.name)?)
         })
         .await?;
-    state.watchers.notify(&config.name, config.revision);
+    state.watchers.notify(&config);
     Ok(Json(config))
 }
 
@@ -101,7 +105,7 @@ pub async fn bump(
             Ok(state.metadata.bump(&name, &request.component, request.expect_revision, &caller.name)?)
         })
         .await?;
-    state.watchers.notify(&result.config.name, result.config.revision);
+    state.watchers.notify(&result.config);
     Ok(Json(result))
 }
 
@@ -118,7 +122,7 @@ pub async fn rollback(
             Ok(state.metadata.rollback(&name, request.to_revision, request.expect_revision, &caller.name)?)
         })
         .await?;
-    state.watchers.notify(&config.name, config.revision);
+    state.watchers.notify(&config);
     Ok(Json(config))
 }
 
@@ -148,6 +152,6 @@ pub async fn delete(
     let name = ConfigName::parse(&name)?;
     let deleted = name.clone();
     state.blocking(move |state| Ok(state.metadata.delete_config(&deleted, query.expect_revision)?)).await?;
-    state.watchers.notify(&name, u64::MAX);
+    state.watchers.notify_deleted(&name);
     Ok(StatusCode::NO_CONTENT)
 }

@@ -283,8 +283,27 @@ fn blocking_queries_wake_on_a_change_and_time_out_otherwise() {
     assert_eq!(status, 200);
     assert!(body.contains("\"revision\":2"), "{body}");
     assert!(elapsed < Duration::from_secs(5), "woken by the change, not the timeout ({elapsed:?})");
+    let (status, plain) = http(&server.address, "GET", "/api/v1/configs/prod", &token, b"");
+    assert_eq!(status, 200);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body).unwrap(),
+        serde_json::from_str::<serde_json::Value>(&plain).unwrap(),
+        "a woken watcher gets the same document as a plain read"
+    );
     let (status, body) = http(&server.address, "GET", "/api/v1/configs/prod?after=0&wait=30s", &token, b"");
     assert_eq!(status, 200, "answers at once when a newer revision exists: {body}");
+
+    // Deleted while waited on: not-found, at once.
+    let address = server.address.clone();
+    let waiter_token = token.clone();
+    let waiter =
+        std::thread::spawn(move || http(&address, "GET", "/api/v1/configs/prod?after=2&wait=30s", &waiter_token, b""));
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, _) = http(&server.address, "DELETE", "/api/v1/configs/prod", &token, b"");
+    assert_eq!(status, 204);
+    let (status, body) = waiter.join().unwrap();
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("unknown-config"), "{body}");
 }
 
 /// Sends raw request text and returns the whole response (head and body).
