@@ -483,8 +483,11 @@ pub enum Outcome {
     Interrupted,
 }
 
-/// How many activations the history keeps.
-const HISTORY_LIMIT: usize = 1000;
+/// The history keeps the last `HISTORY_RECENT` activations, plus the newest activation of each of
+/// the last `HISTORY_VERSIONS` versions seen, so that every kept release still has its status and
+/// order. It is rewritten on every activation, so its size bounds the cost of a rollback.
+const HISTORY_RECENT: usize = 64;
+const HISTORY_VERSIONS: usize = 64;
 
 impl History {
     pub fn push(&mut self, version: &ReleaseVersion, action: &str) {
@@ -494,9 +497,39 @@ impl History {
             action: action.to_owned(),
             outcome: Outcome::Pending,
         });
-        if self.activations.len() > HISTORY_LIMIT {
-            self.activations.drain(..self.activations.len() - HISTORY_LIMIT);
+        self.trim();
+    }
+
+    fn trim(&mut self) {
+        let len = self.activations.len();
+        if len <= HISTORY_RECENT {
+            return;
         }
+        let recent = len - HISTORY_RECENT;
+        // Per version: whether its newest settled (good or failed) activation has been kept.
+        let mut versions: std::collections::HashMap<&ReleaseVersion, bool> = std::collections::HashMap::new();
+        let keep: Vec<bool> = (0..len)
+            .rev()
+            .map(|i| {
+                let activation = &self.activations[i];
+                let settled = matches!(activation.outcome, Outcome::Good | Outcome::Failed { .. });
+                let tracked = versions.len();
+                let needed = match versions.entry(&activation.version) {
+                    std::collections::hash_map::Entry::Vacant(entry) if tracked < HISTORY_VERSIONS => {
+                        entry.insert(settled);
+                        true
+                    }
+                    std::collections::hash_map::Entry::Occupied(mut entry) if !*entry.get() && settled => {
+                        entry.insert(true);
+                        true
+                    }
+                    _ => false,
+                };
+                i >= recent || needed
+            })
+            .collect();
+        let mut keep = keep.into_iter().rev();
+        self.activations.retain(|_| keep.next().unwrap_or(false));
     }
 
     pub fn settle(&mut self, outcome: Outcome) {
@@ -554,5 +587,35 @@ impl History {
     /// When a release was last activated, for pruning the least recently used first.
     pub fn last_activated(&self, version: &ReleaseVersion) -> Option<DateTime<Utc>> {
         self.activations.iter().rev().find(|a| &a.version == version).map(|a| a.at)
+    }
+}
+
+#[cfg(test)]
+mod history_tests {
+    use super::*;
+
+    fn version(label: &str) -> ReleaseVersion {
+        ReleaseVersion::parse(label).unwrap()
+    }
+
+    #[test]
+    fn the_history_stays_bounded_and_keeps_every_release_status() {
+        let mut history = History::default();
+        history.push(&version("0.9.0"), "deploy");
+        history.settle(Outcome::Failed { reason: "health".to_owned() });
+        history.push(&version("1.0.0"), "deploy");
+        history.settle(Outcome::Good);
+        history.push(&version("1.0.0"), "rollback");
+        history.settle(Outcome::Interrupted);
+        for n in 0..1000 {
+            let label = if n % 2 == 0 { "2.0.0" } else { "2.1.0" };
+            history.push(&version(label), "rollback");
+            history.settle(Outcome::Good);
+        }
+        assert!(history.activations.len() <= HISTORY_RECENT + HISTORY_VERSIONS, "{}", history.activations.len());
+        assert_eq!(history.status(&version("0.9.0"), None), ReleaseStatus::Failed);
+        assert_eq!(history.status(&version("1.0.0"), None), ReleaseStatus::Good, "its last settled outcome is kept");
+        assert_eq!(history.previous_good(Some(&version("2.1.0")), |_| true), Some(version("2.0.0")));
+        assert_eq!(history.previous_good(Some(&version("2.1.0")), |v| v.as_str() != "2.0.0"), Some(version("1.0.0")));
     }
 }
