@@ -54,6 +54,9 @@ pub async fn upload(
     Ok((StatusCode::CREATED, Json(info)))
 }
 
+/// Bytes read from the file per chunk of a download (tower-http's default is 64 KiB).
+const DOWNLOAD_CHUNK: usize = 1024 * 1024;
+
 /// `GET|HEAD /api/v1/blobs/{digest}`, with `Range` and an `ETag` (the digest).
 #[utoipa::path(method(get, head), path = "/api/v1/blobs/{digest}", tag = "blobs", params(("digest" = String, Path, description = "sha256:<64 hex>")), responses((status = 200, description = "the archive; Range and If-None-Match are honoured", content_type = "application/octet-stream", body = Vec<u8>), (status = 206, description = "part of the archive"), (status = 304, description = "not modified"), (status = 404, body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
 pub async fn download(
@@ -76,7 +79,11 @@ pub async fn download(
         return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response());
     }
     let is_head = request.method() == axum::http::Method::HEAD;
-    let mut response = tower_http::services::ServeFile::new(path).oneshot(request).await.map_err(ApiError::internal)?;
+    let mut response = tower_http::services::ServeFile::new(path)
+        .with_buf_chunk_size(DOWNLOAD_CHUNK)
+        .oneshot(request)
+        .await
+        .map_err(ApiError::internal)?;
     response.headers_mut().insert(header::ETAG, etag);
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
     if !is_head
