@@ -17,10 +17,11 @@ use serde::de::DeserializeOwned;
 use sha2::{Digest as _, Sha256};
 
 use crate::error::{ErrorBody, ErrorCode};
-use crate::names::{ComponentName, ConfigName, Digest, TokenName, VersionLabel};
+use crate::names::{ComponentName, ConfigName, Digest, HostName, TokenName, VersionLabel};
 use crate::types::{
-    BlobInfo, BumpLayer, BumpResult, ComponentSummary, Config, ConfigSummary, CreateConfig, CreateToken, GcReport,
-    HistoryEntry, PushVersion, RollbackConfig, SetLayers, TokenCreated, TokenInfo, VersionInfo, WhoAmI,
+    AgentReport, AgentStatus, BlobInfo, BumpLayer, BumpResult, ComponentSummary, Config, ConfigSummary, CreateConfig,
+    CreateToken, GcReport, HistoryEntry, PushVersion, RollbackConfig, SetLayers, TokenCreated, TokenInfo, VersionInfo,
+    WhoAmI,
 };
 
 /// How long a request that moves only metadata may take.
@@ -385,6 +386,18 @@ impl Client {
     /// `GET /api/v1/configs/{name}/history`
     pub fn history(&self, name: &ConfigName) -> Result<Vec<HistoryEntry>, ClientError> {
         self.get_json(&["api", "v1", "configs", name.as_str(), "history"])
+    }
+
+    /// `PUT /api/v1/configs/{name}/agents/{host}`: an agent's report.
+    pub fn report_agent(&self, config: &ConfigName, host: &HostName, report: &AgentReport) -> Result<(), ClientError> {
+        let url = self.url(&["api", "v1", "configs", config.as_str(), "agents", host.as_str()]);
+        self.send(self.http.put(url.clone()).json_body(report), &url, METADATA_TIMEOUT)?;
+        Ok(())
+    }
+
+    /// `GET /api/v1/configs/{name}/agents`
+    pub fn agents(&self, config: &ConfigName) -> Result<Vec<AgentStatus>, ClientError> {
+        self.get_json(&["api", "v1", "configs", config.as_str(), "agents"])
     }
 
     /// `DELETE /api/v1/configs/{name}`

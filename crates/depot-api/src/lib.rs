@@ -8,4 +8,4 @@ pub mod names;
 pub mod types;
 
 pub use error::{ErrorBody, ErrorCode};
-pub use names::{ComponentName, ConfigName, Digest, NameError, TokenName, VersionLabel};
+pub use names::{ComponentName, ConfigName, Digest, HostName, NameError, TokenName, VersionLabel};

@@ -123,6 +123,10 @@ name_type!(
     TokenName, "token name", |v| check_name("token name", v)
 );
 name_type!(
+    /// The name an agent reports under, by default its host name (`web-01`, `web-01.example.com`).
+    HostName, "host name", |v| check_name("host name", v)
+);
+name_type!(
     /// A version label of a component (`1.4.2`, `v2026.11.23`, `abc123`).
     VersionLabel, "version label", |v| check_version_label(v)
         .map_err(|reason| NameError { what: "version label", value: v.escape_debug().to_string(), reason })

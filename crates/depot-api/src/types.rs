@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use sha2::{Digest as _, Sha256};
 
-use crate::names::{ComponentName, ConfigName, Digest, TokenName, VersionLabel};
+use crate::names::{ComponentName, ConfigName, Digest, HostName, TokenName, VersionLabel};
 
 /// What a token may do. Each route names the least role it needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
@@ -222,6 +222,82 @@ pub struct HistoryEntry {
     pub change: String,
     pub hash: String,
     pub layers: Vec<Layer>,
+}
+
+/// Where an agent is with its configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum AgentState {
+    Downloading,
+    Deploying,
+    Active,
+    Failed,
+    RolledBack,
+}
+
+impl AgentState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentState::Downloading => "downloading",
+            AgentState::Deploying => "deploying",
+            AgentState::Active => "active",
+            AgentState::Failed => "failed",
+            AgentState::RolledBack => "rolled-back",
+        }
+    }
+}
+
+/// The longest `error` an agent report may carry, in bytes.
+pub const MAX_REPORT_ERROR: usize = 4 * 1024;
+/// The longest `output_tail` (the end of the hooks' output) an agent report may carry, in bytes.
+pub const MAX_REPORT_OUTPUT: usize = 16 * 1024;
+
+/// `PUT /api/v1/configs/{name}/agents/{host}`: one agent's step on a configuration.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AgentReport {
+    /// The configuration revision the agent is working on (or has active).
+    pub revision: u64,
+    /// That revision's configuration hash.
+    pub hash: String,
+    pub state: AgentState,
+    /// When the agent made the report; a report sent late (the registry was down) never replaces
+    /// a newer one.
+    pub reported_at: DateTime<Utc>,
+    /// Why it failed or rolled back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The end of the hooks' output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_tail: Option<String>,
+    /// Milliseconds per step (`download`, `unpack`, `hooks`, `health`, …).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub timings_ms: BTreeMap<String, u64>,
+}
+
+/// `GET /api/v1/configs/{name}/agents`: the last report of each agent of a configuration.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AgentStatus {
+    pub host: HostName,
+    pub config: ConfigName,
+    pub revision: u64,
+    pub hash: String,
+    pub state: AgentState,
+    pub reported_at: DateTime<Utc>,
+    /// When the registry last heard from this agent.
+    pub last_seen: DateTime<Utc>,
+    /// The token the agent reports with.
+    pub reporter: String,
+    /// Whether the agent is on the configuration's current revision.
+    pub current: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_tail: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub timings_ms: BTreeMap<String, u64>,
 }
 
 /// `POST /api/v1/tokens`

@@ -112,6 +112,10 @@ role_extractor!(
     Viewer, |role| matches!(role, Role::Viewer | Role::Operator | Role::Admin), "viewer, operator or admin"
 );
 role_extractor!(
+    /// Report an agent's status: agents (for the configurations their pattern allows) and admins.
+    Reporter, |role| matches!(role, Role::Agent | Role::Admin), "agent or admin"
+);
+role_extractor!(
     /// Read configurations (agents: those matching their pattern) and blobs.
     Reader, |role| matches!(role, Role::Agent | Role::Viewer | Role::Operator | Role::Admin), "any role"
 );

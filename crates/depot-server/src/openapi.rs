@@ -5,24 +5,25 @@ use depot_api::{ErrorBody, ErrorCode};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::handlers::{admin, blobs, components, configs, tokens};
+use crate::handlers::{admin, agents, blobs, components, configs, tokens};
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "depot registry API", description = "Release registry: blobs, components and versions, configurations, tokens."),
+    info(title = "depot registry API", description = "Release registry: blobs, components and versions, configurations, agents' status, tokens."),
     paths(
         blobs::upload, blobs::download,
         components::list, components::versions, components::version, components::push_version,
         components::delete_version, components::delete_component,
         configs::list, configs::create, configs::show, configs::set_layers, configs::bump, configs::rollback,
         configs::history, configs::delete,
+        agents::report, agents::list,
         tokens::whoami, tokens::create, tokens::list, tokens::revoke,
         admin::healthz, admin::metrics, admin::gc,
     ),
     components(schemas(
         ErrorBody, ErrorCode, Role, BlobInfo, PushVersion, VersionInfo, ComponentSummary, LayerRef, Layer, Config,
         ConfigSummary, CreateConfig, SetLayers, BumpLayer, BumpResult, RollbackConfig, HistoryEntry, CreateToken,
-        TokenInfo, TokenCreated, GcReport, WhoAmI,
+        TokenInfo, TokenCreated, GcReport, WhoAmI, AgentState, AgentReport, AgentStatus,
     )),
     modifiers(&BearerToken),
 )]

@@ -6,7 +6,7 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post, put};
 
-use crate::handlers::{admin, blobs, components, configs, tokens};
+use crate::handlers::{admin, agents, blobs, components, configs, tokens};
 use crate::state::AppState;
 
 pub fn router(state: AppState) -> Router {
@@ -25,6 +25,8 @@ pub fn router(state: AppState) -> Router {
         .route("/configs/{name}/bump", post(configs::bump))
         .route("/configs/{name}/rollback", post(configs::rollback))
         .route("/configs/{name}/history", get(configs::history))
+        .route("/configs/{name}/agents", get(agents::list))
+        .route("/configs/{name}/agents/{host}", put(agents::report))
         .route("/tokens", get(tokens::list).post(tokens::create))
         .route("/tokens/{name}", axum::routing::delete(tokens::revoke))
         .route("/gc", post(admin::gc))

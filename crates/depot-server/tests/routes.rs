@@ -51,56 +51,58 @@ async fn call(
     (status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
 }
 
-/// The least role each route needs, with a request that is otherwise valid or harmlessly wrong
+/// The roles each route allows, with a request that is otherwise valid or harmlessly wrong
 /// (a missing object), so that only the permission decides between 403 and anything else.
-fn routes() -> Vec<(Method, &'static str, Option<serde_json::Value>, Role)> {
+fn routes() -> Vec<(Method, &'static str, Option<serde_json::Value>, &'static [Role])> {
     let digest = format!("sha256:{}", "0".repeat(64));
     let digest: &'static str = Box::leak(digest.into_boxed_str());
     let blob_uri: &'static str = Box::leak(format!("/api/v1/blobs/{digest}").into_boxed_str());
     vec![
-        (Method::GET, "/api/v1/whoami", None, Role::Agent),
-        (Method::GET, blob_uri, None, Role::Agent),
-        (Method::HEAD, blob_uri, None, Role::Agent),
-        (Method::PUT, blob_uri, None, Role::Operator),
-        (Method::GET, "/api/v1/components", None, Role::Viewer),
-        (Method::GET, "/api/v1/components/web/versions", None, Role::Viewer),
-        (Method::GET, "/api/v1/components/web/versions/1.0.0", None, Role::Viewer),
+        (Method::GET, "/api/v1/whoami", None, ANY),
+        (Method::GET, blob_uri, None, ANY),
+        (Method::HEAD, blob_uri, None, ANY),
+        (Method::PUT, blob_uri, None, OPERATE),
+        (Method::GET, "/api/v1/components", None, VIEW),
+        (Method::GET, "/api/v1/components/web/versions", None, VIEW),
+        (Method::GET, "/api/v1/components/web/versions/1.0.0", None, VIEW),
+        (Method::PUT, "/api/v1/components/web/versions/1.0.0", Some(serde_json::json!({"digest": digest})), OPERATE),
+        (Method::DELETE, "/api/v1/components/web/versions/1.0.0", None, OPERATE),
+        (Method::DELETE, "/api/v1/components/web", None, OPERATE),
+        (Method::GET, "/api/v1/configs", None, VIEW),
+        (Method::POST, "/api/v1/configs", Some(serde_json::json!({"name": "prod", "layers": []})), OPERATE),
+        (Method::GET, "/api/v1/configs/nope", None, ANY),
+        (Method::PATCH, "/api/v1/configs/nope", Some(serde_json::json!({"layers": []})), OPERATE),
+        (Method::POST, "/api/v1/configs/nope/bump", Some(serde_json::json!({"component": "web"})), OPERATE),
+        (Method::POST, "/api/v1/configs/nope/rollback", Some(serde_json::json!({})), OPERATE),
+        (Method::GET, "/api/v1/configs/nope/history", None, VIEW),
+        (Method::DELETE, "/api/v1/configs/nope", None, OPERATE),
+        (Method::GET, "/api/v1/configs/nope/agents", None, VIEW),
         (
             Method::PUT,
-            "/api/v1/components/web/versions/1.0.0",
-            Some(serde_json::json!({"digest": digest})),
-            Role::Operator,
+            "/api/v1/configs/nope/agents/web-01",
+            Some(
+                serde_json::json!({"revision": 1, "hash": "x", "state": "active", "reported_at": "2026-01-01T00:00:00Z"}),
+            ),
+            REPORT,
         ),
-        (Method::DELETE, "/api/v1/components/web/versions/1.0.0", None, Role::Operator),
-        (Method::DELETE, "/api/v1/components/web", None, Role::Operator),
-        (Method::GET, "/api/v1/configs", None, Role::Viewer),
-        (Method::POST, "/api/v1/configs", Some(serde_json::json!({"name": "prod", "layers": []})), Role::Operator),
-        (Method::GET, "/api/v1/configs/nope", None, Role::Agent),
-        (Method::PATCH, "/api/v1/configs/nope", Some(serde_json::json!({"layers": []})), Role::Operator),
-        (Method::POST, "/api/v1/configs/nope/bump", Some(serde_json::json!({"component": "web"})), Role::Operator),
-        (Method::POST, "/api/v1/configs/nope/rollback", Some(serde_json::json!({})), Role::Operator),
-        (Method::GET, "/api/v1/configs/nope/history", None, Role::Viewer),
-        (Method::DELETE, "/api/v1/configs/nope", None, Role::Operator),
-        (Method::GET, "/api/v1/tokens", None, Role::Admin),
-        (Method::POST, "/api/v1/tokens", Some(serde_json::json!({"name": "x", "role": "viewer"})), Role::Admin),
-        (Method::DELETE, "/api/v1/tokens/nobody", None, Role::Admin),
-        (Method::POST, "/api/v1/gc", None, Role::Admin),
+        (Method::GET, "/api/v1/tokens", None, ADMIN),
+        (Method::POST, "/api/v1/tokens", Some(serde_json::json!({"name": "x", "role": "viewer"})), ADMIN),
+        (Method::DELETE, "/api/v1/tokens/nobody", None, ADMIN),
+        (Method::POST, "/api/v1/gc", None, ADMIN),
     ]
 }
 
-fn allowed(role: Role, least: Role) -> bool {
-    match least {
-        Role::Agent => true,
-        Role::Viewer => role != Role::Agent,
-        Role::Operator => matches!(role, Role::Operator | Role::Admin),
-        Role::Admin => role == Role::Admin,
-    }
-}
+const ANY: &[Role] = &[Role::Agent, Role::Viewer, Role::Operator, Role::Admin];
+const VIEW: &[Role] = &[Role::Viewer, Role::Operator, Role::Admin];
+const OPERATE: &[Role] = &[Role::Operator, Role::Admin];
+const ADMIN: &[Role] = &[Role::Admin];
+/// Agents report their status; operators and viewers only read it.
+const REPORT: &[Role] = &[Role::Agent, Role::Admin];
 
 #[tokio::test]
 async fn every_route_checks_its_role() {
     let registry = registry();
-    for (method, uri, body, least) in routes() {
+    for (method, uri, body, roles) in routes() {
         let (status, json) = call(&registry.state, method.clone(), uri, None, body.clone()).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {uri} without a token");
         if method != Method::HEAD {
@@ -110,7 +112,7 @@ async fn every_route_checks_its_role() {
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {uri} with a wrong secret");
         for (role, token) in &registry.tokens {
             let (status, json) = call(&registry.state, method.clone(), uri, Some(token), body.clone()).await;
-            if allowed(*role, least) {
+            if roles.contains(role) {
                 assert!(
                     status != StatusCode::FORBIDDEN && status != StatusCode::UNAUTHORIZED,
                     "{method} {uri} as {role:?} should be allowed, got {status} {json}"
@@ -135,6 +137,11 @@ async fn agent_tokens_read_only_their_configurations() {
     let (status, json) = call(&registry.state, Method::GET, "/api/v1/configs/web-prod", Some(&agent), None).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "allowed, and the configuration does not exist: {json}");
     assert_eq!(json["code"], "unknown-config");
+    let report =
+        serde_json::json!({"revision": 1, "hash": "x", "state": "active", "reported_at": "2026-01-01T00:00:00Z"});
+    let (status, json) =
+        call(&registry.state, Method::PUT, "/api/v1/configs/db-prod/agents/db-01", Some(&agent), Some(report)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "nor report for others: {json}");
 }
 
 #[tokio::test]
@@ -202,6 +209,7 @@ fn template_of(uri: &str) -> String {
             "components" => "{component}",
             "versions" => "{version}",
             "configs" | "tokens" => "{name}",
+            "agents" => "{host}",
             _ => part,
         });
     }

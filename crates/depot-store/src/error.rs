@@ -35,6 +35,8 @@ pub enum StoreError {
     InUse { what: String, config: ConfigName },
     #[error("{0}")]
     Invalid(String),
+    #[error("agent {host} of configuration {config} reports with token {reporter}, not {caller}")]
+    NotYourAgent { config: ConfigName, host: String, reporter: String, caller: String },
     #[error("the upload's sha256 is {actual}, not the declared {expected}")]
     DigestMismatch { expected: Digest, actual: Digest },
     #[error("the upload is larger than the limit of {limit} bytes")]
@@ -87,6 +89,10 @@ impl StoreError {
                 (ErrorCode::InUse, Some(format!("change or delete configuration {config} first")))
             }
             StoreError::Invalid(_) => (ErrorCode::InvalidRequest, None),
+            StoreError::NotYourAgent { .. } => (
+                ErrorCode::Forbidden,
+                Some("each host reports with its own agent token; check the agent's --name and --token".to_owned()),
+            ),
             StoreError::DigestMismatch { .. } => (
                 ErrorCode::DigestMismatch,
                 Some("the upload was damaged or the digest is wrong; push again".to_owned()),

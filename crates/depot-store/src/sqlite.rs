@@ -7,10 +7,10 @@ use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
 use depot_api::types::{
-    BumpResult, ComponentSummary, Config, ConfigSummary, HistoryEntry, Layer, LayerRef, Role, TokenInfo, VersionInfo,
-    config_hash,
+    AgentReport, AgentStatus, BumpResult, ComponentSummary, Config, ConfigSummary, HistoryEntry, Layer, LayerRef, Role,
+    TokenInfo, VersionInfo, config_hash,
 };
-use depot_api::{ComponentName, ConfigName, Digest, TokenName, VersionLabel};
+use depot_api::{ComponentName, ConfigName, Digest, HostName, TokenName, VersionLabel};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use crate::{Result, StoreError};
@@ -48,6 +48,18 @@ CREATE TABLE IF NOT EXISTS config_revisions (
     hash TEXT NOT NULL,
     layers TEXT NOT NULL,
     PRIMARY KEY (config, revision)
+);
+CREATE TABLE IF NOT EXISTS agents (
+    config TEXT NOT NULL REFERENCES configs(name) ON DELETE CASCADE,
+    host TEXT NOT NULL,
+    reporter TEXT NOT NULL,
+    revision INTEGER NOT NULL,
+    hash TEXT NOT NULL,
+    state TEXT NOT NULL,
+    reported_at TEXT NOT NULL,
+    last_seen TEXT NOT NULL,
+    report TEXT NOT NULL,
+    PRIMARY KEY (config, host)
 );
 CREATE TABLE IF NOT EXISTS tokens (
     name TEXT PRIMARY KEY,
@@ -446,8 +458,104 @@ impl SqliteMetadata {
             let current = current_config(tx, name)?;
             check_revision(name, expect, current.revision)?;
             tx.execute("DELETE FROM config_revisions WHERE config = ?1", [name.as_str()])?;
+            tx.execute("DELETE FROM agents WHERE config = ?1", [name.as_str()])?;
             tx.execute("DELETE FROM configs WHERE name = ?1", [name.as_str()])?;
             Ok(())
+        })
+    }
+
+    // Agents.
+
+    /// Records an agent's report. The first token to report for a host owns it; a report older
+    /// than the one stored (sent late, after an outage) only updates `last_seen`.
+    pub fn report_agent(
+        &self,
+        config: &ConfigName,
+        host: &HostName,
+        reporter: &str,
+        report: &AgentReport,
+    ) -> Result<()> {
+        let json = serde_json::to_string(report).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        self.transaction(|tx| {
+            current_config(tx, config)?;
+            let stored: Option<(String, String)> = tx
+                .query_row(
+                    "SELECT reporter, reported_at FROM agents WHERE config = ?1 AND host = ?2",
+                    [config.as_str(), host.as_str()],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .optional()?;
+            let at = now();
+            match stored {
+                Some((owner, _)) if owner != reporter => Err(StoreError::NotYourAgent {
+                    config: config.clone(),
+                    host: host.to_string(),
+                    reporter: owner,
+                    caller: reporter.to_owned(),
+                }),
+                Some((_, reported_at)) if parse_time(&reported_at)? > report.reported_at => {
+                    tx.execute(
+                        "UPDATE agents SET last_seen = ?3 WHERE config = ?1 AND host = ?2",
+                        params![config.as_str(), host.as_str(), at],
+                    )?;
+                    Ok(())
+                }
+                _ => {
+                    tx.execute(
+                        "INSERT OR REPLACE INTO agents (config, host, reporter, revision, hash, state, reported_at, last_seen, report) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                        params![
+                            config.as_str(),
+                            host.as_str(),
+                            reporter,
+                            report.revision as i64,
+                            report.hash,
+                            report.state.as_str(),
+                            report.reported_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                            at,
+                            json
+                        ],
+                    )?;
+                    Ok(())
+                }
+            }
+        })
+    }
+
+    /// The last report of every agent of `config`, by host name.
+    pub fn agents(&self, config: &ConfigName) -> Result<Vec<AgentStatus>> {
+        self.transaction(|tx| {
+            let current = current_config(tx, config)?;
+            let mut statement =
+                tx.prepare("SELECT host, reporter, last_seen, report FROM agents WHERE config = ?1 ORDER BY host")?;
+            let rows = statement.query_map([config.as_str()], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, String>(3)?,
+                ))
+            })?;
+            let mut agents = Vec::new();
+            for row in rows {
+                let (host, reporter, last_seen, report) = row?;
+                let report: AgentReport =
+                    serde_json::from_str(&report).map_err(|e| StoreError::Invalid(e.to_string()))?;
+                agents.push(AgentStatus {
+                    host: HostName::parse(&host).map_err(|e| StoreError::Invalid(e.to_string()))?,
+                    config: config.clone(),
+                    current: report.revision == current.revision && report.hash == current.hash,
+                    revision: report.revision,
+                    hash: report.hash,
+                    state: report.state,
+                    reported_at: report.reported_at,
+                    last_seen: parse_time(&last_seen)?,
+                    reporter,
+                    error: report.error,
+                    output_tail: report.output_tail,
+                    timings_ms: report.timings_ms,
+                });
+            }
+            Ok(agents)
         })
     }
 

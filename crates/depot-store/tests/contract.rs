@@ -207,3 +207,77 @@ fn everything_survives_reopening() {
     assert_eq!(store.config(&config("prod")).unwrap().revision, 1);
     assert_eq!(store.versions(&component("web")).unwrap().len(), 1);
 }
+
+fn report(revision: u64, hash: &str, state: depot_api::types::AgentState, at: &str) -> depot_api::types::AgentReport {
+    depot_api::types::AgentReport {
+        revision,
+        hash: hash.to_owned(),
+        state,
+        reported_at: chrono::DateTime::parse_from_rfc3339(at).unwrap().with_timezone(&chrono::Utc),
+        error: None,
+        output_tail: None,
+        timings_ms: BTreeMap::new(),
+    }
+}
+
+#[test]
+fn agents_report_their_own_status_and_late_reports_do_not_win() {
+    use depot_api::types::AgentState;
+    for Fresh { store, .. } in backends() {
+        push(&store, "web", "1.0.0", 1);
+        push(&store, "web", "1.1.0", 2);
+        let first = store.create_config(&config("prod"), &[layer("web:1.0.0")], "a").unwrap();
+        let host = depot_api::HostName::parse("web-01").unwrap();
+        store
+            .report_agent(
+                &config("prod"),
+                &host,
+                "fleet",
+                &report(1, &first.hash, AgentState::Active, "2026-01-01T00:00:10Z"),
+            )
+            .unwrap();
+        let agents = store.agents(&config("prod")).unwrap();
+        assert_eq!(agents.len(), 1);
+        assert!(agents[0].current && agents[0].state == AgentState::Active && agents[0].reporter == "fleet");
+
+        // Another token may not write this host's status.
+        let error = store
+            .report_agent(
+                &config("prod"),
+                &host,
+                "intruder",
+                &report(1, &first.hash, AgentState::Failed, "2026-01-01T00:00:20Z"),
+            )
+            .unwrap_err();
+        assert!(matches!(error, StoreError::NotYourAgent { .. }), "{error}");
+        assert_eq!(error.to_api().code.as_str(), "forbidden");
+
+        // A report queued during an outage and sent late does not replace a newer one.
+        store
+            .report_agent(
+                &config("prod"),
+                &host,
+                "fleet",
+                &report(1, &first.hash, AgentState::Deploying, "2026-01-01T00:00:05Z"),
+            )
+            .unwrap();
+        assert_eq!(store.agents(&config("prod")).unwrap()[0].state, AgentState::Active);
+
+        // A new revision makes the agent not current until it reports it.
+        store.set_layers(&config("prod"), &[layer("web:1.1.0")], None, "a").unwrap();
+        assert!(!store.agents(&config("prod")).unwrap()[0].current);
+
+        assert!(matches!(
+            store.report_agent(
+                &config("nope"),
+                &host,
+                "fleet",
+                &report(1, "x", AgentState::Active, "2026-01-01T00:00:30Z")
+            ),
+            Err(StoreError::UnknownConfig(_))
+        ));
+        store.delete_config(&config("prod"), None).unwrap();
+        store.create_config(&config("prod"), &[layer("web:1.0.0")], "a").unwrap();
+        assert!(store.agents(&config("prod")).unwrap().is_empty(), "deleting a configuration forgets its agents");
+    }
+}

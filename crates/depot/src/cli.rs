@@ -51,6 +51,7 @@ pub enum Command {
     Delete(DeleteArgs),
     Token(TokenArgs),
     Gc(GcArgs),
+    Status(StatusArgs),
 }
 
 /// Pack a directory into a reproducible release archive.
@@ -506,6 +507,22 @@ pub struct ConfigBumpArgs {
 pub struct ConfigShowArgs {
     /// The configuration.
     pub name: ConfigName,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// Show every agent of a configuration: host, active revision and hash, state, last seen, and
+/// whether it is on the configuration's current revision.
+///
+/// Failed and rolled-back agents are followed by their error and the end of their hooks' output.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  depot status web-prod
+  depot status web-prod --json     # [{\"host\", \"revision\", \"hash\", \"state\", \"last_seen\", \"current\", …}]")]
+pub struct StatusArgs {
+    /// The configuration.
+    pub config: ConfigName,
 
     #[command(flatten)]
     pub registry: RegistryArgs,

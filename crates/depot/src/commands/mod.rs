@@ -37,6 +37,7 @@ pub fn run(command: Command, printer: &Printer) -> anyhow::Result<ExitCode> {
         Command::Delete(args) => registry::run_delete(args.command, printer),
         Command::Token(args) => registry::run_token(args.command, printer),
         Command::Gc(args) => registry::gc::run(args, printer),
+        Command::Status(args) => registry::status::run(args, printer),
     }
 }
 

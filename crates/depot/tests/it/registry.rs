@@ -470,6 +470,7 @@ const REGISTRY_COMMANDS: &[&[&str]] = &[
     &["token", "list"],
     &["token", "revoke"],
     &["gc"],
+    &["status"],
 ];
 
 #[test]
@@ -482,4 +483,77 @@ fn registry_help_tree() {
         assert!(run.stdout.contains("Examples:"), "`depot {} --help` has examples", command.join(" "));
         insta::assert_snapshot!(command.join("-"), run.stdout);
     }
+}
+
+/// An agent's report, as `depot agent` will send it: `PUT /api/v1/configs/{config}/agents/{host}`.
+fn report(registry: &Registry, token: &str, config: &str, host: &str, body: &serde_json::Value) -> u16 {
+    use std::io::{Read, Write};
+    let address = registry.url.trim_start_matches("http://");
+    let body = body.to_string();
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    write!(
+        stream,
+        "PUT /api/v1/configs/{config}/agents/{host} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
+}
+
+#[test]
+fn status_shows_every_agent_of_a_configuration() {
+    let ctx = TestContext::new();
+    let registry = Registry::start(&ctx, &[]);
+    registry.run(&ctx, &["push", "web", "1.0.0", &tree(&ctx, "a", "a")]).success();
+    registry.run(&ctx, &["push", "web", "1.1.0", &tree(&ctx, "b", "b")]).success();
+    let config =
+        registry.run(&ctx, &["config", "create", "web-prod", "--layer", "web:1.0.0", "--json"]).success().json();
+    let hash = config["hash"].as_str().unwrap().to_owned();
+    let empty = registry.run(&ctx, &["status", "web-prod"]).success().stdout;
+    assert!(empty.contains("No agent has reported"), "{empty}");
+    let token = |host: &str| {
+        registry
+            .run(&ctx, &["token", "create", host, "--role", "agent", "--config", "web-*"])
+            .success()
+            .stdout
+            .trim()
+            .to_owned()
+    };
+    let (one, two) = (token("web-01"), token("web-02"));
+    let at = |seconds: u32| format!("2026-01-01T00:00:{seconds:02}Z");
+    let active = serde_json::json!({"revision": 1, "hash": hash, "state": "active", "reported_at": at(1), "timings_ms": {"download": 12}});
+    assert_eq!(report(&registry, &one, "web-prod", "web-01", &active), 204);
+    let failed = serde_json::json!({
+        "revision": 1, "hash": hash, "state": "rolled-back", "reported_at": at(2),
+        "error": "health check failed: http://127.0.0.1:8080/health answered 503", "output_tail": "restarting web\nweb: port in use"
+    });
+    assert_eq!(report(&registry, &two, "web-prod", "web-02", &failed), 204);
+    assert_eq!(
+        report(&registry, &one, "web-prod", "web-02", &active),
+        403,
+        "a token writes only the hosts it reports for"
+    );
+    assert_eq!(report(&registry, &two, "db-prod", "web-02", &active), 403, "nor outside its configurations");
+
+    let json = registry.run(&ctx, &["status", "web-prod", "--json"]).success().json();
+    let agents = json.as_array().unwrap();
+    assert_eq!(agents.len(), 2);
+    for key in ["host", "revision", "hash", "state", "last_seen", "current"] {
+        assert!(agents[0].get(key).is_some(), "{key} in {}", agents[0]);
+    }
+    assert_eq!((agents[0]["host"].as_str(), agents[0]["state"].as_str()), (Some("web-01"), Some("active")));
+    assert_eq!(agents[1]["state"], "rolled-back");
+    assert_eq!(agents[0]["current"], true);
+
+    let text = registry.run(&ctx, &["status", "web-prod"]).success().stdout;
+    assert!(text.contains("web-02 rolled-back: health check failed") && text.contains("| web: port in use"), "{text}");
+    assert!(text.contains("1 of 2 agents active on the current revision"), "{text}");
+
+    // A new revision: nobody is on it until they report it.
+    registry.run(&ctx, &["config", "set", "web-prod", "web:1.1.0"]).success();
+    let json = registry.run(&ctx, &["status", "web-prod", "--json"]).success().json();
+    assert!(json.as_array().unwrap().iter().all(|a| a["current"] == false), "{json}");
+    registry.run(&ctx, &["status", "nope"]).failure().stderr_contains("unknown-config");
 }

@@ -15,6 +15,7 @@ pub mod delete_config;
 pub mod delete_version;
 pub mod gc;
 pub mod push;
+pub mod status;
 pub mod token_create;
 pub mod token_list;
 pub mod token_revoke;
