@@ -105,6 +105,13 @@ fn push(address: &str, token: &str, archive: &[u8], version: &str) -> String {
     digest
 }
 
+/// Creates configuration `prod` with the one layer `web:VERSION`.
+fn create_prod(address: &str, token: &str, version: &str) {
+    let body = format!(r#"{{"name":"prod","layers":[{{"component":"web","version":"{version}"}}]}}"#);
+    let (status, body) = http(address, "POST", "/api/v1/configs", token, body.as_bytes());
+    assert_eq!(status, 201, "{body}");
+}
+
 fn blob_files(data: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();
     for prefix in fs_err::read_dir(data.join("blobs/sha256")).unwrap() {
@@ -185,14 +192,7 @@ fn a_kill_during_configuration_writes_loses_no_acknowledged_revision() {
     let b = fs_err::read(ctx.release("2.0.0", &[("a.txt", "b\n")])).unwrap();
     push(&server.address, &token, &a, "1.0.0");
     push(&server.address, &token, &b, "2.0.0");
-    let (status, body) = http(
-        &server.address,
-        "POST",
-        "/api/v1/configs",
-        &token,
-        br#"{"name":"prod","layers":[{"component":"web","version":"1.0.0"}]}"#,
-    );
-    assert_eq!(status, 201, "{body}");
+    create_prod(&server.address, &token, "1.0.0");
 
     let address = server.address.clone();
     let writer_token = token.clone();
@@ -249,13 +249,7 @@ fn blocking_queries_wake_on_a_change_and_time_out_otherwise() {
     let b = fs_err::read(ctx.release("2.0.0", &[("a.txt", "b\n")])).unwrap();
     push(&server.address, &token, &a, "1.0.0");
     push(&server.address, &token, &b, "2.0.0");
-    http(
-        &server.address,
-        "POST",
-        "/api/v1/configs",
-        &token,
-        br#"{"name":"prod","layers":[{"component":"web","version":"1.0.0"}]}"#,
-    );
+    create_prod(&server.address, &token, "1.0.0");
 
     let started = std::time::Instant::now();
     let (status, body) = http(&server.address, "GET", "/api/v1/configs/prod?after=1&wait=1s", &token, b"");
@@ -328,14 +322,7 @@ fn retention_gc_and_downloads_keep_what_is_referenced() {
         push(&server.address, &token, &archives[0], "1.0.1"),
         push(&server.address, &token, &archives[1], "1.0.2"),
     ];
-    let (status, body) = http(
-        &server.address,
-        "POST",
-        "/api/v1/configs",
-        &token,
-        br#"{"name":"prod","layers":[{"component":"web","version":"1.0.1"}]}"#,
-    );
-    assert_eq!(status, 201, "{body}");
+    create_prod(&server.address, &token, "1.0.1");
     let digests: Vec<String> = digests
         .into_iter()
         .chain([
@@ -504,14 +491,7 @@ fn a_shutdown_answers_blocking_queries_at_once() {
     let token = token(&data);
     let archive = fs_err::read(ctx.release("1.0.0", &[("a.txt", "a\n")])).unwrap();
     push(&server.address, &token, &archive, "1.0.0");
-    let (status, body) = http(
-        &server.address,
-        "POST",
-        "/api/v1/configs",
-        &token,
-        br#"{"name":"prod","layers":[{"component":"web","version":"1.0.0"}]}"#,
-    );
-    assert_eq!(status, 201, "{body}");
+    create_prod(&server.address, &token, "1.0.0");
     let address = server.address.clone();
     let watcher =
         std::thread::spawn(move || http(&address, "GET", "/api/v1/configs/prod?after=1&wait=300s", &token, b""));
