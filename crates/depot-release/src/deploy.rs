@@ -33,12 +33,19 @@ pub struct ActivationOptions {
     pub hook_timeout: Duration,
 }
 
+/// One archive of a release, with its expected sha256 (lowercase hex) when known.
+#[derive(Debug, Clone)]
+pub struct Layer {
+    pub source: ArtifactSource,
+    pub sha256: Option<String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct DeployOptions {
     pub version: ReleaseVersion,
-    pub source: ArtifactSource,
-    /// The archive's expected sha256 (lowercase hex).
-    pub sha256: Option<String>,
+    /// The release's archives, unpacked in order into one tree: a later layer's file replaces an
+    /// earlier one's. `depot deploy` passes one; the agent one per configuration layer.
+    pub layers: Vec<Layer>,
     /// Replace an existing release (not the current one) whose content differs.
     pub force: bool,
     /// Copy files out of the content store instead of hardlinking them.
@@ -76,7 +83,8 @@ pub struct DeployReport {
     pub version: ReleaseVersion,
     pub previous: Option<ReleaseVersion>,
     pub action: DeployAction,
-    pub archive_sha256: String,
+    /// The sha256 of each layer's archive, in order.
+    pub archives: Vec<String>,
     pub stats: Option<StageStats>,
     pub pruned: Option<PruneReport>,
     pub duration_ms: u64,
@@ -87,7 +95,8 @@ pub fn deploy(root: &ReleaseRoot, options: &DeployOptions, progress: &dyn Progre
     let session = root.begin("deploy", options.lock_timeout)?;
     let version = &options.version;
     let log = &session.log;
-    log.line(&format!("deploy {version}: started from {}", describe(&options.source)));
+    let sources: Vec<String> = options.layers.iter().map(|layer| describe(&layer.source)).collect();
+    log.line(&format!("deploy {version}: started from {}", sources.join(", ")));
     let result = deploy_in(&session, options, progress, started);
     match &result {
         Ok(report) => {
@@ -109,58 +118,73 @@ fn deploy_in(
     let version = &options.version;
     let previous = root.current();
 
-    // The archive: a local path as it is, a URL downloaded (and hashed) first.
-    let download = match &options.source {
-        ArtifactSource::Url(url) => Some(fetch::download(url, &root.tmp_dir(), progress)?),
-        ArtifactSource::Path(_) => None,
-    };
-    let archive_path: &Path = match (&options.source, &download) {
-        (_, Some(download)) => &download.file,
-        (ArtifactSource::Path(path), None) => path,
-        (ArtifactSource::Url(_), None) => unreachable!("a URL is always downloaded"),
-    };
-    if let (Some(download), Some(expected)) = (&download, &options.sha256) {
-        check_digest(expected, &download.sha256, archive_path)?;
+    if options.layers.is_empty() {
+        return Err(Error::NoLayers { version: version.to_string() });
+    }
+    // The archives: local paths as they are, URLs downloaded (and hashed) first.
+    let mut downloads = Vec::new();
+    let mut archives: Vec<(PathBuf, Option<String>)> = Vec::new();
+    for layer in &options.layers {
+        match &layer.source {
+            ArtifactSource::Url(url) => {
+                let download = fetch::download(url, &root.tmp_dir(), progress)?;
+                if let Some(expected) = &layer.sha256 {
+                    check_digest(expected, &download.sha256, &download.file)?;
+                }
+                archives.push((download.file.to_path_buf(), Some(download.sha256.clone())));
+                downloads.push(download);
+            }
+            ArtifactSource::Path(path) => archives.push((path.clone(), None)),
+        }
     }
 
-    let report = |action, archive_sha256: String, stats, pruned| DeployReport {
+    let report = |action, archives: Vec<String>, stats, pruned| DeployReport {
         version: version.clone(),
         previous: previous.clone(),
         action,
-        archive_sha256,
+        archives,
         stats,
         pruned,
         duration_ms: started.elapsed().as_millis() as u64,
     };
 
-    // An existing release with the same archive is activated again without unpacking anything.
+    // An existing release with the same archives is activated again without unpacking anything.
     let existing = root.release_dir(version).is_dir().then(|| root.read_manifest(version).ok()).flatten();
     let exists = root.release_dir(version).is_dir();
     if let Some(manifest) = &existing {
-        let sha256 = match &download {
-            Some(download) => download.sha256.clone(),
-            None => digest::sha256_file(archive_path)?,
-        };
-        if let Some(expected) = &options.sha256 {
-            check_digest(expected, &sha256, archive_path)?;
+        let mut digests = Vec::new();
+        for ((path, known), layer) in archives.iter().zip(&options.layers) {
+            let sha256 = match known {
+                Some(sha256) => sha256.clone(),
+                None => digest::sha256_file(path)?,
+            };
+            if let Some(expected) = &layer.sha256 {
+                check_digest(expected, &sha256, path)?;
+            }
+            digests.push(sha256);
         }
-        if manifest.summary.archives == [sha256.clone()] {
-            return reactivate(session, options, previous.as_ref()).map(|action| report(action, sha256, None, None));
+        if manifest.summary.archives == digests {
+            return reactivate(session, options, previous.as_ref()).map(|action| report(action, digests, None, None));
         }
     }
 
-    // Stage the archive; on any failure the staging directory goes and nothing else changed.
+    // Stage the layers in order; on any failure the staging directory goes and nothing else changed.
     let store = root.store();
     let staging_dir = session.staging_dir(version);
     session.begin_object_writes()?;
     let staged = (|| {
         let mut stager = Stager::create(&store, staging_dir.clone(), options.limits, options.copy)?;
-        let mut file = fs_err::File::open(archive_path)?;
-        progress.start("unpacking", file.metadata().ok().map(|m| m.len()));
-        let sha256 = stager.add_layer(&mut file, progress)?;
-        progress.finish();
-        if let Some(expected) = &options.sha256 {
-            check_digest(expected, &sha256, archive_path)?;
+        let count = archives.len();
+        for (index, ((path, _), layer)) in archives.iter().zip(&options.layers).enumerate() {
+            let mut file = fs_err::File::open(path)?;
+            let what =
+                if count == 1 { "unpacking".to_owned() } else { format!("unpacking layer {}/{count}", index + 1) };
+            progress.start(&what, file.metadata().ok().map(|m| m.len()));
+            let sha256 = stager.add_layer(&mut file, progress)?;
+            progress.finish();
+            if let Some(expected) = &layer.sha256 {
+                check_digest(expected, &sha256, path)?;
+            }
         }
         stager.finish()
     })();
@@ -171,7 +195,7 @@ fn deploy_in(
             return Err(e);
         }
     };
-    let archive_sha256 = staged.archives[0].clone();
+    let archive_digests = staged.archives.clone();
     let manifest = Manifest::new(version.clone(), staged.archives.clone(), staged.entries);
     session.log.line(&format!(
         "staged {version}: {} files, {} bytes; {} new objects ({} bytes) written to the store",
@@ -184,7 +208,7 @@ fn deploy_in(
         if same_tree {
             root::remove_tree(&staging_dir)?;
             return reactivate(session, options, previous.as_ref())
-                .map(|action| report(action, archive_sha256, None, None));
+                .map(|action| report(action, archive_digests, None, None));
         }
         let refusal = if !options.force {
             Some(Error::ReleaseExists { version: version.to_string() })
@@ -224,7 +248,8 @@ fn deploy_in(
 
     activate(session, version, "deploy", &options.activation)?;
     let pruned = prune_after(session, options.keep);
-    Ok(report(DeployAction::Deployed, archive_sha256, Some(staged.stats), pruned))
+    drop(downloads);
+    Ok(report(DeployAction::Deployed, archive_digests, Some(staged.stats), pruned))
 }
 
 fn reactivate(session: &Session, options: &DeployOptions, previous: Option<&ReleaseVersion>) -> Result<DeployAction> {

@@ -27,6 +27,9 @@ pub enum Error {
     #[error("release {version} already exists with different content")]
     ReleaseExists { version: String },
 
+    #[error("release {version} has no archive to deploy")]
+    NoLayers { version: String },
+
     #[error("release {version} is the current release and cannot be replaced")]
     ReplaceCurrent { version: String },
 
@@ -79,6 +82,7 @@ impl Error {
             Error::DigestMismatch { .. } => Some(
                 "the artifact is not the one you expected; download it again or check the --sha256 value".into(),
             ),
+            Error::NoLayers { .. } => Some("give at least one archive".into()),
             Error::ReleaseExists { version } => Some(format!(
                 "releases are immutable: deploy this content under a new version, or pass --force to replace {version} (it must not be current)"
             )),

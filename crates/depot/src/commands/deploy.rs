@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use depot_release::config::RootConfig;
-use depot_release::deploy::{self, ArtifactSource, DeployAction, DeployOptions};
+use depot_release::deploy::{self, ArtifactSource, DeployAction, DeployOptions, Layer};
 use depot_release::root::ReleaseRoot;
 
 use super::{activation_options, keep, lock_timeout, version_or_none};
@@ -18,8 +18,7 @@ pub fn run(args: DeployArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
     };
     let options = DeployOptions {
         version: args.version,
-        source,
-        sha256: args.sha256,
+        layers: vec![Layer { source, sha256: args.sha256 }],
         force: args.force,
         copy: args.copy,
         keep: keep(args.keep, &config),

@@ -83,7 +83,7 @@ fn deploy_json_is_one_document() {
     assert_eq!(report["version"], "1.0.0");
     assert_eq!(report["action"], "deployed");
     assert_eq!(report["stats"]["files"], 3, "two files and VERSION");
-    assert!(report["archive_sha256"].as_str().unwrap().len() == 64);
+    assert!(report["archives"][0].as_str().unwrap().len() == 64);
 }
 
 #[test]

@@ -1,0 +1,97 @@
+//! A release from several archives (the agent's configuration layers): unpacked in order, a later
+//! layer's file replacing an earlier one's; identical again is a re-activation; a bad layer
+//! changes nothing.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use depot_release::archive::{Compression, PackOptions, pack};
+use depot_release::deploy::{ActivationOptions, ArtifactSource, DeployAction, DeployOptions, Layer, deploy};
+use depot_release::progress::NoProgress;
+use depot_release::root::ReleaseRoot;
+use depot_release::stage::Limits;
+use depot_release::version::ReleaseVersion;
+
+fn archive(dir: &Path, name: &str, files: &[(&str, &str)]) -> PathBuf {
+    let tree = dir.join(name);
+    for (path, text) in files {
+        let path = tree.join(path);
+        fs_err::create_dir_all(path.parent().unwrap()).unwrap();
+        fs_err::write(path, text).unwrap();
+    }
+    let output = dir.join(format!("{name}.tar.zst"));
+    let options = PackOptions {
+        dir: tree,
+        version: ReleaseVersion::parse("1.0.0").unwrap(),
+        name: Some(name.to_owned()),
+        output: Some(output.clone()),
+        compression: Compression::Zstd,
+    };
+    pack(&options, &NoProgress).unwrap();
+    output
+}
+
+fn options(version: &str, layers: &[(&Path, Option<&str>)]) -> DeployOptions {
+    DeployOptions {
+        version: ReleaseVersion::parse(version).unwrap(),
+        layers: layers
+            .iter()
+            .map(|(path, sha256)| Layer {
+                source: ArtifactSource::Path(path.to_path_buf()),
+                sha256: sha256.map(str::to_owned),
+            })
+            .collect(),
+        force: false,
+        copy: false,
+        keep: 5,
+        limits: Limits::default(),
+        validate: None,
+        activation: ActivationOptions {
+            post_activate: None,
+            health: None,
+            health_timeout: Duration::from_secs(5),
+            hook_timeout: Duration::from_secs(5),
+        },
+        lock_timeout: Duration::from_secs(5),
+    }
+}
+
+#[test]
+fn layers_unpack_in_order_into_one_release() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = archive(dir.path(), "base", &[("bin/app", "app v1\n"), ("config/app.toml", "port = 80\n")]);
+    let overlay = archive(dir.path(), "overlay", &[("config/app.toml", "port = 8080\n"), ("config/extra.toml", "x\n")]);
+    let root = ReleaseRoot::new(&dir.path().join("root")).unwrap();
+
+    let report = deploy(&root, &options("cfg-1", &[(&base, None), (&overlay, None)]), &NoProgress).unwrap();
+    assert_eq!(report.action, DeployAction::Deployed);
+    assert_eq!(report.archives.len(), 2);
+    let release = root.release_dir(&ReleaseVersion::parse("cfg-1").unwrap());
+    assert_eq!(fs_err::read_to_string(release.join("bin/app")).unwrap(), "app v1\n");
+    assert_eq!(
+        fs_err::read_to_string(release.join("config/app.toml")).unwrap(),
+        "port = 8080\n",
+        "the later layer wins"
+    );
+    assert!(release.join("config/extra.toml").is_file());
+
+    // The same layers again: nothing unpacked.
+    let again = deploy(&root, &options("cfg-1", &[(&base, None), (&overlay, None)]), &NoProgress).unwrap();
+    assert_eq!(again.action, DeployAction::AlreadyActive);
+    assert_eq!(again.archives, report.archives);
+
+    // Another order is other content under the same name: refused, as for one archive.
+    let error = deploy(&root, &options("cfg-1", &[(&overlay, None), (&base, None)]), &NoProgress).unwrap_err();
+    assert!(matches!(error, depot_release::Error::ReleaseExists { .. }), "{error}");
+
+    // A layer whose digest does not match: nothing changes.
+    let before = fs_err::read_dir(root.path().join("releases")).unwrap().count();
+    let wrong = "0".repeat(64);
+    let error = deploy(&root, &options("cfg-2", &[(&base, None), (&overlay, Some(&wrong))]), &NoProgress).unwrap_err();
+    assert!(matches!(error, depot_release::Error::DigestMismatch { .. }), "{error}");
+    assert_eq!(fs_err::read_dir(root.path().join("releases")).unwrap().count(), before);
+    assert_eq!(root.current(), Some(ReleaseVersion::parse("cfg-1").unwrap()));
+
+    let error = deploy(&root, &options("cfg-3", &[]), &NoProgress).unwrap_err();
+    assert!(matches!(error, depot_release::Error::NoLayers { .. }), "{error}");
+}
