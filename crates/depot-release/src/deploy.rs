@@ -6,6 +6,7 @@
 //! A kill at any step leaves `current` on a complete release; the next command's recovery removes
 //! the rest.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -31,6 +32,10 @@ pub struct ActivationOptions {
     pub health: Option<HealthCheck>,
     pub health_timeout: Duration,
     pub hook_timeout: Duration,
+    /// More environment for the hooks of a given release, on top of the standard variables (the
+    /// agent's `STATEFILE`, `LAYER_<i>_NAME`, …, which differ between the new and the previous
+    /// release).
+    pub release_env: BTreeMap<ReleaseVersion, Vec<(String, String)>>,
 }
 
 /// One archive of a release, with its expected sha256 (lowercase hex) when known.
@@ -224,7 +229,7 @@ fn deploy_in(
     }
 
     if let Some(command) = &options.validate {
-        let env = hook_env(root, previous.as_ref(), version, &staging_dir);
+        let env = hook_env(root, previous.as_ref(), version, &staging_dir, &options.activation);
         let outcome =
             hooks::run("validate", command, &staging_dir, &env, options.activation.hook_timeout, &session.log)?;
         if !outcome.success {
@@ -358,7 +363,7 @@ fn activate(session: &Session, target: &ReleaseVersion, action: &str, options: &
             history.push(previous, "switch-back");
             let hook = match &options.post_activate {
                 Some(command) => {
-                    let env = hook_env(root, Some(target), previous, &root.release_dir(previous));
+                    let env = hook_env(root, Some(target), previous, &root.release_dir(previous), options);
                     Some(hooks::run(
                         "post-activate",
                         command,
@@ -399,7 +404,7 @@ fn check_activation(
 ) -> Result<Option<String>> {
     let root = &session.root;
     let release_dir = root.release_dir(target);
-    let env = hook_env(root, previous, target, &release_dir);
+    let env = hook_env(root, previous, target, &release_dir, options);
     if let Some(command) = &options.post_activate {
         let outcome = hooks::run("post-activate", command, &release_dir, &env, options.hook_timeout, &session.log)?;
         if !outcome.success {
@@ -420,15 +425,18 @@ fn hook_env(
     old: Option<&ReleaseVersion>,
     new: &ReleaseVersion,
     new_root: &Path,
+    options: &ActivationOptions,
 ) -> Vec<(String, String)> {
-    vec![
+    let mut env = vec![
         ("OLDID".into(), old.map(|v| v.to_string()).unwrap_or_default()),
         ("OLDROOT".into(), old.map(|v| root.release_dir(v).display().to_string()).unwrap_or_default()),
         ("NEWID".into(), new.to_string()),
         ("NEWROOT".into(), new_root.display().to_string()),
         ("DEPOT_VERSION".into(), new.to_string()),
         ("DEPOT_ROOT".into(), root.path().display().to_string()),
-    ]
+    ];
+    env.extend(options.release_env.get(new).into_iter().flatten().cloned());
+    env
 }
 
 fn check_digest(expected: &str, actual: &str, path: &Path) -> Result<()> {

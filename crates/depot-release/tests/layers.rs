@@ -51,6 +51,7 @@ fn options(version: &str, layers: &[(&Path, Option<&str>)]) -> DeployOptions {
             health: None,
             health_timeout: Duration::from_secs(5),
             hook_timeout: Duration::from_secs(5),
+            release_env: Default::default(),
         },
         lock_timeout: Duration::from_secs(5),
     }
@@ -63,7 +64,17 @@ fn layers_unpack_in_order_into_one_release() {
     let overlay = archive(dir.path(), "overlay", &[("config/app.toml", "port = 8080\n"), ("config/extra.toml", "x\n")]);
     let root = ReleaseRoot::new(&dir.path().join("root")).unwrap();
 
-    let report = deploy(&root, &options("cfg-1", &[(&base, None), (&overlay, None)]), &NoProgress).unwrap();
+    // Hooks see the release's own extra environment (the agent's LAYER_<i>_NAME, …).
+    let seen = dir.path().join("seen");
+    let mut first = options("cfg-1", &[(&base, None), (&overlay, None)]);
+    first.validate = Some(format!("printf '%s ' \"$LAYER_1_NAME\" >> {}", seen.display()));
+    first.activation.post_activate = Some(format!("printf '%s' \"$NEWID:$LAYER_1_NAME\" >> {}", seen.display()));
+    first
+        .activation
+        .release_env
+        .insert(ReleaseVersion::parse("cfg-1").unwrap(), vec![("LAYER_1_NAME".to_owned(), "overlay".to_owned())]);
+    let report = deploy(&root, &first, &NoProgress).unwrap();
+    assert_eq!(fs_err::read_to_string(&seen).unwrap(), "overlay cfg-1:overlay");
     assert_eq!(report.action, DeployAction::Deployed);
     assert_eq!(report.archives.len(), 2);
     let release = root.release_dir(&ReleaseVersion::parse("cfg-1").unwrap());

@@ -63,6 +63,7 @@ fn activation_options(args: &ActivationArgs, config: &RootConfig) -> ActivationO
         health,
         health_timeout: args.health_timeout.or(defaults.health_timeout).unwrap_or(DEFAULT_HEALTH_TIMEOUT),
         hook_timeout: args.hook_timeout.or(defaults.hook_timeout).unwrap_or(DEFAULT_HOOK_TIMEOUT),
+        release_env: Default::default(),
     }
 }
 
