@@ -52,6 +52,7 @@ pub enum Command {
     Token(TokenArgs),
     Gc(GcArgs),
     Status(StatusArgs),
+    Agent(AgentArgs),
 }
 
 /// Pack a directory into a reproducible release archive.
@@ -507,6 +508,54 @@ pub struct ConfigBumpArgs {
 pub struct ConfigShowArgs {
     /// The configuration.
     pub name: ConfigName,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// Keep this host's release root on a configuration of the registry.
+///
+/// Each cycle reads the configuration (a blocking query, so a change arrives at once), and when
+/// its hash differs from the active one: downloads the layers this host lacks, verifying each
+/// digest; unpacks them in order into one release named after the configuration hash (content
+/// seen before reuses its release); runs --validate, switches `current`, runs --post-activate and
+/// the health check, and switches back if they fail. A configuration hash that failed is not
+/// tried again until the configuration changes. Every step is reported to the registry
+/// (`depot status CONFIG`). Hooks also get STATEFILE (the configuration's JSON), LAYER_<i>_NAME,
+/// LAYER_<i>_VERSION, DEPOT_CONFIG and DEPOT_REVISION.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  depot agent --config web-prod --root /opt/web --post-activate 'systemctl restart web' \\
+      --health-url http://127.0.0.1:8080/healthz
+  depot agent --config web-prod --root /opt/web --once     # one cycle, for cron and tests")]
+pub struct AgentArgs {
+    /// The configuration to follow.
+    #[arg(long, env = "DEPOT_CONFIG")]
+    pub config: ConfigName,
+
+    #[command(flatten)]
+    pub root: RootArgs,
+
+    /// The name this host reports under [default: the host name].
+    #[arg(long, env = "DEPOT_HOST_NAME", value_name = "HOST")]
+    pub name: Option<depot_api::HostName>,
+
+    /// Do one cycle and exit: 0 when the configuration is active (or failed before and is left
+    /// alone), 1 when it failed now. With --json, prints {"config", "revision", "hash", "release",
+    /// "outcome", "current"}.
+    #[arg(long)]
+    pub once: bool,
+
+    /// Command run in the staged release before the switch; on failure nothing is activated.
+    #[arg(long, value_name = "CMD")]
+    pub validate: Option<String>,
+
+    #[command(flatten)]
+    pub activation: ActivationArgs,
+
+    /// Releases to keep (never the current or the previous good one) [default: 5].
+    #[arg(long)]
+    pub keep: Option<usize>,
 
     #[command(flatten)]
     pub registry: RegistryArgs,

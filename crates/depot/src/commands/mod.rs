@@ -1,6 +1,7 @@
 //! One file per command. Each takes resolved values and the printer, never clap types beyond its
 //! own argument struct, and returns the exit code.
 
+mod agent;
 mod deploy;
 mod pack;
 mod prune;
@@ -38,6 +39,7 @@ pub fn run(command: Command, printer: &Printer) -> anyhow::Result<ExitCode> {
         Command::Token(args) => registry::run_token(args.command, printer),
         Command::Gc(args) => registry::gc::run(args, printer),
         Command::Status(args) => registry::status::run(args, printer),
+        Command::Agent(args) => agent::run(args, printer),
     }
 }
 

@@ -2,7 +2,7 @@
 
 use crate::common::*;
 
-const COMMANDS: &[&str] = &["pack", "deploy", "rollback", "releases", "prune", "verify", "serve"];
+const COMMANDS: &[&str] = &["pack", "deploy", "rollback", "releases", "prune", "verify", "serve", "agent"];
 
 #[test]
 fn help_tree() {

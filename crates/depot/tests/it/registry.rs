@@ -557,3 +557,74 @@ fn status_shows_every_agent_of_a_configuration() {
     assert!(json.as_array().unwrap().iter().all(|a| a["current"] == false), "{json}");
     registry.run(&ctx, &["status", "nope"]).failure().stderr_contains("unknown-config");
 }
+
+#[test]
+fn an_agent_follows_its_configuration_and_reports_each_step() {
+    let ctx = TestContext::new();
+    let registry = Registry::start(&ctx, &[]);
+    registry.run(&ctx, &["push", "web", "1.0.0", &tree(&ctx, "a", "a")]).success();
+    registry.run(&ctx, &["push", "web", "1.1.0", &tree(&ctx, "b", "b")]).success();
+    registry.run(&ctx, &["push", "web", "1.2.0", &tree(&ctx, "c", "c")]).success();
+    registry.run(&ctx, &["config", "create", "web-prod", "--layer", "web:1.0.0"]).success();
+    let token =
+        registry.run(&ctx, &["token", "create", "host-1", "--role", "agent", "--config", "web-*"]).success().stdout;
+    let token = token.trim().to_owned();
+    let root = ctx.path("host-1");
+    let agent = |extra: &[&str]| {
+        let mut args = vec!["agent", "--config", "web-prod", "--root", root.to_str().unwrap(), "--name", "host-1"];
+        args.extend_from_slice(extra);
+        registry.run_as(&ctx, &token, &args)
+    };
+    let content = || fs_err::read_to_string(root.join("releases/current/app.txt")).unwrap();
+    let status = || registry.run(&ctx, &["status", "web-prod", "--json"]).success().json()[0].clone();
+
+    let env_file = ctx.path("hook-env");
+    let hook = format!(
+        "echo \"$DEPOT_REVISION $LAYER_0_NAME $LAYER_0_VERSION $(grep -c web-prod $STATEFILE)\" > {}",
+        env_file.display()
+    );
+    agent(&["--once", "--post-activate", &hook]).success();
+    assert_eq!(content(), "a");
+    assert_eq!(fs_err::read_to_string(&env_file).unwrap(), "1 web 1.0.0 1\n", "seed 001's hook variables");
+    let first = status();
+    assert_eq!((first["state"].as_str(), first["current"].as_bool()), (Some("active"), Some(true)), "{first}");
+    let first_release = fs_err::read_link(root.join("releases/current")).unwrap();
+    assert!(first_release.to_str().unwrap().starts_with("web-prod-"), "{first_release:?}");
+
+    // A change is deployed; the same configuration again is nothing to do.
+    registry.run(&ctx, &["config", "set", "web-prod", "web:1.1.0"]).success();
+    let once = agent(&["--once", "--json"]).success().json();
+    assert_eq!((once["outcome"].as_str(), once["revision"].as_u64()), (Some("activated"), Some(2)), "{once}");
+    assert_eq!(content(), "b");
+    assert_eq!(status()["revision"], 2);
+    let log_before = fs_err::read_to_string(root.join("logs/releases.log")).unwrap();
+    agent(&["--once"]).success();
+    assert_eq!(fs_err::read_to_string(root.join("logs/releases.log")).unwrap(), log_before, "nothing done");
+
+    // A failing health check: switched back, reported, and not retried for the same hash.
+    registry.run(&ctx, &["config", "set", "web-prod", "web:1.2.0"]).success();
+    let run = agent(&["--once", "--health-cmd", "false", "--health-timeout", "1s"]).failure();
+    assert!(run.stderr.contains("rolled-back"), "{}", run.stderr);
+    assert_eq!(content(), "b", "the previous release is active again");
+    let failed = status();
+    assert_eq!(failed["state"], "rolled-back");
+    assert!(failed["error"].as_str().unwrap().contains("health"), "{failed}");
+    agent(&["--once"]).success().stderr_contains("failed before");
+    assert_eq!(content(), "b");
+
+    // Back to earlier content: the release on disk is reused, without downloading.
+    registry.run(&ctx, &["config", "set", "web-prod", "web:1.0.0"]).success();
+    agent(&["--once"]).success();
+    assert_eq!(content(), "a");
+    assert_eq!(fs_err::read_link(root.join("releases/current")).unwrap(), first_release);
+
+    // One agent per root.
+    let mut running = ctx.command();
+    running.env("DEPOT_REGISTRY", &registry.url).env("DEPOT_TOKEN", &token);
+    running.args(["agent", "--config", "web-prod", "--root", root.to_str().unwrap(), "--name", "host-1"]);
+    let mut running = running.stderr(Stdio::null()).spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    agent(&["--once"]).failure().stderr_contains("another depot agent");
+    let _ = running.kill();
+    let _ = running.wait();
+}

@@ -59,7 +59,7 @@ pub fn run_token(command: TokenCommand, printer: &Printer) -> anyhow::Result<Exi
 }
 
 /// A client of the registry the flags, the environment or the user's file name, with a token.
-fn connect(args: &RegistryArgs) -> anyhow::Result<Client> {
+pub(crate) fn connect(args: &RegistryArgs) -> anyhow::Result<Client> {
     ClientConfig::load(args.registry.as_deref(), args.token.as_ref(), args.ca_cert.as_deref())?.client()
 }
 
