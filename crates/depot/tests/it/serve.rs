@@ -497,8 +497,8 @@ fn a_shutdown_answers_blocking_queries_at_once() {
         std::thread::spawn(move || http(&address, "GET", "/api/v1/configs/prod?after=1&wait=300s", &token, b""));
     std::thread::sleep(Duration::from_millis(300));
     let started = std::time::Instant::now();
-    let killed = std::process::Command::new("kill").args(["-TERM", &server.child.id().to_string()]).status().unwrap();
-    assert!(killed.success());
+    rustix::process::kill_process(rustix::process::Pid::from_child(&server.child), rustix::process::Signal::TERM)
+        .unwrap();
     let (status, body) = watcher.join().unwrap();
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("\"revision\":1"), "{body}");
