@@ -276,28 +276,21 @@ pub struct AgentReport {
     pub timings_ms: BTreeMap<String, u64>,
 }
 
-/// `GET /api/v1/configs/{name}/agents`: the last report of each agent of a configuration.
+/// `GET /api/v1/configs/{name}/agents`: the last report of each agent of a configuration, with
+/// what the registry knows about it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AgentStatus {
     pub host: HostName,
     pub config: ConfigName,
-    pub revision: u64,
-    pub hash: String,
-    pub state: AgentState,
-    pub reported_at: DateTime<Utc>,
     /// When the registry last heard from this agent.
     pub last_seen: DateTime<Utc>,
     /// The token the agent reports with.
     pub reporter: String,
     /// Whether the agent is on the configuration's current revision.
     pub current: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub output_tail: Option<String>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub timings_ms: BTreeMap<String, u64>,
+    #[serde(flatten)]
+    pub report: AgentReport,
 }
 
 /// `POST /api/v1/tokens`

@@ -314,8 +314,7 @@ impl SqliteMetadata {
             let mut configs = Vec::new();
             for row in rows {
                 let (name, revision, hash, at, layers) = row?;
-                let layers: Vec<Layer> =
-                    serde_json::from_str(&layers).map_err(|e| StoreError::Invalid(e.to_string()))?;
+                let layers: Vec<Layer> = from_json(&layers)?;
                 configs.push(ConfigSummary {
                     name: parse(ConfigName::parse(&name))?,
                     revision: revision as u64,
@@ -416,7 +415,7 @@ impl SqliteMetadata {
                     actor,
                     change,
                     hash,
-                    layers: serde_json::from_str(&layers).map_err(|e| StoreError::Invalid(e.to_string()))?,
+                    layers: from_json(&layers)?,
                 });
             }
             Ok(entries)
@@ -538,21 +537,14 @@ impl SqliteMetadata {
             let mut agents = Vec::new();
             for row in rows {
                 let (host, reporter, last_seen, report) = row?;
-                let report: AgentReport =
-                    serde_json::from_str(&report).map_err(|e| StoreError::Invalid(e.to_string()))?;
+                let report: AgentReport = from_json(&report)?;
                 agents.push(AgentStatus {
                     host: HostName::parse(&host).map_err(|e| StoreError::Invalid(e.to_string()))?,
                     config: config.clone(),
-                    current: report.revision == current.revision && report.hash == current.hash,
-                    revision: report.revision,
-                    hash: report.hash,
-                    state: report.state,
-                    reported_at: report.reported_at,
                     last_seen: parse_time(&last_seen)?,
                     reporter,
-                    error: report.error,
-                    output_tail: report.output_tail,
-                    timings_ms: report.timings_ms,
+                    current: report.revision == current.revision && report.hash == current.hash,
+                    report,
                 });
             }
             Ok(agents)
@@ -681,6 +673,11 @@ impl SqliteMetadata {
     }
 }
 
+/// Decodes JSON the store wrote itself (layers, labels, reports).
+fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T> {
+    serde_json::from_str(text).map_err(|e| StoreError::Invalid(e.to_string()))
+}
+
 fn now() -> String {
     Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
@@ -718,7 +715,7 @@ fn version_info(raw: (String, String, String, i64, String, String, String)) -> R
         size: size as u64,
         created_at: parse_time(&created_at)?,
         creator,
-        labels: serde_json::from_str(&labels).map_err(|e| StoreError::Invalid(e.to_string()))?,
+        labels: from_json(&labels)?,
     })
 }
 
@@ -814,7 +811,7 @@ fn current_config(tx: &Transaction<'_>, name: &ConfigName) -> Result<Config> {
         revision: revision as u64,
         hash,
         updated_at: parse_time(&at)?,
-        layers: serde_json::from_str(&layers).map_err(|e| StoreError::Invalid(e.to_string()))?,
+        layers: from_json(&layers)?,
     })
 }
 
@@ -848,7 +845,7 @@ fn current_user(
     let rows = statement.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))?;
     for row in rows {
         let (name, layers) = row?;
-        let layers: Vec<Layer> = serde_json::from_str(&layers).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let layers: Vec<Layer> = from_json(&layers)?;
         if layers.iter().any(|l| &l.component == component && version.is_none_or(|v| &l.version == v)) {
             return Ok(Some(parse(ConfigName::parse(&name))?));
         }
@@ -864,7 +861,7 @@ fn protected_versions(tx: &Transaction<'_>) -> Result<HashSet<(String, String)>>
     let rows = statement.query_map([PROTECTED_REVISIONS as i64], |row| row.get::<_, String>(0))?;
     let mut protected = HashSet::new();
     for row in rows {
-        let layers: Vec<Layer> = serde_json::from_str(&row?).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let layers: Vec<Layer> = from_json(&row?)?;
         protected.extend(layers.into_iter().map(|l| (l.component.to_string(), l.version.to_string())));
     }
     Ok(protected)

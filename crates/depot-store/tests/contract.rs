@@ -238,7 +238,7 @@ fn agents_report_their_own_status_and_late_reports_do_not_win() {
             .unwrap();
         let agents = store.agents(&config("prod")).unwrap();
         assert_eq!(agents.len(), 1);
-        assert!(agents[0].current && agents[0].state == AgentState::Active && agents[0].reporter == "fleet");
+        assert!(agents[0].current && agents[0].report.state == AgentState::Active && agents[0].reporter == "fleet");
 
         // Another token may not write this host's status.
         let error = store
@@ -261,7 +261,7 @@ fn agents_report_their_own_status_and_late_reports_do_not_win() {
                 &report(1, &first.hash, AgentState::Deploying, "2026-01-01T00:00:05Z"),
             )
             .unwrap();
-        assert_eq!(store.agents(&config("prod")).unwrap()[0].state, AgentState::Active);
+        assert_eq!(store.agents(&config("prod")).unwrap()[0].report.state, AgentState::Active);
 
         // A new revision makes the agent not current until it reports it.
         store.set_layers(&config("prod"), &[layer("web:1.1.0")], None, "a").unwrap();

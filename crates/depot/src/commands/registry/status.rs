@@ -21,9 +21,9 @@ pub fn run(args: StatusArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
         .map(|agent| {
             vec![
                 agent.host.to_string(),
-                agent.revision.to_string(),
-                super::short_hash(&agent.hash).to_owned(),
-                agent.state.as_str().to_owned(),
+                agent.report.revision.to_string(),
+                super::short_hash(&agent.report.hash).to_owned(),
+                agent.report.state.as_str().to_owned(),
                 super::time(&agent.last_seen),
                 if agent.current { "yes" } else { "no" }.to_owned(),
             ]
@@ -32,20 +32,20 @@ pub fn run(args: StatusArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
     for line in super::table(&["HOST", "REVISION", "HASH", "STATE", "LAST SEEN", "CURRENT"], &rows) {
         printer.data(line);
     }
-    for agent in agents.iter().filter(|a| matches!(a.state, AgentState::Failed | AgentState::RolledBack)) {
+    for agent in agents.iter().filter(|a| matches!(a.report.state, AgentState::Failed | AgentState::RolledBack)) {
         printer.data(format!(
             "\n{} {}: {}",
             agent.host,
-            agent.state.as_str(),
-            agent.error.as_deref().unwrap_or("no reason given")
+            agent.report.state.as_str(),
+            agent.report.error.as_deref().unwrap_or("no reason given")
         ));
-        if let Some(tail) = &agent.output_tail {
+        if let Some(tail) = &agent.report.output_tail {
             for line in tail.lines() {
                 printer.data(format!("  | {line}"));
             }
         }
     }
-    let current = agents.iter().filter(|a| a.current && a.state == AgentState::Active).count();
+    let current = agents.iter().filter(|a| a.current && a.report.state == AgentState::Active).count();
     printer.data(format!("\n{current} of {} agents active on the current revision", agents.len()));
     Ok(ExitCode::SUCCESS)
 }
