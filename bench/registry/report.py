@@ -202,7 +202,7 @@ def section(res):
     w("")
     w("```sh")
     w("cargo build --release -p depot        # run.sh benchmarks a copy of target/release/depot (or DEPOT=BIN)")
-    w("apt-get install -y nginx              # the throughput baseline")
+    w("apt-get install -y nginx              # the throughput baseline (run.sh does it when run as root)")
     w("bench/registry/run.sh                 # N = 1,000 and 10,000 watchers, a 1 GiB archive, 3 rounds: a few minutes")
     w('WATCHERS="500" SIZE_MIB=64 ROUNDS=1 DOC= bench/registry/run.sh   # smoke run; DOC= leaves this file alone')
     w("```")

@@ -16,8 +16,8 @@
 # QUIET_WAIT (30: seconds to wait, before each measurement, for the rest of the machine to use
 # less than QUIET_MAX (25) % of one core; the run goes on, noting it, when it does not).
 #
-# Needs: a release build (cargo build --release -p depot), python3, curl, bc, and nginx
-# (apt-get install -y nginx).
+# Needs: a release build (cargo build --release -p depot), python3, curl, bc and nginx; as root it
+# installs the missing ones with apt.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -36,12 +36,21 @@ STARTED=$EPOCHREALTIME
 
 log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 
-for tool in python3 curl bc sha256sum; do
-    command -v "$tool" >/dev/null || { echo "run.sh: $tool is required" >&2; exit 1; }
+# Missing tools are installed with apt when running as root; otherwise the script says what to install.
+needed=(python3 curl bc sha256sum)
+[[ -n ${SKIP_THROUGHPUT:-} ]] || needed+=(nginx)
+missing=()
+for tool in "${needed[@]}"; do
+    command -v "$tool" >/dev/null || missing+=("$tool")
 done
-if [[ -z ${SKIP_THROUGHPUT:-} ]] && ! command -v nginx >/dev/null; then
-    echo "run.sh: nginx is required for the throughput baseline (apt-get install -y nginx)" >&2; exit 1
+if (( ${#missing[@]} )) && [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+    packages=("${missing[@]/sha256sum/coreutils}")
+    log "installing ${packages[*]}"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}"; } >/dev/null
 fi
+for tool in "${needed[@]}"; do
+    command -v "$tool" >/dev/null || { echo "run.sh: $tool is required (apt-get install -y $tool)" >&2; exit 1; }
+done
 
 mkdir -p "$WORK" "$RESULTS"
 # Our own copy, so that someone else's rebuild cannot change the binary mid-run.
