@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::hooks::{self, HealthCheck};
+use crate::hooks::{self, CheckFailure, HealthCheck};
 use crate::manifest::Manifest;
 use crate::progress::Progress;
 use crate::prune::{self, PruneReport};
@@ -237,7 +237,11 @@ fn deploy_in(
             hooks::run("validate", command, &staging_dir, &env, options.activation.hook_timeout, &session.log)?;
         if !outcome.success {
             root::remove_tree(&staging_dir)?;
-            return Err(Error::ValidateFailed { version: version.to_string(), reason: outcome.summary() });
+            return Err(Error::ValidateFailed {
+                version: version.to_string(),
+                reason: outcome.summary(),
+                output: outcome.tail,
+            });
         }
     }
 
@@ -350,7 +354,7 @@ fn activate(session: &Session, target: &ReleaseVersion, action: &str, options: &
     killpoint::reached("switched");
 
     let failure = check_activation(session, previous.as_ref(), target, options)?;
-    let Some(reason) = failure else {
+    let Some(CheckFailure { reason, output }) = failure else {
         history.settle(Outcome::Good);
         session.save_history(&history)?;
         killpoint::reached("activated");
@@ -395,29 +399,29 @@ fn activate(session: &Session, target: &ReleaseVersion, action: &str, options: &
         }
     };
     session.save_history(&history)?;
-    Err(Error::ActivationFailed { version: target.to_string(), reason, outcome })
+    Err(Error::ActivationFailed { version: target.to_string(), reason, outcome, output })
 }
 
-/// Runs the post-activate hook and the health check; `Some(reason)` when either fails.
+/// Runs the post-activate hook and the health check; `Some(failure)` when either fails.
 fn check_activation(
     session: &Session,
     previous: Option<&ReleaseVersion>,
     target: &ReleaseVersion,
     options: &ActivationOptions,
-) -> Result<Option<String>> {
+) -> Result<Option<CheckFailure>> {
     let root = &session.root;
     let release_dir = root.release_dir(target);
     let env = hook_env(root, previous, target, &release_dir, options);
     if let Some(command) = &options.post_activate {
         let outcome = hooks::run("post-activate", command, &release_dir, &env, options.hook_timeout, &session.log)?;
         if !outcome.success {
-            return Ok(Some(format!("post-activate hook {}", outcome.summary())));
+            return Ok(Some(outcome.failure("post-activate hook")));
         }
     }
     if let Some(check) = &options.health
-        && let Err(reason) = hooks::wait_healthy(check, &release_dir, &env, options.health_timeout, &session.log)?
+        && let Err(failure) = hooks::wait_healthy(check, &release_dir, &env, options.health_timeout, &session.log)?
     {
-        return Ok(Some(reason));
+        return Ok(Some(failure));
     }
     Ok(None)
 }

@@ -46,10 +46,10 @@ pub enum Error {
     Download { url: String, reason: String },
 
     #[error("validate command failed for release {version}: {reason}")]
-    ValidateFailed { version: String, reason: String },
+    ValidateFailed { version: String, reason: String, output: Vec<String> },
 
     #[error("release {version} failed after activation ({reason}); {outcome}")]
-    ActivationFailed { version: String, reason: String, outcome: String },
+    ActivationFailed { version: String, reason: String, outcome: String, output: Vec<String> },
 
     #[error("cannot pack {path}: {reason}")]
     Pack { path: PathBuf, reason: String },
@@ -111,6 +111,14 @@ impl Error {
             Error::Pack { .. } => None,
             Error::Config { .. } => Some("fix the file, or remove it to use the defaults".into()),
             Error::State { .. } => None,
+        }
+    }
+
+    /// The last lines of output of the hook or health check that failed, oldest first.
+    pub fn hook_output(&self) -> Option<&[String]> {
+        match self {
+            Error::ValidateFailed { output, .. } | Error::ActivationFailed { output, .. } => Some(output),
+            _ => None,
         }
     }
 

@@ -13,7 +13,7 @@ use crate::Result;
 use crate::root::ReleaseLog;
 
 /// Lines of a hook's output kept for reports.
-const TAIL_LINES: usize = 20;
+const TAIL_LINES: usize = 40;
 
 #[derive(Debug, Clone)]
 pub struct HookOutcome {
@@ -37,6 +37,18 @@ impl HookOutcome {
             )
         }
     }
+
+    /// The failure this outcome is, described as `what` (e.g. `validate command`).
+    pub fn failure(&self, what: &str) -> CheckFailure {
+        CheckFailure { reason: format!("{what} {}", self.summary()), output: self.tail.clone() }
+    }
+}
+
+/// Why a hook or health check failed, with the last lines of its output (empty for a URL check).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckFailure {
+    pub reason: String,
+    pub output: Vec<String>,
 }
 
 /// Runs `sh -c command` in `cwd` with `env` added, in its own process group, killed with the whole
@@ -145,7 +157,7 @@ pub fn wait_healthy(
     env: &[(String, String)],
     timeout: Duration,
     log: &ReleaseLog,
-) -> Result<Result<(), String>> {
+) -> Result<Result<(), CheckFailure>> {
     let started = Instant::now();
     let mut attempts = 0u32;
     let client = match check {
@@ -160,7 +172,7 @@ pub fn wait_healthy(
         let failure = match check {
             HealthCheck::Command(command) => {
                 let outcome = run("health", command, cwd, env, remaining, log)?;
-                (!outcome.success).then(|| format!("health command {}", outcome.summary()))
+                (!outcome.success).then(|| outcome.failure("health command"))
             }
             HealthCheck::Url(url) => {
                 let request = client
@@ -170,8 +182,8 @@ pub fn wait_healthy(
                     .timeout(remaining.min(Duration::from_secs(10)));
                 match request.send() {
                     Ok(response) if response.status().is_success() => None,
-                    Ok(response) => Some(format!("{url} answered {}", response.status())),
-                    Err(e) => Some(format!("{url} did not answer: {}", crate::error::chain(&e))),
+                    Ok(response) => Some(url_failure(format!("{url} answered {}", response.status()))),
+                    Err(e) => Some(url_failure(format!("{url} did not answer: {}", crate::error::chain(&e)))),
                 }
             }
         };
@@ -183,17 +195,22 @@ pub fn wait_healthy(
                 ));
                 return Ok(Ok(()));
             }
-            Some(reason) => {
+            Some(failure) => {
                 if started.elapsed() >= timeout {
                     let reason = format!(
-                        "health check failed after {attempts} attempt(s) in {}: {reason}",
-                        humantime::format_duration(timeout)
+                        "health check failed after {attempts} attempt(s) in {}: {}",
+                        humantime::format_duration(timeout),
+                        failure.reason
                     );
                     log.line(&reason);
-                    return Ok(Err(reason));
+                    return Ok(Err(CheckFailure { reason, output: failure.output }));
                 }
                 std::thread::sleep(Duration::from_millis(250).min(timeout.saturating_sub(started.elapsed())));
             }
         }
     }
+}
+
+fn url_failure(reason: String) -> CheckFailure {
+    CheckFailure { reason, output: Vec::new() }
 }
