@@ -61,6 +61,28 @@ pub struct DeployDefaults {
     pub keep: Option<usize>,
 }
 
+impl DeployDefaults {
+    /// These values, with `fallback`'s where these have none.
+    pub fn or(self, fallback: DeployDefaults) -> DeployDefaults {
+        // Health is one choice: a command or a URL, taken together from one side.
+        let (health_cmd, health_url) = if self.health_cmd.is_some() || self.health_url.is_some() {
+            (self.health_cmd, self.health_url)
+        } else {
+            (fallback.health_cmd, fallback.health_url)
+        };
+        DeployDefaults {
+            validate: self.validate.or(fallback.validate),
+            post_activate: self.post_activate.or(fallback.post_activate),
+            health_cmd,
+            health_url,
+            health_timeout: self.health_timeout.or(fallback.health_timeout),
+            hook_timeout: self.hook_timeout.or(fallback.hook_timeout),
+            lock_timeout: self.lock_timeout.or(fallback.lock_timeout),
+            keep: self.keep.or(fallback.keep),
+        }
+    }
+}
+
 /// `[limits]`: what an archive may hold.
 #[derive(Debug, Clone, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]

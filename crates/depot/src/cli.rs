@@ -520,23 +520,59 @@ pub struct ConfigShowArgs {
 /// digest; unpacks them in order into one release named after the configuration hash (content
 /// seen before reuses its release); runs --validate, switches `current`, runs --post-activate and
 /// the health check, and switches back if they fail. A configuration hash that failed is not
-/// tried again until the configuration changes. Every step is reported to the registry
-/// (`depot status CONFIG`). Hooks also get STATEFILE (the configuration's JSON), LAYER_<i>_NAME,
-/// LAYER_<i>_VERSION, DEPOT_CONFIG and DEPOT_REVISION.
+/// tried again until the configuration changes or `depot agent retry` clears it. Every step is
+/// reported to the registry (`depot status CONFIG`); reports the registry could not take are kept
+/// in the root and sent when it answers again. Hooks also get STATEFILE (the configuration's
+/// JSON), LAYER_<i>_NAME, LAYER_<i>_VERSION, DEPOT_CONFIG and DEPOT_REVISION.
+///
+/// Settings come from the flags, then DEPOT_* variables, then the settings file
+/// (/etc/depot/agent.toml when it exists, or --settings FILE), then `[deploy]` in
+/// R/config/depot.toml. SIGTERM or SIGINT stops the agent at a safe point: at once while it
+/// waits or downloads, after the activation and its checks once a release has been switched to.
+/// SIGHUP makes it check the configuration again.
 #[derive(Debug, Args)]
-#[command(after_help = "Examples:
+#[command(
+    args_conflicts_with_subcommands = true,
+    after_help = "Examples:
   depot agent --config web-prod --root /opt/web --post-activate 'systemctl restart web' \\
       --health-url http://127.0.0.1:8080/healthz
-  depot agent --config web-prod --root /opt/web --once     # one cycle, for cron and tests")]
+  depot agent --config web-prod --root /opt/web --once     # one cycle, for cron and tests
+  depot agent                                              # everything from /etc/depot/agent.toml
+  depot agent retry --root /opt/web                        # try a failed configuration again
+
+/etc/depot/agent.toml (every key optional; relative paths are relative to the file):
+  config = \"web-prod\"
+  root = \"/opt/web\"
+  name = \"web-1\"
+  registry = \"https://depot.example.com:7070\"
+  token = \"agent-web.SECRET\"         # keep the file mode 0600
+  ca_cert = \"ca.pem\"
+  [deploy]                           # overrides [deploy] of R/config/depot.toml
+  post_activate = \"systemctl restart web\"
+  health_url = \"http://127.0.0.1:8080/healthz\"
+  keep = 5"
+)]
 pub struct AgentArgs {
-    /// The configuration to follow.
+    #[command(subcommand)]
+    pub command: Option<AgentCommand>,
+
+    /// The configuration to follow [else `config` in the settings file].
     #[arg(long, env = "DEPOT_CONFIG")]
-    pub config: ConfigName,
+    pub config: Option<ConfigName>,
 
-    #[command(flatten)]
-    pub root: RootArgs,
+    /// The release root [else `root` in the settings file].
+    #[arg(long, env = "DEPOT_ROOT")]
+    pub root: Option<PathBuf>,
 
-    /// The name this host reports under [default: the host name].
+    /// The settings file [default: /etc/depot/agent.toml when it exists].
+    #[arg(long, env = "DEPOT_AGENT_SETTINGS", value_name = "FILE")]
+    pub settings: Option<PathBuf>,
+
+    /// How long to wait for another depot command on this root [default: 60s].
+    #[arg(long, value_parser = parse_duration)]
+    pub lock_timeout: Option<Duration>,
+
+    /// The name this host reports under [default: `name` in the settings file, else the host name].
     #[arg(long, env = "DEPOT_HOST_NAME", value_name = "HOST")]
     pub name: Option<depot_api::HostName>,
 
@@ -559,6 +595,32 @@ pub struct AgentArgs {
 
     #[command(flatten)]
     pub registry: RegistryArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AgentCommand {
+    Retry(AgentRetryArgs),
+}
+
+/// Clear the failure of the configuration the agent of a root gave up on, so that it is tried
+/// again now.
+///
+/// A configuration hash that failed (validate, hooks, health check, or a bad archive) is not tried
+/// again until the configuration changes. This forgets those failures and wakes the running
+/// agent (SIGHUP), which deploys the configuration at once; with no agent running, the next
+/// start tries it.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  depot agent retry --root /opt/web
+  depot agent retry --json          # {\"root\", \"cleared\": [hash, …], \"agent_pid\": 1234 | null}")]
+pub struct AgentRetryArgs {
+    /// The release root [else `root` in the settings file].
+    #[arg(long, env = "DEPOT_ROOT")]
+    pub root: Option<PathBuf>,
+
+    /// The settings file [default: /etc/depot/agent.toml when it exists].
+    #[arg(long, env = "DEPOT_AGENT_SETTINGS", value_name = "FILE")]
+    pub settings: Option<PathBuf>,
 }
 
 /// Show every agent of a configuration: host, active revision and hash, state, last seen, and

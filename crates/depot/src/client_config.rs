@@ -79,11 +79,12 @@ impl ConfigError {
 }
 
 /// The user's `config.toml`. Unknown keys are allowed, for settings of later versions.
-#[derive(Debug, Default, serde::Deserialize)]
-struct FileConfig {
-    registry: Option<String>,
-    token: Option<String>,
-    ca_cert: Option<PathBuf>,
+/// The registry settings a file holds: the user's config.toml, or the agent's settings file.
+#[derive(Debug, Default, Clone, serde::Deserialize)]
+pub struct FileConfig {
+    pub registry: Option<String>,
+    pub token: Option<String>,
+    pub ca_cert: Option<PathBuf>,
 }
 
 /// The resolved registry and token.
@@ -96,13 +97,15 @@ pub struct ClientConfig {
 }
 
 impl ClientConfig {
-    /// Resolves from the flags, the process environment and the user's file.
+    /// Resolves from the flags, the process environment, `settings` (the agent's settings file,
+    /// when there is one) and the user's file, in that order.
     pub fn load(
         registry_flag: Option<&str>,
         token_flag: Option<&Token>,
         ca_cert_flag: Option<&Path>,
+        settings: Option<&FileConfig>,
     ) -> Result<Self, ConfigError> {
-        Self::resolve(registry_flag, token_flag, ca_cert_flag, &|name| std::env::var(name).ok())
+        Self::resolve(registry_flag, token_flag, ca_cert_flag, settings, &|name| std::env::var(name).ok())
     }
 
     /// Resolves with `env` standing for the environment (tests pass their own).
@@ -110,20 +113,36 @@ impl ClientConfig {
         registry_flag: Option<&str>,
         token_flag: Option<&Token>,
         ca_cert_flag: Option<&Path>,
+        settings: Option<&FileConfig>,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
         let env_value = |name: &str| env(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
         let mut registry = registry_flag.map(|r| r.trim().to_owned()).or_else(|| env_value("DEPOT_REGISTRY"));
         let mut token = token_flag.cloned().or_else(|| env_value("DEPOT_TOKEN").and_then(|t| Token::new(&t)));
         let mut ca_cert = ca_cert_flag.map(Path::to_owned).or_else(|| env_value("DEPOT_CA_CERT").map(PathBuf::from));
-        // The file is read only when it has something to add.
+        let fill = |registry: &mut Option<String>,
+                    token: &mut Option<Token>,
+                    ca_cert: &mut Option<PathBuf>,
+                    file: &FileConfig| {
+            if registry.is_none() {
+                *registry = file.registry.as_deref().map(str::trim).filter(|r| !r.is_empty()).map(str::to_owned);
+            }
+            if token.is_none() {
+                *token = file.token.as_deref().and_then(Token::new);
+            }
+            if ca_cert.is_none() {
+                ca_cert.clone_from(&file.ca_cert);
+            }
+        };
+        if let Some(settings) = settings {
+            fill(&mut registry, &mut token, &mut ca_cert, settings);
+        }
+        // The user's file is read only when it has something to add.
         if (registry.is_none() || token.is_none() || ca_cert.is_none())
             && let Some(path) = config_file(env)
             && let Some(file) = read_file(&path)?
         {
-            registry = registry.or_else(|| file.registry.map(|r| r.trim().to_owned()).filter(|r| !r.is_empty()));
-            token = token.or_else(|| file.token.as_deref().and_then(Token::new));
-            ca_cert = ca_cert.or(file.ca_cert);
+            fill(&mut registry, &mut token, &mut ca_cert, &file);
         }
         let registry = registry.unwrap_or_else(|| DEFAULT_REGISTRY.to_owned());
         Ok(ClientConfig { registry, token, ca_cert })
@@ -195,7 +214,7 @@ mod tests {
 
         fn resolve(&self, registry: Option<&str>, token: Option<&str>) -> Result<ClientConfig, ConfigError> {
             let token = token.map(|t| Token::new(t).unwrap());
-            ClientConfig::resolve(registry, token.as_ref(), None, &|name| self.env.get(name).cloned())
+            ClientConfig::resolve(registry, token.as_ref(), None, None, &|name| self.env.get(name).cloned())
         }
 
         fn file(&self) -> PathBuf {
@@ -240,9 +259,10 @@ mod tests {
         assert_eq!(home.resolve(None, None).unwrap().ca_cert, Some(PathBuf::from("/etc/file-ca.pem")));
         let home = home.with("DEPOT_CA_CERT", "/etc/env-ca.pem");
         assert_eq!(home.resolve(None, None).unwrap().ca_cert, Some(PathBuf::from("/etc/env-ca.pem")));
-        let config =
-            ClientConfig::resolve(None, None, Some(Path::new("/etc/flag-ca.pem")), &|name| home.env.get(name).cloned())
-                .unwrap();
+        let config = ClientConfig::resolve(None, None, Some(Path::new("/etc/flag-ca.pem")), None, &|name| {
+            home.env.get(name).cloned()
+        })
+        .unwrap();
         assert_eq!(config.ca_cert, Some(PathBuf::from("/etc/flag-ca.pem")));
         // A file that cannot be read is named in the error.
         let error = config.client().unwrap_err();
@@ -307,7 +327,7 @@ mod tests {
         assert!(error.hint().is_some());
         // Not read at all when flags give everything.
         let token = Token::new("flag.cccc").unwrap();
-        ClientConfig::resolve(Some("http://flag:3"), Some(&token), Some(Path::new("/ca.pem")), &|name| {
+        ClientConfig::resolve(Some("http://flag:3"), Some(&token), Some(Path::new("/ca.pem")), None, &|name| {
             home.env.get(name).cloned()
         })
         .unwrap();

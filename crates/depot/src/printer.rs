@@ -87,6 +87,8 @@ pub fn print_error(error: &anyhow::Error) {
                 e.hint()
             } else if let Some(e) = cause.downcast_ref::<depot_server::tls::TlsError>() {
                 Some(e.hint().to_owned())
+            } else if let Some(e) = cause.downcast_ref::<Hinted>() {
+                Some(e.hint.clone())
             } else {
                 cause.downcast_ref::<crate::client_config::ConfigError>().and_then(|e| e.hint())
             }
@@ -95,6 +97,18 @@ pub fn print_error(error: &anyhow::Error) {
     if let Some(hint) = hint {
         let _ = writeln!(stderr, "hint: {hint}");
     }
+}
+
+/// An error of the CLI's own that comes with what to do about it.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Hinted {
+    pub message: String,
+    pub hint: String,
+}
+
+pub fn hinted(message: impl Into<String>, hint: impl Into<String>) -> anyhow::Error {
+    Hinted { message: message.into(), hint: hint.into() }.into()
 }
 
 pub fn human_bytes(bytes: u64) -> String {

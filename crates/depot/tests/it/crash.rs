@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::*;
 
-const DEPLOY_STEPS: &[&str] = &[
+pub(crate) const DEPLOY_STEPS: &[&str] = &[
     "staged",
     "synced",
     "manifest-written",
@@ -58,7 +58,7 @@ fn assert_current_is_complete(ctx: &TestContext, allowed: &[&str]) -> String {
 }
 
 #[track_caller]
-fn assert_no_leftovers(root: &Path) {
+pub(crate) fn assert_no_leftovers(root: &Path) {
     let hidden: Vec<String> = fs_err::read_dir(root.join("releases"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())

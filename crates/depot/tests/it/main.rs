@@ -2,6 +2,7 @@
 
 mod common;
 
+mod agent;
 mod crash;
 mod deploy;
 mod help;

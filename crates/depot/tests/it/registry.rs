@@ -10,10 +10,10 @@ use sha2::Digest as _;
 use crate::common::*;
 
 /// A `depot serve` child process, killed on drop.
-struct Registry {
-    child: Child,
-    url: String,
-    admin: String,
+pub(crate) struct Registry {
+    pub child: Child,
+    pub url: String,
+    pub admin: String,
 }
 
 impl Drop for Registry {
@@ -25,11 +25,16 @@ impl Drop for Registry {
 
 impl Registry {
     /// Starts `depot serve --data DIR --listen 127.0.0.1:0` and waits for its `listening on` line.
-    fn start(ctx: &TestContext, extra: &[&str]) -> Self {
+    pub fn start(ctx: &TestContext, extra: &[&str]) -> Self {
+        Self::start_at(ctx, "127.0.0.1:0", extra)
+    }
+
+    /// The same, listening on `listen` (to restart a registry on the address its clients know).
+    pub fn start_at(ctx: &TestContext, listen: &str, extra: &[&str]) -> Self {
         let data = ctx.path("registry-data");
         let mut child = ctx
             .command()
-            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+            .args(["serve", "--listen", listen, "--data"])
             .arg(&data)
             .args(extra)
             .stderr(Stdio::piped())
@@ -56,11 +61,11 @@ impl Registry {
     }
 
     /// `depot ARGS` with DEPOT_REGISTRY and DEPOT_TOKEN set to the admin token.
-    fn run(&self, ctx: &TestContext, args: &[&str]) -> Run {
+    pub fn run(&self, ctx: &TestContext, args: &[&str]) -> Run {
         self.run_as(ctx, &self.admin, args)
     }
 
-    fn run_as(&self, ctx: &TestContext, token: &str, args: &[&str]) -> Run {
+    pub fn run_as(&self, ctx: &TestContext, token: &str, args: &[&str]) -> Run {
         let mut command = ctx.command();
         command.env("DEPOT_REGISTRY", &self.url).env("DEPOT_TOKEN", token).args(args);
         run_command(command)
@@ -77,7 +82,7 @@ fn run_command(mut command: std::process::Command) -> Run {
 }
 
 /// A directory holding one file, to push.
-fn tree(ctx: &TestContext, name: &str, content: &str) -> String {
+pub(crate) fn tree(ctx: &TestContext, name: &str, content: &str) -> String {
     ctx.tree(name, &[("app.txt", content)]).display().to_string()
 }
 

@@ -60,7 +60,7 @@ pub fn run_token(command: TokenCommand, printer: &Printer) -> anyhow::Result<Exi
 
 /// A client of the registry the flags, the environment or the user's file name, with a token.
 pub(crate) fn connect(args: &RegistryArgs) -> anyhow::Result<Client> {
-    ClientConfig::load(args.registry.as_deref(), args.token.as_ref(), args.ca_cert.as_deref())?.client()
+    ClientConfig::load(args.registry.as_deref(), args.token.as_ref(), args.ca_cert.as_deref(), None)?.client()
 }
 
 /// A usage error found after parsing: `error:` and `hint:` on stderr, exit 2, nothing done.

@@ -1,0 +1,367 @@
+//! One cycle of the agent: read the configuration, download the layers this host lacks
+//! (verified), deploy them as one release named after the configuration hash through the same
+//! engine as `depot deploy`, report each step. A hash that failed is not tried again until the
+//! configuration changes or `depot agent retry` clears it.
+//!
+//! Safe points: SIGTERM is honoured before each download, during one (the partial file is
+//! dropped), and before the deploy starts; once the engine has begun, the deploy runs to its end
+//! (its hooks have timeouts), so `current` is never left on a release whose checks did not run.
+
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use chrono::Utc;
+use depot_api::client::{Client, ClientError};
+use depot_api::types::{AgentReport, AgentState, Config, MAX_REPORT_ERROR, MAX_REPORT_OUTPUT};
+use depot_api::{ConfigName, Digest};
+use depot_release::deploy::{self, ArtifactSource, DeployOptions, Layer};
+use depot_release::killpoint;
+use depot_release::progress::NoProgress;
+use depot_release::root::{ReleaseRoot, write_atomic};
+use depot_release::version::ReleaseVersion;
+
+use super::reporter::Reporter;
+use super::state::AgentDir;
+use crate::printer::Printer;
+
+/// The result of one cycle.
+#[derive(Debug)]
+pub enum Cycle {
+    Unchanged,
+    Activated,
+    Failed,
+    /// SIGTERM arrived before the deploy began; nothing changed.
+    Stopped,
+    /// The registry could not be reached for a download; nothing changed, try again later.
+    Unreachable(anyhow::Error),
+}
+
+impl Cycle {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Cycle::Unchanged => "unchanged",
+            Cycle::Activated => "activated",
+            Cycle::Failed => "failed",
+            Cycle::Stopped => "stopped",
+            Cycle::Unreachable(_) => "unreachable",
+        }
+    }
+}
+
+pub struct Agent<'a> {
+    pub root: ReleaseRoot,
+    pub dir: AgentDir,
+    pub client: Client,
+    pub config: ConfigName,
+    pub settings: Settings,
+    pub reporter: Reporter,
+    pub stopping: Arc<AtomicBool>,
+    pub printer: &'a Printer,
+    /// Whether this process has reported the configuration's state yet.
+    pub reported: Cell<bool>,
+}
+
+/// What every deploy of the agent shares; the release and its layers come from the configuration.
+pub struct Settings {
+    pub keep: usize,
+    pub limits: depot_release::stage::Limits,
+    pub validate: Option<String>,
+    pub activation: depot_release::deploy::ActivationOptions,
+    pub lock_timeout: Duration,
+}
+
+/// Why a deploy did not happen, when it is not the configuration's fault.
+#[derive(Debug, thiserror::Error)]
+enum NotTried {
+    #[error("stopping (SIGTERM)")]
+    Stopped,
+    #[error("{0}")]
+    Unreachable(ClientError),
+}
+
+impl Agent<'_> {
+    pub fn cycle(&self, config: &Config) -> anyhow::Result<Cycle> {
+        let state = self.dir.load_state()?;
+        let release = release_id(config)?;
+        if state.active_hash.as_deref() == Some(&config.hash) && self.root.current().as_ref() == Some(&release) {
+            // A kill after the state was saved may have left the previous configuration's blobs,
+            // and its last report unsent: a new process says once where it stands.
+            self.forget_blobs(config)?;
+            if !self.reported.replace(true) {
+                self.report(config, AgentState::Active, None, None, &BTreeMap::new());
+            }
+            return Ok(Cycle::Unchanged);
+        }
+        if state.failed_hashes.contains(&config.hash) {
+            self.printer.message(format!(
+                "configuration {} revision {} (hash {}) failed before; waiting for it to change \
+                 (or for `depot agent retry`)",
+                config.name,
+                config.revision,
+                &config.hash[..12]
+            ));
+            return Ok(Cycle::Unchanged);
+        }
+        let started = Instant::now();
+        let mut timings = BTreeMap::new();
+        self.report(config, AgentState::Downloading, None, None, &timings);
+        let outcome = self.deploy(config, &release, &mut timings);
+        timings.insert("total".to_owned(), started.elapsed().as_millis() as u64);
+        let error = match outcome {
+            Ok(()) => {
+                killpoint::reached("agent-deployed");
+                self.dir.update_state(|state| {
+                    state.active_hash = Some(config.hash.clone());
+                    state.failed_hashes.clear();
+                })?;
+                killpoint::reached("agent-state-saved");
+                self.forget_blobs(config)?;
+                self.report(config, AgentState::Active, None, None, &timings);
+                self.printer.message(format!(
+                    "configuration {} revision {} is active as release {release} ({} ms)",
+                    config.name, config.revision, timings["total"]
+                ));
+                return Ok(Cycle::Activated);
+            }
+            Err(error) => error,
+        };
+        match error.downcast::<NotTried>() {
+            Ok(NotTried::Stopped) => {
+                self.printer.message("depot agent: stopping before the deploy (SIGTERM)");
+                Ok(Cycle::Stopped)
+            }
+            Ok(NotTried::Unreachable(e)) => Ok(Cycle::Unreachable(e.into())),
+            Err(error) => self.fail(config, error, &timings),
+        }
+    }
+
+    /// Marks the hash failed and reports why, with the failing hook's output.
+    fn fail(&self, config: &Config, error: anyhow::Error, timings: &BTreeMap<String, u64>) -> anyhow::Result<Cycle> {
+        let engine = error.chain().find_map(|cause| cause.downcast_ref::<depot_release::Error>());
+        let rolled_back = matches!(engine, Some(depot_release::Error::ActivationFailed { .. }));
+        let output = engine.and_then(|e| e.hook_output()).filter(|lines| !lines.is_empty()).map(|lines| {
+            let text = lines.join("\n");
+            tail(&text, MAX_REPORT_OUTPUT).to_owned()
+        });
+        self.dir.update_state(|state| {
+            if !state.failed_hashes.contains(&config.hash) {
+                state.failed_hashes.push(config.hash.clone());
+            }
+        })?;
+        let reason = format!("{error:#}");
+        let state = if rolled_back { AgentState::RolledBack } else { AgentState::Failed };
+        self.report(config, state, Some(reason.clone()), output, timings);
+        self.printer.message(format!(
+            "error: configuration {} revision {} failed ({}): {reason}",
+            config.name,
+            config.revision,
+            state.as_str()
+        ));
+        Ok(Cycle::Failed)
+    }
+
+    fn deploy(
+        &self,
+        config: &Config,
+        release: &ReleaseVersion,
+        timings: &mut BTreeMap<String, u64>,
+    ) -> anyhow::Result<()> {
+        let started = Instant::now();
+        // A release already on disk needs no archive: its manifest records the verified digests.
+        if !self.root.release_dir(release).is_dir() {
+            for layer in &config.layers {
+                self.fetch(&layer.digest)?;
+            }
+        }
+        timings.insert("download".to_owned(), started.elapsed().as_millis() as u64);
+        killpoint::reached("agent-downloaded");
+        self.check_stop()?;
+        let state_file = self.config_file(release);
+        write_atomic(&state_file, &serde_json::to_vec_pretty(config)?)?;
+        self.report(config, AgentState::Deploying, None, None, timings);
+        let started = Instant::now();
+        let mut options = DeployOptions {
+            version: release.clone(),
+            layers: config
+                .layers
+                .iter()
+                .map(|layer| Layer {
+                    source: ArtifactSource::Path(self.blob_path(&layer.digest)),
+                    sha256: Some(layer.digest.hex().to_owned()),
+                })
+                .collect(),
+            force: false,
+            copy: false,
+            keep: self.settings.keep,
+            limits: self.settings.limits,
+            validate: self.settings.validate.clone(),
+            activation: self.settings.activation.clone(),
+            lock_timeout: self.settings.lock_timeout,
+        };
+        options.activation.release_env.insert(release.clone(), hook_env(config, &state_file));
+        if let Some(previous) = self.root.current()
+            && let Ok(text) = fs_err::read(self.config_file(&previous))
+            && let Ok(previous_config) = serde_json::from_slice::<Config>(&text)
+        {
+            let env = hook_env(&previous_config, &self.config_file(&previous));
+            options.activation.release_env.insert(previous, env);
+        }
+        let result = deploy::deploy(&self.root, &options, &NoProgress);
+        timings.insert("deploy".to_owned(), started.elapsed().as_millis() as u64);
+        result?;
+        Ok(())
+    }
+
+    fn check_stop(&self) -> Result<(), NotTried> {
+        if self.stopping.load(Ordering::SeqCst) { Err(NotTried::Stopped) } else { Ok(()) }
+    }
+
+    /// Downloads a blob unless the cache has it; the client checks its digest, and only a
+    /// complete, verified file is renamed into the cache.
+    fn fetch(&self, digest: &Digest) -> anyhow::Result<()> {
+        let path = self.blob_path(digest);
+        if path.is_file() {
+            return Ok(());
+        }
+        self.check_stop()?;
+        let mut file = tempfile::Builder::new().prefix(".partial-").tempfile_in(self.dir.join("blobs"))?;
+        let mut writer = StopWriter { inner: file.as_file_mut(), stopping: &self.stopping };
+        match self.client.download_blob(digest, &mut writer, &|_| {}) {
+            Ok(_) => {}
+            Err(_) if self.stopping.load(Ordering::SeqCst) => return Err(NotTried::Stopped.into()),
+            Err(e) if transient(&e) => return Err(NotTried::Unreachable(e).into()),
+            Err(e) => return Err(anyhow::Error::new(e).context(format!("cannot download layer {digest}"))),
+        }
+        file.as_file().sync_all()?;
+        file.persist(&path).with_context(|| format!("cannot keep {}", path.display()))?;
+        Ok(())
+    }
+
+    /// Keeps only the blobs of `config`: a release already on disk needs none.
+    fn forget_blobs(&self, config: &Config) -> anyhow::Result<()> {
+        let keep: Vec<PathBuf> = config.layers.iter().map(|layer| self.blob_path(&layer.digest)).collect();
+        for entry in fs_err::read_dir(self.dir.join("blobs"))? {
+            let path = entry?.path();
+            if !keep.contains(&path) {
+                fs_err::remove_file(&path)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes what a killed agent may have left: partial downloads. (The engine cleans its own
+    /// leftovers in the root when it next runs.)
+    pub fn clean_leftovers(&self) -> anyhow::Result<()> {
+        for entry in fs_err::read_dir(self.dir.join("blobs"))? {
+            let path = entry?.path();
+            if path.file_name().is_some_and(|name| name.to_string_lossy().starts_with('.')) {
+                fs_err::remove_file(&path)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Queues a report; the reporter sends it without holding up the deploy.
+    fn report(
+        &self,
+        config: &Config,
+        state: AgentState,
+        error: Option<String>,
+        output: Option<String>,
+        timings: &BTreeMap<String, u64>,
+    ) {
+        self.reported.set(true);
+        self.reporter.send(AgentReport {
+            revision: config.revision,
+            hash: config.hash.clone(),
+            state,
+            reported_at: Utc::now(),
+            error: error.map(|e| head(&e, MAX_REPORT_ERROR).to_owned()),
+            output_tail: output,
+            timings_ms: timings.clone(),
+        });
+    }
+
+    fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.dir.join("blobs").join(digest.hex())
+    }
+
+    fn config_file(&self, release: &ReleaseVersion) -> PathBuf {
+        self.dir.join("configs").join(format!("{release}.json"))
+    }
+}
+
+/// Fails the download at once when SIGTERM arrives.
+struct StopWriter<'a, W> {
+    inner: W,
+    stopping: &'a AtomicBool,
+}
+
+impl<W: Write> Write for StopWriter<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.stopping.load(Ordering::SeqCst) {
+            return Err(std::io::Error::other("stopping (SIGTERM)"));
+        }
+        let written = self.inner.write(buf)?;
+        killpoint::reached("agent-downloading");
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// A failure of the network or of the registry, not of the configuration: the next attempt may
+/// succeed. A blob whose bytes do not match its digest is not one of them.
+fn transient(error: &ClientError) -> bool {
+    match error {
+        ClientError::Transport { message, .. } => !message.starts_with("cannot write the blob"),
+        ClientError::Api { status, .. } => *status >= 500 || *status == 408 || *status == 429,
+        _ => false,
+    }
+}
+
+/// The release of a configuration: its name and hash, so that content seen before maps to the
+/// release already on disk.
+pub fn release_id(config: &Config) -> anyhow::Result<ReleaseVersion> {
+    Ok(ReleaseVersion::parse(&format!("{}-{}", config.name, &config.hash[..12]))?)
+}
+
+/// Seed 001's hook variables for a configuration, and depot's.
+fn hook_env(config: &Config, state_file: &Path) -> Vec<(String, String)> {
+    let mut env = vec![
+        ("STATEFILE".to_owned(), state_file.display().to_string()),
+        ("DEPOT_CONFIG".to_owned(), config.name.to_string()),
+        ("DEPOT_REVISION".to_owned(), config.revision.to_string()),
+    ];
+    for (index, layer) in config.layers.iter().enumerate() {
+        env.push((format!("LAYER_{index}_NAME"), layer.component.to_string()));
+        env.push((format!("LAYER_{index}_VERSION"), layer.version.to_string()));
+    }
+    env
+}
+
+/// The first `limit` bytes of `text`, cut at a character boundary.
+fn head(text: &str, limit: usize) -> &str {
+    let mut end = limit.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// The last `limit` bytes of `text`, cut at a character boundary.
+fn tail(text: &str, limit: usize) -> &str {
+    let mut start = text.len().saturating_sub(limit);
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    &text[start..]
+}

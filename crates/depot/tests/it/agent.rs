@@ -1,0 +1,410 @@
+//! `depot agent` against a real `depot serve`: several agents following one configuration, a
+//! failing health check on one of them, a registry that stops and comes back, `kill -9` at every
+//! step of a cycle, SIGTERM, a full disk, and the settings file.
+
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+use crate::crash::{DEPLOY_STEPS, assert_no_leftovers};
+use crate::registry::{Registry, tree};
+
+/// A `depot agent` following web-prod, killed on drop; its stderr goes to HOST.log.
+struct Agent {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Agent {
+    fn start(ctx: &TestContext, registry: &Registry, token: &str, host: &str, extra: &[&str]) -> Self {
+        let log = ctx.path(&format!("{host}.log"));
+        let root = ctx.path(host);
+        let child = ctx
+            .command()
+            .env("DEPOT_REGISTRY", &registry.url)
+            .env("DEPOT_TOKEN", token)
+            .args(["agent", "--config", "web-prod", "--name", host, "--root"])
+            .arg(&root)
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(fs_err::File::create(&log).unwrap().into_parts().0)
+            .spawn()
+            .expect("spawn depot agent");
+        Agent { child, log }
+    }
+
+    fn log(&self) -> String {
+        fs_err::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn signal(&self, signal: rustix::process::Signal) {
+        let pid = rustix::process::Pid::from_child(&self.child);
+        rustix::process::kill_process(pid, signal).unwrap();
+    }
+
+    /// Waits for the agent to exit, at most `timeout`.
+    fn wait(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `check` every 50 ms until it holds; fails with `context()` after `timeout`.
+#[track_caller]
+fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool, context: impl Fn() -> String) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if check() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out after {timeout:?} waiting for {what}\n{}", context());
+}
+
+fn status(ctx: &TestContext, registry: &Registry) -> Vec<serde_json::Value> {
+    let run = registry.run(ctx, &["status", "web-prod", "--json"]);
+    if run.code != 0 {
+        return Vec::new();
+    }
+    run.json().as_array().cloned().unwrap_or_default()
+}
+
+/// The host's (state, revision) as `depot status` shows it.
+fn host_state(agents: &[serde_json::Value], host: &str) -> Option<(String, u64)> {
+    let agent = agents.iter().find(|a| a["host"] == host)?;
+    Some((agent["state"].as_str()?.to_owned(), agent["revision"].as_u64()?))
+}
+
+fn content(root: &Path) -> String {
+    fs_err::read_to_string(root.join("releases/current/app.txt")).unwrap_or_default()
+}
+
+fn agent_token(ctx: &TestContext, registry: &Registry, host: &str) -> String {
+    let run = registry.run(ctx, &["token", "create", host, "--role", "agent", "--config", "web-*"]).success();
+    run.stdout.trim().to_owned()
+}
+
+const HOSTS: [&str; 3] = ["host-1", "host-2", "host-3"];
+const CONVERGE: Duration = Duration::from_secs(30);
+
+#[test]
+fn three_agents_converge_one_rolls_back_alone_and_they_ride_out_a_registry_restart() {
+    let ctx = TestContext::new();
+    let registry = Registry::start(&ctx, &[]);
+    let listen = registry.url.trim_start_matches("http://").to_owned();
+    for (version, text) in [("1.0.0", "good 1"), ("1.1.0", "good 2"), ("1.2.0", "bad"), ("1.3.0", "good 3")] {
+        registry.run(&ctx, &["push", "web", version, &tree(&ctx, version, text)]).success();
+    }
+    registry.run(&ctx, &["config", "create", "web-prod", "--layer", "web:1.0.0"]).success();
+    let tokens: Vec<String> = HOSTS.iter().map(|host| agent_token(&ctx, &registry, host)).collect();
+    // host-3 alone checks its health: content "bad" fails unless the marker file exists.
+    let marker = ctx.path("healthy-3");
+    let health = format!("echo \"checking $NEWID\"; test -e {} || ! grep -q bad app.txt", marker.display());
+    let extra: [&[&str]; 3] = [&[], &[], &["--health-cmd", &health, "--health-timeout", "1s"]];
+    let agents: Vec<Agent> = (0..3).map(|i| Agent::start(&ctx, &registry, &tokens[i], HOSTS[i], extra[i])).collect();
+    let logs = || agents.iter().map(|a| a.log()).collect::<Vec<_>>().join("\n---\n");
+    let all_at = |registry: &Registry, revision: u64, states: [&str; 3]| {
+        let agents = status(&ctx, registry);
+        (0..3).all(|i| host_state(&agents, HOSTS[i]) == Some((states[i].to_owned(), revision)))
+    };
+
+    // Created: all three become active.
+    wait_until("all three active at revision 1", CONVERGE, || all_at(&registry, 1, ["active"; 3]), logs);
+    for host in HOSTS {
+        assert_eq!(content(&ctx.path(host)), "good 1");
+    }
+
+    // Changed: all three switch.
+    registry.run(&ctx, &["config", "set", "web-prod", "web:1.1.0"]).success();
+    wait_until("all three active at revision 2", CONVERGE, || all_at(&registry, 2, ["active"; 3]), logs);
+    for host in HOSTS {
+        assert_eq!(content(&ctx.path(host)), "good 2");
+    }
+
+    // A release whose health check fails on host-3 only: it switches back, the others keep it.
+    registry.run(&ctx, &["config", "set", "web-prod", "web:1.2.0"]).success();
+    wait_until(
+        "host-3 rolled back, the others active, at revision 3",
+        CONVERGE,
+        || all_at(&registry, 3, ["active", "active", "rolled-back"]),
+        logs,
+    );
+    assert_eq!(content(&ctx.path("host-1")), "bad");
+    assert_eq!(content(&ctx.path("host-3")), "good 2", "host-3 switched back");
+    let host3 = status(&ctx, &registry).into_iter().find(|a| a["host"] == "host-3").unwrap();
+    assert!(host3["error"].as_str().unwrap().contains("health"), "the reason: {host3}");
+    let tail = host3["output_tail"].as_str().expect("the health command's output");
+    assert!(tail.contains("checking web-prod-"), "{tail}");
+    let text = registry.run(&ctx, &["status", "web-prod"]).success().stdout;
+    assert!(text.contains("rolled-back") && text.contains("checking web-prod-"), "{text}");
+    // Not retried by itself: the hash failed.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(host_state(&status(&ctx, &registry), "host-3"), Some(("rolled-back".into(), 3)));
+
+    // The registry stops. The fix arrives on host-3 and an operator retries: host-3 deploys
+    // without the registry and keeps its report until the registry answers again.
+    drop(registry);
+    fs_err::write(&marker, "").unwrap();
+    let root3 = ctx.path("host-3");
+    let retry = ctx.run(&["agent", "retry", "--root", root3.to_str().unwrap(), "--json"]).success().json();
+    assert_eq!(retry["cleared"].as_array().unwrap().len(), 1, "{retry}");
+    assert!(retry["agent_pid"].as_u64().is_some(), "the running agent was woken: {retry}");
+    let outbox = root3.join(".depot/agent/outbox.json");
+    wait_until(
+        "host-3 active on the retried release, its report kept",
+        CONVERGE,
+        || content(&root3) == "bad" && fs_err::read_to_string(&outbox).is_ok_and(|t| t.contains("\"active\"")),
+        logs,
+    );
+    for host in &HOSTS[..2] {
+        assert_eq!(content(&ctx.path(host)), "bad", "{host} keeps its release");
+    }
+
+    // Back: the kept report arrives, and the agents follow the next change.
+    let registry = Registry::start_at(&ctx, &listen, &[]);
+    wait_until("host-3's kept report to arrive", CONVERGE, || all_at(&registry, 3, ["active"; 3]), logs);
+    wait_until("the outbox to empty", CONVERGE, || !outbox.exists(), logs);
+    registry.run(&ctx, &["config", "set", "web-prod", "web:1.3.0"]).success();
+    wait_until("all three active at revision 4", CONVERGE, || all_at(&registry, 4, ["active"; 3]), logs);
+    for host in HOSTS {
+        assert_eq!(content(&ctx.path(host)), "good 3");
+    }
+    let log = logs();
+    assert!(log.contains("trying again in"), "the agents noticed the outage:\n{log}");
+}
+
+/// Every step of a cycle at which a `kill -9` can land: in the download, after it, the engine's
+/// steps of a deploy, and the agent's state save.
+fn agent_steps() -> Vec<&'static str> {
+    let mut steps = vec!["agent-downloading", "agent-downloaded"];
+    steps.extend_from_slice(DEPLOY_STEPS);
+    steps.extend(["agent-deployed", "agent-state-saved"]);
+    steps
+}
+
+#[test]
+fn a_kill_at_any_step_of_a_cycle_leaves_a_complete_release_and_the_next_run_converges() {
+    let ctx = TestContext::new();
+    let registry = Registry::start(&ctx, &[]);
+    registry.run(&ctx, &["push", "web", "1.0.0", &tree(&ctx, "v1", "v1")]).success();
+    registry.run(&ctx, &["config", "create", "web-prod", "--layer", "web:1.0.0"]).success();
+    let token = agent_token(&ctx, &registry, "host-1");
+    let root = ctx.root();
+    let args = |extra: &[&str]| -> Vec<String> {
+        let mut args: Vec<String> = ["agent", "--config", "web-prod", "--name", "host-1", "--once", "--root"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        args.push(root.display().to_string());
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    };
+    let agent = |extra: &[&str]| {
+        let args = args(extra);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        registry.run_as(&ctx, &token, &args)
+    };
+    let mut previous = agent(&["--json"]).success().json()["release"].as_str().unwrap().to_owned();
+
+    for (i, step) in agent_steps().into_iter().enumerate() {
+        let version = format!("2.{i}.0");
+        registry.run(&ctx, &["push", "web", &version, &tree(&ctx, &version, &version)]).success();
+        registry.run(&ctx, &["config", "set", "web-prod", &format!("web:{version}")]).success();
+        let mut killed = ctx.command();
+        killed.env("DEPOT_REGISTRY", &registry.url).env("DEPOT_TOKEN", &token);
+        let output = killed.args(args(&[])).env("DEPOT_TEST_KILL_AT", step).output().unwrap();
+        assert_eq!(output.status.signal(), Some(9), "killed at {step}: {}", String::from_utf8_lossy(&output.stderr));
+
+        // Whatever the step, `current` names a complete release: the old one or the new one.
+        let current = ctx.current().expect("current exists");
+        ctx.run(&["verify", "--root", &ctx.root_str(), "--version", &current]).success();
+        let old_content = if i == 0 { "v1".to_owned() } else { format!("2.{}.0", i - 1) };
+        assert!([old_content.as_str(), version.as_str()].contains(&content(&root).as_str()), "after {step}");
+
+        // The next run finishes the job and leaves nothing behind.
+        let once = agent(&["--json"]).success().json();
+        let release = once["release"].as_str().unwrap().to_owned();
+        assert_ne!(release, previous);
+        assert_eq!(ctx.current().as_deref(), Some(release.as_str()), "after {step}");
+        assert_eq!(content(&root), version, "after {step}");
+        ctx.run(&["verify", "--root", &ctx.root_str(), "--version", &release]).success();
+        assert_no_leftovers(&root);
+        let blobs: Vec<String> = fs_err::read_dir(root.join(".depot/agent/blobs"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(blobs.len(), 1, "only the active configuration's blob is cached, no partial file: {blobs:?}");
+        let state: serde_json::Value =
+            serde_json::from_str(&fs_err::read_to_string(root.join(".depot/agent/state.json")).unwrap()).unwrap();
+        assert_eq!(state["active_hash"], once["hash"], "after {step}");
+        let agents = status(&ctx, &registry);
+        assert_eq!(host_state(&agents, "host-1"), Some(("active".into(), once["revision"].as_u64().unwrap())));
+        previous = release;
+    }
+}
+
+#[test]
+fn sigterm_stops_a_waiting_agent_at_once_and_a_deploying_one_after_its_checks() {
+    let ctx = TestContext::new();
+    let registry = Registry::start(&ctx, &[]);
+    registry.run(&ctx, &["push", "web", "1.0.0", &tree(&ctx, "v1", "v1")]).success();
+    registry.run(&ctx, &["push", "web", "2.0.0", &tree(&ctx, "v2", "v2")]).success();
+    registry.run(&ctx, &["config", "create", "web-prod", "--layer", "web:1.0.0"]).success();
+    let token = agent_token(&ctx, &registry, "host-1");
+    let root = ctx.path("host-1");
+
+    // Waiting in its blocking query: it stops at once.
+    let mut agent = Agent::start(&ctx, &registry, &token, "host-1", &[]);
+    wait_until("v1 active", CONVERGE, || content(&root) == "v1", || agent.log());
+    agent.signal(rustix::process::Signal::TERM);
+    let exit = agent.wait(Duration::from_secs(5)).unwrap_or_else(|| panic!("still running:\n{}", agent.log()));
+    assert_eq!(exit.code(), Some(0), "{}", agent.log());
+    assert!(agent.log().contains("stopped"), "{}", agent.log());
+
+    // In the post-activate hook: the hook and the health check finish, the state is saved, then it stops.
+    let hook_done = ctx.path("hook-done");
+    let hook = format!("sleep 2; touch {}", hook_done.display());
+    let mut agent = Agent::start(&ctx, &registry, &token, "host-1", &["--post-activate", &hook]);
+    std::thread::sleep(Duration::from_millis(300));
+    registry.run(&ctx, &["config", "set", "web-prod", "web:2.0.0"]).success();
+    wait_until("the switch to v2", CONVERGE, || content(&root) == "v2", || agent.log());
+    agent.signal(rustix::process::Signal::TERM);
+    let exit = agent.wait(Duration::from_secs(10)).unwrap_or_else(|| panic!("still running:\n{}", agent.log()));
+    assert_eq!(exit.code(), Some(0), "{}", agent.log());
+    assert!(hook_done.exists(), "the hook ran to its end:\n{}", agent.log());
+    let state = fs_err::read_to_string(root.join(".depot/agent/state.json")).unwrap();
+    let config = registry.run(&ctx, &["config", "show", "web-prod", "--json"]).success().json();
+    assert!(state.contains(config["hash"].as_str().unwrap()), "the state was saved: {state}");
+    assert_eq!(host_state(&status(&ctx, &registry), "host-1"), Some(("active".into(), 2)));
+}
+
+#[test]
+fn a_full_disk_fails_the_deploy_cleanly_and_keeps_the_active_release() {
+    let ctx = TestContext::new();
+    let registry = Registry::start(&ctx, &[]);
+    registry.run(&ctx, &["push", "web", "1.0.0", &tree(&ctx, "v1", "v1")]).success();
+    // 16 MiB of zeros: a tiny archive that cannot be unpacked into a 4 MiB file system.
+    let big = ctx.tree("v2", &[("app.txt", "v2")]);
+    fs_err::write(big.join("zeros.bin"), vec![0u8; 16 << 20]).unwrap();
+    registry.run(&ctx, &["push", "web", "2.0.0", big.to_str().unwrap()]).success();
+    registry.run(&ctx, &["config", "create", "web-prod", "--layer", "web:1.0.0"]).success();
+    let token = agent_token(&ctx, &registry, "host-1");
+    let root = ctx.path("small-disk");
+    fs_err::create_dir_all(&root).unwrap();
+    let out = ctx.path("out");
+    fs_err::create_dir_all(&out).unwrap();
+
+    // A 4 MiB tmpfs in a private mount namespace (as root; otherwise in a user namespace), so
+    // that it disappears with the script.
+    let script = r#"
+        set -u
+        mount -t tmpfs -o size=4m tmpfs "$ROOT" || exit 90
+        agent() { "$DEPOT" agent --config web-prod --root "$ROOT" --name host-1 --once; }
+        agent 2> "$OUT/first.err"; echo $? > "$OUT/first.code"
+        df -k "$ROOT" | tail -1 | awk '{print $3}' > "$OUT/used-before"
+        DEPOT_TOKEN="$ADMIN" "$DEPOT" config set web-prod web:2.0.0 > /dev/null || exit 91
+        agent 2> "$OUT/second.err"; echo $? > "$OUT/second.code"
+        df -k "$ROOT" | tail -1 | awk '{print $3}' > "$OUT/used-after"
+        readlink "$ROOT/releases/current" > "$OUT/current"
+        cat "$ROOT/releases/current/app.txt" > "$OUT/content"
+        ls -A "$ROOT/releases" > "$OUT/releases"
+        ls -A "$ROOT/.depot/store/tmp" "$ROOT/.depot/tmp" > "$OUT/tmp"
+    "#;
+    let mut command = std::process::Command::new("unshare");
+    if !rustix::process::geteuid().is_root() {
+        command.arg("--map-root-user");
+    }
+    let exit = command
+        .args(["--mount", "sh", "-c", script])
+        .env("ROOT", &root)
+        .env("OUT", &out)
+        .env("DEPOT", env!("CARGO_BIN_EXE_depot"))
+        .env("DEPOT_REGISTRY", &registry.url)
+        .env("DEPOT_TOKEN", &token)
+        .env("ADMIN", &registry.admin)
+        .env_remove("DEPOT_TEST_KILL_AT")
+        .status()
+        .expect("unshare (util-linux) runs");
+    assert_eq!(exit.code(), Some(0), "the script could not mount a tmpfs (needs root or user namespaces)");
+    let read = |name: &str| fs_err::read_to_string(out.join(name)).unwrap_or_default().trim().to_owned();
+    assert_eq!(read("first.code"), "0", "{}", read("first.err"));
+    assert_eq!(read("second.code"), "1", "{}\n{}", read("second.err"), read("releases"));
+    assert!(read("second.err").contains("No space left on device"), "{}", read("second.err"));
+    assert_eq!(read("content"), "v1", "the active release stays");
+    let releases: Vec<String> = read("releases").lines().map(str::to_owned).collect();
+    assert_eq!(releases.len(), 2, "the old release and current, no staging directory: {releases:?}");
+    assert!(releases.contains(&"current".to_owned()) && releases.contains(&read("current")));
+    assert_eq!(read("tmp").lines().filter(|l| !l.is_empty() && !l.ends_with(':')).count(), 0, "{}", read("tmp"));
+    let (before, after): (u64, u64) = (read("used-before").parse().unwrap(), read("used-after").parse().unwrap());
+    assert!(
+        after <= before + 64,
+        "the failed deploy's files were removed: {before} KiB used before, {after} KiB after"
+    );
+    let agents = status(&ctx, &registry);
+    assert_eq!(host_state(&agents, "host-1"), Some(("failed".into(), 2)));
+    assert!(agents[0]["error"].as_str().unwrap().contains("No space left"), "{}", agents[0]);
+}
+
+#[test]
+fn the_settings_file_configures_the_agent_and_a_bad_one_is_named() {
+    let ctx = TestContext::new();
+    let registry = Registry::start(&ctx, &[]);
+    registry.run(&ctx, &["push", "web", "1.0.0", &tree(&ctx, "v1", "v1")]).success();
+    registry.run(&ctx, &["config", "create", "web-prod", "--layer", "web:1.0.0"]).success();
+    let token = agent_token(&ctx, &registry, "host-1");
+    let etc = ctx.path("etc");
+    fs_err::create_dir_all(&etc).unwrap();
+    let settings = etc.join("agent.toml");
+    fs_err::write(
+        &settings,
+        format!(
+            "config = \"web-prod\"\nroot = \"../srv\"\nname = \"host-1\"\nregistry = \"{}\"\ntoken = \"{token}\"\n\n\
+             [deploy]\npost_activate = \"echo $DEPOT_CONFIG > ../../activated\"\n",
+            registry.url
+        ),
+    )
+    .unwrap();
+    let settings = settings.to_str().unwrap();
+    let once = ctx.run(&["agent", "--settings", settings, "--once", "--json"]).success().json();
+    assert_eq!(once["outcome"], "activated", "{once}");
+    let root = ctx.path("srv");
+    assert_eq!(content(&root), "v1");
+    assert_eq!(fs_err::read_to_string(root.join("activated")).unwrap(), "web-prod\n", "the [deploy] hook ran");
+    assert_eq!(host_state(&status(&ctx, &registry), "host-1"), Some(("active".into(), 1)));
+
+    // The environment still beats the file.
+    let mut command = ctx.command();
+    command.env("DEPOT_AGENT_SETTINGS", settings).env("DEPOT_CONFIG", "other").args(["agent", "--once"]);
+    let output = command.output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("other"), "{}", String::from_utf8_lossy(&output.stderr));
+
+    fs_err::write(ctx.path("etc/bad.toml"), "config = \"web-prod\"\nhealth = \"yes\"\n").unwrap();
+    let bad = ctx.path("etc/bad.toml");
+    ctx.run(&["agent", "--settings", bad.to_str().unwrap(), "--once"])
+        .failure()
+        .stderr_contains("bad.toml")
+        .stderr_contains("hint:");
+    fs_err::write(ctx.path("etc/empty.toml"), "").unwrap();
+    let empty = ctx.path("etc/empty.toml");
+    ctx.run(&["agent", "--settings", empty.to_str().unwrap(), "--once"])
+        .failure()
+        .stderr_contains("no configuration to follow")
+        .stderr_contains("DEPOT_CONFIG");
+}
