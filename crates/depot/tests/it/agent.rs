@@ -157,6 +157,16 @@ fn three_agents_converge_one_rolls_back_alone_and_they_ride_out_a_registry_resta
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(host_state(&status(&ctx, &registry), "host-3"), Some(("rolled-back".into(), 3)));
 
+    // Back to the content of revision 2: host-3 already runs it and says so; the bad content
+    // again: host-3 reports that it failed there before, and keeps what it runs.
+    registry.run(&ctx, &["config", "set", "web-prod", "web:1.1.0"]).success();
+    wait_until("all three active at revision 4", CONVERGE, || all_at(&registry, 4, ["active"; 3]), logs);
+    registry.run(&ctx, &["config", "set", "web-prod", "web:1.2.0"]).success();
+    wait_until("host-3 not trying revision 5", CONVERGE, || all_at(&registry, 5, ["active", "active", "failed"]), logs);
+    assert_eq!(content(&ctx.path("host-3")), "good 2");
+    let host3 = status(&ctx, &registry).into_iter().find(|a| a["host"] == "host-3").unwrap();
+    assert!(host3["error"].as_str().unwrap().contains("failed on this host before"), "{host3}");
+
     // The registry stops. The fix arrives on host-3 and an operator retries: host-3 deploys
     // without the registry and keeps its report until the registry answers again.
     drop(registry);
@@ -178,10 +188,10 @@ fn three_agents_converge_one_rolls_back_alone_and_they_ride_out_a_registry_resta
 
     // Back: the kept report arrives, and the agents follow the next change.
     let registry = Registry::start_at(&ctx, &listen, &[]);
-    wait_until("host-3's kept report to arrive", CONVERGE, || all_at(&registry, 3, ["active"; 3]), logs);
+    wait_until("host-3's kept report to arrive", CONVERGE, || all_at(&registry, 5, ["active"; 3]), logs);
     wait_until("the outbox to empty", CONVERGE, || !outbox.exists(), logs);
     registry.run(&ctx, &["config", "set", "web-prod", "web:1.3.0"]).success();
-    wait_until("all three active at revision 4", CONVERGE, || all_at(&registry, 4, ["active"; 3]), logs);
+    wait_until("all three active at revision 6", CONVERGE, || all_at(&registry, 6, ["active"; 3]), logs);
     for host in HOSTS {
         assert_eq!(content(&ctx.path(host)), "good 3");
     }

@@ -614,7 +614,8 @@ fn an_agent_follows_its_configuration_and_reports_each_step() {
     let failed = status();
     assert_eq!(failed["state"], "rolled-back");
     assert!(failed["error"].as_str().unwrap().contains("health"), "{failed}");
-    agent(&["--once"]).success().stderr_contains("failed before");
+    agent(&["--once"]).success().stderr_contains("failed on this host before");
+    assert_eq!(status()["state"], "rolled-back", "the failure's report stays");
     assert_eq!(content(), "b");
 
     // Back to earlier content: the release on disk is reused, without downloading.

@@ -63,8 +63,8 @@ pub struct Agent<'a> {
     pub reporter: Reporter,
     pub stopping: Arc<AtomicBool>,
     pub printer: &'a Printer,
-    /// Whether this process has reported the configuration's state yet.
-    pub reported: Cell<bool>,
+    /// The revision and state this process reported last.
+    pub last_report: Cell<Option<(u64, AgentState)>>,
 }
 
 /// What every deploy of the agent shares; the release and its layers come from the configuration.
@@ -90,22 +90,29 @@ impl Agent<'_> {
         let state = self.dir.load_state()?;
         let release = release_id(config)?;
         if state.active_hash.as_deref() == Some(&config.hash) && self.root.current().as_ref() == Some(&release) {
-            // A kill after the state was saved may have left the previous configuration's blobs,
-            // and its last report unsent: a new process says once where it stands.
+            // A kill after the state was saved may have left the previous configuration's blobs.
             self.forget_blobs(config)?;
-            if !self.reported.replace(true) {
+            // Back on a release that is already active (a new process, or a configuration that
+            // returned to the content this host kept after a failure): say so once.
+            if self.last_report.get() != Some((config.revision, AgentState::Active)) {
                 self.report(config, AgentState::Active, None, None, &BTreeMap::new());
             }
             return Ok(Cycle::Unchanged);
         }
         if state.failed_hashes.contains(&config.hash) {
-            self.printer.message(format!(
-                "configuration {} revision {} (hash {}) failed before; waiting for it to change \
-                 (or for `depot agent retry`)",
+            let message = format!(
+                "configuration {} revision {} (hash {}) failed on this host before; not tried again until the \
+                 configuration changes or `depot agent retry`",
                 config.name,
                 config.revision,
                 &config.hash[..12]
-            ));
+            );
+            self.printer.message(&message);
+            // A new revision with content that failed here before: the registry learns it is not
+            // deployed. (A new process does not repeat it: the registry keeps the failure's report.)
+            if self.last_report.get().is_some_and(|(revision, _)| revision != config.revision) {
+                self.report(config, AgentState::Failed, Some(message), None, &BTreeMap::new());
+            }
             return Ok(Cycle::Unchanged);
         }
         let started = Instant::now();
@@ -276,7 +283,7 @@ impl Agent<'_> {
         output: Option<String>,
         timings: &BTreeMap<String, u64>,
     ) {
-        self.reported.set(true);
+        self.last_report.set(Some((config.revision, state)));
         self.reporter.send(AgentReport {
             revision: config.revision,
             hash: config.hash.clone(),

@@ -82,7 +82,8 @@ fn follow(args: AgentArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
         lock_timeout: lock_timeout(args.lock_timeout, &root_config),
     };
     let reporter = Reporter::start(client.clone(), config.clone(), host.clone(), dir.join("outbox.json"));
-    let agent = Agent { root, dir, client, config, settings, reporter, stopping, printer, reported: Cell::new(false) };
+    let agent =
+        Agent { root, dir, client, config, settings, reporter, stopping, printer, last_report: Cell::new(None) };
     agent.clean_leftovers()?;
 
     if args.once {
