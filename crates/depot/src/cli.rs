@@ -104,6 +104,21 @@ pub struct RootArgs {
     pub lock_timeout: Option<Duration>,
 }
 
+/// What a deploy runs and keeps, for `depot deploy` and `depot agent` alike.
+#[derive(Debug, Args)]
+pub struct DeployPolicyArgs {
+    /// Command run in the staged release before the switch; on failure nothing is activated.
+    #[arg(long, value_name = "CMD")]
+    pub validate: Option<String>,
+
+    #[command(flatten)]
+    pub activation: ActivationArgs,
+
+    /// Releases to keep after a successful deploy (never the current or the previous good one) [default: 5].
+    #[arg(long)]
+    pub keep: Option<usize>,
+}
+
 /// Hooks and health check run after `current` is switched.
 #[derive(Debug, Args)]
 pub struct ActivationArgs {
@@ -172,16 +187,8 @@ pub struct DeployArgs {
     #[arg(long)]
     pub copy: bool,
 
-    /// Command run in the staged release before the switch; on failure nothing is activated.
-    #[arg(long, value_name = "CMD")]
-    pub validate: Option<String>,
-
     #[command(flatten)]
-    pub activation: ActivationArgs,
-
-    /// Releases to keep after a successful deploy (never the current or the previous good one) [default: 5].
-    #[arg(long)]
-    pub keep: Option<usize>,
+    pub policy: DeployPolicyArgs,
 
     /// The most entries an archive may hold [default: 1000000].
     #[arg(long)]
@@ -582,16 +589,8 @@ pub struct AgentArgs {
     #[arg(long)]
     pub once: bool,
 
-    /// Command run in the staged release before the switch; on failure nothing is activated.
-    #[arg(long, value_name = "CMD")]
-    pub validate: Option<String>,
-
     #[command(flatten)]
-    pub activation: ActivationArgs,
-
-    /// Releases to keep (never the current or the previous good one) [default: 5].
-    #[arg(long)]
-    pub keep: Option<usize>,
+    pub policy: DeployPolicyArgs,
 
     #[command(flatten)]
     pub registry: RegistryArgs,

@@ -21,10 +21,10 @@ pub fn run(args: DeployArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
         layers: vec![Layer { source, sha256: args.sha256 }],
         force: args.force,
         copy: args.copy,
-        keep: keep(args.keep, &config),
+        keep: keep(args.policy.keep, &config),
         limits: config.limits.resolve(args.max_files, args.max_bytes),
-        validate: args.validate.or(config.deploy.validate.clone()),
-        activation: activation_options(&args.activation, &config),
+        validate: args.policy.validate.or(config.deploy.validate.clone()),
+        activation: activation_options(&args.policy.activation, &config),
         lock_timeout: lock_timeout(args.root.lock_timeout, &config),
     };
     let progress = printer.progress();

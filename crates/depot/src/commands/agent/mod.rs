@@ -75,10 +75,10 @@ fn follow(args: AgentArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
     let stopping = Arc::new(AtomicBool::new(false));
     watch_signals(events.clone(), stopping.clone())?;
     let settings = Settings {
-        keep: keep(args.keep, &root_config),
+        keep: keep(args.policy.keep, &root_config),
         limits: root_config.limits.resolve(None, None),
-        validate: args.validate.or(root_config.deploy.validate.clone()),
-        activation: activation_options(&args.activation, &root_config),
+        validate: args.policy.validate.or(root_config.deploy.validate.clone()),
+        activation: activation_options(&args.policy.activation, &root_config),
         lock_timeout: lock_timeout(args.lock_timeout, &root_config),
     };
     let reporter = Reporter::start(client.clone(), config.clone(), host.clone(), dir.join("outbox.json"));
