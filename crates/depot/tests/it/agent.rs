@@ -418,3 +418,43 @@ fn the_settings_file_configures_the_agent_and_a_bad_one_is_named() {
         .stderr_contains("no configuration to follow")
         .stderr_contains("DEPOT_CONFIG");
 }
+
+#[test]
+fn a_layer_whose_bytes_do_not_match_its_digest_is_never_deployed() {
+    let ctx = TestContext::new();
+    let registry = Registry::start(&ctx, &[]);
+    registry.run(&ctx, &["push", "web", "1.0.0", &tree(&ctx, "v1", "v1")]).success();
+    let pushed = registry.run(&ctx, &["push", "web", "2.0.0", &tree(&ctx, "v2", "v2")]).success();
+    registry.run(&ctx, &["config", "create", "web-prod", "--layer", "web:1.0.0"]).success();
+    let token = agent_token(&ctx, &registry, "host-1");
+    let root = ctx.root();
+    let agent = || {
+        registry.run_as(
+            &ctx,
+            &token,
+            &["agent", "--config", "web-prod", "--name", "host-1", "--once", "--root", root.to_str().unwrap()],
+        )
+    };
+    agent().success();
+
+    // The registry's copy of 2.0.0 rots on disk (same size, other bytes).
+    let hex = pushed.stdout.trim().trim_start_matches("sha256:").to_owned();
+    let blob = ctx.path("registry-data").join("blobs/sha256").join(&hex[..2]).join(&hex);
+    let mut bytes = fs_err::read(&blob).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    fs_err::write(&blob, bytes).unwrap();
+    registry.run(&ctx, &["config", "set", "web-prod", "web:2.0.0"]).success();
+
+    let run = agent().failure();
+    assert!(run.stderr.contains("digest"), "{}", run.stderr);
+    assert_eq!(content(&root), "v1", "nothing was deployed");
+    let blobs: Vec<String> = fs_err::read_dir(root.join(".depot/agent/blobs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!blobs.contains(&hex) && blobs.iter().all(|b| !b.starts_with('.')), "nothing kept: {blobs:?}");
+    let agents = status(&ctx, &registry);
+    assert_eq!(host_state(&agents, "host-1"), Some(("failed".into(), 2)));
+    assert!(agents[0]["error"].as_str().unwrap().contains("digest"), "{}", agents[0]);
+}
