@@ -302,7 +302,7 @@ impl Client {
         self.get_json(&["api", "v1", "components"])
     }
 
-    /// `GET /api/v1/components/{component}/versions`, in push order.
+    /// `GET /api/v1/components/{component}/versions`, oldest first (semver precedence; other labels in push order, first).
     pub fn versions(&self, component: &ComponentName) -> Result<Vec<VersionInfo>, ClientError> {
         self.get_json(&["api", "v1", "components", component.as_str(), "versions"])
     }

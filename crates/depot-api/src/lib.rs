@@ -5,6 +5,7 @@
 pub mod client;
 pub mod error;
 pub mod names;
+pub mod semver_order;
 pub mod types;
 
 pub use error::{ErrorBody, ErrorCode};

@@ -22,7 +22,7 @@ pub enum StoreError {
         component: ComponentName,
         version: VersionLabel,
         existing: Digest,
-        /// The next patch version after the component's newest semver version, if it has one.
+        /// The version to cut instead (`depot_api::semver_order::next_after`), when the label is semver.
         next: Option<String>,
     },
     #[error("configuration {0} already exists")]

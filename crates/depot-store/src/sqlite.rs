@@ -10,7 +10,7 @@ use depot_api::types::{
     AgentReport, AgentStatus, BumpResult, ComponentSummary, Config, ConfigSummary, HistoryEntry, Layer, LayerRef, Role,
     TokenInfo, VersionInfo, config_hash,
 };
-use depot_api::{ComponentName, ConfigName, Digest, HostName, TokenName, VersionLabel};
+use depot_api::{ComponentName, ConfigName, Digest, HostName, TokenName, VersionLabel, semver_order};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use crate::{Result, StoreError};
@@ -177,7 +177,7 @@ impl SqliteMetadata {
                     component: component.clone(),
                     version: version.clone(),
                     existing: existing.digest,
-                    next: next_patch(&labels),
+                    next: semver_order::next_after(labels.iter().map(String::as_str), version.as_str()),
                 });
             }
             let known: Option<i64> =
@@ -203,27 +203,24 @@ impl SqliteMetadata {
 
     pub fn components(&self) -> Result<Vec<ComponentSummary>> {
         self.transaction(|tx| {
-            let mut statement = tx.prepare(
-                "SELECT component, COUNT(*), (SELECT version FROM versions n WHERE n.component = v.component ORDER BY seq DESC LIMIT 1)
-                 FROM versions v GROUP BY component ORDER BY component",
-            )?;
-            let rows = statement.query_map([], |row| {
-                Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?, row.get::<_, Option<String>>(2)?))
-            })?;
+            let mut statement = tx.prepare("SELECT DISTINCT component FROM versions ORDER BY component")?;
+            let names: Vec<String> =
+                statement.query_map([], |row| row.get(0))?.collect::<std::result::Result<_, _>>()?;
             let mut components = Vec::new();
-            for row in rows {
-                let (name, versions, newest) = row?;
+            for name in names {
+                let name = parse(ComponentName::parse(&name))?;
+                let versions = versions_of(tx, &name)?;
                 components.push(ComponentSummary {
-                    name: parse(ComponentName::parse(&name))?,
-                    versions: versions as u64,
-                    newest: newest.map(|v| parse(VersionLabel::parse(&v))).transpose()?,
+                    versions: versions.len() as u64,
+                    newest: versions.last().map(|v| v.version.clone()),
+                    name,
                 });
             }
             Ok(components)
         })
     }
 
-    /// The versions of a component in push order. An unknown component is an error.
+    /// The versions of a component, oldest first ([`semver_order`]). An unknown component is an error.
     pub fn versions(&self, component: &ComponentName) -> Result<Vec<VersionInfo>> {
         self.transaction(|tx| {
             let versions = versions_of(tx, component)?;
@@ -363,7 +360,9 @@ impl SqliteMetadata {
         })
     }
 
-    /// Moves one layer to the component's newest version (by push order).
+    /// Moves one layer to the component's newest version ([`semver_order`]): the newest stable
+    /// one when the layer is on a stable version, so that a bump never lands on a release
+    /// candidate by surprise.
     pub fn bump(
         &self,
         name: &ConfigName,
@@ -377,9 +376,16 @@ impl SqliteMetadata {
             let Some(position) = current.layers.iter().position(|l| &l.component == component) else {
                 return Err(StoreError::Invalid(format!("configuration {name} has no layer of component {component}")));
             };
-            let newest =
-                versions_of(tx, component)?.pop().ok_or_else(|| StoreError::UnknownComponent(component.clone()))?;
             let previous = current.layers[position].version.clone();
+            let stable_only = semver_order::parse(previous.as_str()).is_some_and(|v| v.pre.is_empty());
+            let versions = versions_of(tx, component)?;
+            let newest = versions
+                .iter()
+                .rev()
+                .find(|v| !stable_only || semver_order::parse(v.version.as_str()).is_some_and(|v| v.pre.is_empty()))
+                .or(versions.last())
+                .cloned()
+                .ok_or_else(|| StoreError::UnknownComponent(component.clone()))?;
             if newest.version == previous {
                 return Ok(BumpResult {
                     config: current,
@@ -635,7 +641,8 @@ impl SqliteMetadata {
 
     /// Keeps at most `max_versions` versions of each component (0: no limit), never deleting the
     /// newest version nor one used by a configuration's current or last
-    /// [`PROTECTED_REVISIONS`] revisions. Oldest pushed go first. Returns what was deleted.
+    /// [`PROTECTED_REVISIONS`] revisions. The oldest ([`semver_order`]) go first. Returns what was
+    /// deleted.
     pub fn apply_retention(&self, max_versions: u64) -> Result<Vec<LayerRef>> {
         if max_versions == 0 {
             return Ok(Vec::new());
@@ -721,22 +728,6 @@ fn version_info(raw: (String, String, String, i64, String, String, String)) -> R
 
 const VERSION_COLUMNS: &str = "v.component, v.version, v.digest, b.size, v.created_at, v.creator, v.labels FROM versions v JOIN blobs b ON b.digest = v.digest";
 
-/// The patch after the newest semver label (`v1.2.3` → `v1.2.4`; a pre-release `1.3.0-rc.1` →
-/// `1.3.0`), keeping a leading `v`; `None` when no label is semver.
-fn next_patch(labels: &[String]) -> Option<String> {
-    let (label, newest) = labels
-        .iter()
-        .filter_map(|label| Some((label, semver::Version::parse(label.strip_prefix('v').unwrap_or(label)).ok()?)))
-        .max_by(|a, b| a.1.cmp_precedence(&b.1))?;
-    let next = if newest.pre.is_empty() {
-        semver::Version::new(newest.major, newest.minor, newest.patch + 1)
-    } else {
-        semver::Version::new(newest.major, newest.minor, newest.patch)
-    };
-    let prefix = if label.starts_with('v') { "v" } else { "" };
-    Some(format!("{prefix}{next}"))
-}
-
 fn find_version(
     tx: &Transaction<'_>,
     component: &ComponentName,
@@ -752,10 +743,13 @@ fn find_version(
     raw.map(version_info).transpose()
 }
 
+/// A component's versions, oldest first: push order, then sorted by [`semver_order`].
 fn versions_of(tx: &Transaction<'_>, component: &ComponentName) -> Result<Vec<VersionInfo>> {
     let mut statement = tx.prepare(&format!("SELECT {VERSION_COLUMNS} WHERE v.component = ?1 ORDER BY v.seq"))?;
     let rows = statement.query_map([component.as_str()], version_row)?;
-    rows.map(|row| version_info(row?)).collect()
+    let mut versions = rows.map(|row| version_info(row?)).collect::<Result<Vec<_>>>()?;
+    semver_order::sort(&mut versions, |v| v.version.as_str());
+    Ok(versions)
 }
 
 fn resolve_version(tx: &Transaction<'_>, component: &ComponentName, version: &VersionLabel) -> Result<VersionInfo> {
@@ -865,21 +859,4 @@ fn protected_versions(tx: &Transaction<'_>) -> Result<HashSet<(String, String)>>
         protected.extend(layers.into_iter().map(|l| (l.component.to_string(), l.version.to_string())));
     }
     Ok(protected)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::next_patch;
-
-    fn next(labels: &[&str]) -> Option<String> {
-        next_patch(&labels.iter().map(|l| l.to_string()).collect::<Vec<_>>())
-    }
-
-    #[test]
-    fn the_next_patch_follows_the_newest_semver_label() {
-        assert_eq!(next(&["1.9.0", "1.10.0", "latest-build"]).as_deref(), Some("1.10.1"));
-        assert_eq!(next(&["v2.0.0", "v1.0.0"]).as_deref(), Some("v2.0.1"));
-        assert_eq!(next(&["1.2.0", "1.3.0-rc.1"]).as_deref(), Some("1.3.0"));
-        assert_eq!(next(&["build-7", "nightly"]), None);
-    }
 }

@@ -53,14 +53,20 @@ fn versions_are_immutable() {
             store.add_version(&component("web"), &version("1.0.0"), &digest(2), &BTreeMap::new(), "ci").unwrap_err();
         assert!(matches!(error, StoreError::VersionExists { .. }), "{error}");
         assert_eq!(error.to_api().code.as_str(), "version-exists");
-        // The hint names the patch after the newest version, not after the one refused.
+        // The hint names the version to cut instead: the next patch of the refused version's
+        // line for a stable version, the next rc for a release candidate.
         push(&store, "web", "1.10.0", 3);
         push(&store, "web", "1.9.0", 4);
+        push(&store, "web", "1.11.0-rc.1", 6);
         store.record_blob(&digest(5), 5).unwrap();
-        let error =
-            store.add_version(&component("web"), &version("1.9.0"), &digest(5), &BTreeMap::new(), "ci").unwrap_err();
-        let hint = error.to_api().hint.unwrap();
-        assert!(hint.contains("depot push web 1.10.1"), "{hint}");
+        let hint = |label: &str| {
+            let error =
+                store.add_version(&component("web"), &version(label), &digest(5), &BTreeMap::new(), "ci").unwrap_err();
+            error.to_api().hint.unwrap()
+        };
+        assert!(hint("1.10.0").contains("depot push web 1.10.1"), "{}", hint("1.10.0"));
+        assert!(hint("1.9.0").contains("depot push web 1.9.1"), "{}", hint("1.9.0"));
+        assert!(hint("1.11.0-rc.1").contains("depot push web 1.11.0-rc.2"), "{}", hint("1.11.0-rc.1"));
         let unknown =
             store.add_version(&component("web"), &version("2.0.0"), &digest(9), &BTreeMap::new(), "ci").unwrap_err();
         assert!(matches!(unknown, StoreError::UnknownBlob(_)));
@@ -68,14 +74,14 @@ fn versions_are_immutable() {
 }
 
 #[test]
-fn versions_keep_labels_creator_and_push_order() {
+fn versions_keep_labels_creator_and_their_order() {
     for Fresh { store, .. } in backends() {
         store.record_blob(&digest(1), 10).unwrap();
         let labels = BTreeMap::from([("git_sha".to_owned(), "abc123".to_owned())]);
         store.add_version(&component("web"), &version("b"), &digest(1), &labels, "alice").unwrap();
         push(&store, "web", "a", 2);
         let versions = store.versions(&component("web")).unwrap();
-        assert_eq!(versions.iter().map(|v| v.version.as_str()).collect::<Vec<_>>(), ["b", "a"]);
+        assert_eq!(versions.iter().map(|v| v.version.as_str()).collect::<Vec<_>>(), ["b", "a"], "push order");
         assert_eq!(versions[0].labels, labels);
         assert_eq!(versions[0].creator, "alice");
         assert_eq!(versions[0].size, 10);
@@ -84,6 +90,15 @@ fn versions_keep_labels_creator_and_push_order() {
         assert_eq!(components.len(), 1);
         assert_eq!(components[0].versions, 2);
         assert_eq!(components[0].newest.as_ref().unwrap().as_str(), "a");
+
+        // Semver labels by precedence, after the others, whatever the push order.
+        for (n, label) in ["1.10.0", "1.2.0", "v1.9.0", "1.10.0-rc.1"].into_iter().enumerate() {
+            push(&store, "web", label, 3 + n as u8);
+        }
+        let versions = store.versions(&component("web")).unwrap();
+        let order: Vec<&str> = versions.iter().map(|v| v.version.as_str()).collect();
+        assert_eq!(order, ["b", "a", "1.2.0", "v1.9.0", "1.10.0-rc.1", "1.10.0"]);
+        assert_eq!(store.components().unwrap()[0].newest.as_ref().unwrap().as_str(), "1.10.0");
     }
 }
 
@@ -122,17 +137,25 @@ fn configurations_have_revisions_history_and_a_content_hash() {
 }
 
 #[test]
-fn bump_moves_to_the_newest_pushed_version() {
+fn bump_moves_to_the_newest_version_by_semver() {
     for Fresh { store, .. } in backends() {
-        push(&store, "web", "2.0.0", 1);
-        push(&store, "web", "1.9.9", 2); // pushed later: newest by push order
-        store.create_config(&config("prod"), &[layer("web:2.0.0")], "a").unwrap();
+        push(&store, "web", "1.9.9", 1);
+        push(&store, "web", "2.0.0", 2);
+        push(&store, "web", "1.9.10", 3); // pushed last, but not the newest
+        push(&store, "web", "2.1.0-rc.1", 4);
+        store.create_config(&config("prod"), &[layer("web:1.9.9")], "a").unwrap();
         let bumped = store.bump(&config("prod"), &component("web"), None, "a").unwrap();
-        assert_eq!(bumped.previous.as_str(), "2.0.0");
-        assert_eq!(bumped.current.as_str(), "1.9.9");
+        assert_eq!(bumped.previous.as_str(), "1.9.9");
+        assert_eq!(bumped.current.as_str(), "2.0.0", "a stable layer moves to the newest stable version");
         assert_eq!(bumped.config.revision, 2);
         let again = store.bump(&config("prod"), &component("web"), None, "a").unwrap();
         assert_eq!(again.config.revision, 2, "already newest: no new revision");
+        // A layer on a release candidate moves to the newest of all.
+        store.create_config(&config("staging"), &[layer("web:1.9.9")], "a").unwrap();
+        store.set_layers(&config("staging"), &[layer("web:2.1.0-rc.1")], None, "a").unwrap();
+        push(&store, "web", "2.1.0-rc.2", 5);
+        let bumped = store.bump(&config("staging"), &component("web"), None, "a").unwrap();
+        assert_eq!(bumped.current.as_str(), "2.1.0-rc.2");
     }
 }
 
@@ -279,5 +302,18 @@ fn agents_report_their_own_status_and_late_reports_do_not_win() {
         store.delete_config(&config("prod"), None).unwrap();
         store.create_config(&config("prod"), &[layer("web:1.0.0")], "a").unwrap();
         assert!(store.agents(&config("prod")).unwrap().is_empty(), "deleting a configuration forgets its agents");
+    }
+}
+
+#[test]
+fn retention_removes_the_lowest_semver_versions_first() {
+    for Fresh { store, .. } in backends() {
+        push(&store, "web", "2.0.0", 1);
+        push(&store, "web", "1.0.0", 2); // pushed after 2.0.0, but older by semver
+        push(&store, "web", "1.5.0", 3);
+        let removed = store.apply_retention(2).unwrap();
+        assert_eq!(removed.iter().map(|l| l.version.as_str()).collect::<Vec<_>>(), ["1.0.0"]);
+        let left = store.versions(&component("web")).unwrap();
+        assert_eq!(left.iter().map(|v| v.version.as_str()).collect::<Vec<_>>(), ["1.5.0", "2.0.0"]);
     }
 }

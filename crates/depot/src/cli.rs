@@ -399,7 +399,10 @@ pub struct ComponentsArgs {
     pub registry: RegistryArgs,
 }
 
-/// List the versions of a component, oldest push first.
+/// List the versions of a component, oldest first.
+///
+/// Semver labels (`1.4.2`, `v2.0.0-rc.1`) are ordered by semver precedence, build metadata ignored;
+/// other labels come first, in push order.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   depot versions web
@@ -488,6 +491,9 @@ pub struct ConfigSetArgs {
 }
 
 /// Move a component's layer to its newest version, and print the command that undoes it.
+///
+/// Newest by semver precedence; a layer on a stable version moves to the newest stable version,
+/// never to a release candidate.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   depot config bump web-prod web       # prints: depot config set web-prod web:1.4.1

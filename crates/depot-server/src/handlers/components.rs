@@ -17,7 +17,7 @@ pub async fn list(
     Ok(Json(state.blocking(|state| Ok(state.metadata.components()?)).await?))
 }
 
-#[utoipa::path(get, path = "/api/v1/components/{component}/versions", tag = "components", params(("component" = String, Path)), responses((status = 200, description = "in push order", body = [VersionInfo]), (status = 404, body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
+#[utoipa::path(get, path = "/api/v1/components/{component}/versions", tag = "components", params(("component" = String, Path)), responses((status = 200, description = "oldest first: labels that are not semver in push order, then semver labels by precedence", body = [VersionInfo]), (status = 404, body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
 pub async fn versions(
     Viewer(_caller): Viewer,
     State(state): State<AppState>,

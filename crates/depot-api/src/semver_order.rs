@@ -1,0 +1,144 @@
+//! How version labels are ordered. A label that is strict SemVer 2.0.0 (optionally after one
+//! leading `v`) is ordered by semver precedence, build metadata ignored; any other label keeps
+//! push order, before every semver label. The registry lists, bumps and retains by this order.
+
+use std::cmp::Ordering;
+
+/// The label as a semver version, if it is one: `1.2.3`, `v1.2.3-rc.1`, `1.2.3+build.5`.
+/// Leading zeros (`01.2.3`, `1.2.3-rc.01`) and empty identifiers (`1.2.3-rc..1`) are not semver.
+pub fn parse(label: &str) -> Option<semver::Version> {
+    semver::Version::parse(label.strip_prefix('v').unwrap_or(label)).ok()
+}
+
+/// Sorts `items`, given in push order, from oldest to newest by their labels' order. The sort
+/// is stable: labels of equal precedence (`1.0.0+a`, `1.0.0+b`) keep push order.
+pub fn sort<T>(items: &mut [T], label: impl Fn(&T) -> &str) {
+    items.sort_by(|a, b| compare(label(a), label(b)));
+}
+
+/// Non-semver labels before semver ones (push order among themselves: equal here), semver
+/// labels by precedence.
+fn compare(a: &str, b: &str) -> Ordering {
+    match (parse(a), parse(b)) {
+        (Some(a), Some(b)) => a.cmp_precedence(&b),
+        (Some(_), None) => Ordering::Greater,
+        (None, Some(_)) => Ordering::Less,
+        (None, None) => Ordering::Equal,
+    }
+}
+
+/// The version to cut instead of `refused`, a label that already exists with other content:
+/// for a stable `X.Y.Z`, the patch after the highest `X.Y.*`; for a pre-release `X.Y.Z-rc.N`,
+/// the next `rc` number of `X.Y.Z`. Keeps a leading `v`. `None` when `refused` is not semver.
+pub fn next_after<'a>(existing: impl IntoIterator<Item = &'a str>, refused: &str) -> Option<String> {
+    let wanted = parse(refused)?;
+    let existing: Vec<semver::Version> = existing.into_iter().filter_map(parse).collect();
+    let next = if wanted.pre.is_empty() {
+        let patch = existing
+            .iter()
+            .filter(|v| v.pre.is_empty() && v.major == wanted.major && v.minor == wanted.minor)
+            .map(|v| v.patch)
+            .chain([wanted.patch])
+            .max()
+            .expect("at least the refused version");
+        semver::Version::new(wanted.major, wanted.minor, patch + 1)
+    } else {
+        // `rc.3` → tag `rc`, number 3; a pre-release without a trailing number gets `.1`.
+        let (tag, _) = split_pre(&wanted.pre);
+        let number = existing
+            .iter()
+            .filter(|v| (v.major, v.minor, v.patch) == (wanted.major, wanted.minor, wanted.patch))
+            .filter_map(|v| match split_pre(&v.pre) {
+                (t, Some(n)) if t == tag => Some(n),
+                (t, None) if t == tag => Some(0),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(0);
+        let mut next = semver::Version::new(wanted.major, wanted.minor, wanted.patch);
+        next.pre = semver::Prerelease::new(&format!("{tag}.{}", number + 1)).expect("a valid pre-release");
+        next
+    };
+    let prefix = if refused.starts_with('v') { "v" } else { "" };
+    Some(format!("{prefix}{next}"))
+}
+
+/// `rc.3` → (`rc`, Some(3)); `beta` → (`beta`, None); `rc.1.2` → (`rc.1`, Some(2)).
+fn split_pre(pre: &semver::Prerelease) -> (&str, Option<u64>) {
+    match pre.as_str().rsplit_once('.') {
+        Some((tag, number)) if number.bytes().all(|b| b.is_ascii_digit()) => (tag, number.parse().ok()),
+        _ => (pre.as_str(), None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[test]
+    fn only_strict_semver_is_semver() {
+        for label in ["1.2.3", "v1.2.3", "0.0.1", "1.2.3-rc.1", "1.2.3-rc.1+build.5", "10.20.30-alpha.beta-x.0"] {
+            assert!(parse(label).is_some(), "{label}");
+        }
+        for label in
+            ["01.2.3", "1.02.3", "1.2.03", "1.2.3-rc.01", "1.2.3-rc..1", "1.2.3-", "1.2.3+", "1.2", "vv1.2.3", "V1.2.3"]
+        {
+            assert!(parse(label).is_none(), "{label}");
+        }
+    }
+
+    #[test]
+    fn semver_orders_by_precedence_and_others_by_push_order() {
+        let mut labels = vec!["1.10.0", "nightly", "1.2.0", "1.10.0-rc.2", "v1.9.9", "1.10.0-rc.10", "build-7"];
+        sort(&mut labels, |l| l);
+        assert_eq!(labels, ["nightly", "build-7", "1.2.0", "v1.9.9", "1.10.0-rc.2", "1.10.0-rc.10", "1.10.0"]);
+        let mut same = vec!["1.0.0+b", "1.0.0+a"];
+        sort(&mut same, |l| l);
+        assert_eq!(same, ["1.0.0+b", "1.0.0+a"], "build metadata is ignored: push order");
+    }
+
+    #[test]
+    fn the_version_to_cut_instead() {
+        let existing = ["1.3.9", "1.4.0", "1.4.1", "1.5.0-rc.1", "1.5.0-rc.2", "v2.0.0", "nightly"];
+        let next = |refused: &str| next_after(existing, refused);
+        assert_eq!(next("1.4.0").as_deref(), Some("1.4.2"));
+        assert_eq!(next("1.3.9").as_deref(), Some("1.3.10"), "a maintenance line stays on its line");
+        assert_eq!(next("1.5.0-rc.1").as_deref(), Some("1.5.0-rc.3"));
+        assert_eq!(next("v2.0.0").as_deref(), Some("v2.0.1"));
+        assert_eq!(next_after(["1.0.0-beta"], "1.0.0-beta").as_deref(), Some("1.0.0-beta.1"));
+        assert_eq!(next("nightly"), None);
+    }
+
+    fn version() -> impl Strategy<Value = String> {
+        (0u64..4, 0u64..4, 0u64..4, proptest::option::of(("(alpha|beta|rc)", 0u64..4)), any::<bool>()).prop_map(
+            |(major, minor, patch, pre, v)| {
+                let pre = pre.map(|(tag, n)| format!("-{tag}.{n}")).unwrap_or_default();
+                format!("{}{major}.{minor}.{patch}{pre}", if v { "v" } else { "" })
+            },
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn sorting_gives_precedence_order_and_keeps_everything(
+            labels in proptest::collection::vec(prop_oneof![version(), "[a-z]{1,6}"], 0..30)
+        ) {
+            let mut sorted = labels.clone();
+            sort(&mut sorted, |l| l.as_str());
+            let mut a = sorted.clone();
+            let mut b = labels.clone();
+            a.sort();
+            b.sort();
+            prop_assert_eq!(a, b, "a permutation");
+            for pair in sorted.windows(2) {
+                prop_assert_ne!(compare(&pair[0], &pair[1]), Ordering::Greater, "{:?}", pair);
+            }
+            // Non-semver labels keep their push order.
+            let others: Vec<&String> = labels.iter().filter(|l| parse(l).is_none()).collect();
+            let sorted_others: Vec<&String> = sorted.iter().filter(|l| parse(l).is_none()).collect();
+            prop_assert_eq!(others, sorted_others);
+        }
+    }
+}
