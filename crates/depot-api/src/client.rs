@@ -19,9 +19,9 @@ use sha2::{Digest as _, Sha256};
 use crate::error::{ErrorBody, ErrorCode};
 use crate::names::{ComponentName, ConfigName, Digest, HostName, TokenName, VersionLabel};
 use crate::types::{
-    AgentReport, AgentStatus, BlobInfo, BumpLayer, BumpResult, ComponentSummary, Config, ConfigSummary, CreateConfig,
-    CreateToken, GcReport, HistoryEntry, PushVersion, RollbackConfig, SetLayers, TokenCreated, TokenInfo, VersionInfo,
-    WhoAmI,
+    AgentReport, AgentStatus, BlobInfo, BumpLayer, BumpResult, ChannelInfo, ComponentSummary, Config, ConfigSummary,
+    CreateConfig, CreateToken, DeprecateVersion, GcReport, HistoryEntry, PushVersion, RollbackConfig, SetLayers,
+    TokenCreated, TokenInfo, VersionInfo, WhoAmI,
 };
 
 /// How long a request that moves only metadata may take.
@@ -295,6 +295,30 @@ impl Client {
             });
         }
         Ok(total)
+    }
+
+    /// `PUT /api/v1/components/{component}/versions/{version}/deprecation`
+    pub fn deprecate(
+        &self,
+        component: &ComponentName,
+        version: &VersionLabel,
+        request: &DeprecateVersion,
+    ) -> Result<VersionInfo, ClientError> {
+        let path = ["api", "v1", "components", component.as_str(), "versions", version.as_str(), "deprecation"];
+        self.send_json(Method::PUT, &path, request)
+    }
+
+    /// `DELETE /api/v1/components/{component}/versions/{version}/deprecation`
+    pub fn undeprecate(&self, component: &ComponentName, version: &VersionLabel) -> Result<VersionInfo, ClientError> {
+        let url =
+            self.url(&["api", "v1", "components", component.as_str(), "versions", version.as_str(), "deprecation"]);
+        let response = self.send(self.http.delete(url.clone()), &url, METADATA_TIMEOUT)?;
+        read_json(response, &url)
+    }
+
+    /// `GET /api/v1/components/{component}/channels`
+    pub fn channels(&self, component: &ComponentName) -> Result<Vec<ChannelInfo>, ClientError> {
+        self.get_json(&["api", "v1", "components", component.as_str(), "channels"])
     }
 
     /// `GET /api/v1/components`

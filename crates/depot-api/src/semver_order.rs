@@ -3,6 +3,7 @@
 //! push order, before every semver label. The registry lists, bumps and retains by this order.
 
 use std::cmp::Ordering;
+use std::collections::BTreeMap;
 
 /// The label as a semver version, if it is one: `1.2.3`, `v1.2.3-rc.1`, `1.2.3+build.5`.
 /// Leading zeros (`01.2.3`, `1.2.3-rc.01`) and empty identifiers (`1.2.3-rc..1`) are not semver.
@@ -63,6 +64,28 @@ pub fn next_after<'a>(existing: impl IntoIterator<Item = &'a str>, refused: &str
     Some(format!("{prefix}{next}"))
 }
 
+/// The rolling channels of a component from its versions (deprecated ones left out by the
+/// caller): `X.Y` → the highest stable `X.Y.*`, `X` → the highest stable `X.*.*` for X ≥ 1, and
+/// `latest` → the highest stable version. Pre-releases and other labels move no channel.
+pub fn rolling_channels<'a>(labels: impl IntoIterator<Item = &'a str>) -> BTreeMap<String, String> {
+    let mut best: BTreeMap<String, (semver::Version, &'a str)> = BTreeMap::new();
+    for label in labels {
+        let Some(version) = parse(label).filter(|v| v.pre.is_empty()) else { continue };
+        let mut names = vec![format!("{}.{}", version.major, version.minor), "latest".to_owned()];
+        if version.major >= 1 {
+            names.push(version.major.to_string());
+        }
+        for name in names {
+            let higher =
+                best.get(&name).is_none_or(|(current, _)| version.cmp_precedence(current) == Ordering::Greater);
+            if higher {
+                best.insert(name, (version.clone(), label));
+            }
+        }
+    }
+    best.into_iter().map(|(name, (_, label))| (name, label.to_owned())).collect()
+}
+
 /// `rc.3` → (`rc`, Some(3)); `beta` → (`beta`, None); `rc.1.2` → (`rc.1`, Some(2)).
 fn split_pre(pre: &semver::Prerelease) -> (&str, Option<u64>) {
     match pre.as_str().rsplit_once('.') {
@@ -109,6 +132,24 @@ mod tests {
         assert_eq!(next("v2.0.0").as_deref(), Some("v2.0.1"));
         assert_eq!(next_after(["1.0.0-beta"], "1.0.0-beta").as_deref(), Some("1.0.0-beta.1"));
         assert_eq!(next("nightly"), None);
+    }
+
+    #[test]
+    fn rolling_channels_follow_the_highest_stable_versions() {
+        let channels = rolling_channels(["1.4.0", "1.3.9", "1.4.1", "1.5.0-rc.1", "0.9.0", "v2.0.0", "nightly"]);
+        let expected: BTreeMap<String, String> = [
+            ("0.9", "0.9.0"),
+            ("1", "1.4.1"),
+            ("1.3", "1.3.9"),
+            ("1.4", "1.4.1"),
+            ("2", "v2.0.0"),
+            ("2.0", "v2.0.0"),
+            ("latest", "v2.0.0"),
+        ]
+        .into_iter()
+        .map(|(a, b)| (a.to_owned(), b.to_owned()))
+        .collect();
+        assert_eq!(channels, expected, "no `0` channel, no pre-release, no other label");
     }
 
     fn version() -> impl Strategy<Value = String> {

@@ -85,6 +85,54 @@ pub struct VersionInfo {
     pub creator: String,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// Set when the version was deprecated: it stays downloadable, but no channel points to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deprecated: Option<Deprecation>,
+}
+
+/// Why a version was withdrawn from the channels, and what to use instead.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Deprecation {
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replacement: Option<VersionLabel>,
+    pub at: DateTime<Utc>,
+    /// The name of the token that deprecated it.
+    pub by: String,
+}
+
+/// `PUT /api/v1/components/{component}/versions/{version}/deprecation`
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DeprecateVersion {
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replacement: Option<VersionLabel>,
+}
+
+/// A channel of a component (`latest`, `1.4`, `1`): the version it names now, and how it moved.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ChannelInfo {
+    pub name: VersionLabel,
+    pub version: VersionLabel,
+    pub updated_at: DateTime<Utc>,
+    /// Oldest first.
+    pub history: Vec<ChannelMove>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ChannelMove {
+    pub at: DateTime<Utc>,
+    /// None when the channel was created.
+    pub from: Option<VersionLabel>,
+    /// None when the channel was removed (no version qualifies any more).
+    pub to: Option<VersionLabel>,
+    pub actor: String,
+    /// `pushed 1.4.2`, `deprecated 1.4.2: …`.
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -130,6 +178,20 @@ pub struct Layer {
     pub component: ComponentName,
     pub version: VersionLabel,
     pub digest: Digest,
+    /// The channel this layer tracks (`latest`, `1.4`): when it moves, the configuration gets a
+    /// new revision on its own. None for a pinned layer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<VersionLabel>,
+}
+
+impl std::fmt::Display for Layer {
+    /// `web:1.4.2`, or `web:1.4 (1.4.2)` for a layer tracking a channel.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.channel {
+            Some(channel) => write!(f, "{}:{channel} ({})", self.component, self.version),
+            None => write!(f, "{}:{}", self.component, self.version),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -343,6 +405,7 @@ mod tests {
             component: ComponentName::parse("web").unwrap(),
             version: VersionLabel::parse(version).unwrap(),
             digest: digest.clone(),
+            channel: None,
         };
         assert_eq!(config_hash(&[layer("1.0.0")]), config_hash(&[layer("renamed")]));
         // sha256("abab…ab\n")

@@ -13,7 +13,8 @@ use crate::handlers::{admin, agents, blobs, components, configs, tokens};
     paths(
         blobs::upload, blobs::download,
         components::list, components::versions, components::version, components::push_version,
-        components::delete_version, components::delete_component,
+        components::delete_version, components::delete_component, components::deprecate, components::undeprecate,
+        components::channels,
         configs::list, configs::create, configs::show, configs::set_layers, configs::bump, configs::rollback,
         configs::history, configs::delete,
         agents::report, agents::list,
@@ -23,7 +24,8 @@ use crate::handlers::{admin, agents, blobs, components, configs, tokens};
     components(schemas(
         ErrorBody, ErrorCode, Role, BlobInfo, PushVersion, VersionInfo, ComponentSummary, LayerRef, Layer, Config,
         ConfigSummary, CreateConfig, SetLayers, BumpLayer, BumpResult, RollbackConfig, HistoryEntry, CreateToken,
-        TokenInfo, TokenCreated, GcReport, WhoAmI, AgentState, AgentReport, AgentStatus,
+        TokenInfo, TokenCreated, GcReport, WhoAmI, AgentState, AgentReport, AgentStatus, Deprecation, DeprecateVersion,
+        ChannelInfo, ChannelMove,
     )),
     modifiers(&BearerToken),
 )]

@@ -20,6 +20,11 @@ pub fn router(state: AppState) -> Router {
             "/components/{component}/versions/{version}",
             put(components::push_version).get(components::version).delete(components::delete_version),
         )
+        .route(
+            "/components/{component}/versions/{version}/deprecation",
+            put(components::deprecate).delete(components::undeprecate),
+        )
+        .route("/components/{component}/channels", get(components::channels))
         .route("/configs", get(configs::list).post(configs::create))
         .route("/configs/{name}", get(configs::show).patch(configs::set_layers).delete(configs::delete))
         .route("/configs/{name}/bump", post(configs::bump))

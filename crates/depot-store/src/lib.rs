@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 pub use blobs::{BlobWriter, FsBlobs, VerifiedUpload};
 pub use error::{Result, StoreError};
-pub use sqlite::SqliteMetadata;
+pub use sqlite::{Added, Retention, SqliteMetadata};
 
 /// Opens the metadata and blob stores named by `metadata_url` (`sqlite:///path/depot.db`) and
 /// `blobs_url` (`file:///path/blobs`).

@@ -7,8 +7,8 @@ use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
 use depot_api::types::{
-    AgentReport, AgentStatus, BumpResult, ComponentSummary, Config, ConfigSummary, HistoryEntry, Layer, LayerRef, Role,
-    TokenInfo, VersionInfo, config_hash,
+    AgentReport, AgentStatus, BumpResult, ChannelInfo, ChannelMove, ComponentSummary, Config, ConfigSummary,
+    Deprecation, HistoryEntry, Layer, LayerRef, Role, TokenInfo, VersionInfo, config_hash,
 };
 use depot_api::{ComponentName, ConfigName, Digest, HostName, TokenName, VersionLabel, semver_order};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
@@ -61,6 +61,32 @@ CREATE TABLE IF NOT EXISTS agents (
     report TEXT NOT NULL,
     PRIMARY KEY (config, host)
 );
+CREATE TABLE IF NOT EXISTS deprecations (
+    component TEXT NOT NULL,
+    version TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    replacement TEXT,
+    at TEXT NOT NULL,
+    by TEXT NOT NULL,
+    PRIMARY KEY (component, version)
+);
+CREATE TABLE IF NOT EXISTS channels (
+    component TEXT NOT NULL,
+    name TEXT NOT NULL,
+    version TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (component, name)
+);
+CREATE TABLE IF NOT EXISTS channel_moves (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    component TEXT NOT NULL,
+    name TEXT NOT NULL,
+    at TEXT NOT NULL,
+    from_version TEXT,
+    to_version TEXT,
+    actor TEXT NOT NULL,
+    reason TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS tokens (
     name TEXT PRIMARY KEY,
     hash TEXT NOT NULL,
@@ -70,6 +96,21 @@ CREATE TABLE IF NOT EXISTS tokens (
     created_by TEXT NOT NULL
 );
 ";
+
+/// A version added: whether it is new, and the configurations whose tracked channels it moved.
+#[derive(Debug)]
+pub struct Added {
+    pub info: VersionInfo,
+    pub created: bool,
+    pub moved: Vec<Config>,
+}
+
+/// What retention removed, and the configurations whose tracked channels moved because of it.
+#[derive(Debug, Default)]
+pub struct Retention {
+    pub removed: Vec<LayerRef>,
+    pub moved: Vec<Config>,
+}
 
 pub struct SqliteMetadata {
     connection: Mutex<Connection>,
@@ -155,7 +196,9 @@ impl SqliteMetadata {
 
     // Components and versions.
 
-    /// Adds a version; the same digest again is a no-op (`false`), another digest is refused.
+    /// Adds a version; the same digest again is a no-op (`created` false), another digest is
+    /// refused. A stable semver version moves the component's rolling channels, and with them the
+    /// configurations that track them.
     pub fn add_version(
         &self,
         component: &ComponentName,
@@ -163,11 +206,11 @@ impl SqliteMetadata {
         digest: &Digest,
         labels: &BTreeMap<String, String>,
         creator: &str,
-    ) -> Result<(VersionInfo, bool)> {
+    ) -> Result<Added> {
         self.transaction(|tx| {
             if let Some(existing) = find_version(tx, component, version)? {
                 if &existing.digest == digest {
-                    return Ok((existing, false));
+                    return Ok(Added { info: existing, created: false, moved: Vec::new() });
                 }
                 let mut statement = tx.prepare("SELECT version FROM versions WHERE component = ?1")?;
                 let labels = statement
@@ -197,7 +240,8 @@ impl SqliteMetadata {
                 ],
             )?;
             let info = find_version(tx, component, version)?.expect("the version was just inserted");
-            Ok((info, true))
+            let moved = update_channels(tx, component, creator, &format!("pushed {version}"))?;
+            Ok(Added { info, created: true, moved })
         })
     }
 
@@ -242,10 +286,9 @@ impl SqliteMetadata {
             if let Some(config) = current_user(tx, component, Some(version))? {
                 return Err(StoreError::InUse { what: format!("version {version} of {component}"), config });
             }
-            tx.execute(
-                "DELETE FROM versions WHERE component = ?1 AND version = ?2",
-                params![component.as_str(), version.as_str()],
-            )?;
+            delete_version_rows(tx, component, version)?;
+            // No configuration uses it, so none tracks a channel naming it: only channels move.
+            update_channels(tx, component, "", &format!("deleted {version}"))?;
             Ok(())
         })
     }
@@ -259,7 +302,90 @@ impl SqliteMetadata {
             if let Some(config) = current_user(tx, component, None)? {
                 return Err(StoreError::InUse { what: format!("component {component}"), config });
             }
-            Ok(tx.execute("DELETE FROM versions WHERE component = ?1", [component.as_str()])? as u64)
+            let removed = tx.execute("DELETE FROM versions WHERE component = ?1", [component.as_str()])? as u64;
+            for table in ["deprecations", "channels", "channel_moves"] {
+                tx.execute(&format!("DELETE FROM {table} WHERE component = ?1"), [component.as_str()])?;
+            }
+            Ok(removed)
+        })
+    }
+
+    /// Withdraws a version from the channels (it stays downloadable and is never removed by
+    /// retention); the configurations tracking a channel that named it move back.
+    pub fn deprecate(
+        &self,
+        component: &ComponentName,
+        version: &VersionLabel,
+        reason: &str,
+        replacement: Option<&VersionLabel>,
+        actor: &str,
+    ) -> Result<(VersionInfo, Vec<Config>)> {
+        self.transaction(|tx| {
+            resolve_version(tx, component, version)?;
+            if let Some(replacement) = replacement {
+                resolve_version(tx, component, replacement)?;
+            }
+            tx.execute(
+                "INSERT OR REPLACE INTO deprecations (component, version, reason, replacement, at, by) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![component.as_str(), version.as_str(), reason, replacement.map(|r| r.as_str()), now(), actor],
+            )?;
+            let moved = update_channels(tx, component, actor, &format!("deprecated {version}: {reason}"))?;
+            Ok((resolve_version(tx, component, version)?, moved))
+        })
+    }
+
+    /// Returns a deprecated version to the channels (a no-op for one that is not deprecated).
+    pub fn undeprecate(
+        &self,
+        component: &ComponentName,
+        version: &VersionLabel,
+        actor: &str,
+    ) -> Result<(VersionInfo, Vec<Config>)> {
+        self.transaction(|tx| {
+            resolve_version(tx, component, version)?;
+            tx.execute(
+                "DELETE FROM deprecations WHERE component = ?1 AND version = ?2",
+                params![component.as_str(), version.as_str()],
+            )?;
+            let moved = update_channels(tx, component, actor, &format!("undeprecated {version}"))?;
+            Ok((resolve_version(tx, component, version)?, moved))
+        })
+    }
+
+    /// The component's channels, by name, each with its history.
+    pub fn channels(&self, component: &ComponentName) -> Result<Vec<ChannelInfo>> {
+        self.transaction(|tx| {
+            if versions_of(tx, component)?.is_empty() {
+                return Err(StoreError::UnknownComponent(component.clone()));
+            }
+            let mut statement =
+                tx.prepare("SELECT name, version, updated_at FROM channels WHERE component = ?1 ORDER BY name")?;
+            let rows: Vec<(String, String, String)> = statement
+                .query_map([component.as_str()], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
+                .collect::<std::result::Result<_, _>>()?;
+            let mut moves = tx.prepare(
+                "SELECT at, from_version, to_version, actor, reason FROM channel_moves WHERE component = ?1 AND name = ?2 ORDER BY seq",
+            )?;
+            let label = |text: Option<String>| text.map(|t| parse(VersionLabel::parse(&t))).transpose();
+            let mut channels = Vec::new();
+            for (name, version, updated_at) in rows {
+                let raw: Vec<MoveRow> = moves
+                    .query_map(params![component.as_str(), name], |row| {
+                        Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?))
+                    })?
+                    .collect::<std::result::Result<_, _>>()?;
+                let mut history = Vec::new();
+                for (at, from, to, actor, reason) in raw {
+                    history.push(ChannelMove { at: parse_time(&at)?, from: label(from)?, to: label(to)?, actor, reason });
+                }
+                channels.push(ChannelInfo {
+                    name: parse(VersionLabel::parse(&name))?,
+                    version: parse(VersionLabel::parse(&version))?,
+                    updated_at: parse_time(&updated_at)?,
+                    history,
+                });
+            }
+            Ok(channels)
         })
     }
 
@@ -342,13 +468,18 @@ impl SqliteMetadata {
             for layer in layers {
                 let resolved = resolve_layer(tx, layer)?;
                 match next.iter_mut().find(|l| l.component == layer.component) {
-                    Some(existing) if existing.version == resolved.version => {}
+                    Some(existing) if existing.version == resolved.version && existing.channel == resolved.channel => {}
                     Some(existing) => {
-                        changes.push(format!("{} {} → {}", layer.component, existing.version, resolved.version));
+                        changes.push(format!(
+                            "{} {} → {}",
+                            layer.component,
+                            layer_version(existing),
+                            layer_version(&resolved)
+                        ));
                         *existing = resolved;
                     }
                     None => {
-                        changes.push(format!("added {}:{}", layer.component, resolved.version));
+                        changes.push(format!("added {resolved}"));
                         next.push(resolved);
                     }
                 }
@@ -395,8 +526,12 @@ impl SqliteMetadata {
                 });
             }
             let mut next = current.layers.clone();
-            next[position] =
-                Layer { component: component.clone(), version: newest.version.clone(), digest: newest.digest.clone() };
+            next[position] = Layer {
+                component: component.clone(),
+                version: newest.version.clone(),
+                digest: newest.digest.clone(),
+                channel: None,
+            };
             let change = format!("{component} {previous} → {} (bump)", newest.version);
             let config = write_revision(tx, name, current.revision + 1, &next, &change, actor)?;
             Ok(BumpResult { config, component: component.clone(), previous, current: newest.version })
@@ -643,13 +778,13 @@ impl SqliteMetadata {
     /// newest version nor one used by a configuration's current or last
     /// [`PROTECTED_REVISIONS`] revisions. The oldest ([`semver_order`]) go first. Returns what was
     /// deleted.
-    pub fn apply_retention(&self, max_versions: u64) -> Result<Vec<LayerRef>> {
+    pub fn apply_retention(&self, max_versions: u64) -> Result<Retention> {
         if max_versions == 0 {
-            return Ok(Vec::new());
+            return Ok(Retention::default());
         }
         self.transaction(|tx| {
             let protected = protected_versions(tx)?;
-            let mut removed = Vec::new();
+            let mut retention = Retention::default();
             let mut statement = tx.prepare("SELECT DISTINCT component FROM versions")?;
             let components: Vec<String> =
                 statement.query_map([], |row| row.get(0))?.collect::<std::result::Result<_, _>>()?;
@@ -658,24 +793,27 @@ impl SqliteMetadata {
                 let versions = versions_of(tx, &component)?;
                 let mut excess = (versions.len() as u64).saturating_sub(max_versions);
                 let newest = versions.last().map(|v| v.version.clone());
+                let before = retention.removed.len();
                 for version in &versions {
                     if excess == 0 {
                         break;
                     }
+                    // Deprecated versions stay: they are the record of what was withdrawn and why.
                     if Some(&version.version) == newest.as_ref()
+                        || version.deprecated.is_some()
                         || protected.contains(&(component.to_string(), version.version.to_string()))
                     {
                         continue;
                     }
-                    tx.execute(
-                        "DELETE FROM versions WHERE component = ?1 AND version = ?2",
-                        params![component.as_str(), version.version.as_str()],
-                    )?;
-                    removed.push(LayerRef { component: component.clone(), version: version.version.clone() });
+                    delete_version_rows(tx, &component, &version.version)?;
+                    retention.removed.push(LayerRef { component: component.clone(), version: version.version.clone() });
                     excess -= 1;
                 }
+                if retention.removed.len() > before {
+                    retention.moved.extend(update_channels(tx, &component, "retention", "retention")?);
+                }
             }
-            Ok(removed)
+            Ok(retention)
         })
     }
 }
@@ -709,24 +847,65 @@ fn token_info(name: &str, role: &str, pattern: Option<String>, at: &str, by: Str
     })
 }
 
-fn version_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String, String, i64, String, String, String)> {
-    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?, row.get(6)?))
+/// A row of `channel_moves`: at, from, to, actor, reason.
+type MoveRow = (String, Option<String>, Option<String>, String, String);
+
+/// A row of [`VERSION_COLUMNS`], as SQLite gives it.
+struct VersionRow {
+    component: String,
+    version: String,
+    digest: String,
+    size: i64,
+    created_at: String,
+    creator: String,
+    labels: String,
+    /// reason, replacement, at, by
+    deprecated: Option<(String, Option<String>, String, String)>,
 }
 
-fn version_info(raw: (String, String, String, i64, String, String, String)) -> Result<VersionInfo> {
-    let (component, version, digest, size, created_at, creator, labels) = raw;
-    Ok(VersionInfo {
-        component: parse(ComponentName::parse(&component))?,
-        version: parse(VersionLabel::parse(&version))?,
-        digest: parse(Digest::parse(&digest))?,
-        size: size as u64,
-        created_at: parse_time(&created_at)?,
-        creator,
-        labels: from_json(&labels)?,
+fn version_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<VersionRow> {
+    let reason: Option<String> = row.get(7)?;
+    let deprecated = match reason {
+        Some(reason) => Some((reason, row.get(8)?, row.get(9)?, row.get(10)?)),
+        None => None,
+    };
+    Ok(VersionRow {
+        component: row.get(0)?,
+        version: row.get(1)?,
+        digest: row.get(2)?,
+        size: row.get(3)?,
+        created_at: row.get(4)?,
+        creator: row.get(5)?,
+        labels: row.get(6)?,
+        deprecated,
     })
 }
 
-const VERSION_COLUMNS: &str = "v.component, v.version, v.digest, b.size, v.created_at, v.creator, v.labels FROM versions v JOIN blobs b ON b.digest = v.digest";
+fn version_info(raw: VersionRow) -> Result<VersionInfo> {
+    let deprecated = match raw.deprecated {
+        Some((reason, replacement, at, by)) => Some(Deprecation {
+            reason,
+            replacement: replacement.map(|r| parse(VersionLabel::parse(&r))).transpose()?,
+            at: parse_time(&at)?,
+            by,
+        }),
+        None => None,
+    };
+    Ok(VersionInfo {
+        component: parse(ComponentName::parse(&raw.component))?,
+        version: parse(VersionLabel::parse(&raw.version))?,
+        digest: parse(Digest::parse(&raw.digest))?,
+        size: raw.size as u64,
+        created_at: parse_time(&raw.created_at)?,
+        creator: raw.creator,
+        labels: from_json(&raw.labels)?,
+        deprecated,
+    })
+}
+
+const VERSION_COLUMNS: &str = "v.component, v.version, v.digest, b.size, v.created_at, v.creator, v.labels, \
+     d.reason, d.replacement, d.at, d.by FROM versions v JOIN blobs b ON b.digest = v.digest \
+     LEFT JOIN deprecations d ON d.component = v.component AND d.version = v.version";
 
 fn find_version(
     tx: &Transaction<'_>,
@@ -760,9 +939,109 @@ fn resolve_version(tx: &Transaction<'_>, component: &ComponentName, version: &Ve
     }
 }
 
+/// `web:1.4.2` pins a version; `web:latest` or `web:1.4` names a channel of the component, and
+/// the layer tracks it. A channel wins over a version of the same name.
 fn resolve_layer(tx: &Transaction<'_>, layer: &LayerRef) -> Result<Layer> {
-    let info = resolve_version(tx, &layer.component, &layer.version)?;
-    Ok(Layer { component: info.component, version: info.version, digest: info.digest })
+    let channel: Option<String> = tx
+        .query_row(
+            "SELECT version FROM channels WHERE component = ?1 AND name = ?2",
+            params![layer.component.as_str(), layer.version.as_str()],
+            |row| row.get(0),
+        )
+        .optional()?;
+    let (version, tracked) = match channel {
+        Some(version) => (parse(VersionLabel::parse(&version))?, Some(layer.version.clone())),
+        None => (layer.version.clone(), None),
+    };
+    let info = resolve_version(tx, &layer.component, &version)?;
+    Ok(Layer { component: info.component, version: info.version, digest: info.digest, channel: tracked })
+}
+
+/// `1.4.2`, or `1.4 (1.4.2)` for a layer tracking a channel.
+fn layer_version(layer: &Layer) -> String {
+    match &layer.channel {
+        Some(channel) => format!("{channel} ({})", layer.version),
+        None => layer.version.to_string(),
+    }
+}
+
+fn delete_version_rows(tx: &Transaction<'_>, component: &ComponentName, version: &VersionLabel) -> Result<()> {
+    for table in ["versions", "deprecations"] {
+        tx.execute(
+            &format!("DELETE FROM {table} WHERE component = ?1 AND version = ?2"),
+            params![component.as_str(), version.as_str()],
+        )?;
+    }
+    Ok(())
+}
+
+/// Recomputes the component's rolling channels from its versions that are not deprecated
+/// ([`semver_order::rolling_channels`]), records each move, and gives every configuration whose
+/// current revision tracks a moved channel a new revision. Returns those configurations.
+fn update_channels(tx: &Transaction<'_>, component: &ComponentName, actor: &str, reason: &str) -> Result<Vec<Config>> {
+    let versions = versions_of(tx, component)?;
+    let wanted =
+        semver_order::rolling_channels(versions.iter().filter(|v| v.deprecated.is_none()).map(|v| v.version.as_str()));
+    let mut statement = tx.prepare("SELECT name, version FROM channels WHERE component = ?1")?;
+    let current: BTreeMap<String, String> = statement
+        .query_map([component.as_str()], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .collect::<std::result::Result<_, _>>()?;
+    let at = now();
+    let mut moved = BTreeMap::new();
+    let names: std::collections::BTreeSet<&String> = current.keys().chain(wanted.keys()).collect();
+    for name in names {
+        let (from, to) = (current.get(name), wanted.get(name));
+        if from == to {
+            continue;
+        }
+        match to {
+            Some(to) => tx.execute(
+                "INSERT OR REPLACE INTO channels (component, name, version, updated_at) VALUES (?1, ?2, ?3, ?4)",
+                params![component.as_str(), name, to, at],
+            )?,
+            None => tx.execute(
+                "DELETE FROM channels WHERE component = ?1 AND name = ?2",
+                params![component.as_str(), name],
+            )?,
+        };
+        tx.execute(
+            "INSERT INTO channel_moves (component, name, at, from_version, to_version, actor, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![component.as_str(), name, at, from, to, actor, reason],
+        )?;
+        if let Some(to) = to {
+            moved.insert(name.clone(), to.clone());
+        }
+    }
+    if moved.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut statement = tx.prepare(
+        "SELECT c.name, c.revision, r.layers FROM configs c JOIN config_revisions r ON r.config = c.name AND r.revision = c.revision ORDER BY c.name",
+    )?;
+    let rows: Vec<(String, i64, String)> = statement
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
+        .collect::<std::result::Result<_, _>>()?;
+    let mut changed = Vec::new();
+    for (name, revision, layers) in rows {
+        let mut layers: Vec<Layer> = from_json(&layers)?;
+        let mut changes = Vec::new();
+        for layer in layers.iter_mut().filter(|l| &l.component == component) {
+            let Some(channel) = &layer.channel else { continue };
+            let Some(to) = moved.get(channel.as_str()) else { continue };
+            if layer.version.as_str() == to {
+                continue;
+            }
+            let info = versions.iter().find(|v| v.version.as_str() == to).expect("a channel names a version");
+            changes.push(format!("channel {component}:{channel} moved {} → {to}", layer.version));
+            layer.version = info.version.clone();
+            layer.digest = info.digest.clone();
+        }
+        if !changes.is_empty() {
+            let name = parse(ConfigName::parse(&name))?;
+            changed.push(write_revision(tx, &name, revision as u64 + 1, &layers, &changes.join("; "), actor)?);
+        }
+    }
+    Ok(changed)
 }
 
 fn check_one_layer_per_component(layers: &[LayerRef]) -> Result<()> {
@@ -788,7 +1067,7 @@ fn check_revision(name: &ConfigName, expect: Option<u64>, actual: u64) -> Result
 }
 
 fn describe_layers(layers: &[Layer]) -> String {
-    layers.iter().map(|l| format!("{}:{}", l.component, l.version)).collect::<Vec<_>>().join(", ")
+    layers.iter().map(|l| l.to_string()).collect::<Vec<_>>().join(", ")
 }
 
 fn current_config(tx: &Transaction<'_>, name: &ConfigName) -> Result<Config> {

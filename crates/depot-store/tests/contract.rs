@@ -44,10 +44,10 @@ fn push(store: &SqliteMetadata, component_name: &str, label: &str, n: u8) {
 fn versions_are_immutable() {
     for Fresh { store, .. } in backends() {
         push(&store, "web", "1.0.0", 1);
-        let (again, created) =
+        let again =
             store.add_version(&component("web"), &version("1.0.0"), &digest(1), &BTreeMap::new(), "ci").unwrap();
-        assert!(!created, "the same digest again is a no-op");
-        assert_eq!(again.digest, digest(1));
+        assert!(!again.created, "the same digest again is a no-op");
+        assert_eq!(again.info.digest, digest(1));
         store.record_blob(&digest(2), 5).unwrap();
         let error =
             store.add_version(&component("web"), &version("1.0.0"), &digest(2), &BTreeMap::new(), "ci").unwrap_err();
@@ -186,11 +186,11 @@ fn retention_keeps_newest_and_recently_configured_versions() {
         }
         store.create_config(&config("prod"), &[layer("web:1.0.1")], "a").unwrap();
         store.set_layers(&config("prod"), &[layer("web:1.0.2")], None, "a").unwrap();
-        let removed = store.apply_retention(2).unwrap();
+        let removed = store.apply_retention(2).unwrap().removed;
         let removed: Vec<String> = removed.iter().map(|r| r.to_string()).collect();
         // 1.0.1 (an earlier revision) and 1.0.2 (current) are protected; 1.0.6 is the newest.
         assert_eq!(removed, ["web:1.0.3", "web:1.0.4", "web:1.0.5"]);
-        assert!(store.apply_retention(0).unwrap().is_empty(), "0 turns retention off");
+        assert!(store.apply_retention(0).unwrap().removed.is_empty(), "0 turns retention off");
         let blobs = store.unreferenced_blobs(chrono::Utc::now() + chrono::Duration::seconds(1)).unwrap();
         assert_eq!(blobs.len(), 3);
         assert!(
@@ -311,9 +311,151 @@ fn retention_removes_the_lowest_semver_versions_first() {
         push(&store, "web", "2.0.0", 1);
         push(&store, "web", "1.0.0", 2); // pushed after 2.0.0, but older by semver
         push(&store, "web", "1.5.0", 3);
-        let removed = store.apply_retention(2).unwrap();
+        let removed = store.apply_retention(2).unwrap().removed;
         assert_eq!(removed.iter().map(|l| l.version.as_str()).collect::<Vec<_>>(), ["1.0.0"]);
         let left = store.versions(&component("web")).unwrap();
         assert_eq!(left.iter().map(|v| v.version.as_str()).collect::<Vec<_>>(), ["1.5.0", "2.0.0"]);
+    }
+}
+
+/// The channels as name → version.
+fn channel_map(store: &SqliteMetadata, name: &str) -> BTreeMap<String, String> {
+    store.channels(&component(name)).unwrap().into_iter().map(|c| (c.name.to_string(), c.version.to_string())).collect()
+}
+
+fn layer_of(store: &SqliteMetadata, name: &str) -> (u64, String, Option<String>) {
+    let config = store.config(&config(name)).unwrap();
+    (config.revision, config.layers[0].version.to_string(), config.layers[0].channel.as_ref().map(|c| c.to_string()))
+}
+
+#[test]
+fn channels_follow_stable_pushes_and_tracking_configurations_follow_them() {
+    for Fresh { store, .. } in backends() {
+        push(&store, "web", "1.4.0", 1);
+        let expected = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+        };
+        assert_eq!(channel_map(&store, "web"), expected(&[("1", "1.4.0"), ("1.4", "1.4.0"), ("latest", "1.4.0")]));
+        store.create_config(&config("prod"), &[layer("web:latest")], "a").unwrap();
+        store.create_config(&config("minor"), &[layer("web:1.4")], "a").unwrap();
+        store.create_config(&config("pinned"), &[layer("web:1.4.0")], "a").unwrap();
+        assert_eq!(layer_of(&store, "prod"), (1, "1.4.0".into(), Some("latest".into())));
+        assert_eq!(layer_of(&store, "pinned"), (1, "1.4.0".into(), None));
+
+        // A stable push moves the channels, and the configurations tracking them.
+        store.record_blob(&digest(2), 5).unwrap();
+        let added =
+            store.add_version(&component("web"), &version("1.4.1"), &digest(2), &BTreeMap::new(), "ci").unwrap();
+        let moved: Vec<&str> = added.moved.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(moved, ["minor", "prod"]);
+        assert_eq!(layer_of(&store, "prod"), (2, "1.4.1".into(), Some("latest".into())));
+        assert_eq!(layer_of(&store, "minor"), (2, "1.4.1".into(), Some("1.4".into())));
+        assert_eq!(layer_of(&store, "pinned"), (1, "1.4.0".into(), None), "pinned layers never move");
+        let history = store.history(&config("prod")).unwrap();
+        assert_eq!(history[1].change, "channel web:latest moved 1.4.0 → 1.4.1");
+
+        // A maintenance release moves its own line only; a release candidate moves nothing.
+        push(&store, "web", "1.3.9", 3);
+        push(&store, "web", "1.5.0-rc.1", 4);
+        assert_eq!(
+            channel_map(&store, "web"),
+            expected(&[("1", "1.4.1"), ("1.3", "1.3.9"), ("1.4", "1.4.1"), ("latest", "1.4.1")])
+        );
+        assert_eq!(layer_of(&store, "prod").0, 2);
+
+        // Deprecation: the channels and the fleets tracking them move back; the version stays.
+        let (info, moved) = store
+            .deprecate(&component("web"), &version("1.4.1"), "crashes on start", Some(&version("1.4.0")), "ops")
+            .unwrap();
+        let deprecation = info.deprecated.expect("deprecated");
+        assert_eq!((deprecation.reason.as_str(), deprecation.by.as_str()), ("crashes on start", "ops"));
+        assert_eq!(moved.len(), 2);
+        assert_eq!(layer_of(&store, "prod"), (3, "1.4.0".into(), Some("latest".into())));
+        assert_eq!(channel_map(&store, "web")["1.4"], "1.4.0");
+        let latest =
+            store.channels(&component("web")).unwrap().into_iter().find(|c| c.name.as_str() == "latest").unwrap();
+        let reasons: Vec<&str> = latest.history.iter().map(|m| m.reason.as_str()).collect();
+        assert_eq!(reasons, ["pushed 1.4.0", "pushed 1.4.1", "deprecated 1.4.1: crashes on start"]);
+        assert!(store.version(&component("web"), &version("1.4.1")).unwrap().deprecated.is_some());
+        assert!(store.apply_retention(1).unwrap().removed.iter().all(|r| r.version.as_str() != "1.4.1"), "kept");
+
+        // Undeprecated: forward again.
+        let (_, moved) = store.undeprecate(&component("web"), &version("1.4.1"), "ops").unwrap();
+        assert_eq!(moved.len(), 2);
+        assert_eq!(layer_of(&store, "prod").1, "1.4.1");
+        assert!(matches!(
+            store.deprecate(&component("web"), &version("9.9.9"), "x", None, "ops"),
+            Err(StoreError::UnknownVersion { .. })
+        ));
+    }
+}
+
+mod channel_rules {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Push(usize),
+        Deprecate(usize),
+        Undeprecate(usize),
+    }
+
+    const LABELS: &[&str] = &[
+        "0.9.0",
+        "1.0.0",
+        "1.0.1",
+        "1.1.0",
+        "1.1.0-rc.1",
+        "v1.2.0",
+        "1.2.1",
+        "2.0.0-beta.1",
+        "2.0.0",
+        "2.1.0",
+        "nightly",
+    ];
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            3 => (0..LABELS.len()).prop_map(Op::Push),
+            1 => (0..LABELS.len()).prop_map(Op::Deprecate),
+            1 => (0..LABELS.len()).prop_map(Op::Undeprecate),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        /// Whatever the order of pushes and deprecations, the channels are those a recomputation
+        /// from scratch gives, and a configuration tracking `latest` is on it.
+        #[test]
+        fn channels_match_a_recomputation_from_scratch(ops in proptest::collection::vec(op(), 1..25)) {
+            let Fresh { store, .. } = backends().pop().unwrap();
+            let mut tracking = false;
+            for op in ops {
+                match op {
+                    Op::Push(i) => push(&store, "web", LABELS[i], i as u8),
+                    Op::Deprecate(i) => {
+                        let _ = store.deprecate(&component("web"), &version(LABELS[i]), "bad", None, "ops");
+                    }
+                    Op::Undeprecate(i) => {
+                        let _ = store.undeprecate(&component("web"), &version(LABELS[i]), "ops");
+                    }
+                }
+                let Ok(versions) = store.versions(&component("web")) else { continue };
+                let live = versions.iter().filter(|v| v.deprecated.is_none()).map(|v| v.version.as_str());
+                let expected = depot_api::semver_order::rolling_channels(live);
+                let actual = channel_map(&store, "web");
+                prop_assert_eq!(&actual, &expected);
+                if !tracking && expected.contains_key("latest") {
+                    store.create_config(&config("prod"), &[layer("web:latest")], "a").unwrap();
+                    tracking = true;
+                }
+                if tracking && let Some(latest) = expected.get("latest") {
+                    prop_assert_eq!(&layer_of(&store, "prod").1, latest);
+                }
+            }
+        }
     }
 }

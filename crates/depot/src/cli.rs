@@ -46,6 +46,9 @@ pub enum Command {
     Push(PushArgs),
     Components(ComponentsArgs),
     Versions(VersionsArgs),
+    Channels(ChannelsArgs),
+    Deprecate(DeprecateArgs),
+    Undeprecate(UndeprecateArgs),
     Configs(ConfigsArgs),
     Config(ConfigArgs),
     Delete(DeleteArgs),
@@ -410,6 +413,68 @@ pub struct ComponentsArgs {
 pub struct VersionsArgs {
     /// The component.
     pub component: ComponentName,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// List the channels of a component (`latest`, `1.4`, `1`) with their version and history.
+///
+/// Pushing a stable semver version moves the rolling channels: `X.Y` names the highest `X.Y.*`,
+/// `X` the highest `X.*.*` (for X ≥ 1), `latest` the highest stable version; deprecated versions
+/// and pre-releases never count. A configuration layer written `web:latest` or `web:1.4` tracks
+/// the channel and gets a new revision whenever it moves.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  depot channels web
+  depot channels web --json    # [{\"name\", \"version\", \"updated_at\", \"history\": [{\"at\", \"from\", \"to\", \"actor\", \"reason\"}]}]")]
+pub struct ChannelsArgs {
+    /// The component.
+    pub component: ComponentName,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// Withdraw a version from the channels, fleet-wide.
+///
+/// The version stays downloadable and is never removed by retention, but no channel names it
+/// any more: configurations tracking `latest` or `1.4` move back to the previous good version,
+/// and their agents follow. Configurations pinned to it stay, and are flagged. Needs an operator
+/// token.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  depot deprecate web 1.4.2 --reason \"crashes on start with TLS enabled\" --replacement 1.4.3
+  depot undeprecate web 1.4.2")]
+pub struct DeprecateArgs {
+    /// The component.
+    pub component: ComponentName,
+
+    /// The version to withdraw.
+    pub version: VersionLabel,
+
+    /// Why, shown wherever the version is.
+    #[arg(long)]
+    pub reason: String,
+
+    /// The version to use instead.
+    #[arg(long, value_name = "VERSION")]
+    pub replacement: Option<VersionLabel>,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// Return a deprecated version to the channels.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  depot undeprecate web 1.4.2")]
+pub struct UndeprecateArgs {
+    /// The component.
+    pub component: ComponentName,
+
+    /// The version.
+    pub version: VersionLabel,
 
     #[command(flatten)]
     pub registry: RegistryArgs,

@@ -40,10 +40,11 @@ pub async fn gc(Admin(_caller): Admin, State(state): State<AppState>) -> Result<
 /// uploads are deleted after the same grace period.
 pub fn collect(state: &AppState) -> Result<GcReport, ApiError> {
     let grace = state.options.gc_grace;
-    let mut report = GcReport {
-        versions_removed: state.metadata.apply_retention(state.options.max_versions)?,
-        ..GcReport::default()
-    };
+    let retention = state.metadata.apply_retention(state.options.max_versions)?;
+    for config in &retention.moved {
+        state.watchers.notify(config);
+    }
+    let mut report = GcReport { versions_removed: retention.removed, ..GcReport::default() };
     let cutoff = chrono::Utc::now() - chrono::Duration::from_std(grace).unwrap_or_default();
     for digest in state.metadata.unreferenced_blobs(cutoff)? {
         if state.metadata.forget_blob(&digest)? {

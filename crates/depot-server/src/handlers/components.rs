@@ -1,8 +1,8 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use depot_api::types::{ComponentSummary, PushVersion, VersionInfo};
-use depot_api::{ComponentName, VersionLabel};
+use depot_api::types::{ChannelInfo, ComponentSummary, Config, DeprecateVersion, PushVersion, VersionInfo};
+use depot_api::{ComponentName, ErrorCode, VersionLabel};
 
 use crate::auth::{Operator, Viewer};
 use crate::error::ApiError;
@@ -48,20 +48,84 @@ pub async fn push_version(
 ) -> Result<(StatusCode, Json<VersionInfo>), ApiError> {
     let (component, version) = (ComponentName::parse(&component)?, VersionLabel::parse(&version)?);
     let digest = request.digest;
-    state
+    let (status, info, moved) = state
         .blocking(move |state| {
-            let (info, created) =
-                state.metadata.add_version(&component, &version, &digest, &request.labels, &caller.name)?;
-            if !created {
-                return Ok((StatusCode::OK, Json(info)));
+            let added = state.metadata.add_version(&component, &version, &digest, &request.labels, &caller.name)?;
+            if !added.created {
+                return Ok((StatusCode::OK, added.info, Vec::new()));
             }
-            let removed = state.metadata.apply_retention(state.options.max_versions)?;
-            if !removed.is_empty() {
-                tracing::info!(?removed, "retention removed old versions");
+            let mut moved = added.moved;
+            let retention = state.metadata.apply_retention(state.options.max_versions)?;
+            if !retention.removed.is_empty() {
+                tracing::info!(removed = ?retention.removed, "retention removed old versions");
             }
-            Ok((StatusCode::CREATED, Json(info)))
+            moved.extend(retention.moved);
+            Ok((StatusCode::CREATED, added.info, moved))
         })
-        .await
+        .await?;
+    announce(&state, &moved);
+    Ok((status, Json(info)))
+}
+
+/// Wakes the watchers of configurations that moved with a channel.
+fn announce(state: &AppState, moved: &[Config]) {
+    for config in moved {
+        tracing::info!(config = %config.name, revision = config.revision, "a tracked channel moved");
+        state.watchers.notify(config);
+    }
+}
+
+/// `PUT …/versions/{version}/deprecation`: the version leaves the channels; configurations that
+/// track a channel naming it move back.
+#[utoipa::path(put, path = "/api/v1/components/{component}/versions/{version}/deprecation", tag = "components", params(("component" = String, Path), ("version" = String, Path)), request_body = DeprecateVersion, responses((status = 200, body = VersionInfo), (status = 404, body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
+pub async fn deprecate(
+    Operator(caller): Operator,
+    State(state): State<AppState>,
+    Path((component, version)): Path<(String, String)>,
+    Json(request): Json<DeprecateVersion>,
+) -> Result<Json<VersionInfo>, ApiError> {
+    let (component, version) = (ComponentName::parse(&component)?, VersionLabel::parse(&version)?);
+    if request.reason.trim().is_empty() {
+        return Err(ApiError::new(ErrorCode::InvalidRequest, "a deprecation needs a reason")
+            .with_hint("say why, e.g. --reason \"crashes on start with TLS enabled\""));
+    }
+    let (info, moved) = state
+        .blocking(move |state| {
+            Ok(state.metadata.deprecate(
+                &component,
+                &version,
+                request.reason.trim(),
+                request.replacement.as_ref(),
+                &caller.name,
+            )?)
+        })
+        .await?;
+    announce(&state, &moved);
+    Ok(Json(info))
+}
+
+/// `DELETE …/versions/{version}/deprecation`: the version returns to the channels.
+#[utoipa::path(delete, path = "/api/v1/components/{component}/versions/{version}/deprecation", tag = "components", params(("component" = String, Path), ("version" = String, Path)), responses((status = 200, body = VersionInfo), (status = 404, body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
+pub async fn undeprecate(
+    Operator(caller): Operator,
+    State(state): State<AppState>,
+    Path((component, version)): Path<(String, String)>,
+) -> Result<Json<VersionInfo>, ApiError> {
+    let (component, version) = (ComponentName::parse(&component)?, VersionLabel::parse(&version)?);
+    let (info, moved) =
+        state.blocking(move |state| Ok(state.metadata.undeprecate(&component, &version, &caller.name)?)).await?;
+    announce(&state, &moved);
+    Ok(Json(info))
+}
+
+#[utoipa::path(get, path = "/api/v1/components/{component}/channels", tag = "components", params(("component" = String, Path)), responses((status = 200, description = "by name, each with its history", body = [ChannelInfo]), (status = 404, body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
+pub async fn channels(
+    Viewer(_caller): Viewer,
+    State(state): State<AppState>,
+    Path(component): Path<String>,
+) -> Result<Json<Vec<ChannelInfo>>, ApiError> {
+    let component = ComponentName::parse(&component)?;
+    Ok(Json(state.blocking(move |state| Ok(state.metadata.channels(&component)?)).await?))
 }
 
 #[utoipa::path(delete, path = "/api/v1/components/{component}/versions/{version}", tag = "components", params(("component" = String, Path), ("version" = String, Path)), responses((status = 204), (status = 409, description = "in-use", body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]

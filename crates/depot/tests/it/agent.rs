@@ -458,3 +458,54 @@ fn a_layer_whose_bytes_do_not_match_its_digest_is_never_deployed() {
     assert_eq!(host_state(&agents, "host-1"), Some(("failed".into(), 2)));
     assert!(agents[0]["error"].as_str().unwrap().contains("digest"), "{}", agents[0]);
 }
+
+#[test]
+fn an_agent_tracking_latest_moves_forward_on_a_stable_push_ignores_an_rc_and_moves_back_on_deprecation() {
+    let ctx = TestContext::new();
+    let registry = Registry::start(&ctx, &[]);
+    registry.run(&ctx, &["push", "web", "1.0.0", &tree(&ctx, "v1", "1.0.0")]).success();
+    registry.run(&ctx, &["config", "create", "web-prod", "--layer", "web:latest"]).success();
+    registry.run(&ctx, &["config", "create", "web-pinned", "--layer", "web:1.0.0"]).success();
+    let token = agent_token(&ctx, &registry, "host-1");
+    let root = ctx.path("host-1");
+    let agent = Agent::start(&ctx, &registry, &token, "host-1", &[]);
+    let on = |expected: &str| {
+        wait_until(&format!("host-1 on {expected}"), CONVERGE, || content(&root) == expected, || agent.log())
+    };
+    on("1.0.0");
+    let show = registry.run(&ctx, &["config", "show", "web-prod"]).success().stdout;
+    assert!(show.contains("latest"), "the layer tracks latest:\n{show}");
+
+    // A stable push moves latest, the configuration and the host.
+    registry.run(&ctx, &["push", "web", "1.1.0", &tree(&ctx, "v2", "1.1.0")]).success();
+    on("1.1.0");
+    let history = registry.run(&ctx, &["config", "history", "web-prod"]).success().stdout;
+    assert!(history.contains("channel web:latest moved 1.0.0 → 1.1.0"), "{history}");
+
+    // A release candidate moves nothing.
+    registry.run(&ctx, &["push", "web", "1.2.0-rc.1", &tree(&ctx, "rc", "1.2.0-rc.1")]).success();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(content(&root), "1.1.0");
+    assert_eq!(registry.run(&ctx, &["config", "show", "web-prod", "--json"]).success().json()["revision"], 2);
+
+    // Deprecation moves the fleet back; the version stays, marked, and a pinned configuration is flagged.
+    registry.run(&ctx, &["push", "web", "1.0.1", &tree(&ctx, "v3", "1.0.1")]).success();
+    registry
+        .run(&ctx, &["deprecate", "web", "1.1.0", "--reason", "crashes on start", "--replacement", "1.0.1"])
+        .success();
+    on("1.0.1");
+    let channels = registry.run(&ctx, &["channels", "web", "--json"]).success().json();
+    let latest = channels.as_array().unwrap().iter().find(|c| c["name"] == "latest").unwrap();
+    assert_eq!(latest["version"], "1.0.1", "{latest}");
+    let text = registry.run(&ctx, &["channels", "web"]).success().stdout;
+    assert!(text.contains("deprecated 1.1.0: crashes on start"), "{text}");
+    let versions = registry.run(&ctx, &["versions", "web"]).success().stdout;
+    assert!(versions.contains("deprecated: crashes on start"), "{versions}");
+    registry.run(&ctx, &["deprecate", "web", "1.0.0", "--reason", "old"]).success();
+    let pinned = registry.run(&ctx, &["config", "show", "web-pinned"]).success().stdout;
+    assert!(pinned.contains("warning: web:1.0.0 is deprecated (old)"), "{pinned}");
+    assert_eq!(host_state(&status(&ctx, &registry), "host-1").map(|s| s.0), Some("active".into()));
+
+    registry.run(&ctx, &["undeprecate", "web", "1.1.0"]).success();
+    on("1.1.0");
+}

@@ -458,6 +458,9 @@ const REGISTRY_COMMANDS: &[&[&str]] = &[
     &["push"],
     &["components"],
     &["versions"],
+    &["channels"],
+    &["deprecate"],
+    &["undeprecate"],
     &["configs"],
     &["config"],
     &["config", "create"],
@@ -476,6 +479,7 @@ const REGISTRY_COMMANDS: &[&[&str]] = &[
     &["token", "revoke"],
     &["gc"],
     &["status"],
+    &["agent", "retry"],
 ];
 
 #[test]

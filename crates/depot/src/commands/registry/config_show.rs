@@ -22,10 +22,23 @@ pub fn run(args: ConfigShowArgs, printer: &Printer) -> anyhow::Result<ExitCode> 
     let rows: Vec<Vec<String>> = config
         .layers
         .iter()
-        .map(|layer| vec![layer.component.to_string(), layer.version.to_string(), layer.digest.to_string()])
+        .map(|layer| {
+            let tracks = layer.channel.as_ref().map_or_else(|| "(pinned)".to_owned(), |c| c.to_string());
+            vec![layer.component.to_string(), layer.version.to_string(), tracks, layer.digest.to_string()]
+        })
         .collect();
-    for line in super::table(&["COMPONENT", "VERSION", "DIGEST"], &rows) {
+    for line in super::table(&["COMPONENT", "VERSION", "TRACKS", "DIGEST"], &rows) {
         printer.data(format!("  {line}"));
+    }
+    // A layer pinned to a version deprecated since: say so, with the reason and the replacement.
+    for layer in &config.layers {
+        if let Some(deprecation) = client.version(&layer.component, &layer.version)?.deprecated {
+            let instead = deprecation.replacement.map(|r| format!("; use {r} instead")).unwrap_or_default();
+            printer.data(format!(
+                "warning: {}:{} is deprecated ({}{instead})",
+                layer.component, layer.version, deprecation.reason
+            ));
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

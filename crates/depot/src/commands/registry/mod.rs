@@ -2,6 +2,7 @@
 //! (`client_config.rs`), makes its calls through `depot_api::client::Client`, and prints the API's
 //! own types with `--json`. API errors reach `main.rs` as `ClientError`s, whose hint it prints.
 
+pub mod channels;
 pub mod components;
 pub mod config_bump;
 pub mod config_create;
@@ -13,6 +14,7 @@ pub mod configs;
 pub mod delete_component;
 pub mod delete_config;
 pub mod delete_version;
+pub mod deprecate;
 pub mod gc;
 pub mod push;
 pub mod status;

@@ -22,10 +22,11 @@ pub fn run(args: VersionsArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
                 super::time(&v.created_at),
                 v.creator.clone(),
                 labels.join(","),
+                v.deprecated.as_ref().map_or_else(String::new, |d| format!("deprecated: {}", d.reason)),
             ]
         })
         .collect();
-    for line in super::table(&["VERSION", "DIGEST", "SIZE", "PUSHED", "BY", "LABELS"], &rows) {
+    for line in super::table(&["VERSION", "DIGEST", "SIZE", "PUSHED", "BY", "LABELS", ""], &rows) {
         printer.data(line);
     }
     Ok(ExitCode::SUCCESS)
