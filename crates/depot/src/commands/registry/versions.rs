@@ -26,7 +26,7 @@ pub fn run(args: VersionsArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
             ]
         })
         .collect();
-    for line in super::table(&["VERSION", "DIGEST", "SIZE", "PUSHED", "BY", "LABELS", ""], &rows) {
+    for line in super::table(&["VERSION", "DIGEST", "SIZE", "PUSHED", "BY", "LABELS", "NOTE"], &rows) {
         printer.data(line);
     }
     Ok(ExitCode::SUCCESS)
