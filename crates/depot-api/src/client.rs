@@ -20,8 +20,8 @@ use crate::error::{ErrorBody, ErrorCode};
 use crate::names::{ComponentName, ConfigName, Digest, HostName, TokenName, VersionLabel};
 use crate::types::{
     AgentReport, AgentStatus, BlobInfo, BumpLayer, BumpResult, ChannelInfo, ComponentSummary, Config, ConfigSummary,
-    CreateConfig, CreateToken, DeprecateVersion, GcReport, HistoryEntry, PushVersion, RollbackConfig, SetLayers,
-    TokenCreated, TokenInfo, VersionInfo, WhoAmI,
+    CreateConfig, CreateToken, DeprecateVersion, GcReport, HistoryEntry, PushVersion, RollbackConfig, SetChannel,
+    SetLayers, TokenCreated, TokenInfo, VersionInfo, WhoAmI,
 };
 
 /// How long a request that moves only metadata may take.
@@ -314,6 +314,27 @@ impl Client {
             self.url(&["api", "v1", "components", component.as_str(), "versions", version.as_str(), "deprecation"]);
         let response = self.send(self.http.delete(url.clone()), &url, METADATA_TIMEOUT)?;
         read_json(response, &url)
+    }
+
+    /// `PUT /api/v1/components/{component}/channels/{channel}`
+    pub fn set_channel(
+        &self,
+        component: &ComponentName,
+        channel: &VersionLabel,
+        request: &SetChannel,
+    ) -> Result<ChannelInfo, ClientError> {
+        self.send_json(
+            Method::PUT,
+            &["api", "v1", "components", component.as_str(), "channels", channel.as_str()],
+            request,
+        )
+    }
+
+    /// `DELETE /api/v1/components/{component}/channels/{channel}`
+    pub fn remove_channel(&self, component: &ComponentName, channel: &VersionLabel) -> Result<(), ClientError> {
+        let url = self.url(&["api", "v1", "components", component.as_str(), "channels", channel.as_str()]);
+        self.send(self.http.delete(url.clone()), &url, METADATA_TIMEOUT)?;
+        Ok(())
     }
 
     /// `GET /api/v1/components/{component}/channels`

@@ -86,6 +86,73 @@ pub fn rolling_channels<'a>(labels: impl IntoIterator<Item = &'a str>) -> BTreeM
     best.into_iter().map(|(name, (_, label))| (name, label.to_owned())).collect()
 }
 
+/// Who moves a channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum ChannelKind {
+    /// `latest`, `X.Y`, `X`: recomputed from the versions on every change.
+    Rolling,
+    /// `edge`, `nightly-YYYY-MM-DD`, `sha-<hex>`: set by `depot push --channel edge`.
+    Build,
+    /// Any other name, set and removed by an admin.
+    Manual,
+}
+
+impl ChannelKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChannelKind::Rolling => "rolling",
+            ChannelKind::Build => "build",
+            ChannelKind::Manual => "manual",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [ChannelKind::Rolling, ChannelKind::Build, ChannelKind::Manual].into_iter().find(|k| k.as_str() == text)
+    }
+}
+
+/// The stage names of a pipeline, which no channel may take.
+pub const STAGE_NAMES: &[&str] = &["dev", "staging", "prod"];
+
+/// What kind of channel a name is, by its shape.
+pub fn channel_kind(name: &str) -> ChannelKind {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let rolling = name == "latest"
+        || digits(name)
+        || name.split_once('.').is_some_and(|(major, minor)| digits(major) && digits(minor));
+    let hex = |s: &str| (7..=40).contains(&s.len()) && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    let build = name == "edge"
+        || name
+            .strip_prefix("nightly-")
+            .is_some_and(|date| chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").is_ok())
+        || name.strip_prefix("sha-").is_some_and(hex);
+    if rolling {
+        ChannelKind::Rolling
+    } else if build {
+        ChannelKind::Build
+    } else {
+        ChannelKind::Manual
+    }
+}
+
+/// Why `name` cannot be a manual channel, if it cannot: semver versions, the rolling and build
+/// names, and stage names are reserved.
+pub fn check_manual_channel(name: &str) -> Result<(), String> {
+    if parse(name).is_some() {
+        return Err(format!("`{name}` is reserved: it is a version"));
+    }
+    match channel_kind(name) {
+        ChannelKind::Rolling => Err(format!("`{name}` is reserved: a rolling channel, moved by stable pushes")),
+        ChannelKind::Build => {
+            Err(format!("`{name}` is reserved: a build channel, moved by `depot push --channel edge`"))
+        }
+        ChannelKind::Manual if STAGE_NAMES.contains(&name) => Err(format!("`{name}` is reserved: a stage name")),
+        ChannelKind::Manual => Ok(()),
+    }
+}
+
 /// `rc.3` → (`rc`, Some(3)); `beta` → (`beta`, None); `rc.1.2` → (`rc.1`, Some(2)).
 fn split_pre(pre: &semver::Prerelease) -> (&str, Option<u64>) {
     match pre.as_str().rsplit_once('.') {
@@ -150,6 +217,27 @@ mod tests {
         .map(|(a, b)| (a.to_owned(), b.to_owned()))
         .collect();
         assert_eq!(channels, expected, "no `0` channel, no pre-release, no other label");
+    }
+
+    #[test]
+    fn channel_names_have_kinds_and_reserved_ones_are_refused() {
+        for (name, kind) in [
+            ("latest", ChannelKind::Rolling),
+            ("1.4", ChannelKind::Rolling),
+            ("2", ChannelKind::Rolling),
+            ("edge", ChannelKind::Build),
+            ("nightly-2026-11-23", ChannelKind::Build),
+            ("sha-3f9c2e1", ChannelKind::Build),
+            ("nightly-2026-13-01", ChannelKind::Manual),
+            ("sha-xyz", ChannelKind::Manual),
+            ("stable", ChannelKind::Manual),
+        ] {
+            assert_eq!(channel_kind(name), kind, "{name}");
+        }
+        assert!(check_manual_channel("stable").is_ok());
+        for reserved in ["1.4.2", "v2.0.0-rc.1", "latest", "1.4", "edge", "sha-3f9c2e1", "prod", "staging"] {
+            assert!(check_manual_channel(reserved).is_err(), "{reserved}");
+        }
     }
 
     fn version() -> impl Strategy<Value = String> {

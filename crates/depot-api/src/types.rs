@@ -71,6 +71,17 @@ pub struct PushVersion {
     pub digest: Digest,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// Build channels this version takes (`edge`, `nightly-YYYY-MM-DD`, `sha-<hex>`), for a build
+    /// of the main branch. Rolling channels move by themselves.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub channels: Vec<VersionLabel>,
+}
+
+/// `PUT /api/v1/components/{component}/channels/{channel}`: points a manual channel at a version.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SetChannel {
+    pub version: VersionLabel,
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -116,6 +127,7 @@ pub struct DeprecateVersion {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ChannelInfo {
     pub name: VersionLabel,
+    pub kind: crate::semver_order::ChannelKind,
     pub version: VersionLabel,
     pub updated_at: DateTime<Utc>,
     /// Oldest first.

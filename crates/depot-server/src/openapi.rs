@@ -14,7 +14,7 @@ use crate::handlers::{admin, agents, blobs, components, configs, tokens};
         blobs::upload, blobs::download,
         components::list, components::versions, components::version, components::push_version,
         components::delete_version, components::delete_component, components::deprecate, components::undeprecate,
-        components::channels,
+        components::channels, components::set_channel, components::remove_channel,
         configs::list, configs::create, configs::show, configs::set_layers, configs::bump, configs::rollback,
         configs::history, configs::delete,
         agents::report, agents::list,
@@ -25,7 +25,7 @@ use crate::handlers::{admin, agents, blobs, components, configs, tokens};
         ErrorBody, ErrorCode, Role, BlobInfo, PushVersion, VersionInfo, ComponentSummary, LayerRef, Layer, Config,
         ConfigSummary, CreateConfig, SetLayers, BumpLayer, BumpResult, RollbackConfig, HistoryEntry, CreateToken,
         TokenInfo, TokenCreated, GcReport, WhoAmI, AgentState, AgentReport, AgentStatus, Deprecation, DeprecateVersion,
-        ChannelInfo, ChannelMove,
+        ChannelInfo, ChannelMove, SetChannel, depot_api::semver_order::ChannelKind,
     )),
     modifiers(&BearerToken),
 )]

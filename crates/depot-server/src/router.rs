@@ -25,6 +25,10 @@ pub fn router(state: AppState) -> Router {
             put(components::deprecate).delete(components::undeprecate),
         )
         .route("/components/{component}/channels", get(components::channels))
+        .route(
+            "/components/{component}/channels/{channel}",
+            put(components::set_channel).delete(components::remove_channel),
+        )
         .route("/configs", get(configs::list).post(configs::create))
         .route("/configs/{name}", get(configs::show).patch(configs::set_layers).delete(configs::delete))
         .route("/configs/{name}/bump", post(configs::bump))

@@ -6,11 +6,12 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
+use depot_api::semver_order::{self, ChannelKind};
 use depot_api::types::{
     AgentReport, AgentStatus, BumpResult, ChannelInfo, ChannelMove, ComponentSummary, Config, ConfigSummary,
     Deprecation, HistoryEntry, Layer, LayerRef, Role, TokenInfo, VersionInfo, config_hash,
 };
-use depot_api::{ComponentName, ConfigName, Digest, HostName, TokenName, VersionLabel, semver_order};
+use depot_api::{ComponentName, ConfigName, Digest, HostName, TokenName, VersionLabel};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use crate::{Result, StoreError};
@@ -73,6 +74,7 @@ CREATE TABLE IF NOT EXISTS deprecations (
 CREATE TABLE IF NOT EXISTS channels (
     component TEXT NOT NULL,
     name TEXT NOT NULL,
+    kind TEXT NOT NULL,
     version TEXT NOT NULL,
     updated_at TEXT NOT NULL,
     PRIMARY KEY (component, name)
@@ -205,6 +207,7 @@ impl SqliteMetadata {
         version: &VersionLabel,
         digest: &Digest,
         labels: &BTreeMap<String, String>,
+        build_channels: &[VersionLabel],
         creator: &str,
     ) -> Result<Added> {
         self.transaction(|tx| {
@@ -240,7 +243,15 @@ impl SqliteMetadata {
                 ],
             )?;
             let info = find_version(tx, component, version)?.expect("the version was just inserted");
-            let moved = update_channels(tx, component, creator, &format!("pushed {version}"))?;
+            let reason = format!("pushed {version}");
+            let mut moved = update_channels(tx, component, creator, &reason)?;
+            let mut build = BTreeMap::new();
+            for name in build_channels {
+                if move_channel(tx, component, name.as_str(), ChannelKind::Build, Some(version.as_str()), creator, &reason)? {
+                    build.insert(name.to_string(), version.to_string());
+                }
+            }
+            moved.extend(follow_channels(tx, component, &build, creator)?);
             Ok(Added { info, created: true, moved })
         })
     }
@@ -352,40 +363,59 @@ impl SqliteMetadata {
         })
     }
 
+    /// Points a manual channel at a version (an admin's choice); configurations tracking it move.
+    /// The caller checked the name ([`semver_order::check_manual_channel`]).
+    pub fn set_channel(
+        &self,
+        component: &ComponentName,
+        name: &VersionLabel,
+        version: &VersionLabel,
+        actor: &str,
+    ) -> Result<(ChannelInfo, Vec<Config>)> {
+        self.transaction(|tx| {
+            resolve_version(tx, component, version)?;
+            let reason = format!("set to {version}");
+            let mut moved = BTreeMap::new();
+            if move_channel(tx, component, name.as_str(), ChannelKind::Manual, Some(version.as_str()), actor, &reason)?
+            {
+                moved.insert(name.to_string(), version.to_string());
+            }
+            let configs = follow_channels(tx, component, &moved, actor)?;
+            let channel = channels_of(tx, component)?.into_iter().find(|c| &c.name == name).expect("just set");
+            Ok((channel, configs))
+        })
+    }
+
+    /// Removes a build or manual channel; configurations tracking it stay on their version.
+    pub fn remove_channel(&self, component: &ComponentName, name: &VersionLabel, actor: &str) -> Result<()> {
+        self.transaction(|tx| {
+            let kind: Option<String> = tx
+                .query_row(
+                    "SELECT kind FROM channels WHERE component = ?1 AND name = ?2",
+                    params![component.as_str(), name.as_str()],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            match kind.as_deref().and_then(ChannelKind::parse) {
+                None => Err(StoreError::Invalid(format!("{component} has no channel {name}"))),
+                Some(ChannelKind::Rolling) => Err(StoreError::Invalid(format!(
+                    "{name} is a rolling channel of {component}: it follows the versions (deprecate one to move it)"
+                ))),
+                Some(kind) => {
+                    move_channel(tx, component, name.as_str(), kind, None, actor, "removed")?;
+                    Ok(())
+                }
+            }
+        })
+    }
+
     /// The component's channels, by name, each with its history.
     pub fn channels(&self, component: &ComponentName) -> Result<Vec<ChannelInfo>> {
         self.transaction(|tx| {
             if versions_of(tx, component)?.is_empty() {
                 return Err(StoreError::UnknownComponent(component.clone()));
             }
-            let mut statement =
-                tx.prepare("SELECT name, version, updated_at FROM channels WHERE component = ?1 ORDER BY name")?;
-            let rows: Vec<(String, String, String)> = statement
-                .query_map([component.as_str()], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
-                .collect::<std::result::Result<_, _>>()?;
-            let mut moves = tx.prepare(
-                "SELECT at, from_version, to_version, actor, reason FROM channel_moves WHERE component = ?1 AND name = ?2 ORDER BY seq",
-            )?;
-            let label = |text: Option<String>| text.map(|t| parse(VersionLabel::parse(&t))).transpose();
-            let mut channels = Vec::new();
-            for (name, version, updated_at) in rows {
-                let raw: Vec<MoveRow> = moves
-                    .query_map(params![component.as_str(), name], |row| {
-                        Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?))
-                    })?
-                    .collect::<std::result::Result<_, _>>()?;
-                let mut history = Vec::new();
-                for (at, from, to, actor, reason) in raw {
-                    history.push(ChannelMove { at: parse_time(&at)?, from: label(from)?, to: label(to)?, actor, reason });
-                }
-                channels.push(ChannelInfo {
-                    name: parse(VersionLabel::parse(&name))?,
-                    version: parse(VersionLabel::parse(&version))?,
-                    updated_at: parse_time(&updated_at)?,
-                    history,
-                });
-            }
-            Ok(channels)
+            channels_of(tx, component)
         })
     }
 
@@ -966,6 +996,15 @@ fn layer_version(layer: &Layer) -> String {
 }
 
 fn delete_version_rows(tx: &Transaction<'_>, component: &ComponentName, version: &VersionLabel) -> Result<()> {
+    // Build and manual channels naming it go with it (rolling ones are recomputed by the caller).
+    let mut statement =
+        tx.prepare("SELECT name FROM channels WHERE component = ?1 AND version = ?2 AND kind != 'rolling'")?;
+    let names: Vec<String> = statement
+        .query_map(params![component.as_str(), version.as_str()], |row| row.get(0))?
+        .collect::<std::result::Result<_, _>>()?;
+    for name in names {
+        move_channel(tx, component, &name, ChannelKind::Manual, None, "", &format!("deleted {version}"))?;
+    }
     for table in ["versions", "deprecations"] {
         tx.execute(
             &format!("DELETE FROM {table} WHERE component = ?1 AND version = ?2"),
@@ -976,45 +1015,77 @@ fn delete_version_rows(tx: &Transaction<'_>, component: &ComponentName, version:
 }
 
 /// Recomputes the component's rolling channels from its versions that are not deprecated
-/// ([`semver_order::rolling_channels`]), records each move, and gives every configuration whose
-/// current revision tracks a moved channel a new revision. Returns those configurations.
+/// ([`semver_order::rolling_channels`]), and moves the configurations tracking those that moved.
 fn update_channels(tx: &Transaction<'_>, component: &ComponentName, actor: &str, reason: &str) -> Result<Vec<Config>> {
     let versions = versions_of(tx, component)?;
     let wanted =
         semver_order::rolling_channels(versions.iter().filter(|v| v.deprecated.is_none()).map(|v| v.version.as_str()));
-    let mut statement = tx.prepare("SELECT name, version FROM channels WHERE component = ?1")?;
-    let current: BTreeMap<String, String> = statement
-        .query_map([component.as_str()], |row| Ok((row.get(0)?, row.get(1)?)))?
-        .collect::<std::result::Result<_, _>>()?;
-    let at = now();
+    let mut statement = tx.prepare("SELECT name FROM channels WHERE component = ?1 AND kind = 'rolling'")?;
+    let current: Vec<String> =
+        statement.query_map([component.as_str()], |row| row.get(0))?.collect::<std::result::Result<_, _>>()?;
+    let names: std::collections::BTreeSet<&String> = current.iter().chain(wanted.keys()).collect();
     let mut moved = BTreeMap::new();
-    let names: std::collections::BTreeSet<&String> = current.keys().chain(wanted.keys()).collect();
     for name in names {
-        let (from, to) = (current.get(name), wanted.get(name));
-        if from == to {
-            continue;
-        }
-        match to {
-            Some(to) => tx.execute(
-                "INSERT OR REPLACE INTO channels (component, name, version, updated_at) VALUES (?1, ?2, ?3, ?4)",
-                params![component.as_str(), name, to, at],
-            )?,
-            None => tx.execute(
-                "DELETE FROM channels WHERE component = ?1 AND name = ?2",
-                params![component.as_str(), name],
-            )?,
-        };
-        tx.execute(
-            "INSERT INTO channel_moves (component, name, at, from_version, to_version, actor, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![component.as_str(), name, at, from, to, actor, reason],
-        )?;
-        if let Some(to) = to {
-            moved.insert(name.clone(), to.clone());
+        let to = wanted.get(name).map(String::as_str);
+        if move_channel(tx, component, name, ChannelKind::Rolling, to, actor, reason)?
+            && let Some(to) = to
+        {
+            moved.insert(name.clone(), to.to_owned());
         }
     }
+    follow_channels(tx, component, &moved, actor)
+}
+
+/// Points channel `name` at `to` (or removes it), recording the move; false when it already
+/// named `to`.
+fn move_channel(
+    tx: &Transaction<'_>,
+    component: &ComponentName,
+    name: &str,
+    kind: ChannelKind,
+    to: Option<&str>,
+    actor: &str,
+    reason: &str,
+) -> Result<bool> {
+    let from: Option<String> = tx
+        .query_row(
+            "SELECT version FROM channels WHERE component = ?1 AND name = ?2",
+            params![component.as_str(), name],
+            |row| row.get(0),
+        )
+        .optional()?;
+    if from.as_deref() == to {
+        return Ok(false);
+    }
+    let at = now();
+    match to {
+        Some(to) => tx.execute(
+            "INSERT OR REPLACE INTO channels (component, name, kind, version, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![component.as_str(), name, kind.as_str(), to, at],
+        )?,
+        None => {
+            tx.execute("DELETE FROM channels WHERE component = ?1 AND name = ?2", params![component.as_str(), name])?
+        }
+    };
+    tx.execute(
+        "INSERT INTO channel_moves (component, name, at, from_version, to_version, actor, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![component.as_str(), name, at, from, to, actor, reason],
+    )?;
+    Ok(true)
+}
+
+/// Gives every configuration whose current revision tracks one of the `moved` channels (name →
+/// version) a new revision on the channel's version. Returns those configurations.
+fn follow_channels(
+    tx: &Transaction<'_>,
+    component: &ComponentName,
+    moved: &BTreeMap<String, String>,
+    actor: &str,
+) -> Result<Vec<Config>> {
     if moved.is_empty() {
         return Ok(Vec::new());
     }
+    let versions = versions_of(tx, component)?;
     let mut statement = tx.prepare(
         "SELECT c.name, c.revision, r.layers FROM configs c JOIN config_revisions r ON r.config = c.name AND r.revision = c.revision ORDER BY c.name",
     )?;
@@ -1064,6 +1135,40 @@ fn check_revision(name: &ConfigName, expect: Option<u64>, actual: u64) -> Result
         }
         _ => Ok(()),
     }
+}
+
+/// A component's channels by name, each with its kind and history.
+fn channels_of(tx: &Transaction<'_>, component: &ComponentName) -> Result<Vec<ChannelInfo>> {
+    let mut statement =
+        tx.prepare("SELECT name, kind, version, updated_at FROM channels WHERE component = ?1 ORDER BY name")?;
+    let rows: Vec<(String, String, String, String)> = statement
+        .query_map([component.as_str()], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)))?
+        .collect::<std::result::Result<_, _>>()?;
+    let mut moves = tx.prepare(
+        "SELECT at, from_version, to_version, actor, reason FROM channel_moves WHERE component = ?1 AND name = ?2 ORDER BY seq",
+    )?;
+    let label = |text: Option<String>| text.map(|t| parse(VersionLabel::parse(&t))).transpose();
+    let mut channels = Vec::new();
+    for (name, kind, version, updated_at) in rows {
+        let raw: Vec<MoveRow> = moves
+            .query_map(params![component.as_str(), name], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?))
+            })?
+            .collect::<std::result::Result<_, _>>()?;
+        let mut history = Vec::new();
+        for (at, from, to, actor, reason) in raw {
+            history.push(ChannelMove { at: parse_time(&at)?, from: label(from)?, to: label(to)?, actor, reason });
+        }
+        channels.push(ChannelInfo {
+            name: parse(VersionLabel::parse(&name))?,
+            kind: ChannelKind::parse(&kind)
+                .ok_or_else(|| StoreError::Invalid(format!("unknown channel kind `{kind}`")))?,
+            version: parse(VersionLabel::parse(&version))?,
+            updated_at: parse_time(&updated_at)?,
+            history,
+        });
+    }
+    Ok(channels)
 }
 
 fn describe_layers(layers: &[Layer]) -> String {

@@ -37,7 +37,7 @@ fn layer(text: &str) -> LayerRef {
 /// Records blob `n` and pushes it as `component:label`.
 fn push(store: &SqliteMetadata, component_name: &str, label: &str, n: u8) {
     store.record_blob(&digest(n), 100 + n as u64).unwrap();
-    store.add_version(&component(component_name), &version(label), &digest(n), &BTreeMap::new(), "ci").unwrap();
+    store.add_version(&component(component_name), &version(label), &digest(n), &BTreeMap::new(), &[], "ci").unwrap();
 }
 
 #[test]
@@ -45,12 +45,13 @@ fn versions_are_immutable() {
     for Fresh { store, .. } in backends() {
         push(&store, "web", "1.0.0", 1);
         let again =
-            store.add_version(&component("web"), &version("1.0.0"), &digest(1), &BTreeMap::new(), "ci").unwrap();
+            store.add_version(&component("web"), &version("1.0.0"), &digest(1), &BTreeMap::new(), &[], "ci").unwrap();
         assert!(!again.created, "the same digest again is a no-op");
         assert_eq!(again.info.digest, digest(1));
         store.record_blob(&digest(2), 5).unwrap();
-        let error =
-            store.add_version(&component("web"), &version("1.0.0"), &digest(2), &BTreeMap::new(), "ci").unwrap_err();
+        let error = store
+            .add_version(&component("web"), &version("1.0.0"), &digest(2), &BTreeMap::new(), &[], "ci")
+            .unwrap_err();
         assert!(matches!(error, StoreError::VersionExists { .. }), "{error}");
         assert_eq!(error.to_api().code.as_str(), "version-exists");
         // The hint names the version to cut instead: the next patch of the refused version's
@@ -60,15 +61,17 @@ fn versions_are_immutable() {
         push(&store, "web", "1.11.0-rc.1", 6);
         store.record_blob(&digest(5), 5).unwrap();
         let hint = |label: &str| {
-            let error =
-                store.add_version(&component("web"), &version(label), &digest(5), &BTreeMap::new(), "ci").unwrap_err();
+            let error = store
+                .add_version(&component("web"), &version(label), &digest(5), &BTreeMap::new(), &[], "ci")
+                .unwrap_err();
             error.to_api().hint.unwrap()
         };
         assert!(hint("1.10.0").contains("depot push web 1.10.1"), "{}", hint("1.10.0"));
         assert!(hint("1.9.0").contains("depot push web 1.9.1"), "{}", hint("1.9.0"));
         assert!(hint("1.11.0-rc.1").contains("depot push web 1.11.0-rc.2"), "{}", hint("1.11.0-rc.1"));
-        let unknown =
-            store.add_version(&component("web"), &version("2.0.0"), &digest(9), &BTreeMap::new(), "ci").unwrap_err();
+        let unknown = store
+            .add_version(&component("web"), &version("2.0.0"), &digest(9), &BTreeMap::new(), &[], "ci")
+            .unwrap_err();
         assert!(matches!(unknown, StoreError::UnknownBlob(_)));
     }
 }
@@ -78,7 +81,7 @@ fn versions_keep_labels_creator_and_their_order() {
     for Fresh { store, .. } in backends() {
         store.record_blob(&digest(1), 10).unwrap();
         let labels = BTreeMap::from([("git_sha".to_owned(), "abc123".to_owned())]);
-        store.add_version(&component("web"), &version("b"), &digest(1), &labels, "alice").unwrap();
+        store.add_version(&component("web"), &version("b"), &digest(1), &labels, &[], "alice").unwrap();
         push(&store, "web", "a", 2);
         let versions = store.versions(&component("web")).unwrap();
         assert_eq!(versions.iter().map(|v| v.version.as_str()).collect::<Vec<_>>(), ["b", "a"], "push order");
@@ -345,7 +348,7 @@ fn channels_follow_stable_pushes_and_tracking_configurations_follow_them() {
         // A stable push moves the channels, and the configurations tracking them.
         store.record_blob(&digest(2), 5).unwrap();
         let added =
-            store.add_version(&component("web"), &version("1.4.1"), &digest(2), &BTreeMap::new(), "ci").unwrap();
+            store.add_version(&component("web"), &version("1.4.1"), &digest(2), &BTreeMap::new(), &[], "ci").unwrap();
         let moved: Vec<&str> = added.moved.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(moved, ["minor", "prod"]);
         assert_eq!(layer_of(&store, "prod"), (2, "1.4.1".into(), Some("latest".into())));
@@ -457,5 +460,45 @@ mod channel_rules {
                 }
             }
         }
+    }
+}
+
+#[test]
+fn build_and_manual_channels_are_kept_apart_from_the_rolling_ones() {
+    for Fresh { store, .. } in backends() {
+        push(&store, "web", "1.0.0", 1);
+        store.record_blob(&digest(2), 5).unwrap();
+        let edge = [version("edge"), version("sha-3f9c2e1")];
+        store
+            .add_version(&component("web"), &version("1.1.0-dev.1"), &digest(2), &BTreeMap::new(), &edge, "ci")
+            .unwrap();
+        let channels = store.channels(&component("web")).unwrap();
+        let kinds: BTreeMap<String, (String, String)> = channels
+            .iter()
+            .map(|c| (c.name.to_string(), (c.kind.as_str().to_owned(), c.version.to_string())))
+            .collect();
+        assert_eq!(kinds["edge"], ("build".to_owned(), "1.1.0-dev.1".to_owned()));
+        assert_eq!(kinds["latest"], ("rolling".to_owned(), "1.0.0".to_owned()), "a build never moves latest");
+
+        // A manual channel, tracked by a configuration, moves it when set.
+        push(&store, "web", "1.0.1", 3);
+        store.set_channel(&component("web"), &version("stable"), &version("1.0.0"), "admin").unwrap();
+        store.create_config(&config("canary"), &[layer("web:stable")], "a").unwrap();
+        let (channel, moved) =
+            store.set_channel(&component("web"), &version("stable"), &version("1.0.1"), "admin").unwrap();
+        assert_eq!((channel.version.as_str(), moved.len()), ("1.0.1", 1));
+        assert_eq!(layer_of(&store, "canary"), (2, "1.0.1".into(), Some("stable".into())));
+
+        // Deprecations recompute the rolling channels only.
+        store.deprecate(&component("web"), &version("1.0.1"), "bad", None, "ops").unwrap();
+        assert_eq!(channel_map(&store, "web")["stable"], "1.0.1", "an admin's choice stays");
+        assert_eq!(channel_map(&store, "web")["latest"], "1.0.0");
+
+        // Rolling channels cannot be removed; others can, and go with their version.
+        assert!(store.remove_channel(&component("web"), &version("latest"), "admin").is_err());
+        store.remove_channel(&component("web"), &version("stable"), "admin").unwrap();
+        store.delete_version(&component("web"), &version("1.1.0-dev.1")).unwrap();
+        let left: Vec<String> = channel_map(&store, "web").into_keys().collect();
+        assert_eq!(left, ["1", "1.0", "latest"]);
     }
 }

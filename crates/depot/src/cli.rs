@@ -47,6 +47,7 @@ pub enum Command {
     Components(ComponentsArgs),
     Versions(VersionsArgs),
     Channels(ChannelsArgs),
+    Channel(ChannelArgs),
     Deprecate(DeprecateArgs),
     Undeprecate(UndeprecateArgs),
     Configs(ConfigsArgs),
@@ -368,7 +369,8 @@ pub struct RegistryArgs {
 #[command(after_help = "Examples:
   depot push web 1.4.2 ./build                        # packs ./build, uploads, prints sha256:…
   depot push web 1.4.2 web-1.4.2.tar.zst --label git=3f9c2e1 --label branch=main
-  depot push web 1.4.2 ./build --format gz --json     # the version: digest, size, labels, …")]
+  depot push web 1.4.2 ./build --format gz --json     # the version: digest, size, labels, …
+  depot push web 1.5.0-dev.42 ./build --channel edge  # a main-branch build: edge, nightly-DATE, sha-…")]
 pub struct PushArgs {
     /// The component (`web`, `config-prod`).
     pub component: ComponentName,
@@ -388,8 +390,27 @@ pub struct PushArgs {
     #[arg(long, value_enum)]
     pub format: Option<Format>,
 
+    /// A build of the main branch: the version also takes the channels `edge`,
+    /// `nightly-YYYY-MM-DD` (today, UTC) and `sha-<short>` (from --git-sha, or from the git
+    /// checkout it runs in). Never `latest` or a rolling channel.
+    #[arg(long, value_name = "CHANNEL", value_parser = PossibleValuesParser::new(["edge"]))]
+    pub channel: Option<String>,
+
+    /// The commit the build comes from, for the `sha-<short>` channel [default: `git rev-parse HEAD`].
+    #[arg(long, value_name = "SHA", requires = "channel", value_parser = parse_git_sha)]
+    pub git_sha: Option<String>,
+
     #[command(flatten)]
     pub registry: RegistryArgs,
+}
+
+fn parse_git_sha(text: &str) -> Result<String, String> {
+    let sha = text.trim().to_ascii_lowercase();
+    if (7..=40).contains(&sha.len()) && sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(sha)
+    } else {
+        Err(format!("`{text}` is not a git commit (7 to 40 hex digits)"))
+    }
 }
 
 /// List the registry's components with their number of versions and newest version.
@@ -431,6 +452,60 @@ pub struct VersionsArgs {
 pub struct ChannelsArgs {
     /// The component.
     pub component: ComponentName,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// Set and remove manual channels of a component (admin only).
+///
+/// A manual channel (`stable`, `canary`) names the version an admin chose; layers may track it
+/// like any channel. Names that are versions, rolling channels (`latest`, `X.Y`, `X`), build
+/// channels (`edge`, `nightly-…`, `sha-…`) or stage names (`dev`, `staging`, `prod`) are reserved.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  depot channel set web stable 1.4.2
+  depot channel rm web stable")]
+pub struct ChannelArgs {
+    #[command(subcommand)]
+    pub command: ChannelCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ChannelCommand {
+    Set(ChannelSetArgs),
+    Rm(ChannelRmArgs),
+}
+
+/// Point a manual channel at a version; configurations tracking it move.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  depot channel set web stable 1.4.2
+  depot channel set web stable 1.4.2 --json     # the channel: name, kind, version, history")]
+pub struct ChannelSetArgs {
+    /// The component.
+    pub component: ComponentName,
+
+    /// The channel.
+    pub channel: VersionLabel,
+
+    /// The version it names from now on.
+    pub version: VersionLabel,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// Remove a manual or build channel; configurations tracking it stay on their version.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  depot channel rm web stable")]
+pub struct ChannelRmArgs {
+    /// The component.
+    pub component: ComponentName,
+
+    /// The channel.
+    pub channel: VersionLabel,
 
     #[command(flatten)]
     pub registry: RegistryArgs,

@@ -1,10 +1,11 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use depot_api::types::{ChannelInfo, ComponentSummary, Config, DeprecateVersion, PushVersion, VersionInfo};
+use depot_api::semver_order::{ChannelKind, channel_kind, check_manual_channel};
+use depot_api::types::{ChannelInfo, ComponentSummary, Config, DeprecateVersion, PushVersion, SetChannel, VersionInfo};
 use depot_api::{ComponentName, ErrorCode, VersionLabel};
 
-use crate::auth::{Operator, Viewer};
+use crate::auth::{Admin, Operator, Viewer};
 use crate::error::ApiError;
 use crate::state::AppState;
 use depot_api::ErrorBody;
@@ -48,9 +49,25 @@ pub async fn push_version(
 ) -> Result<(StatusCode, Json<VersionInfo>), ApiError> {
     let (component, version) = (ComponentName::parse(&component)?, VersionLabel::parse(&version)?);
     let digest = request.digest;
+    for channel in &request.channels {
+        if channel_kind(channel.as_str()) != ChannelKind::Build {
+            return Err(ApiError::new(
+                ErrorCode::InvalidRequest,
+                format!("`{channel}` is not a build channel (edge, nightly-YYYY-MM-DD, sha-<hex>)"),
+            )
+            .with_hint("rolling channels (latest, X.Y, X) move by themselves; an admin sets other channels with `depot channel set`"));
+        }
+    }
     let (status, info, moved) = state
         .blocking(move |state| {
-            let added = state.metadata.add_version(&component, &version, &digest, &request.labels, &caller.name)?;
+            let added = state.metadata.add_version(
+                &component,
+                &version,
+                &digest,
+                &request.labels,
+                &request.channels,
+                &caller.name,
+            )?;
             if !added.created {
                 return Ok((StatusCode::OK, added.info, Vec::new()));
             }
@@ -147,5 +164,38 @@ pub async fn delete_component(
 ) -> Result<StatusCode, ApiError> {
     let component = ComponentName::parse(&component)?;
     state.blocking(move |state| Ok(state.metadata.delete_component(&component)?)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `PUT …/channels/{channel}`: points a manual channel at a version (admin).
+#[utoipa::path(put, path = "/api/v1/components/{component}/channels/{channel}", tag = "components", params(("component" = String, Path), ("channel" = String, Path)), request_body = SetChannel, responses((status = 200, body = ChannelInfo), (status = 400, description = "a reserved name", body = ErrorBody), (status = 404, body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
+pub async fn set_channel(
+    Admin(caller): Admin,
+    State(state): State<AppState>,
+    Path((component, channel)): Path<(String, String)>,
+    Json(request): Json<SetChannel>,
+) -> Result<Json<ChannelInfo>, ApiError> {
+    let (component, channel) = (ComponentName::parse(&component)?, VersionLabel::parse(&channel)?);
+    check_manual_channel(channel.as_str()).map_err(|reason| {
+        ApiError::new(ErrorCode::InvalidName, reason).with_hint(
+            "choose another name, such as `stable` or `canary`; rolling and build channels move by themselves",
+        )
+    })?;
+    let (info, moved) = state
+        .blocking(move |state| Ok(state.metadata.set_channel(&component, &channel, &request.version, &caller.name)?))
+        .await?;
+    announce(&state, &moved);
+    Ok(Json(info))
+}
+
+/// `DELETE …/channels/{channel}`: removes a build or manual channel (admin).
+#[utoipa::path(delete, path = "/api/v1/components/{component}/channels/{channel}", tag = "components", params(("component" = String, Path), ("channel" = String, Path)), responses((status = 204), (status = 400, body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
+pub async fn remove_channel(
+    Admin(caller): Admin,
+    State(state): State<AppState>,
+    Path((component, channel)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let (component, channel) = (ComponentName::parse(&component)?, VersionLabel::parse(&channel)?);
+    state.blocking(move |state| Ok(state.metadata.remove_channel(&component, &channel, &caller.name)?)).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -34,6 +34,7 @@ pub fn run(command: Command, printer: &Printer) -> anyhow::Result<ExitCode> {
         Command::Components(args) => registry::components::run(args, printer),
         Command::Versions(args) => registry::versions::run(args, printer),
         Command::Channels(args) => registry::channels::run(args, printer),
+        Command::Channel(args) => registry::channels::run_channel(args.command, printer),
         Command::Deprecate(args) => registry::deprecate::run(args, printer),
         Command::Undeprecate(args) => registry::deprecate::run_undeprecate(args, printer),
         Command::Configs(args) => registry::configs::run(args, printer),

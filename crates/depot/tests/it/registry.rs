@@ -1,6 +1,7 @@
 //! The registry's client verbs (`push`, `versions`, `config …`, `delete …`, `token …`, `gc`)
 //! against a real `depot serve` on port 0.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
@@ -459,6 +460,9 @@ const REGISTRY_COMMANDS: &[&[&str]] = &[
     &["components"],
     &["versions"],
     &["channels"],
+    &["channel"],
+    &["channel", "set"],
+    &["channel", "rm"],
     &["deprecate"],
     &["undeprecate"],
     &["configs"],
@@ -637,4 +641,68 @@ fn an_agent_follows_its_configuration_and_reports_each_step() {
     agent(&["--once"]).failure().stderr_contains("another depot agent");
     let _ = running.kill();
     let _ = running.wait();
+}
+
+#[test]
+fn edge_builds_take_build_channels_and_admins_set_manual_ones() {
+    let ctx = TestContext::new();
+    let registry = Registry::start(&ctx, &[]);
+    registry.run(&ctx, &["push", "web", "1.0.0", &tree(&ctx, "a", "a")]).success();
+
+    // A main-branch build pushed from a git checkout.
+    let checkout = ctx.path("checkout");
+    fs_err::create_dir_all(&checkout).unwrap();
+    let git = |args: &[&str]| {
+        let status = std::process::Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "init.defaultBranch=main"])
+            .args(args)
+            .current_dir(&checkout)
+            .stdout(Stdio::null())
+            .status()
+            .expect("git runs");
+        assert!(status.success(), "git {args:?}");
+    };
+    git(&["init", "-q"]);
+    git(&["commit", "-q", "--allow-empty", "-m", "build"]);
+    let head = std::process::Command::new("git").args(["rev-parse", "HEAD"]).current_dir(&checkout).output().unwrap();
+    let sha = String::from_utf8_lossy(&head.stdout).trim()[..7].to_owned();
+    let build = tree(&ctx, "b", "b");
+    let mut command = ctx.command();
+    command.env("DEPOT_REGISTRY", &registry.url).env("DEPOT_TOKEN", &registry.admin).current_dir(&checkout);
+    command.args(["push", "web", "1.1.0-dev.7", &build, "--channel", "edge"]);
+    let pushed = run_command(command);
+    assert_eq!(pushed.code, 0, "{}", pushed.stderr);
+    let channels = registry.run(&ctx, &["channels", "web", "--json"]).success().json();
+    let names: BTreeMap<String, (String, String)> = channels
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let name = c["name"].as_str().unwrap().to_owned();
+            (name, (c["kind"].as_str().unwrap().to_owned(), c["version"].as_str().unwrap().to_owned()))
+        })
+        .collect();
+    let today = format!("nightly-{}", chrono::Utc::now().format("%Y-%m-%d"));
+    for build in ["edge".to_owned(), today, format!("sha-{sha}")] {
+        assert_eq!(names.get(&build), Some(&("build".to_owned(), "1.1.0-dev.7".to_owned())), "{build}: {names:?}");
+    }
+    assert_eq!(names["latest"].1, "1.0.0", "a build never moves latest");
+    registry.run(&ctx, &["push", "web", "1.2.0", &tree(&ctx, "c", "c"), "--git-sha", "abc"]).usage_error();
+
+    // Manual channels: admins only, and not under a reserved name.
+    let operator = registry.run(&ctx, &["token", "create", "ci", "--role", "operator"]).success().stdout;
+    registry
+        .run_as(&ctx, operator.trim(), &["channel", "set", "web", "stable", "1.0.0"])
+        .failure()
+        .stderr_contains("forbidden");
+    registry.run(&ctx, &["channel", "set", "web", "stable", "1.0.0"]).success();
+    for reserved in ["latest", "1.0", "prod", "2.0.0"] {
+        registry.run(&ctx, &["channel", "set", "web", reserved, "1.0.0"]).failure().stderr_contains("reserved");
+    }
+    registry.run(&ctx, &["config", "create", "web-canary", "--layer", "web:stable"]).success();
+    registry.run(&ctx, &["channel", "set", "web", "stable", "1.1.0-dev.7"]).success();
+    let history = registry.run(&ctx, &["config", "history", "web-canary"]).success().stdout;
+    assert!(history.contains("channel web:stable moved 1.0.0 → 1.1.0-dev.7"), "{history}");
+    registry.run(&ctx, &["channel", "rm", "web", "latest"]).failure().stderr_contains("rolling");
+    registry.run(&ctx, &["channel", "rm", "web", "stable"]).success();
 }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use depot_api::client::Client;
 use depot_api::types::PushVersion;
-use depot_api::{Digest, ErrorCode};
+use depot_api::{Digest, ErrorCode, VersionLabel};
 use depot_release::archive::{self, Compression, PackOptions};
 use depot_release::digest::HashingReader;
 use depot_release::progress::ProgressReader;
@@ -49,7 +49,11 @@ pub fn run(args: PushArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
 
     // Register first: the registry answers for the version before it looks for the blob, so
     // content it already has (or a version that exists with other content) costs no upload.
-    let request = PushVersion { digest: digest.clone(), labels };
+    let channels = match &args.channel {
+        Some(_) => build_channels(args.git_sha.as_deref(), printer)?,
+        None => Vec::new(),
+    };
+    let request = PushVersion { digest: digest.clone(), labels, channels };
     let pushed = match client.push_version(&args.component, &args.version, &request) {
         Err(error) if error.code() == Some(ErrorCode::UnknownBlob) => {
             upload(&client, &digest, &archive, printer)
@@ -146,4 +150,28 @@ fn hash_archive(path: &Path, printer: &Printer) -> anyhow::Result<Digest> {
     progress.finish();
     let (hex, _) = reader.finish();
     Ok(Digest::from_hex(&hex)?)
+}
+
+/// `edge`, `nightly-YYYY-MM-DD` (UTC) and, when the commit is known, `sha-<7 hex digits>`.
+fn build_channels(git_sha: Option<&str>, printer: &Printer) -> anyhow::Result<Vec<VersionLabel>> {
+    let mut names = vec!["edge".to_owned(), format!("nightly-{}", chrono::Utc::now().format("%Y-%m-%d"))];
+    let sha = match git_sha {
+        Some(sha) => Some(sha.to_owned()),
+        None => {
+            let output = std::process::Command::new("git").args(["rev-parse", "HEAD"]).output();
+            match output {
+                Ok(output) if output.status.success() => {
+                    Some(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+                }
+                _ => {
+                    printer.message("note: not in a git checkout and no --git-sha: no sha-… channel");
+                    None
+                }
+            }
+        }
+    };
+    if let Some(sha) = sha {
+        names.push(format!("sha-{}", &sha[..7.min(sha.len())]));
+    }
+    names.into_iter().map(|name| Ok(VersionLabel::parse(&name)?)).collect()
 }
