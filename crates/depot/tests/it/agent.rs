@@ -504,6 +504,8 @@ fn an_agent_tracking_latest_moves_forward_on_a_stable_push_ignores_an_rc_and_mov
     registry.run(&ctx, &["deprecate", "web", "1.0.0", "--reason", "old"]).success();
     let pinned = registry.run(&ctx, &["config", "show", "web-pinned"]).success().stdout;
     assert!(pinned.contains("warning: web:1.0.0 is deprecated (old)"), "{pinned}");
+    let flagged = registry.run(&ctx, &["status", "web-pinned"]).success().stdout;
+    assert!(flagged.contains("warning: web:1.0.0 is deprecated (old)"), "{flagged}");
     assert_eq!(host_state(&status(&ctx, &registry), "host-1").map(|s| s.0), Some("active".into()));
 
     registry.run(&ctx, &["undeprecate", "web", "1.1.0"]).success();

@@ -30,15 +30,8 @@ pub fn run(args: ConfigShowArgs, printer: &Printer) -> anyhow::Result<ExitCode> 
     for line in super::table(&["COMPONENT", "VERSION", "TRACKS", "DIGEST"], &rows) {
         printer.data(format!("  {line}"));
     }
-    // A layer pinned to a version deprecated since: say so, with the reason and the replacement.
-    for layer in &config.layers {
-        if let Some(deprecation) = client.version(&layer.component, &layer.version)?.deprecated {
-            let instead = deprecation.replacement.map(|r| format!("; use {r} instead")).unwrap_or_default();
-            printer.data(format!(
-                "warning: {}:{} is deprecated ({}{instead})",
-                layer.component, layer.version, deprecation.reason
-            ));
-        }
+    for warning in super::deprecated_layers(&client, &config)? {
+        printer.data(warning);
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -65,6 +65,22 @@ pub(crate) fn connect(args: &RegistryArgs) -> anyhow::Result<Client> {
     ClientConfig::load(args.registry.as_deref(), args.token.as_ref(), args.ca_cert.as_deref(), None)?.client()
 }
 
+/// A warning for each layer of `config` on a deprecated version (a pinned layer: one tracking a
+/// channel has moved off it), with the reason and the replacement.
+fn deprecated_layers(client: &Client, config: &depot_api::types::Config) -> anyhow::Result<Vec<String>> {
+    let mut warnings = Vec::new();
+    for layer in &config.layers {
+        if let Some(deprecation) = client.version(&layer.component, &layer.version)?.deprecated {
+            let instead = deprecation.replacement.map(|r| format!("; use {r} instead")).unwrap_or_default();
+            warnings.push(format!(
+                "warning: {}:{} is deprecated ({}{instead})",
+                layer.component, layer.version, deprecation.reason
+            ));
+        }
+    }
+    Ok(warnings)
+}
+
 /// A usage error found after parsing: `error:` and `hint:` on stderr, exit 2, nothing done.
 fn usage_error(printer: &Printer, message: &str, hint: &str) -> ExitCode {
     printer.message(format!("error: {message}"));

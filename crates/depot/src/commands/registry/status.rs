@@ -12,6 +12,10 @@ pub fn run(args: StatusArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
         printer.json(&agents);
         return Ok(ExitCode::SUCCESS);
     }
+    let config = client.get_config(&args.config, None, None)?;
+    for warning in super::deprecated_layers(&client, &config)? {
+        printer.data(warning);
+    }
     if agents.is_empty() {
         printer.data(format!("No agent has reported for configuration {}", args.config));
         return Ok(ExitCode::SUCCESS);
