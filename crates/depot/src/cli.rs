@@ -57,6 +57,7 @@ pub enum Command {
     Gc(GcArgs),
     Status(StatusArgs),
     Agent(AgentArgs),
+    Release(ReleaseArgs),
 }
 
 /// Pack a directory into a reproducible release archive.
@@ -978,4 +979,82 @@ fn parse_label(text: &str) -> Result<(String, String), String> {
 
 fn parse_layer(text: &str) -> Result<LayerRef, String> {
     LayerRef::parse(text)
+}
+
+/// Cut a semver release in a git repository: bump the version files, commit, tag, push.
+///
+/// Reads the current version from the version files at the repository's root: `Cargo.toml`
+/// (`[package]` or `[workspace.package]`), `package.json`, `pyproject.toml` (`[project]`), and the
+/// files listed in `depot.toml` under `[release] files` (one of those kinds, or a plain file
+/// holding only the version). They must agree. Writes the new version into every one of them,
+/// keeping their formatting (and the workspace's entries in `Cargo.lock`), moves CHANGELOG.md's
+/// `## [Unreleased]` section under `## [X.Y.Z] - DATE`, commits `chore(release): vX.Y.Z`, creates
+/// the annotated tag `vX.Y.Z`, and with --push pushes the branch, then the tag. Refuses a dirty
+/// tree, an existing tag, and a version that is not above the current one. Works from any
+/// directory of the repository.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  depot release patch                 # 1.4.2 → 1.4.3, asks before changing anything
+  depot release minor --pre rc -y     # 1.4.2 → 1.5.0-rc.1
+  depot release rc -y                 # 1.5.0-rc.1 → 1.5.0-rc.2
+  depot release final -y --push       # 1.5.0-rc.2 → 1.5.0, then pushes the branch and the tag
+  depot release 2.0.0 --dry-run       # the whole plan (files and diffs, commit, tag, push); changes nothing")]
+pub struct ReleaseArgs {
+    /// patch, minor, major, rc (the next release candidate), final (drop the pre-release), or a
+    /// version X.Y.Z.
+    #[arg(value_parser = parse_release_target)]
+    pub target: ReleaseTarget,
+
+    /// Make it a pre-release of the bumped version: `--pre rc` → X.Y.Z-rc.1.
+    #[arg(long, value_name = "ID", value_parser = parse_pre_id)]
+    pub pre: Option<String>,
+
+    /// Print the plan and every refusal; change nothing.
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+
+    /// Do not ask for confirmation.
+    #[arg(short = 'y', long)]
+    pub yes: bool,
+
+    /// Sign the tag (git tag -s, with git's own signing configuration).
+    #[arg(long)]
+    pub sign: bool,
+
+    /// Push the branch, then the tag, to the branch's remote.
+    #[arg(long)]
+    pub push: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReleaseTarget {
+    Patch,
+    Minor,
+    Major,
+    Rc,
+    Final,
+    Version(semver::Version),
+}
+
+fn parse_release_target(text: &str) -> Result<ReleaseTarget, String> {
+    Ok(match text {
+        "patch" => ReleaseTarget::Patch,
+        "minor" => ReleaseTarget::Minor,
+        "major" => ReleaseTarget::Major,
+        "rc" => ReleaseTarget::Rc,
+        "final" => ReleaseTarget::Final,
+        other => ReleaseTarget::Version(depot_api::semver_order::parse(other).ok_or_else(|| {
+            format!("`{other}` is not patch, minor, major, rc, final, or a semver version such as 1.4.2")
+        })?),
+    })
+}
+
+fn parse_pre_id(text: &str) -> Result<String, String> {
+    let valid = !text.is_empty() && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    let numeric = text.bytes().all(|b| b.is_ascii_digit());
+    if valid && !numeric {
+        Ok(text.to_owned())
+    } else {
+        Err(format!("`{text}` is not a pre-release name such as rc, beta or alpha"))
+    }
 }

@@ -6,6 +6,7 @@ mod deploy;
 mod pack;
 mod prune;
 mod registry;
+mod release;
 mod releases;
 mod rollback;
 mod serve;
@@ -44,6 +45,7 @@ pub fn run(command: Command, printer: &Printer) -> anyhow::Result<ExitCode> {
         Command::Gc(args) => registry::gc::run(args, printer),
         Command::Status(args) => registry::status::run(args, printer),
         Command::Agent(args) => agent::run(args, printer),
+        Command::Release(args) => release::run(args, printer),
     }
 }
 

@@ -2,7 +2,7 @@
 
 use crate::common::*;
 
-const COMMANDS: &[&str] = &["pack", "deploy", "rollback", "releases", "prune", "verify", "serve", "agent"];
+const COMMANDS: &[&str] = &["pack", "deploy", "rollback", "releases", "prune", "verify", "serve", "agent", "release"];
 
 #[test]
 fn help_tree() {

@@ -9,5 +9,6 @@ mod deploy;
 mod help;
 mod pack;
 mod registry;
+mod release;
 mod safety;
 mod serve;
