@@ -12,12 +12,28 @@ use crate::{Error, Result};
 #[serde(deny_unknown_fields)]
 pub struct PackConfig {
     pub name: Option<String>,
-    /// Globs (relative to DIR); when present, only matching files are packed.
+    /// What to pack: globs (relative to DIR; only matching files), or a table mapping paths in DIR
+    /// to paths in the archive (`"target/release/server" = "bin/server"`).
     #[serde(default)]
-    pub include: Vec<String>,
+    pub include: Include,
     /// Globs of files and directories to leave out.
     #[serde(default)]
     pub exclude: Vec<String>,
+}
+
+/// `[package] include`.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(untagged)]
+pub enum Include {
+    Globs(Vec<String>),
+    /// Source (a file or a directory, relative to DIR) → destination in the archive.
+    Map(std::collections::BTreeMap<String, String>),
+}
+
+impl Default for Include {
+    fn default() -> Self {
+        Include::Globs(Vec::new())
+    }
 }
 
 #[derive(Debug, Default, serde::Deserialize)]

@@ -58,6 +58,7 @@ pub enum Command {
     Status(StatusArgs),
     Agent(AgentArgs),
     Release(ReleaseArgs),
+    Build(BuildArgs),
 }
 
 /// Pack a directory into a reproducible release archive.
@@ -1057,4 +1058,46 @@ fn parse_pre_id(text: &str) -> Result<String, String> {
     } else {
         Err(format!("`{text}` is not a pre-release name such as rc, beta or alpha"))
     }
+}
+
+/// Build a project with `[build] command` from its depot.toml, pack the outputs, and push them.
+///
+/// The command runs in DIR through `sh -c` with VERSION set; its output streams to the terminal
+/// and is kept in NAME-VERSION.build.log next to the archive. The archive is packed as `depot pack`
+/// does, from `[package] include`: globs, or a table mapping build outputs to paths in the archive
+/// (`"target/release/server" = "bin/server"`). A failed build packs nothing.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  depot build                                  # VERSION: $VERSION, else the git short sha, else a timestamp
+  depot build --version 1.4.2 --push web       # build, pack and push web 1.4.2
+
+DIR/depot.toml:
+  [build]
+  command = \"cargo build --release\"
+  [package]
+  name = \"web\"
+  include = { \"target/release/server\" = \"bin/server\", \"config\" = \"config\" }")]
+pub struct BuildArgs {
+    /// The project directory, holding depot.toml.
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+
+    /// The version [default: $VERSION, else the git short sha, else a UTC timestamp].
+    #[arg(long, value_parser = parse_version)]
+    pub version: Option<ReleaseVersion>,
+
+    /// Where to write the archive [default: ./NAME-VERSION.tar.zst].
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+
+    /// Compression: zstd (default) or gzip for compatibility.
+    #[arg(long, value_enum, default_value_t = Format::Zst)]
+    pub format: Format,
+
+    /// Push the archive as a version of this component.
+    #[arg(long, value_name = "COMPONENT")]
+    pub push: Option<ComponentName>,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }

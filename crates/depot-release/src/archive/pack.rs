@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
 use super::Compression;
-use crate::config::PackConfig;
+use crate::config::{Include, PackConfig};
 use crate::digest::HashingWriter;
 use crate::manifest::EntryKind;
 use crate::progress::Progress;
@@ -76,7 +76,19 @@ pub fn pack(options: &PackOptions, progress: &dyn Progress) -> Result<PackResult
     };
     let output_abs = std::path::absolute(&output)?;
 
-    let items = collect(&dir, &options.version, &config, &output_abs)?;
+    // A mapping is packed from a staging directory laid out as the archive will be.
+    let _staging;
+    let (dir, globs) = match &config.include {
+        Include::Globs(globs) => (dir, globs.clone()),
+        Include::Map(map) => {
+            let staging = tempfile::Builder::new().prefix(".depot-pack-").tempdir()?;
+            stage_mapping(&dir, map, staging.path())?;
+            let staged = staging.path().to_owned();
+            _staging = staging;
+            (staged, Vec::new())
+        }
+    };
+    let items = collect(&dir, &options.version, &globs, &config.exclude, &output_abs)?;
     let total: u64 = items.iter().map(|(_, item)| if let Item::File { size, .. } = item { *size } else { 0 }).sum();
     progress.start("packing", Some(total));
 
@@ -193,6 +205,59 @@ impl<R: Read> Read for ExactReader<'_, R> {
     }
 }
 
+/// Copies each mapped source (a file or a directory, inside `dir`) to its destination under
+/// `staging`. Destinations are relative paths without `..`; sources must exist.
+fn stage_mapping(dir: &Path, map: &std::collections::BTreeMap<String, String>, staging: &Path) -> Result<()> {
+    let config_error = |reason: String| Error::Config { path: dir.join("depot.toml"), reason };
+    for (source, destination) in map {
+        let dest = Path::new(destination);
+        let safe = dest.components().all(|c| matches!(c, std::path::Component::Normal(_)));
+        if !safe || destination.is_empty() {
+            return Err(config_error(format!(
+                "[package] include maps {source} to `{destination}`: use a relative path inside the archive"
+            )));
+        }
+        let from = dir.join(source);
+        if !Path::new(source)
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_) | std::path::Component::CurDir))
+        {
+            return Err(config_error(format!("[package] include names `{source}`, outside {}", dir.display())));
+        }
+        let metadata = fs_err::symlink_metadata(&from).map_err(|_| Error::Pack {
+            path: from.clone(),
+            reason: "not found: the build did not produce it, or [package] include names the wrong path".into(),
+        })?;
+        let to = staging.join(dest);
+        if metadata.is_dir() {
+            for entry in walkdir::WalkDir::new(&from).follow_links(false) {
+                let entry = entry.map_err(|e| Error::Pack { path: from.clone(), reason: e.to_string() })?;
+                let rel = entry.path().strip_prefix(&from).expect("below its root");
+                copy_entry(entry.path(), &to.join(rel))?;
+            }
+        } else {
+            copy_entry(&from, &to)?;
+        }
+    }
+    Ok(())
+}
+
+/// A directory (created), a file (copied with its mode) or a symlink (recreated).
+fn copy_entry(from: &Path, to: &Path) -> Result<()> {
+    let metadata = fs_err::symlink_metadata(from)?;
+    if let Some(parent) = to.parent() {
+        fs_err::create_dir_all(parent)?;
+    }
+    if metadata.is_dir() {
+        fs_err::create_dir_all(to)?;
+    } else if metadata.file_type().is_symlink() {
+        std::os::unix::fs::symlink(fs_err::read_link(from)?, to)?;
+    } else {
+        fs_err::copy(from, to)?;
+    }
+    Ok(())
+}
+
 fn glob_set(patterns: &[String], dir: &Path) -> Result<Option<GlobSet>> {
     if patterns.is_empty() {
         return Ok(None);
@@ -207,9 +272,15 @@ fn glob_set(patterns: &[String], dir: &Path) -> Result<Option<GlobSet>> {
 }
 
 /// The entries of the archive, sorted by path, parents before children.
-fn collect(dir: &Path, version: &ReleaseVersion, config: &PackConfig, output: &Path) -> Result<Vec<(String, Item)>> {
-    let include = glob_set(&config.include, dir)?;
-    let exclude = glob_set(&config.exclude, dir)?;
+fn collect(
+    dir: &Path,
+    version: &ReleaseVersion,
+    include: &[String],
+    exclude: &[String],
+    output: &Path,
+) -> Result<Vec<(String, Item)>> {
+    let include = glob_set(include, dir)?;
+    let exclude = glob_set(exclude, dir)?;
     let mut items: BTreeMap<PathBuf, Item> = BTreeMap::new();
     let mut walker = walkdir::WalkDir::new(dir).follow_links(false).sort_by_file_name().min_depth(1).into_iter();
     while let Some(entry) = walker.next() {

@@ -2,10 +2,11 @@
 //! own argument struct, and returns the exit code.
 
 mod agent;
+mod build;
 mod deploy;
 mod pack;
 mod prune;
-mod registry;
+pub(crate) mod registry;
 mod release;
 mod releases;
 mod rollback;
@@ -46,6 +47,7 @@ pub fn run(command: Command, printer: &Printer) -> anyhow::Result<ExitCode> {
         Command::Status(args) => registry::status::run(args, printer),
         Command::Agent(args) => agent::run(args, printer),
         Command::Release(args) => release::run(args, printer),
+        Command::Build(args) => build::run(args, printer),
     }
 }
 

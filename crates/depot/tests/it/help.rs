@@ -2,7 +2,8 @@
 
 use crate::common::*;
 
-const COMMANDS: &[&str] = &["pack", "deploy", "rollback", "releases", "prune", "verify", "serve", "agent", "release"];
+const COMMANDS: &[&str] =
+    &["pack", "deploy", "rollback", "releases", "prune", "verify", "serve", "agent", "release", "build"];
 
 #[test]
 fn help_tree() {

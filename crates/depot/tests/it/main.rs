@@ -3,6 +3,7 @@
 mod common;
 
 mod agent;
+mod build;
 mod contrib;
 mod crash;
 mod deploy;

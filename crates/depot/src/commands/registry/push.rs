@@ -47,22 +47,41 @@ pub fn run(args: PushArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
         (args.path.clone(), digest)
     };
 
-    // Register first: the registry answers for the version before it looks for the blob, so
-    // content it already has (or a version that exists with other content) costs no upload.
     let channels = match &args.channel {
         Some(_) => build_channels(args.git_sha.as_deref(), printer)?,
         None => Vec::new(),
     };
     let request = PushVersion { digest: digest.clone(), labels, channels };
-    let pushed = match client.push_version(&args.component, &args.version, &request) {
+    let info = &register(&client, &args.component, &args.version, &request, &archive, printer)?;
+    if printer.json {
+        printer.json(info);
+    } else {
+        printer.data(info.digest.as_str());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Registers the version, uploading the archive first if the registry lacks its blob, and says
+/// what happened. Shared by `depot push` and `depot build --push`.
+pub(crate) fn register(
+    client: &Client,
+    component: &depot_api::ComponentName,
+    version: &VersionLabel,
+    request: &PushVersion,
+    archive: &Path,
+    printer: &Printer,
+) -> anyhow::Result<depot_api::types::VersionInfo> {
+    // Register first: the registry answers for the version before it looks for the blob, so
+    // content it already has (or a version that exists with other content) costs no upload.
+    let pushed = match client.push_version(component, version, request) {
         Err(error) if error.code() == Some(ErrorCode::UnknownBlob) => {
-            upload(&client, &digest, &archive, printer)
-                .with_context(|| format!("failed to upload {}", args.path.display()))?;
-            client.push_version(&args.component, &args.version, &request)?
+            upload(client, &request.digest, archive, printer)
+                .with_context(|| format!("failed to upload {}", archive.display()))?;
+            client.push_version(component, version, request)?
         }
         result => result?,
     };
-    let info = &pushed.value;
+    let info = pushed.value;
     if pushed.created {
         printer.message(format!(
             "Pushed {} {} ({}, {})",
@@ -77,12 +96,7 @@ pub fn run(args: PushArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
             info.component, info.version
         ));
     }
-    if printer.json {
-        printer.json(info);
-    } else {
-        printer.data(info.digest.as_str());
-    }
-    Ok(ExitCode::SUCCESS)
+    Ok(info)
 }
 
 fn upload(client: &Client, digest: &Digest, archive: &Path, printer: &Printer) -> anyhow::Result<()> {
