@@ -180,3 +180,24 @@ fn every_refusal_is_reported_and_changes_nothing() {
     repo.git(&["checkout", "-q", "-b", "hotfix"]);
     repo.release(&ctx, &["patch", "-y"]).success().stderr_contains("not from the default branch main");
 }
+
+#[test]
+fn a_signed_tag_uses_gits_own_signing_configuration_and_a_detached_head_is_refused() {
+    let ctx = TestContext::new();
+    let repo = Repo::new(&ctx, &[("package.json", PACKAGE)]);
+    let key = ctx.path("signing-key");
+    let status = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f", key.to_str().unwrap()])
+        .status()
+        .expect("ssh-keygen (openssh-client) runs");
+    assert!(status.success());
+    repo.git(&["config", "gpg.format", "ssh"]);
+    repo.git(&["config", "user.signingkey", key.to_str().unwrap()]);
+    repo.release(&ctx, &["patch", "-y", "--sign"]).success();
+    let tag = repo.git(&["cat-file", "tag", "v1.4.3"]);
+    assert!(tag.contains("-----BEGIN SSH SIGNATURE-----"), "{tag}");
+
+    let head = repo.git(&["rev-parse", "HEAD"]);
+    repo.git(&["checkout", "-q", &head]);
+    repo.release(&ctx, &["patch", "-y"]).failure().stderr_contains("detached");
+}
