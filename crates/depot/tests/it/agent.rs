@@ -511,3 +511,23 @@ fn an_agent_tracking_latest_moves_forward_on_a_stable_push_ignores_an_rc_and_mov
     registry.run(&ctx, &["undeprecate", "web", "1.1.0"]).success();
     on("1.1.0");
 }
+
+#[test]
+fn a_configuration_without_layers_is_nothing_to_deploy_yet() {
+    let ctx = TestContext::new();
+    let registry = Registry::start(&ctx, &[]);
+    registry.run(&ctx, &["push", "web", "1.0.0", &tree(&ctx, "v1", "v1")]).success();
+    registry.run(&ctx, &["config", "create", "web-prod"]).success();
+    let token = agent_token(&ctx, &registry, "host-1");
+    let root = ctx.root();
+    let agent = |extra: &[&str]| {
+        let mut args = vec!["agent", "--config", "web-prod", "--name", "host-1", "--root", root.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        registry.run_as(&ctx, &token, &args)
+    };
+    agent(&["--once"]).success().stderr_contains("no layers yet");
+    assert!(ctx.current().is_none());
+    registry.run(&ctx, &["config", "set", "web-prod", "web:1.0.0"]).success();
+    agent(&["--once"]).success();
+    assert_eq!(content(&root), "v1");
+}

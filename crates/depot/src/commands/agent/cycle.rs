@@ -87,6 +87,14 @@ enum NotTried {
 
 impl Agent<'_> {
     pub fn cycle(&self, config: &Config) -> anyhow::Result<Cycle> {
+        if config.layers.is_empty() {
+            // A configuration created ahead of its first version (a later stage of a pipeline).
+            self.printer.message(format!(
+                "configuration {} revision {} has no layers yet; nothing to deploy",
+                config.name, config.revision
+            ));
+            return Ok(Cycle::Unchanged);
+        }
         let state = self.dir.load_state()?;
         let release = release_id(config)?;
         if state.active_hash.as_deref() == Some(&config.hash) && self.root.current().as_ref() == Some(&release) {
