@@ -266,8 +266,21 @@ fn deploy_in(
 
 fn reactivate(session: &Session, options: &DeployOptions, previous: Option<&ReleaseVersion>) -> Result<DeployAction> {
     if previous == Some(&options.version) {
-        session.log.line(&format!("{} is already the current release", options.version));
-        return Ok(DeployAction::AlreadyActive);
+        let history = session.root.read_history()?;
+        let newest = history.activations.iter().rev().find(|a| a.version == options.version);
+        if newest.is_none_or(|a| a.outcome == Outcome::Good) {
+            session.log.line(&format!("{} is already the current release", options.version));
+            return Ok(DeployAction::AlreadyActive);
+        }
+        // Its activation was cut short (a kill between the switch and the checks): run the hooks
+        // and the health check now, falling back to the release that was good before it.
+        let fallback = history.previous_good(Some(&options.version), |v| session.root.release_dir(v).is_dir());
+        session.log.line(&format!(
+            "{} is current but its activation did not finish; running its checks again",
+            options.version
+        ));
+        activate_from(session, &options.version, fallback.as_ref(), "deploy", &options.activation)?;
+        return Ok(DeployAction::Reactivated);
     }
     session.log.line(&format!("{} exists with the same content; activating it again", options.version));
     activate(session, &options.version, "deploy", &options.activation)?;
@@ -340,8 +353,19 @@ pub fn rollback(
 /// Switches `current` to `target`, runs the post-activate hook and the health check, and on a
 /// failure switches back to what was current before (running its post-activate hook again).
 fn activate(session: &Session, target: &ReleaseVersion, action: &str, options: &ActivationOptions) -> Result<()> {
+    activate_from(session, target, session.root.current().as_ref(), action, options)
+}
+
+/// [`activate`], switching back to `previous` on a failure.
+fn activate_from(
+    session: &Session,
+    target: &ReleaseVersion,
+    previous: Option<&ReleaseVersion>,
+    action: &str,
+    options: &ActivationOptions,
+) -> Result<()> {
     let root = &session.root;
-    let previous = root.current();
+    let previous = previous.cloned();
     let mut history = root.read_history()?;
     history.push(target, action);
     session.save_history_pending(&history)?;

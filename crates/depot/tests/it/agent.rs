@@ -216,12 +216,17 @@ fn a_kill_at_any_step_of_a_cycle_leaves_a_complete_release_and_the_next_run_conv
     registry.run(&ctx, &["config", "create", "web-prod", "--layer", "web:1.0.0"]).success();
     let token = agent_token(&ctx, &registry, "host-1");
     let root = ctx.root();
+    // The hook records each release it ran for: a kill between the switch and the checks must
+    // not leave a release active whose hook never ran.
+    let hook = format!("echo $NEWID >> {}", ctx.path("hook.log").display());
     let args = |extra: &[&str]| -> Vec<String> {
         let mut args: Vec<String> = ["agent", "--config", "web-prod", "--name", "host-1", "--once", "--root"]
             .iter()
             .map(|s| s.to_string())
             .collect();
         args.push(root.display().to_string());
+        args.push("--post-activate".to_owned());
+        args.push(hook.clone());
         args.extend(extra.iter().map(|s| s.to_string()));
         args
     };
@@ -253,6 +258,8 @@ fn a_kill_at_any_step_of_a_cycle_leaves_a_complete_release_and_the_next_run_conv
         assert_ne!(release, previous);
         assert_eq!(ctx.current().as_deref(), Some(release.as_str()), "after {step}");
         assert_eq!(content(&root), version, "after {step}");
+        let hooks = fs_err::read_to_string(ctx.path("hook.log")).unwrap();
+        assert_eq!(hooks.lines().last(), Some(release.as_str()), "the post-activate hook ran after {step}");
         ctx.run(&["verify", "--root", &ctx.root_str(), "--version", &release]).success();
         assert_no_leftovers(&root);
         let blobs: Vec<String> = fs_err::read_dir(root.join(".depot/agent/blobs"))
