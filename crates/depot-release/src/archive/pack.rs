@@ -206,29 +206,35 @@ impl<R: Read> Read for ExactReader<'_, R> {
 }
 
 /// Copies each mapped source (a file or a directory, inside `dir`) to its destination under
-/// `staging`. Destinations are relative paths without `..`; sources must exist.
+/// `staging`. Destinations are relative paths without `..`; sources must exist. No symlink is
+/// followed on the way to a source or a destination (a link is copied as a link, and pack then
+/// refuses one that leaves the tree), and no destination is written twice, so nothing is read
+/// from or written to outside `dir` and `staging`.
 fn stage_mapping(dir: &Path, map: &std::collections::BTreeMap<String, String>, staging: &Path) -> Result<()> {
+    use std::path::Component;
     let config_error = |reason: String| Error::Config { path: dir.join("depot.toml"), reason };
     for (source, destination) in map {
         let dest = Path::new(destination);
-        let safe = dest.components().all(|c| matches!(c, std::path::Component::Normal(_)));
-        if !safe || destination.is_empty() {
+        if destination.is_empty() || !dest.components().all(|c| matches!(c, Component::Normal(_))) {
             return Err(config_error(format!(
                 "[package] include maps {source} to `{destination}`: use a relative path inside the archive"
             )));
         }
-        let from = dir.join(source);
-        if !Path::new(source)
-            .components()
-            .all(|c| matches!(c, std::path::Component::Normal(_) | std::path::Component::CurDir))
-        {
+        let src = Path::new(source);
+        if source.is_empty() || !src.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir)) {
             return Err(config_error(format!("[package] include names `{source}`, outside {}", dir.display())));
         }
+        no_symlink_above(dir, src)?;
+        let from = dir.join(src);
         let metadata = fs_err::symlink_metadata(&from).map_err(|_| Error::Pack {
             path: from.clone(),
             reason: "not found: the build did not produce it, or [package] include names the wrong path".into(),
         })?;
+        no_symlink_above(staging, dest)?;
         let to = staging.join(dest);
+        if fs_err::symlink_metadata(&to).is_ok() {
+            return Err(config_error(format!("[package] include writes `{destination}` twice")));
+        }
         if metadata.is_dir() {
             for entry in walkdir::WalkDir::new(&from).follow_links(false) {
                 let entry = entry.map_err(|e| Error::Pack { path: from.clone(), reason: e.to_string() })?;
@@ -242,7 +248,27 @@ fn stage_mapping(dir: &Path, map: &std::collections::BTreeMap<String, String>, s
     Ok(())
 }
 
-/// A directory (created), a file (copied with its mode) or a symlink (recreated).
+/// Refuses a symlink among the existing parents of `base/rel` (below `base`).
+fn no_symlink_above(base: &Path, rel: &Path) -> Result<()> {
+    let mut path = base.to_path_buf();
+    let parents: Vec<_> = rel.components().collect();
+    for component in &parents[..parents.len().saturating_sub(1)] {
+        path.push(component);
+        match fs_err::symlink_metadata(&path) {
+            Ok(metadata) if metadata.file_type().is_symlink() => {
+                return Err(Error::Pack {
+                    path,
+                    reason: "[package] include goes through a symlink; name the real path".into(),
+                });
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    Ok(())
+}
+
+/// A directory (created), a file (copied into a new file with its mode) or a symlink (recreated).
 fn copy_entry(from: &Path, to: &Path) -> Result<()> {
     let metadata = fs_err::symlink_metadata(from)?;
     if let Some(parent) = to.parent() {
@@ -252,8 +278,16 @@ fn copy_entry(from: &Path, to: &Path) -> Result<()> {
         fs_err::create_dir_all(to)?;
     } else if metadata.file_type().is_symlink() {
         std::os::unix::fs::symlink(fs_err::read_link(from)?, to)?;
+    } else if metadata.is_file() {
+        // create_new: never through an existing name (a symlink included).
+        let mut out = fs_err::OpenOptions::new().write(true).create_new(true).open(to)?;
+        std::io::copy(&mut fs_err::File::open(from)?, &mut out)?;
+        out.set_permissions(std::fs::Permissions::from_mode(metadata.permissions().mode() & 0o777))?;
     } else {
-        fs_err::copy(from, to)?;
+        return Err(Error::Pack {
+            path: from.to_owned(),
+            reason: "special files (devices, fifos, sockets) cannot be packed".into(),
+        });
     }
     Ok(())
 }

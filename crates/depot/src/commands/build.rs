@@ -36,7 +36,17 @@ pub fn run(args: BuildArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
     let log = out_dir.join(format!("{name}-{version}.build.log"));
 
     printer.message(format!("Building {name} {version}: `{command}` (output kept in {})", log.display()));
-    run_logged(&command, &dir, &version, &log)?;
+    // The log is written outside DIR while the build runs and packs, so it is never packed.
+    let temp_log = tempfile::Builder::new().prefix("depot-build-").suffix(".log").tempfile()?;
+    let keep_log = || -> anyhow::Result<()> {
+        fs_err::copy(temp_log.path(), &log)
+            .with_context(|| format!("cannot keep the build log in {}", log.display()))?;
+        Ok(())
+    };
+    if let Err(error) = run_logged(&command, &dir, &version, temp_log.path(), &log) {
+        keep_log()?;
+        return Err(error);
+    }
 
     let options = PackOptions {
         dir: dir.clone(),
@@ -50,7 +60,9 @@ pub fn run(args: BuildArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
     };
     let progress = printer.progress();
     let packed =
-        archive::pack(&options, progress.as_ref()).with_context(|| format!("failed to pack {}", dir.display()))?;
+        archive::pack(&options, progress.as_ref()).with_context(|| format!("failed to pack {}", dir.display()));
+    keep_log()?;
+    let packed = packed?;
     printer.message(format!(
         "Packed {} files ({}) into {} ({})",
         packed.files,
@@ -111,7 +123,8 @@ fn default_version(dir: &Path) -> anyhow::Result<ReleaseVersion> {
 }
 
 /// Runs `sh -c command` in `dir`, each line of its output going to stderr and to `log`.
-fn run_logged(command: &str, dir: &Path, version: &ReleaseVersion, log: &Path) -> anyhow::Result<()> {
+/// `log` is where the output goes while the command runs; `kept` where it ends up.
+fn run_logged(command: &str, dir: &Path, version: &ReleaseVersion, log: &Path, kept: &Path) -> anyhow::Result<()> {
     let file = Arc::new(Mutex::new(
         fs_err::File::create(log).with_context(|| format!("cannot write the build log {}", log.display()))?,
     ));
@@ -151,7 +164,7 @@ fn run_logged(command: &str, dir: &Path, version: &ReleaseVersion, log: &Path) -
         let code = status.code().map_or_else(|| "a signal".to_owned(), |c| format!("status {c}"));
         return Err(hinted(
             format!("the build command `{command}` failed ({code}); nothing was packed"),
-            format!("its output is in {}", log.display()),
+            format!("its output is in {}", kept.display()),
         ));
     }
     Ok(())

@@ -31,9 +31,9 @@ fn entries(archive: &std::path::Path) -> BTreeMap<String, (u32, String)> {
         if entry.header().entry_type().is_file() {
             let path = entry.path().unwrap().display().to_string();
             let mode = entry.header().mode().unwrap();
-            let mut text = String::new();
-            std::io::Read::read_to_string(&mut entry, &mut text).unwrap();
-            out.insert(path, (mode & 0o777, text));
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut entry, &mut bytes).unwrap();
+            out.insert(path, (mode & 0o777, String::from_utf8_lossy(&bytes).into_owned()));
         }
     }
     out
@@ -56,6 +56,24 @@ fn a_build_runs_the_command_packs_the_mapped_outputs_and_pushes() {
     let sha = build.stdout.split_whitespace().next().unwrap().to_owned();
     let versions = registry.run(&ctx, &["versions", "svc", "--json"]).success().json();
     assert_eq!(versions[0]["digest"], sha.as_str(), "{versions}");
+
+    // With the defaults (DIR ., archive and log in .), the log is not packed.
+    let mut command = ctx.command();
+    command.current_dir(&dir).args(["build", "--version", "1.2.4"]);
+    Run::from(command.output().unwrap()).success();
+    assert!(dir.join("svc-1.2.4.build.log").is_file());
+    fs_err::write(
+        dir.join("depot.toml"),
+        DEPOT_TOML
+            .replace("include = { \"out/server\" = \"bin/server\", \"conf\" = \"config\" }", "exclude = [\"src\"]"),
+    )
+    .unwrap();
+    let mut command = ctx.command();
+    command.current_dir(&dir).args(["build", "--version", "1.2.5"]);
+    Run::from(command.output().unwrap()).success();
+    let globbed: Vec<String> = entries(&dir.join("svc-1.2.5.tar.zst")).into_keys().collect();
+    assert!(!globbed.contains(&"svc-1.2.5.build.log".to_owned()), "its own log is not packed: {globbed:?}");
+    fs_err::write(dir.join("depot.toml"), DEPOT_TOML).unwrap();
 
     // Built again later: the same bytes.
     std::thread::sleep(std::time::Duration::from_millis(1100));

@@ -607,3 +607,35 @@ fn invalid_versions_are_usage_errors_for_deploy() {
     ctx.run(&["deploy", "--root", &root, "--version", "1.0.0", "--artifact-path", &archive]).success();
     assert_eq!(ctx.release_dirs(), ["1.0.0", "current"]);
 }
+
+#[test]
+fn a_mapping_packs_outputs_under_new_paths_and_never_follows_a_symlink_out() {
+    let ctx = TestContext::new();
+    let dir = ctx.tree("proj", &[("target/release/server", "#!/bin/sh\n"), ("conf/app.conf", "port = 1\n")]);
+    fs_err::write(
+        dir.join("depot.toml"),
+        "[package]\nname = \"svc\"\ninclude = { \"target/release/server\" = \"bin/server\", \"conf\" = \"config\" }\n",
+    )
+    .unwrap();
+    let packed = ctx.run(&["pack", dir.to_str().unwrap(), "--version", "1.0.0", "--json"]).success().json();
+    assert_eq!(packed["files"], 3, "bin/server, config/app.conf and VERSION: {packed}");
+
+    // A symlink copied by one mapping, then written through by the next: refused, nothing outside.
+    let outside = ctx.path("outside");
+    fs_err::create_dir_all(&outside).unwrap();
+    std::os::unix::fs::symlink(&outside, dir.join("a-link")).unwrap();
+    fs_err::write(
+        dir.join("depot.toml"),
+        "[package]\ninclude = { \"a-link\" = \"a\", \"conf/app.conf\" = \"a/authorized_keys\" }\n",
+    )
+    .unwrap();
+    ctx.run(&["pack", dir.to_str().unwrap(), "--version", "1.0.1"]).failure().stderr_contains("symlink");
+    assert_eq!(fs_err::read_dir(&outside).unwrap().count(), 0, "nothing written outside");
+
+    // A source reached through a symlink: refused, nothing read from outside.
+    fs_err::write(outside.join("id_rsa"), "secret").unwrap();
+    fs_err::write(dir.join("depot.toml"), "[package]\ninclude = { \"a-link/id_rsa\" = \"k\" }\n").unwrap();
+    ctx.run(&["pack", dir.to_str().unwrap(), "--version", "1.0.2"]).failure().stderr_contains("symlink");
+    fs_err::write(dir.join("depot.toml"), "[package]\ninclude = { \"conf\" = \"../up\" }\n").unwrap();
+    ctx.run(&["pack", dir.to_str().unwrap(), "--version", "1.0.3"]).failure().stderr_contains("relative path");
+}
