@@ -521,9 +521,9 @@ impl SqliteMetadata {
         })
     }
 
-    /// Moves one layer to the component's newest version ([`semver_order`]): the newest stable
-    /// one when the layer is on a stable version, so that a bump never lands on a release
-    /// candidate by surprise.
+    /// Moves one layer to the component's newest version ([`semver_order`]) that is not
+    /// deprecated: the newest stable one when the layer is on a stable version, so that a bump
+    /// never lands on a release candidate by surprise. The layer is pinned to it.
     pub fn bump(
         &self,
         name: &ConfigName,
@@ -540,11 +540,13 @@ impl SqliteMetadata {
             let previous = current.layers[position].version.clone();
             let stable_only = semver_order::parse(previous.as_str()).is_some_and(|v| v.pre.is_empty());
             let versions = versions_of(tx, component)?;
-            let newest = versions
+            let live: Vec<&VersionInfo> = versions.iter().filter(|v| v.deprecated.is_none()).collect();
+            let newest = live
                 .iter()
                 .rev()
                 .find(|v| !stable_only || semver_order::parse(v.version.as_str()).is_some_and(|v| v.pre.is_empty()))
-                .or(versions.last())
+                .or(live.last())
+                .copied()
                 .cloned()
                 .ok_or_else(|| StoreError::UnknownComponent(component.clone()))?;
             if newest.version == previous {
@@ -806,8 +808,8 @@ impl SqliteMetadata {
 
     /// Keeps at most `max_versions` versions of each component (0: no limit), never deleting the
     /// newest version nor one used by a configuration's current or last
-    /// [`PROTECTED_REVISIONS`] revisions. The oldest ([`semver_order`]) go first. Returns what was
-    /// deleted.
+    /// [`PROTECTED_REVISIONS`] revisions, nor one a channel names, nor the last one pushed, nor a
+    /// deprecated one. The oldest ([`semver_order`]) go first. Returns what was deleted.
     pub fn apply_retention(&self, max_versions: u64) -> Result<Retention> {
         if max_versions == 0 {
             return Ok(Retention::default());
@@ -1241,6 +1243,16 @@ fn protected_versions(tx: &Transaction<'_>) -> Result<HashSet<(String, String)>>
     for row in rows {
         let layers: Vec<Layer> = from_json(&row?)?;
         protected.extend(layers.into_iter().map(|l| (l.component.to_string(), l.version.to_string())));
+    }
+    // A version a channel names, and the newest pushed of each component (a label that sorts
+    // low, such as a git sha, must survive the push that created it).
+    let mut statement = tx.prepare(
+        "SELECT component, version FROM channels
+         UNION SELECT component, version FROM versions WHERE seq IN (SELECT MAX(seq) FROM versions GROUP BY component)",
+    )?;
+    let rows = statement.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))?;
+    for row in rows {
+        protected.insert(row?);
     }
     Ok(protected)
 }

@@ -313,11 +313,13 @@ fn retention_removes_the_lowest_semver_versions_first() {
     for Fresh { store, .. } in backends() {
         push(&store, "web", "2.0.0", 1);
         push(&store, "web", "1.0.0", 2); // pushed after 2.0.0, but older by semver
-        push(&store, "web", "1.5.0", 3);
+        push(&store, "web", "1.0.1", 3);
+        push(&store, "web", "1.5.0", 4);
         let removed = store.apply_retention(2).unwrap().removed;
         assert_eq!(removed.iter().map(|l| l.version.as_str()).collect::<Vec<_>>(), ["1.0.0"]);
+        // The others are each named by a channel (1.0, 1.5 and 1, 2.0 and latest).
         let left = store.versions(&component("web")).unwrap();
-        assert_eq!(left.iter().map(|v| v.version.as_str()).collect::<Vec<_>>(), ["1.5.0", "2.0.0"]);
+        assert_eq!(left.iter().map(|v| v.version.as_str()).collect::<Vec<_>>(), ["1.0.1", "1.5.0", "2.0.0"]);
     }
 }
 
@@ -500,5 +502,25 @@ fn build_and_manual_channels_are_kept_apart_from_the_rolling_ones() {
         store.delete_version(&component("web"), &version("1.1.0-dev.1")).unwrap();
         let left: Vec<String> = channel_map(&store, "web").into_keys().collect();
         assert_eq!(left, ["1", "1.0", "latest"]);
+    }
+}
+
+#[test]
+fn retention_keeps_the_version_just_pushed_and_those_channels_name_and_bump_skips_deprecated() {
+    for Fresh { store, .. } in backends() {
+        for (n, label) in ["1.0.0", "1.1.0", "1.2.0"].into_iter().enumerate() {
+            push(&store, "web", label, n as u8 + 1);
+        }
+        push(&store, "web", "3f9c2e1", 9); // a git-sha label: sorts below every semver version
+        let removed: Vec<String> =
+            store.apply_retention(2).unwrap().removed.iter().map(|l| l.version.to_string()).collect();
+        // 1.2.0 is named by latest/1.2/1, 3f9c2e1 was pushed last, 1.0 and 1.1 name the others.
+        assert!(removed.is_empty(), "{removed:?}");
+        assert!(store.version(&component("web"), &version("3f9c2e1")).is_ok());
+
+        store.deprecate(&component("web"), &version("1.2.0"), "bad", None, "ops").unwrap();
+        store.create_config(&config("prod"), &[layer("web:1.0.0")], "a").unwrap();
+        let bumped = store.bump(&config("prod"), &component("web"), None, "a").unwrap();
+        assert_eq!(bumped.current.as_str(), "1.1.0", "never to a deprecated version");
     }
 }

@@ -538,3 +538,42 @@ fn a_configuration_without_layers_is_nothing_to_deploy_yet() {
     agent(&["--once"]).success();
     assert_eq!(content(&root), "v1");
 }
+
+#[test]
+fn a_root_busy_with_another_command_is_tried_again_not_marked_failed() {
+    let ctx = TestContext::new();
+    let registry = Registry::start(&ctx, &[]);
+    registry.run(&ctx, &["push", "web", "1.0.0", &tree(&ctx, "v1", "v1")]).success();
+    registry.run(&ctx, &["config", "create", "web-prod", "--layer", "web:1.0.0"]).success();
+    let token = agent_token(&ctx, &registry, "host-1");
+    let root = ctx.root();
+    // A manual deploy whose validate hook holds the root's lock for 3 s.
+    let archive = ctx.release("0.9.0", &[("app.txt", "manual")]);
+    let mut busy = ctx
+        .command()
+        .args(["deploy", "--root", &ctx.root_str(), "--version", "0.9.0", "--artifact-path"])
+        .arg(&archive)
+        .args(["--validate", "sleep 3"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    let args = ["agent", "--config", "web-prod", "--name", "host-1", "--once", "--lock-timeout", "1s", "--root"];
+    let mut args: Vec<&str> = args.to_vec();
+    let root_str = root.display().to_string();
+    args.push(&root_str);
+    registry.run_as(&ctx, &token, &args).failure().stderr_contains("lock");
+    assert!(busy.wait().unwrap().success());
+    let state = fs_err::read_to_string(root.join(".depot/agent/state.json")).unwrap_or_default();
+    assert!(
+        !state.contains(
+            &registry.run(&ctx, &["config", "show", "web-prod", "--json"]).success().json()["hash"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        ),
+        "not marked failed: {state}"
+    );
+    registry.run_as(&ctx, &token, &args).success();
+    assert_eq!(content(&root), "v1");
+}

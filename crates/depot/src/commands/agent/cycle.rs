@@ -152,6 +152,14 @@ impl Agent<'_> {
                 Ok(Cycle::Stopped)
             }
             Ok(NotTried::Unreachable(e)) => Ok(Cycle::Unreachable(e.into())),
+            // Another depot command holds the root: not the configuration's fault; later.
+            Err(error)
+                if error.chain().any(|c| {
+                    matches!(c.downcast_ref::<depot_release::Error>(), Some(depot_release::Error::LockTimeout { .. }))
+                }) =>
+            {
+                Ok(Cycle::Unreachable(error))
+            }
             Err(error) => self.fail(config, error, &timings),
         }
     }
@@ -333,12 +341,13 @@ impl<W: Write> Write for StopWriter<'_, W> {
     }
 }
 
-/// A failure of the network or of the registry, not of the configuration: the next attempt may
-/// succeed. A blob whose bytes do not match its digest is not one of them.
+/// A failure of the network, of the registry or of the token, not of the configuration: the next
+/// attempt may succeed. A blob whose bytes do not match its digest is not one of them.
 fn transient(error: &ClientError) -> bool {
     match error {
         ClientError::Transport { message, .. } => !message.starts_with("cannot write the blob"),
-        ClientError::Api { status, .. } => *status >= 500 || *status == 408 || *status == 429,
+        // A token refused (revoked, or not yet allowed this configuration) is fixed by an admin.
+        ClientError::Api { status, .. } => matches!(status, 401 | 403 | 408 | 429 | 500..),
         _ => false,
     }
 }
