@@ -96,7 +96,7 @@ pub struct VersionInfo {
     pub creator: String,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
-    /// Set when the version was deprecated: it stays downloadable, but no channel points to it.
+    /// Set when the version was deprecated: it stays downloadable, but no rolling channel names it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deprecated: Option<Deprecation>,
 }

@@ -515,10 +515,12 @@ pub struct ChannelRmArgs {
 
 /// Withdraw a version from the channels, fleet-wide.
 ///
-/// The version stays downloadable and is never removed by retention, but no channel names it
-/// any more: configurations tracking `latest` or `1.4` move back to the previous good version,
-/// and their agents follow. Configurations pinned to it stay, and are flagged. Needs an operator
-/// token.
+/// The version stays downloadable and is never removed by retention, but no rolling channel
+/// names it any more: configurations tracking `latest` or `1.4` move back to the previous good
+/// version, and their agents follow. When a channel has no other version, it is removed and the
+/// configurations tracking it stay where they are. Build and manual channels (`edge`, `stable`)
+/// are left as they are. Configurations on the version are flagged in `depot config show` and
+/// `depot status`. Needs an operator token.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   depot deprecate web 1.4.2 --reason \"crashes on start with TLS enabled\" --replacement 1.4.3

@@ -110,6 +110,9 @@ fn a_release_bumps_every_version_file_in_place_commits_tags_and_pushes() {
     assert_eq!(repo.git(&["log", "-1", "--format=%s"]), "chore(release): v1.5.0");
     assert_eq!(repo.git(&["cat-file", "-t", "v1.5.0"]), "tag", "an annotated tag");
     assert_eq!(repo.git(&["status", "--porcelain"]), "", "everything committed");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = fs_err::metadata(repo.root.join("package.json")).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o644, "the file keeps its mode");
     let head = repo.git(&["rev-parse", "HEAD"]);
     assert_eq!(git(&repo.remote, &["rev-parse", "main"]), head, "the branch was pushed");
     assert_eq!(git(&repo.remote, &["rev-parse", "v1.5.0^{commit}"]), head, "the tag was pushed");

@@ -50,7 +50,16 @@ impl AgentDir {
     pub fn lock(&self, root: &Path) -> anyhow::Result<File> {
         let path = self.join("lock");
         let mut file = OpenOptions::new().create(true).truncate(false).read(true).write(true).open(&path)?;
-        if file.try_lock().is_err() {
+        // `depot agent retry` takes the lock for an instant to see whether an agent runs.
+        let mut locked = file.try_lock().is_ok();
+        for _ in 0..5 {
+            if locked {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            locked = file.try_lock().is_ok();
+        }
+        if !locked {
             let holder = read_pid(&mut file).map_or_else(String::new, |pid| format!(" (pid {pid})"));
             return Err(hinted(
                 format!("another depot agent already runs on {}{holder}", root.display()),
@@ -75,7 +84,14 @@ impl AgentDir {
         if file.try_lock().is_ok() {
             return Ok(None);
         }
-        Ok(read_pid(&mut file))
+        // An agent runs; it writes its pid just after taking the lock.
+        for _ in 0..20 {
+            if let Some(pid) = read_pid(&mut file) {
+                return Ok(Some(pid));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+        Err(anyhow::anyhow!("an agent holds {} but its pid cannot be read", path.display()))
     }
 
     pub fn load_state(&self) -> anyhow::Result<State> {

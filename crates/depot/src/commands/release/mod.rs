@@ -242,6 +242,16 @@ fn print_plan(plan: &Plan, printer: &Printer, dry_run: bool) {
     }
 }
 
+/// Replaces the file's content atomically, keeping its mode; a symlink's target is what changes.
+fn write_keeping_mode(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = fs_err::canonicalize(path)?;
+    let mode = fs_err::metadata(&path)?.permissions().mode();
+    depot_release::root::write_atomic(&path, text.as_bytes())?;
+    fs_err::set_permissions(&path, std::fs::Permissions::from_mode(mode))?;
+    Ok(())
+}
+
 fn confirm(question: &str) -> anyhow::Result<bool> {
     let mut stderr = std::io::stderr();
     write!(stderr, "{question} [y/N] ")?;
@@ -256,7 +266,7 @@ fn confirm(question: &str) -> anyhow::Result<bool> {
 /// Writes, commits, tags and pushes. Files written are restored if the commit fails.
 fn apply(git: &Git, plan: &Plan, printer: &Printer) -> anyhow::Result<()> {
     for change in &plan.files {
-        depot_release::root::write_atomic(&git.root().join(&change.path), change.new.as_bytes())?;
+        write_keeping_mode(&git.root().join(&change.path), &change.new)?;
     }
     if let Some(message) = &plan.commit {
         let mut add = vec!["add", "--"];
@@ -265,7 +275,7 @@ fn apply(git: &Git, plan: &Plan, printer: &Printer) -> anyhow::Result<()> {
         let committed = git.run(&add).and_then(|_| git.run(&["commit", "-q", "-m", message]));
         if let Err(error) = committed {
             for change in &plan.files {
-                let _ = depot_release::root::write_atomic(&git.root().join(&change.path), change.old.as_bytes());
+                let _ = write_keeping_mode(&git.root().join(&change.path), &change.old);
             }
             let _ = git.run(&["reset", "-q", "--"]);
             return Err(error.context("the commit failed; the files were restored"));
