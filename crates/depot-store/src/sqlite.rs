@@ -213,7 +213,9 @@ impl SqliteMetadata {
         self.transaction(|tx| {
             if let Some(existing) = find_version(tx, component, version)? {
                 if &existing.digest == digest {
-                    return Ok(Added { info: existing, created: false, moved: Vec::new() });
+                    // Pushed again (a retried CI job): its build channels still move.
+                    let moved = set_build_channels(tx, component, version, build_channels, creator)?;
+                    return Ok(Added { info: existing, created: false, moved });
                 }
                 let mut statement = tx.prepare("SELECT version FROM versions WHERE component = ?1")?;
                 let labels = statement
@@ -243,15 +245,8 @@ impl SqliteMetadata {
                 ],
             )?;
             let info = find_version(tx, component, version)?.expect("the version was just inserted");
-            let reason = format!("pushed {version}");
-            let mut moved = update_channels(tx, component, creator, &reason)?;
-            let mut build = BTreeMap::new();
-            for name in build_channels {
-                if move_channel(tx, component, name.as_str(), ChannelKind::Build, Some(version.as_str()), creator, &reason)? {
-                    build.insert(name.to_string(), version.to_string());
-                }
-            }
-            moved.extend(follow_channels(tx, component, &build, creator)?);
+            let mut moved = update_channels(tx, component, creator, &format!("pushed {version}"))?;
+            moved.extend(set_build_channels(tx, component, version, build_channels, creator)?);
             Ok(Added { info, created: true, moved })
         })
     }
@@ -1033,6 +1028,24 @@ fn update_channels(tx: &Transaction<'_>, component: &ComponentName, actor: &str,
             && let Some(to) = to
         {
             moved.insert(name.clone(), to.to_owned());
+        }
+    }
+    follow_channels(tx, component, &moved, actor)
+}
+
+/// Points the build channels of a push at its version, and moves the configurations tracking them.
+fn set_build_channels(
+    tx: &Transaction<'_>,
+    component: &ComponentName,
+    version: &VersionLabel,
+    names: &[VersionLabel],
+    actor: &str,
+) -> Result<Vec<Config>> {
+    let reason = format!("pushed {version}");
+    let mut moved = BTreeMap::new();
+    for name in names {
+        if move_channel(tx, component, name.as_str(), ChannelKind::Build, Some(version.as_str()), actor, &reason)? {
+            moved.insert(name.to_string(), version.to_string());
         }
     }
     follow_channels(tx, component, &moved, actor)

@@ -475,6 +475,18 @@ fn build_and_manual_channels_are_kept_apart_from_the_rolling_ones() {
             .add_version(&component("web"), &version("1.1.0-dev.1"), &digest(2), &BTreeMap::new(), &edge, "ci")
             .unwrap();
         let channels = store.channels(&component("web")).unwrap();
+        // The same push again (a retried job) moves its build channels all the same.
+        store.record_blob(&digest(7), 5).unwrap();
+        store.add_version(&component("web"), &version("1.1.0-dev.2"), &digest(7), &BTreeMap::new(), &[], "ci").unwrap();
+        let again = [version("edge")];
+        store
+            .add_version(&component("web"), &version("1.1.0-dev.2"), &digest(7), &BTreeMap::new(), &again, "ci")
+            .unwrap();
+        assert_eq!(channel_map(&store, "web")["edge"], "1.1.0-dev.2");
+        store
+            .add_version(&component("web"), &version("1.1.0-dev.1"), &digest(2), &BTreeMap::new(), &edge, "ci")
+            .unwrap();
+        let channels = store.channels(&component("web")).unwrap();
         let kinds: BTreeMap<String, (String, String)> = channels
             .iter()
             .map(|c| (c.name.to_string(), (c.kind.as_str().to_owned(), c.version.to_string())))

@@ -97,8 +97,8 @@ pub struct ClientConfig {
 }
 
 impl ClientConfig {
-    /// Resolves from the flags, the process environment, `settings` (the agent's settings file,
-    /// when there is one) and the user's file, in that order.
+    /// Resolves from the flags, the process environment, then `settings` (the agent's settings
+    /// file) when there is one, else the user's file.
     pub fn load(
         registry_flag: Option<&str>,
         token_flag: Option<&Token>,
@@ -134,11 +134,14 @@ impl ClientConfig {
                 ca_cert.clone_from(&file.ca_cert);
             }
         };
+        // The agent's settings file takes the place of the user's: an agent running as root must
+        // not borrow root's personal token for a registry its own file names.
         if let Some(settings) = settings {
             fill(&mut registry, &mut token, &mut ca_cert, settings);
         }
         // The user's file is read only when it has something to add.
-        if (registry.is_none() || token.is_none() || ca_cert.is_none())
+        if settings.is_none()
+            && (registry.is_none() || token.is_none() || ca_cert.is_none())
             && let Some(path) = config_file(env)
             && let Some(file) = read_file(&path)?
         {
@@ -234,6 +237,16 @@ mod tests {
         assert!(matches!(error, ConfigError::MissingToken { .. }));
         let hint = error.hint().unwrap();
         assert!(hint.contains("DEPOT_TOKEN") && hint.contains("--token") && hint.contains("admin.token"), "{hint}");
+    }
+
+    #[test]
+    fn an_agent_settings_file_takes_the_place_of_the_users_file() {
+        let home = Home::new(Some(FILE));
+        let settings = FileConfig { registry: Some("http://agent:4".into()), token: None, ca_cert: None };
+        let config =
+            ClientConfig::resolve(None, None, None, Some(&settings), &|name| home.env.get(name).cloned()).unwrap();
+        assert_eq!(config.registry, "http://agent:4");
+        assert!(config.token.is_none(), "not the user's token, meant for another registry");
     }
 
     #[test]

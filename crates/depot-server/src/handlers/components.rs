@@ -69,7 +69,7 @@ pub async fn push_version(
                 &caller.name,
             )?;
             if !added.created {
-                return Ok((StatusCode::OK, added.info, Vec::new()));
+                return Ok((StatusCode::OK, added.info, added.moved));
             }
             let mut moved = added.moved;
             let retention = state.metadata.apply_retention(state.options.max_versions)?;

@@ -355,7 +355,9 @@ fn transient(error: &ClientError) -> bool {
 /// The release of a configuration: its name and hash, so that content seen before maps to the
 /// release already on disk.
 pub fn release_id(config: &Config) -> anyhow::Result<ReleaseVersion> {
-    Ok(ReleaseVersion::parse(&format!("{}-{}", config.name, &config.hash[..12]))?)
+    // The hash makes it unique; a long name is cut to leave room for it.
+    let name: String = config.name.as_str().chars().take(64).collect();
+    Ok(ReleaseVersion::parse(&format!("{name}-{}", &config.hash[..12]))?)
 }
 
 /// Seed 001's hook variables for a configuration, and depot's.

@@ -56,11 +56,13 @@ fn follow(args: AgentArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
     let mut root_config = RootConfig::load(root.path())?;
     root_config.deploy = file.deploy.clone().or(root_config.deploy);
     let registry = &args.registry;
+    // With a settings file, it replaces the user's ~/.config/depot/config.toml.
+    let settings = file.path.as_ref().map(|_| file.registry());
     let client = ClientConfig::load(
         registry.registry.as_deref(),
         registry.token.as_ref(),
         registry.ca_cert.as_deref(),
-        Some(&file.registry()),
+        settings.as_ref(),
     )?
     .client()?;
     let host = match args.name.or(file.name.clone()) {
