@@ -474,7 +474,6 @@ fn build_and_manual_channels_are_kept_apart_from_the_rolling_ones() {
         store
             .add_version(&component("web"), &version("1.1.0-dev.1"), &digest(2), &BTreeMap::new(), &edge, "ci")
             .unwrap();
-        let channels = store.channels(&component("web")).unwrap();
         // The same push again (a retried job) moves its build channels all the same.
         store.record_blob(&digest(7), 5).unwrap();
         store.add_version(&component("web"), &version("1.1.0-dev.2"), &digest(7), &BTreeMap::new(), &[], "ci").unwrap();
