@@ -95,7 +95,12 @@ pub async fn serve(
     });
     let app = app(state).into_make_service();
     let result = match tls {
-        None => axum_server::from_tcp(listener)?.handle(handle).serve(app).await,
+        // HTTP/1 only over plain TCP (where only a client with prior knowledge speaks HTTP/2):
+        // protocol detection hands hyper the first bytes of a request apart, and hyper then grows
+        // the connection's read buffer from 8 to 16 KiB with a realloc that copies, and so makes
+        // resident, the first 8 KiB. Every waiting blocking query paid for that. HTTPS still
+        // offers HTTP/2 through ALPN.
+        None => axum_server::from_tcp(listener)?.http1_only().handle(handle).serve(app).await,
         Some(config) => {
             let config = axum_server::tls_rustls::RustlsConfig::from_config(config);
             axum_server::from_tcp_rustls(listener, config)?.handle(handle).serve(app).await
