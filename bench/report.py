@@ -394,13 +394,15 @@ def main():
     w("")
 
     text = "\n".join(L)
-    # The registry section (bench/registry/run.sh) lives between its markers: keep it verbatim.
+    # The sections other scripts write (bench/registry/run.sh, bench/agents/run.sh) live between
+    # their markers: keep them verbatim, in order.
     if os.path.exists(output):
         with open(output) as f:
             old = f.read()
-        begin, end = old.find("<!-- registry:begin -->"), old.find("<!-- registry:end -->")
-        if 0 <= begin < end:
-            text = text.rstrip("\n") + "\n\n" + old[begin:end + len("<!-- registry:end -->")] + "\n"
+        for name in ("registry", "agents"):
+            begin, end = old.find(f"<!-- {name}:begin -->"), old.find(f"<!-- {name}:end -->")
+            if 0 <= begin < end:
+                text = text.rstrip("\n") + "\n\n" + old[begin:end + len(f"<!-- {name}:end -->")] + "\n"
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     tmp = output + ".tmp"
     with open(tmp, "w") as f:

@@ -1,0 +1,459 @@
+#!/usr/bin/env python3
+"""Turns the results of bench/agents/run.sh into the agents section of docs/benchmarks.md
+(stdlib only).
+
+    report.py RESULTS_DIR [--doc docs/benchmarks.md]
+
+Prints the section (Markdown, between <!-- agents:begin --> and <!-- agents:end -->) on stdout.
+With --doc it also replaces that block in the document, or appends it at the end when the markers
+are missing; everything outside the markers is left as it was.
+"""
+import argparse
+import json
+import os
+import statistics
+from pathlib import Path
+
+BEGIN = "<!-- agents:begin -->"
+END = "<!-- agents:end -->"
+AIM_N = 100
+AIM_MS = 1000.0
+
+
+def read_kv(path):
+    out = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            k, sep, v = line.partition(": ")
+            if sep:
+                out[k.strip()] = v.strip()
+    return out
+
+
+def rows(path):
+    return [json.loads(l) for l in path.read_text().splitlines() if l.strip()] if path.exists() else []
+
+
+def parse_clock(text):
+    """`1m2.345s` (bash's `times`) in seconds."""
+    minutes, seconds = text.rstrip("s").split("m")
+    return int(minutes) * 60 + float(seconds)
+
+
+def contention(res, machine):
+    """CPU used by processes other than the benchmark's, and steal, between run.sh's start and
+    end snapshots (cpu.txt); None without them."""
+    path = res / "cpu.txt"
+    if not path.exists():
+        return None
+    snaps = {}
+    for line in path.read_text().splitlines():
+        f = line.split()
+        if len(f) >= 17 and f[2] == "cpu":
+            snaps[f[0]] = (float(f[1]), [int(x) for x in f[3:13]], sum(parse_clock(x) for x in f[13:17]))
+    if "start" not in snaps or "end" not in snaps:
+        return None
+    hz = int(machine.get("clk_tck", "100"))
+    ncpu = int(machine.get("nproc", "1"))
+    (t0, j0, own0), (t1, j1, own1) = snaps["start"], snaps["end"]
+    d = [b - a for a, b in zip(j0, j1)]
+    user, nice, system, idle, iowait, irq, softirq, steal = d[:8]
+    busy = (user + nice + system + irq + softirq) / hz
+    own = own1 - own0
+    capacity = max(1e-9, (t1 - t0) * ncpu)
+    return {
+        "capacity": capacity,
+        "foreign": max(0.0, busy - own),
+        "foreign_share": max(0.0, busy - own) / capacity,
+        "steal_share": steal / hz / capacity,
+        "own_share": own / capacity,
+    }
+
+
+def busiest_others(res):
+    """The commands other than the benchmark's that used the most CPU in run.sh's top samples."""
+    path = res / "top.txt"
+    if not path.exists():
+        return None
+    ours = {"depot", "python3", "top", "bash", "sync", "timeout", "awk", "sed", "du"}
+    seen = {}
+    for line in path.read_text().splitlines():
+        f = line.split()
+        if len(f) >= 12 and f[0].isdigit():
+            try:
+                cpu = float(f[8])
+            except ValueError:
+                continue
+            cmd = f[11]
+            if cmd not in ours and cpu >= 5.0:
+                seen[cmd] = max(seen.get(cmd, 0.0), cpu)
+    samples = sum(1 for l in path.read_text().splitlines() if l.startswith("== "))
+    if not seen:
+        return f"none above 5% of a core in {samples} samples"
+    top = sorted(seen.items(), key=lambda kv: -kv[1])[:4]
+    return ", ".join(f"{c} (up to {v:.0f}% of a core)" for c, v in top) + f", in {samples} samples"
+
+
+def quantile(xs, q):
+    xs = sorted(xs)
+    if not xs:
+        return None
+    k = (len(xs) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
+
+
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def ms(x):
+    if x is None:
+        return "–"
+    if x >= 10_000:
+        return f"{x / 1000:.1f} s"
+    if x >= 1000:
+        return f"{x / 1000:.2f} s"
+    return f"{x:.0f} ms"
+
+
+def nbytes(x):
+    if x is None:
+        return "–"
+    if x >= 2**20:
+        return f"{x / 2**20:.1f} MiB"
+    if x >= 10 * 1024:
+        return f"{x / 1024:.0f} KiB"
+    return f"{x:,.0f} B"
+
+
+def verdict(ok):
+    return "**met**" if ok else "**not met**"
+
+
+def section(res):
+    machine = read_kv(res / "machine.txt")
+    params = read_kv(res / "params.txt")
+    layers = {r["layer"]: r for r in rows(res / "layers.jsonl")}
+    setup = {r["n"]: r for r in rows(res / "setup.jsonl")}
+    stops = {r["n"]: r for r in rows(res / "stop.jsonl")}
+    disk = {r["n"]: r for r in rows(res / "disk.jsonl")}
+    attempts = rows(res / "rounds.jsonl")
+    # A noisy change was done again (run.sh): the last attempt of each (N, round) is the one kept.
+    last = {}
+    for r in attempts:
+        last[(r["n"], r["round"])] = r
+    rounds = [r for r in attempts if last[(r["n"], r["round"])] is r]
+    repeated = [r for r in attempts if last[(r["n"], r["round"])] is not r]
+    ns = sorted({r["n"] for r in rounds})
+    by_n = {n: [r for r in rounds if r["n"] == n] for n in ns}
+    L = []
+    w = L.append
+
+    w("## Agents: from `depot config set` to every agent active")
+    w("")
+    w(f"Generated by `bench/agents/run.sh` on {machine.get('date', '?')} (N = "
+      f"{', '.join(params.get('agents', '?').split())} agents, {params.get('rounds', '?')} configuration changes "
+      f"each; the run took {machine.get('duration_s', '?')} s). Do not edit this section by hand: rerun the script, "
+      "which rewrites only the text between the `agents` markers.")
+    w("")
+
+    # ------------------------------------------------------------------ aims
+    quiet_max = int(params.get("quiet_max", "25"))
+    noise_max = params.get("noise_max", "10")
+
+    def is_quiet(r):
+        return r.get("busy_before") is None or r["busy_before"] < quiet_max
+
+    def times_text(rs):
+        """`median X, max Y over K changes`, saying which were noisy."""
+        t = [r["all_active_ms"] for r in rs if r["all_active_ms"] is not None]
+        text = f"median {ms(med(t))}, max {ms(max(t) if t else None)} over {len(rs)} changes"
+        if len(t) < len(rs):
+            text += f" ({len(rs) - len(t)} did not complete)"
+        noisy = [r for r in rs if r.get("noisy")]
+        if noisy:
+            text += f" ({len(noisy)} of them noisy after {params.get('retries', '?')} repeats)"
+        return text
+
+    w("### Aims")
+    w("")
+    w("| aim | measured | verdict |")
+    w("| --- | --- | --- |")
+    top = by_n.get(AIM_N, [])
+    if top:
+        t = [r["all_active_ms"] for r in top]
+        done = [x for x in t if x is not None]
+        ok = len(done) == len(t) and med(done) is not None and med(done) < AIM_MS
+        w(f"| {AIM_N} agents all `active` < 1 s after `depot config set` (no hooks here, so no hook time to "
+          f"exclude; the old system polled every 30 s), all {AIM_N} on this one machine | {times_text(top)}; the "
+          f"fastest agent: median {ms(med([r['first_active_ms'] for r in top]))}; one agent alone (N = 1): "
+          f"median {ms(med([r['all_active_ms'] for r in by_n.get(1, [])]))} | {verdict(ok)} |")
+    else:
+        w(f"| {AIM_N} agents all `active` < 1 s after `depot config set` | not measured in this run "
+          f"(N = {', '.join(map(str, ns)) or 'none'}) | **not measured** |")
+    if attempts:
+        per = [r["bytes_per_agent"] for r in attempts]
+        exact = sum(1 for r in attempts if r.get("expect_bytes_per_agent") is not None
+                    and abs(r["bytes_per_agent"] - r["expect_bytes_per_agent"]) < 0.5)
+        ok = exact == len(attempts)
+        sizes = sorted({r["expect_bytes_per_agent"] for r in attempts if r.get("expect_bytes_per_agent")})
+        w(f"| a new configuration that changes one small layer of three downloads only that layer "
+          f"| {nbytes(med(per))} per agent per change (min {nbytes(min(per))}, max {nbytes(max(per))}); equal to "
+          f"the size of that change's new `conf` archive ({' or '.join(f'{x:,} B' for x in sizes) or '?'}) in "
+          f"{exact} of {len(attempts)} changes; the unchanged `base` and `app` archives are "
+          f"{nbytes(layers.get('base', {}).get('archive_bytes'))} and {nbytes(layers.get('app', {}).get('archive_bytes'))}. "
+          f"Time for such a change: "
+          + "; ".join(f"N = {n}: median {ms(med([r['all_active_ms'] for r in by_n[n]]))}" for n in ns)
+          + f" | {verdict(ok)} |")
+    w("")
+    statuses = rows(res / "status.jsonl")
+    if statuses:
+        bad = [s_ for s_ in statuses if s_["active_current"] != s_["n"]]
+        if bad:
+            w("`depot status bench --json` right after the change disagreed with the poll: "
+              + "; ".join(f"N = {b['n']} change {b['round']}: {b['active_current']} active on the current revision"
+                          for b in bad) + ".")
+        else:
+            w(f"`depot status bench --json`, run after each change, showed all N agents active on the current "
+              f"revision every time ({len(statuses)} changes).")
+        w("")
+
+    # ------------------------------------------------------------------ per N
+    if rounds:
+        w("### Time to all active, per N")
+        w("")
+        w("Per change: the latest `reported_at` of the N agents' `active` reports minus the time just before "
+          "`depot config set` started. Median, p90 and max over the changes; *poll saw all* is the same moment seen "
+          "from outside (the first status poll that found all N active), *fastest agent* is the first agent's time. "
+          f"*Other processes*: the CPU that processes other than the agents, the registry, the poller and the "
+          f"kernel's threads used during the change; a change during which they used more than {noise_max}% of "
+          f"the machine was done again (at most {params.get('retries', '?')} more times each; *repeated*), and the figures "
+          "are those of the last attempt.")
+        w("")
+        w("| N | changes (repeated) | median | p90 | max | poll saw all (median) "
+          "| fastest agent (median) | `config set` returned (median) | bytes downloaded per agent per change "
+          "| other processes' CPU during a change (median) |")
+        w("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+        for n in ns:
+            rs = by_n[n]
+            t = [r["all_active_ms"] for r in rs if r["all_active_ms"] is not None]
+            per = [r["bytes_per_agent"] for r in rs]
+            per_text = nbytes(med(per)) if min(per) == max(per) else f"{nbytes(med(per))} ({nbytes(min(per))}–{nbytes(max(per))})"
+            still = sum(1 for r in rs if r.get("noisy"))
+            again = sum(1 for r in repeated if r["n"] == n)
+            w(f"| {n} | {len(rs)} ({again or 'none'} repeated{f', {still} still noisy' if still else ''})"
+              f"{'' if len(t) == len(rs) else f', {len(rs) - len(t)} incomplete'} "
+              f"| {ms(med(t))} | {ms(quantile(t, 0.9))} | {ms(max(t) if t else None)} "
+              f"| {ms(med([r['seen_ms'] for r in rs]))} | {ms(med([r['first_active_ms'] for r in rs]))} "
+              f"| {ms(med([r['config_set_ms'] for r in rs]))} | {per_text} "
+              f"| {med([r.get('others_user_cpu_s', r.get('others_cpu_s')) for r in rs]) or 0:.2f} s |")
+        w("")
+
+        # -------------------------------------------------------------- where the time goes
+        w("### Where the time goes")
+        w("")
+        w("Medians over the changes. *Had the new configuration*: when the agents' blocking queries returned "
+          "(`reported_at` − `timings_ms.total` − start), median agent and last agent. *download* and *deploy* "
+          "are the agents' own `timings_ms` (download: fetching the layers the agent lacks; deploy: unpacking "
+          "the three layers through the content store, `syncfs`, the `current` switch, pruning), median agent "
+          "and slowest agent. CPU: what the agents, the registry and the whole machine used from just before "
+          "`config set` to the poll that saw all active.")
+        w("")
+        w("| N | had the new configuration (median / last) | download (median / slowest) | deploy (median / slowest) "
+          "| agents' CPU | per agent | registry CPU | kernel threads' CPU | machine busy (of 2 cores × wall) |")
+        w("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+        for n in ns:
+            rs = by_n[n]
+
+            def tm(key, stat):
+                return med([r["timings_ms"].get(key, {}).get(stat) for r in rs])
+            cpu = med([r["agents_cpu_s"] for r in rs])
+            busy = med([r["machine_busy_s"] / r["machine_total_s"] if r["machine_total_s"] else None for r in rs])
+            w(f"| {n} | {ms(med([r['cycle_start_ms']['median'] for r in rs]))} / "
+              f"{ms(med([r['cycle_start_ms']['max'] for r in rs]))} "
+              f"| {ms(tm('download', 'median'))} / {ms(tm('download', 'max'))} "
+              f"| {ms(tm('deploy', 'median'))} / {ms(tm('deploy', 'max'))} "
+              f"| {cpu:.2f} s | {1000 * cpu / n:.0f} ms | {med([r['server_cpu_s'] for r in rs]):.2f} s "
+              f"| {med([r.get('kernel_threads_cpu_s') for r in rs]) or 0:.2f} s | {100 * busy:.0f}% |")
+        w("")
+        cores = int(machine.get("nproc", "1"))
+        facts = []
+        for n in ns:
+            rs = by_n[n]
+            cpu = med([r["agents_cpu_s"] for r in rs])
+            t = med([r["all_active_ms"] for r in rs])
+            if cpu and t:
+                floor = 1000 * cpu / cores
+                facts.append(f"N = {n}: {cpu:.2f} s of agents' CPU, at least {ms(floor)} on {cores} cores "
+                             f"({100 * floor / t:.0f}% of the measured {ms(t)})")
+        if facts:
+            w("All the agents share this machine's cores, so the agents' CPU per change divided by the cores is a "
+              "lower bound of the time to all active: " + "; ".join(facts) + ".")
+            w("")
+
+    # ------------------------------------------------------------------ layers
+    if layers:
+        w("### Layers")
+        w("")
+        w("| layer | files | tree | archive (`depot pack`, zstd) | changes between configurations |")
+        w("| --- | --- | --- | --- | --- |")
+        for name, what in (("base", "never"), ("app", "never"), ("conf", "every change (`conf:1.0.K`, a new version each time)")):
+            r = layers.get(name)
+            if r:
+                w(f"| `{name}` | {r['files']:,} | {nbytes(r['tree_bytes'])} | {r['archive_bytes']:,} B "
+                  f"({nbytes(r['archive_bytes'])}) | {what} |")
+        w("")
+
+    # ------------------------------------------------------------------ setup and stop
+    if setup or stops:
+        w("### First deploy and stop")
+        w("")
+        w("| N | first deploy of all N (start of the agents to all active) | agent's download / deploy "
+          "(median agent) | one root on disk after the first deploy | SIGTERM to all exited | killed / non-zero exits "
+          "| warnings or errors in the agents' logs |")
+        w("| --- | --- | --- | --- | --- | --- | --- |")
+        for n in sorted(set(setup) | set(stops)):
+            s, st, d = setup.get(n, {}), stops.get(n, {}), disk.get(n, {})
+            t = s.get("timings_ms", {})
+            w(f"| {n} | {ms(1000 * s['from_start_s']) if 'from_start_s' in s else '–'} "
+              f"| {ms(t.get('download', {}).get('median'))} / {ms(t.get('deploy', {}).get('median'))} "
+              f"| {nbytes(1024 * d['root_kib']) if 'root_kib' in d else '–'} "
+              f"| {st.get('stop_s', '–')} s | {st.get('killed', '–')} / {st.get('failed_exit', '–')} "
+              f"| {st.get('warnings', '–')} |")
+        w("")
+        w("*One root on disk* is measured right after the first deploy (`du` of one agent's root: its cached "
+          "archives, its content store and the release).")
+        w("")
+
+    # ------------------------------------------------------------------ machine
+    cont = contention(res, machine)
+    w("### Machine and load")
+    w("")
+    w("| | |")
+    w("| --- | --- |")
+    for key, label in (("cpu", "CPU"), ("nproc", "cores online"), ("memory", "memory"), ("kernel", "kernel"),
+                       ("filesystem", "file system of the work directory"), ("depot", "depot"),
+                       ("python", "python"), ("open files", "open-file limit (ulimit -n)")):
+        if key in machine:
+            w(f"| {label} | {machine[key]} |")
+    w(f"| load average at start / end | {machine.get('loadavg_start', '?')} / {machine.get('loadavg_end', '?')} |")
+    if cont:
+        w(f"| CPU used by other processes during the run | {cont['foreign']:.0f} core-seconds of "
+          f"{cont['capacity']:.0f} ({100 * cont['foreign_share']:.0f}%; includes kernel threads such as writeback, "
+          f"some of it for the benchmark's own writes); hypervisor steal {100 * cont['steal_share']:.1f}%; the "
+          f"benchmark itself used {100 * cont['own_share']:.0f}% |")
+    quiet = (res / "quiet.txt").read_text().splitlines() if (res / "quiet.txt").exists() else []
+    if quiet:
+        waited = [int(l.split("waited ")[1].split(" s")[0]) for l in quiet if "waited " in l]
+        loud = [l.split(":")[0] for l in quiet if "not quiet" in l]
+        w(f"| waiting for a quiet machine before each change ({params.get('quiet', '?')}) | "
+          f"{len(quiet)} changes, {sum(waited)} s of waiting in all"
+          + (f"; still busy at: {', '.join(loud)}" if loud else "; quiet at every start") + " |")
+    others = busiest_others(res)
+    if others:
+        w(f"| busiest other processes (top, sampled before each change) | {others} |")
+    w("")
+    w("The machine is a shared 2-core VM: other jobs come and go during a run, so the figures are medians over "
+      "several changes, with the load at each.")
+    w("")
+
+    # ------------------------------------------------------------------ rerun
+    w("### How to rerun")
+    w("")
+    w("```sh")
+    w("cargo build --release -p depot             # run.sh benchmarks a copy of target/release/depot (or DEPOT=BIN)")
+    w("bench/agents/run.sh                        # N = 1, 10 and 100 agents, 5 changes each: ~3 minutes when quiet")
+    w('AGENTS="1 10" ROUNDS=2 DOC= bench/agents/run.sh   # smoke run; DOC= leaves this file alone')
+    w("```")
+    w("")
+    w("It works under `/tmp/agentbench-run` (`WORK=`), keeps the raw results in `results-*/` there "
+      "(`last-results` links to the newest; `rounds.jsonl` has every agent's time for every change) and removes "
+      "the agents' roots at the end (`KEEP_HOSTS=1` keeps them). It needs python3 and about "
+      "100 MiB of disk per agent. On a busy machine it waits (up to 60 s before each change) and repeats noisy "
+      "changes (at most twice each), so a run can then take up to about an hour.")
+    w("")
+
+    # ------------------------------------------------------------------ method
+    w("### Method")
+    w("")
+    w("- For each N: a fresh `depot serve --max-versions 0` on 127.0.0.1 (it keeps every `conf` version pushed "
+      "up front); the layers pushed (`depot push`); "
+      "`depot config create bench --layer base:1.0.0 --layer app:1.0.0 --layer conf:1.0.0`; one agent token "
+      "(`depot token create agents --role agent --config 'bench*'`) that all the agents report with; N processes "
+      "`depot agent --config bench --root ROOT_i --name h_i` with an empty settings file (no hooks, no health check, "
+      "no validate command), each with its own release root on the same file system. The agents follow the "
+      "configuration with blocking queries.")
+    w("- Once all N are active, each change is `depot config set bench base:1.0.0 app:1.0.0 conf:1.0.K` with a "
+      "`conf` version no agent has seen, so every agent downloads the new `conf` archive (the other two are in "
+      "its cache) and deploys a new release of the three layers. Before each change: an untimed `sync` and a "
+      "bounded wait for a quiet machine.")
+    w(f"- `bench/agents/rounds.py` notes the time, runs `depot config set`, then polls "
+      f"`GET /api/v1/configs/bench/agents` (what `depot status bench --json` prints) every "
+      f"{params.get('poll_ms', '?')} ms on one keep-alive connection until all N report `active` on the new revision. "
+      "The agents' `reported_at` are read from the same clock (same machine). Bytes downloaded are the "
+      "registry's `depot_blob_bytes_out` counter (`/metrics`) over the change, divided by N. CPU comes from "
+      "`/proc`: the agents' and the registry's processes, and the whole machine.")
+    w("- Between N values the agents get SIGTERM (they exit at a safe point) and the registry is stopped; all "
+      "agents' roots are kept until the end of the run, then removed.")
+    w("")
+
+    # ------------------------------------------------------------------ every change
+    if rounds:
+        w("### Every change")
+        w("")
+        w("Every attempt, repeated ones included (*again*: a repeat of the change above it). *Busy before*: the "
+          "rest of the machine, in % of one core, just before the change (after the wait for a quiet machine). "
+          "*Other processes*: as above. The load average counts the benchmark's own agents (runnable or waiting "
+          "for the disk), so it rises with N.")
+        w("")
+        w("| N | change | all active | poll saw all | fastest agent | median agent | bytes per agent "
+          "| agents' CPU | other processes' CPU | machine busy | busy before | load (1 min) |")
+        w("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+        for r in attempts:
+            busy = r["machine_busy_s"] / r["machine_total_s"] if r["machine_total_s"] else 0
+            before = r.get("busy_before")
+            again = f" (again, {r['attempt']})" if r.get("attempt") else ""
+            w(f"| {r['n']} | {r['round']}{again} | {ms(r['all_active_ms'])}{'' if r['outcome'] == 'all-active' else ' (' + r['outcome'] + ')'} "
+              f"| {ms(r['seen_ms'])} | {ms(r['first_active_ms'])} | {ms(r['median_host_ms'])} "
+              f"| {nbytes(r['bytes_per_agent'])} | {r['agents_cpu_s']:.2f} s "
+              f"| {r.get('others_user_cpu_s', r.get('others_cpu_s', 0)):.2f} s{' (noisy)' if r.get('noisy') else ''} "
+              f"| {100 * busy:.0f}% | {'–' if before is None else f'{before}%'}{'' if is_quiet(r) else ' (not quiet)'} "
+              f"| {r['loadavg'][0]} |")
+        w("")
+    return "\n".join([BEGIN, ""] + L + [END])
+
+
+def splice(doc, block):
+    """Replaces the agents block in doc (or appends it); writes atomically."""
+    text = doc.read_text() if doc.exists() else ""
+    b = text.find(BEGIN)
+    e = text.find(END, b + len(BEGIN)) if b >= 0 else -1
+    if b >= 0 and e >= 0:
+        new = text[:b] + block + text[e + len(END):]
+    elif b >= 0 or text.find(END) >= 0:
+        raise SystemExit(f"report.py: {doc} has only one of the markers {BEGIN} / {END}; fix it by hand")
+    elif text.strip():
+        new = text.rstrip("\n") + "\n\n" + block + "\n"
+    else:
+        new = block + "\n"
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    tmp = doc.with_name(doc.name + ".tmp")
+    tmp.write_text(new)
+    os.replace(tmp, doc)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("results", type=Path)
+    ap.add_argument("--doc", type=Path, help="write the section into this Markdown file")
+    a = ap.parse_args()
+    block = section(a.results)
+    print(block)
+    if a.doc:
+        splice(a.doc, block)
+
+
+if __name__ == "__main__":
+    main()
