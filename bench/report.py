@@ -10,6 +10,9 @@ import statistics
 import sys
 from collections import defaultdict
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import contention as cpu_load  # noqa: E402
+
 
 def read_env(path):
     out = {}
@@ -20,46 +23,6 @@ def read_env(path):
                     k, v = line.rstrip("\n").split("=", 1)
                     out[k] = v
     return out
-
-
-def parse_clock(text):
-    """`1m2.345s` (bash's `times`) in seconds."""
-    minutes, seconds = text.rstrip("s").split("m")
-    return int(minutes) * 60 + float(seconds)
-
-
-def cpu_contention(results, machine):
-    """CPU time used by processes other than the benchmark's, and steal, between the snapshots
-    run.sh took at the start and the end of the measurements; None without them."""
-    path = os.path.join(results, "cpu.txt")
-    if not os.path.exists(path):
-        return None
-    snaps = {}
-    with open(path) as f:
-        for line in f:
-            fields = line.split()
-            if len(fields) >= 17 and fields[2] == "cpu":
-                jiffies = [int(x) for x in fields[3:13]]
-                own = sum(parse_clock(x) for x in fields[13:17])
-                snaps[fields[0]] = (float(fields[1]), jiffies, own)
-    if "start" not in snaps or "end" not in snaps:
-        return None
-    hz = int(machine.get("clk_tck", "100"))
-    ncpu = int(machine.get("nproc", "1"))
-    (t0, j0, own0), (t1, j1, own1) = snaps["start"], snaps["end"]
-    d = [b - a for a, b in zip(j0, j1)]
-    user, nice, system, idle, iowait, irq, softirq, steal = d[:8]
-    busy = (user + nice + system + irq + softirq) / hz
-    own = own1 - own0
-    capacity = (t1 - t0) * ncpu
-    return {
-        "wall": t1 - t0,
-        "own": own,
-        "foreign": max(0.0, busy - own),
-        "foreign_share": max(0.0, busy - own) / capacity,
-        "steal_share": steal / hz / capacity,
-        "own_share": own / capacity,
-    }
 
 
 def load_times(results):
@@ -141,7 +104,7 @@ def main():
       "Ratios below are ratios of medians; the aims table also gives the median and range of the "
       "per-round ratios (each round runs every tool once, back to back).")
     w("")
-    contention = cpu_contention(results, machine)
+    contention = cpu_load(results, machine)
     if contention and contention["foreign_share"] + contention["steal_share"] > 0.10:
         w(f"**Warning: during this run other processes used {100 * contention['foreign_share']:.0f}% of the "
           f"machine's CPU time and the hypervisor stole {100 * contention['steal_share']:.0f}% (see Machine): "

@@ -10,102 +10,18 @@ are missing; everything outside the markers is left as it was.
 """
 import argparse
 import json
-import os
-import statistics
+import sys
 from pathlib import Path
 
-BEGIN = "<!-- agents:begin -->"
-END = "<!-- agents:end -->"
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchlib import busiest_others, contention, markers, med, quantile, read_kv, rows, splice, verdict  # noqa: E402
+
+NAME = "agents"
+BEGIN, END = markers(NAME)
+# Commands of the benchmark itself, left out of "busiest other processes".
+OURS = {"depot", "python3", "top", "bash", "sync", "timeout", "awk", "sed", "du"}
 AIM_N = 100
 AIM_MS = 1000.0
-
-
-def read_kv(path):
-    out = {}
-    if path.exists():
-        for line in path.read_text().splitlines():
-            k, sep, v = line.partition(": ")
-            if sep:
-                out[k.strip()] = v.strip()
-    return out
-
-
-def rows(path):
-    return [json.loads(l) for l in path.read_text().splitlines() if l.strip()] if path.exists() else []
-
-
-def parse_clock(text):
-    """`1m2.345s` (bash's `times`) in seconds."""
-    minutes, seconds = text.rstrip("s").split("m")
-    return int(minutes) * 60 + float(seconds)
-
-
-def contention(res, machine):
-    """CPU used by processes other than the benchmark's, and steal, between run.sh's start and
-    end snapshots (cpu.txt); None without them."""
-    path = res / "cpu.txt"
-    if not path.exists():
-        return None
-    snaps = {}
-    for line in path.read_text().splitlines():
-        f = line.split()
-        if len(f) >= 17 and f[2] == "cpu":
-            snaps[f[0]] = (float(f[1]), [int(x) for x in f[3:13]], sum(parse_clock(x) for x in f[13:17]))
-    if "start" not in snaps or "end" not in snaps:
-        return None
-    hz = int(machine.get("clk_tck", "100"))
-    ncpu = int(machine.get("nproc", "1"))
-    (t0, j0, own0), (t1, j1, own1) = snaps["start"], snaps["end"]
-    d = [b - a for a, b in zip(j0, j1)]
-    user, nice, system, idle, iowait, irq, softirq, steal = d[:8]
-    busy = (user + nice + system + irq + softirq) / hz
-    own = own1 - own0
-    capacity = max(1e-9, (t1 - t0) * ncpu)
-    return {
-        "capacity": capacity,
-        "foreign": max(0.0, busy - own),
-        "foreign_share": max(0.0, busy - own) / capacity,
-        "steal_share": steal / hz / capacity,
-        "own_share": own / capacity,
-    }
-
-
-def busiest_others(res):
-    """The commands other than the benchmark's that used the most CPU in run.sh's top samples."""
-    path = res / "top.txt"
-    if not path.exists():
-        return None
-    ours = {"depot", "python3", "top", "bash", "sync", "timeout", "awk", "sed", "du"}
-    seen = {}
-    for line in path.read_text().splitlines():
-        f = line.split()
-        if len(f) >= 12 and f[0].isdigit():
-            try:
-                cpu = float(f[8])
-            except ValueError:
-                continue
-            cmd = f[11]
-            if cmd not in ours and cpu >= 5.0:
-                seen[cmd] = max(seen.get(cmd, 0.0), cpu)
-    samples = sum(1 for l in path.read_text().splitlines() if l.startswith("== "))
-    if not seen:
-        return f"none above 5% of a core in {samples} samples"
-    top = sorted(seen.items(), key=lambda kv: -kv[1])[:4]
-    return ", ".join(f"{c} (up to {v:.0f}% of a core)" for c, v in top) + f", in {samples} samples"
-
-
-def quantile(xs, q):
-    xs = sorted(xs)
-    if not xs:
-        return None
-    k = (len(xs) - 1) * q
-    lo, hi = int(k), min(int(k) + 1, len(xs) - 1)
-    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
-
-
-def med(xs):
-    xs = [x for x in xs if x is not None]
-    return statistics.median(xs) if xs else None
 
 
 def ms(x):
@@ -126,10 +42,6 @@ def nbytes(x):
     if x >= 10 * 1024:
         return f"{x / 1024:.0f} KiB"
     return f"{x:,.0f} B"
-
-
-def verdict(ok):
-    return "**met**" if ok else "**not met**"
 
 
 def section(res):
@@ -351,7 +263,7 @@ def section(res):
         w(f"| waiting for a quiet machine before each change ({params.get('quiet', '?')}) | "
           f"{len(quiet)} changes, {sum(waited)} s of waiting in all"
           + (f"; still busy at: {', '.join(loud)}" if loud else "; quiet at every start") + " |")
-    others = busiest_others(res)
+    others = busiest_others(res, OURS)
     if others:
         w(f"| busiest other processes (top, sampled before each change) | {others} |")
     w("")
@@ -425,25 +337,6 @@ def section(res):
     return "\n".join([BEGIN, ""] + L + [END])
 
 
-def splice(doc, block):
-    """Replaces the agents block in doc (or appends it); writes atomically."""
-    text = doc.read_text() if doc.exists() else ""
-    b = text.find(BEGIN)
-    e = text.find(END, b + len(BEGIN)) if b >= 0 else -1
-    if b >= 0 and e >= 0:
-        new = text[:b] + block + text[e + len(END):]
-    elif b >= 0 or text.find(END) >= 0:
-        raise SystemExit(f"report.py: {doc} has only one of the markers {BEGIN} / {END}; fix it by hand")
-    elif text.strip():
-        new = text.rstrip("\n") + "\n\n" + block + "\n"
-    else:
-        new = block + "\n"
-    doc.parent.mkdir(parents=True, exist_ok=True)
-    tmp = doc.with_name(doc.name + ".tmp")
-    tmp.write_text(new)
-    os.replace(tmp, doc)
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("results", type=Path)
@@ -452,7 +345,7 @@ def main():
     block = section(a.results)
     print(block)
     if a.doc:
-        splice(a.doc, block)
+        splice(a.doc, block, NAME)
 
 
 if __name__ == "__main__":

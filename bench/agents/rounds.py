@@ -27,6 +27,10 @@ import subprocess
 import sys
 import time
 import urllib.parse
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchlib import quantile  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -128,15 +132,6 @@ def settled(agents, revision, n):
     active = [a for a in agents if a["revision"] == revision and a["state"] == "active" and a.get("current")]
     failed = [a for a in agents if a["revision"] == revision and a["state"] in ("failed", "rolled-back", "rolled_back")]
     return len(active) >= n, active, failed
-
-
-def quantile(xs, q):
-    xs = sorted(xs)
-    if not xs:
-        return None
-    k = (len(xs) - 1) * q
-    lo, hi = int(k), min(int(k) + 1, len(xs) - 1)
-    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
 
 
 def summarize_timings(active):
