@@ -100,6 +100,31 @@ fn agent_token(ctx: &TestContext, registry: &Registry, host: &str) -> String {
     run.stdout.trim().to_owned()
 }
 
+/// A registry with web 1.0.0 (content `v1`) and the configuration web-prod on it, and the
+/// agent token of host-1.
+fn web_prod(ctx: &TestContext) -> (Registry, String) {
+    let registry = Registry::start(ctx, &[]);
+    registry.run(ctx, &["push", "web", "1.0.0", &tree(ctx, "v1", "v1")]).success();
+    registry.run(ctx, &["config", "create", "web-prod", "--layer", "web:1.0.0"]).success();
+    let token = agent_token(ctx, &registry, "host-1");
+    (registry, token)
+}
+
+/// The arguments of one cycle of host-1's agent on web-prod in `root`, then `extra`.
+fn once_args(root: &Path, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> =
+        ["agent", "--config", "web-prod", "--name", "host-1", "--once", "--root"].map(String::from).to_vec();
+    args.push(root.display().to_string());
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+/// `depot agent --once` (see [`once_args`]) with host-1's token.
+fn once(ctx: &TestContext, registry: &Registry, token: &str, root: &Path, extra: &[&str]) -> Run {
+    let args = once_args(root, extra);
+    registry.run_as(ctx, token, &args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
 const HOSTS: [&str; 3] = ["host-1", "host-2", "host-3"];
 const CONVERGE: Duration = Duration::from_secs(30);
 
@@ -211,30 +236,14 @@ fn agent_steps() -> Vec<&'static str> {
 #[test]
 fn a_kill_at_any_step_of_a_cycle_leaves_a_complete_release_and_the_next_run_converges() {
     let ctx = TestContext::new();
-    let registry = Registry::start(&ctx, &[]);
-    registry.run(&ctx, &["push", "web", "1.0.0", &tree(&ctx, "v1", "v1")]).success();
-    registry.run(&ctx, &["config", "create", "web-prod", "--layer", "web:1.0.0"]).success();
-    let token = agent_token(&ctx, &registry, "host-1");
+    let (registry, token) = web_prod(&ctx);
     let root = ctx.root();
     // The hook records each release it ran for: a kill between the switch and the checks must
     // not leave a release active whose hook never ran.
     let hook = format!("echo $NEWID >> {}", ctx.path("hook.log").display());
-    let args = |extra: &[&str]| -> Vec<String> {
-        let mut args: Vec<String> = ["agent", "--config", "web-prod", "--name", "host-1", "--once", "--root"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        args.push(root.display().to_string());
-        args.push("--post-activate".to_owned());
-        args.push(hook.clone());
-        args.extend(extra.iter().map(|s| s.to_string()));
-        args
-    };
-    let agent = |extra: &[&str]| {
-        let args = args(extra);
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        registry.run_as(&ctx, &token, &args)
-    };
+    let args = |extra: &[&str]| once_args(&root, &[&["--post-activate", hook.as_str()], extra].concat());
+    let agent =
+        |extra: &[&str]| once(&ctx, &registry, &token, &root, &[&["--post-activate", hook.as_str()], extra].concat());
     let mut previous = agent(&["--json"]).success().json()["release"].as_str().unwrap().to_owned();
 
     for (i, step) in agent_steps().into_iter().enumerate() {
@@ -279,11 +288,8 @@ fn a_kill_at_any_step_of_a_cycle_leaves_a_complete_release_and_the_next_run_conv
 #[test]
 fn sigterm_stops_a_waiting_agent_at_once_and_a_deploying_one_after_its_checks() {
     let ctx = TestContext::new();
-    let registry = Registry::start(&ctx, &[]);
-    registry.run(&ctx, &["push", "web", "1.0.0", &tree(&ctx, "v1", "v1")]).success();
+    let (registry, token) = web_prod(&ctx);
     registry.run(&ctx, &["push", "web", "2.0.0", &tree(&ctx, "v2", "v2")]).success();
-    registry.run(&ctx, &["config", "create", "web-prod", "--layer", "web:1.0.0"]).success();
-    let token = agent_token(&ctx, &registry, "host-1");
     let root = ctx.path("host-1");
 
     // Waiting in its blocking query: it stops at once.
@@ -314,14 +320,11 @@ fn sigterm_stops_a_waiting_agent_at_once_and_a_deploying_one_after_its_checks() 
 #[test]
 fn a_full_disk_fails_the_deploy_cleanly_and_keeps_the_active_release() {
     let ctx = TestContext::new();
-    let registry = Registry::start(&ctx, &[]);
-    registry.run(&ctx, &["push", "web", "1.0.0", &tree(&ctx, "v1", "v1")]).success();
+    let (registry, token) = web_prod(&ctx);
     // 16 MiB of zeros: a tiny archive that cannot be unpacked into a 4 MiB file system.
     let big = ctx.tree("v2", &[("app.txt", "v2")]);
     fs_err::write(big.join("zeros.bin"), vec![0u8; 16 << 20]).unwrap();
     registry.run(&ctx, &["push", "web", "2.0.0", big.to_str().unwrap()]).success();
-    registry.run(&ctx, &["config", "create", "web-prod", "--layer", "web:1.0.0"]).success();
-    let token = agent_token(&ctx, &registry, "host-1");
     let root = ctx.path("small-disk");
     fs_err::create_dir_all(&root).unwrap();
     let out = ctx.path("out");
@@ -381,10 +384,7 @@ fn a_full_disk_fails_the_deploy_cleanly_and_keeps_the_active_release() {
 #[test]
 fn the_settings_file_configures_the_agent_and_a_bad_one_is_named() {
     let ctx = TestContext::new();
-    let registry = Registry::start(&ctx, &[]);
-    registry.run(&ctx, &["push", "web", "1.0.0", &tree(&ctx, "v1", "v1")]).success();
-    registry.run(&ctx, &["config", "create", "web-prod", "--layer", "web:1.0.0"]).success();
-    let token = agent_token(&ctx, &registry, "host-1");
+    let (registry, token) = web_prod(&ctx);
     let etc = ctx.path("etc");
     fs_err::create_dir_all(&etc).unwrap();
     let settings = etc.join("agent.toml");
@@ -429,19 +429,10 @@ fn the_settings_file_configures_the_agent_and_a_bad_one_is_named() {
 #[test]
 fn a_layer_whose_bytes_do_not_match_its_digest_is_never_deployed() {
     let ctx = TestContext::new();
-    let registry = Registry::start(&ctx, &[]);
-    registry.run(&ctx, &["push", "web", "1.0.0", &tree(&ctx, "v1", "v1")]).success();
+    let (registry, token) = web_prod(&ctx);
     let pushed = registry.run(&ctx, &["push", "web", "2.0.0", &tree(&ctx, "v2", "v2")]).success();
-    registry.run(&ctx, &["config", "create", "web-prod", "--layer", "web:1.0.0"]).success();
-    let token = agent_token(&ctx, &registry, "host-1");
     let root = ctx.root();
-    let agent = || {
-        registry.run_as(
-            &ctx,
-            &token,
-            &["agent", "--config", "web-prod", "--name", "host-1", "--once", "--root", root.to_str().unwrap()],
-        )
-    };
+    let agent = || once(&ctx, &registry, &token, &root, &[]);
     agent().success();
 
     // The registry's copy of 2.0.0 rots on disk (same size, other bytes).
@@ -527,25 +518,17 @@ fn a_configuration_without_layers_is_nothing_to_deploy_yet() {
     registry.run(&ctx, &["config", "create", "web-prod"]).success();
     let token = agent_token(&ctx, &registry, "host-1");
     let root = ctx.root();
-    let agent = |extra: &[&str]| {
-        let mut args = vec!["agent", "--config", "web-prod", "--name", "host-1", "--root", root.to_str().unwrap()];
-        args.extend_from_slice(extra);
-        registry.run_as(&ctx, &token, &args)
-    };
-    agent(&["--once"]).success().stderr_contains("no layers yet");
+    once(&ctx, &registry, &token, &root, &[]).success().stderr_contains("no layers yet");
     assert!(ctx.current().is_none());
     registry.run(&ctx, &["config", "set", "web-prod", "web:1.0.0"]).success();
-    agent(&["--once"]).success();
+    once(&ctx, &registry, &token, &root, &[]).success();
     assert_eq!(content(&root), "v1");
 }
 
 #[test]
 fn a_root_busy_with_another_command_is_tried_again_not_marked_failed() {
     let ctx = TestContext::new();
-    let registry = Registry::start(&ctx, &[]);
-    registry.run(&ctx, &["push", "web", "1.0.0", &tree(&ctx, "v1", "v1")]).success();
-    registry.run(&ctx, &["config", "create", "web-prod", "--layer", "web:1.0.0"]).success();
-    let token = agent_token(&ctx, &registry, "host-1");
+    let (registry, token) = web_prod(&ctx);
     let root = ctx.root();
     // A manual deploy whose validate hook holds the root's lock for 3 s.
     let archive = ctx.release("0.9.0", &[("app.txt", "manual")]);
@@ -558,11 +541,8 @@ fn a_root_busy_with_another_command_is_tried_again_not_marked_failed() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(700));
-    let args = ["agent", "--config", "web-prod", "--name", "host-1", "--once", "--lock-timeout", "1s", "--root"];
-    let mut args: Vec<&str> = args.to_vec();
-    let root_str = root.display().to_string();
-    args.push(&root_str);
-    registry.run_as(&ctx, &token, &args).failure().stderr_contains("lock");
+    let agent = || once(&ctx, &registry, &token, &root, &["--lock-timeout", "1s"]);
+    agent().failure().stderr_contains("lock");
     assert!(busy.wait().unwrap().success());
     let state = fs_err::read_to_string(root.join(".depot/agent/state.json")).unwrap_or_default();
     assert!(
@@ -574,6 +554,6 @@ fn a_root_busy_with_another_command_is_tried_again_not_marked_failed() {
         ),
         "not marked failed: {state}"
     );
-    registry.run_as(&ctx, &token, &args).success();
+    agent().success();
     assert_eq!(content(&root), "v1");
 }

@@ -74,12 +74,7 @@ impl Registry {
 }
 
 fn run_command(mut command: std::process::Command) -> Run {
-    let output = command.output().expect("run depot");
-    Run {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+    Run::from(command.output().expect("run depot"))
 }
 
 /// A directory holding one file, to push.
