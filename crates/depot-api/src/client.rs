@@ -17,7 +17,10 @@ use serde::de::DeserializeOwned;
 use sha2::{Digest as _, Sha256};
 
 use crate::error::{ErrorBody, ErrorCode};
-use crate::names::{ComponentName, ConfigName, Digest, HostName, TokenName, VersionLabel};
+use crate::names::{ComponentName, ConfigName, Digest, HostName, PipelineName, StageName, TokenName, VersionLabel};
+use crate::pipeline::{
+    CreatePipeline, EnvChange, EnvView, Gate, Pipeline, PipelineEvent, PipelineStatus, Promote, Promotion, SetGate,
+};
 use crate::types::{
     AgentReport, AgentStatus, BlobInfo, BumpLayer, BumpResult, ChannelInfo, ComponentSummary, Config, ConfigSummary,
     CreateConfig, CreateToken, DeprecateVersion, GcReport, HistoryEntry, PushVersion, RollbackConfig, SetChannel,
@@ -454,6 +457,80 @@ impl Client {
         }
         self.send(self.http.delete(url.clone()), &url, METADATA_TIMEOUT)?;
         Ok(())
+    }
+
+    /// `GET /api/v1/pipelines`
+    pub fn pipelines(&self) -> Result<Vec<Pipeline>, ClientError> {
+        self.get_json(&["api", "v1", "pipelines"])
+    }
+
+    /// `POST /api/v1/pipelines`
+    pub fn create_pipeline(&self, request: &CreatePipeline) -> Result<Pipeline, ClientError> {
+        self.send_json(Method::POST, &["api", "v1", "pipelines"], request)
+    }
+
+    /// `GET /api/v1/pipelines/{name}`
+    pub fn pipeline(&self, name: &PipelineName) -> Result<PipelineStatus, ClientError> {
+        self.get_json(&["api", "v1", "pipelines", name.as_str()])
+    }
+
+    /// `PUT /api/v1/pipelines/{name}/stages/{stage}/gate`
+    pub fn set_gate(&self, name: &PipelineName, stage: &StageName, gate: Gate) -> Result<Pipeline, ClientError> {
+        let path = ["api", "v1", "pipelines", name.as_str(), "stages", stage.as_str(), "gate"];
+        self.send_json(Method::PUT, &path, &SetGate { gate })
+    }
+
+    /// `POST /api/v1/pipelines/{name}/promotions`: applied, unchanged, or pending approval.
+    pub fn promote(&self, name: &PipelineName, request: &Promote) -> Result<Promotion, ClientError> {
+        self.send_json(Method::POST, &["api", "v1", "pipelines", name.as_str(), "promotions"], request)
+    }
+
+    /// `POST /api/v1/pipelines/{name}/promotions/{id}/approval`
+    pub fn approve(&self, name: &PipelineName, id: u64) -> Result<Promotion, ClientError> {
+        let id = id.to_string();
+        let path = ["api", "v1", "pipelines", name.as_str(), "promotions", id.as_str(), "approval"];
+        self.send_json(Method::POST, &path, &serde_json::json!({}))
+    }
+
+    /// `POST /api/v1/pipelines/{name}/stages/{stage}/rollback`
+    pub fn rollback_stage(
+        &self,
+        name: &PipelineName,
+        stage: &StageName,
+        request: &RollbackConfig,
+    ) -> Result<Config, ClientError> {
+        let path = ["api", "v1", "pipelines", name.as_str(), "stages", stage.as_str(), "rollback"];
+        self.send_json(Method::POST, &path, request)
+    }
+
+    /// `GET /api/v1/pipelines/{name}/stages/{stage}/env[?show=true]`
+    pub fn env(&self, name: &PipelineName, stage: &StageName, show: bool) -> Result<EnvView, ClientError> {
+        let mut url = self.url(&["api", "v1", "pipelines", name.as_str(), "stages", stage.as_str(), "env"]);
+        if show {
+            url.query_pairs_mut().append_pair("show", "true");
+        }
+        let response = self.send(self.http.get(url.clone()), &url, METADATA_TIMEOUT)?;
+        read_json(response, &url)
+    }
+
+    /// `PATCH /api/v1/pipelines/{name}/stages/{stage}/env`
+    pub fn set_env(&self, name: &PipelineName, stage: &StageName, change: &EnvChange) -> Result<Config, ClientError> {
+        let path = ["api", "v1", "pipelines", name.as_str(), "stages", stage.as_str(), "env"];
+        self.send_json(Method::PATCH, &path, change)
+    }
+
+    /// `GET /api/v1/pipelines/{name}/history[?stage=S]`
+    pub fn pipeline_history(
+        &self,
+        name: &PipelineName,
+        stage: Option<&StageName>,
+    ) -> Result<Vec<PipelineEvent>, ClientError> {
+        let mut url = self.url(&["api", "v1", "pipelines", name.as_str(), "history"]);
+        if let Some(stage) = stage {
+            url.query_pairs_mut().append_pair("stage", stage.as_str());
+        }
+        let response = self.send(self.http.get(url.clone()), &url, METADATA_TIMEOUT)?;
+        read_json(response, &url)
     }
 
     /// `POST /api/v1/tokens`: the response holds the secret, shown once.

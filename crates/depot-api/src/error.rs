@@ -16,10 +16,15 @@ pub enum ErrorCode {
     UnknownConfig,
     UnknownBlob,
     UnknownToken,
+    UnknownPipeline,
+    UnknownPromotion,
     /// The version exists with another digest: versions are immutable.
     VersionExists,
     ConfigExists,
     TokenExists,
+    PipelineExists,
+    /// A stage's gate refused a promotion (`require-healthy`), or a promotion that is not pending.
+    GateClosed,
     /// The configuration's revision is not the one the write expected.
     ConfigConflict,
     /// A configuration uses what was to be deleted.
@@ -42,9 +47,13 @@ impl ErrorCode {
             ErrorCode::UnknownConfig => "unknown-config",
             ErrorCode::UnknownBlob => "unknown-blob",
             ErrorCode::UnknownToken => "unknown-token",
+            ErrorCode::UnknownPipeline => "unknown-pipeline",
+            ErrorCode::UnknownPromotion => "unknown-promotion",
             ErrorCode::VersionExists => "version-exists",
             ErrorCode::ConfigExists => "config-exists",
             ErrorCode::TokenExists => "token-exists",
+            ErrorCode::PipelineExists => "pipeline-exists",
+            ErrorCode::GateClosed => "gate-closed",
             ErrorCode::ConfigConflict => "config-conflict",
             ErrorCode::InUse => "in-use",
             ErrorCode::DigestMismatch => "digest-mismatch",
@@ -67,10 +76,14 @@ impl ErrorCode {
             | ErrorCode::UnknownVersion
             | ErrorCode::UnknownConfig
             | ErrorCode::UnknownBlob
-            | ErrorCode::UnknownToken => 404,
+            | ErrorCode::UnknownToken
+            | ErrorCode::UnknownPipeline
+            | ErrorCode::UnknownPromotion => 404,
             ErrorCode::VersionExists
             | ErrorCode::ConfigExists
             | ErrorCode::TokenExists
+            | ErrorCode::PipelineExists
+            | ErrorCode::GateClosed
             | ErrorCode::ConfigConflict
             | ErrorCode::InUse => 409,
             ErrorCode::TooLarge => 413,

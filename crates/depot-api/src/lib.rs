@@ -5,8 +5,11 @@
 pub mod client;
 pub mod error;
 pub mod names;
+pub mod pipeline;
 pub mod semver_order;
 pub mod types;
 
 pub use error::{ErrorBody, ErrorCode};
-pub use names::{ComponentName, ConfigName, Digest, HostName, NameError, TokenName, VersionLabel};
+pub use names::{
+    ComponentName, ConfigName, Digest, HostName, NameError, PipelineName, StageName, TokenName, VersionLabel,
+};

@@ -119,6 +119,14 @@ name_type!(
     ConfigName, "configuration name", |v| check_name("configuration name", v)
 );
 name_type!(
+    /// A pipeline: an application's stages (`web`), each a configuration named `APP-STAGE`.
+    PipelineName, "pipeline name", |v| check_name("pipeline name", v)
+);
+name_type!(
+    /// A stage of a pipeline (`dev`, `staging`, `prod-eu`).
+    StageName, "stage name", |v| check_name("stage name", v)
+);
+name_type!(
     /// The name of an access token (`ci`, `web-01`).
     TokenName, "token name", |v| check_name("token name", v)
 );

@@ -217,6 +217,9 @@ pub struct Config {
     pub hash: String,
     pub updated_at: DateTime<Utc>,
     pub layers: Vec<Layer>,
+    /// Set when the configuration is a stage of a pipeline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<crate::pipeline::StageRef>,
 }
 
 /// The configuration hash of seed 001.

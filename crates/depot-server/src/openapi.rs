@@ -5,11 +5,11 @@ use depot_api::{ErrorBody, ErrorCode};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::handlers::{admin, agents, blobs, components, configs, tokens};
+use crate::handlers::{admin, agents, blobs, components, configs, pipelines, tokens};
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "depot registry API", description = "Release registry: blobs, components and versions, configurations, agents' status, tokens."),
+    info(title = "depot registry API", description = "Release registry: blobs, components and versions, configurations, pipelines, agents' status, tokens."),
     paths(
         blobs::upload, blobs::download,
         components::list, components::versions, components::version, components::push_version,
@@ -18,6 +18,8 @@ use crate::handlers::{admin, agents, blobs, components, configs, tokens};
         configs::list, configs::create, configs::show, configs::set_layers, configs::bump, configs::rollback,
         configs::history, configs::delete,
         agents::report, agents::list,
+        pipelines::list, pipelines::create, pipelines::show, pipelines::set_gate, pipelines::promote,
+        pipelines::approve, pipelines::rollback, pipelines::env, pipelines::set_env, pipelines::history,
         tokens::whoami, tokens::create, tokens::list, tokens::revoke,
         admin::healthz, admin::metrics, admin::gc,
     ),
@@ -26,6 +28,12 @@ use crate::handlers::{admin, agents, blobs, components, configs, tokens};
         ConfigSummary, CreateConfig, SetLayers, BumpLayer, BumpResult, RollbackConfig, HistoryEntry, CreateToken,
         TokenInfo, TokenCreated, GcReport, WhoAmI, AgentState, AgentReport, AgentStatus, Deprecation, DeprecateVersion,
         ChannelInfo, ChannelMove, SetChannel, depot_api::semver_order::ChannelKind,
+        depot_api::pipeline::StageRef, depot_api::pipeline::StageSpec, depot_api::pipeline::CreatePipeline,
+        depot_api::pipeline::Stage, depot_api::pipeline::Pipeline, depot_api::pipeline::Gate,
+        depot_api::pipeline::SetGate, depot_api::pipeline::StageHealth, depot_api::pipeline::StageStatus,
+        depot_api::pipeline::PipelineStatus, depot_api::pipeline::Promote, depot_api::pipeline::PromotionState,
+        depot_api::pipeline::Promotion, depot_api::pipeline::EnvChange, depot_api::pipeline::EnvView,
+        depot_api::pipeline::EventKind, depot_api::pipeline::PipelineEvent,
     )),
     modifiers(&BearerToken),
 )]

@@ -12,7 +12,7 @@ use axum::response::Response;
 use axum::routing::{get, post, put};
 use tower::Service;
 
-use crate::handlers::{admin, agents, blobs, components, configs, tokens};
+use crate::handlers::{admin, agents, blobs, components, configs, pipelines, tokens};
 use crate::metrics::Metrics;
 use crate::state::AppState;
 
@@ -43,6 +43,14 @@ pub fn router(state: AppState) -> Router {
         .route("/configs/{name}/history", get(configs::history))
         .route("/configs/{name}/agents", get(agents::list))
         .route("/configs/{name}/agents/{host}", put(agents::report))
+        .route("/pipelines", get(pipelines::list).post(pipelines::create))
+        .route("/pipelines/{name}", get(pipelines::show))
+        .route("/pipelines/{name}/history", get(pipelines::history))
+        .route("/pipelines/{name}/promotions", post(pipelines::promote))
+        .route("/pipelines/{name}/promotions/{id}/approval", post(pipelines::approve))
+        .route("/pipelines/{name}/stages/{stage}/gate", put(pipelines::set_gate))
+        .route("/pipelines/{name}/stages/{stage}/rollback", post(pipelines::rollback))
+        .route("/pipelines/{name}/stages/{stage}/env", get(pipelines::env).patch(pipelines::set_env))
         .route("/tokens", get(tokens::list).post(tokens::create))
         .route("/tokens/{name}", axum::routing::delete(tokens::revoke))
         .route("/gc", post(admin::gc))

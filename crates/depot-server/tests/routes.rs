@@ -95,6 +95,26 @@ fn routes() -> Vec<(Method, &'static str, Option<serde_json::Value>, &'static [R
             ),
             REPORT,
         ),
+        (Method::GET, "/api/v1/pipelines", None, VIEW),
+        (
+            Method::POST,
+            "/api/v1/pipelines",
+            Some(serde_json::json!({"name": "p", "components": [], "stages": []})),
+            OPERATE,
+        ),
+        (Method::GET, "/api/v1/pipelines/nope", None, VIEW),
+        (Method::GET, "/api/v1/pipelines/nope/history", None, VIEW),
+        (Method::POST, "/api/v1/pipelines/nope/promotions", Some(serde_json::json!({"to": "prod"})), OPERATE),
+        (Method::POST, "/api/v1/pipelines/nope/promotions/1/approval", Some(serde_json::json!({})), OPERATE),
+        (Method::PUT, "/api/v1/pipelines/nope/stages/prod/gate", Some(serde_json::json!({"gate": "approval"})), ADMIN),
+        (Method::POST, "/api/v1/pipelines/nope/stages/prod/rollback", Some(serde_json::json!({})), OPERATE),
+        (Method::GET, "/api/v1/pipelines/nope/stages/prod/env", None, VIEW),
+        (
+            Method::PATCH,
+            "/api/v1/pipelines/nope/stages/prod/env",
+            Some(serde_json::json!({"set": {"A": "1"}})),
+            OPERATE,
+        ),
         (Method::GET, "/api/v1/tokens", None, ADMIN),
         (Method::POST, "/api/v1/tokens", Some(serde_json::json!({"name": "x", "role": "viewer"})), ADMIN),
         (Method::DELETE, "/api/v1/tokens/nobody", None, ADMIN),
@@ -187,6 +207,73 @@ async fn errors_have_stable_codes_and_hints() {
     assert_eq!(status, StatusCode::UNAUTHORIZED, "a revoked token stops working");
 }
 
+/// A stage's environment layer holds its variables' values: operators and the stage's agents
+/// may download it, viewers and other configurations' agents may not.
+#[tokio::test]
+async fn environment_layers_are_read_only_by_operators_and_their_agents() {
+    let registry = registry();
+    let admin = registry.tokens[0].1.clone();
+    let archive = depot_release::archive::pack_files(&[("app.txt", b"v1", 0o644)]).unwrap();
+    let digest = format!("sha256:{}", depot_release::digest::sha256_hex(&archive));
+    let request = Request::builder()
+        .method(Method::PUT)
+        .uri(format!("/api/v1/blobs/{digest}"))
+        .header("authorization", format!("Bearer {admin}"))
+        .body(Body::from(archive))
+        .unwrap();
+    let response = depot_server::app(registry.state.clone()).oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let admin_token = admin.clone();
+    let admin = Some(admin_token.as_str());
+    let push = serde_json::json!({"digest": digest});
+    let (status, _) =
+        call(&registry.state, Method::PUT, "/api/v1/components/web/versions/1.0.0", admin, Some(push)).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let create =
+        serde_json::json!({"name": "web", "components": ["web"], "stages": [{"name": "dev"}, {"name": "prod"}]});
+    let (status, json) = call(&registry.state, Method::POST, "/api/v1/pipelines", admin, Some(create)).await;
+    assert_eq!(status, StatusCode::CREATED, "{json}");
+    let change = serde_json::json!({"set": {"SECRET": "s3cr3t"}});
+    let (status, json) =
+        call(&registry.state, Method::PATCH, "/api/v1/pipelines/web/stages/prod/env", admin, Some(change)).await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    let env_digest = json["layers"][0]["digest"].as_str().unwrap().to_owned();
+    assert_eq!(json["layers"][0]["component"], "web-prod.env");
+    let uri = format!("/api/v1/blobs/{env_digest}");
+    let token = |name: &str, pattern: &str| {
+        depot_server::issue_token(&registry.state, &TokenName::parse(name).unwrap(), Role::Agent, Some(pattern))
+            .unwrap()
+    };
+    let (prod_agent, db_agent) = (token("prod-01", "web-prod"), token("db-01", "db-*"));
+    let viewer = registry.tokens.iter().find(|(role, _)| *role == Role::Viewer).unwrap().1.clone();
+    for (who, token, allowed) in [
+        ("admin", admin_token.as_str(), true),
+        ("the stage's agent", prod_agent.as_str(), true),
+        ("another configuration's agent", db_agent.as_str(), false),
+        ("a viewer", viewer.as_str(), false),
+    ] {
+        let (status, json) = call(&registry.state, Method::GET, &uri, Some(token), None).await;
+        let expected = if allowed { StatusCode::OK } else { StatusCode::FORBIDDEN };
+        assert_eq!(status, expected, "{who}: {json}");
+    }
+    // The viewer still reads the application's own layers, and the variables' names.
+    let (status, _) = call(&registry.state, Method::GET, &format!("/api/v1/blobs/{digest}"), Some(&viewer), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, json) =
+        call(&registry.state, Method::GET, "/api/v1/pipelines/web/stages/prod/env", Some(&viewer), None).await;
+    assert_eq!((status, json["vars"]["SECRET"].as_str()), (StatusCode::OK, Some("********")));
+    let (status, _) =
+        call(&registry.state, Method::GET, "/api/v1/pipelines/web/stages/prod/env?show=true", Some(&viewer), None)
+            .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // A platform variable is refused by the registry too, not only by the CLI.
+    let change = serde_json::json!({"set": {"DEPOT_STAGE": "dev"}});
+    let (status, json) =
+        call(&registry.state, Method::PATCH, "/api/v1/pipelines/web/stages/prod/env", admin, Some(change)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(json["message"].as_str().unwrap().contains("reserved"), "{json}");
+}
+
 /// Every route of the matrix is described, with its method, in the document served at
 /// `/api/v1/openapi.json`.
 #[tokio::test]
@@ -219,7 +306,9 @@ fn template_of(uri: &str) -> String {
             "components" => "{component}",
             "versions" => "{version}",
             "channels" => "{channel}",
-            "configs" | "tokens" => "{name}",
+            "configs" | "tokens" | "pipelines" => "{name}",
+            "stages" => "{stage}",
+            "promotions" => "{id}",
             "agents" => "{host}",
             _ => part,
         });

@@ -1,4 +1,4 @@
-use depot_api::{ComponentName, ConfigName, Digest, ErrorBody, ErrorCode, VersionLabel};
+use depot_api::{ComponentName, ConfigName, Digest, ErrorBody, ErrorCode, PipelineName, VersionLabel};
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
@@ -35,6 +35,17 @@ pub enum StoreError {
     InUse { what: String, config: ConfigName },
     #[error("{0}")]
     Invalid(String),
+    #[error("unknown pipeline {0}")]
+    UnknownPipeline(PipelineName),
+    #[error("pipeline {0} already exists")]
+    PipelineExists(PipelineName),
+    /// A `require-healthy` gate refused, or the promotion is not pending.
+    #[error("{message}")]
+    GateClosed { message: String, hint: String },
+    #[error("pipeline {pipeline} has {} waiting for approval", match id { Some(id) => format!("no promotion {id}"), None => "no single promotion".to_owned() })]
+    UnknownPromotion { pipeline: PipelineName, id: Option<u64>, pending: Vec<u64> },
+    #[error("{actor} asked for promotion {id}; another operator must approve it")]
+    SelfApproval { id: u64, actor: String },
     #[error("agent {host} of configuration {config} reports with token {reporter}, not {caller}")]
     NotYourAgent { config: ConfigName, host: String, reporter: String, caller: String },
     #[error("the upload's sha256 is {actual}, not the declared {expected}")]
@@ -89,6 +100,27 @@ impl StoreError {
                 (ErrorCode::InUse, Some(format!("change or delete configuration {config} first")))
             }
             StoreError::Invalid(_) => (ErrorCode::InvalidRequest, None),
+            StoreError::UnknownPipeline(_) => {
+                (ErrorCode::UnknownPipeline, Some("list pipelines with `depot pipeline list`".to_owned()))
+            }
+            StoreError::PipelineExists(name) => {
+                (ErrorCode::PipelineExists, Some(format!("see it with `depot pipeline show {name}`")))
+            }
+            StoreError::GateClosed { hint, .. } => (ErrorCode::GateClosed, Some(hint.clone())),
+            StoreError::UnknownPromotion { pipeline, pending, .. } => (
+                ErrorCode::UnknownPromotion,
+                Some(match pending.as_slice() {
+                    [] => format!("nothing waits for approval in {pipeline}"),
+                    ids => format!(
+                        "waiting: {}; name one with `depot approve {pipeline} ID`",
+                        ids.iter().map(|id| id.to_string()).collect::<Vec<_>>().join(", ")
+                    ),
+                }),
+            ),
+            StoreError::SelfApproval { .. } => (
+                ErrorCode::Forbidden,
+                Some("an approval gate needs a second person: ask another operator to run `depot approve`".to_owned()),
+            ),
             StoreError::NotYourAgent { .. } => (
                 ErrorCode::Forbidden,
                 Some("each host reports with its own agent token; check the agent's --name and --token".to_owned()),

@@ -4,6 +4,7 @@
 
 mod blobs;
 mod error;
+mod pipelines;
 mod sqlite;
 
 use std::path::PathBuf;

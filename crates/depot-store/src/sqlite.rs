@@ -6,10 +6,11 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
+use depot_api::pipeline::EventKind;
 use depot_api::semver_order::{self, ChannelKind};
 use depot_api::types::{
-    AgentReport, AgentStatus, BumpResult, ChannelInfo, ChannelMove, ComponentSummary, Config, ConfigSummary,
-    Deprecation, HistoryEntry, Layer, LayerRef, Role, TokenInfo, VersionInfo, config_hash,
+    AgentReport, AgentState, AgentStatus, BumpResult, ChannelInfo, ChannelMove, ComponentSummary, Config,
+    ConfigSummary, Deprecation, HistoryEntry, Layer, LayerRef, Role, TokenInfo, VersionInfo, config_hash,
 };
 use depot_api::{ComponentName, ConfigName, Digest, HostName, TokenName, VersionLabel};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
@@ -48,6 +49,7 @@ CREATE TABLE IF NOT EXISTS config_revisions (
     change TEXT NOT NULL,
     hash TEXT NOT NULL,
     layers TEXT NOT NULL,
+    kind TEXT NOT NULL DEFAULT 'set',
     PRIMARY KEY (config, revision)
 );
 CREATE TABLE IF NOT EXISTS agents (
@@ -89,6 +91,57 @@ CREATE TABLE IF NOT EXISTS channel_moves (
     actor TEXT NOT NULL,
     reason TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS pipelines (
+    name TEXT PRIMARY KEY,
+    components TEXT NOT NULL,
+    track TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    created_by TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS stages (
+    pipeline TEXT NOT NULL REFERENCES pipelines(name) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    after TEXT,
+    config TEXT NOT NULL UNIQUE,
+    gate TEXT NOT NULL,
+    PRIMARY KEY (pipeline, name)
+);
+CREATE TABLE IF NOT EXISTS env_versions (
+    config TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    vars TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    at TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    PRIMARY KEY (config, version)
+);
+CREATE TABLE IF NOT EXISTS promotions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    pipeline TEXT NOT NULL,
+    from_stage TEXT NOT NULL,
+    to_stage TEXT NOT NULL,
+    source_revision INTEGER NOT NULL,
+    layers TEXT NOT NULL,
+    requested_by TEXT NOT NULL,
+    requested_at TEXT NOT NULL,
+    state TEXT NOT NULL,
+    approved_by TEXT,
+    forced TEXT,
+    result_revision INTEGER
+);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    at TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    component TEXT,
+    config TEXT,
+    revision INTEGER,
+    summary TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_config ON events (config);
+CREATE INDEX IF NOT EXISTS events_by_component ON events (component);
 CREATE TABLE IF NOT EXISTS tokens (
     name TEXT PRIMARY KEY,
     hash TEXT NOT NULL,
@@ -129,10 +182,11 @@ impl SqliteMetadata {
         connection.pragma_update(None, "foreign_keys", "ON")?;
         connection.busy_timeout(std::time::Duration::from_secs(10))?;
         connection.execute_batch(SCHEMA)?;
+        migrate(&connection)?;
         Ok(SqliteMetadata { connection: Mutex::new(connection) })
     }
 
-    fn transaction<T>(&self, body: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+    pub(crate) fn transaction<T>(&self, body: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
         let mut connection = self.connection.lock().expect("the connection lock is never poisoned");
         let transaction = connection.transaction()?;
         let value = body(&transaction)?;
@@ -228,23 +282,21 @@ impl SqliteMetadata {
                     next: semver_order::next_after(labels.iter().map(String::as_str), version.as_str()),
                 });
             }
-            let known: Option<i64> =
-                tx.query_row("SELECT size FROM blobs WHERE digest = ?1", [digest.as_str()], |row| row.get(0)).optional()?;
+            if let Some(stage) = crate::pipelines::env_owner(tx, component)? {
+                return Err(StoreError::Invalid(format!(
+                    "{component} is the environment layer of {stage}; change it with `depot env set {stage} KEY=VALUE`"
+                )));
+            }
+            let known: Option<i64> = tx
+                .query_row("SELECT size FROM blobs WHERE digest = ?1", [digest.as_str()], |row| row.get(0))
+                .optional()?;
             if known.is_none() {
                 return Err(StoreError::UnknownBlob(digest.clone()));
             }
-            tx.execute(
-                "INSERT INTO versions (component, version, digest, created_at, creator, labels) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![
-                    component.as_str(),
-                    version.as_str(),
-                    digest.as_str(),
-                    now(),
-                    creator,
-                    serde_json::to_string(labels).expect("labels serialise")
-                ],
-            )?;
+            insert_version(tx, component, version, digest, labels, creator)?;
             let info = find_version(tx, component, version)?.expect("the version was just inserted");
+            let summary = format!("pushed {component} {version} ({})", &digest.hex()[..12]);
+            record_event(tx, EventKind::Push, creator, Some(component), None, None, &summary)?;
             let mut moved = update_channels(tx, component, creator, &format!("pushed {version}"))?;
             moved.extend(set_build_channels(tx, component, version, build_channels, creator)?);
             Ok(Added { info, created: true, moved })
@@ -335,6 +387,8 @@ impl SqliteMetadata {
                 "INSERT OR REPLACE INTO deprecations (component, version, reason, replacement, at, by) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![component.as_str(), version.as_str(), reason, replacement.map(|r| r.as_str()), now(), actor],
             )?;
+            let summary = format!("deprecated {component} {version}: {reason}");
+            record_event(tx, EventKind::Deprecate, actor, Some(component), None, None, &summary)?;
             let moved = update_channels(tx, component, actor, &format!("deprecated {version}: {reason}"))?;
             Ok((resolve_version(tx, component, version)?, moved))
         })
@@ -349,10 +403,14 @@ impl SqliteMetadata {
     ) -> Result<(VersionInfo, Vec<Config>)> {
         self.transaction(|tx| {
             resolve_version(tx, component, version)?;
-            tx.execute(
+            let removed = tx.execute(
                 "DELETE FROM deprecations WHERE component = ?1 AND version = ?2",
                 params![component.as_str(), version.as_str()],
             )?;
+            if removed > 0 {
+                let summary = format!("undeprecated {component} {version}");
+                record_event(tx, EventKind::Undeprecate, actor, Some(component), None, None, &summary)?;
+            }
             let moved = update_channels(tx, component, actor, &format!("undeprecated {version}"))?;
             Ok((resolve_version(tx, component, version)?, moved))
         })
@@ -428,7 +486,7 @@ impl SqliteMetadata {
             let resolved = layers.iter().map(|layer| resolve_layer(tx, layer)).collect::<Result<Vec<_>>>()?;
             tx.execute("INSERT INTO configs (name, revision) VALUES (?1, 0)", [name.as_str()])?;
             let change = format!("created with {}", describe_layers(&resolved));
-            write_revision(tx, name, 1, &resolved, &change, actor)
+            write_revision(tx, name, 1, &resolved, &change, EventKind::Create, actor)
         })
     }
 
@@ -512,7 +570,7 @@ impl SqliteMetadata {
             if changes.is_empty() {
                 return Ok(current);
             }
-            write_revision(tx, name, current.revision + 1, &next, &changes.join("; "), actor)
+            write_revision(tx, name, current.revision + 1, &next, &changes.join("; "), EventKind::Set, actor)
         })
     }
 
@@ -560,7 +618,7 @@ impl SqliteMetadata {
                 channel: None,
             };
             let change = format!("{component} {previous} → {} (bump)", newest.version);
-            let config = write_revision(tx, name, current.revision + 1, &next, &change, actor)?;
+            let config = write_revision(tx, name, current.revision + 1, &next, &change, EventKind::Bump, actor)?;
             Ok(BumpResult { config, component: component.clone(), previous, current: newest.version })
         })
     }
@@ -615,7 +673,7 @@ impl SqliteMetadata {
                 resolve_version(tx, &layer.component, &layer.version)?;
             }
             let change = format!("rolled back to revision {target}");
-            write_revision(tx, name, current.revision + 1, &layers, &change, actor)
+            write_revision(tx, name, current.revision + 1, &layers, &change, EventKind::Rollback, actor)
         })
     }
 
@@ -624,6 +682,12 @@ impl SqliteMetadata {
         self.transaction(|tx| {
             let current = current_config(tx, name)?;
             check_revision(name, expect, current.revision)?;
+            if let Some(stage) = &current.stage {
+                return Err(StoreError::Invalid(format!(
+                    "configuration {name} is stage {} of pipeline {}; it goes with the pipeline",
+                    stage.stage, stage.pipeline
+                )));
+            }
             tx.execute("DELETE FROM config_revisions WHERE config = ?1", [name.as_str()])?;
             tx.execute("DELETE FROM agents WHERE config = ?1", [name.as_str()])?;
             tx.execute("DELETE FROM configs WHERE name = ?1", [name.as_str()])?;
@@ -645,13 +709,18 @@ impl SqliteMetadata {
         let json = serde_json::to_string(report).map_err(|e| StoreError::Invalid(e.to_string()))?;
         self.transaction(|tx| {
             current_config(tx, config)?;
-            let stored: Option<(String, String)> = tx
+            let stored: Option<(String, String, i64, String, String)> = tx
                 .query_row(
-                    "SELECT reporter, reported_at FROM agents WHERE config = ?1 AND host = ?2",
+                    "SELECT reporter, reported_at, revision, hash, state FROM agents WHERE config = ?1 AND host = ?2",
                     [config.as_str(), host.as_str()],
-                    |row| Ok((row.get(0)?, row.get(1)?)),
+                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?)),
                 )
                 .optional()?;
+            let outcome = matches!(report.state, AgentState::Active | AgentState::Failed | AgentState::RolledBack);
+            let same_as_stored = stored.as_ref().is_some_and(|(_, _, revision, hash, state)| {
+                *revision as u64 == report.revision && hash == &report.hash && state == report.state.as_str()
+            });
+            let stored = stored.map(|(owner, reported_at, ..)| (owner, reported_at));
             let at = now();
             match stored {
                 Some((owner, _)) if owner != reporter => Err(StoreError::NotYourAgent {
@@ -668,6 +737,15 @@ impl SqliteMetadata {
                     Ok(())
                 }
                 _ => {
+                    if outcome && !same_as_stored {
+                        let mut summary = format!("{host}: {} on revision {}", report.state.as_str(), report.revision);
+                        if let Some(error) = &report.error {
+                            let first = error.lines().next().unwrap_or_default();
+                            summary.push_str(&format!(": {}", first.chars().take(200).collect::<String>()));
+                        }
+                        let revision = Some(report.revision);
+                        record_event(tx, EventKind::Agent, host.as_str(), None, Some(config), revision, &summary)?;
+                    }
                     tx.execute(
                         "INSERT OR REPLACE INTO agents (config, host, reporter, revision, hash, state, reported_at, last_seen, report) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                         params![
@@ -690,33 +768,7 @@ impl SqliteMetadata {
 
     /// The last report of every agent of `config`, by host name.
     pub fn agents(&self, config: &ConfigName) -> Result<Vec<AgentStatus>> {
-        self.transaction(|tx| {
-            let current = current_config(tx, config)?;
-            let mut statement =
-                tx.prepare("SELECT host, reporter, last_seen, report FROM agents WHERE config = ?1 ORDER BY host")?;
-            let rows = statement.query_map([config.as_str()], |row| {
-                Ok((
-                    row.get::<_, String>(0)?,
-                    row.get::<_, String>(1)?,
-                    row.get::<_, String>(2)?,
-                    row.get::<_, String>(3)?,
-                ))
-            })?;
-            let mut agents = Vec::new();
-            for row in rows {
-                let (host, reporter, last_seen, report) = row?;
-                let report: AgentReport = from_json(&report)?;
-                agents.push(AgentStatus {
-                    host: HostName::parse(&host).map_err(|e| StoreError::Invalid(e.to_string()))?,
-                    config: config.clone(),
-                    last_seen: parse_time(&last_seen)?,
-                    reporter,
-                    current: report.revision == current.revision && report.hash == current.hash,
-                    report,
-                });
-            }
-            Ok(agents)
-        })
+        self.transaction(|tx| agents_of(tx, config))
     }
 
     // Tokens.
@@ -845,22 +897,80 @@ impl SqliteMetadata {
     }
 }
 
+/// Brings a database made by an earlier depot up to [`SCHEMA`]: columns added since.
+fn migrate(connection: &Connection) -> Result<()> {
+    let has_kind =
+        connection.prepare("SELECT 1 FROM pragma_table_info('config_revisions') WHERE name = 'kind'")?.exists([])?;
+    if !has_kind {
+        connection.execute("ALTER TABLE config_revisions ADD COLUMN kind TEXT NOT NULL DEFAULT 'set'", [])?;
+    }
+    Ok(())
+}
+
+pub(crate) fn insert_version(
+    tx: &Transaction<'_>,
+    component: &ComponentName,
+    version: &VersionLabel,
+    digest: &Digest,
+    labels: &BTreeMap<String, String>,
+    creator: &str,
+) -> Result<()> {
+    tx.execute(
+        "INSERT INTO versions (component, version, digest, created_at, creator, labels) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            component.as_str(),
+            version.as_str(),
+            digest.as_str(),
+            now(),
+            creator,
+            serde_json::to_string(labels).expect("labels serialise")
+        ],
+    )?;
+    Ok(())
+}
+
+/// Appends to the audit trail of `depot history` what no configuration revision records: pushes,
+/// deprecations, agents' outcomes, promotions waiting for approval.
+pub(crate) fn record_event(
+    tx: &Transaction<'_>,
+    kind: EventKind,
+    actor: &str,
+    component: Option<&ComponentName>,
+    config: Option<&ConfigName>,
+    revision: Option<u64>,
+    summary: &str,
+) -> Result<()> {
+    tx.execute(
+        "INSERT INTO events (at, actor, kind, component, config, revision, summary) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            now(),
+            actor,
+            kind.as_str(),
+            component.map(|c| c.as_str()),
+            config.map(|c| c.as_str()),
+            revision.map(|r| r as i64),
+            summary
+        ],
+    )?;
+    Ok(())
+}
+
 /// Decodes JSON the store wrote itself (layers, labels, reports).
-fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T> {
+pub(crate) fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T> {
     serde_json::from_str(text).map_err(|e| StoreError::Invalid(e.to_string()))
 }
 
-fn now() -> String {
+pub(crate) fn now() -> String {
     Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
-fn parse_time(text: &str) -> Result<DateTime<Utc>> {
+pub(crate) fn parse_time(text: &str) -> Result<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(text)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|e| StoreError::Invalid(format!("bad time `{text}` in the database: {e}")))
 }
 
-fn parse<T>(value: std::result::Result<T, depot_api::NameError>) -> Result<T> {
+pub(crate) fn parse<T>(value: std::result::Result<T, depot_api::NameError>) -> Result<T> {
     value.map_err(|e| StoreError::Invalid(format!("invalid name in the database: {e}")))
 }
 
@@ -950,7 +1060,7 @@ fn find_version(
 }
 
 /// A component's versions, oldest first: push order, then sorted by [`semver_order`].
-fn versions_of(tx: &Transaction<'_>, component: &ComponentName) -> Result<Vec<VersionInfo>> {
+pub(crate) fn versions_of(tx: &Transaction<'_>, component: &ComponentName) -> Result<Vec<VersionInfo>> {
     let mut statement = tx.prepare(&format!("SELECT {VERSION_COLUMNS} WHERE v.component = ?1 ORDER BY v.seq"))?;
     let rows = statement.query_map([component.as_str()], version_row)?;
     let mut versions = rows.map(|row| version_info(row?)).collect::<Result<Vec<_>>>()?;
@@ -958,7 +1068,11 @@ fn versions_of(tx: &Transaction<'_>, component: &ComponentName) -> Result<Vec<Ve
     Ok(versions)
 }
 
-fn resolve_version(tx: &Transaction<'_>, component: &ComponentName, version: &VersionLabel) -> Result<VersionInfo> {
+pub(crate) fn resolve_version(
+    tx: &Transaction<'_>,
+    component: &ComponentName,
+    version: &VersionLabel,
+) -> Result<VersionInfo> {
     match find_version(tx, component, version)? {
         Some(info) => Ok(info),
         None if versions_of(tx, component)?.is_empty() => Err(StoreError::UnknownComponent(component.clone())),
@@ -968,7 +1082,7 @@ fn resolve_version(tx: &Transaction<'_>, component: &ComponentName, version: &Ve
 
 /// `web:1.4.2` pins a version; `web:latest` or `web:1.4` names a channel of the component, and
 /// the layer tracks it. A channel wins over a version of the same name.
-fn resolve_layer(tx: &Transaction<'_>, layer: &LayerRef) -> Result<Layer> {
+pub(crate) fn resolve_layer(tx: &Transaction<'_>, layer: &LayerRef) -> Result<Layer> {
     let channel: Option<String> = tx
         .query_row(
             "SELECT version FROM channels WHERE component = ?1 AND name = ?2",
@@ -985,7 +1099,7 @@ fn resolve_layer(tx: &Transaction<'_>, layer: &LayerRef) -> Result<Layer> {
 }
 
 /// `1.4.2`, or `1.4 (1.4.2)` for a layer tracking a channel.
-fn layer_version(layer: &Layer) -> String {
+pub(crate) fn layer_version(layer: &Layer) -> String {
     match &layer.channel {
         Some(channel) => format!("{channel} ({})", layer.version),
         None => layer.version.to_string(),
@@ -1124,7 +1238,8 @@ fn follow_channels(
         }
         if !changes.is_empty() {
             let name = parse(ConfigName::parse(&name))?;
-            changed.push(write_revision(tx, &name, revision as u64 + 1, &layers, &changes.join("; "), actor)?);
+            let change = changes.join("; ");
+            changed.push(write_revision(tx, &name, revision as u64 + 1, &layers, &change, EventKind::Channel, actor)?);
         }
     }
     Ok(changed)
@@ -1143,7 +1258,7 @@ fn check_one_layer_per_component(layers: &[LayerRef]) -> Result<()> {
     Ok(())
 }
 
-fn check_revision(name: &ConfigName, expect: Option<u64>, actual: u64) -> Result<()> {
+pub(crate) fn check_revision(name: &ConfigName, expect: Option<u64>, actual: u64) -> Result<()> {
     match expect {
         Some(expected) if expected != actual => {
             Err(StoreError::ConfigConflict { config: name.clone(), expected, actual })
@@ -1190,7 +1305,7 @@ fn describe_layers(layers: &[Layer]) -> String {
     layers.iter().map(|l| l.to_string()).collect::<Vec<_>>().join(", ")
 }
 
-fn current_config(tx: &Transaction<'_>, name: &ConfigName) -> Result<Config> {
+pub(crate) fn current_config(tx: &Transaction<'_>, name: &ConfigName) -> Result<Config> {
     let row = tx
         .query_row(
             "SELECT c.revision, r.hash, r.at, r.layers FROM configs c JOIN config_revisions r ON r.config = c.name AND r.revision = c.revision WHERE c.name = ?1",
@@ -1205,25 +1320,59 @@ fn current_config(tx: &Transaction<'_>, name: &ConfigName) -> Result<Config> {
         hash,
         updated_at: parse_time(&at)?,
         layers: from_json(&layers)?,
+        stage: crate::pipelines::stage_ref(tx, name)?,
     })
 }
 
-fn write_revision(
+/// Writes revision `revision` of `name`; `kind` says for `depot history` what made it.
+pub(crate) fn write_revision(
     tx: &Transaction<'_>,
     name: &ConfigName,
     revision: u64,
     layers: &[Layer],
     change: &str,
+    kind: EventKind,
     actor: &str,
 ) -> Result<Config> {
     let hash = config_hash(layers);
     let at = now();
     tx.execute(
-        "INSERT INTO config_revisions (config, revision, at, actor, change, hash, layers) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![name.as_str(), revision as i64, at, actor, change, hash, serde_json::to_string(layers).expect("layers serialise")],
+        "INSERT INTO config_revisions (config, revision, at, actor, change, hash, layers, kind) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![name.as_str(), revision as i64, at, actor, change, hash, serde_json::to_string(layers).expect("layers serialise"), kind.as_str()],
     )?;
     tx.execute("UPDATE configs SET revision = ?2 WHERE name = ?1", params![name.as_str(), revision as i64])?;
-    Ok(Config { name: name.clone(), revision, hash, updated_at: parse_time(&at)?, layers: layers.to_vec() })
+    Ok(Config {
+        name: name.clone(),
+        revision,
+        hash,
+        updated_at: parse_time(&at)?,
+        layers: layers.to_vec(),
+        stage: crate::pipelines::stage_ref(tx, name)?,
+    })
+}
+
+/// The last report of every agent of `config`, by host name.
+pub(crate) fn agents_of(tx: &Transaction<'_>, config: &ConfigName) -> Result<Vec<AgentStatus>> {
+    let current = current_config(tx, config)?;
+    let mut statement =
+        tx.prepare("SELECT host, reporter, last_seen, report FROM agents WHERE config = ?1 ORDER BY host")?;
+    let rows = statement.query_map([config.as_str()], |row| {
+        Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, String>(2)?, row.get::<_, String>(3)?))
+    })?;
+    let mut agents = Vec::new();
+    for row in rows {
+        let (host, reporter, last_seen, report) = row?;
+        let report: AgentReport = from_json(&report)?;
+        agents.push(AgentStatus {
+            host: HostName::parse(&host).map_err(|e| StoreError::Invalid(e.to_string()))?,
+            config: config.clone(),
+            last_seen: parse_time(&last_seen)?,
+            reporter,
+            current: report.revision == current.revision && report.hash == current.hash,
+            report,
+        });
+    }
+    Ok(agents)
 }
 
 /// A configuration whose current revision uses the component (or that version of it).

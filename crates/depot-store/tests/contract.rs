@@ -535,3 +535,32 @@ fn retention_keeps_the_version_just_pushed_and_those_channels_name_and_bump_skip
         assert_eq!(bumped.current.as_str(), "1.1.0", "never to a deprecated version");
     }
 }
+
+/// A database written before pipelines (no `kind` on revisions) opens, keeps its history, and
+/// takes new revisions.
+#[test]
+fn a_database_from_before_pipelines_is_migrated() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("depot.db");
+    {
+        let old = rusqlite::Connection::open(&path).unwrap();
+        old.execute_batch(
+            "CREATE TABLE configs (name TEXT PRIMARY KEY, revision INTEGER NOT NULL);
+             CREATE TABLE config_revisions (config TEXT NOT NULL REFERENCES configs(name) ON DELETE CASCADE,
+                 revision INTEGER NOT NULL, at TEXT NOT NULL, actor TEXT NOT NULL, change TEXT NOT NULL,
+                 hash TEXT NOT NULL, layers TEXT NOT NULL, PRIMARY KEY (config, revision));
+             INSERT INTO configs VALUES ('prod', 1);
+             INSERT INTO config_revisions VALUES ('prod', 1, '2026-01-01T00:00:00.000000Z', 'ci', 'created', 'h', '[]');",
+        )
+        .unwrap();
+    }
+    let store = SqliteMetadata::open(&path).unwrap();
+    assert_eq!(store.history(&config("prod")).unwrap().len(), 1);
+    push(&store, "web", "1.0.0", 1);
+    let next = store.set_layers(&config("prod"), &[layer("web:1.0.0")], None, "ci").unwrap();
+    assert_eq!(next.revision, 2);
+    drop(store);
+    // Opening again is a no-op.
+    let store = SqliteMetadata::open(&path).unwrap();
+    assert_eq!(store.history(&config("prod")).unwrap().len(), 2);
+}

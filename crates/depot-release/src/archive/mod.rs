@@ -4,7 +4,7 @@ mod pack;
 
 use std::io::{BufRead, BufReader, Read};
 
-pub use pack::{PackOptions, PackResult, pack};
+pub use pack::{PackOptions, PackResult, pack, pack_files};
 
 use crate::{Error, Result};
 

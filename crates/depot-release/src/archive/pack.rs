@@ -443,3 +443,38 @@ fn check_link_inside(dir: &Path, rel: &Path, target: &Path) -> Result<()> {
     }
     Ok(())
 }
+
+/// A reproducible tar archive (no compression) of files given in memory, `(path, content, mode)`,
+/// with their parent directories: how the registry builds a generated layer, such as a stage's
+/// environment file.
+pub fn pack_files(files: &[(&str, &[u8], u32)]) -> Result<Vec<u8>> {
+    let mut dirs = std::collections::BTreeSet::new();
+    for (path, _, _) in files {
+        let mut parent = Path::new(path).parent();
+        while let Some(dir) = parent.filter(|d| !d.as_os_str().is_empty()) {
+            dirs.insert(dir.to_string_lossy().into_owned());
+            parent = dir.parent();
+        }
+    }
+    let mut builder = tar::Builder::new(Vec::new());
+    builder.mode(tar::HeaderMode::Deterministic);
+    let header = |kind, mode, size| {
+        let mut header = tar::Header::new_gnu();
+        header.set_mtime(0);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_entry_type(kind);
+        header.set_mode(mode);
+        header.set_size(size);
+        header
+    };
+    for dir in dirs {
+        builder.append_data(&mut header(tar::EntryType::Directory, 0o755, 0), format!("{dir}/"), io::empty())?;
+    }
+    let mut sorted: Vec<_> = files.to_vec();
+    sorted.sort_by_key(|(path, _, _)| *path);
+    for (path, content, mode) in sorted {
+        builder.append_data(&mut header(tar::EntryType::Regular, mode, content.len() as u64), path, content)?;
+    }
+    Ok(builder.into_inner()?)
+}

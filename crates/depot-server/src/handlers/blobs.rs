@@ -3,7 +3,7 @@ use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use depot_api::types::BlobInfo;
+use depot_api::types::{BlobInfo, Role};
 use depot_api::{Digest, ErrorCode};
 use futures_util::StreamExt;
 use tower::ServiceExt;
@@ -60,12 +60,28 @@ const DOWNLOAD_CHUNK: usize = 1024 * 1024;
 /// `GET|HEAD /api/v1/blobs/{digest}`, with `Range` and an `ETag` (the digest).
 #[utoipa::path(method(get, head), path = "/api/v1/blobs/{digest}", tag = "blobs", params(("digest" = String, Path, description = "sha256:<64 hex>")), responses((status = 200, description = "the archive; Range and If-None-Match are honoured", content_type = "application/octet-stream", body = Vec<u8>), (status = 206, description = "part of the archive"), (status = 304, description = "not modified"), (status = 404, body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
 pub async fn download(
-    Reader(_caller): Reader,
+    Reader(caller): Reader,
     State(state): State<AppState>,
     Path(digest): Path<String>,
     request: Request,
 ) -> Result<Response, ApiError> {
     let digest = Digest::parse(&digest)?;
+    // An environment layer holds the values of a stage's variables: its agents and operators
+    // may read it, viewers may not.
+    let lookup = digest.clone();
+    let stages = state.blocking(move |state| Ok(state.metadata.env_blob_configs(&lookup)?)).await?;
+    let allowed = match caller.role {
+        Role::Operator | Role::Admin => true,
+        Role::Agent => stages.is_empty() || stages.iter().any(|config| caller.may_read_config(config)),
+        Role::Viewer => stages.is_empty(),
+    };
+    if !allowed {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            format!("{digest} is the environment layer of {}; token {} may not read it", stages[0], caller.name),
+        )
+        .with_hint("operators, admins and the stage's agents may"));
+    }
     let path = state.blobs.path(&digest);
     if !path.is_file() {
         return Err(ApiError::new(ErrorCode::UnknownBlob, format!("unknown blob {digest}")));

@@ -5,4 +5,5 @@ pub mod agents;
 pub mod blobs;
 pub mod components;
 pub mod configs;
+pub mod pipelines;
 pub mod tokens;
