@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use depot_api::pipeline::Gate;
 use depot_api::types::{LayerRef, Role};
-use depot_api::{ComponentName, ConfigName, TokenName, VersionLabel};
+use depot_api::{ComponentName, ConfigName, PipelineName, StageName, TokenName, VersionLabel};
 use depot_release::version::ReleaseVersion;
 
 use crate::client_config::Token;
@@ -59,6 +60,11 @@ pub enum Command {
     Agent(AgentArgs),
     Release(ReleaseArgs),
     Build(BuildArgs),
+    Pipeline(PipelineArgs),
+    Promote(PromoteArgs),
+    Approve(ApproveArgs),
+    Env(EnvArgs),
+    History(HistoryArgs),
 }
 
 /// Pack a directory into a reproducible release archive.
@@ -210,13 +216,38 @@ pub struct DeployArgs {
 /// Without --version, the target is the most recently active release whose last activation
 /// succeeded (failed releases are skipped). Runs the same post-activate hook and health check as
 /// a deploy, and switches back if they fail.
+///
+/// With APP and --stage, rolls back a stage of a pipeline in the registry instead: a new revision
+/// of the stage with the layers of an earlier one (default: the one before), which its agents
+/// then deploy. Needs an operator token.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   depot rollback --root /opt/my-app
-  depot rollback --root /opt/my-app --version 1.4.1 --post-activate 'systemctl restart my-app'")]
+  depot rollback --root /opt/my-app --version 1.4.1 --post-activate 'systemctl restart my-app'
+  depot rollback web --stage prod                    # the stage's previous revision
+  depot rollback web --stage prod --to-revision 3")]
 pub struct RollbackArgs {
-    #[command(flatten)]
-    pub root: RootArgs,
+    /// A pipeline whose stage to roll back (with --stage), instead of a root on this host.
+    #[arg(requires = "stage")]
+    pub app: Option<PipelineName>,
+
+    /// The stage of APP to roll back.
+    #[arg(long, requires = "app", conflicts_with_all = [
+        "version", "lock_timeout", "post_activate", "health_cmd", "health_url", "health_timeout", "hook_timeout",
+    ])]
+    pub stage: Option<StageName>,
+
+    /// With --stage: the revision whose layers to return to [default: the one before the current].
+    #[arg(long, value_name = "N", requires = "stage")]
+    pub to_revision: Option<u64>,
+
+    /// The release root (holds releases/, config/, data/, logs/).
+    #[arg(long, env = "DEPOT_ROOT", required_unless_present = "stage")]
+    pub root: Option<PathBuf>,
+
+    /// How long to wait for another depot command on this root [default: 60s].
+    #[arg(long, value_parser = parse_duration)]
+    pub lock_timeout: Option<Duration>,
 
     /// The release to activate [default: the previous good release].
     #[arg(long, value_parser = parse_version)]
@@ -224,6 +255,9 @@ pub struct RollbackArgs {
 
     #[command(flatten)]
     pub activation: ActivationArgs,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
 
 /// List the releases of a root with their date and status.
@@ -1102,4 +1136,271 @@ pub struct BuildArgs {
 
     #[command(flatten)]
     pub registry: RegistryArgs,
+}
+
+/// Pipelines: an application's stages (dev → staging → prod), each a configuration `APP-STAGE`.
+///
+/// The first stage's layers track each component's `latest` channel (or `edge` with --track), so
+/// a push reaches it by itself; later stages receive versions only by `depot promote`. Agents
+/// track a stage's configuration like any other (`depot agent --config web-prod`).
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  depot pipeline create web --component web --stage dev --stage staging --stage prod
+  depot pipeline show web
+  depot pipeline gate web prod approval")]
+pub struct PipelineArgs {
+    #[command(subcommand)]
+    pub command: PipelineCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PipelineCommand {
+    Create(PipelineCreateArgs),
+    Show(PipelineShowArgs),
+    List(PipelineListArgs),
+    Gate(PipelineGateArgs),
+}
+
+/// Create a pipeline: one configuration per stage, named APP-STAGE.
+///
+/// Each --stage follows the one given before it, unless --after (right after it) names another:
+/// `--stage prod-eu --after staging --stage prod-us --after staging` gives two regions that
+/// follow staging. Every component needs its tracked channel already (push a stable version
+/// first, or --track edge with `depot push --channel edge`). Needs an operator token.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  depot pipeline create web --component web --stage dev --stage staging --stage prod
+  depot pipeline create shop --component api --component ui \\
+      --stage dev --stage staging --stage prod-eu --after staging --stage prod-us --after staging
+  depot pipeline create web --component web --stage dev --stage prod --track edge")]
+pub struct PipelineCreateArgs {
+    /// The pipeline (the application).
+    pub name: PipelineName,
+
+    /// A component whose versions go through the stages; repeat, in layer order.
+    #[arg(long = "component", value_name = "COMPONENT", required = true)]
+    pub components: Vec<ComponentName>,
+
+    /// A stage, in order; repeat.
+    #[arg(long = "stage", value_name = "STAGE", required = true)]
+    pub stages: Vec<StageName>,
+
+    /// The stage the --stage just before this flag follows [default: the stage given before it].
+    #[arg(long = "after", value_name = "STAGE")]
+    pub after: Vec<StageName>,
+
+    /// The channel the first stage tracks.
+    #[arg(long, value_name = "CHANNEL", default_value = "latest")]
+    pub track: VersionLabel,
+
+    /// Which stage each --after belongs to, filled from the command line's order (see `main.rs`).
+    #[arg(skip)]
+    pub after_of: Vec<Option<StageName>>,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// Show a pipeline: stages by components, with each stage's versions, revision, gate and agents.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  depot pipeline show web
+  depot pipeline show web --json")]
+pub struct PipelineShowArgs {
+    /// The pipeline.
+    pub name: PipelineName,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// List pipelines with their stages.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  depot pipeline list")]
+pub struct PipelineListArgs {
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// Set the gate of promotions into a stage (admin only).
+///
+/// `require-healthy`: refused unless every agent of the source stage (at least one) reports the
+/// source's exact content active (`depot promote --force` overrides, recorded). `approval`: waits
+/// until an operator other than the one who asked runs `depot approve`. `none`: applied at once.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  depot pipeline gate web staging require-healthy
+  depot pipeline gate web prod approval")]
+pub struct PipelineGateArgs {
+    /// The pipeline.
+    pub name: PipelineName,
+
+    /// The stage whose incoming promotions the gate guards.
+    pub stage: StageName,
+
+    /// require-healthy, approval or none.
+    #[arg(value_parser = PossibleValuesParser::new(["require-healthy", "approval", "none"])
+        .map(|text: String| Gate::parse(&text).expect("a possible value")))]
+    pub gate: Gate,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// Promote versions from one stage to the next, without rebuilding or uploading anything.
+///
+/// Copies the source stage's component versions (never its environment layer) into the target
+/// stage as a new revision, recorded as `promoted from APP/SOURCE revision N`. Promoting what the
+/// target already runs changes nothing. The target's gate applies (see `depot pipeline gate`).
+/// Needs an operator token.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  depot promote web --to staging                     # from dev, the stage staging follows
+  depot promote web --to prod --component web        # only the web layer
+  depot promote web --to staging --force             # past a require-healthy gate, recorded")]
+pub struct PromoteArgs {
+    /// The pipeline.
+    pub name: PipelineName,
+
+    /// The stage to promote into.
+    #[arg(long, value_name = "STAGE")]
+    pub to: StageName,
+
+    /// The stage to promote from [default: the stage --to follows].
+    #[arg(long, value_name = "STAGE")]
+    pub from: Option<StageName>,
+
+    /// Only this component's layer; repeat for several [default: all].
+    #[arg(long = "component", value_name = "COMPONENT")]
+    pub components: Vec<ComponentName>,
+
+    /// Promote although the require-healthy gate refuses; the reason is recorded.
+    #[arg(long)]
+    pub force: bool,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// Approve a promotion waiting at an approval gate, which then applies.
+///
+/// The approver must be another token than the one that asked. Without ID, approves the only
+/// promotion waiting in the pipeline. Needs an operator token.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  depot approve web
+  depot approve web 7")]
+pub struct ApproveArgs {
+    /// The pipeline.
+    pub name: PipelineName,
+
+    /// The promotion, as `depot pipeline show` lists it.
+    pub id: Option<u64>,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// Environment variables of a stage, delivered as a layer: a dotenv file at config/app.env.
+///
+/// Each change writes a new version of the stage's environment layer and a new revision of the
+/// stage, so its agents redeploy. Names are [A-Z_][A-Z0-9_]*; DEPOT_ names are the platform's.
+/// Only operators may read the values.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  depot env set web/prod DATABASE_URL=postgres://db/web LOG_LEVEL=info
+  depot env unset web/prod LOG_LEVEL
+  depot env list web/prod --show")]
+pub struct EnvArgs {
+    #[command(subcommand)]
+    pub command: EnvCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EnvCommand {
+    Set(EnvSetArgs),
+    Unset(EnvUnsetArgs),
+    List(EnvListArgs),
+}
+
+/// Set variables of a stage (one new revision for all of them).
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  depot env set web/prod DATABASE_URL=postgres://db/web LOG_LEVEL=info")]
+pub struct EnvSetArgs {
+    /// APP/STAGE.
+    #[arg(value_parser = parse_stage_path)]
+    pub stage: (PipelineName, StageName),
+
+    /// KEY=VALUE; repeat.
+    #[arg(required = true, value_name = "KEY=VALUE", value_parser = parse_assignment)]
+    pub vars: Vec<(String, String)>,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// Remove variables of a stage (one new revision for all of them).
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  depot env unset web/prod LOG_LEVEL")]
+pub struct EnvUnsetArgs {
+    /// APP/STAGE.
+    #[arg(value_parser = parse_stage_path)]
+    pub stage: (PipelineName, StageName),
+
+    /// KEY; repeat.
+    #[arg(required = true, value_name = "KEY")]
+    pub keys: Vec<String>,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// List the variables a stage runs now, values masked unless --show (operators only).
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  depot env list web/prod
+  depot env list web/prod --show")]
+pub struct EnvListArgs {
+    /// APP/STAGE.
+    #[arg(value_parser = parse_stage_path)]
+    pub stage: (PipelineName, StageName),
+
+    /// Print the values.
+    #[arg(long)]
+    pub show: bool,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// The timeline of a pipeline: pushes, promotions, environment changes, rollbacks,
+/// deprecations and agents' outcomes, each with its time and actor.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  depot history web
+  depot history web --stage prod --json")]
+pub struct HistoryArgs {
+    /// The pipeline.
+    pub name: PipelineName,
+
+    /// Only this stage's entries.
+    #[arg(long)]
+    pub stage: Option<StageName>,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+fn parse_stage_path(text: &str) -> Result<(PipelineName, StageName), String> {
+    let (app, stage) = text.split_once('/').ok_or_else(|| format!("`{text}` is not APP/STAGE"))?;
+    Ok((PipelineName::parse(app).map_err(|e| e.to_string())?, StageName::parse(stage).map_err(|e| e.to_string())?))
+}
+
+fn parse_assignment(text: &str) -> Result<(String, String), String> {
+    let (key, value) = text.split_once('=').ok_or_else(|| format!("`{text}` is not KEY=VALUE"))?;
+    depot_api::pipeline::check_env(key, Some(value))?;
+    Ok((key.to_owned(), value.to_owned()))
 }

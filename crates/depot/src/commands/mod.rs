@@ -27,6 +27,7 @@ pub fn run(command: Command, printer: &Printer) -> anyhow::Result<ExitCode> {
     match command {
         Command::Pack(args) => pack::run(args, printer),
         Command::Deploy(args) => deploy::run(args, printer),
+        Command::Rollback(args) if args.stage.is_some() => registry::pipeline::rollback(args, printer),
         Command::Rollback(args) => rollback::run(args, printer),
         Command::Releases(args) => releases::run(args, printer),
         Command::Prune(args) => prune::run(args, printer),
@@ -48,6 +49,11 @@ pub fn run(command: Command, printer: &Printer) -> anyhow::Result<ExitCode> {
         Command::Agent(args) => agent::run(args, printer),
         Command::Release(args) => release::run(args, printer),
         Command::Build(args) => build::run(args, printer),
+        Command::Pipeline(args) => registry::pipeline::run(args.command, printer),
+        Command::Promote(args) => registry::pipeline::promote(args, printer),
+        Command::Approve(args) => registry::pipeline::approve(args, printer),
+        Command::Env(args) => registry::env::run(args.command, printer),
+        Command::History(args) => registry::pipeline::history(args, printer),
     }
 }
 

@@ -9,11 +9,10 @@ use crate::cli::RollbackArgs;
 use crate::printer::Printer;
 
 pub fn run(args: RollbackArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
-    let root = ReleaseRoot::new(&args.root.root)?;
+    let root = ReleaseRoot::new(args.root.as_deref().expect("clap requires --root without --stage"))?;
     let config = RootConfig::load(root.path())?;
     let options = activation_options(&args.activation, &config);
-    let report =
-        deploy::rollback(&root, args.version.as_ref(), &options, lock_timeout(args.root.lock_timeout, &config))?;
+    let report = deploy::rollback(&root, args.version.as_ref(), &options, lock_timeout(args.lock_timeout, &config))?;
     if printer.json {
         printer.json(&report);
     } else if report.switched {

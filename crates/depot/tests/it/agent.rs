@@ -11,21 +11,34 @@ use crate::common::*;
 use crate::crash::{DEPLOY_STEPS, assert_no_leftovers};
 use crate::registry::{Registry, tree};
 
-/// A `depot agent` following web-prod, killed on drop; its stderr goes to HOST.log.
-struct Agent {
+/// A `depot agent` following a configuration, killed on drop; its stderr goes to HOST.log.
+pub(crate) struct Agent {
     child: Child,
     log: PathBuf,
 }
 
 impl Agent {
+    /// An agent of web-prod with root HOST.
     fn start(ctx: &TestContext, registry: &Registry, token: &str, host: &str, extra: &[&str]) -> Self {
+        Self::start_on(ctx, registry, token, host, "web-prod", extra)
+    }
+
+    /// An agent of `config` with root HOST.
+    pub(crate) fn start_on(
+        ctx: &TestContext,
+        registry: &Registry,
+        token: &str,
+        host: &str,
+        config: &str,
+        extra: &[&str],
+    ) -> Self {
         let log = ctx.path(&format!("{host}.log"));
         let root = ctx.path(host);
         let child = ctx
             .command()
             .env("DEPOT_REGISTRY", &registry.url)
             .env("DEPOT_TOKEN", token)
-            .args(["agent", "--config", "web-prod", "--name", host, "--root"])
+            .args(["agent", "--config", config, "--name", host, "--root"])
             .arg(&root)
             .args(extra)
             .stdout(Stdio::null())
@@ -35,7 +48,7 @@ impl Agent {
         Agent { child, log }
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         fs_err::read_to_string(&self.log).unwrap_or_default()
     }
 
@@ -66,7 +79,7 @@ impl Drop for Agent {
 
 /// Polls `check` every 50 ms until it holds; fails with `context()` after `timeout`.
 #[track_caller]
-fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool, context: impl Fn() -> String) {
+pub(crate) fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool, context: impl Fn() -> String) {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
         if check() {

@@ -2,8 +2,10 @@
 
 use crate::common::*;
 
-const COMMANDS: &[&str] =
-    &["pack", "deploy", "rollback", "releases", "prune", "verify", "serve", "agent", "release", "build"];
+const COMMANDS: &[&str] = &[
+    "pack", "deploy", "rollback", "releases", "prune", "verify", "serve", "agent", "release", "build", "pipeline",
+    "promote", "approve", "env", "history",
+];
 
 #[test]
 fn help_tree() {

@@ -9,6 +9,7 @@ mod crash;
 mod deploy;
 mod help;
 mod pack;
+mod pipeline;
 mod registry;
 mod release;
 mod safety;

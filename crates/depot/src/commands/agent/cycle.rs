@@ -360,12 +360,18 @@ pub fn release_id(config: &Config) -> anyhow::Result<ReleaseVersion> {
     Ok(ReleaseVersion::parse(&format!("{name}-{}", &config.hash[..12]))?)
 }
 
-/// Seed 001's hook variables for a configuration, and depot's.
+/// Seed 001's hook variables for a configuration, and the platform's (`DEPOT_*`, which no
+/// environment layer may set: `depot_api::pipeline::PLATFORM_VARIABLES`).
 fn hook_env(config: &Config, state_file: &Path) -> Vec<(String, String)> {
+    let stage = config.stage.as_ref();
     let mut env = vec![
         ("STATEFILE".to_owned(), state_file.display().to_string()),
         ("DEPOT_CONFIG".to_owned(), config.name.to_string()),
         ("DEPOT_REVISION".to_owned(), config.revision.to_string()),
+        ("DEPOT_RELEASE_ID".to_owned(), release_id(config).map(|id| id.to_string()).unwrap_or_default()),
+        ("DEPOT_PIPELINE".to_owned(), stage.map(|s| s.pipeline.to_string()).unwrap_or_default()),
+        ("DEPOT_STAGE".to_owned(), stage.map(|s| s.stage.to_string()).unwrap_or_default()),
+        ("DEPOT_PREVIOUS_STAGE".to_owned(), stage.map(|s| s.previous.clone()).unwrap_or_default()),
     ];
     for (index, layer) in config.layers.iter().enumerate() {
         env.push((format!("LAYER_{index}_NAME"), layer.component.to_string()));

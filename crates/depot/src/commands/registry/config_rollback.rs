@@ -13,14 +13,6 @@ pub fn run(args: ConfigRollbackArgs, printer: &Printer) -> anyhow::Result<ExitCo
         printer.json(&config);
         return Ok(ExitCode::SUCCESS);
     }
-    let target = args.to_revision.map_or_else(|| "the previous revision".to_owned(), |n| format!("revision {n}"));
-    let layers: Vec<String> = config.layers.iter().map(|l| format!("{}:{}", l.component, l.version)).collect();
-    printer.message(format!(
-        "Rolled {} back to the layers of {target}: {} (now revision {}, hash {})",
-        config.name,
-        if layers.is_empty() { "(none)".to_owned() } else { layers.join(" ") },
-        config.revision,
-        super::short_hash(&config.hash)
-    ));
+    super::print_rollback(printer, &config.name.to_string(), args.to_revision, &config);
     Ok(ExitCode::SUCCESS)
 }

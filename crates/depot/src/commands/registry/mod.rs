@@ -15,7 +15,9 @@ pub mod delete_component;
 pub mod delete_config;
 pub mod delete_version;
 pub mod deprecate;
+pub mod env;
 pub mod gc;
+pub mod pipeline;
 pub mod push;
 pub mod status;
 pub mod token_create;
@@ -79,6 +81,18 @@ fn deprecated_layers(client: &Client, config: &depot_api::types::Config) -> anyh
         }
     }
     Ok(warnings)
+}
+
+/// `Rolled WHAT back to the layers of revision N: …`, for `config rollback` and `rollback --stage`.
+fn print_rollback(printer: &Printer, what: &str, to_revision: Option<u64>, config: &depot_api::types::Config) {
+    let target = to_revision.map_or_else(|| "the previous revision".to_owned(), |n| format!("revision {n}"));
+    let layers: Vec<String> = config.layers.iter().map(|l| format!("{}:{}", l.component, l.version)).collect();
+    printer.message(format!(
+        "Rolled {what} back to the layers of {target}: {} (now revision {}, hash {})",
+        if layers.is_empty() { "(none)".to_owned() } else { layers.join(" ") },
+        config.revision,
+        short_hash(&config.hash)
+    ));
 }
 
 /// A usage error found after parsing: `error:` and `hint:` on stderr, exit 2, nothing done.
