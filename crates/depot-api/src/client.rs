@@ -492,6 +492,18 @@ impl Client {
         self.send_json(Method::POST, &path, &serde_json::json!({}))
     }
 
+    /// `POST /api/v1/pipelines/{name}/promotions/{id}/rejection`
+    pub fn reject(&self, name: &PipelineName, id: u64) -> Result<Promotion, ClientError> {
+        let id = id.to_string();
+        let path = ["api", "v1", "pipelines", name.as_str(), "promotions", id.as_str(), "rejection"];
+        self.send_json(Method::POST, &path, &serde_json::json!({}))
+    }
+
+    /// `DELETE /api/v1/pipelines/{name}`: with its stages' configurations.
+    pub fn delete_pipeline(&self, name: &PipelineName) -> Result<(), ClientError> {
+        self.delete(&["api", "v1", "pipelines", name.as_str()])
+    }
+
     /// `POST /api/v1/pipelines/{name}/stages/{stage}/rollback`
     pub fn rollback_stage(
         &self,

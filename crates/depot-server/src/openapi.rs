@@ -19,7 +19,7 @@ use crate::handlers::{admin, agents, blobs, components, configs, pipelines, toke
         configs::history, configs::delete,
         agents::report, agents::list,
         pipelines::list, pipelines::create, pipelines::show, pipelines::set_gate, pipelines::promote,
-        pipelines::approve, pipelines::rollback, pipelines::env, pipelines::set_env, pipelines::history,
+        pipelines::approve, pipelines::reject, pipelines::delete, pipelines::rollback, pipelines::env, pipelines::set_env, pipelines::history,
         tokens::whoami, tokens::create, tokens::list, tokens::revoke,
         admin::healthz, admin::metrics, admin::gc,
     ),

@@ -106,6 +106,8 @@ fn routes() -> Vec<(Method, &'static str, Option<serde_json::Value>, &'static [R
         (Method::GET, "/api/v1/pipelines/nope/history", None, VIEW),
         (Method::POST, "/api/v1/pipelines/nope/promotions", Some(serde_json::json!({"to": "prod"})), OPERATE),
         (Method::POST, "/api/v1/pipelines/nope/promotions/1/approval", Some(serde_json::json!({})), OPERATE),
+        (Method::POST, "/api/v1/pipelines/nope/promotions/1/rejection", None, OPERATE),
+        (Method::DELETE, "/api/v1/pipelines/nope", None, OPERATE),
         (Method::PUT, "/api/v1/pipelines/nope/stages/prod/gate", Some(serde_json::json!({"gate": "approval"})), ADMIN),
         (Method::POST, "/api/v1/pipelines/nope/stages/prod/rollback", Some(serde_json::json!({})), OPERATE),
         (Method::GET, "/api/v1/pipelines/nope/stages/prod/env", None, VIEW),

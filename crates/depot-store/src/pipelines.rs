@@ -12,8 +12,8 @@ use depot_api::{ComponentName, ConfigName, Digest, PipelineName, StageName, Vers
 use rusqlite::{OptionalExtension, Transaction, params};
 
 use crate::sqlite::{
-    SqliteMetadata, agents_of, check_revision, current_config, from_json, insert_version, now, parse, parse_time,
-    record_event, resolve_layer, write_revision,
+    SqliteMetadata, agents_of, check_revision, current_config, delete_version_rows, from_json, insert_version, now,
+    parse, parse_time, record_event, resolve_layer, resolve_version, write_revision,
 };
 use crate::{Result, StoreError};
 
@@ -55,6 +55,21 @@ impl SqliteMetadata {
                 let config = stage_config(name, &spec.name).map_err(|e| {
                     StoreError::Invalid(format!("stage {} of pipeline {name} cannot name its configuration: {e}", spec.name))
                 })?;
+                let env = ComponentName::parse(&format!("{config}.env")).map_err(|_| {
+                    StoreError::Invalid(format!(
+                        "stage {} of pipeline {name} needs the component {config}.env, longer than {} bytes: \
+                         shorten the pipeline or stage name",
+                        spec.name,
+                        depot_api::names::MAX_NAME_LEN
+                    ))
+                })?;
+                if tx.prepare("SELECT 1 FROM versions WHERE component = ?1")?.exists([env.as_str()])? {
+                    return Err(StoreError::Invalid(format!(
+                        "component {env} exists; stage {} would generate it from `depot env set` \
+                         (delete it, or choose another pipeline name)",
+                        spec.name
+                    )));
+                }
                 if tx.prepare("SELECT 1 FROM configs WHERE name = ?1")?.exists([config.as_str()])? {
                     return Err(StoreError::Invalid(format!(
                         "configuration {config} already exists; a pipeline's stages are configurations of their own \
@@ -116,6 +131,12 @@ impl SqliteMetadata {
         self.transaction(|tx| {
             let pipeline = load_pipeline(tx, name)?;
             let current = find_stage(&pipeline, stage)?;
+            if current.after.is_none() {
+                return Err(StoreError::Invalid(format!(
+                    "{stage} is the first stage of {name}: it follows the channel {} and takes no promotion to gate",
+                    pipeline.track
+                )));
+            }
             if current.gate != gate {
                 tx.execute(
                     "UPDATE stages SET gate = ?3 WHERE pipeline = ?1 AND name = ?2",
@@ -202,15 +223,26 @@ impl SqliteMetadata {
             if layers.is_empty() {
                 return Err(StoreError::Invalid(format!("stage {from} of {name} runs no versions yet")));
             }
+            // What the target already runs passes every gate: nothing would be written.
+            let target_config = current_config(tx, &target.config)?;
+            if layers.iter().all(|l| {
+                target_config
+                    .layers
+                    .iter()
+                    .any(|t| t.component == l.component && t.digest == l.digest && t.version == l.version)
+            }) {
+                let source = (&from, source_config.revision);
+                let id =
+                    insert_promotion(tx, name, source, (&target.name, target_config.revision), &layers, actor, None)?;
+                return apply(tx, &pipeline, id, None);
+            }
             let mut forced = None;
             match target.gate {
                 Gate::None => {}
                 Gate::RequireHealthy => {
                     if let Some(refusal) = unhealthy(&source_config, &agents_of(tx, &source.config)?) {
-                        let message = format!(
-                            "promotion into {} is refused by its require-healthy gate: {refusal}",
-                            target.name
-                        );
+                        let message =
+                            format!("promotion into {} is refused by its require-healthy gate: {refusal}", target.name);
                         if !request.force {
                             return Err(StoreError::GateClosed {
                                 message,
@@ -225,21 +257,15 @@ impl SqliteMetadata {
                     }
                 }
                 Gate::Approval => {
-                    tx.execute(
-                        "INSERT INTO promotions (pipeline, from_stage, to_stage, source_revision, layers, requested_by, requested_at, state)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                        params![
-                            name.as_str(),
-                            from.as_str(),
-                            target.name.as_str(),
-                            source_config.revision as i64,
-                            serde_json::to_string(&layers).expect("layers serialise"),
-                            actor,
-                            now(),
-                            PromotionState::Pending.as_str()
-                        ],
+                    let id = insert_promotion(
+                        tx,
+                        name,
+                        (&from, source_config.revision),
+                        (&target.name, target_config.revision),
+                        &layers,
+                        actor,
+                        None,
                     )?;
-                    let id = tx.last_insert_rowid() as u64;
                     let summary = format!(
                         "promotion {id} from {name}/{from} revision {} ({}) waits for approval",
                         source_config.revision,
@@ -249,7 +275,9 @@ impl SqliteMetadata {
                     return load_promotion(tx, name, id);
                 }
             }
-            let id = insert_applied(tx, name, &from, &target.name, source_config.revision, &layers, actor, forced)?;
+            let source = (&from, source_config.revision);
+            let id =
+                insert_promotion(tx, name, source, (&target.name, target_config.revision), &layers, actor, forced)?;
             apply(tx, &pipeline, id, None)
         })
     }
@@ -270,8 +298,73 @@ impl SqliteMetadata {
             if promotion.requested_by == actor {
                 return Err(StoreError::SelfApproval { id, actor: actor.to_owned() });
             }
+            let target = find_stage(&pipeline, &promotion.to)?;
+            let asked_at: i64 =
+                tx.query_row("SELECT target_revision FROM promotions WHERE id = ?1", [id as i64], |row| row.get(0))?;
+            let now_at = current_config(tx, &target.config)?.revision;
+            if now_at != asked_at as u64 {
+                return Err(StoreError::GateClosed {
+                    message: format!(
+                        "{name}/{} changed since promotion {id} was asked (revision {asked_at} → {now_at})",
+                        promotion.to
+                    ),
+                    hint: format!(
+                        "approving it now could undo that change: `depot reject {name} {id}` and promote again"
+                    ),
+                });
+            }
             tx.execute("UPDATE promotions SET approved_by = ?2 WHERE id = ?1", params![id as i64, actor])?;
             apply(tx, &pipeline, id, Some(actor))
+        })
+    }
+
+    /// Refuses a pending promotion: it is never applied.
+    pub fn reject(&self, name: &PipelineName, id: u64, actor: &str) -> Result<Promotion> {
+        self.transaction(|tx| {
+            let pipeline = load_pipeline(tx, name)?;
+            let promotion = load_promotion(tx, name, id)?;
+            if promotion.state != PromotionState::Pending {
+                let pending = promotions(tx, name, Some(PromotionState::Pending))?.into_iter().map(|p| p.id).collect();
+                return Err(StoreError::UnknownPromotion { pipeline: name.clone(), id: Some(id), pending });
+            }
+            tx.execute(
+                "UPDATE promotions SET state = ?2, approved_by = ?3 WHERE id = ?1",
+                params![id as i64, PromotionState::Rejected.as_str(), actor],
+            )?;
+            let target = find_stage(&pipeline, &promotion.to)?;
+            let summary = format!("promotion {id} from {name}/{} rejected", promotion.from);
+            record_event(tx, EventKind::PromotionRejected, actor, None, Some(&target.config), None, &summary)?;
+            load_promotion(tx, name, id)
+        })
+    }
+
+    /// Deletes a pipeline with its stages' configurations and history, promotions, and
+    /// environment layers (whose blobs garbage collection then removes). Returns the
+    /// configurations deleted.
+    pub fn delete_pipeline(&self, name: &PipelineName) -> Result<Vec<ConfigName>> {
+        self.transaction(|tx| {
+            let pipeline = load_pipeline(tx, name)?;
+            let mut deleted = Vec::new();
+            for stage in &pipeline.stages {
+                let config = stage.config.as_str();
+                let env = env_component(&stage.config);
+                let versions: Vec<String> = tx
+                    .prepare("SELECT version FROM versions WHERE component = ?1")?
+                    .query_map([env.as_str()], |row| row.get(0))?
+                    .collect::<std::result::Result<_, _>>()?;
+                for version in versions {
+                    delete_version_rows(tx, &env, &parse(VersionLabel::parse(&version))?)?;
+                }
+                for table in ["env_versions", "config_revisions", "agents", "events"] {
+                    tx.execute(&format!("DELETE FROM {table} WHERE config = ?1"), [config])?;
+                }
+                tx.execute("DELETE FROM configs WHERE name = ?1", [config])?;
+                deleted.push(stage.config.clone());
+            }
+            tx.execute("DELETE FROM promotions WHERE pipeline = ?1", [name.as_str()])?;
+            tx.execute("DELETE FROM stages WHERE pipeline = ?1", [name.as_str()])?;
+            tx.execute("DELETE FROM pipelines WHERE name = ?1", [name.as_str()])?;
+            Ok(deleted)
         })
     }
 
@@ -410,6 +503,36 @@ pub(crate) fn stage_ref(tx: &Transaction<'_>, config: &ConfigName) -> Result<Opt
         })
     })
     .transpose()
+}
+
+/// Refuses a hand-made change (`config set`, `config bump`) of `components` in a stage that
+/// would go around the pipeline: any layer of a stage that receives promotions (its gate), and
+/// any stage's environment layer (`depot env set`). The first stage may be pinned by hand.
+pub(crate) fn check_manual_change(
+    tx: &Transaction<'_>,
+    config: &ConfigName,
+    components: &[&ComponentName],
+) -> Result<()> {
+    let Some(stage) = stage_ref(tx, config)? else { return Ok(()) };
+    let (pipeline, name) = (&stage.pipeline, &stage.stage);
+    let position: i64 = tx.query_row(
+        "SELECT position FROM stages WHERE pipeline = ?1 AND name = ?2",
+        params![pipeline.as_str(), name.as_str()],
+        |row| row.get(0),
+    )?;
+    if position > 0 {
+        return Err(StoreError::Invalid(format!(
+            "{config} is stage {name} of pipeline {pipeline}: it receives versions by promotion, through its gate \
+             (`depot promote {pipeline} --to {name}`)"
+        )));
+    }
+    let env = env_component(config);
+    if components.contains(&&env) {
+        return Err(StoreError::Invalid(format!(
+            "{env} is the environment layer of {pipeline}/{name}; change it with `depot env set {pipeline}/{name} KEY=VALUE`"
+        )));
+    }
+    Ok(())
 }
 
 /// `APP/STAGE` when `component` is the generated environment layer of a stage.
@@ -570,25 +693,26 @@ fn describe(layers: &[Layer]) -> String {
     layers.iter().map(|l| format!("{} {}", l.component, l.version)).collect::<Vec<_>>().join(", ")
 }
 
-#[allow(clippy::too_many_arguments)]
-fn insert_applied(
+/// Records a promotion, pending until [`apply`]: from (stage, revision) to (stage, the revision
+/// it is at when asked).
+fn insert_promotion(
     tx: &Transaction<'_>,
     name: &PipelineName,
-    from: &StageName,
-    to: &StageName,
-    source_revision: u64,
+    (from, source_revision): (&StageName, u64),
+    (to, target_revision): (&StageName, u64),
     layers: &[Layer],
     actor: &str,
     forced: Option<String>,
 ) -> Result<u64> {
     tx.execute(
-        "INSERT INTO promotions (pipeline, from_stage, to_stage, source_revision, layers, requested_by, requested_at, state, forced)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        "INSERT INTO promotions (pipeline, from_stage, to_stage, source_revision, target_revision, layers, requested_by, requested_at, state, forced)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         params![
             name.as_str(),
             from.as_str(),
             to.as_str(),
             source_revision as i64,
+            target_revision as i64,
             serde_json::to_string(layers).expect("layers serialise"),
             actor,
             now(),
@@ -622,7 +746,12 @@ fn apply(tx: &Transaction<'_>, pipeline: &Pipeline, id: u64, approved_by: Option
             }
         }
     }
+    // The pipeline's order, so that every stage overlays its layers alike.
+    next.sort_by_key(|l| pipeline.components.iter().position(|c| c == &l.component).unwrap_or(usize::MAX));
     next.extend(current.layers.iter().filter(|l| l.component == env).cloned());
+    for layer in &promotion.layers {
+        resolve_version(tx, &layer.component, &layer.version)?;
+    }
     let (state, config) = if changes.is_empty() {
         (PromotionState::Unchanged, current)
     } else {
@@ -649,6 +778,18 @@ fn apply(tx: &Transaction<'_>, pipeline: &Pipeline, id: u64, approved_by: Option
         "UPDATE promotions SET state = ?2, result_revision = ?3 WHERE id = ?1",
         params![id as i64, state.as_str(), config.revision as i64],
     )?;
+    if state == PromotionState::Applied {
+        // What waited to go into this stage was asked against what it ran before.
+        tx.execute(
+            "UPDATE promotions SET state = ?3 WHERE pipeline = ?1 AND to_stage = ?2 AND state = ?4",
+            params![
+                pipeline.name.as_str(),
+                promotion.to.as_str(),
+                PromotionState::Superseded.as_str(),
+                PromotionState::Pending.as_str()
+            ],
+        )?;
+    }
     Ok(Promotion { state, config: Some(config), ..load_promotion(tx, &pipeline.name, id)? })
 }
 

@@ -128,6 +128,7 @@ CREATE TABLE IF NOT EXISTS promotions (
     state TEXT NOT NULL,
     approved_by TEXT,
     forced TEXT,
+    target_revision INTEGER NOT NULL,
     result_revision INTEGER
 );
 CREATE TABLE IF NOT EXISTS events (
@@ -141,6 +142,7 @@ CREATE TABLE IF NOT EXISTS events (
     summary TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_by_config ON events (config);
+CREATE INDEX IF NOT EXISTS env_versions_by_digest ON env_versions (digest);
 CREATE INDEX IF NOT EXISTS events_by_component ON events (component);
 CREATE TABLE IF NOT EXISTS tokens (
     name TEXT PRIMARY KEY,
@@ -546,6 +548,8 @@ impl SqliteMetadata {
             let current = current_config(tx, name)?;
             check_revision(name, expect, current.revision)?;
             check_one_layer_per_component(layers)?;
+            let components: Vec<&ComponentName> = layers.iter().map(|l| &l.component).collect();
+            crate::pipelines::check_manual_change(tx, name, &components)?;
             let mut next = current.layers.clone();
             let mut changes = Vec::new();
             for layer in layers {
@@ -587,6 +591,7 @@ impl SqliteMetadata {
         self.transaction(|tx| {
             let current = current_config(tx, name)?;
             check_revision(name, expect, current.revision)?;
+            crate::pipelines::check_manual_change(tx, name, &[component])?;
             let Some(position) = current.layers.iter().position(|l| &l.component == component) else {
                 return Err(StoreError::Invalid(format!("configuration {name} has no layer of component {component}")));
             };
@@ -684,8 +689,9 @@ impl SqliteMetadata {
             check_revision(name, expect, current.revision)?;
             if let Some(stage) = &current.stage {
                 return Err(StoreError::Invalid(format!(
-                    "configuration {name} is stage {} of pipeline {}; it goes with the pipeline",
-                    stage.stage, stage.pipeline
+                    "configuration {name} is stage {} of pipeline {}; it goes with the pipeline \
+                     (`depot pipeline delete {} --force`)",
+                    stage.stage, stage.pipeline, stage.pipeline
                 )));
             }
             tx.execute("DELETE FROM config_revisions WHERE config = ?1", [name.as_str()])?;
@@ -869,6 +875,10 @@ impl SqliteMetadata {
                 statement.query_map([], |row| row.get(0))?.collect::<std::result::Result<_, _>>()?;
             for component in components {
                 let component = parse(ComponentName::parse(&component))?;
+                // Environment layers are a few bytes each, and a stage's rollback needs them.
+                if crate::pipelines::env_owner(tx, &component)?.is_some() {
+                    continue;
+                }
                 let versions = versions_of(tx, &component)?;
                 let mut excess = (versions.len() as u64).saturating_sub(max_versions);
                 let newest = versions.last().map(|v| v.version.clone());
@@ -1106,7 +1116,11 @@ pub(crate) fn layer_version(layer: &Layer) -> String {
     }
 }
 
-fn delete_version_rows(tx: &Transaction<'_>, component: &ComponentName, version: &VersionLabel) -> Result<()> {
+pub(crate) fn delete_version_rows(
+    tx: &Transaction<'_>,
+    component: &ComponentName,
+    version: &VersionLabel,
+) -> Result<()> {
     // Build and manual channels naming it go with it (rolling ones are recomputed by the caller).
     let mut statement =
         tx.prepare("SELECT name FROM channels WHERE component = ?1 AND version = ?2 AND kind != 'rolling'")?;

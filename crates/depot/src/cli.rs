@@ -63,6 +63,7 @@ pub enum Command {
     Pipeline(PipelineArgs),
     Promote(PromoteArgs),
     Approve(ApproveArgs),
+    Reject(RejectArgs),
     Env(EnvArgs),
     History(HistoryArgs),
 }
@@ -218,8 +219,8 @@ pub struct DeployArgs {
 /// a deploy, and switches back if they fail.
 ///
 /// With APP and --stage, rolls back a stage of a pipeline in the registry instead: a new revision
-/// of the stage with the layers of an earlier one (default: the one before), which its agents
-/// then deploy. Needs an operator token.
+/// of the stage with the layers of an earlier one (default: the one before), its environment
+/// layer included, which its agents then deploy. Needs an operator token.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   depot rollback --root /opt/my-app
@@ -1159,6 +1160,7 @@ pub enum PipelineCommand {
     Show(PipelineShowArgs),
     List(PipelineListArgs),
     Gate(PipelineGateArgs),
+    Delete(PipelineDeleteArgs),
 }
 
 /// Create a pipeline: one configuration per stage, named APP-STAGE.
@@ -1219,6 +1221,24 @@ pub struct PipelineShowArgs {
 #[command(after_help = "Examples:
   depot pipeline list")]
 pub struct PipelineListArgs {
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// Delete a pipeline with its stages' configurations, their history and environment layers.
+///
+/// Agents following a stage get `unknown-config`. The versions of the pipeline's components stay.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  depot pipeline delete web --force")]
+pub struct PipelineDeleteArgs {
+    /// The pipeline.
+    pub name: PipelineName,
+
+    /// Required: agents following its stages stop receiving releases.
+    #[arg(long)]
+    pub force: bool,
+
     #[command(flatten)]
     pub registry: RegistryArgs,
 }
@@ -1302,11 +1322,27 @@ pub struct ApproveArgs {
     pub registry: RegistryArgs,
 }
 
+/// Refuse a promotion waiting at an approval gate; it is never applied.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  depot reject web 7")]
+pub struct RejectArgs {
+    /// The pipeline.
+    pub name: PipelineName,
+
+    /// The promotion, as `depot pipeline show` lists it.
+    pub id: u64,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
 /// Environment variables of a stage, delivered as a layer: a dotenv file at config/app.env.
 ///
 /// Each change writes a new version of the stage's environment layer and a new revision of the
 /// stage, so its agents redeploy. Names are [A-Z_][A-Z0-9_]*; DEPOT_ names are the platform's.
-/// Only operators may read the values.
+/// Only operators, and agents whose token may read the stage's configuration, may read the
+/// values: give each stage's hosts a token limited to it (`--config web-prod`, not `web-*`).
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   depot env set web/prod DATABASE_URL=postgres://db/web LOG_LEVEL=info

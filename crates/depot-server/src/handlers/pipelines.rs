@@ -87,6 +87,30 @@ pub async fn approve(
     Ok(promoted(&state, promotion))
 }
 
+#[utoipa::path(post, path = "/api/v1/pipelines/{name}/promotions/{id}/rejection", tag = "pipelines", params(("name" = String, Path), ("id" = u64, Path)), responses((status = 200, body = Promotion), (status = 404, description = "unknown-promotion: nothing with this id waits", body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
+pub async fn reject(
+    Operator(caller): Operator,
+    State(state): State<AppState>,
+    Path((name, id)): Path<(String, u64)>,
+) -> Result<Json<Promotion>, ApiError> {
+    let name = PipelineName::parse(&name)?;
+    Ok(Json(state.blocking(move |state| Ok(state.metadata.reject(&name, id, &caller.name)?)).await?))
+}
+
+#[utoipa::path(delete, path = "/api/v1/pipelines/{name}", tag = "pipelines", params(("name" = String, Path)), responses((status = 204, description = "deleted, with its stages' configurations"), (status = 404, body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
+pub async fn delete(
+    Operator(_caller): Operator,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let name = PipelineName::parse(&name)?;
+    let configs = state.blocking(move |state| Ok(state.metadata.delete_pipeline(&name)?)).await?;
+    for config in &configs {
+        state.watchers.notify_deleted(config);
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
 fn promoted(state: &AppState, promotion: Promotion) -> (StatusCode, Json<Promotion>) {
     if let Some(config) = &promotion.config {
         state.watchers.notify(config);
@@ -186,7 +210,9 @@ pub async fn set_env(
                 for key in &change.unset {
                     vars.remove(key);
                 }
-                if current.version.is_some() && vars == current.vars {
+                // Nothing to change: the same variables, or removing what a stage without an
+                // environment layer never had.
+                if vars == current.vars && (current.version.is_some() || vars.is_empty()) {
                     return Ok((state.metadata.config(&current.config)?, false));
                 }
                 let digest = store_env_blob(state, &vars)?;
@@ -211,12 +237,15 @@ pub async fn set_env(
 /// Builds the environment layer (one dotenv file at [`ENV_FILE`]) and stores it as a blob, as an
 /// upload would: written, verified, flushed, renamed, then recorded.
 fn store_env_blob(state: &AppState, vars: &BTreeMap<String, String>) -> Result<Digest, ApiError> {
-    let text = depot_api::pipeline::render_dotenv(vars);
+    // A random note makes the digest, which viewers see, useless for confirming guessed values.
+    let nonce: [u8; 16] = rand::random();
+    let note: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
+    let text = depot_api::pipeline::render_dotenv(vars, &note);
     let archive = depot_release::archive::pack_files(&[(ENV_FILE, text.as_bytes(), ENV_FILE_MODE)])
         .map_err(ApiError::internal)?;
     let digest = depot_release::digest::sha256_hex(&archive);
     let digest = Digest::from_hex(&digest).expect("sha256 hex is a digest");
-    if !state.blobs.exists(&digest) {
+    {
         let mut writer = state.blobs.writer(state.options.max_blob_size)?;
         writer.write(&archive)?;
         state.blobs.install(writer.finish(&digest)?)?;

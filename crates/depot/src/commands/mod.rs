@@ -52,6 +52,7 @@ pub fn run(command: Command, printer: &Printer) -> anyhow::Result<ExitCode> {
         Command::Pipeline(args) => registry::pipeline::run(args.command, printer),
         Command::Promote(args) => registry::pipeline::promote(args, printer),
         Command::Approve(args) => registry::pipeline::approve(args, printer),
+        Command::Reject(args) => registry::pipeline::reject(args, printer),
         Command::Env(args) => registry::env::run(args.command, printer),
         Command::History(args) => registry::pipeline::history(args, printer),
     }

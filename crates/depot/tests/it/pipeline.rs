@@ -133,10 +133,7 @@ fn a_push_goes_dev_to_staging_to_prod_through_gates_with_an_environment_and_a_ro
     registry.run(&ctx, &["env", "set", "web/prod", "GREETING=hello \"world\"", "LOG_LEVEL=info"]).success();
     wait_for(&ctx, &registry, "web-prod", "prod-1", ("active", 3), prod);
     let dotenv = current_file(&ctx.path("prod-1"), "config/app.env").expect("config/app.env in prod's release");
-    assert!(
-        dotenv.contains("GREETING=\"hello \\\"world\\\"\"\n") && dotenv.contains("LOG_LEVEL=\"info\"\n"),
-        "{dotenv}"
-    );
+    assert!(dotenv.contains("GREETING='hello \"world\"'\n") && dotenv.contains("LOG_LEVEL='info'\n"), "{dotenv}");
     assert_eq!(current_file(&ctx.path("prod-1"), "app.txt").as_deref(), Some("v1"));
     let after: Vec<u64> = ["web-dev", "web-staging"].iter().map(|c| revision(&ctx, &registry, c)).collect();
     assert_eq!(before, after, "dev and staging get no revision");
@@ -249,6 +246,8 @@ fn approval_needs_a_second_operator_and_force_is_recorded() {
         pipeline["stages"].as_array().unwrap().iter().map(|s| s["after"].as_str().unwrap_or("-")).collect();
     assert_eq!(after, ["-", "dev", "qa", "qa"]);
     registry.run(&ctx, &create).failure().stderr_contains("already exists");
+    let shown = registry.run(&ctx, &["config", "show", "web-prod-us"]).success().stdout;
+    assert!(shown.contains("stage:    prod-us of pipeline web (after qa)"), "{shown}");
     registry
         .run(&ctx, &["pipeline", "create", "x", "--component", "web", "--after", "dev", "--stage", "dev"])
         .usage_error();
@@ -281,11 +280,49 @@ fn approval_needs_a_second_operator_and_force_is_recorded() {
     let show = registry.run(&ctx, &["pipeline", "show", "web"]).success().stdout;
     assert!(show.contains("Waiting for approval") && show.contains(&format!("depot approve web {id}")), "{show}");
     registry.run_as(&ctx, &alice, &["approve", "web"]).failure().stderr_contains("another operator");
+    // What prod-eu already runs needs no approval: nothing is written or left waiting.
+    registry.run(&ctx, &["env", "unset", "web/prod-eu", "NEVER_SET"]).success();
+    assert_eq!(revision(&ctx, &registry, "web-prod-eu"), 1, "unsetting what was never set writes nothing");
     let approved = registry.run_as(&ctx, &bob, &["approve", "web", &id, "--json"]).success().json();
     assert_eq!(approved["state"], "applied");
     assert_eq!(approved["approved_by"], "bob");
     assert_eq!(revision(&ctx, &registry, "web-prod-eu"), 2);
     registry.run_as(&ctx, &bob, &["approve", "web", &id]).failure().stderr_contains("no promotion");
+
+    // Going around the pipeline is refused: stages after the first take versions by promotion,
+    // and environment layers by `depot env set`; the first stage has no gate.
+    registry
+        .run(&ctx, &["config", "set", "web-qa", "web:1.0.0"])
+        .failure()
+        .stderr_contains("depot promote web --to qa");
+    registry.run(&ctx, &["config", "bump", "web-prod-us", "web"]).failure().stderr_contains("by promotion");
+    registry.run(&ctx, &["pipeline", "gate", "web", "dev", "approval"]).failure().stderr_contains("first stage");
+    registry.run(&ctx, &["env", "set", "web/dev", "A=1"]).success();
+    registry.run(&ctx, &["config", "set", "web-dev", "web-dev.env:1"]).failure().stderr_contains("depot env set");
+
+    // A promotion asked before its target changed cannot be approved; a newer applied promotion
+    // supersedes what waited; a waiting one can be rejected.
+    registry.run(&ctx, &["push", "web", "1.1.0", &tree(&ctx, "v2", "v2")]).success();
+    registry.run_as(&ctx, &alice, &["promote", "web", "--to", "qa", "--force"]).success();
+    let stale = registry.run_as(&ctx, &alice, &["promote", "web", "--to", "prod-eu", "--json"]).success().json();
+    registry.run(&ctx, &["env", "set", "web/prod-eu", "B=2"]).success();
+    let stale_id = stale["id"].to_string();
+    registry.run_as(&ctx, &bob, &["approve", "web", &stale_id]).failure().stderr_contains("changed since");
+    registry.run_as(&ctx, &bob, &["reject", "web", &stale_id]).success().stderr_contains("Rejected");
+    let first = registry.run_as(&ctx, &alice, &["promote", "web", "--to", "prod-eu", "--json"]).success().json();
+    let second = registry.run_as(&ctx, &bob, &["promote", "web", "--to", "prod-eu", "--json"]).success().json();
+    registry.run_as(&ctx, &alice, &["approve", "web", &second["id"].to_string()]).success();
+    let first_id = first["id"].to_string();
+    registry.run_as(&ctx, &bob, &["approve", "web", &first_id]).failure().stderr_contains("no promotion");
+    let prod_eu = registry.run(&ctx, &["config", "show", "web-prod-eu", "--json"]).success().json();
+    let layers: Vec<&str> =
+        prod_eu["layers"].as_array().unwrap().iter().map(|l| l["component"].as_str().unwrap()).collect();
+    assert_eq!(layers, ["web", "web-prod-eu.env"], "the environment layer stays last");
+    assert_eq!(prod_eu["layers"][0]["version"], "1.1.0");
+    let again = registry.run_as(&ctx, &alice, &["promote", "web", "--to", "prod-eu", "--json"]).success().json();
+    assert_eq!(again["state"], "unchanged", "what the target runs passes the gate: {again}");
+    let show = registry.run(&ctx, &["pipeline", "show", "web", "--json"]).success().json();
+    assert_eq!(show["pending"], serde_json::json!([]));
 
     let history = registry.run(&ctx, &["history", "web"]).success().stdout;
     for expected in [
@@ -298,4 +335,13 @@ fn approval_needs_a_second_operator_and_force_is_recorded() {
     }
     let line = history.lines().find(|l| l.contains("approved by bob")).unwrap();
     assert!(line.contains(" bob "), "the approver is the actor: {line}");
+    assert!(history.contains(&format!("promotion {stale_id} from web/qa rejected")), "{history}");
+
+    // Deleting the pipeline takes its stages with it, environment layers included.
+    registry.run(&ctx, &["pipeline", "delete", "web"]).usage_error().stderr_contains("--force");
+    registry.run(&ctx, &["pipeline", "delete", "web", "--force"]).success();
+    registry.run(&ctx, &["config", "show", "web-prod-eu"]).failure().stderr_contains("unknown configuration");
+    registry.run(&ctx, &["versions", "web-prod-eu.env"]).failure();
+    registry.run(&ctx, &["versions", "web"]).success();
+    registry.run(&ctx, &create).success();
 }

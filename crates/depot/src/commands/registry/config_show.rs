@@ -14,6 +14,12 @@ pub fn run(args: ConfigShowArgs, printer: &Printer) -> anyhow::Result<ExitCode> 
     printer.data(format!("revision: {}", config.revision));
     printer.data(format!("hash:     {}", config.hash));
     printer.data(format!("updated:  {}", super::time(&config.updated_at)));
+    if let Some(stage) = &config.stage {
+        printer.data(format!(
+            "stage:    {} of pipeline {} (after {}); see `depot pipeline show {}`",
+            stage.stage, stage.pipeline, stage.previous, stage.pipeline
+        ));
+    }
     if config.layers.is_empty() {
         printer.data("layers:   (none)");
         return Ok(ExitCode::SUCCESS);

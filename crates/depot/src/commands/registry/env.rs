@@ -1,5 +1,6 @@
 //! `depot env set|unset|list APP/STAGE`.
 
+use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 use depot_api::pipeline::{ENV_FILE, EnvChange};
@@ -11,19 +12,38 @@ pub fn run(command: EnvCommand, printer: &Printer) -> anyhow::Result<ExitCode> {
     match command {
         EnvCommand::Set(args) => {
             let (app, stage) = &args.stage;
-            let keys: Vec<String> = args.vars.iter().map(|(k, _)| k.clone()).collect();
-            let change = EnvChange { set: args.vars.into_iter().collect(), unset: Vec::new() };
-            let config = super::connect(&args.registry)?.set_env(app, stage, &change)?;
-            changed(printer, &config, &format!("set {} in {app}/{stage}", keys.join(", ")));
+            let mut set = BTreeMap::new();
+            for (key, value) in args.vars {
+                if set.insert(key.clone(), value).is_some() {
+                    return Ok(super::usage_error(
+                        printer,
+                        &format!("{key} is given twice"),
+                        "give each variable once",
+                    ));
+                }
+            }
+            let keys: Vec<String> = set.keys().cloned().collect();
+            let change = EnvChange { set, unset: Vec::new() };
+            let client = super::connect(&args.registry)?;
+            let before = client.env(app, stage, false)?.revision;
+            let config = client.set_env(app, stage, &change)?;
+            changed(printer, &config, before, &format!("set {} in {app}/{stage}", keys.join(", ")));
         }
         EnvCommand::Unset(args) => {
             let (app, stage) = &args.stage;
             for key in &args.keys {
                 depot_api::pipeline::check_env(key, None).map_err(anyhow::Error::msg)?;
             }
+            let client = super::connect(&args.registry)?;
+            let view = client.env(app, stage, false)?;
+            let missing: Vec<&str> =
+                args.keys.iter().filter(|k| !view.vars.contains_key(*k)).map(String::as_str).collect();
+            if !missing.is_empty() {
+                printer.message(format!("warning: {} not set in {app}/{stage}", missing.join(", ")));
+            }
             let change = EnvChange { set: Default::default(), unset: args.keys.clone() };
-            let config = super::connect(&args.registry)?.set_env(app, stage, &change)?;
-            changed(printer, &config, &format!("unset {} in {app}/{stage}", args.keys.join(", ")));
+            let config = client.set_env(app, stage, &change)?;
+            changed(printer, &config, view.revision, &format!("unset {} in {app}/{stage}", args.keys.join(", ")));
         }
         EnvCommand::List(args) => {
             let (app, stage) = &args.stage;
@@ -53,9 +73,12 @@ pub fn run(command: EnvCommand, printer: &Printer) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn changed(printer: &Printer, config: &depot_api::types::Config, what: &str) {
+/// What the change did: a new revision that the stage's agents deploy, or nothing.
+fn changed(printer: &Printer, config: &depot_api::types::Config, before: u64, what: &str) {
     if printer.json {
         printer.json(config);
+    } else if config.revision == before {
+        printer.message(format!("{what}: no change; {} stays at revision {}", config.name, config.revision));
     } else {
         printer.message(format!("{what}: {} is at revision {}, and its agents redeploy", config.name, config.revision));
     }

@@ -7,7 +7,8 @@ use depot_api::pipeline::{CreatePipeline, PipelineStatus, Promote, Promotion, Pr
 use depot_api::types::RollbackConfig;
 
 use crate::cli::{
-    ApproveArgs, HistoryArgs, PipelineCommand, PipelineCreateArgs, PipelineShowArgs, PromoteArgs, RollbackArgs,
+    ApproveArgs, HistoryArgs, PipelineCommand, PipelineCreateArgs, PipelineShowArgs, PromoteArgs, RejectArgs,
+    RollbackArgs,
 };
 use crate::printer::Printer;
 
@@ -30,6 +31,22 @@ pub fn run(command: PipelineCommand, printer: &Printer) -> anyhow::Result<ExitCo
                 .collect();
             for line in super::table(&["PIPELINE", "STAGES", "COMPONENTS"], &rows) {
                 printer.data(line);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        PipelineCommand::Delete(args) => {
+            if !args.force {
+                return Ok(super::usage_error(
+                    printer,
+                    &format!("refusing to delete pipeline {} without --force", args.name),
+                    "its stages' configurations go with it, and their agents stop receiving releases",
+                ));
+            }
+            super::connect(&args.registry)?.delete_pipeline(&args.name)?;
+            if printer.json {
+                printer.json(&serde_json::json!({ "deleted": { "pipeline": args.name } }));
+            } else {
+                printer.message(format!("Deleted pipeline {} with its stages' configurations", args.name));
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -205,6 +222,22 @@ pub fn approve(args: ApproveArgs, printer: &Printer) -> anyhow::Result<ExitCode>
     Ok(ExitCode::SUCCESS)
 }
 
+pub fn reject(args: RejectArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
+    let promotion = super::connect(&args.registry)?.reject(&args.name, args.id)?;
+    if printer.json {
+        printer.json(&promotion);
+    } else {
+        printer.message(format!(
+            "Rejected promotion {} of {} into {}/{}",
+            promotion.id,
+            describe(&promotion.layers),
+            promotion.pipeline,
+            promotion.to
+        ));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn report_promotion(promotion: &Promotion, printer: &Printer) {
     if printer.json {
         printer.json(promotion);
@@ -226,6 +259,13 @@ fn report_promotion(promotion: &Promotion, printer: &Printer) {
         (PromotionState::Unchanged, Some(config)) => printer.message(format!(
             "{}/{} already runs {what} (revision {}); nothing to do",
             promotion.pipeline, promotion.to, config.revision
+        )),
+        (PromotionState::Superseded | PromotionState::Rejected, _) => printer.message(format!(
+            "Promotion {} into {}/{} is {}",
+            promotion.id,
+            promotion.pipeline,
+            promotion.to,
+            promotion.state.as_str()
         )),
         (_, config) => {
             printer.message(format!(
