@@ -564,3 +564,66 @@ fn a_database_from_before_pipelines_is_migrated() {
     let store = SqliteMetadata::open(&path).unwrap();
     assert_eq!(store.history(&config("prod")).unwrap().len(), 2);
 }
+
+fn pipeline_request(name: &str, components: &[&str], stages: &[&str]) -> depot_api::pipeline::CreatePipeline {
+    depot_api::pipeline::CreatePipeline {
+        name: depot_api::PipelineName::parse(name).unwrap(),
+        components: components.iter().map(|c| component(c)).collect(),
+        stages: stages
+            .iter()
+            .map(|s| depot_api::pipeline::StageSpec { name: depot_api::StageName::parse(s).unwrap(), after: None })
+            .collect(),
+        track: None,
+    }
+}
+
+#[test]
+fn promotion_keeps_the_pipelines_layer_order_and_retention_keeps_environment_layers() {
+    use depot_api::pipeline::{EnvChange, Promote};
+    use depot_api::{PipelineName, StageName};
+    for Fresh { store, .. } in backends() {
+        push(&store, "api", "1.0.0", 1);
+        push(&store, "ui", "1.0.0", 2);
+        store.create_pipeline(&pipeline_request("shop", &["api", "ui"], &["dev", "prod"]), "ci").unwrap();
+        let shop = PipelineName::parse("shop").unwrap();
+        let prod = StageName::parse("prod").unwrap();
+        for only in ["ui", "api"] {
+            let request = Promote { to: prod.clone(), from: None, components: vec![component(only)], force: false };
+            store.promote(&shop, &request, "ci").unwrap();
+        }
+        let layers: Vec<String> =
+            store.config(&config("shop-prod")).unwrap().layers.iter().map(|l| l.component.to_string()).collect();
+        assert_eq!(layers, ["api", "ui"], "the order of dev, whatever the order of promotions");
+
+        // Twelve environment versions, retention at 2: all stay, so any revision can come back.
+        for n in 0..12u8 {
+            store.record_blob(&digest(100 + n), 10).unwrap();
+            let revision = store.config(&config("shop-prod")).unwrap().revision;
+            let change = EnvChange { set: [("N".to_owned(), n.to_string())].into(), unset: Vec::new() };
+            let vars = change.set.clone();
+            store.set_env(&shop, &prod, revision, &change, &vars, &digest(100 + n), "ci").unwrap();
+        }
+        let removed = store.apply_retention(2).unwrap().removed;
+        assert!(removed.iter().all(|r| r.component.as_str() != "shop-prod.env"), "{removed:?}");
+        // Revisions: 1 created, 2 and 3 the promotions, 4 the first environment (N=0).
+        store.rollback(&config("shop-prod"), Some(4), None, "ci").unwrap();
+        assert_eq!(store.stage_env(&shop, &prod).unwrap().vars["N"], "0");
+    }
+}
+
+#[test]
+fn pipelines_refuse_names_their_environment_component_cannot_take() {
+    for Fresh { store, .. } in backends() {
+        push(&store, "web", "1.0.0", 1);
+        // APP-STAGE fits in 128 bytes, APP-STAGE.env does not.
+        let long = "a".repeat(120);
+        let error = store.create_pipeline(&pipeline_request(&long, &["web"], &["dev", "prod"]), "ci").unwrap_err();
+        assert!(error.to_string().contains("shorten"), "{error}");
+        // A component already named like a stage's environment layer.
+        push(&store, "web-prod.env", "1", 2);
+        let error = store.create_pipeline(&pipeline_request("web", &["web"], &["dev", "prod"]), "ci").unwrap_err();
+        assert!(error.to_string().contains("component web-prod.env exists"), "{error}");
+        assert!(store.pipelines().unwrap().is_empty(), "nothing is left half-created");
+        assert!(store.configs().unwrap().is_empty());
+    }
+}
