@@ -1361,15 +1361,19 @@ pub enum EnvCommand {
 }
 
 /// Set variables of a stage (one new revision for all of them).
+///
+/// A value of `-` is read from standard input (one variable at most, a final newline dropped),
+/// so that a secret never shows in `ps` or the shell's history.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
-  depot env set web/prod DATABASE_URL=postgres://db/web LOG_LEVEL=info")]
+  depot env set web/prod DATABASE_URL=postgres://db/web LOG_LEVEL=info
+  depot env set web/prod DB_PASSWORD=- < /run/secrets/db-password")]
 pub struct EnvSetArgs {
     /// APP/STAGE.
     #[arg(value_parser = parse_stage_path)]
     pub stage: (PipelineName, StageName),
 
-    /// KEY=VALUE; repeat.
+    /// KEY=VALUE; repeat. KEY=- reads the value from standard input.
     #[arg(required = true, value_name = "KEY=VALUE", value_parser = parse_assignment)]
     pub vars: Vec<(String, String)>,
 

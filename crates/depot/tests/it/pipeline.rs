@@ -146,15 +146,31 @@ fn a_push_goes_dev_to_staging_to_prod_through_gates_with_an_environment_and_a_ro
     registry.run_as(&ctx, &viewer, &["env", "list", "web/prod", "--show"]).failure().stderr_contains("may not read");
     let shown = registry.run(&ctx, &["env", "list", "web/prod", "--show", "--json"]).success().json();
     assert_eq!(shown["vars"]["LOG_LEVEL"], "info");
+    // A secret from standard input never shows on a command line; it redeploys prod like any change.
+    let mut piped = ctx.command();
+    piped.env("DEPOT_REGISTRY", &registry.url).env("DEPOT_TOKEN", &registry.admin);
+    piped.args(["env", "set", "web/prod", "DB_PASSWORD=-"]).stdin(std::process::Stdio::piped());
+    piped.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let mut child = piped.spawn().unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), b"s3 cr'et\n").unwrap();
+    assert!(child.wait_with_output().unwrap().status.success());
+    let shown = registry.run(&ctx, &["env", "list", "web/prod", "--show", "--json"]).success().json();
+    assert_eq!(shown["vars"]["DB_PASSWORD"], "s3 cr'et");
+    wait_for(&ctx, &registry, "web-prod", "prod-1", ("active", 4), prod);
+    let dotenv = current_file(&ctx.path("prod-1"), "config/app.env").unwrap();
+    assert!(dotenv.contains("DB_PASSWORD=\"s3 cr'et\"\n"), "{dotenv}");
     // A promotion into prod keeps prod's environment layer; one from staging never carries one.
     registry.run(&ctx, &["env", "set", "web/staging", "GREETING=staging"]).success();
     wait_for(&ctx, &registry, "web-staging", "staging-1", ("active", 3), staging);
     registry.run(&ctx, &["promote", "web", "--to", "prod"]).success().stderr_contains("nothing to do");
-    assert_eq!(revision(&ctx, &registry, "web-prod"), 3);
+    assert_eq!(revision(&ctx, &registry, "web-prod"), 4);
 
     // Rollback of prod: back to revision 2's layers (no environment layer).
-    registry.run(&ctx, &["rollback", "web", "--stage", "prod"]).success().stderr_contains("revision 4");
-    wait_for(&ctx, &registry, "web-prod", "prod-1", ("active", 4), prod);
+    registry
+        .run(&ctx, &["rollback", "web", "--stage", "prod", "--to-revision", "2"])
+        .success()
+        .stderr_contains("revision 5");
+    wait_for(&ctx, &registry, "web-prod", "prod-1", ("active", 5), prod);
     assert_eq!(current_file(&ctx.path("prod-1"), "config/app.env"), None);
     assert_eq!(current_file(&ctx.path("prod-1"), "app.txt").as_deref(), Some("v1"));
 
@@ -178,7 +194,7 @@ fn a_push_goes_dev_to_staging_to_prod_through_gates_with_an_environment_and_a_ro
         [
             ("dev".to_owned(), 2, "1.1.0".to_owned(), "1/1".to_owned()),
             ("staging".to_owned(), 3, "1.0.0".to_owned(), "1/1".to_owned()),
-            ("prod".to_owned(), 4, "1.0.0".to_owned(), "1/1".to_owned()),
+            ("prod".to_owned(), 5, "1.0.0".to_owned(), "1/1".to_owned()),
         ]
     );
     let table = registry.run(&ctx, &["pipeline", "show", "web"]).success().stdout;
@@ -218,13 +234,13 @@ fn a_push_goes_dev_to_staging_to_prod_through_gates_with_an_environment_and_a_ro
         position("env", "prod", "set GREETING, LOG_LEVEL"),
         position("agent", "prod", "prod-1: active on revision 3"),
         position("rollback", "prod", "rolled back to revision 2"),
-        position("agent", "prod", "prod-1: active on revision 4"),
+        position("agent", "prod", "prod-1: active on revision 5"),
     ];
     assert!(story.windows(2).all(|w| w[0] < w[1]), "in order: {story:?}\n{entries:#?}");
     assert!(history.as_array().unwrap().iter().all(|e| e["actor"].as_str().is_some_and(|a| !a.is_empty())));
     let text = registry.run(&ctx, &["history", "web", "--stage", "prod"]).success().stdout;
     assert!(text.contains("rolled back to revision 2") && !text.contains("staging-1"), "{text}");
-    assert!(!text.contains("hello"), "the history never shows values: {text}");
+    assert!(!text.contains("hello") && !text.contains("s3 cr"), "the history never shows values: {text}");
 }
 
 #[test]

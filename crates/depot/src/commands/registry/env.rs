@@ -13,7 +13,22 @@ pub fn run(command: EnvCommand, printer: &Printer) -> anyhow::Result<ExitCode> {
         EnvCommand::Set(args) => {
             let (app, stage) = &args.stage;
             let mut set = BTreeMap::new();
-            for (key, value) in args.vars {
+            let mut from_stdin = None;
+            for (key, mut value) in args.vars {
+                if value == "-" {
+                    if let Some(first) = from_stdin.replace(key.clone()) {
+                        return Ok(super::usage_error(
+                            printer,
+                            &format!("{first} and {key} both read standard input"),
+                            "give one variable as KEY=-, and the others on the command line",
+                        ));
+                    }
+                    value = std::io::read_to_string(std::io::stdin())?;
+                    if value.ends_with('\n') {
+                        value.pop();
+                    }
+                    depot_api::pipeline::check_env(&key, Some(&value)).map_err(anyhow::Error::msg)?;
+                }
                 if set.insert(key.clone(), value).is_some() {
                     return Ok(super::usage_error(
                         printer,
