@@ -353,6 +353,15 @@ fn approval_needs_a_second_operator_and_force_is_recorded() {
     assert!(line.contains(" bob "), "the approver is the actor: {line}");
     assert!(history.contains(&format!("promotion {stale_id} from web/qa rejected")), "{history}");
 
+    // --track edge: the first stage follows the edge builds.
+    registry.run(&ctx, &["push", "api", "0.1.0-dev.1", &tree(&ctx, "edge", "edge"), "--channel", "edge"]).success();
+    registry.run(&ctx, &words("pipeline create edgy --component api --stage dev --stage prod --track edge")).success();
+    let dev = registry.run(&ctx, &["config", "show", "edgy-dev", "--json"]).success().json();
+    assert_eq!(
+        (dev["layers"][0]["channel"].as_str(), dev["layers"][0]["version"].as_str()),
+        (Some("edge"), Some("0.1.0-dev.1"))
+    );
+
     // Deleting the pipeline takes its stages with it, environment layers included.
     registry.run(&ctx, &["pipeline", "delete", "web"]).usage_error().stderr_contains("--force");
     registry.run(&ctx, &["pipeline", "delete", "web", "--force"]).success();

@@ -248,8 +248,8 @@ fn report_promotion(promotion: &Promotion, printer: &Printer) {
     match (promotion.state, &promotion.config) {
         (PromotionState::Pending, _) => {
             printer.message(format!(
-                "Promotion {} of {what} from {from} into {} waits for approval",
-                promotion.id, promotion.to
+                "Promotion {} of {what} from {from} into {}/{} waits for approval",
+                promotion.id, promotion.pipeline, promotion.to
             ));
             printer.message(format!(
                 "hint: another operator approves it with `depot approve {} {}`",
