@@ -302,6 +302,8 @@ pub struct Promotion {
     pub state: PromotionState,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approved_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejected_by: Option<String>,
     /// Why a gate was overridden with `--force`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forced: Option<String>,

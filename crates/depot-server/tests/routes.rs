@@ -107,7 +107,7 @@ fn routes() -> Vec<(Method, &'static str, Option<serde_json::Value>, &'static [R
         (Method::POST, "/api/v1/pipelines/nope/promotions", Some(serde_json::json!({"to": "prod"})), OPERATE),
         (Method::POST, "/api/v1/pipelines/nope/promotions/1/approval", Some(serde_json::json!({})), OPERATE),
         (Method::POST, "/api/v1/pipelines/nope/promotions/1/rejection", None, OPERATE),
-        (Method::DELETE, "/api/v1/pipelines/nope", None, OPERATE),
+        (Method::DELETE, "/api/v1/pipelines/nope", None, ADMIN),
         (Method::PUT, "/api/v1/pipelines/nope/stages/prod/gate", Some(serde_json::json!({"gate": "approval"})), ADMIN),
         (Method::POST, "/api/v1/pipelines/nope/stages/prod/rollback", Some(serde_json::json!({})), OPERATE),
         (Method::GET, "/api/v1/pipelines/nope/stages/prod/env", None, VIEW),
@@ -274,6 +274,16 @@ async fn environment_layers_are_read_only_by_operators_and_their_agents() {
         call(&registry.state, Method::PATCH, "/api/v1/pipelines/web/stages/prod/env", admin, Some(change)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(json["message"].as_str().unwrap().contains("reserved"), "{json}");
+    // Once the pipeline is deleted, no version names the blob: until garbage collection removes
+    // it, only operators may read it.
+    let (status, _) = call(&registry.state, Method::DELETE, "/api/v1/pipelines/web", admin, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    for (token, expected) in [(viewer.as_str(), StatusCode::FORBIDDEN), (prod_agent.as_str(), StatusCode::FORBIDDEN)] {
+        let (status, json) = call(&registry.state, Method::GET, &uri, Some(token), None).await;
+        assert_eq!(status, expected, "{json}");
+    }
+    let (status, _) = call(&registry.state, Method::GET, &uri, admin, None).await;
+    assert_eq!(status, StatusCode::OK);
 }
 
 /// Every route of the matrix is described, with its method, in the document served at

@@ -42,8 +42,17 @@ pub enum StoreError {
     /// A `require-healthy` gate refused, or the promotion is not pending.
     #[error("{message}")]
     GateClosed { message: String, hint: String },
-    #[error("pipeline {pipeline} has {} waiting for approval", match id { Some(id) => format!("no promotion {id}"), None => "no single promotion".to_owned() })]
-    UnknownPromotion { pipeline: PipelineName, id: Option<u64>, pending: Vec<u64> },
+    #[error("pipeline {pipeline} has {}", match (id, state) {
+        (Some(id), Some(state)) => format!("promotion {id}, but it is {}, not waiting for approval", state.as_str()),
+        (Some(id), None) => format!("no promotion {id}"),
+        (None, _) => "no single promotion waiting for approval".to_owned(),
+    })]
+    UnknownPromotion {
+        pipeline: PipelineName,
+        id: Option<u64>,
+        pending: Vec<u64>,
+        state: Option<depot_api::pipeline::PromotionState>,
+    },
     #[error("{actor} asked for promotion {id}; another operator must approve it")]
     SelfApproval { id: u64, actor: String },
     #[error("agent {host} of configuration {config} reports with token {reporter}, not {caller}")]

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 
 pub use blobs::{BlobWriter, FsBlobs, VerifiedUpload};
 pub use error::{Result, StoreError};
+pub use pipelines::BlobAccess;
 pub use sqlite::{Added, Retention, SqliteMetadata};
 
 /// Opens the metadata and blob stores named by `metadata_url` (`sqlite:///path/depot.db`) and

@@ -27,6 +27,13 @@ pub struct StageEnv {
     pub vars: BTreeMap<String, String>,
 }
 
+/// See [`SqliteMetadata::blob_access`].
+#[derive(Debug)]
+pub struct BlobAccess {
+    pub referenced: bool,
+    pub env_stages: Vec<ConfigName>,
+}
+
 impl SqliteMetadata {
     /// Creates the pipeline and one configuration per stage. The first stage's layers track the
     /// components' channel `track`; the others start empty and receive versions by promotion.
@@ -204,14 +211,27 @@ impl SqliteMetadata {
                     target.name
                 )));
             }
+            // Skipping a stage goes around its gate: only with --force, and recorded.
+            let skipped: Vec<StageName> =
+                upstream_of(&pipeline, &target.name).into_iter().take_while(|s| s != &source.name).collect();
+            let mut notes = Vec::new();
+            if !skipped.is_empty() {
+                let names = skipped.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ");
+                if !request.force {
+                    return Err(StoreError::GateClosed {
+                        message: format!("promoting {from} into {} skips {names}, and the gate into it", target.name),
+                        hint: format!("promote through {names} first, or pass --force (recorded in the history)"),
+                    });
+                }
+                notes.push(format!("forced past {names}"));
+            }
             let source_config = current_config(tx, &source.config)?;
-            let source_env = env_component(&source.config);
-            let mut layers: Vec<Layer> = source_config
-                .layers
-                .iter()
-                .filter(|l| l.component != source_env)
-                .map(|l| Layer { channel: None, ..l.clone() })
-                .collect();
+            let mut layers = Vec::new();
+            for layer in &source_config.layers {
+                if env_owner(tx, &layer.component)?.is_none() {
+                    layers.push(Layer { channel: None, ..layer.clone() });
+                }
+            }
             if !request.components.is_empty() {
                 for component in &request.components {
                     if !layers.iter().any(|l| &l.component == component) {
@@ -236,7 +256,6 @@ impl SqliteMetadata {
                     insert_promotion(tx, name, source, (&target.name, target_config.revision), &layers, actor, None)?;
                 return apply(tx, &pipeline, id, None);
             }
-            let mut forced = None;
             match target.gate {
                 Gate::None => {}
                 Gate::RequireHealthy => {
@@ -253,7 +272,7 @@ impl SqliteMetadata {
                                 ),
                             });
                         }
-                        forced = Some(format!("forced past require-healthy: {refusal}"));
+                        notes.push(format!("forced past require-healthy: {refusal}"));
                     }
                 }
                 Gate::Approval => {
@@ -264,7 +283,7 @@ impl SqliteMetadata {
                         (&target.name, target_config.revision),
                         &layers,
                         actor,
-                        None,
+                        (!notes.is_empty()).then(|| notes.join("; ")),
                     )?;
                     let summary = format!(
                         "promotion {id} from {name}/{from} revision {} ({}) waits for approval",
@@ -276,6 +295,7 @@ impl SqliteMetadata {
                 }
             }
             let source = (&from, source_config.revision);
+            let forced = (!notes.is_empty()).then(|| notes.join("; "));
             let id =
                 insert_promotion(tx, name, source, (&target.name, target_config.revision), &layers, actor, forced)?;
             apply(tx, &pipeline, id, None)
@@ -292,21 +312,43 @@ impl SqliteMetadata {
             let id = match (id, pending.as_slice()) {
                 (Some(id), _) if pending.contains(&id) => id,
                 (None, [only]) => *only,
-                _ => return Err(StoreError::UnknownPromotion { pipeline: name.clone(), id, pending }),
+                _ => {
+                    let state = id.and_then(|id| load_promotion(tx, name, id).ok()).map(|p| p.state);
+                    return Err(StoreError::UnknownPromotion { pipeline: name.clone(), id, pending, state });
+                }
             };
             let promotion = load_promotion(tx, name, id)?;
             if promotion.requested_by == actor {
                 return Err(StoreError::SelfApproval { id, actor: actor.to_owned() });
             }
+            // The promoted components must be where they were when it was asked: approving it
+            // after a rollback or another promotion of them would undo that.
             let target = find_stage(&pipeline, &promotion.to)?;
             let asked_at: i64 =
                 tx.query_row("SELECT target_revision FROM promotions WHERE id = ?1", [id as i64], |row| row.get(0))?;
-            let now_at = current_config(tx, &target.config)?.revision;
-            if now_at != asked_at as u64 {
+            let then: String = tx.query_row(
+                "SELECT layers FROM config_revisions WHERE config = ?1 AND revision = ?2",
+                params![target.config.as_str(), asked_at],
+                |row| row.get(0),
+            )?;
+            let then: Vec<Layer> = from_json(&then)?;
+            let now = current_config(tx, &target.config)?;
+            let at = |layers: &[Layer], component: &ComponentName| {
+                layers.iter().find(|l| &l.component == component).map(|l| (l.version.clone(), l.digest.clone()))
+            };
+            let moved: Vec<String> = promotion
+                .layers
+                .iter()
+                .filter(|l| at(&then, &l.component) != at(&now.layers, &l.component))
+                .map(|l| l.component.to_string())
+                .collect();
+            if !moved.is_empty() {
                 return Err(StoreError::GateClosed {
                     message: format!(
-                        "{name}/{} changed since promotion {id} was asked (revision {asked_at} → {now_at})",
-                        promotion.to
+                        "{} changed in {name}/{} since promotion {id} was asked (revision {asked_at} → {})",
+                        moved.join(", "),
+                        promotion.to,
+                        now.revision
                     ),
                     hint: format!(
                         "approving it now could undo that change: `depot reject {name} {id}` and promote again"
@@ -322,11 +364,13 @@ impl SqliteMetadata {
     pub fn reject(&self, name: &PipelineName, id: u64, actor: &str) -> Result<Promotion> {
         self.transaction(|tx| {
             let pipeline = load_pipeline(tx, name)?;
-            let promotion = load_promotion(tx, name, id)?;
-            if promotion.state != PromotionState::Pending {
-                let pending = promotions(tx, name, Some(PromotionState::Pending))?.into_iter().map(|p| p.id).collect();
-                return Err(StoreError::UnknownPromotion { pipeline: name.clone(), id: Some(id), pending });
+            let pending: Vec<u64> =
+                promotions(tx, name, Some(PromotionState::Pending))?.into_iter().map(|p| p.id).collect();
+            if !pending.contains(&id) {
+                let state = load_promotion(tx, name, id).ok().map(|p| p.state);
+                return Err(StoreError::UnknownPromotion { pipeline: name.clone(), id: Some(id), pending, state });
             }
+            let promotion = load_promotion(tx, name, id)?;
             tx.execute(
                 "UPDATE promotions SET state = ?2, approved_by = ?3 WHERE id = ?1",
                 params![id as i64, PromotionState::Rejected.as_str(), actor],
@@ -437,15 +481,17 @@ impl SqliteMetadata {
         })
     }
 
-    /// The stages whose environment layers are this blob: only their agents and operators may
-    /// download it, since it holds the variables' values.
-    pub fn env_blob_configs(&self, digest: &Digest) -> Result<Vec<ConfigName>> {
+    /// Who may download a blob besides operators: whether a version names it, and the stages
+    /// whose environment layers it is (only their agents may read those values).
+    pub fn blob_access(&self, digest: &Digest) -> Result<BlobAccess> {
         self.transaction(|tx| {
             let names: Vec<String> = tx
                 .prepare("SELECT DISTINCT config FROM env_versions WHERE digest = ?1")?
                 .query_map([digest.as_str()], |row| row.get(0))?
                 .collect::<std::result::Result<_, _>>()?;
-            names.iter().map(|name| parse(ConfigName::parse(name))).collect()
+            let referenced = tx.prepare("SELECT 1 FROM versions WHERE digest = ?1")?.exists([digest.as_str()])?;
+            let env_stages = names.iter().map(|name| parse(ConfigName::parse(name))).collect::<Result<_>>()?;
+            Ok(BlobAccess { referenced, env_stages })
         })
     }
 
@@ -505,14 +551,18 @@ pub(crate) fn stage_ref(tx: &Transaction<'_>, config: &ConfigName) -> Result<Opt
     .transpose()
 }
 
-/// Refuses a hand-made change (`config set`, `config bump`) of `components` in a stage that
-/// would go around the pipeline: any layer of a stage that receives promotions (its gate), and
-/// any stage's environment layer (`depot env set`). The first stage may be pinned by hand.
+/// Refuses a hand-made change (`config set`, `config bump`) of `components` in `config` that
+/// would go around a pipeline: any stage's environment layer (`depot env set` writes those), and
+/// any layer of a stage that receives promotions (through its gate). The first stage may be
+/// pinned by hand.
 pub(crate) fn check_manual_change(
     tx: &Transaction<'_>,
     config: &ConfigName,
     components: &[&ComponentName],
 ) -> Result<()> {
+    for component in components {
+        refuse_env_component(tx, component)?;
+    }
     let Some(stage) = stage_ref(tx, config)? else { return Ok(()) };
     let (pipeline, name) = (&stage.pipeline, &stage.stage);
     let position: i64 = tx.query_row(
@@ -526,13 +576,18 @@ pub(crate) fn check_manual_change(
              (`depot promote {pipeline} --to {name}`)"
         )));
     }
-    let env = env_component(config);
-    if components.contains(&&env) {
-        return Err(StoreError::Invalid(format!(
-            "{env} is the environment layer of {pipeline}/{name}; change it with `depot env set {pipeline}/{name} KEY=VALUE`"
-        )));
-    }
     Ok(())
+}
+
+/// Refuses to act by hand on a stage's generated environment component: only `depot env set`
+/// writes its versions, and only its stage uses them.
+pub(crate) fn refuse_env_component(tx: &Transaction<'_>, component: &ComponentName) -> Result<()> {
+    match env_owner(tx, component)? {
+        Some(stage) => Err(StoreError::Invalid(format!(
+            "{component} is the environment layer of {stage}; change it with `depot env set {stage} KEY=VALUE`"
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// `APP/STAGE` when `component` is the generated environment layer of a stage.
@@ -816,7 +871,11 @@ fn promotion_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<PromotionRow> {
 }
 
 fn promotion(name: &PipelineName, raw: PromotionRow) -> Result<Promotion> {
-    let (id, from, to, source_revision, layers, requested_by, requested_at, state, approved_by, forced, _) = raw;
+    let (id, from, to, source_revision, layers, requested_by, requested_at, state, decided_by, forced, _) = raw;
+    let state = PromotionState::parse(&state)
+        .ok_or_else(|| StoreError::Invalid(format!("unknown promotion state `{state}`")))?;
+    let (approved_by, rejected_by) =
+        if state == PromotionState::Rejected { (None, decided_by) } else { (decided_by, None) };
     Ok(Promotion {
         id: id as u64,
         pipeline: name.clone(),
@@ -826,9 +885,9 @@ fn promotion(name: &PipelineName, raw: PromotionRow) -> Result<Promotion> {
         layers: from_json(&layers)?,
         requested_by,
         requested_at: parse_time(&requested_at)?,
-        state: PromotionState::parse(&state)
-            .ok_or_else(|| StoreError::Invalid(format!("unknown promotion state `{state}`")))?,
+        state,
         approved_by,
+        rejected_by,
         forced,
         config: None,
     })
@@ -842,7 +901,12 @@ fn load_promotion(tx: &Transaction<'_>, name: &PipelineName, id: u64) -> Result<
             promotion_row,
         )
         .optional()?
-        .ok_or_else(|| StoreError::UnknownPromotion { pipeline: name.clone(), id: Some(id), pending: Vec::new() })?;
+        .ok_or_else(|| StoreError::UnknownPromotion {
+            pipeline: name.clone(),
+            id: Some(id),
+            pending: Vec::new(),
+            state: None,
+        })?;
     promotion(name, raw)
 }
 

@@ -143,6 +143,7 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_by_config ON events (config);
 CREATE INDEX IF NOT EXISTS env_versions_by_digest ON env_versions (digest);
+CREATE INDEX IF NOT EXISTS versions_by_digest ON versions (digest);
 CREATE INDEX IF NOT EXISTS events_by_component ON events (component);
 CREATE TABLE IF NOT EXISTS tokens (
     name TEXT PRIMARY KEY,
@@ -267,6 +268,7 @@ impl SqliteMetadata {
         creator: &str,
     ) -> Result<Added> {
         self.transaction(|tx| {
+            crate::pipelines::refuse_env_component(tx, component)?;
             if let Some(existing) = find_version(tx, component, version)? {
                 if &existing.digest == digest {
                     // Pushed again (a retried CI job): its build channels still move.
@@ -283,11 +285,6 @@ impl SqliteMetadata {
                     existing: existing.digest,
                     next: semver_order::next_after(labels.iter().map(String::as_str), version.as_str()),
                 });
-            }
-            if let Some(stage) = crate::pipelines::env_owner(tx, component)? {
-                return Err(StoreError::Invalid(format!(
-                    "{component} is the environment layer of {stage}; change it with `depot env set {stage} KEY=VALUE`"
-                )));
             }
             let known: Option<i64> = tx
                 .query_row("SELECT size FROM blobs WHERE digest = ?1", [digest.as_str()], |row| row.get(0))
@@ -342,6 +339,7 @@ impl SqliteMetadata {
     /// Deletes a version that no configuration's current revision uses.
     pub fn delete_version(&self, component: &ComponentName, version: &VersionLabel) -> Result<()> {
         self.transaction(|tx| {
+            crate::pipelines::refuse_env_component(tx, component)?;
             resolve_version(tx, component, version)?;
             if let Some(config) = current_user(tx, component, Some(version))? {
                 return Err(StoreError::InUse { what: format!("version {version} of {component}"), config });
@@ -356,6 +354,7 @@ impl SqliteMetadata {
     /// Deletes every version of a component that no configuration uses. Returns how many.
     pub fn delete_component(&self, component: &ComponentName) -> Result<u64> {
         self.transaction(|tx| {
+            crate::pipelines::refuse_env_component(tx, component)?;
             if versions_of(tx, component)?.is_empty() {
                 return Err(StoreError::UnknownComponent(component.clone()));
             }
@@ -381,6 +380,7 @@ impl SqliteMetadata {
         actor: &str,
     ) -> Result<(VersionInfo, Vec<Config>)> {
         self.transaction(|tx| {
+            crate::pipelines::refuse_env_component(tx, component)?;
             resolve_version(tx, component, version)?;
             if let Some(replacement) = replacement {
                 resolve_version(tx, component, replacement)?;
@@ -428,6 +428,7 @@ impl SqliteMetadata {
         actor: &str,
     ) -> Result<(ChannelInfo, Vec<Config>)> {
         self.transaction(|tx| {
+            crate::pipelines::refuse_env_component(tx, component)?;
             resolve_version(tx, component, version)?;
             let reason = format!("set to {version}");
             let mut moved = BTreeMap::new();
@@ -485,6 +486,9 @@ impl SqliteMetadata {
                 return Err(StoreError::ConfigExists(name.clone()));
             }
             check_one_layer_per_component(layers)?;
+            for layer in layers {
+                crate::pipelines::refuse_env_component(tx, &layer.component)?;
+            }
             let resolved = layers.iter().map(|layer| resolve_layer(tx, layer)).collect::<Result<Vec<_>>>()?;
             tx.execute("INSERT INTO configs (name, revision) VALUES (?1, 0)", [name.as_str()])?;
             let change = format!("created with {}", describe_layers(&resolved));

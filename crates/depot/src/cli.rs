@@ -1225,7 +1225,8 @@ pub struct PipelineListArgs {
     pub registry: RegistryArgs,
 }
 
-/// Delete a pipeline with its stages' configurations, their history and environment layers.
+/// Delete a pipeline with its stages' configurations, their history and environment layers
+/// (admin only, since it also drops the gates).
 ///
 /// Agents following a stage get `unknown-config`. The versions of the pipeline's components stay.
 #[derive(Debug, Args)]
@@ -1295,7 +1296,8 @@ pub struct PromoteArgs {
     #[arg(long = "component", value_name = "COMPONENT")]
     pub components: Vec<ComponentName>,
 
-    /// Promote although the require-healthy gate refuses; the reason is recorded.
+    /// Promote although the require-healthy gate refuses, or past the stages between --from and
+    /// --to; the reason is recorded.
     #[arg(long)]
     pub force: bool,
 

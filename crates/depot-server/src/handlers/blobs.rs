@@ -66,25 +66,30 @@ pub async fn download(
     request: Request,
 ) -> Result<Response, ApiError> {
     let digest = Digest::parse(&digest)?;
-    // An environment layer holds the values of a stage's variables: its agents and operators
-    // may read it, viewers may not.
-    let lookup = digest.clone();
-    let stages = state.blocking(move |state| Ok(state.metadata.env_blob_configs(&lookup)?)).await?;
-    let allowed = match caller.role {
-        Role::Operator | Role::Admin => true,
-        Role::Agent => stages.is_empty() || stages.iter().any(|config| caller.may_read_config(config)),
-        Role::Viewer => stages.is_empty(),
-    };
-    if !allowed {
-        return Err(ApiError::new(
-            ErrorCode::Forbidden,
-            format!("{digest} is the environment layer of {}; token {} may not read it", stages[0], caller.name),
-        )
-        .with_hint("operators, admins and the stage's agents may"));
-    }
     let path = state.blobs.path(&digest);
     if !path.is_file() {
         return Err(ApiError::new(ErrorCode::UnknownBlob, format!("unknown blob {digest}")));
+    }
+    // A blob no version names (an upload not pushed yet, a version deleted) is for operators. An
+    // environment layer holds the values of a stage's variables: its agents and operators may
+    // read it, viewers may not.
+    let lookup = digest.clone();
+    let access = state.blocking(move |state| Ok(state.metadata.blob_access(&lookup)?)).await?;
+    let allowed = match caller.role {
+        Role::Operator | Role::Admin => true,
+        Role::Agent => {
+            access.referenced
+                && (access.env_stages.is_empty() || access.env_stages.iter().any(|c| caller.may_read_config(c)))
+        }
+        Role::Viewer => access.referenced && access.env_stages.is_empty(),
+    };
+    if !allowed {
+        let why = match access.env_stages.first() {
+            Some(stage) if access.referenced => format!("{digest} is the environment layer of {stage}"),
+            _ => format!("no version names {digest}"),
+        };
+        return Err(ApiError::new(ErrorCode::Forbidden, format!("{why}; token {} may not read it", caller.name))
+            .with_hint("operators, admins and the agents of the configurations using it may"));
     }
     let etag = HeaderValue::from_str(&format!("\"{digest}\"")).expect("a digest is a valid header value");
     let matches =

@@ -99,7 +99,7 @@ pub async fn reject(
 
 #[utoipa::path(delete, path = "/api/v1/pipelines/{name}", tag = "pipelines", params(("name" = String, Path)), responses((status = 204, description = "deleted, with its stages' configurations"), (status = 404, body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
 pub async fn delete(
-    Operator(_caller): Operator,
+    Admin(_caller): Admin,
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {

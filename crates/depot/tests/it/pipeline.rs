@@ -286,7 +286,15 @@ fn approval_needs_a_second_operator_and_force_is_recorded() {
     // require-healthy with no agent at all refuses; --force goes through and says why.
     registry.run_as(&ctx, &alice, &["promote", "web", "--to", "qa"]).failure().stderr_contains("no agent reports");
     registry.run_as(&ctx, &alice, &["promote", "web", "--to", "qa", "--force"]).success().stderr_contains("forced");
-    registry.run_as(&ctx, &alice, &["promote", "web", "--to", "prod-eu", "--from", "prod-us"]).failure();
+    registry
+        .run_as(&ctx, &alice, &["promote", "web", "--to", "prod-eu", "--from", "prod-us"])
+        .failure()
+        .stderr_contains("does not come before");
+    // Skipping qa skips its gate: only with --force, recorded.
+    registry
+        .run_as(&ctx, &alice, &["promote", "web", "--to", "prod-us", "--from", "dev"])
+        .failure()
+        .stderr_contains("skips qa");
 
     // Approval: alice asks, alice cannot approve, bob can.
     let asked = registry.run_as(&ctx, &alice, &["promote", "web", "--to", "prod-eu", "--json"]).success().json();
@@ -296,14 +304,15 @@ fn approval_needs_a_second_operator_and_force_is_recorded() {
     let show = registry.run(&ctx, &["pipeline", "show", "web"]).success().stdout;
     assert!(show.contains("Waiting for approval") && show.contains(&format!("depot approve web {id}")), "{show}");
     registry.run_as(&ctx, &alice, &["approve", "web"]).failure().stderr_contains("another operator");
-    // What prod-eu already runs needs no approval: nothing is written or left waiting.
-    registry.run(&ctx, &["env", "unset", "web/prod-eu", "NEVER_SET"]).success();
+    // Removing a variable a stage never had writes nothing.
+    registry.run(&ctx, &["env", "unset", "web/prod-eu", "NEVER_SET"]).success().stderr_contains("no change");
+    registry.run(&ctx, &["env", "unset", "web/prod-eu", "lower"]).usage_error();
     assert_eq!(revision(&ctx, &registry, "web-prod-eu"), 1, "unsetting what was never set writes nothing");
     let approved = registry.run_as(&ctx, &bob, &["approve", "web", &id, "--json"]).success().json();
     assert_eq!(approved["state"], "applied");
     assert_eq!(approved["approved_by"], "bob");
     assert_eq!(revision(&ctx, &registry, "web-prod-eu"), 2);
-    registry.run_as(&ctx, &bob, &["approve", "web", &id]).failure().stderr_contains("no promotion");
+    registry.run_as(&ctx, &bob, &["approve", "web", &id]).failure().stderr_contains("it is applied");
 
     // Going around the pipeline is refused: stages after the first take versions by promotion,
     // and environment layers by `depot env set`; the first stage has no gate.
@@ -315,26 +324,41 @@ fn approval_needs_a_second_operator_and_force_is_recorded() {
     registry.run(&ctx, &["pipeline", "gate", "web", "dev", "approval"]).failure().stderr_contains("first stage");
     registry.run(&ctx, &["env", "set", "web/dev", "A=1"]).success();
     registry.run(&ctx, &["config", "set", "web-dev", "web-dev.env:1"]).failure().stderr_contains("depot env set");
+    registry.run(&ctx, &["config", "create", "other", "--layer", "web-dev.env:1"]).failure().stderr_contains("env");
+    registry.run(&ctx, &["delete", "version", "web-dev.env", "1"]).failure().stderr_contains("depot env set");
+    // The first stage may be pinned by hand, and set to track its channel again.
+    registry.run(&ctx, &["config", "set", "web-dev", "web:1.0.0"]).success();
+    registry.run(&ctx, &["config", "set", "web-dev", "web:latest"]).success();
 
-    // A promotion asked before its target changed cannot be approved; a newer applied promotion
-    // supersedes what waited; a waiting one can be rejected.
+    // A waiting promotion survives an environment change of its target, not a change of the
+    // components it promotes (a rollback here): that one can only be rejected. An applied
+    // promotion supersedes the others waiting for the same stage.
     registry.run(&ctx, &["push", "web", "1.1.0", &tree(&ctx, "v2", "v2")]).success();
     registry.run_as(&ctx, &alice, &["promote", "web", "--to", "qa", "--force"]).success();
     let stale = registry.run_as(&ctx, &alice, &["promote", "web", "--to", "prod-eu", "--json"]).success().json();
     registry.run(&ctx, &["env", "set", "web/prod-eu", "B=2"]).success();
     let stale_id = stale["id"].to_string();
-    registry.run_as(&ctx, &bob, &["approve", "web", &stale_id]).failure().stderr_contains("changed since");
+    registry.run_as(&ctx, &bob, &["approve", "web", &stale_id]).success();
+    assert_eq!(revision(&ctx, &registry, "web-prod-eu"), 4, "an env change does not stand in the way");
+    registry.run(&ctx, &["push", "web", "1.2.0", &tree(&ctx, "v3", "v3")]).success();
+    registry.run_as(&ctx, &alice, &["promote", "web", "--to", "qa", "--force"]).success();
+    let asked = registry.run_as(&ctx, &alice, &["promote", "web", "--to", "prod-eu", "--json"]).success().json();
+    let stale_id = asked["id"].to_string();
+    registry.run(&ctx, &["rollback", "web", "--stage", "prod-eu"]).success();
+    registry.run_as(&ctx, &bob, &["approve", "web", &stale_id]).failure().stderr_contains("changed in web/prod-eu");
     registry.run_as(&ctx, &bob, &["reject", "web", &stale_id]).success().stderr_contains("Rejected");
+    registry.run_as(&ctx, &bob, &["approve", "web", &stale_id]).failure().stderr_contains("it is rejected");
+    registry.run_as(&ctx, &bob, &["reject", "web", &stale_id]).failure().stderr_contains("it is rejected");
     let first = registry.run_as(&ctx, &alice, &["promote", "web", "--to", "prod-eu", "--json"]).success().json();
     let second = registry.run_as(&ctx, &bob, &["promote", "web", "--to", "prod-eu", "--json"]).success().json();
     registry.run_as(&ctx, &alice, &["approve", "web", &second["id"].to_string()]).success();
     let first_id = first["id"].to_string();
-    registry.run_as(&ctx, &bob, &["approve", "web", &first_id]).failure().stderr_contains("no promotion");
+    registry.run_as(&ctx, &bob, &["approve", "web", &first_id]).failure().stderr_contains("it is superseded");
     let prod_eu = registry.run(&ctx, &["config", "show", "web-prod-eu", "--json"]).success().json();
     let layers: Vec<&str> =
         prod_eu["layers"].as_array().unwrap().iter().map(|l| l["component"].as_str().unwrap()).collect();
     assert_eq!(layers, ["web", "web-prod-eu.env"], "the environment layer stays last");
-    assert_eq!(prod_eu["layers"][0]["version"], "1.1.0");
+    assert_eq!(prod_eu["layers"][0]["version"], "1.2.0");
     let again = registry.run_as(&ctx, &alice, &["promote", "web", "--to", "prod-eu", "--json"]).success().json();
     assert_eq!(again["state"], "unchanged", "what the target runs passes the gate: {again}");
     let show = registry.run(&ctx, &["pipeline", "show", "web", "--json"]).success().json();
@@ -364,9 +388,12 @@ fn approval_needs_a_second_operator_and_force_is_recorded() {
 
     // Deleting the pipeline takes its stages with it, environment layers included.
     registry.run(&ctx, &["pipeline", "delete", "web"]).usage_error().stderr_contains("--force");
+    registry.run_as(&ctx, &alice, &["pipeline", "delete", "web", "--force"]).failure().stderr_contains("admin");
     registry.run(&ctx, &["pipeline", "delete", "web", "--force"]).success();
     registry.run(&ctx, &["config", "show", "web-prod-eu"]).failure().stderr_contains("unknown configuration");
     registry.run(&ctx, &["versions", "web-prod-eu.env"]).failure();
     registry.run(&ctx, &["versions", "web"]).success();
     registry.run(&ctx, &create).success();
+    let history = registry.run(&ctx, &["history", "web"]).success().stdout;
+    assert!(!history.contains("approved by bob"), "a new pipeline starts a new history: {history}");
 }

@@ -27,7 +27,9 @@ pub fn run(command: EnvCommand, printer: &Printer) -> anyhow::Result<ExitCode> {
                     if value.ends_with('\n') {
                         value.pop();
                     }
-                    depot_api::pipeline::check_env(&key, Some(&value)).map_err(anyhow::Error::msg)?;
+                    if let Err(refusal) = depot_api::pipeline::check_env(&key, Some(&value)) {
+                        return Ok(super::usage_error(printer, &refusal, "fix the value on standard input"));
+                    }
                 }
                 if set.insert(key.clone(), value).is_some() {
                     return Ok(super::usage_error(
@@ -47,7 +49,9 @@ pub fn run(command: EnvCommand, printer: &Printer) -> anyhow::Result<ExitCode> {
         EnvCommand::Unset(args) => {
             let (app, stage) = &args.stage;
             for key in &args.keys {
-                depot_api::pipeline::check_env(key, None).map_err(anyhow::Error::msg)?;
+                if let Err(refusal) = depot_api::pipeline::check_env(key, None) {
+                    return Ok(super::usage_error(printer, &refusal, "name variables as `depot env list` shows them"));
+                }
             }
             let client = super::connect(&args.registry)?;
             let view = client.env(app, stage, false)?;
