@@ -328,6 +328,8 @@ fn approval_needs_a_second_operator_and_force_is_recorded() {
     registry.run(&ctx, &["delete", "version", "web-dev.env", "1"]).failure().stderr_contains("depot env set");
     // The first stage may be pinned by hand, and set to track its channel again.
     registry.run(&ctx, &["config", "set", "web-dev", "web:1.0.0"]).success();
+    let show = registry.run(&ctx, &["pipeline", "show", "web"]).success().stdout;
+    assert!(show.lines().any(|l| l.starts_with("dev ") && l.contains("1.0.0 (pinned)")), "{show}");
     registry.run(&ctx, &["config", "set", "web-dev", "web:latest"]).success();
 
     // A waiting promotion survives an environment change of its target, not a change of the

@@ -147,13 +147,14 @@ fn status_lines(status: &PipelineStatus) -> Vec<String> {
                 stage.revision.to_string(),
             ];
             for component in &status.components {
-                row.push(
-                    stage
-                        .layers
-                        .iter()
-                        .find(|l| &l.component == component)
-                        .map_or_else(|| "-".to_owned(), |l| l.version.to_string()),
-                );
+                row.push(stage.layers.iter().find(|l| &l.component == component).map_or_else(
+                    || "-".to_owned(),
+                    // The first stage tracks its channel unless someone pinned a layer.
+                    |l| match (&stage.stage.after, &l.channel) {
+                        (None, None) => format!("{} (pinned)", l.version),
+                        _ => l.version.to_string(),
+                    },
+                ));
             }
             row.push(stage.env_version.as_ref().map_or_else(|| "-".to_owned(), |v| format!("v{v}")));
             row.push(stage.health.to_string());
