@@ -184,6 +184,13 @@ fn deploy_in(
         let mut stager = Stager::create(&store, staging_dir.clone(), options.limits, options.copy)?;
         let count = archives.len();
         for (index, ((path, _), layer)) in archives.iter().zip(&options.layers).enumerate() {
+            // An archive staged before is staged again from its listing and the store, unread.
+            if let Some(expected) = &layer.sha256
+                && let Some(listing) = root.layer_listing(expected)
+            {
+                stager.replay_layer(expected, &listing)?;
+                continue;
+            }
             let mut file = fs_err::File::open(path)?;
             let what =
                 if count == 1 { "unpacking".to_owned() } else { format!("unpacking layer {}/{count}", index + 1) };
@@ -254,6 +261,12 @@ fn deploy_in(
     }
     root::write_atomic(&root.manifest_path(version), &serde_json::to_vec(&manifest).expect("manifest serialises"))?;
     killpoint::reached("manifest-written");
+    for (sha256, listing) in &staged.listings {
+        // Only an optimisation for the next deploy: a failure costs that deploy an unpack.
+        if let Err(e) = root.save_layer_listing(sha256, listing) {
+            session.log.line(&format!("could not keep the listing of layer {sha256}: {e}"));
+        }
+    }
     fs_err::rename(&staging_dir, root.release_dir(version))?;
     root::sync_dir(&root.releases_dir())?;
     killpoint::reached("renamed");

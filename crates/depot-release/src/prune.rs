@@ -44,6 +44,7 @@ pub fn prune_in(session: &Session, keep: usize) -> Result<PruneReport> {
     }
     let kept = releases.iter().map(|r| r.version.clone()).filter(|v| !removed.contains(v)).collect::<Vec<_>>();
 
+    root.sweep_layer_listings()?;
     let (objects_removed, bytes_freed) = root.store().sweep(&root.referenced_objects()?)?;
     session.log.line(&format!(
         "prune: removed {} release(s), {objects_removed} store object(s), {bytes_freed} bytes",

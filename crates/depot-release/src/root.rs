@@ -66,6 +66,12 @@ impl ReleaseRoot {
     pub fn tmp_dir(&self) -> PathBuf {
         self.depot_dir().join("tmp")
     }
+    fn listings_dir(&self) -> PathBuf {
+        self.depot_dir().join("layers")
+    }
+    fn listing_path(&self, archive_sha256: &str) -> PathBuf {
+        self.listings_dir().join(format!("{archive_sha256}.json"))
+    }
     fn history_path(&self) -> PathBuf {
         self.depot_dir().join("history.json")
     }
@@ -88,6 +94,7 @@ impl ReleaseRoot {
             self.root.join("data"),
             self.root.join("logs"),
             self.depot_dir().join("manifests"),
+            self.listings_dir(),
             self.tmp_dir(),
         ] {
             fs_err::create_dir_all(&dir)?;
@@ -106,7 +113,8 @@ impl ReleaseRoot {
         self.depot_dir().join("unfinished")
     }
 
-    /// The store objects that some release's manifest references, by their store names.
+    /// The store objects that some release's manifest references, or a kept layer listing (a
+    /// file a later layer replaced is in the listing, not the manifest), by their store names.
     pub fn referenced_objects(&self) -> Result<std::collections::HashSet<String>> {
         let mut live = std::collections::HashSet::new();
         for version in self.release_versions()? {
@@ -114,7 +122,65 @@ impl ReleaseRoot {
                 live.extend(manifest.objects().map(|(sha256, mode)| ContentStore::object_name(sha256, mode)));
             }
         }
+        if let Ok(entries) = fs_err::read_dir(self.listings_dir()) {
+            for entry in entries {
+                let Ok(text) = fs_err::read(entry?.path()) else { continue };
+                let Ok(listing) = serde_json::from_slice::<Vec<crate::manifest::ManifestEntry>>(&text) else {
+                    continue;
+                };
+                live.extend(listing.iter().filter_map(|entry| match &entry.kind {
+                    crate::manifest::EntryKind::File { mode, sha256, .. } => {
+                        Some(ContentStore::object_name(sha256, *mode))
+                    }
+                    _ => None,
+                }));
+            }
+        }
         Ok(live)
+    }
+
+    /// The listing of an archive staged before (what unpacking it applied, in order), if one is
+    /// kept and the store still holds every object it names; None means: unpack the archive.
+    pub fn layer_listing(&self, archive_sha256: &str) -> Option<Vec<crate::manifest::ManifestEntry>> {
+        if archive_sha256.len() != 64 || !archive_sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        let text = fs_err::read(self.listing_path(archive_sha256)).ok()?;
+        let listing: Vec<crate::manifest::ManifestEntry> = serde_json::from_slice(&text).ok()?;
+        let store = self.store();
+        let complete = listing.iter().all(|entry| match &entry.kind {
+            crate::manifest::EntryKind::File { mode, sha256, .. } => store.object_path(sha256, *mode).is_file(),
+            _ => true,
+        });
+        complete.then_some(listing)
+    }
+
+    /// Keeps the listing of an archive just staged, for the next deploy that uses it. Written
+    /// after the release's manifest: every object it names was flushed with the tree.
+    pub fn save_layer_listing(&self, archive_sha256: &str, listing: &[crate::manifest::ManifestEntry]) -> Result<()> {
+        write_atomic(&self.listing_path(archive_sha256), &serde_json::to_vec(listing).expect("listings serialise"))
+    }
+
+    /// Removes the listings (and any temporary file among them) of archives no release's
+    /// manifest names.
+    pub fn sweep_layer_listings(&self) -> Result<u64> {
+        let mut live = std::collections::HashSet::new();
+        for version in self.release_versions()? {
+            if let Ok(manifest) = self.read_manifest(&version) {
+                live.extend(manifest.summary.archives.into_iter().map(|a| format!("{a}.json")));
+            }
+        }
+        let mut removed = 0;
+        if let Ok(entries) = fs_err::read_dir(self.listings_dir()) {
+            for entry in entries {
+                let entry = entry?;
+                if !live.contains(&*entry.file_name().to_string_lossy()) {
+                    fs_err::remove_file(entry.path())?;
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
     }
 
     /// The active release, if `current` exists.
@@ -279,6 +345,7 @@ impl Session {
             }
         }
         if root.unfinished_marker().exists() {
+            root.sweep_layer_listings()?;
             let (objects, bytes) = root.store().sweep(&root.referenced_objects()?)?;
             if objects > 0 {
                 self.log.line(&format!("recovery: removed {objects} unreferenced store object(s), {bytes} bytes"));

@@ -153,6 +153,10 @@ pub struct StagedTree {
     pub archives: Vec<String>,
     pub entries: Vec<ManifestEntry>,
     pub stats: StageStats,
+    /// What each layer unpacked from its archive did, in order, by archive sha256: a layer
+    /// listing, with which a later deploy can stage the same archive again from the content
+    /// store without reading it ([`Stager::replay_layer`]).
+    pub listings: Vec<(String, Vec<ManifestEntry>)>,
 }
 
 pub struct Stager<'s> {
@@ -165,6 +169,12 @@ pub struct Stager<'s> {
     stats: StageStats,
     entry_count: u64,
     buffer: Vec<u8>,
+    /// The entries of the layer being unpacked, as they were applied.
+    applied: Vec<ManifestEntry>,
+    /// Set when the layer being unpacked hardlinks a file of an earlier layer: what it stages
+    /// then depends on those layers, so its listing is not kept.
+    depends_on_earlier: bool,
+    listings: Vec<(String, Vec<ManifestEntry>)>,
 }
 
 impl<'s> Stager<'s> {
@@ -181,6 +191,9 @@ impl<'s> Stager<'s> {
             stats: StageStats::default(),
             entry_count: 0,
             buffer: Vec::new(),
+            applied: Vec::new(),
+            depends_on_earlier: false,
+            listings: Vec::new(),
         })
     }
 
@@ -200,8 +213,46 @@ impl<'s> Stager<'s> {
             staged?;
             let sha256 = archive_sha256?;
             self.archives.push(sha256.clone());
+            let applied = std::mem::take(&mut self.applied);
+            if !std::mem::take(&mut self.depends_on_earlier) {
+                self.listings.push((sha256.clone(), applied));
+            }
             Ok(sha256)
         })
+    }
+
+    /// Stages an archive again from its listing (what [`Stager::add_layer`] applied when it
+    /// unpacked it), with the content from the store: nothing is read or decompressed. Every
+    /// entry goes through the same checks as when it came from the archive. The caller has
+    /// checked that the store holds every object the listing names.
+    pub fn replay_layer(&mut self, sha256: &str, listing: &[ManifestEntry]) -> Result<()> {
+        let mut seen_in_layer = HashSet::new();
+        for entry in listing {
+            self.entry_count += 1;
+            if self.entry_count > self.limits.max_files {
+                return Err(Error::ArchiveTooLarge { what: "entry count", limit: self.limits.max_files });
+            }
+            let path = normalize_entry_path(&entry.path)?
+                .ok_or_else(|| Error::unsafe_entry(&entry.path, "the archive root in a layer listing"))?;
+            if !seen_in_layer.insert(path.clone()) {
+                return Err(Error::unsafe_entry(&path, "the path appears twice in the archive"));
+            }
+            self.check_ancestors(&path)?;
+            match &entry.kind {
+                EntryKind::Dir { .. } => self.place_dir(path)?,
+                EntryKind::Symlink { target } => {
+                    check_symlink_target(&path, target)?;
+                    self.place_symlink(path, target.clone())?;
+                }
+                EntryKind::File { mode, sha256, size } => {
+                    self.count_bytes(*size)?;
+                    self.place_file(path, *mode, sha256.clone(), *size)?;
+                }
+            }
+        }
+        self.applied.clear();
+        self.archives.push(sha256.to_owned());
+        Ok(())
     }
 
     fn add_entries(&mut self, decoded: DecodedReader) -> Result<()> {
@@ -244,7 +295,7 @@ impl<'s> Stager<'s> {
             }
         }
         let entries = self.entries.into_iter().map(|(path, kind)| ManifestEntry { path, kind }).collect();
-        Ok(StagedTree { dir: self.dir, archives: self.archives, entries, stats: self.stats })
+        Ok(StagedTree { dir: self.dir, archives: self.archives, entries, stats: self.stats, listings: self.listings })
     }
 
     fn add_entry(&mut self, mut entry: tar::Entry<'_, impl Read>, seen_in_layer: &mut HashSet<String>) -> Result<()> {
@@ -268,26 +319,13 @@ impl<'s> Stager<'s> {
         let mode = entry.header().mode().map_err(Error::corrupt)?;
 
         if entry_type.is_dir() {
-            match self.entries.get(&path) {
-                Some(EntryKind::Dir { .. }) => {}
-                Some(_) => self.remove_existing(&path)?,
-                None => {}
-            }
-            if !self.entries.contains_key(&path) {
-                fs_err::create_dir(self.dir.join(&path))?;
-            }
-            self.entries.insert(path, EntryKind::Dir { mode: 0o755 });
-            return Ok(());
+            return self.place_dir(path);
         }
 
         if entry_type.is_symlink() {
             let target = link_target(&entry, &path)?;
             check_symlink_target(&path, &target)?;
-            self.remove_existing(&path)?;
-            std::os::unix::fs::symlink(&target, self.dir.join(&path))
-                .map_err(|e| io::Error::new(e.kind(), format!("failed to create symlink {path}: {e}")))?;
-            self.entries.insert(path, EntryKind::Symlink { target });
-            return Ok(());
+            return self.place_symlink(path, target);
         }
 
         if entry_type.is_hard_link() {
@@ -301,26 +339,23 @@ impl<'s> Stager<'s> {
                     other => other,
                 })?
                 .ok_or_else(|| Error::unsafe_entry(&path, "a hardlink to the archive root"))?;
+            if !seen_in_layer.contains(&target_path) {
+                self.depends_on_earlier = true;
+            }
             let Some(EntryKind::File { mode, sha256, size }) = self.entries.get(&target_path).cloned() else {
                 return Err(Error::unsafe_entry(
                     &path,
                     format!("hardlink target `{target}` is not a file earlier in the archive"),
                 ));
             };
-            self.remove_existing(&path)?;
             self.count_bytes(size)?;
-            self.store.materialise(&sha256, mode, &self.dir.join(&path), self.copy)?;
-            self.stats.files += 1;
-            self.stats.bytes += size;
-            self.entries.insert(path, EntryKind::File { mode, sha256, size });
-            return Ok(());
+            return self.place_file(path, mode, sha256, size);
         }
 
         if entry_type.is_file() || entry_type.is_contiguous() {
             let mode = (mode & 0o555) | 0o400;
             let size = entry.size();
             self.count_bytes(size)?;
-            self.remove_existing(&path)?;
             let (sha256, put, actual) = if size <= IN_MEMORY_LIMIT {
                 self.buffer.clear();
                 entry.read_to_end(&mut self.buffer).map_err(Error::corrupt)?;
@@ -340,11 +375,7 @@ impl<'s> Stager<'s> {
                 self.stats.objects_written += 1;
                 self.stats.bytes_written += size;
             }
-            self.store.materialise(&sha256, mode, &self.dir.join(&path), self.copy)?;
-            self.stats.files += 1;
-            self.stats.bytes += size;
-            self.entries.insert(path, EntryKind::File { mode, sha256, size });
-            return Ok(());
+            return self.place_file(path, mode, sha256, size);
         }
 
         let what = if entry_type.is_character_special() || entry_type.is_block_special() {
@@ -357,6 +388,46 @@ impl<'s> Stager<'s> {
             "this entry type is not supported"
         };
         Err(Error::unsafe_entry(&path, what))
+    }
+
+    /// A directory at `path` (an earlier layer's file or symlink there goes).
+    fn place_dir(&mut self, path: String) -> Result<()> {
+        match self.entries.get(&path) {
+            Some(EntryKind::Dir { .. }) => {}
+            Some(_) => self.remove_existing(&path)?,
+            None => {}
+        }
+        if !self.entries.contains_key(&path) {
+            fs_err::create_dir(self.dir.join(&path))?;
+        }
+        self.record(&path, EntryKind::Dir { mode: 0o755 });
+        Ok(())
+    }
+
+    /// A symlink at `path`, whose target the caller checked.
+    fn place_symlink(&mut self, path: String, target: String) -> Result<()> {
+        self.remove_existing(&path)?;
+        std::os::unix::fs::symlink(&target, self.dir.join(&path))
+            .map_err(|e| io::Error::new(e.kind(), format!("failed to create symlink {path}: {e}")))?;
+        self.record(&path, EntryKind::Symlink { target });
+        Ok(())
+    }
+
+    /// The store's object at `path`, replacing what an earlier layer put there; the caller
+    /// counted its bytes.
+    fn place_file(&mut self, path: String, mode: u32, sha256: String, size: u64) -> Result<()> {
+        self.remove_existing(&path)?;
+        self.store.materialise(&sha256, mode, &self.dir.join(&path), self.copy)?;
+        self.stats.files += 1;
+        self.stats.bytes += size;
+        self.record(&path, EntryKind::File { mode, sha256, size });
+        Ok(())
+    }
+
+    /// Enters `path` in the tree, and in the listing of the layer being unpacked.
+    fn record(&mut self, path: &str, kind: EntryKind) {
+        self.applied.push(ManifestEntry { path: path.to_owned(), kind: kind.clone() });
+        self.entries.insert(path.to_owned(), kind);
     }
 
     fn count_bytes(&mut self, size: u64) -> Result<()> {

@@ -106,3 +106,63 @@ fn layers_unpack_in_order_into_one_release() {
     let error = deploy(&root, &options("cfg-3", &[]), &NoProgress).unwrap_err();
     assert!(matches!(error, depot_release::Error::NoLayers { .. }), "{error}");
 }
+
+/// A layer deployed before is staged again from its listing and the content store: the archive
+/// is not read (it may be gone), the tree is the one unpacking gives, and a listing whose objects
+/// the store lost is not used.
+#[test]
+fn an_archive_staged_before_is_staged_again_without_reading_it() {
+    use depot_release::digest::sha256_file;
+    let dir = tempfile::tempdir().unwrap();
+    let files: Vec<(String, String)> =
+        (0..40).map(|i| (format!("lib/part-{}/file-{i}.txt", i % 4), format!("content {i}\n"))).collect();
+    let files: Vec<(&str, &str)> = files.iter().map(|(p, c)| (p.as_str(), c.as_str())).collect();
+    let base = archive(dir.path(), "base", &files);
+    let conf_1 =
+        archive(dir.path(), "conf-1", &[("config/app.toml", "port = 1\n"), ("lib/part-0/file-0.txt", "mine\n")]);
+    let conf_2 = archive(dir.path(), "conf-2", &[("config/app.toml", "port = 2\n")]);
+    let (base_sha, conf_1_sha, conf_2_sha) =
+        (sha256_file(&base).unwrap(), sha256_file(&conf_1).unwrap(), sha256_file(&conf_2).unwrap());
+    let root = ReleaseRoot::new(&dir.path().join("root")).unwrap();
+    let first =
+        deploy(&root, &options("cfg-1", &[(&base, Some(&base_sha)), (&conf_1, Some(&conf_1_sha))]), &NoProgress)
+            .unwrap();
+    assert!(first.stats.as_ref().unwrap().objects_written > 40);
+
+    // The base archive is gone: its listing and the store's objects are enough.
+    let moved = dir.path().join("base-elsewhere.tar.zst");
+    fs_err::rename(&base, &moved).unwrap();
+    let second =
+        deploy(&root, &options("cfg-2", &[(&base, Some(&base_sha)), (&conf_2, Some(&conf_2_sha))]), &NoProgress)
+            .unwrap();
+    assert_eq!(second.action, DeployAction::Deployed);
+    assert_eq!(second.stats.as_ref().unwrap().objects_written, 1, "only conf-2's new file");
+    let release = root.release_dir(&ReleaseVersion::parse("cfg-2").unwrap());
+    assert_eq!(fs_err::read_to_string(release.join("lib/part-0/file-0.txt")).unwrap(), "content 0\n");
+    assert_eq!(fs_err::read_to_string(release.join("config/app.toml")).unwrap(), "port = 2\n");
+
+    // The same tree as unpacking both archives in a fresh root.
+    fs_err::rename(&moved, &base).unwrap();
+    let fresh = ReleaseRoot::new(&dir.path().join("fresh")).unwrap();
+    deploy(&fresh, &options("cfg-2", &[(&base, Some(&base_sha)), (&conf_2, Some(&conf_2_sha))]), &NoProgress).unwrap();
+    let version = ReleaseVersion::parse("cfg-2").unwrap();
+    assert_eq!(
+        root.read_manifest(&version).unwrap().summary.tree_digest,
+        fresh.read_manifest(&version).unwrap().summary.tree_digest
+    );
+
+    // An object of the listing lost from the store: the archive is unpacked again.
+    let object = fs_err::read_dir(root.path().join(".depot/store/objects")).unwrap().next().unwrap().unwrap().path();
+    let object = fs_err::read_dir(object).unwrap().next().unwrap().unwrap().path();
+    fs_err::remove_file(&object).unwrap();
+    let third =
+        deploy(&root, &options("cfg-3", &[(&base, Some(&base_sha)), (&conf_1, Some(&conf_1_sha))]), &NoProgress)
+            .unwrap();
+    assert!(third.stats.as_ref().unwrap().objects_written >= 1, "the lost object is written again");
+    let version = ReleaseVersion::parse("cfg-3").unwrap();
+    assert_eq!(
+        root.read_manifest(&version).unwrap().summary.tree_digest,
+        root.read_manifest(&ReleaseVersion::parse("cfg-1").unwrap()).unwrap().summary.tree_digest
+    );
+    assert!(depot_release::verify::verify(&root, &version).unwrap().problems.is_empty());
+}
