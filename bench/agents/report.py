@@ -168,8 +168,10 @@ def section(res):
         w("")
         w("Medians over the changes. *Had the new configuration*: when the agents' blocking queries returned "
           "(`reported_at` − `timings_ms.total` − start), median agent and last agent. *download* and *deploy* "
-          "are the agents' own `timings_ms` (download: fetching the layers the agent lacks; deploy: unpacking "
-          "the three layers through the content store, `syncfs`, the `current` switch, pruning), median agent "
+          "are the agents' own `timings_ms` (download: fetching the layers the agent lacks; deploy: staging the "
+          "release, where the changed layer is unpacked through the content store and the two others are "
+          "replayed from their layer listings without reading their archives, then `syncfs`, the `current` "
+          "switch, pruning), median agent "
           "and slowest agent. CPU: what the agents, the registry and the whole machine used from just before "
           "`config set` to the poll that saw all active.")
         w("")
