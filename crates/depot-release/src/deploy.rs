@@ -60,6 +60,11 @@ pub struct DeployOptions {
     pub validate: Option<String>,
     pub activation: ActivationOptions,
     pub lock_timeout: Duration,
+    /// The layers' files were checked against their sha256 when they were fetched (the agent's
+    /// downloads, named by digest): a layer staged before is then replayed from its listing
+    /// without reading its file. Otherwise such a file is hashed first, so that a wrong sha256 is
+    /// still refused.
+    pub sha256_verified: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -183,11 +188,15 @@ fn deploy_in(
     let staged = (|| {
         let mut stager = Stager::create(&store, staging_dir.clone(), options.limits, options.copy)?;
         let count = archives.len();
-        for (index, ((path, _), layer)) in archives.iter().zip(&options.layers).enumerate() {
-            // An archive staged before is staged again from its listing and the store, unread.
+        for (index, ((path, known), layer)) in archives.iter().zip(&options.layers).enumerate() {
+            // An archive staged before is staged again from its listing and the store, without
+            // unpacking it (nor reading it when the caller verified it).
             if let Some(expected) = &layer.sha256
                 && let Some(listing) = root.layer_listing(expected)
             {
+                if !options.sha256_verified && known.is_none() {
+                    check_digest(expected, &digest::sha256_file(path)?, path)?;
+                }
                 stager.replay_layer(expected, &listing)?;
                 continue;
             }

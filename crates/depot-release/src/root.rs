@@ -113,15 +113,21 @@ impl ReleaseRoot {
         self.depot_dir().join("unfinished")
     }
 
-    /// The store objects that some release's manifest references, or a kept layer listing (a
-    /// file a later layer replaced is in the listing, not the manifest), by their store names.
-    pub fn referenced_objects(&self) -> Result<std::collections::HashSet<String>> {
+    /// The store objects that some release's manifest references, by their store names.
+    fn manifest_objects(&self) -> Result<std::collections::HashSet<String>> {
         let mut live = std::collections::HashSet::new();
         for version in self.release_versions()? {
             if let Ok(manifest) = self.read_manifest(&version) {
                 live.extend(manifest.objects().map(|(sha256, mode)| ContentStore::object_name(sha256, mode)));
             }
         }
+        Ok(live)
+    }
+
+    /// The store objects that some release's manifest references, or a kept layer listing (a
+    /// file a later layer replaced is in the listing, not the manifest), by their store names.
+    pub fn referenced_objects(&self) -> Result<std::collections::HashSet<String>> {
+        let mut live = self.manifest_objects()?;
         if let Ok(entries) = fs_err::read_dir(self.listings_dir()) {
             for entry in entries {
                 let Ok(text) = fs_err::read(entry?.path()) else { continue };
@@ -148,11 +154,21 @@ impl ReleaseRoot {
         let text = fs_err::read(self.listing_path(archive_sha256)).ok()?;
         let listing: Vec<crate::manifest::ManifestEntry> = serde_json::from_slice(&text).ok()?;
         let store = self.store();
-        let complete = listing.iter().all(|entry| match &entry.kind {
-            crate::manifest::EntryKind::File { mode, sha256, .. } => store.object_path(sha256, *mode).is_file(),
-            _ => true,
+        let is_digest = |s: &str| s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        let mut paths = std::collections::HashSet::new();
+        // Anything a listing depot wrote would not hold means: unpack the archive instead.
+        let usable = listing.iter().all(|entry| {
+            let normal = matches!(crate::stage::normalize_entry_path(&entry.path), Ok(Some(p)) if p == entry.path);
+            normal
+                && paths.insert(entry.path.as_str())
+                && match &entry.kind {
+                    crate::manifest::EntryKind::File { mode, sha256, .. } => {
+                        is_digest(sha256) && store.object_path(sha256, *mode).is_file()
+                    }
+                    _ => true,
+                }
         });
-        complete.then_some(listing)
+        usable.then_some(listing)
     }
 
     /// Keeps the listing of an archive just staged, for the next deploy that uses it. Written
@@ -161,8 +177,8 @@ impl ReleaseRoot {
         write_atomic(&self.listing_path(archive_sha256), &serde_json::to_vec(listing).expect("listings serialise"))
     }
 
-    /// Removes the listings (and any temporary file among them) of archives no release's
-    /// manifest names.
+    /// Removes the listings (and anything else in their directory) of archives no release's
+    /// manifest names. Listings only spare work: an entry that cannot be removed is left.
     pub fn sweep_layer_listings(&self) -> Result<u64> {
         let mut live = std::collections::HashSet::new();
         for version in self.release_versions()? {
@@ -172,10 +188,8 @@ impl ReleaseRoot {
         }
         let mut removed = 0;
         if let Ok(entries) = fs_err::read_dir(self.listings_dir()) {
-            for entry in entries {
-                let entry = entry?;
-                if !live.contains(&*entry.file_name().to_string_lossy()) {
-                    fs_err::remove_file(entry.path())?;
+            for entry in entries.flatten() {
+                if !live.contains(&*entry.file_name().to_string_lossy()) && remove_tree(&entry.path()).is_ok() {
                     removed += 1;
                 }
             }
@@ -345,8 +359,11 @@ impl Session {
             }
         }
         if root.unfinished_marker().exists() {
+            // Only what manifests name was flushed for sure: an object a listing alone names may
+            // have been written by the operation that did not finish. Such a listing is then
+            // incomplete, and its archive is unpacked again.
             root.sweep_layer_listings()?;
-            let (objects, bytes) = root.store().sweep(&root.referenced_objects()?)?;
+            let (objects, bytes) = root.store().sweep(&root.manifest_objects()?)?;
             if objects > 0 {
                 self.log.line(&format!("recovery: removed {objects} unreferenced store object(s), {bytes} bytes"));
             }

@@ -54,6 +54,7 @@ fn options(version: &str, layers: &[(&Path, Option<&str>)]) -> DeployOptions {
             release_env: Default::default(),
         },
         lock_timeout: Duration::from_secs(5),
+        sha256_verified: true,
     }
 }
 
@@ -151,18 +152,35 @@ fn an_archive_staged_before_is_staged_again_without_reading_it() {
         fresh.read_manifest(&version).unwrap().summary.tree_digest
     );
 
-    // An object of the listing lost from the store: the archive is unpacked again.
-    let object = fs_err::read_dir(root.path().join(".depot/store/objects")).unwrap().next().unwrap().unwrap().path();
-    let object = fs_err::read_dir(object).unwrap().next().unwrap().unwrap().path();
-    fs_err::remove_file(&object).unwrap();
+    // An object only base's listing names (conf-1 replaced that file in cfg-1) lost from the
+    // store: base is unpacked again, and the tree is right.
+    let lost = depot_release::digest::sha256_hex(b"content 5\n");
+    fs_err::remove_file(root.store().object_path(&lost, 0o444)).unwrap();
     let third =
         deploy(&root, &options("cfg-3", &[(&base, Some(&base_sha)), (&conf_1, Some(&conf_1_sha))]), &NoProgress)
             .unwrap();
-    assert!(third.stats.as_ref().unwrap().objects_written >= 1, "the lost object is written again");
+    assert_eq!(third.stats.as_ref().unwrap().objects_written, 1, "the lost object, written again");
     let version = ReleaseVersion::parse("cfg-3").unwrap();
     assert_eq!(
         root.read_manifest(&version).unwrap().summary.tree_digest,
         root.read_manifest(&ReleaseVersion::parse("cfg-1").unwrap()).unwrap().summary.tree_digest
     );
     assert!(depot_release::verify::verify(&root, &version).unwrap().problems.is_empty());
+
+    // A damaged listing is not used: the archive is unpacked.
+    let listing = root.path().join(format!(".depot/layers/{base_sha}.json"));
+    fs_err::write(&listing, br#"[{"path":"../escape","type":"dir","mode":493}]"#).unwrap();
+    deploy(&root, &options("cfg-4", &[(&base, Some(&base_sha)), (&conf_2, Some(&conf_2_sha))]), &NoProgress).unwrap();
+    assert!(!dir.path().join("escape").exists());
+    assert_eq!(
+        root.read_manifest(&ReleaseVersion::parse("cfg-4").unwrap()).unwrap().summary.tree_digest,
+        root.read_manifest(&ReleaseVersion::parse("cfg-2").unwrap()).unwrap().summary.tree_digest
+    );
+
+    // Without a verified download, the file is still hashed: a wrong sha256 is refused even
+    // when a listing for it is kept.
+    let mut unverified = options("cfg-5", &[(&conf_2, Some(&base_sha)), (&conf_1, Some(&conf_1_sha))]);
+    unverified.sha256_verified = false;
+    let error = deploy(&root, &unverified, &NoProgress).unwrap_err();
+    assert!(matches!(error, depot_release::Error::DigestMismatch { .. }), "{error}");
 }

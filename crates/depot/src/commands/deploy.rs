@@ -26,6 +26,9 @@ pub fn run(args: DeployArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
         validate: args.policy.validate.or(config.deploy.validate.clone()),
         activation: activation_options(&args.policy.activation, &config),
         lock_timeout: lock_timeout(args.root.lock_timeout, &config),
+        // A local file is hashed before a layer listing stands in for it; a URL is hashed as
+        // it downloads.
+        sha256_verified: false,
     };
     let progress = printer.progress();
     let report = deploy::deploy(&root, &options, progress.as_ref())?;

@@ -226,6 +226,8 @@ impl Agent<'_> {
             validate: self.settings.validate.clone(),
             activation: self.settings.activation.clone(),
             lock_timeout: self.settings.lock_timeout,
+            // Each blob was checked against its digest when downloaded, and is named by it.
+            sha256_verified: true,
         };
         options.activation.release_env.insert(release.clone(), hook_env(config, &state_file));
         if let Some(previous) = self.root.current()
