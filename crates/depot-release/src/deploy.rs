@@ -230,6 +230,11 @@ fn deploy_in(
     if exists {
         let same_tree = existing.as_ref().is_some_and(|m| m.summary.tree_digest == manifest.summary.tree_digest);
         if same_tree {
+            // Objects staging wrote are kept (the operation completes): flush them first, as
+            // any object the store keeps after a completed operation was.
+            if staged.stats.objects_written > 0 {
+                root::sync_filesystem(&staging_dir)?;
+            }
             root::remove_tree(&staging_dir)?;
             return reactivate(session, options, previous.as_ref())
                 .map(|action| report(action, archive_digests, None, None));
