@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
+use chrono::{DateTime, Utc};
 use depot_api::pipeline::{
     CreatePipeline, EnvChange, EventKind, Gate, Pipeline, PipelineEvent, PipelineStatus, Promote, Promotion,
     PromotionState, Stage, StageHealth, StageRef, StageStatus, env_component, stage_config,
@@ -256,6 +257,21 @@ impl SqliteMetadata {
                     insert_promotion(tx, name, source, (&target.name, target_config.revision), &layers, actor, None)?;
                 return apply(tx, &pipeline, id, None);
             }
+            // A withdrawn version goes no further down the pipeline unless forced.
+            let withdrawn = deprecated(tx, &layers, None)?;
+            if !withdrawn.is_empty() {
+                let list = withdrawn.join("; ");
+                if !request.force {
+                    return Err(StoreError::GateClosed {
+                        message: format!("promotion into {} is refused: {list}", target.name),
+                        hint: format!(
+                            "push or pin a replacement in {from} and promote that, or pass --force (recorded in the \
+                             history)"
+                        ),
+                    });
+                }
+                notes.push(format!("forced past {list}"));
+            }
             match target.gate {
                 Gate::None => {}
                 Gate::RequireHealthy => {
@@ -352,6 +368,16 @@ impl SqliteMetadata {
                     ),
                     hint: format!(
                         "approving it now could undo that change: `depot reject {name} {id}` and promote again"
+                    ),
+                });
+            }
+            // A version deprecated while the promotion waited was never weighed by the one who asked.
+            let withdrawn = deprecated(tx, &promotion.layers, Some(&promotion.requested_at))?;
+            if !withdrawn.is_empty() {
+                return Err(StoreError::GateClosed {
+                    message: format!("since promotion {id} was asked, {}", withdrawn.join("; ")),
+                    hint: format!(
+                        "`depot reject {name} {id}`, and promote a replacement (or promote again with --force)"
                     ),
                 });
             }
@@ -738,6 +764,33 @@ fn unhealthy(source: &Config, agents: &[AgentStatus]) -> Option<String> {
             behind.join("; ")
         )
     })
+}
+
+/// The layers whose versions are deprecated (since `since`, when given), each as
+/// `C V is deprecated: reason (replacement R)`.
+fn deprecated(tx: &Transaction<'_>, layers: &[Layer], since: Option<&DateTime<Utc>>) -> Result<Vec<String>> {
+    let mut withdrawn = Vec::new();
+    for layer in layers {
+        let row: Option<(String, Option<String>, String)> = tx
+            .query_row(
+                "SELECT reason, replacement, at FROM deprecations WHERE component = ?1 AND version = ?2",
+                params![layer.component.as_str(), layer.version.as_str()],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+            )
+            .optional()?;
+        let Some((reason, replacement, at)) = row else { continue };
+        if let Some(since) = since
+            && parse_time(&at)? < *since
+        {
+            continue;
+        }
+        let mut line = format!("{} {} is deprecated: {reason}", layer.component, layer.version);
+        if let Some(replacement) = replacement {
+            line.push_str(&format!(" (replacement {replacement})"));
+        }
+        withdrawn.push(line);
+    }
+    Ok(withdrawn)
 }
 
 fn plural_agents(count: usize) -> String {

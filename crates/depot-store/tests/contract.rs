@@ -627,3 +627,41 @@ fn pipelines_refuse_names_their_environment_component_cannot_take() {
         assert!(store.configs().unwrap().is_empty());
     }
 }
+
+#[test]
+fn a_deprecated_version_is_promoted_only_with_force_and_a_waiting_promotion_of_one_is_not_approved() {
+    use depot_api::pipeline::{Gate, Promote, PromotionState};
+    use depot_api::{PipelineName, StageName};
+    for Fresh { store, .. } in backends() {
+        push(&store, "web", "1.0.0", 1);
+        store.create_pipeline(&pipeline_request("shop", &["web"], &["dev", "prod"]), "ci").unwrap();
+        let shop = PipelineName::parse("shop").unwrap();
+        let prod = StageName::parse("prod").unwrap();
+        let request = |force| Promote { to: prod.clone(), from: None, components: Vec::new(), force };
+
+        // Deprecated while it waited for approval: the approver is refused and nothing changes.
+        store.set_gate(&shop, &prod, Gate::Approval, "admin").unwrap();
+        let waiting = store.promote(&shop, &request(false), "alice").unwrap();
+        assert_eq!(waiting.state, PromotionState::Pending);
+        push(&store, "web", "1.1.0", 2);
+        store.deprecate(&component("web"), &version("1.0.0"), "leaks memory", Some(&version("1.1.0")), "ops").unwrap();
+        let error = store.approve(&shop, Some(waiting.id), "bob").unwrap_err();
+        let text = error.to_string();
+        assert!(text.contains("web 1.0.0 is deprecated: leaks memory (replacement 1.1.0)"), "{text}");
+        assert_eq!(store.config(&config("shop-prod")).unwrap().revision, 1);
+        store.reject(&shop, waiting.id, "bob").unwrap();
+
+        // dev pinned by hand to the deprecated version: promoting it is refused, --force records why.
+        store.set_gate(&shop, &prod, Gate::None, "admin").unwrap();
+        store.set_layers(&config("shop-dev"), &[layer("web:1.0.0")], None, "ci").unwrap();
+        let error = store.promote(&shop, &request(false), "alice").unwrap_err();
+        assert!(matches!(error, StoreError::GateClosed { .. }), "{error}");
+        assert!(error.to_string().contains("web 1.0.0 is deprecated"), "{error}");
+        assert_eq!(store.config(&config("shop-prod")).unwrap().revision, 1, "nothing written");
+        let forced = store.promote(&shop, &request(true), "alice").unwrap();
+        assert_eq!(forced.state, PromotionState::Applied);
+        assert!(forced.forced.as_deref().is_some_and(|f| f.contains("web 1.0.0 is deprecated")), "{forced:?}");
+        // Already there: a no-op, which needs no force.
+        assert_eq!(store.promote(&shop, &request(false), "alice").unwrap().state, PromotionState::Unchanged);
+    }
+}

@@ -1273,8 +1273,8 @@ pub struct PipelineGateArgs {
 ///
 /// Copies the source stage's component versions (never its environment layer) into the target
 /// stage as a new revision, recorded as `promoted from APP/SOURCE revision N`. Promoting what the
-/// target already runs changes nothing. The target's gate applies (see `depot pipeline gate`).
-/// Needs an operator token.
+/// target already runs changes nothing. The target's gate applies (see `depot pipeline gate`),
+/// and a deprecated version is not promoted. Needs an operator token.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   depot promote web --to staging                     # from dev, the stage staging follows
@@ -1296,8 +1296,8 @@ pub struct PromoteArgs {
     #[arg(long = "component", value_name = "COMPONENT")]
     pub components: Vec<ComponentName>,
 
-    /// Promote although the require-healthy gate refuses, or past the stages between --from and
-    /// --to; the reason is recorded.
+    /// Promote although the require-healthy gate refuses, a promoted version is deprecated, or
+    /// past the stages between --from and --to; the reason is recorded.
     #[arg(long)]
     pub force: bool,
 
