@@ -1,14 +1,14 @@
 //! Pipelines in SQLite: stages (each a configuration `APP-STAGE`), gates, promotions,
 //! environment layers, and the history that joins them. Every method is one transaction.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use chrono::{DateTime, Utc};
 use depot_api::pipeline::{
     CreatePipeline, EnvChange, EventKind, Gate, Pipeline, PipelineEvent, PipelineStatus, Promote, Promotion,
-    PromotionState, Stage, StageHealth, StageRef, StageStatus, env_component, stage_config,
+    PromotionState, Stage, StageHealth, StageRef, StageStatus, env_component, mask_env_values, stage_config,
 };
-use depot_api::types::{AgentState, AgentStatus, Config, Layer, LayerRef};
+use depot_api::types::{AgentReport, AgentState, AgentStatus, Config, Layer, LayerRef};
 use depot_api::{ComponentName, ConfigName, Digest, PipelineName, StageName, VersionLabel};
 use rusqlite::{OptionalExtension, Transaction, params};
 
@@ -1032,4 +1032,30 @@ fn recorded(
 
 fn event_kind(text: &str) -> Result<EventKind> {
     EventKind::parse(text).ok_or_else(|| StoreError::Invalid(format!("unknown history kind `{text}`")))
+}
+
+/// `report` with the values of the configuration's environment layers masked in its error and
+/// output, which viewers read in `depot status` and the history. Every version's values: the
+/// agent may run an older one than the stage's latest.
+pub(crate) fn mask_report(tx: &Transaction<'_>, config: &ConfigName, report: &AgentReport) -> Result<AgentReport> {
+    let mut masked = report.clone();
+    if report.error.is_none() && report.output_tail.is_none() {
+        return Ok(masked);
+    }
+    let mut statement = tx.prepare_cached("SELECT vars FROM env_versions WHERE config = ?1")?;
+    let mut values = BTreeSet::new();
+    for vars in statement.query_map([config.as_str()], |row| row.get::<_, String>(0))? {
+        values.extend(from_json::<BTreeMap<String, String>>(&vars?)?.into_values());
+    }
+    if values.is_empty() {
+        return Ok(masked);
+    }
+    let mask = |text: &mut Option<String>| {
+        if let Some(text) = text {
+            *text = mask_env_values(text, values.iter().map(String::as_str));
+        }
+    };
+    mask(&mut masked.error);
+    mask(&mut masked.output_tail);
+    Ok(masked)
 }

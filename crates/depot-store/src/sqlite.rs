@@ -716,9 +716,10 @@ impl SqliteMetadata {
         reporter: &str,
         report: &AgentReport,
     ) -> Result<()> {
-        let json = serde_json::to_string(report).map_err(|e| StoreError::Invalid(e.to_string()))?;
         self.transaction(|tx| {
             current_config(tx, config)?;
+            let report = &crate::pipelines::mask_report(tx, config, report)?;
+            let json = serde_json::to_string(report).map_err(|e| StoreError::Invalid(e.to_string()))?;
             let stored: Option<(String, String, i64, String, String)> = tx
                 .query_row(
                     "SELECT reporter, reported_at, revision, hash, state FROM agents WHERE config = ?1 AND host = ?2",

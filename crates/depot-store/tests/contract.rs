@@ -665,3 +665,39 @@ fn a_deprecated_version_is_promoted_only_with_force_and_a_waiting_promotion_of_o
         assert_eq!(store.promote(&shop, &request(false), "alice").unwrap().state, PromotionState::Unchanged);
     }
 }
+
+/// A hook that prints its environment must not carry the stage's values to the viewers of
+/// `depot status` and `depot history`.
+#[test]
+fn agent_reports_keep_the_stages_environment_values_masked() {
+    use depot_api::pipeline::EnvChange;
+    use depot_api::types::AgentState;
+    use depot_api::{PipelineName, StageName};
+    for Fresh { store, .. } in backends() {
+        push(&store, "web", "1.0.0", 1);
+        store.create_pipeline(&pipeline_request("shop", &["web"], &["dev", "prod"]), "ci").unwrap();
+        let shop = PipelineName::parse("shop").unwrap();
+        let dev = StageName::parse("dev").unwrap();
+        // Two versions of the environment: the agent may still run the older one.
+        for (n, value) in ["old-secret-1", "new-secret-2"].into_iter().enumerate() {
+            store.record_blob(&digest(100 + n as u8), 10).unwrap();
+            let revision = store.config(&config("shop-dev")).unwrap().revision;
+            let vars: BTreeMap<String, String> = [("TOKEN".to_owned(), value.to_owned())].into();
+            let change = EnvChange { set: vars.clone(), unset: Vec::new() };
+            store.set_env(&shop, &dev, revision, &change, &vars, &digest(100 + n as u8), "ci").unwrap();
+        }
+        let hash = store.config(&config("shop-dev")).unwrap().hash;
+        let mut failed = report(3, &hash, AgentState::Failed, "2026-01-01T00:00:10Z");
+        failed.error = Some("post-activate failed: TOKEN=old-secret-1 refused".to_owned());
+        failed.output_tail = Some("TOKEN=new-secret-2\nLOG=on".to_owned());
+        let host = depot_api::HostName::parse("web-01").unwrap();
+        store.report_agent(&config("shop-dev"), &host, "fleet", &failed).unwrap();
+
+        let stored = &store.agents(&config("shop-dev")).unwrap()[0].report;
+        assert_eq!(stored.error.as_deref(), Some("post-activate failed: TOKEN=*** refused"));
+        assert_eq!(stored.output_tail.as_deref(), Some("TOKEN=***\nLOG=on"));
+        let history = store.pipeline_history(&shop, Some(&dev)).unwrap();
+        let text = format!("{history:?}");
+        assert!(text.contains("TOKEN=***") && !text.contains("secret"), "{text}");
+    }
+}
