@@ -303,6 +303,9 @@ fn approval_needs_a_second_operator_and_force_is_recorded() {
     assert_eq!(revision(&ctx, &registry, "web-prod-eu"), 1, "nothing is written before approval");
     let show = registry.run(&ctx, &["pipeline", "show", "web"]).success().stdout;
     assert!(show.contains("Waiting for approval") && show.contains(&format!("depot approve web {id}")), "{show}");
+    // An empty stage: its agents (if any) have nothing to report.
+    let prod_us = show.lines().find(|l| l.starts_with("prod-us ")).unwrap();
+    assert!(prod_us.trim_end().ends_with("nothing to run yet"), "{show}");
     registry.run_as(&ctx, &alice, &["approve", "web"]).failure().stderr_contains("another operator");
     // Removing a variable a stage never had writes nothing.
     registry.run(&ctx, &["env", "unset", "web/prod-eu", "NEVER_SET"]).success().stderr_contains("no change");

@@ -157,7 +157,9 @@ fn status_lines(status: &PipelineStatus) -> Vec<String> {
                 ));
             }
             row.push(stage.env_version.as_ref().map_or_else(|| "-".to_owned(), |v| format!("v{v}")));
-            row.push(stage.health.to_string());
+            // Agents report nothing on an empty configuration: whether any track it is unknown.
+            let empty = stage.layers.is_empty() && stage.health.agents == 0;
+            row.push(if empty { "nothing to run yet".to_owned() } else { stage.health.to_string() });
             row
         })
         .collect();
