@@ -23,8 +23,8 @@ use crate::pipeline::{
 };
 use crate::types::{
     AgentReport, AgentStatus, BlobInfo, BumpLayer, BumpResult, ChannelInfo, ComponentSummary, Config, ConfigSummary,
-    CreateConfig, CreateToken, DeprecateVersion, GcReport, HistoryEntry, PushVersion, RollbackConfig, SetChannel,
-    SetLayers, TokenCreated, TokenInfo, VersionInfo, WhoAmI,
+    CreateConfig, CreateToken, DeprecateVersion, Deprecated, GcReport, HistoryEntry, PushVersion, RollbackConfig,
+    SetChannel, SetLayers, TokenCreated, TokenInfo, VersionInfo, WhoAmI,
 };
 
 /// How long a request that moves only metadata may take.
@@ -306,7 +306,7 @@ impl Client {
         component: &ComponentName,
         version: &VersionLabel,
         request: &DeprecateVersion,
-    ) -> Result<VersionInfo, ClientError> {
+    ) -> Result<Deprecated, ClientError> {
         let path = ["api", "v1", "components", component.as_str(), "versions", version.as_str(), "deprecation"];
         self.send_json(Method::PUT, &path, request)
     }

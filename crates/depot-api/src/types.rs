@@ -101,6 +101,33 @@ pub struct VersionInfo {
     pub deprecated: Option<Deprecation>,
 }
 
+/// `PUT …/versions/{version}/deprecation`: the version, and what its deprecation did to the
+/// configurations.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Deprecated {
+    #[serde(flatten)]
+    pub version: VersionInfo,
+    /// Configurations tracking a channel that named it: each moved to the channel's new version.
+    #[serde(default)]
+    pub moved: Vec<ConfigName>,
+    /// Configurations whose current revision still runs it: pinned to it, or tracking a channel
+    /// left with no other version.
+    #[serde(default)]
+    pub still_running: Vec<VersionUse>,
+}
+
+/// A configuration's layer on a version, as of its current revision.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct VersionUse {
+    pub config: ConfigName,
+    pub revision: u64,
+    /// The channel the layer tracks; none when pinned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<VersionLabel>,
+}
+
 /// Why a version was withdrawn from the channels, and what to use instead.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -26,7 +26,7 @@ use crate::handlers::{admin, agents, blobs, components, configs, pipelines, toke
     components(schemas(
         ErrorBody, ErrorCode, Role, BlobInfo, PushVersion, VersionInfo, ComponentSummary, LayerRef, Layer, Config,
         ConfigSummary, CreateConfig, SetLayers, BumpLayer, BumpResult, RollbackConfig, HistoryEntry, CreateToken,
-        TokenInfo, TokenCreated, GcReport, WhoAmI, AgentState, AgentReport, AgentStatus, Deprecation, DeprecateVersion,
+        TokenInfo, TokenCreated, GcReport, WhoAmI, AgentState, AgentReport, AgentStatus, Deprecation, Deprecated, VersionUse, DeprecateVersion,
         ChannelInfo, ChannelMove, SetChannel, depot_api::semver_order::ChannelKind,
         depot_api::pipeline::StageRef, depot_api::pipeline::StageSpec, depot_api::pipeline::CreatePipeline,
         depot_api::pipeline::Stage, depot_api::pipeline::Pipeline, depot_api::pipeline::Gate,

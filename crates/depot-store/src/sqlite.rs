@@ -10,7 +10,8 @@ use depot_api::pipeline::EventKind;
 use depot_api::semver_order::{self, ChannelKind};
 use depot_api::types::{
     AgentReport, AgentState, AgentStatus, BumpResult, ChannelInfo, ChannelMove, ComponentSummary, Config,
-    ConfigSummary, Deprecation, HistoryEntry, Layer, LayerRef, Role, TokenInfo, VersionInfo, config_hash,
+    ConfigSummary, Deprecated, Deprecation, HistoryEntry, Layer, LayerRef, Role, TokenInfo, VersionInfo, VersionUse,
+    config_hash,
 };
 use depot_api::{ComponentName, ConfigName, Digest, HostName, TokenName, VersionLabel};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
@@ -370,7 +371,8 @@ impl SqliteMetadata {
     }
 
     /// Withdraws a version from the channels (it stays downloadable and is never removed by
-    /// retention); the configurations tracking a channel that named it move back.
+    /// retention); the configurations tracking a channel that named it move back. Returns the
+    /// version with the configurations moved and those still running it, and the moved ones.
     pub fn deprecate(
         &self,
         component: &ComponentName,
@@ -378,7 +380,7 @@ impl SqliteMetadata {
         reason: &str,
         replacement: Option<&VersionLabel>,
         actor: &str,
-    ) -> Result<(VersionInfo, Vec<Config>)> {
+    ) -> Result<(Deprecated, Vec<Config>)> {
         self.transaction(|tx| {
             crate::pipelines::refuse_env_component(tx, component)?;
             resolve_version(tx, component, version)?;
@@ -392,7 +394,12 @@ impl SqliteMetadata {
             let summary = format!("deprecated {component} {version}: {reason}");
             record_event(tx, EventKind::Deprecate, actor, Some(component), None, None, &summary)?;
             let moved = update_channels(tx, component, actor, &format!("deprecated {version}: {reason}"))?;
-            Ok((resolve_version(tx, component, version)?, moved))
+            let deprecated = Deprecated {
+                version: resolve_version(tx, component, version)?,
+                moved: moved.iter().map(|c| c.name.clone()).collect(),
+                still_running: current_users(tx, component, Some(version))?,
+            };
+            Ok((deprecated, moved))
         })
     }
 
@@ -1400,18 +1407,36 @@ fn current_user(
     component: &ComponentName,
     version: Option<&VersionLabel>,
 ) -> Result<Option<ConfigName>> {
+    Ok(current_users(tx, component, version)?.into_iter().next().map(|u| u.config))
+}
+
+/// The configurations whose current revision has a layer of `component` (at `version`, when
+/// given), by name.
+fn current_users(
+    tx: &Transaction<'_>,
+    component: &ComponentName,
+    version: Option<&VersionLabel>,
+) -> Result<Vec<VersionUse>> {
     let mut statement = tx.prepare(
-        "SELECT c.name, r.layers FROM configs c JOIN config_revisions r ON r.config = c.name AND r.revision = c.revision ORDER BY c.name",
+        "SELECT c.name, c.revision, r.layers FROM configs c JOIN config_revisions r ON r.config = c.name AND r.revision = c.revision ORDER BY c.name",
     )?;
-    let rows = statement.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))?;
+    let rows = statement
+        .query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?, row.get::<_, String>(2)?)))?;
+    let mut users = Vec::new();
     for row in rows {
-        let (name, layers) = row?;
+        let (name, revision, layers) = row?;
         let layers: Vec<Layer> = from_json(&layers)?;
-        if layers.iter().any(|l| &l.component == component && version.is_none_or(|v| &l.version == v)) {
-            return Ok(Some(parse(ConfigName::parse(&name))?));
+        if let Some(layer) =
+            layers.into_iter().find(|l| &l.component == component && version.is_none_or(|v| &l.version == v))
+        {
+            users.push(VersionUse {
+                config: parse(ConfigName::parse(&name))?,
+                revision: revision as u64,
+                channel: layer.channel,
+            });
         }
     }
-    Ok(None)
+    Ok(users)
 }
 
 /// (component, version) pairs used by any configuration's current or last protected revisions.

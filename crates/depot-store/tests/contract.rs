@@ -372,7 +372,9 @@ fn channels_follow_stable_pushes_and_tracking_configurations_follow_them() {
         let (info, moved) = store
             .deprecate(&component("web"), &version("1.4.1"), "crashes on start", Some(&version("1.4.0")), "ops")
             .unwrap();
-        let deprecation = info.deprecated.expect("deprecated");
+        assert_eq!(info.moved.len(), 2);
+        assert!(info.still_running.is_empty(), "{info:?}");
+        let deprecation = info.version.deprecated.expect("deprecated");
         assert_eq!((deprecation.reason.as_str(), deprecation.by.as_str()), ("crashes on start", "ops"));
         assert_eq!(moved.len(), 2);
         assert_eq!(layer_of(&store, "prod"), (3, "1.4.0".into(), Some("latest".into())));
@@ -699,5 +701,20 @@ fn agent_reports_keep_the_stages_environment_values_masked() {
         let history = store.pipeline_history(&shop, Some(&dev)).unwrap();
         let text = format!("{history:?}");
         assert!(text.contains("TOKEN=***") && !text.contains("secret"), "{text}");
+    }
+}
+
+/// Deprecating the only version of a channel moves nobody: the answer names who still runs it.
+#[test]
+fn a_deprecation_names_the_configurations_still_running_the_version() {
+    for Fresh { store, .. } in backends() {
+        push(&store, "web", "1.0.0", 1);
+        store.create_config(&config("follows"), &[layer("web:latest")], "a").unwrap();
+        store.create_config(&config("pinned"), &[layer("web:1.0.0")], "a").unwrap();
+        let (outcome, moved) = store.deprecate(&component("web"), &version("1.0.0"), "bad", None, "ops").unwrap();
+        assert!(moved.is_empty() && outcome.moved.is_empty(), "{outcome:?}");
+        let still: Vec<(&str, Option<&str>)> =
+            outcome.still_running.iter().map(|u| (u.config.as_str(), u.channel.as_ref().map(|c| c.as_str()))).collect();
+        assert_eq!(still, [("follows", Some("latest")), ("pinned", None)]);
     }
 }

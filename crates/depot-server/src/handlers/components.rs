@@ -2,7 +2,9 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use depot_api::semver_order::{ChannelKind, channel_kind, check_manual_channel};
-use depot_api::types::{ChannelInfo, ComponentSummary, Config, DeprecateVersion, PushVersion, SetChannel, VersionInfo};
+use depot_api::types::{
+    ChannelInfo, ComponentSummary, Config, DeprecateVersion, Deprecated, PushVersion, SetChannel, VersionInfo,
+};
 use depot_api::{ComponentName, ErrorCode, VersionLabel};
 
 use crate::auth::{Admin, Operator, Viewer};
@@ -93,14 +95,14 @@ fn announce(state: &AppState, moved: &[Config]) {
 }
 
 /// `PUT …/versions/{version}/deprecation`: the version leaves the channels; configurations that
-/// track a channel naming it move back.
-#[utoipa::path(put, path = "/api/v1/components/{component}/versions/{version}/deprecation", tag = "components", params(("component" = String, Path), ("version" = String, Path)), request_body = DeprecateVersion, responses((status = 200, body = VersionInfo), (status = 404, body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
+/// track a channel naming it move back. The answer names them, and those still running it.
+#[utoipa::path(put, path = "/api/v1/components/{component}/versions/{version}/deprecation", tag = "components", params(("component" = String, Path), ("version" = String, Path)), request_body = DeprecateVersion, responses((status = 200, body = Deprecated), (status = 404, body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
 pub async fn deprecate(
     Operator(caller): Operator,
     State(state): State<AppState>,
     Path((component, version)): Path<(String, String)>,
     Json(request): Json<DeprecateVersion>,
-) -> Result<Json<VersionInfo>, ApiError> {
+) -> Result<Json<Deprecated>, ApiError> {
     let (component, version) = (ComponentName::parse(&component)?, VersionLabel::parse(&version)?);
     if request.reason.trim().is_empty() {
         return Err(ApiError::new(ErrorCode::InvalidRequest, "a deprecation needs a reason")

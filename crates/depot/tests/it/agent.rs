@@ -503,7 +503,8 @@ fn an_agent_tracking_latest_moves_forward_on_a_stable_push_ignores_an_rc_and_mov
     registry.run(&ctx, &["push", "web", "1.0.1", &tree(&ctx, "v3", "1.0.1")]).success();
     registry
         .run(&ctx, &["deprecate", "web", "1.1.0", "--reason", "crashes on start", "--replacement", "1.0.1"])
-        .success();
+        .success()
+        .stderr_contains("Moved back, tracking their channel: web-prod");
     on("1.0.1");
     let channels = registry.run(&ctx, &["channels", "web", "--json"]).success().json();
     let latest = channels.as_array().unwrap().iter().find(|c| c["name"] == "latest").unwrap();
@@ -512,7 +513,8 @@ fn an_agent_tracking_latest_moves_forward_on_a_stable_push_ignores_an_rc_and_mov
     assert!(text.contains("deprecated 1.1.0: crashes on start"), "{text}");
     let versions = registry.run(&ctx, &["versions", "web"]).success().stdout;
     assert!(versions.contains("deprecated: crashes on start"), "{versions}");
-    registry.run(&ctx, &["deprecate", "web", "1.0.0", "--reason", "old"]).success();
+    let deprecated = registry.run(&ctx, &["deprecate", "web", "1.0.0", "--reason", "old"]).success().stderr;
+    assert!(deprecated.contains("Still running web 1.0.0:\n  web-pinned revision 1 (pinned)"), "{deprecated}");
     let pinned = registry.run(&ctx, &["config", "show", "web-pinned"]).success().stdout;
     assert!(pinned.contains("warning: web:1.0.0 is deprecated (old)"), "{pinned}");
     let flagged = registry.run(&ctx, &["status", "web-pinned"]).success().stdout;
