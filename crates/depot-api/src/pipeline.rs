@@ -86,7 +86,9 @@ pub const MIN_MASKED_VALUE: usize = 4;
 
 /// `text` with every environment value in `values` replaced by `***`: as written, as the dotenv
 /// file escapes it, and line by line for a value of several lines, so that a hook printing its
-/// environment or `config/app.env` does not carry the values into agent reports.
+/// environment or `config/app.env` does not carry the values into agent reports. A value is
+/// masked where it stands alone, not inside a longer word (`info` in `LEVEL=info`, not in
+/// `informal`); values that overlap in the text are masked together.
 pub fn mask_env_values<'a>(text: &str, values: impl IntoIterator<Item = &'a str>) -> String {
     let mut fragments: Vec<String> = Vec::new();
     for value in values {
@@ -96,16 +98,47 @@ pub fn mask_env_values<'a>(text: &str, values: impl IntoIterator<Item = &'a str>
         fragments.extend(escape_double_quoted(value).lines().map(str::to_owned));
     }
     fragments.retain(|f| f.trim().chars().count() >= MIN_MASKED_VALUE);
-    // Longest first, so that a value holding another is masked whole.
-    fragments.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+    fragments.sort();
     fragments.dedup();
-    let mut masked = text.to_owned();
+    // Every place a fragment occurs in the text as given, then one pass over the merged places.
+    let mut places: Vec<(usize, usize)> = Vec::new();
     for fragment in &fragments {
-        if masked.contains(fragment.as_str()) {
-            masked = masked.replace(fragment.as_str(), "***");
+        let step = fragment.chars().next().map_or(1, char::len_utf8);
+        let mut from = 0;
+        while let Some(at) = text[from..].find(fragment.as_str()) {
+            let (start, end) = (from + at, from + at + fragment.len());
+            if stands_alone(text, start, end) {
+                places.push((start, end));
+            }
+            from = start + step;
         }
     }
+    places.sort_unstable();
+    let mut masked = String::with_capacity(text.len());
+    let mut copied = 0;
+    let mut places = places.into_iter().peekable();
+    while let Some((start, mut end)) = places.next() {
+        while let Some(&(next_start, next_end)) = places.peek()
+            && next_start <= end
+        {
+            end = end.max(next_end);
+            places.next();
+        }
+        masked.push_str(&text[copied..start.max(copied)]);
+        masked.push_str("***");
+        copied = copied.max(end);
+    }
+    masked.push_str(&text[copied..]);
     masked
+}
+
+/// Whether `text[start..end]` neither starts nor ends inside a word of `text`.
+fn stands_alone(text: &str, start: usize, end: usize) -> bool {
+    let word = |c: char| c.is_alphanumeric() || c == '_';
+    let (inside, before, after) = (&text[start..end], text[..start].chars().next_back(), text[end..].chars().next());
+    let joined_before = before.is_some_and(word) && inside.chars().next().is_some_and(word);
+    let joined_after = after.is_some_and(word) && inside.chars().next_back().is_some_and(word);
+    !joined_before && !joined_after
 }
 
 /// What a stage's gate asks of a promotion into it.
@@ -477,6 +510,10 @@ mod tests {
         let masked = mask_env_values(text, values);
         assert_eq!(masked, "TOKEN=***\nA=\"***\"\n***\nlog on ***");
         assert_eq!(mask_env_values("only line two here", values), "only *** here");
+        // Inside a longer word it is not the value; overlapping values are masked together.
+        assert_eq!(mask_env_values("informal; LEVEL=info.", ["info"]), "informal; LEVEL=***.");
+        assert_eq!(mask_env_values("[abcd-secret-xyz]", ["abcd-secret", "secret-xyz"]), "[***]");
+        assert_eq!(mask_env_values("é-secret-é", ["secret"]), "é-***-é");
         assert_eq!(mask_env_values("nothing here", values), "nothing here");
     }
 

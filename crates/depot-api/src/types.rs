@@ -112,9 +112,13 @@ pub struct Deprecated {
     #[serde(default)]
     pub moved: Vec<ConfigName>,
     /// Configurations whose current revision still runs it: pinned to it, or tracking a channel
-    /// left with no other version.
+    /// left with no other version or one that still names it.
     #[serde(default)]
     pub still_running: Vec<VersionUse>,
+    /// The channels that still name it: build and manual channels, which a deprecation does not
+    /// move (a push or `depot channel set` does).
+    #[serde(default)]
+    pub channels: Vec<VersionLabel>,
 }
 
 /// A configuration's layer on a version, as of its current revision.

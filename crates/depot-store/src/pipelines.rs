@@ -3,7 +3,6 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
-use chrono::{DateTime, Utc};
 use depot_api::pipeline::{
     CreatePipeline, EnvChange, EventKind, Gate, Pipeline, PipelineEvent, PipelineStatus, Promote, Promotion,
     PromotionState, Stage, StageHealth, StageRef, StageStatus, env_component, mask_env_values, stage_config,
@@ -258,16 +257,17 @@ impl SqliteMetadata {
                 return apply(tx, &pipeline, id, None);
             }
             // A withdrawn version goes no further down the pipeline unless forced.
-            let withdrawn = deprecated(tx, &layers, None)?;
+            let withdrawn = deprecated(tx, &layers, &target_config.layers, None)?;
             if !withdrawn.is_empty() {
                 let list = withdrawn.join("; ");
                 if !request.force {
+                    let replace = match source.after {
+                        None => format!("push or pin a replacement in {from}"),
+                        Some(_) => format!("promote a replacement into {from}"),
+                    };
                     return Err(StoreError::GateClosed {
                         message: format!("promotion into {} is refused: {list}", target.name),
-                        hint: format!(
-                            "push or pin a replacement in {from} and promote that, or pass --force (recorded in the \
-                             history)"
-                        ),
+                        hint: format!("{replace} and promote that, or pass --force (recorded in the history)"),
                     });
                 }
                 notes.push(format!("forced past {list}"));
@@ -371,8 +371,9 @@ impl SqliteMetadata {
                     ),
                 });
             }
-            // A version deprecated while the promotion waited was never weighed by the one who asked.
-            let withdrawn = deprecated(tx, &promotion.layers, Some(&promotion.requested_at))?;
+            // A version deprecated while the promotion waited was never weighed by the one who asked;
+            // one it was forced past was.
+            let withdrawn = deprecated(tx, &promotion.layers, &now.layers, promotion.forced.as_deref())?;
             if !withdrawn.is_empty() {
                 return Err(StoreError::GateClosed {
                     message: format!("since promotion {id} was asked, {}", withdrawn.join("; ")),
@@ -766,25 +767,32 @@ fn unhealthy(source: &Config, agents: &[AgentStatus]) -> Option<String> {
     })
 }
 
-/// The layers whose versions are deprecated (since `since`, when given), each as
-/// `C V is deprecated: reason (replacement R)`.
-fn deprecated(tx: &Transaction<'_>, layers: &[Layer], since: Option<&DateTime<Utc>>) -> Result<Vec<String>> {
+/// The layers of `layers` that would bring a deprecated version into `target`, each as
+/// `C V is deprecated: reason (replacement R)`; those a promotion was `forced` past (its note
+/// holds that line) are left out.
+fn deprecated(tx: &Transaction<'_>, layers: &[Layer], target: &[Layer], forced: Option<&str>) -> Result<Vec<String>> {
     let mut withdrawn = Vec::new();
     for layer in layers {
-        let row: Option<(String, Option<String>, String)> = tx
-            .query_row(
-                "SELECT reason, replacement, at FROM deprecations WHERE component = ?1 AND version = ?2",
-                params![layer.component.as_str(), layer.version.as_str()],
-                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
-            )
-            .optional()?;
-        let Some((reason, replacement, at)) = row else { continue };
-        if let Some(since) = since
-            && parse_time(&at)? < *since
+        // What the target runs already goes no further by this promotion.
+        if target
+            .iter()
+            .any(|t| t.component == layer.component && t.version == layer.version && t.digest == layer.digest)
         {
             continue;
         }
-        let mut line = format!("{} {} is deprecated: {reason}", layer.component, layer.version);
+        let row: Option<(String, Option<String>)> = tx
+            .query_row(
+                "SELECT reason, replacement FROM deprecations WHERE component = ?1 AND version = ?2",
+                params![layer.component.as_str(), layer.version.as_str()],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()?;
+        let Some((reason, replacement)) = row else { continue };
+        let key = format!("{} {} is deprecated", layer.component, layer.version);
+        if forced.is_some_and(|forced| forced.contains(&key)) {
+            continue;
+        }
+        let mut line = format!("{key}: {reason}");
         if let Some(replacement) = replacement {
             line.push_str(&format!(" (replacement {replacement})"));
         }

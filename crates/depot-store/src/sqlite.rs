@@ -398,6 +398,11 @@ impl SqliteMetadata {
                 version: resolve_version(tx, component, version)?,
                 moved: moved.iter().map(|c| c.name.clone()).collect(),
                 still_running: current_users(tx, component, Some(version))?,
+                channels: tx
+                    .prepare("SELECT name FROM channels WHERE component = ?1 AND version = ?2 ORDER BY name")?
+                    .query_map([component.as_str(), version.as_str()], |row| row.get::<_, String>(0))?
+                    .map(|name| parse(VersionLabel::parse(&name?)))
+                    .collect::<Result<_>>()?,
             };
             Ok((deprecated, moved))
         })
@@ -725,8 +730,6 @@ impl SqliteMetadata {
     ) -> Result<()> {
         self.transaction(|tx| {
             current_config(tx, config)?;
-            let report = &crate::pipelines::mask_report(tx, config, report)?;
-            let json = serde_json::to_string(report).map_err(|e| StoreError::Invalid(e.to_string()))?;
             let stored: Option<(String, String, i64, String, String)> = tx
                 .query_row(
                     "SELECT reporter, reported_at, revision, hash, state FROM agents WHERE config = ?1 AND host = ?2",
@@ -755,6 +758,8 @@ impl SqliteMetadata {
                     Ok(())
                 }
                 _ => {
+                    let report = &crate::pipelines::mask_report(tx, config, report)?;
+                    let json = serde_json::to_string(report).map_err(|e| StoreError::Invalid(e.to_string()))?;
                     if outcome && !same_as_stored {
                         let mut summary = format!("{host}: {} on revision {}", report.state.as_str(), report.revision);
                         if let Some(error) = &report.error {

@@ -709,12 +709,57 @@ fn agent_reports_keep_the_stages_environment_values_masked() {
 fn a_deprecation_names_the_configurations_still_running_the_version() {
     for Fresh { store, .. } in backends() {
         push(&store, "web", "1.0.0", 1);
+        store.set_channel(&component("web"), &version("stable"), &version("1.0.0"), "ops").unwrap();
         store.create_config(&config("follows"), &[layer("web:latest")], "a").unwrap();
         store.create_config(&config("pinned"), &[layer("web:1.0.0")], "a").unwrap();
+        store.create_config(&config("stable"), &[layer("web:stable")], "a").unwrap();
         let (outcome, moved) = store.deprecate(&component("web"), &version("1.0.0"), "bad", None, "ops").unwrap();
         assert!(moved.is_empty() && outcome.moved.is_empty(), "{outcome:?}");
         let still: Vec<(&str, Option<&str>)> =
             outcome.still_running.iter().map(|u| (u.config.as_str(), u.channel.as_ref().map(|c| c.as_str()))).collect();
-        assert_eq!(still, [("follows", Some("latest")), ("pinned", None)]);
+        assert_eq!(still, [("follows", Some("latest")), ("pinned", None), ("stable", Some("stable"))]);
+        // A manual channel is not moved by a deprecation: the answer says it still names the version.
+        assert_eq!(outcome.channels, [version("stable")]);
+        // The answer reads as the version for a client that knows only that.
+        let json = serde_json::to_string(&outcome).unwrap();
+        let as_version: depot_api::types::VersionInfo = serde_json::from_str(&json).unwrap();
+        assert_eq!(as_version, outcome.version);
+    }
+}
+
+/// A deprecated version the target already runs goes no further by a promotion of something
+/// else; one a promotion was forced past does not block its approval.
+#[test]
+fn deprecation_refuses_only_what_a_promotion_would_bring_and_force_survives_approval() {
+    use depot_api::pipeline::{Gate, Promote, PromotionState};
+    use depot_api::{PipelineName, StageName};
+    for Fresh { store, .. } in backends() {
+        push(&store, "api", "1.0.0", 1);
+        push(&store, "web", "1.0.0", 2);
+        store.create_pipeline(&pipeline_request("shop", &["api", "web"], &["dev", "prod"]), "ci").unwrap();
+        let shop = PipelineName::parse("shop").unwrap();
+        let prod = StageName::parse("prod").unwrap();
+        let request = |force| Promote { to: prod.clone(), from: None, components: Vec::new(), force };
+        store.promote(&shop, &request(false), "alice").unwrap();
+
+        // api 1.0.0 is withdrawn everywhere (no other version: dev keeps it); web moves on.
+        store.deprecate(&component("api"), &version("1.0.0"), "slow", None, "ops").unwrap();
+        push(&store, "web", "1.1.0", 3);
+        let promoted = store.promote(&shop, &request(false), "alice").unwrap();
+        assert_eq!(promoted.state, PromotionState::Applied, "{promoted:?}");
+        assert!(promoted.forced.is_none());
+
+        // A deprecated api 1.1.0 behind an approval gate: forced when asked, approved as asked.
+        store.set_gate(&shop, &prod, Gate::Approval, "admin").unwrap();
+        push(&store, "api", "1.1.0", 4);
+        store.deprecate(&component("api"), &version("1.1.0"), "leaks", None, "ops").unwrap();
+        assert_eq!(store.config(&config("shop-dev")).unwrap().layers[0].version.as_str(), "1.1.0");
+        let error = store.promote(&shop, &request(false), "alice").unwrap_err();
+        assert!(error.to_string().contains("api 1.1.0 is deprecated: leaks"), "{error}");
+        let waiting = store.promote(&shop, &request(true), "alice").unwrap();
+        assert_eq!(waiting.state, PromotionState::Pending);
+        // Deprecated again with a replacement named: still what alice forced past.
+        store.deprecate(&component("api"), &version("1.1.0"), "leaks", Some(&version("1.0.0")), "ops").unwrap();
+        assert_eq!(store.approve(&shop, Some(waiting.id), "bob").unwrap().state, PromotionState::Applied);
     }
 }

@@ -382,20 +382,45 @@ fn hook_env(config: &Config, state_file: &Path) -> Vec<(String, String)> {
     env
 }
 
-/// The first `limit` bytes of `text`, cut at a character boundary.
+/// At most the first `limit` bytes of `text`, cut after a whole line when one fits (so that the
+/// registry can mask an environment value printed on it), else at a character boundary.
 fn head(text: &str, limit: usize) -> &str {
-    let mut end = limit.min(text.len());
+    if text.len() <= limit {
+        return text;
+    }
+    let mut end = limit;
     while !text.is_char_boundary(end) {
         end -= 1;
     }
-    &text[..end]
+    text[..end].rfind('\n').map_or(&text[..end], |newline| &text[..newline])
 }
 
-/// The last `limit` bytes of `text`, cut at a character boundary.
+/// At most the last `limit` bytes of `text`, from the start of a whole line when one fits, else
+/// from a character boundary.
 fn tail(text: &str, limit: usize) -> &str {
-    let mut start = text.len().saturating_sub(limit);
+    if text.len() <= limit {
+        return text;
+    }
+    let mut start = text.len() - limit;
     while !text.is_char_boundary(start) {
         start += 1;
     }
-    &text[start..]
+    text[start..].find('\n').map_or(&text[start..], |newline| &text[start + newline + 1..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{head, tail};
+
+    #[test]
+    fn reports_are_cut_between_lines() {
+        let text = "first line\nTOKEN=s3cr3t\nlast line";
+        assert_eq!(head(text, 100), text);
+        assert_eq!(head(text, 18), "first line");
+        assert_eq!(tail(text, 18), "last line");
+        assert_eq!(tail(text, 9), "last line");
+        // One line longer than the limit: cut at a character boundary.
+        assert_eq!(head("ééé", 3), "é");
+        assert_eq!(tail("ééé", 3), "é");
+    }
 }

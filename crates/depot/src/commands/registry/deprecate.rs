@@ -23,8 +23,16 @@ pub fn run(args: DeprecateArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
 /// running the version, which only an operator can move.
 fn deprecation_lines(outcome: &Deprecated) -> Vec<String> {
     let (component, version) = (&outcome.version.component, &outcome.version.version);
-    let mut lines =
-        vec![format!("Deprecated {component} {version}: no channel names it now (`depot channels {component}`)")];
+    let mut lines = vec![if outcome.channels.is_empty() {
+        format!("Deprecated {component} {version}: no channel names it now (`depot channels {component}`)")
+    } else {
+        let names: Vec<&str> = outcome.channels.iter().map(|c| c.as_str()).collect();
+        format!(
+            "Deprecated {component} {version}: the rolling channels left it; {} still name it (a build or manual \
+             channel moves by a push or `depot channel set`)",
+            names.join(", ")
+        )
+    }];
     if !outcome.moved.is_empty() {
         let names: Vec<&str> = outcome.moved.iter().map(|c| c.as_str()).collect();
         lines.push(format!("Moved back, tracking their channel: {}", names.join(", ")));
@@ -33,6 +41,9 @@ fn deprecation_lines(outcome: &Deprecated) -> Vec<String> {
         lines.push(format!("Still running {component} {version}:"));
         for user in &outcome.still_running {
             let why = match &user.channel {
+                Some(channel) if outcome.channels.contains(channel) => {
+                    format!("tracks {component}:{channel}, which still names it")
+                }
                 Some(channel) => format!("tracks {component}:{channel}, which names no other version"),
                 None => "pinned".to_owned(),
             };

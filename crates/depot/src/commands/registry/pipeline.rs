@@ -158,7 +158,7 @@ fn status_lines(status: &PipelineStatus) -> Vec<String> {
             }
             row.push(stage.env_version.as_ref().map_or_else(|| "-".to_owned(), |v| format!("v{v}")));
             // Agents report nothing on an empty configuration: whether any track it is unknown.
-            let empty = stage.layers.is_empty() && stage.health.agents == 0;
+            let empty = stage.layers.is_empty() && stage.env_version.is_none() && stage.health.agents == 0;
             row.push(if empty { "nothing to run yet".to_owned() } else { stage.health.to_string() });
             row
         })
