@@ -245,12 +245,7 @@ impl SqliteMetadata {
             }
             // What the target already runs passes every gate: nothing would be written.
             let target_config = current_config(tx, &target.config)?;
-            if layers.iter().all(|l| {
-                target_config
-                    .layers
-                    .iter()
-                    .any(|t| t.component == l.component && t.digest == l.digest && t.version == l.version)
-            }) {
+            if layers.iter().all(|l| runs(&target_config.layers, l)) {
                 let source = (&from, source_config.revision);
                 let id =
                     insert_promotion(tx, name, source, (&target.name, target_config.revision), &layers, actor, None)?;
@@ -767,6 +762,11 @@ fn unhealthy(source: &Config, agents: &[AgentStatus]) -> Option<String> {
     })
 }
 
+/// Whether `layers` hold `layer`'s component at its version and digest.
+fn runs(layers: &[Layer], layer: &Layer) -> bool {
+    layers.iter().any(|l| l.component == layer.component && l.version == layer.version && l.digest == layer.digest)
+}
+
 /// The layers of `layers` that would bring a deprecated version into `target`, each as
 /// `C V is deprecated: reason (replacement R)`; those a promotion was `forced` past (its note
 /// holds that line) are left out.
@@ -774,10 +774,7 @@ fn deprecated(tx: &Transaction<'_>, layers: &[Layer], target: &[Layer], forced: 
     let mut withdrawn = Vec::new();
     for layer in layers {
         // What the target runs already goes no further by this promotion.
-        if target
-            .iter()
-            .any(|t| t.component == layer.component && t.version == layer.version && t.digest == layer.digest)
-        {
+        if runs(target, layer) {
             continue;
         }
         let row: Option<(String, Option<String>)> = tx
