@@ -1,7 +1,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use depot_store::{FsBlobs, SqliteMetadata};
+use depot_store::{FsBlobs, Metadata};
 
 use crate::metrics::Metrics;
 use crate::watch::Watchers;
@@ -22,7 +22,7 @@ pub struct ServerOptions {
 /// Everything a handler can reach. Cloning is cheap.
 #[derive(Clone)]
 pub struct AppState {
-    pub metadata: Arc<SqliteMetadata>,
+    pub metadata: Arc<Metadata>,
     pub blobs: Arc<FsBlobs>,
     pub options: Arc<ServerOptions>,
     pub watchers: Arc<Watchers>,
@@ -30,7 +30,7 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(metadata: SqliteMetadata, blobs: FsBlobs, options: ServerOptions) -> Self {
+    pub fn new(metadata: Metadata, blobs: FsBlobs, options: ServerOptions) -> Self {
         let metrics = Arc::new(Metrics::new());
         AppState {
             metadata: Arc::new(metadata),

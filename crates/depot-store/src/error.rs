@@ -61,10 +61,13 @@ pub enum StoreError {
     DigestMismatch { expected: Digest, actual: Digest },
     #[error("the upload is larger than the limit of {limit} bytes")]
     TooLarge { limit: u64 },
-    #[error("unsupported store URL `{0}` (use sqlite:///path and file:///path)")]
+    #[error("unsupported store URL `{0}` (use sqlite:///path, postgres://user@host/database or file:///path)")]
     UnsupportedUrl(String),
     #[error("database error: {0}")]
-    Database(#[from] rusqlite::Error),
+    Database(String),
+    /// A query expected a row and found none (see `db::OptionalExtension`).
+    #[error("database error: no row where one was expected")]
+    NoRows,
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }
@@ -141,7 +144,7 @@ impl StoreError {
             StoreError::TooLarge { .. } => {
                 (ErrorCode::TooLarge, Some("raise the registry's --max-blob-size".to_owned()))
             }
-            StoreError::UnsupportedUrl(_) | StoreError::Database(_) | StoreError::Io(_) => {
+            StoreError::UnsupportedUrl(_) | StoreError::Database(_) | StoreError::NoRows | StoreError::Io(_) => {
                 return ErrorBody::new(ErrorCode::Internal, "internal error; see the registry's log");
             }
         };
@@ -149,6 +152,21 @@ impl StoreError {
         match hint {
             Some(hint) => body.with_hint(hint),
             None => body,
+        }
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> Self {
+        StoreError::Database(format!("SQLite: {error}"))
+    }
+}
+
+impl From<postgres::Error> for StoreError {
+    fn from(error: postgres::Error) -> Self {
+        match error.as_db_error() {
+            Some(db) => StoreError::Database(format!("PostgreSQL: {}: {}", db.code().code(), db.message())),
+            None => StoreError::Database(format!("PostgreSQL: {error}")),
         }
     }
 }

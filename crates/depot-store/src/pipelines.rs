@@ -3,17 +3,17 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
+use crate::db::{OptionalExtension, Tx, params};
 use depot_api::pipeline::{
     CreatePipeline, EnvChange, EventKind, Gate, Pipeline, PipelineEvent, PipelineStatus, Promote, Promotion,
     PromotionState, Stage, StageHealth, StageRef, StageStatus, env_component, mask_env_values, stage_config,
 };
 use depot_api::types::{AgentReport, AgentState, AgentStatus, Config, Layer, LayerRef};
 use depot_api::{ComponentName, ConfigName, Digest, PipelineName, StageName, VersionLabel};
-use rusqlite::{OptionalExtension, Transaction, params};
 
-use crate::sqlite::{
-    SqliteMetadata, agents_of, check_revision, current_config, delete_version_rows, from_json, insert_version, now,
-    parse, parse_time, record_event, resolve_layer, resolve_version, write_revision,
+use crate::metadata::{
+    Metadata, agents_of, check_revision, current_config, delete_version_rows, from_json, insert_version, now, parse,
+    parse_time, record_event, resolve_layer, resolve_version, write_revision,
 };
 use crate::{Result, StoreError};
 
@@ -27,14 +27,14 @@ pub struct StageEnv {
     pub vars: BTreeMap<String, String>,
 }
 
-/// See [`SqliteMetadata::blob_access`].
+/// See [`Metadata::blob_access`].
 #[derive(Debug)]
 pub struct BlobAccess {
     pub referenced: bool,
     pub env_stages: Vec<ConfigName>,
 }
 
-impl SqliteMetadata {
+impl Metadata {
     /// Creates the pipeline and one configuration per stage. The first stage's layers track the
     /// components' channel `track`; the others start empty and receive versions by promotion.
     /// Returns the pipeline and the configurations created.
@@ -120,14 +120,14 @@ impl SqliteMetadata {
     }
 
     pub fn pipeline(&self, name: &PipelineName) -> Result<Pipeline> {
-        self.transaction(|tx| load_pipeline(tx, name))
+        self.read(|tx| load_pipeline(tx, name))
     }
 
     pub fn pipelines(&self) -> Result<Vec<Pipeline>> {
-        self.transaction(|tx| {
+        self.read(|tx| {
             let names: Vec<String> = tx
                 .prepare("SELECT name FROM pipelines ORDER BY name")?
-                .query_map([], |row| row.get(0))?
+                .query_map((), |row| row.get(0))?
                 .collect::<std::result::Result<_, _>>()?;
             names.iter().map(|name| load_pipeline(tx, &parse(PipelineName::parse(name))?)).collect()
         })
@@ -158,7 +158,7 @@ impl SqliteMetadata {
 
     /// Every stage with what it runs and how its agents are, and the promotions waiting.
     pub fn pipeline_status(&self, name: &PipelineName) -> Result<PipelineStatus> {
-        self.transaction(|tx| {
+        self.read(|tx| {
             let pipeline = load_pipeline(tx, name)?;
             let mut stages = Vec::new();
             for stage in &pipeline.stages {
@@ -436,12 +436,12 @@ impl SqliteMetadata {
 
     /// A stage's configuration, for the verbs that act on it as a configuration (rollback).
     pub fn stage_config(&self, name: &PipelineName, stage: &StageName) -> Result<ConfigName> {
-        self.transaction(|tx| Ok(find_stage(&load_pipeline(tx, name)?, stage)?.config.clone()))
+        self.read(|tx| Ok(find_stage(&load_pipeline(tx, name)?, stage)?.config.clone()))
     }
 
     /// The variables of the environment layer `stage` runs now.
     pub fn stage_env(&self, name: &PipelineName, stage: &StageName) -> Result<StageEnv> {
-        self.transaction(|tx| {
+        self.read(|tx| {
             let config = find_stage(&load_pipeline(tx, name)?, stage)?.config.clone();
             stage_env(tx, &config)
         })
@@ -506,7 +506,7 @@ impl SqliteMetadata {
     /// Who may download a blob besides operators: whether a version names it, and the stages
     /// whose environment layers it is (only their agents may read those values).
     pub fn blob_access(&self, digest: &Digest) -> Result<BlobAccess> {
-        self.transaction(|tx| {
+        self.read(|tx| {
             let names: Vec<String> = tx
                 .prepare("SELECT DISTINCT config FROM env_versions WHERE digest = ?1")?
                 .query_map([digest.as_str()], |row| row.get(0))?
@@ -522,7 +522,7 @@ impl SqliteMetadata {
     /// deprecations of its components. With `stage`, only that stage's entries (and, for the
     /// first stage, the pushes and deprecations that move it).
     pub fn pipeline_history(&self, name: &PipelineName, stage: Option<&StageName>) -> Result<Vec<PipelineEvent>> {
-        self.transaction(|tx| {
+        self.read(|tx| {
             let pipeline = load_pipeline(tx, name)?;
             if let Some(stage) = stage {
                 find_stage(&pipeline, stage)?;
@@ -555,7 +555,7 @@ impl SqliteMetadata {
 }
 
 /// The stage a configuration is, if any, for [`Config::stage`].
-pub(crate) fn stage_ref(tx: &Transaction<'_>, config: &ConfigName) -> Result<Option<StageRef>> {
+pub(crate) fn stage_ref(tx: &Tx<'_>, config: &ConfigName) -> Result<Option<StageRef>> {
     let row: Option<(String, String, Option<String>, String)> = tx
         .query_row(
             "SELECT s.pipeline, s.name, s.after, p.track FROM stages s JOIN pipelines p ON p.name = s.pipeline WHERE s.config = ?1",
@@ -577,11 +577,7 @@ pub(crate) fn stage_ref(tx: &Transaction<'_>, config: &ConfigName) -> Result<Opt
 /// would go around a pipeline: any stage's environment layer (`depot env set` writes those), and
 /// any layer of a stage that receives promotions (through its gate). The first stage may be
 /// pinned by hand.
-pub(crate) fn check_manual_change(
-    tx: &Transaction<'_>,
-    config: &ConfigName,
-    components: &[&ComponentName],
-) -> Result<()> {
+pub(crate) fn check_manual_change(tx: &Tx<'_>, config: &ConfigName, components: &[&ComponentName]) -> Result<()> {
     for component in components {
         refuse_env_component(tx, component)?;
     }
@@ -603,7 +599,7 @@ pub(crate) fn check_manual_change(
 
 /// Refuses to act by hand on a stage's generated environment component: only `depot env set`
 /// writes its versions, and only its stage uses them.
-pub(crate) fn refuse_env_component(tx: &Transaction<'_>, component: &ComponentName) -> Result<()> {
+pub(crate) fn refuse_env_component(tx: &Tx<'_>, component: &ComponentName) -> Result<()> {
     match env_owner(tx, component)? {
         Some(stage) => Err(StoreError::Invalid(format!(
             "{component} is the environment layer of {stage}; change it with `depot env set {stage} KEY=VALUE`"
@@ -613,7 +609,7 @@ pub(crate) fn refuse_env_component(tx: &Transaction<'_>, component: &ComponentNa
 }
 
 /// `APP/STAGE` when `component` is the generated environment layer of a stage.
-pub(crate) fn env_owner(tx: &Transaction<'_>, component: &ComponentName) -> Result<Option<String>> {
+pub(crate) fn env_owner(tx: &Tx<'_>, component: &ComponentName) -> Result<Option<String>> {
     let Some(config) = component.as_str().strip_suffix(".env") else { return Ok(None) };
     let row: Option<(String, String)> = tx
         .query_row("SELECT pipeline, name FROM stages WHERE config = ?1", [config], |row| {
@@ -662,7 +658,7 @@ fn check_shape(request: &CreatePipeline) -> Result<()> {
 
 /// A layer of `component` tracking channel `track`, refused when the component has no such
 /// channel yet.
-fn tracking_layer(tx: &Transaction<'_>, component: &ComponentName, track: &VersionLabel) -> Result<Layer> {
+fn tracking_layer(tx: &Tx<'_>, component: &ComponentName, track: &VersionLabel) -> Result<Layer> {
     let layer = resolve_layer(tx, &LayerRef { component: component.clone(), version: track.clone() });
     match layer {
         Ok(layer) if layer.channel.is_some() => Ok(layer),
@@ -674,7 +670,7 @@ fn tracking_layer(tx: &Transaction<'_>, component: &ComponentName, track: &Versi
     }
 }
 
-fn load_pipeline(tx: &Transaction<'_>, name: &PipelineName) -> Result<Pipeline> {
+fn load_pipeline(tx: &Tx<'_>, name: &PipelineName) -> Result<Pipeline> {
     let row: Option<(String, String, String, String)> = tx
         .query_row(
             "SELECT components, track, created_at, created_by FROM pipelines WHERE name = ?1",
@@ -770,7 +766,7 @@ fn runs(layers: &[Layer], layer: &Layer) -> bool {
 /// The layers of `layers` that would bring a deprecated version into `target`, each as
 /// `C V is deprecated: reason (replacement R)`; those a promotion was `forced` past (its note
 /// holds that line) are left out.
-fn deprecated(tx: &Transaction<'_>, layers: &[Layer], target: &[Layer], forced: Option<&str>) -> Result<Vec<String>> {
+fn deprecated(tx: &Tx<'_>, layers: &[Layer], target: &[Layer], forced: Option<&str>) -> Result<Vec<String>> {
     let mut withdrawn = Vec::new();
     for layer in layers {
         // What the target runs already goes no further by this promotion.
@@ -809,7 +805,7 @@ fn describe(layers: &[Layer]) -> String {
 /// Records a promotion, pending until [`apply`]: from (stage, revision) to (stage, the revision
 /// it is at when asked).
 fn insert_promotion(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     name: &PipelineName,
     (from, source_revision): (&StageName, u64),
     (to, target_revision): (&StageName, u64),
@@ -817,9 +813,9 @@ fn insert_promotion(
     actor: &str,
     forced: Option<String>,
 ) -> Result<u64> {
-    tx.execute(
+    let id: i64 = tx.query_row(
         "INSERT INTO promotions (pipeline, from_stage, to_stage, source_revision, target_revision, layers, requested_by, requested_at, state, forced)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) RETURNING id",
         params![
             name.as_str(),
             from.as_str(),
@@ -832,14 +828,15 @@ fn insert_promotion(
             PromotionState::Pending.as_str(),
             forced
         ],
+        |row| row.get(0),
     )?;
-    Ok(tx.last_insert_rowid() as u64)
+    Ok(id as u64)
 }
 
 /// Writes promotion `id` into its target stage: the promoted layers replace the target's layers
 /// of the same components (others are kept, new ones are added before the environment layer,
 /// which stays last). Nothing is written when the target already runs them.
-fn apply(tx: &Transaction<'_>, pipeline: &Pipeline, id: u64, approved_by: Option<&str>) -> Result<Promotion> {
+fn apply(tx: &Tx<'_>, pipeline: &Pipeline, id: u64, approved_by: Option<&str>) -> Result<Promotion> {
     let promotion = load_promotion(tx, &pipeline.name, id)?;
     let target = find_stage(pipeline, &promotion.to)?;
     let current = current_config(tx, &target.config)?;
@@ -912,7 +909,7 @@ type PromotionRow =
 const PROMOTION_COLUMNS: &str = "id, from_stage, to_stage, source_revision, layers, requested_by, requested_at, state, \
      approved_by, forced, result_revision FROM promotions";
 
-fn promotion_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<PromotionRow> {
+fn promotion_row(row: &crate::db::Row) -> Result<PromotionRow> {
     Ok((
         row.get(0)?,
         row.get(1)?,
@@ -951,7 +948,7 @@ fn promotion(name: &PipelineName, raw: PromotionRow) -> Result<Promotion> {
     })
 }
 
-fn load_promotion(tx: &Transaction<'_>, name: &PipelineName, id: u64) -> Result<Promotion> {
+fn load_promotion(tx: &Tx<'_>, name: &PipelineName, id: u64) -> Result<Promotion> {
     let raw = tx
         .query_row(
             &format!("SELECT {PROMOTION_COLUMNS} WHERE pipeline = ?1 AND id = ?2"),
@@ -968,9 +965,9 @@ fn load_promotion(tx: &Transaction<'_>, name: &PipelineName, id: u64) -> Result<
     promotion(name, raw)
 }
 
-fn promotions(tx: &Transaction<'_>, name: &PipelineName, state: Option<PromotionState>) -> Result<Vec<Promotion>> {
+fn promotions(tx: &Tx<'_>, name: &PipelineName, state: Option<PromotionState>) -> Result<Vec<Promotion>> {
     let mut statement = tx.prepare(&format!(
-        "SELECT {PROMOTION_COLUMNS} WHERE pipeline = ?1 AND (?2 IS NULL OR state = ?2) ORDER BY id"
+        "SELECT {PROMOTION_COLUMNS} WHERE pipeline = ?1 AND (CAST(?2 AS TEXT) IS NULL OR state = ?2) ORDER BY id"
     ))?;
     let rows: Vec<PromotionRow> = statement
         .query_map(params![name.as_str(), state.map(|s| s.as_str())], promotion_row)?
@@ -978,7 +975,7 @@ fn promotions(tx: &Transaction<'_>, name: &PipelineName, state: Option<Promotion
     rows.into_iter().map(|raw| promotion(name, raw)).collect()
 }
 
-fn stage_env(tx: &Transaction<'_>, config: &ConfigName) -> Result<StageEnv> {
+fn stage_env(tx: &Tx<'_>, config: &ConfigName) -> Result<StageEnv> {
     let current = current_config(tx, config)?;
     let component = env_component(config);
     let version = current
@@ -1009,7 +1006,7 @@ fn stage_env(tx: &Transaction<'_>, config: &ConfigName) -> Result<StageEnv> {
 /// History entries as `query` (at, actor, kind, revision, summary, order) selects them for
 /// `value`, each with its time and order for sorting.
 fn recorded(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     query: &str,
     value: &str,
     stage: Option<&StageName>,
@@ -1042,12 +1039,12 @@ fn event_kind(text: &str) -> Result<EventKind> {
 /// `report` with the values of the configuration's environment layers masked in its error and
 /// output, which viewers read in `depot status` and the history. Every version's values: the
 /// agent may run an older one than the stage's latest.
-pub(crate) fn mask_report(tx: &Transaction<'_>, config: &ConfigName, report: &AgentReport) -> Result<AgentReport> {
+pub(crate) fn mask_report(tx: &Tx<'_>, config: &ConfigName, report: &AgentReport) -> Result<AgentReport> {
     let mut masked = report.clone();
     if report.error.is_none() && report.output_tail.is_none() {
         return Ok(masked);
     }
-    let mut statement = tx.prepare_cached("SELECT vars FROM env_versions WHERE config = ?1")?;
+    let mut statement = tx.prepare("SELECT vars FROM env_versions WHERE config = ?1")?;
     let mut values = BTreeSet::new();
     for vars in statement.query_map([config.as_str()], |row| row.get::<_, String>(0))? {
         values.extend(from_json::<BTreeMap<String, String>>(&vars?)?.into_values());

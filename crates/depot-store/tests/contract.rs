@@ -5,17 +5,20 @@ use std::collections::BTreeMap;
 
 use depot_api::types::{LayerRef, Role};
 use depot_api::{ComponentName, ConfigName, Digest, TokenName, VersionLabel};
-use depot_store::{SqliteMetadata, StoreError};
+use depot_store::{Metadata, StoreError};
 
 struct Fresh {
     _dir: tempfile::TempDir,
-    store: SqliteMetadata,
+    store: Metadata,
 }
 
+/// A fresh store on each engine: SQLite in a temporary directory, and a new database on the
+/// test PostgreSQL server (started once per test process by `depot-testkit`).
 fn backends() -> Vec<Fresh> {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteMetadata::open(&dir.path().join("depot.db")).unwrap();
-    vec![Fresh { _dir: dir, store }]
+    let sqlite = Metadata::open_sqlite(&dir.path().join("depot.db")).unwrap();
+    let postgres = Metadata::open_postgres(&depot_testkit::Postgres::fresh_database()).unwrap();
+    vec![Fresh { _dir: dir, store: sqlite }, Fresh { _dir: tempfile::tempdir().unwrap(), store: postgres }]
 }
 
 fn component(name: &str) -> ComponentName {
@@ -35,7 +38,7 @@ fn layer(text: &str) -> LayerRef {
 }
 
 /// Records blob `n` and pushes it as `component:label`.
-fn push(store: &SqliteMetadata, component_name: &str, label: &str, n: u8) {
+fn push(store: &Metadata, component_name: &str, label: &str, n: u8) {
     store.record_blob(&digest(n), 100 + n as u64).unwrap();
     store.add_version(&component(component_name), &version(label), &digest(n), &BTreeMap::new(), &[], "ci").unwrap();
 }
@@ -225,11 +228,11 @@ fn everything_survives_reopening() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("depot.db");
     {
-        let store = SqliteMetadata::open(&path).unwrap();
+        let store = Metadata::open_sqlite(&path).unwrap();
         push(&store, "web", "1.0.0", 1);
         store.create_config(&config("prod"), &[layer("web:1.0.0")], "a").unwrap();
     }
-    let store = SqliteMetadata::open(&path).unwrap();
+    let store = Metadata::open_sqlite(&path).unwrap();
     assert_eq!(store.config(&config("prod")).unwrap().revision, 1);
     assert_eq!(store.versions(&component("web")).unwrap().len(), 1);
 }
@@ -324,11 +327,11 @@ fn retention_removes_the_lowest_semver_versions_first() {
 }
 
 /// The channels as name → version.
-fn channel_map(store: &SqliteMetadata, name: &str) -> BTreeMap<String, String> {
+fn channel_map(store: &Metadata, name: &str) -> BTreeMap<String, String> {
     store.channels(&component(name)).unwrap().into_iter().map(|c| (c.name.to_string(), c.version.to_string())).collect()
 }
 
-fn layer_of(store: &SqliteMetadata, name: &str) -> (u64, String, Option<String>) {
+fn layer_of(store: &Metadata, name: &str) -> (u64, String, Option<String>) {
     let config = store.config(&config(name)).unwrap();
     (config.revision, config.layers[0].version.to_string(), config.layers[0].channel.as_ref().map(|c| c.to_string()))
 }
@@ -556,14 +559,14 @@ fn a_database_from_before_pipelines_is_migrated() {
         )
         .unwrap();
     }
-    let store = SqliteMetadata::open(&path).unwrap();
+    let store = Metadata::open_sqlite(&path).unwrap();
     assert_eq!(store.history(&config("prod")).unwrap().len(), 1);
     push(&store, "web", "1.0.0", 1);
     let next = store.set_layers(&config("prod"), &[layer("web:1.0.0")], None, "ci").unwrap();
     assert_eq!(next.revision, 2);
     drop(store);
     // Opening again is a no-op.
-    let store = SqliteMetadata::open(&path).unwrap();
+    let store = Metadata::open_sqlite(&path).unwrap();
     assert_eq!(store.history(&config("prod")).unwrap().len(), 2);
 }
 
@@ -762,4 +765,30 @@ fn deprecation_refuses_only_what_a_promotion_would_bring_and_force_survives_appr
         store.deprecate(&component("api"), &version("1.1.0"), "leaks", Some(&version("1.0.0")), "ops").unwrap();
         assert_eq!(store.approve(&shop, Some(waiting.id), "bob").unwrap().state, PromotionState::Applied);
     }
+}
+
+/// Migrations are numbered and recorded; a database that a newer depot migrated further is
+/// refused with a message that says so, on both engines, and opening twice applies nothing twice.
+#[test]
+fn migrations_are_recorded_and_a_newer_schema_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("depot.db");
+    Metadata::open_sqlite(&path).unwrap();
+    Metadata::open_sqlite(&path).unwrap();
+    let connection = rusqlite::Connection::open(&path).unwrap();
+    let versions: i64 = connection.query_row("SELECT COUNT(*) FROM schema_migrations", [], |row| row.get(0)).unwrap();
+    assert_eq!(versions, 1);
+    connection.execute("INSERT INTO schema_migrations VALUES (999, 'later')", []).unwrap();
+    let error = Metadata::open_sqlite(&path).err().expect("a newer schema is refused").to_string();
+    assert!(error.contains("schema version 999, newer than this depot knows"), "{error}");
+
+    let url = depot_testkit::Postgres::fresh_database();
+    Metadata::open_postgres(&url).unwrap();
+    Metadata::open_postgres(&url).unwrap();
+    let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let versions: i64 = client.query_one("SELECT COUNT(*) FROM schema_migrations", &[]).unwrap().get(0);
+    assert_eq!(versions, 1);
+    client.batch_execute("INSERT INTO schema_migrations VALUES (999, 'later')").unwrap();
+    let error = Metadata::open_postgres(&url).err().expect("a newer schema is refused").to_string();
+    assert!(error.contains("schema version 999, newer than this depot knows"), "{error}");
 }

@@ -1,10 +1,11 @@
-//! Registry metadata in SQLite (WAL, synchronous=FULL: an acknowledged write survives a kill or a
-//! power cut). Every method is one transaction.
+//! Registry metadata over [`crate::db`]: the same statements on SQLite and PostgreSQL. Every
+//! method is one transaction.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::Arc;
 
+use crate::db::{self, Backend, Mode, OptionalExtension, Tx, params};
 use chrono::{DateTime, Utc};
 use depot_api::pipeline::EventKind;
 use depot_api::semver_order::{self, ChannelKind};
@@ -14,147 +15,12 @@ use depot_api::types::{
     config_hash,
 };
 use depot_api::{ComponentName, ConfigName, Digest, HostName, TokenName, VersionLabel};
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use crate::{Result, StoreError};
 
 /// How many earlier revisions of a configuration keep their versions from retention, so that
 /// `depot config rollback` keeps working.
 pub const PROTECTED_REVISIONS: u64 = 5;
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS blobs (
-    digest TEXT PRIMARY KEY,
-    size INTEGER NOT NULL,
-    created_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS versions (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    component TEXT NOT NULL,
-    version TEXT NOT NULL,
-    digest TEXT NOT NULL REFERENCES blobs(digest),
-    created_at TEXT NOT NULL,
-    creator TEXT NOT NULL,
-    labels TEXT NOT NULL,
-    UNIQUE (component, version)
-);
-CREATE TABLE IF NOT EXISTS configs (
-    name TEXT PRIMARY KEY,
-    revision INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS config_revisions (
-    config TEXT NOT NULL REFERENCES configs(name) ON DELETE CASCADE,
-    revision INTEGER NOT NULL,
-    at TEXT NOT NULL,
-    actor TEXT NOT NULL,
-    change TEXT NOT NULL,
-    hash TEXT NOT NULL,
-    layers TEXT NOT NULL,
-    kind TEXT NOT NULL DEFAULT 'set',
-    PRIMARY KEY (config, revision)
-);
-CREATE TABLE IF NOT EXISTS agents (
-    config TEXT NOT NULL REFERENCES configs(name) ON DELETE CASCADE,
-    host TEXT NOT NULL,
-    reporter TEXT NOT NULL,
-    revision INTEGER NOT NULL,
-    hash TEXT NOT NULL,
-    state TEXT NOT NULL,
-    reported_at TEXT NOT NULL,
-    last_seen TEXT NOT NULL,
-    report TEXT NOT NULL,
-    PRIMARY KEY (config, host)
-);
-CREATE TABLE IF NOT EXISTS deprecations (
-    component TEXT NOT NULL,
-    version TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    replacement TEXT,
-    at TEXT NOT NULL,
-    by TEXT NOT NULL,
-    PRIMARY KEY (component, version)
-);
-CREATE TABLE IF NOT EXISTS channels (
-    component TEXT NOT NULL,
-    name TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    version TEXT NOT NULL,
-    updated_at TEXT NOT NULL,
-    PRIMARY KEY (component, name)
-);
-CREATE TABLE IF NOT EXISTS channel_moves (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    component TEXT NOT NULL,
-    name TEXT NOT NULL,
-    at TEXT NOT NULL,
-    from_version TEXT,
-    to_version TEXT,
-    actor TEXT NOT NULL,
-    reason TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS pipelines (
-    name TEXT PRIMARY KEY,
-    components TEXT NOT NULL,
-    track TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    created_by TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS stages (
-    pipeline TEXT NOT NULL REFERENCES pipelines(name) ON DELETE CASCADE,
-    name TEXT NOT NULL,
-    position INTEGER NOT NULL,
-    after TEXT,
-    config TEXT NOT NULL UNIQUE,
-    gate TEXT NOT NULL,
-    PRIMARY KEY (pipeline, name)
-);
-CREATE TABLE IF NOT EXISTS env_versions (
-    config TEXT NOT NULL,
-    version INTEGER NOT NULL,
-    vars TEXT NOT NULL,
-    digest TEXT NOT NULL,
-    at TEXT NOT NULL,
-    actor TEXT NOT NULL,
-    PRIMARY KEY (config, version)
-);
-CREATE TABLE IF NOT EXISTS promotions (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    pipeline TEXT NOT NULL,
-    from_stage TEXT NOT NULL,
-    to_stage TEXT NOT NULL,
-    source_revision INTEGER NOT NULL,
-    layers TEXT NOT NULL,
-    requested_by TEXT NOT NULL,
-    requested_at TEXT NOT NULL,
-    state TEXT NOT NULL,
-    approved_by TEXT,
-    forced TEXT,
-    target_revision INTEGER NOT NULL,
-    result_revision INTEGER
-);
-CREATE TABLE IF NOT EXISTS events (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    at TEXT NOT NULL,
-    actor TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    component TEXT,
-    config TEXT,
-    revision INTEGER,
-    summary TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS events_by_config ON events (config);
-CREATE INDEX IF NOT EXISTS env_versions_by_digest ON env_versions (digest);
-CREATE INDEX IF NOT EXISTS versions_by_digest ON versions (digest);
-CREATE INDEX IF NOT EXISTS events_by_component ON events (component);
-CREATE TABLE IF NOT EXISTS tokens (
-    name TEXT PRIMARY KEY,
-    hash TEXT NOT NULL,
-    role TEXT NOT NULL,
-    config_pattern TEXT,
-    created_at TEXT NOT NULL,
-    created_by TEXT NOT NULL
-);
-";
 
 /// A version added: whether it is new, and the configurations whose tracked channels it moved.
 #[derive(Debug)]
@@ -171,31 +37,48 @@ pub struct Retention {
     pub moved: Vec<Config>,
 }
 
-pub struct SqliteMetadata {
-    connection: Mutex<Connection>,
+/// The registry's metadata on one of the SQL engines ([`crate::db`]). Cloning is cheap; every
+/// method is one transaction and blocks, so async callers run it off their worker threads.
+#[derive(Clone)]
+pub struct Metadata {
+    backend: Arc<dyn Backend>,
 }
 
-impl SqliteMetadata {
-    pub fn open(path: &Path) -> Result<Self> {
-        if let Some(parent) = path.parent() {
-            fs_err::create_dir_all(parent)?;
-        }
-        let connection = Connection::open(path)?;
-        connection.pragma_update(None, "journal_mode", "WAL")?;
-        connection.pragma_update(None, "synchronous", "FULL")?;
-        connection.pragma_update(None, "foreign_keys", "ON")?;
-        connection.busy_timeout(std::time::Duration::from_secs(10))?;
-        connection.execute_batch(SCHEMA)?;
-        migrate(&connection)?;
-        Ok(SqliteMetadata { connection: Mutex::new(connection) })
+impl Metadata {
+    /// Opens (creating if needed) the SQLite database at `path`.
+    pub fn open_sqlite(path: &Path) -> Result<Self> {
+        Self::with_backend(Arc::new(db::sqlite::Sqlite::open(path)?))
     }
 
-    pub(crate) fn transaction<T>(&self, body: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
-        let mut connection = self.connection.lock().expect("the connection lock is never poisoned");
-        let transaction = connection.transaction()?;
-        let value = body(&transaction)?;
-        transaction.commit()?;
-        Ok(value)
+    /// Connects to the PostgreSQL database at `url` (`postgres://user:password@host:port/db`).
+    pub fn open_postgres(url: &str) -> Result<Self> {
+        Self::with_backend(Arc::new(db::postgres::Postgres::open(url)?))
+    }
+
+    fn with_backend(backend: Arc<dyn Backend>) -> Result<Self> {
+        db::migrations::migrate(&backend)?;
+        Ok(Metadata { backend })
+    }
+
+    /// `sqlite` or `postgres`.
+    pub fn engine(&self) -> &'static str {
+        self.backend.engine_name()
+    }
+
+    /// Checks that the database answers.
+    pub fn ping(&self) -> Result<()> {
+        self.read(|tx| tx.query_row("SELECT 1", (), |_| Ok(())))
+    }
+
+    /// One write transaction: writes run one at a time, across every process that shares the
+    /// database.
+    pub(crate) fn transaction<T>(&self, body: impl FnOnce(&Tx<'_>) -> Result<T>) -> Result<T> {
+        db::run(&self.backend, Mode::Write, body)
+    }
+
+    /// One read-only transaction on a snapshot; it never waits for a writer.
+    pub(crate) fn read<T>(&self, body: impl FnOnce(&Tx<'_>) -> Result<T>) -> Result<T> {
+        db::run(&self.backend, Mode::Read, body)
     }
 
     // Blobs.
@@ -203,7 +86,7 @@ impl SqliteMetadata {
     pub fn record_blob(&self, digest: &Digest, size: u64) -> Result<()> {
         self.transaction(|tx| {
             tx.execute(
-                "INSERT OR IGNORE INTO blobs (digest, size, created_at) VALUES (?1, ?2, ?3)",
+                "INSERT INTO blobs (digest, size, created_at) VALUES (?1, ?2, ?3) ON CONFLICT (digest) DO NOTHING",
                 params![digest.as_str(), size as i64, now()],
             )?;
             Ok(())
@@ -211,7 +94,7 @@ impl SqliteMetadata {
     }
 
     pub fn blob_size(&self, digest: &Digest) -> Result<Option<u64>> {
-        self.transaction(|tx| {
+        self.read(|tx| {
             let size: Option<i64> = tx
                 .query_row("SELECT size FROM blobs WHERE digest = ?1", [digest.as_str()], |row| row.get(0))
                 .optional()?;
@@ -222,7 +105,7 @@ impl SqliteMetadata {
     /// Blobs no version references, recorded before `cutoff` (so an upload whose version is about
     /// to be added is never collected).
     pub fn unreferenced_blobs(&self, cutoff: DateTime<Utc>) -> Result<Vec<Digest>> {
-        self.transaction(|tx| {
+        self.read(|tx| {
             let mut statement = tx.prepare(
                 "SELECT digest FROM blobs WHERE created_at < ?1 AND digest NOT IN (SELECT digest FROM versions)",
             )?;
@@ -247,10 +130,10 @@ impl SqliteMetadata {
     }
 
     pub fn known_blobs(&self) -> Result<HashSet<String>> {
-        self.transaction(|tx| {
+        self.read(|tx| {
             let mut statement = tx.prepare("SELECT digest FROM blobs")?;
-            let rows = statement.query_map([], |row| row.get::<_, String>(0))?;
-            Ok(rows.collect::<std::result::Result<_, _>>()?)
+            let rows = statement.query_map((), |row| row.get::<_, String>(0))?;
+            rows.collect::<std::result::Result<_, _>>()
         })
     }
 
@@ -304,10 +187,10 @@ impl SqliteMetadata {
     }
 
     pub fn components(&self) -> Result<Vec<ComponentSummary>> {
-        self.transaction(|tx| {
+        self.read(|tx| {
             let mut statement = tx.prepare("SELECT DISTINCT component FROM versions ORDER BY component")?;
             let names: Vec<String> =
-                statement.query_map([], |row| row.get(0))?.collect::<std::result::Result<_, _>>()?;
+                statement.query_map((), |row| row.get(0))?.collect::<std::result::Result<_, _>>()?;
             let mut components = Vec::new();
             for name in names {
                 let name = parse(ComponentName::parse(&name))?;
@@ -324,7 +207,7 @@ impl SqliteMetadata {
 
     /// The versions of a component, oldest first ([`semver_order`]). An unknown component is an error.
     pub fn versions(&self, component: &ComponentName) -> Result<Vec<VersionInfo>> {
-        self.transaction(|tx| {
+        self.read(|tx| {
             let versions = versions_of(tx, component)?;
             if versions.is_empty() {
                 return Err(StoreError::UnknownComponent(component.clone()));
@@ -334,7 +217,7 @@ impl SqliteMetadata {
     }
 
     pub fn version(&self, component: &ComponentName, version: &VersionLabel) -> Result<VersionInfo> {
-        self.transaction(|tx| resolve_version(tx, component, version))
+        self.read(|tx| resolve_version(tx, component, version))
     }
 
     /// Deletes a version that no configuration's current revision uses.
@@ -388,7 +271,9 @@ impl SqliteMetadata {
                 resolve_version(tx, component, replacement)?;
             }
             tx.execute(
-                "INSERT OR REPLACE INTO deprecations (component, version, reason, replacement, at, by) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO deprecations (component, version, reason, replacement, at, by) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (component, version) DO UPDATE SET reason = excluded.reason,
+                 replacement = excluded.replacement, at = excluded.at, by = excluded.by",
                 params![component.as_str(), version.as_str(), reason, replacement.map(|r| r.as_str()), now(), actor],
             )?;
             let summary = format!("deprecated {component} {version}: {reason}");
@@ -479,7 +364,7 @@ impl SqliteMetadata {
 
     /// The component's channels, by name, each with its history.
     pub fn channels(&self, component: &ComponentName) -> Result<Vec<ChannelInfo>> {
-        self.transaction(|tx| {
+        self.read(|tx| {
             if versions_of(tx, component)?.is_empty() {
                 return Err(StoreError::UnknownComponent(component.clone()));
             }
@@ -509,24 +394,24 @@ impl SqliteMetadata {
     }
 
     pub fn config(&self, name: &ConfigName) -> Result<Config> {
-        self.transaction(|tx| current_config(tx, name))
+        self.read(|tx| current_config(tx, name))
     }
 
     /// The configuration's current revision, if it is newer than `after`.
     pub fn config_after(&self, name: &ConfigName, after: u64) -> Result<Option<Config>> {
-        self.transaction(|tx| {
+        self.read(|tx| {
             let config = current_config(tx, name)?;
             Ok((config.revision > after).then_some(config))
         })
     }
 
     pub fn configs(&self) -> Result<Vec<ConfigSummary>> {
-        self.transaction(|tx| {
+        self.read(|tx| {
             let mut statement = tx.prepare(
                 "SELECT c.name, c.revision, r.hash, r.at, r.layers FROM configs c
                  JOIN config_revisions r ON r.config = c.name AND r.revision = c.revision ORDER BY c.name",
             )?;
-            let rows = statement.query_map([], |row| {
+            let rows = statement.query_map((), |row| {
                 Ok((
                     row.get::<_, String>(0)?,
                     row.get::<_, i64>(1)?,
@@ -645,7 +530,7 @@ impl SqliteMetadata {
     }
 
     pub fn history(&self, name: &ConfigName) -> Result<Vec<HistoryEntry>> {
-        self.transaction(|tx| {
+        self.read(|tx| {
             current_config(tx, name)?;
             let mut statement = tx.prepare(
                 "SELECT revision, at, actor, change, hash, layers FROM config_revisions WHERE config = ?1 ORDER BY revision",
@@ -770,7 +655,11 @@ impl SqliteMetadata {
                         record_event(tx, EventKind::Agent, host.as_str(), None, Some(config), revision, &summary)?;
                     }
                     tx.execute(
-                        "INSERT OR REPLACE INTO agents (config, host, reporter, revision, hash, state, reported_at, last_seen, report) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                        "INSERT INTO agents (config, host, reporter, revision, hash, state, reported_at, last_seen, report)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                         ON CONFLICT (config, host) DO UPDATE SET reporter = excluded.reporter,
+                         revision = excluded.revision, hash = excluded.hash, state = excluded.state,
+                         reported_at = excluded.reported_at, last_seen = excluded.last_seen, report = excluded.report",
                         params![
                             config.as_str(),
                             host.as_str(),
@@ -791,7 +680,7 @@ impl SqliteMetadata {
 
     /// The last report of every agent of `config`, by host name.
     pub fn agents(&self, config: &ConfigName) -> Result<Vec<AgentStatus>> {
-        self.transaction(|tx| agents_of(tx, config))
+        self.read(|tx| agents_of(tx, config))
     }
 
     // Tokens.
@@ -821,7 +710,7 @@ impl SqliteMetadata {
 
     /// The token and the hash of its secret, for the caller to compare in constant time.
     pub fn token(&self, name: &str) -> Result<Option<(TokenInfo, String)>> {
-        self.transaction(|tx| {
+        self.read(|tx| {
             let row = tx
                 .query_row(
                     "SELECT name, role, config_pattern, created_at, created_by, hash FROM tokens WHERE name = ?1",
@@ -844,10 +733,10 @@ impl SqliteMetadata {
     }
 
     pub fn tokens(&self) -> Result<Vec<TokenInfo>> {
-        self.transaction(|tx| {
+        self.read(|tx| {
             let mut statement =
                 tx.prepare("SELECT name, role, config_pattern, created_at, created_by FROM tokens ORDER BY name")?;
-            let rows = statement.query_map([], |row| {
+            let rows = statement.query_map((), |row| {
                 Ok((
                     row.get::<_, String>(0)?,
                     row.get::<_, String>(1)?,
@@ -889,7 +778,7 @@ impl SqliteMetadata {
             let mut retention = Retention::default();
             let mut statement = tx.prepare("SELECT DISTINCT component FROM versions")?;
             let components: Vec<String> =
-                statement.query_map([], |row| row.get(0))?.collect::<std::result::Result<_, _>>()?;
+                statement.query_map((), |row| row.get(0))?.collect::<std::result::Result<_, _>>()?;
             for component in components {
                 let component = parse(ComponentName::parse(&component))?;
                 // Environment layers are a few bytes each, and a stage's rollback needs them.
@@ -924,18 +813,8 @@ impl SqliteMetadata {
     }
 }
 
-/// Brings a database made by an earlier depot up to [`SCHEMA`]: columns added since.
-fn migrate(connection: &Connection) -> Result<()> {
-    let has_kind =
-        connection.prepare("SELECT 1 FROM pragma_table_info('config_revisions') WHERE name = 'kind'")?.exists([])?;
-    if !has_kind {
-        connection.execute("ALTER TABLE config_revisions ADD COLUMN kind TEXT NOT NULL DEFAULT 'set'", [])?;
-    }
-    Ok(())
-}
-
 pub(crate) fn insert_version(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     component: &ComponentName,
     version: &VersionLabel,
     digest: &Digest,
@@ -959,7 +838,7 @@ pub(crate) fn insert_version(
 /// Appends to the audit trail of `depot history` what no configuration revision records: pushes,
 /// deprecations, agents' outcomes, promotions waiting for approval.
 pub(crate) fn record_event(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     kind: EventKind,
     actor: &str,
     component: Option<&ComponentName>,
@@ -1027,7 +906,7 @@ struct VersionRow {
     deprecated: Option<(String, Option<String>, String, String)>,
 }
 
-fn version_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<VersionRow> {
+fn version_row(row: &db::Row) -> Result<VersionRow> {
     let reason: Option<String> = row.get(7)?;
     let deprecated = match reason {
         Some(reason) => Some((reason, row.get(8)?, row.get(9)?, row.get(10)?)),
@@ -1071,11 +950,7 @@ const VERSION_COLUMNS: &str = "v.component, v.version, v.digest, b.size, v.creat
      d.reason, d.replacement, d.at, d.by FROM versions v JOIN blobs b ON b.digest = v.digest \
      LEFT JOIN deprecations d ON d.component = v.component AND d.version = v.version";
 
-fn find_version(
-    tx: &Transaction<'_>,
-    component: &ComponentName,
-    version: &VersionLabel,
-) -> Result<Option<VersionInfo>> {
+fn find_version(tx: &Tx<'_>, component: &ComponentName, version: &VersionLabel) -> Result<Option<VersionInfo>> {
     let raw = tx
         .query_row(
             &format!("SELECT {VERSION_COLUMNS} WHERE v.component = ?1 AND v.version = ?2"),
@@ -1087,7 +962,7 @@ fn find_version(
 }
 
 /// A component's versions, oldest first: push order, then sorted by [`semver_order`].
-pub(crate) fn versions_of(tx: &Transaction<'_>, component: &ComponentName) -> Result<Vec<VersionInfo>> {
+pub(crate) fn versions_of(tx: &Tx<'_>, component: &ComponentName) -> Result<Vec<VersionInfo>> {
     let mut statement = tx.prepare(&format!("SELECT {VERSION_COLUMNS} WHERE v.component = ?1 ORDER BY v.seq"))?;
     let rows = statement.query_map([component.as_str()], version_row)?;
     let mut versions = rows.map(|row| version_info(row?)).collect::<Result<Vec<_>>>()?;
@@ -1095,11 +970,7 @@ pub(crate) fn versions_of(tx: &Transaction<'_>, component: &ComponentName) -> Re
     Ok(versions)
 }
 
-pub(crate) fn resolve_version(
-    tx: &Transaction<'_>,
-    component: &ComponentName,
-    version: &VersionLabel,
-) -> Result<VersionInfo> {
+pub(crate) fn resolve_version(tx: &Tx<'_>, component: &ComponentName, version: &VersionLabel) -> Result<VersionInfo> {
     match find_version(tx, component, version)? {
         Some(info) => Ok(info),
         None if versions_of(tx, component)?.is_empty() => Err(StoreError::UnknownComponent(component.clone())),
@@ -1109,7 +980,7 @@ pub(crate) fn resolve_version(
 
 /// `web:1.4.2` pins a version; `web:latest` or `web:1.4` names a channel of the component, and
 /// the layer tracks it. A channel wins over a version of the same name.
-pub(crate) fn resolve_layer(tx: &Transaction<'_>, layer: &LayerRef) -> Result<Layer> {
+pub(crate) fn resolve_layer(tx: &Tx<'_>, layer: &LayerRef) -> Result<Layer> {
     let channel: Option<String> = tx
         .query_row(
             "SELECT version FROM channels WHERE component = ?1 AND name = ?2",
@@ -1133,11 +1004,7 @@ pub(crate) fn layer_version(layer: &Layer) -> String {
     }
 }
 
-pub(crate) fn delete_version_rows(
-    tx: &Transaction<'_>,
-    component: &ComponentName,
-    version: &VersionLabel,
-) -> Result<()> {
+pub(crate) fn delete_version_rows(tx: &Tx<'_>, component: &ComponentName, version: &VersionLabel) -> Result<()> {
     // Build and manual channels naming it go with it (rolling ones are recomputed by the caller).
     let mut statement =
         tx.prepare("SELECT name FROM channels WHERE component = ?1 AND version = ?2 AND kind != 'rolling'")?;
@@ -1158,7 +1025,7 @@ pub(crate) fn delete_version_rows(
 
 /// Recomputes the component's rolling channels from its versions that are not deprecated
 /// ([`semver_order::rolling_channels`]), and moves the configurations tracking those that moved.
-fn update_channels(tx: &Transaction<'_>, component: &ComponentName, actor: &str, reason: &str) -> Result<Vec<Config>> {
+fn update_channels(tx: &Tx<'_>, component: &ComponentName, actor: &str, reason: &str) -> Result<Vec<Config>> {
     let versions = versions_of(tx, component)?;
     let wanted =
         semver_order::rolling_channels(versions.iter().filter(|v| v.deprecated.is_none()).map(|v| v.version.as_str()));
@@ -1180,7 +1047,7 @@ fn update_channels(tx: &Transaction<'_>, component: &ComponentName, actor: &str,
 
 /// Points the build channels of a push at its version, and moves the configurations tracking them.
 fn set_build_channels(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     component: &ComponentName,
     version: &VersionLabel,
     names: &[VersionLabel],
@@ -1199,7 +1066,7 @@ fn set_build_channels(
 /// Points channel `name` at `to` (or removes it), recording the move; false when it already
 /// named `to`.
 fn move_channel(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     component: &ComponentName,
     name: &str,
     kind: ChannelKind,
@@ -1220,7 +1087,9 @@ fn move_channel(
     let at = now();
     match to {
         Some(to) => tx.execute(
-            "INSERT OR REPLACE INTO channels (component, name, kind, version, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO channels (component, name, kind, version, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (component, name) DO UPDATE SET kind = excluded.kind, version = excluded.version,
+             updated_at = excluded.updated_at",
             params![component.as_str(), name, kind.as_str(), to, at],
         )?,
         None => {
@@ -1237,7 +1106,7 @@ fn move_channel(
 /// Gives every configuration whose current revision tracks one of the `moved` channels (name →
 /// version) a new revision on the channel's version. Returns those configurations.
 fn follow_channels(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     component: &ComponentName,
     moved: &BTreeMap<String, String>,
     actor: &str,
@@ -1250,7 +1119,7 @@ fn follow_channels(
         "SELECT c.name, c.revision, r.layers FROM configs c JOIN config_revisions r ON r.config = c.name AND r.revision = c.revision ORDER BY c.name",
     )?;
     let rows: Vec<(String, i64, String)> = statement
-        .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
+        .query_map((), |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
         .collect::<std::result::Result<_, _>>()?;
     let mut changed = Vec::new();
     for (name, revision, layers) in rows {
@@ -1299,7 +1168,7 @@ pub(crate) fn check_revision(name: &ConfigName, expect: Option<u64>, actual: u64
 }
 
 /// A component's channels by name, each with its kind and history.
-fn channels_of(tx: &Transaction<'_>, component: &ComponentName) -> Result<Vec<ChannelInfo>> {
+fn channels_of(tx: &Tx<'_>, component: &ComponentName) -> Result<Vec<ChannelInfo>> {
     let mut statement =
         tx.prepare("SELECT name, kind, version, updated_at FROM channels WHERE component = ?1 ORDER BY name")?;
     let rows: Vec<(String, String, String, String)> = statement
@@ -1336,7 +1205,7 @@ fn describe_layers(layers: &[Layer]) -> String {
     layers.iter().map(|l| l.to_string()).collect::<Vec<_>>().join(", ")
 }
 
-pub(crate) fn current_config(tx: &Transaction<'_>, name: &ConfigName) -> Result<Config> {
+pub(crate) fn current_config(tx: &Tx<'_>, name: &ConfigName) -> Result<Config> {
     let row = tx
         .query_row(
             "SELECT c.revision, r.hash, r.at, r.layers FROM configs c JOIN config_revisions r ON r.config = c.name AND r.revision = c.revision WHERE c.name = ?1",
@@ -1357,7 +1226,7 @@ pub(crate) fn current_config(tx: &Transaction<'_>, name: &ConfigName) -> Result<
 
 /// Writes revision `revision` of `name`; `kind` says for `depot history` what made it.
 pub(crate) fn write_revision(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     name: &ConfigName,
     revision: u64,
     layers: &[Layer],
@@ -1383,7 +1252,7 @@ pub(crate) fn write_revision(
 }
 
 /// The last report of every agent of `config`, by host name.
-pub(crate) fn agents_of(tx: &Transaction<'_>, config: &ConfigName) -> Result<Vec<AgentStatus>> {
+pub(crate) fn agents_of(tx: &Tx<'_>, config: &ConfigName) -> Result<Vec<AgentStatus>> {
     let current = current_config(tx, config)?;
     let mut statement =
         tx.prepare("SELECT host, reporter, last_seen, report FROM agents WHERE config = ?1 ORDER BY host")?;
@@ -1407,26 +1276,18 @@ pub(crate) fn agents_of(tx: &Transaction<'_>, config: &ConfigName) -> Result<Vec
 }
 
 /// A configuration whose current revision uses the component (or that version of it).
-fn current_user(
-    tx: &Transaction<'_>,
-    component: &ComponentName,
-    version: Option<&VersionLabel>,
-) -> Result<Option<ConfigName>> {
+fn current_user(tx: &Tx<'_>, component: &ComponentName, version: Option<&VersionLabel>) -> Result<Option<ConfigName>> {
     Ok(current_users(tx, component, version)?.into_iter().next().map(|u| u.config))
 }
 
 /// The configurations whose current revision has a layer of `component` (at `version`, when
 /// given), by name.
-fn current_users(
-    tx: &Transaction<'_>,
-    component: &ComponentName,
-    version: Option<&VersionLabel>,
-) -> Result<Vec<VersionUse>> {
+fn current_users(tx: &Tx<'_>, component: &ComponentName, version: Option<&VersionLabel>) -> Result<Vec<VersionUse>> {
     let mut statement = tx.prepare(
         "SELECT c.name, c.revision, r.layers FROM configs c JOIN config_revisions r ON r.config = c.name AND r.revision = c.revision ORDER BY c.name",
     )?;
     let rows = statement
-        .query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?, row.get::<_, String>(2)?)))?;
+        .query_map((), |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?, row.get::<_, String>(2)?)))?;
     let mut users = Vec::new();
     for row in rows {
         let (name, revision, layers) = row?;
@@ -1445,7 +1306,7 @@ fn current_users(
 }
 
 /// (component, version) pairs used by any configuration's current or last protected revisions.
-fn protected_versions(tx: &Transaction<'_>) -> Result<HashSet<(String, String)>> {
+fn protected_versions(tx: &Tx<'_>) -> Result<HashSet<(String, String)>> {
     let mut statement = tx.prepare(
         "SELECT r.layers FROM config_revisions r JOIN configs c ON c.name = r.config WHERE r.revision + ?1 >= c.revision",
     )?;
@@ -1461,7 +1322,7 @@ fn protected_versions(tx: &Transaction<'_>) -> Result<HashSet<(String, String)>>
         "SELECT component, version FROM channels
          UNION SELECT component, version FROM versions WHERE seq IN (SELECT MAX(seq) FROM versions GROUP BY component)",
     )?;
-    let rows = statement.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))?;
+    let rows = statement.query_map((), |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))?;
     for row in rows {
         protected.insert(row?);
     }

@@ -1,0 +1,165 @@
+//! PostgreSQL, for registries that outgrow one machine: several `depot serve` replicas share one
+//! database. Writes take one transaction-scoped advisory lock first, so that they run one at a
+//! time across every replica, as on SQLite: the store's read-then-write steps (the next
+//! revision, the channel a push moves) never race, and no transaction has to be retried. Reads
+//! run side by side at REPEATABLE READ, each on one snapshot.
+
+use std::cell::RefCell;
+use std::time::Duration;
+
+use postgres::types::{IsNull, ToSql, Type};
+use postgres::{IsolationLevel, NoTls};
+use r2d2_postgres::PostgresConnectionManager;
+
+use super::{Backend, Engine, Mode, Row, Tx, Value};
+use crate::{Result, StoreError};
+
+/// The advisory lock every write transaction takes: "depot" in ASCII.
+const WRITE_LOCK: i64 = 0x0064_6570_6f74;
+/// Connections per replica.
+const CONNECTIONS: u32 = 16;
+/// How long a request waits for a free connection, or for the database to answer a connect.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub(crate) struct Postgres {
+    pool: r2d2::Pool<PostgresConnectionManager<NoTls>>,
+}
+
+impl Postgres {
+    /// Connects to `url` (`postgres://user:password@host:port/database`).
+    pub(crate) fn open(url: &str) -> Result<Self> {
+        let mut config: postgres::Config =
+            url.parse().map_err(|e| StoreError::Database(format!("invalid PostgreSQL URL: {e}")))?;
+        config.connect_timeout(CONNECT_TIMEOUT);
+        config.application_name("depot");
+        let pool = r2d2::Pool::builder()
+            .max_size(CONNECTIONS)
+            .min_idle(Some(1))
+            .connection_timeout(CONNECT_TIMEOUT)
+            .build(PostgresConnectionManager::new(config, NoTls))
+            .map_err(|e| StoreError::Database(format!("cannot connect to PostgreSQL: {e}")))?;
+        Ok(Postgres { pool })
+    }
+}
+
+impl Backend for Postgres {
+    fn transaction(&self, mode: Mode, body: &mut dyn FnMut(&Tx<'_>) -> Result<()>) -> Result<()> {
+        let mut client = self.pool.get().map_err(|e| StoreError::Database(format!("PostgreSQL: {e}")))?;
+        let mut builder = client.build_transaction();
+        builder = match mode {
+            Mode::Write => builder.isolation_level(IsolationLevel::ReadCommitted),
+            Mode::Read => builder.isolation_level(IsolationLevel::RepeatableRead).read_only(true),
+        };
+        let transaction = builder.start()?;
+        let engine = Transaction(RefCell::new(transaction));
+        if mode == Mode::Write {
+            engine.execute("SELECT pg_advisory_xact_lock(?1)", &[Value::Int(WRITE_LOCK)])?;
+        }
+        body(&Tx::new(&engine))?;
+        engine.0.into_inner().commit()?;
+        Ok(())
+    }
+
+    fn engine_name(&self) -> &'static str {
+        "postgres"
+    }
+}
+
+struct Transaction<'a>(RefCell<postgres::Transaction<'a>>);
+
+impl Engine for Transaction<'_> {
+    fn execute_batch(&self, sql: &str) -> Result<()> {
+        Ok(self.0.borrow_mut().batch_execute(sql)?)
+    }
+
+    fn execute(&self, sql: &str, params: &[Value]) -> Result<usize> {
+        let sql = numbered_parameters(sql);
+        let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+        Ok(self.0.borrow_mut().execute(sql.as_str(), &params)? as usize)
+    }
+
+    fn query(&self, sql: &str, params: &[Value]) -> Result<Vec<Row>> {
+        let sql = numbered_parameters(sql);
+        let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+        let rows = self.0.borrow_mut().query(sql.as_str(), &params)?;
+        rows.iter().map(row).collect()
+    }
+}
+
+/// The store writes parameters as `?1`; PostgreSQL numbers them `$1`.
+fn numbered_parameters(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut chars = sql.chars().peekable();
+    let mut quoted = false;
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' => {
+                quoted = !quoted;
+                out.push(c);
+            }
+            '?' if !quoted && chars.peek().is_some_and(char::is_ascii_digit) => out.push('$'),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+fn row(row: &postgres::Row) -> Result<Row> {
+    let mut values = Vec::with_capacity(row.len());
+    for (index, column) in row.columns().iter().enumerate() {
+        let ty = column.type_();
+        values.push(if *ty == Type::INT8 {
+            row.try_get::<_, Option<i64>>(index)?.map_or(Value::Null, Value::Int)
+        } else if *ty == Type::INT4 {
+            row.try_get::<_, Option<i32>>(index)?.map_or(Value::Null, |n| Value::Int(n.into()))
+        } else if *ty == Type::INT2 {
+            row.try_get::<_, Option<i16>>(index)?.map_or(Value::Null, |n| Value::Int(n.into()))
+        } else if *ty == Type::BOOL {
+            row.try_get::<_, Option<bool>>(index)?.map_or(Value::Null, |b| Value::Int(b.into()))
+        } else if *ty == Type::TEXT || *ty == Type::VARCHAR || *ty == Type::NAME || *ty == Type::BPCHAR {
+            row.try_get::<_, Option<String>>(index)?.map_or(Value::Null, Value::Text)
+        } else {
+            return Err(StoreError::Database(format!("column {} has the unexpected type {ty}", column.name())));
+        });
+    }
+    Ok(Row(values))
+}
+
+impl ToSql for Value {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut postgres::types::private::BytesMut,
+    ) -> std::result::Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        let text = [Type::TEXT, Type::VARCHAR, Type::NAME, Type::BPCHAR].contains(ty);
+        match self {
+            Value::Null => Ok(IsNull::Yes),
+            Value::Int(_) if text => Err(format!("an integer for a column of type {ty}").into()),
+            Value::Text(_) if !text => Err(format!("text for a column of type {ty}").into()),
+            Value::Int(number) if *ty == Type::INT4 => i32::try_from(*number)?.to_sql(ty, out),
+            Value::Int(number) if *ty == Type::INT2 => i16::try_from(*number)?.to_sql(ty, out),
+            Value::Int(number) => number.to_sql(ty, out),
+            Value::Text(text) => text.as_str().to_sql(ty, out),
+        }
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        [Type::INT8, Type::INT4, Type::INT2, Type::TEXT, Type::VARCHAR, Type::NAME, Type::BPCHAR].contains(ty)
+    }
+
+    postgres::types::to_sql_checked!();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::numbered_parameters;
+
+    #[test]
+    fn parameters_are_numbered_outside_quotes() {
+        assert_eq!(
+            numbered_parameters("SELECT a FROM t WHERE a = ?1 AND b = ?12"),
+            "SELECT a FROM t WHERE a = $1 AND b = $12"
+        );
+        assert_eq!(numbered_parameters("SELECT '?1', ?2"), "SELECT '?1', $2");
+    }
+}
