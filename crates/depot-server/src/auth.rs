@@ -51,7 +51,7 @@ fn secret_hash(secret: &str) -> String {
     Sha256::digest(secret.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn authenticate(state: &AppState, parts: &Parts) -> Result<Principal, ApiError> {
+async fn authenticate(state: &AppState, parts: &Parts) -> Result<Principal, ApiError> {
     let unauthorized = |message: &str| {
         ApiError::new(ErrorCode::Unauthorized, message).with_hint(
             "pass --token or set DEPOT_TOKEN; the first admin token is in the registry's data directory, admin.token",
@@ -64,7 +64,8 @@ fn authenticate(state: &AppState, parts: &Parts) -> Result<Principal, ApiError> 
         .and_then(|h| h.strip_prefix("Bearer "))
         .ok_or_else(|| unauthorized("the Authorization header is not `Bearer TOKEN`"))?;
     let (name, secret) = token.trim().rsplit_once('.').ok_or_else(|| unauthorized("malformed token"))?;
-    let found = state.metadata.token(name)?;
+    let lookup = name.to_owned();
+    let found = state.blocking(move |state| Ok(state.metadata.token(&lookup)?)).await?;
     let Some((info, stored_hash)) = found else {
         // Spend the same work as a real comparison.
         let _ = secret_hash(secret).as_bytes().ct_eq(&[0u8; 64]);
@@ -85,7 +86,7 @@ macro_rules! role_extractor {
             type Rejection = ApiError;
 
             async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-                let principal = authenticate(state, parts)?;
+                let principal = authenticate(state, parts).await?;
                 let allowed: fn(Role) -> bool = $allowed;
                 if !allowed(principal.role) {
                     return Err(ApiError::new(
@@ -132,6 +133,13 @@ pub fn ensure_admin_token(state: &AppState, data: &Path) -> Result<Option<FirstS
     let mut file = std::fs::OpenOptions::new().create(true).write(true).truncate(true).mode(0o600).open(&token_file)?;
     file.write_all(format!("{token}\n").as_bytes())?;
     file.sync_all()?;
-    state.metadata.create_token(&name, Role::Admin, None, &hash, "depot serve (first start)")?;
-    Ok(Some(FirstStart { admin_token: token, token_file }))
+    match state.metadata.create_token(&name, Role::Admin, None, &hash, "depot serve (first start)") {
+        Ok(_) => Ok(Some(FirstStart { admin_token: token, token_file })),
+        // Another replica of a shared database started first and made the admin token.
+        Err(depot_store::StoreError::TokenExists(_)) => {
+            std::fs::remove_file(&token_file)?;
+            Ok(None)
+        }
+        Err(error) => Err(error),
+    }
 }

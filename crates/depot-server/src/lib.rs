@@ -24,14 +24,18 @@ pub struct FirstStart {
     pub token_file: PathBuf,
 }
 
-/// Opens (creating if needed) the registry under `data` and returns its state, plus the admin
-/// token when this is the first start.
-pub fn open(data: &Path, options: ServerOptions) -> Result<(AppState, Option<FirstStart>), depot_store::StoreError> {
-    let (metadata, blobs) = depot_store::open(
-        &format!("sqlite://{}", data.join("depot.db").display()),
-        &format!("file://{}", data.join("blobs").display()),
-    )?;
-    let state = AppState::new(metadata, blobs, options);
+/// Opens (creating if needed) the registry under `data`, with its metadata at `metadata_url`
+/// (default: SQLite in `data`), and returns its state, plus the admin token when this is the
+/// first start.
+pub fn open(
+    data: &Path,
+    metadata_url: Option<&str>,
+    options: ServerOptions,
+) -> Result<(AppState, Option<FirstStart>), depot_store::StoreError> {
+    let sqlite = format!("sqlite://{}", data.join("depot.db").display());
+    let (metadata, blobs) =
+        depot_store::open(metadata_url.unwrap_or(&sqlite), &format!("file://{}", data.join("blobs").display()))?;
+    let state = AppState::new(metadata, blobs, options)?;
     let first = auth::ensure_admin_token(&state, data)?;
     Ok((state, first))
 }

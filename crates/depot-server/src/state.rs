@@ -30,15 +30,31 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(metadata: Metadata, blobs: FsBlobs, options: ServerOptions) -> Self {
+    /// The registry's state. Every change the store commits (through this process or, on
+    /// PostgreSQL, any replica) reaches the blocking queries through one subscription: no
+    /// handler announces a change itself.
+    pub fn new(metadata: Metadata, blobs: FsBlobs, options: ServerOptions) -> Result<Self, depot_store::StoreError> {
         let metrics = Arc::new(Metrics::new());
-        AppState {
+        let watchers = Arc::new(Watchers::new(metrics.clone()));
+        let reader = metadata.detached();
+        let announce_to = watchers.clone();
+        metadata.subscribe(Arc::new(move |change| announce_to.announce(&reader, change)))?;
+        Ok(AppState {
             metadata: Arc::new(metadata),
             blobs: Arc::new(blobs),
             options: Arc::new(options),
-            watchers: Arc::new(Watchers::new(metrics.clone())),
+            watchers,
             metrics,
-        }
+        })
+    }
+
+    /// The configuration as it stands, read off the async threads.
+    pub async fn config(
+        &self,
+        name: &depot_api::ConfigName,
+    ) -> Result<depot_api::types::Config, crate::error::ApiError> {
+        let name = name.clone();
+        self.blocking(move |state| Ok(state.metadata.config(&name)?)).await
     }
 
     /// Runs a store call off the async threads.

@@ -10,6 +10,8 @@ use depot_api::ConfigName;
 use depot_api::types::Config;
 use tokio::sync::watch;
 
+use depot_store::{Change, Metadata, StoreError};
+
 use crate::metrics::Metrics;
 
 /// What a configuration's channel last announced.
@@ -86,7 +88,7 @@ impl Watchers {
 
     /// Announces `config` to every request waiting on it. Two writes may announce out of order;
     /// an older revision never replaces a newer one.
-    pub fn notify(&self, config: &Config) {
+    fn notify(&self, config: &Config) {
         let channels = self.channels.lock().expect("watchers lock");
         if let Some(sender) = channels.get(&config.name) {
             let json = Bytes::from(serde_json::to_vec(config).expect("a configuration serializes"));
@@ -100,8 +102,33 @@ impl Watchers {
         }
     }
 
+    /// Announces a committed change, read from `metadata` as it stands now (so that changes
+    /// announced out of order, or twice, end on the newest revision). Called on the thread that
+    /// committed it, or the store's listener thread: never on an async worker.
+    pub fn announce(&self, metadata: &Metadata, change: Change) {
+        let names = match change {
+            Change::Config(name) => match ConfigName::parse(&name) {
+                Ok(name) => vec![name],
+                Err(_) => return,
+            },
+            Change::Everything => {
+                self.channels.lock().expect("watchers lock").keys().cloned().collect::<Vec<ConfigName>>()
+            }
+        };
+        for name in names {
+            if !self.channels.lock().expect("watchers lock").contains_key(&name) {
+                continue;
+            }
+            match metadata.config(&name) {
+                Ok(config) => self.notify(&config),
+                Err(StoreError::UnknownConfig(_)) => self.notify_deleted(&name),
+                Err(error) => tracing::error!("reading configuration {name} to announce it failed: {error}"),
+            }
+        }
+    }
+
     /// Wakes every request waiting on `name`, which no longer exists.
-    pub fn notify_deleted(&self, name: &ConfigName) {
+    fn notify_deleted(&self, name: &ConfigName) {
         let channels = self.channels.lock().expect("watchers lock");
         if let Some(sender) = channels.get(name) {
             sender.send_replace(Announcement::Deleted);

@@ -11,6 +11,7 @@ mod pipelines;
 use std::path::PathBuf;
 
 pub use blobs::{BlobWriter, FsBlobs, VerifiedUpload};
+pub use db::{Change, Publish};
 pub use error::{Result, StoreError};
 pub use metadata::{Added, Metadata, Retention};
 pub use pipelines::BlobAccess;

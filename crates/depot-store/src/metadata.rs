@@ -3,9 +3,9 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use crate::db::{self, Backend, Mode, OptionalExtension, Tx, params};
+use crate::db::{self, Backend, Change, Mode, OptionalExtension, Publish, Tx, params};
 use chrono::{DateTime, Utc};
 use depot_api::pipeline::EventKind;
 use depot_api::semver_order::{self, ChannelKind};
@@ -42,6 +42,7 @@ pub struct Retention {
 #[derive(Clone)]
 pub struct Metadata {
     backend: Arc<dyn Backend>,
+    subscribers: Arc<Mutex<Vec<Publish>>>,
 }
 
 impl Metadata {
@@ -57,7 +58,34 @@ impl Metadata {
 
     fn with_backend(backend: Arc<dyn Backend>) -> Result<Self> {
         db::migrations::migrate(&backend)?;
-        Ok(Metadata { backend })
+        Ok(Metadata { backend, subscribers: Arc::default() })
+    }
+
+    /// The same database, without this handle's subscribers: for a subscriber that reads what
+    /// changed (holding the handle itself would keep it alive forever).
+    pub fn detached(&self) -> Metadata {
+        Metadata { backend: self.backend.clone(), subscribers: Arc::default() }
+    }
+
+    /// Calls `publish` with every change committed from now on: each configuration that gets a
+    /// new revision or is deleted, through this process or (PostgreSQL) any other sharing the
+    /// database. Called on the committing thread or a listener's thread, after the commit; the
+    /// same change may come twice.
+    pub fn subscribe(&self, publish: Publish) -> Result<()> {
+        let first = {
+            let mut subscribers = self.subscribers.lock().expect("the subscribers lock is never poisoned");
+            subscribers.push(publish);
+            subscribers.len() == 1
+        };
+        if first {
+            let subscribers = Arc::downgrade(&self.subscribers);
+            self.backend.listen(Arc::new(move |change| {
+                if let Some(subscribers) = subscribers.upgrade() {
+                    publish_to(&subscribers, &change);
+                }
+            }))?;
+        }
+        Ok(())
     }
 
     /// `sqlite` or `postgres`.
@@ -73,12 +101,16 @@ impl Metadata {
     /// One write transaction: writes run one at a time, across every process that shares the
     /// database.
     pub(crate) fn transaction<T>(&self, body: impl FnOnce(&Tx<'_>) -> Result<T>) -> Result<T> {
-        db::run(&self.backend, Mode::Write, body)
+        let (value, changed) = db::run(&self.backend, Mode::Write, body)?;
+        for name in changed {
+            publish_to(&self.subscribers, &Change::Config(name));
+        }
+        Ok(value)
     }
 
     /// One read-only transaction on a snapshot; it never waits for a writer.
     pub(crate) fn read<T>(&self, body: impl FnOnce(&Tx<'_>) -> Result<T>) -> Result<T> {
-        db::run(&self.backend, Mode::Read, body)
+        Ok(db::run(&self.backend, Mode::Read, body)?.0)
     }
 
     // Blobs.
@@ -598,6 +630,7 @@ impl Metadata {
             tx.execute("DELETE FROM config_revisions WHERE config = ?1", [name.as_str()])?;
             tx.execute("DELETE FROM agents WHERE config = ?1", [name.as_str()])?;
             tx.execute("DELETE FROM configs WHERE name = ?1", [name.as_str()])?;
+            tx.changed(name.as_str())?;
             Ok(())
         })
     }
@@ -810,6 +843,13 @@ impl Metadata {
             }
             Ok(retention)
         })
+    }
+}
+
+fn publish_to(subscribers: &Mutex<Vec<Publish>>, change: &Change) {
+    let subscribers = subscribers.lock().expect("the subscribers lock is never poisoned").clone();
+    for publish in subscribers {
+        publish(change.clone());
     }
 }
 
@@ -1241,6 +1281,7 @@ pub(crate) fn write_revision(
         params![name.as_str(), revision as i64, at, actor, change, hash, serde_json::to_string(layers).expect("layers serialise"), kind.as_str()],
     )?;
     tx.execute("UPDATE configs SET revision = ?2 WHERE name = ?1", params![name.as_str(), revision as i64])?;
+    tx.changed(name.as_str())?;
     Ok(Config {
         name: name.clone(),
         revision,

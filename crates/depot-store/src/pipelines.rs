@@ -425,6 +425,7 @@ impl Metadata {
                     tx.execute(&format!("DELETE FROM {table} WHERE config = ?1"), [config])?;
                 }
                 tx.execute("DELETE FROM configs WHERE name = ?1", [config])?;
+                tx.changed(config)?;
                 deleted.push(stage.config.clone());
             }
             tx.execute("DELETE FROM promotions WHERE pipeline = ?1", [name.as_str()])?;

@@ -350,6 +350,12 @@ pub struct ServeArgs {
     #[arg(long, env = "DEPOT_SERVE_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 
+    /// Where the metadata lives: `sqlite:///PATH` or `postgres://USER:PASSWORD@HOST:PORT/DATABASE`
+    /// [default: sqlite:// in the data directory]. Several registries on one PostgreSQL database
+    /// (and one blob store) act as one: a change through any of them reaches every agent.
+    #[arg(long, env = "DEPOT_METADATA", value_name = "URL")]
+    pub metadata: Option<String>,
+
     /// The largest archive a push may upload, in bytes [default: 10 GiB].
     #[arg(long, value_name = "BYTES")]
     pub max_blob_size: Option<u64>,

@@ -2,8 +2,8 @@ use std::time::SystemTime;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::header;
-use axum::response::IntoResponse;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use depot_api::types::GcReport;
 
 use crate::auth::Admin;
@@ -11,9 +11,23 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use depot_api::ErrorBody;
 
-#[utoipa::path(get, path = "/healthz", tag = "admin", responses((status = 200, description = "the registry is up", body = String)))]
-pub async fn healthz() -> &'static str {
-    "ok"
+/// `ok` when the registry can reach its database; 503 naming what failed otherwise, so that a
+/// load balancer takes a replica that lost its database out of rotation.
+#[utoipa::path(get, path = "/healthz", tag = "admin", responses((status = 200, description = "the registry is up and reaches its database", body = String), (status = 503, description = "the database cannot be reached", body = String)))]
+pub async fn healthz(State(state): State<AppState>) -> Response {
+    let metadata = state.metadata.clone();
+    match tokio::task::spawn_blocking(move || metadata.ping()).await {
+        Ok(Ok(())) => "ok".into_response(),
+        Ok(Err(error)) => {
+            tracing::error!("health check: {error}");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("unavailable: the {} database: {error}\n", state.metadata.engine()),
+            )
+                .into_response()
+        }
+        Err(error) => (StatusCode::SERVICE_UNAVAILABLE, format!("unavailable: {error}\n")).into_response(),
+    }
 }
 
 #[utoipa::path(get, path = "/metrics", tag = "admin", responses((status = 200, description = "Prometheus (OpenMetrics) text", body = String)))]
@@ -41,9 +55,6 @@ pub async fn gc(Admin(_caller): Admin, State(state): State<AppState>) -> Result<
 pub fn collect(state: &AppState) -> Result<GcReport, ApiError> {
     let grace = state.options.gc_grace;
     let retention = state.metadata.apply_retention(state.options.max_versions)?;
-    for config in &retention.moved {
-        state.watchers.notify(config);
-    }
     let mut report = GcReport { versions_removed: retention.removed, ..GcReport::default() };
     let cutoff = chrono::Utc::now() - chrono::Duration::from_std(grace).unwrap_or_default();
     for digest in state.metadata.unreferenced_blobs(cutoff)? {

@@ -82,15 +82,14 @@ pub async fn push_version(
             Ok((StatusCode::CREATED, added.info, moved))
         })
         .await?;
-    announce(&state, &moved);
+    log_moves(&moved);
     Ok((status, Json(info)))
 }
 
-/// Wakes the watchers of configurations that moved with a channel.
-fn announce(state: &AppState, moved: &[Config]) {
+/// The store announces every new revision to the blocking queries; this only logs why.
+fn log_moves(moved: &[Config]) {
     for config in moved {
         tracing::info!(config = %config.name, revision = config.revision, "a tracked channel moved");
-        state.watchers.notify(config);
     }
 }
 
@@ -119,7 +118,7 @@ pub async fn deprecate(
             )?)
         })
         .await?;
-    announce(&state, &moved);
+    log_moves(&moved);
     Ok(Json(info))
 }
 
@@ -133,7 +132,7 @@ pub async fn undeprecate(
     let (component, version) = (ComponentName::parse(&component)?, VersionLabel::parse(&version)?);
     let (info, moved) =
         state.blocking(move |state| Ok(state.metadata.undeprecate(&component, &version, &caller.name)?)).await?;
-    announce(&state, &moved);
+    log_moves(&moved);
     Ok(Json(info))
 }
 
@@ -186,7 +185,7 @@ pub async fn set_channel(
     let (info, moved) = state
         .blocking(move |state| Ok(state.metadata.set_channel(&component, &channel, &request.version, &caller.name)?))
         .await?;
-    announce(&state, &moved);
+    log_moves(&moved);
     Ok(Json(info))
 }
 

@@ -29,7 +29,6 @@ pub async fn create(
     let config = state
         .blocking(move |state| Ok(state.metadata.create_config(&request.name, &request.layers, &caller.name)?))
         .await?;
-    state.watchers.notify(&config);
     Ok((StatusCode::CREATED, Json(config)))
 }
 
@@ -56,13 +55,13 @@ pub async fn show(
         ));
     }
     let (Some(after), Some(wait)) = (query.after, query.wait.as_deref()) else {
-        return Ok(Json(state.metadata.config(&name)?).into_response());
+        return Ok(Json(state.config(&name).await?).into_response());
     };
     let wait = depot_release::config::parse_duration(wait)
         .map_err(|e| ApiError::new(ErrorCode::InvalidRequest, format!("wait: {e}")))?
         .min(state.options.max_wait);
     let mut waiting = state.watchers.subscribe(&name);
-    let config = state.metadata.config(&name)?;
+    let config = state.config(&name).await?;
     if config.revision > after {
         return Ok(Json(config).into_response());
     }
@@ -72,7 +71,7 @@ pub async fn show(
     }
     drop(waiting);
     // The wait ended with no newer revision, or the configuration was deleted (not-found).
-    Ok(Json(state.metadata.config(&name)?).into_response())
+    Ok(Json(state.config(&name).await?).into_response())
 }
 
 #[utoipa::path(patch, path = "/api/v1/configs/{name}", tag = "configs", params(("name" = String, Path)), request_body = SetLayers, responses((status = 200, body = Config), (status = 409, description = "config-conflict", body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
@@ -88,7 +87,6 @@ pub async fn set_layers(
             Ok(state.metadata.set_layers(&name, &request.layers, request.expect_revision, &caller.name)?)
         })
         .await?;
-    state.watchers.notify(&config);
     Ok(Json(config))
 }
 
@@ -105,7 +103,6 @@ pub async fn bump(
             Ok(state.metadata.bump(&name, &request.component, request.expect_revision, &caller.name)?)
         })
         .await?;
-    state.watchers.notify(&result.config);
     Ok(Json(result))
 }
 
@@ -122,7 +119,6 @@ pub async fn rollback(
             Ok(state.metadata.rollback(&name, request.to_revision, request.expect_revision, &caller.name)?)
         })
         .await?;
-    state.watchers.notify(&config);
     Ok(Json(config))
 }
 
@@ -152,6 +148,5 @@ pub async fn delete(
     let name = ConfigName::parse(&name)?;
     let deleted = name.clone();
     state.blocking(move |state| Ok(state.metadata.delete_config(&deleted, query.expect_revision)?)).await?;
-    state.watchers.notify_deleted(&name);
     Ok(StatusCode::NO_CONTENT)
 }

@@ -34,11 +34,8 @@ pub async fn create(
     State(state): State<AppState>,
     Json(request): Json<CreatePipeline>,
 ) -> Result<(StatusCode, Json<Pipeline>), ApiError> {
-    let (pipeline, configs) =
+    let (pipeline, _configs) =
         state.blocking(move |state| Ok(state.metadata.create_pipeline(&request, &caller.name)?)).await?;
-    for config in &configs {
-        state.watchers.notify(config);
-    }
     Ok((StatusCode::CREATED, Json(pipeline)))
 }
 
@@ -73,7 +70,7 @@ pub async fn promote(
 ) -> Result<(StatusCode, Json<Promotion>), ApiError> {
     let name = PipelineName::parse(&name)?;
     let promotion = state.blocking(move |state| Ok(state.metadata.promote(&name, &request, &caller.name)?)).await?;
-    Ok(promoted(&state, promotion))
+    Ok(promoted(promotion))
 }
 
 #[utoipa::path(post, path = "/api/v1/pipelines/{name}/promotions/{id}/approval", tag = "pipelines", params(("name" = String, Path), ("id" = u64, Path)), responses((status = 200, body = Promotion), (status = 404, description = "unknown-promotion: nothing with this id waits", body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this, or the caller asked for the promotion", body = ErrorBody)), security(("token" = [])))]
@@ -84,7 +81,7 @@ pub async fn approve(
 ) -> Result<(StatusCode, Json<Promotion>), ApiError> {
     let name = PipelineName::parse(&name)?;
     let promotion = state.blocking(move |state| Ok(state.metadata.approve(&name, Some(id), &caller.name)?)).await?;
-    Ok(promoted(&state, promotion))
+    Ok(promoted(promotion))
 }
 
 #[utoipa::path(post, path = "/api/v1/pipelines/{name}/promotions/{id}/rejection", tag = "pipelines", params(("name" = String, Path), ("id" = u64, Path)), responses((status = 200, body = Promotion), (status = 404, description = "unknown-promotion: nothing with this id waits", body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
@@ -104,17 +101,11 @@ pub async fn delete(
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let name = PipelineName::parse(&name)?;
-    let configs = state.blocking(move |state| Ok(state.metadata.delete_pipeline(&name)?)).await?;
-    for config in &configs {
-        state.watchers.notify_deleted(config);
-    }
+    state.blocking(move |state| Ok(state.metadata.delete_pipeline(&name)?)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-fn promoted(state: &AppState, promotion: Promotion) -> (StatusCode, Json<Promotion>) {
-    if let Some(config) = &promotion.config {
-        state.watchers.notify(config);
-    }
+fn promoted(promotion: Promotion) -> (StatusCode, Json<Promotion>) {
     let status = if promotion.state == PromotionState::Pending { StatusCode::ACCEPTED } else { StatusCode::OK };
     (status, Json(promotion))
 }
@@ -133,7 +124,6 @@ pub async fn rollback(
             Ok(state.metadata.rollback(&config, request.to_revision, request.expect_revision, &caller.name)?)
         })
         .await?;
-    state.watchers.notify(&config);
     Ok(Json(config))
 }
 
@@ -201,7 +191,7 @@ pub async fn set_env(
             return Err(ApiError::new(ErrorCode::InvalidRequest, format!("{key} is both set and unset")));
         }
     }
-    let (config, changed) = state
+    let (config, _changed) = state
         .blocking(move |state| {
             for _ in 0..ENV_ATTEMPTS {
                 let current = state.metadata.stage_env(&name, &stage)?;
@@ -228,9 +218,6 @@ pub async fn set_env(
             .with_hint("try again"))
         })
         .await?;
-    if changed {
-        state.watchers.notify(&config);
-    }
     Ok(Json(config))
 }
 

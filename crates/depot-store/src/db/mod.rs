@@ -132,6 +132,9 @@ pub(crate) trait Engine {
     fn execute_batch(&self, sql: &str) -> Result<()>;
     fn execute(&self, sql: &str, params: &[Value]) -> Result<usize>;
     fn query(&self, sql: &str, params: &[Value]) -> Result<Vec<Row>>;
+    /// Records that configuration `name` changed (a new revision, or deleted), to be announced
+    /// once the transaction commits: to this process, and on PostgreSQL to every replica.
+    fn changed(&self, name: &str) -> Result<()>;
 }
 
 /// A transaction, handed to the store's row operations. Its methods follow rusqlite's names.
@@ -157,6 +160,11 @@ impl<'a> Tx<'a> {
             Some(row) => map(row),
             None => Err(StoreError::NoRows),
         }
+    }
+
+    /// See [`Engine::changed`].
+    pub(crate) fn changed(&self, name: &str) -> Result<()> {
+        self.engine.changed(name)
     }
 
     pub(crate) fn execute_batch(&self, sql: &str) -> Result<()> {
@@ -214,20 +222,40 @@ pub enum Mode {
 /// A database engine: opens transactions. Object-safe, so that the store holds one `Arc<dyn
 /// Backend>` chosen at start.
 pub(crate) trait Backend: Send + Sync {
-    /// Runs `body` in one transaction and commits it when `body` succeeds.
-    fn transaction(&self, mode: Mode, body: &mut dyn FnMut(&Tx<'_>) -> Result<()>) -> Result<()>;
+    /// Runs `body` in one transaction and commits it when `body` succeeds. Returns the names
+    /// of the configurations it changed.
+    fn transaction(&self, mode: Mode, body: &mut dyn FnMut(&Tx<'_>) -> Result<()>) -> Result<Vec<String>>;
     /// Which engine, for messages.
     fn engine_name(&self) -> &'static str;
+    /// Starts passing the changes that other processes commit to `publish` (PostgreSQL's
+    /// LISTEN); nothing to do where every writer is in this process (SQLite).
+    fn listen(&self, publish: Publish) -> Result<()>;
 }
 
-/// Runs `body` once in a transaction and returns its value.
-pub(crate) fn run<T>(backend: &Arc<dyn Backend>, mode: Mode, body: impl FnOnce(&Tx<'_>) -> Result<T>) -> Result<T> {
+/// A change committed to the metadata, for those who announce it (blocking queries).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// A configuration has a new revision, or is gone.
+    Config(String),
+    /// Changes may have been missed (the listening connection was lost): look at everything.
+    Everything,
+}
+
+/// Where changes go: called on the thread that committed, or on the listener's thread.
+pub type Publish = Arc<dyn Fn(Change) + Send + Sync>;
+
+/// Runs `body` once in a transaction and returns its value and the configurations it changed.
+pub(crate) fn run<T>(
+    backend: &Arc<dyn Backend>,
+    mode: Mode,
+    body: impl FnOnce(&Tx<'_>) -> Result<T>,
+) -> Result<(T, Vec<String>)> {
     let mut body = Some(body);
     let mut value = None;
-    backend.transaction(mode, &mut |tx| {
+    let changed = backend.transaction(mode, &mut |tx| {
         let body = body.take().expect("a transaction body runs once");
         value = Some(body(tx)?);
         Ok(())
     })?;
-    Ok(value.expect("a committed transaction has its value"))
+    Ok((value.expect("a committed transaction has its value"), changed))
 }

@@ -5,13 +5,15 @@
 //! run side by side at REPEATABLE READ, each on one snapshot.
 
 use std::cell::RefCell;
+use std::collections::BTreeSet;
 use std::time::Duration;
 
+use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::{IsNull, ToSql, Type};
 use postgres::{IsolationLevel, NoTls};
 use r2d2_postgres::PostgresConnectionManager;
 
-use super::{Backend, Engine, Mode, Row, Tx, Value};
+use super::{Backend, Change, Engine, Mode, Publish, Row, Tx, Value};
 use crate::{Result, StoreError};
 
 /// The advisory lock every write transaction takes: "depot" in ASCII.
@@ -21,7 +23,13 @@ const CONNECTIONS: u32 = 16;
 /// How long a request waits for a free connection, or for the database to answer a connect.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The channel of `NOTIFY`: a configuration's name each time it changes.
+const CHANGES: &str = "depot_changes";
+/// The longest pause between attempts to listen again after the connection was lost.
+const MAX_LISTEN_BACKOFF: Duration = Duration::from_secs(5);
+
 pub(crate) struct Postgres {
+    config: postgres::Config,
     pool: r2d2::Pool<PostgresConnectionManager<NoTls>>,
 }
 
@@ -32,18 +40,19 @@ impl Postgres {
             url.parse().map_err(|e| StoreError::Database(format!("invalid PostgreSQL URL: {e}")))?;
         config.connect_timeout(CONNECT_TIMEOUT);
         config.application_name("depot");
+        config.keepalives(true).keepalives_idle(Duration::from_secs(10));
         let pool = r2d2::Pool::builder()
             .max_size(CONNECTIONS)
             .min_idle(Some(1))
             .connection_timeout(CONNECT_TIMEOUT)
-            .build(PostgresConnectionManager::new(config, NoTls))
+            .build(PostgresConnectionManager::new(config.clone(), NoTls))
             .map_err(|e| StoreError::Database(format!("cannot connect to PostgreSQL: {e}")))?;
-        Ok(Postgres { pool })
+        Ok(Postgres { config, pool })
     }
 }
 
 impl Backend for Postgres {
-    fn transaction(&self, mode: Mode, body: &mut dyn FnMut(&Tx<'_>) -> Result<()>) -> Result<()> {
+    fn transaction(&self, mode: Mode, body: &mut dyn FnMut(&Tx<'_>) -> Result<()>) -> Result<Vec<String>> {
         let mut client = self.pool.get().map_err(|e| StoreError::Database(format!("PostgreSQL: {e}")))?;
         let mut builder = client.build_transaction();
         builder = match mode {
@@ -51,37 +60,84 @@ impl Backend for Postgres {
             Mode::Read => builder.isolation_level(IsolationLevel::RepeatableRead).read_only(true),
         };
         let transaction = builder.start()?;
-        let engine = Transaction(RefCell::new(transaction));
+        let engine = Transaction { transaction: RefCell::new(transaction), changed: RefCell::default() };
         if mode == Mode::Write {
             engine.execute("SELECT pg_advisory_xact_lock(?1)", &[Value::Int(WRITE_LOCK)])?;
         }
         body(&Tx::new(&engine))?;
-        engine.0.into_inner().commit()?;
-        Ok(())
+        let changed = engine.changed.take();
+        engine.transaction.into_inner().commit()?;
+        Ok(changed.into_iter().collect())
     }
 
     fn engine_name(&self) -> &'static str {
         "postgres"
     }
+
+    fn listen(&self, publish: Publish) -> Result<()> {
+        let config = self.config.clone();
+        std::thread::Builder::new().name("depot-listen".to_owned()).spawn(move || listen(&config, &publish))?;
+        Ok(())
+    }
 }
 
-struct Transaction<'a>(RefCell<postgres::Transaction<'a>>);
+/// Passes every configuration name notified on [`CHANGES`] to `publish`, for as long as the
+/// process lives. When the connection is lost it connects again, with backoff, and then
+/// publishes [`Change::Everything`]: notifications sent meanwhile are gone.
+fn listen(config: &postgres::Config, publish: &Publish) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match listen_once(config, publish) {
+            Ok(()) => return,
+            Err(error) => {
+                tracing::warn!("listening for changes in PostgreSQL failed ({error}); again in {backoff:?}");
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(MAX_LISTEN_BACKOFF);
+            }
+        }
+    }
+}
+
+fn listen_once(config: &postgres::Config, publish: &Publish) -> std::result::Result<(), postgres::Error> {
+    let mut client = config.connect(NoTls)?;
+    client.batch_execute(&format!("LISTEN {CHANGES}"))?;
+    publish(Change::Everything);
+    let mut notifications = client.notifications();
+    let mut iter = notifications.blocking_iter();
+    while let Some(notification) = iter.next()? {
+        publish(Change::Config(notification.payload().to_owned()));
+    }
+    Ok(())
+}
+
+struct Transaction<'a> {
+    transaction: RefCell<postgres::Transaction<'a>>,
+    changed: RefCell<BTreeSet<String>>,
+}
 
 impl Engine for Transaction<'_> {
+    fn changed(&self, name: &str) -> Result<()> {
+        if self.changed.borrow_mut().insert(name.to_owned()) {
+            // Delivered to every listening replica when, and only if, the transaction commits.
+            self.execute("SELECT pg_notify(?1, ?2)", &[Value::from(CHANGES), Value::from(name)])?;
+        }
+        Ok(())
+    }
+
     fn execute_batch(&self, sql: &str) -> Result<()> {
-        Ok(self.0.borrow_mut().batch_execute(sql)?)
+        Ok(self.transaction.borrow_mut().batch_execute(sql)?)
     }
 
     fn execute(&self, sql: &str, params: &[Value]) -> Result<usize> {
         let sql = numbered_parameters(sql);
         let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-        Ok(self.0.borrow_mut().execute(sql.as_str(), &params)? as usize)
+        Ok(self.transaction.borrow_mut().execute(sql.as_str(), &params)? as usize)
     }
 
     fn query(&self, sql: &str, params: &[Value]) -> Result<Vec<Row>> {
         let sql = numbered_parameters(sql);
         let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-        let rows = self.0.borrow_mut().query(sql.as_str(), &params)?;
+        let rows = self.transaction.borrow_mut().query(sql.as_str(), &params)?;
         rows.iter().map(row).collect()
     }
 }

@@ -3,6 +3,8 @@
 //! time anyway); reads run on a pool of read-only connections, each transaction on a snapshot,
 //! never waiting for the writer.
 
+use std::cell::RefCell;
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -10,7 +12,7 @@ use std::time::Duration;
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, TransactionBehavior};
 
-use super::{Backend, Engine, Mode, Row, Tx, Value};
+use super::{Backend, Engine, Mode, Publish, Row, Tx, Value};
 use crate::{Result, StoreError};
 
 /// How long a statement waits for a lock held by another process before failing.
@@ -43,26 +45,35 @@ impl Sqlite {
 }
 
 impl Backend for Sqlite {
-    fn transaction(&self, mode: Mode, body: &mut dyn FnMut(&Tx<'_>) -> Result<()>) -> Result<()> {
-        match mode {
+    fn transaction(&self, mode: Mode, body: &mut dyn FnMut(&Tx<'_>) -> Result<()>) -> Result<Vec<String>> {
+        let changed = match mode {
             Mode::Write => {
                 let mut connection = self.writer.lock().expect("the writer lock is never poisoned");
                 let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                body(&Tx::new(&Transaction(&transaction)))?;
+                let engine = Transaction { transaction: &transaction, changed: RefCell::default() };
+                body(&Tx::new(&engine))?;
+                let changed = engine.changed.take();
                 transaction.commit()?;
+                changed
             }
             Mode::Read => {
                 let mut connection = self.readers.get().map_err(|e| StoreError::Database(e.to_string()))?;
                 let transaction = connection.transaction_with_behavior(TransactionBehavior::Deferred)?;
-                body(&Tx::new(&Transaction(&transaction)))?;
+                let engine = Transaction { transaction: &transaction, changed: RefCell::default() };
+                body(&Tx::new(&engine))?;
                 transaction.commit()?;
+                BTreeSet::new()
             }
-        }
-        Ok(())
+        };
+        Ok(changed.into_iter().collect())
     }
 
     fn engine_name(&self) -> &'static str {
         "sqlite"
+    }
+
+    fn listen(&self, _: Publish) -> Result<()> {
+        Ok(())
     }
 }
 
@@ -91,20 +102,28 @@ impl r2d2::ManageConnection for Readers {
     }
 }
 
-struct Transaction<'a>(&'a rusqlite::Transaction<'a>);
+struct Transaction<'a> {
+    transaction: &'a rusqlite::Transaction<'a>,
+    changed: RefCell<BTreeSet<String>>,
+}
 
 impl Engine for Transaction<'_> {
     fn execute_batch(&self, sql: &str) -> Result<()> {
-        Ok(self.0.execute_batch(sql)?)
+        Ok(self.transaction.execute_batch(sql)?)
+    }
+
+    fn changed(&self, name: &str) -> Result<()> {
+        self.changed.borrow_mut().insert(name.to_owned());
+        Ok(())
     }
 
     fn execute(&self, sql: &str, params: &[Value]) -> Result<usize> {
-        let mut statement = self.0.prepare_cached(sql)?;
+        let mut statement = self.transaction.prepare_cached(sql)?;
         Ok(statement.execute(rusqlite::params_from_iter(params))?)
     }
 
     fn query(&self, sql: &str, params: &[Value]) -> Result<Vec<Row>> {
-        let mut statement = self.0.prepare_cached(sql)?;
+        let mut statement = self.transaction.prepare_cached(sql)?;
         let columns = statement.column_count();
         let mut rows = statement.query(rusqlite::params_from_iter(params))?;
         let mut out = Vec::new();

@@ -17,6 +17,7 @@ const DEFAULT_DATA: &str = "depot-data";
 struct FileSettings {
     listen: Option<String>,
     data: Option<PathBuf>,
+    metadata: Option<String>,
     max_blob_size: Option<u64>,
     max_versions: Option<u64>,
     gc_grace: Option<String>,
@@ -29,6 +30,7 @@ struct FileSettings {
 struct Settings {
     listen: String,
     data: PathBuf,
+    metadata: Option<String>,
     options: ServerOptions,
     tls: Option<(PathBuf, PathBuf)>,
 }
@@ -68,6 +70,7 @@ impl Settings {
         Ok(Settings {
             listen: args.listen.or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.to_owned()),
             data: args.data.or(from_file(file.data)).unwrap_or_else(|| PathBuf::from(DEFAULT_DATA)),
+            metadata: args.metadata.or(file.metadata),
             options,
             tls,
         })
@@ -100,7 +103,7 @@ pub fn run(args: ServeArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
     };
     fs_err::create_dir_all(&settings.data)?;
     let data = fs_err::canonicalize(&settings.data)?;
-    let (state, first_start) = depot_server::open(&data, settings.options)
+    let (state, first_start) = depot_server::open(&data, settings.metadata.as_deref(), settings.options)
         .with_context(|| format!("failed to open the registry in {}", data.display()))?;
     if let Some(first) = first_start {
         printer.message(format!(
@@ -113,7 +116,11 @@ pub fn run(args: ServeArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("failed to listen on {}", settings.listen))?;
     let address = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
-    printer.message(format!("depot registry listening on {scheme}://{address} (data in {})", data.display()));
+    printer.message(format!(
+        "depot registry listening on {scheme}://{address} (data in {}, metadata in {})",
+        data.display(),
+        state.metadata.engine()
+    ));
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(depot_server::serve(listener, state, tls, shutdown_signal()))?;
     printer.message("depot registry stopped");

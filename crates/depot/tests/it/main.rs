@@ -12,5 +12,6 @@ mod pack;
 mod pipeline;
 mod registry;
 mod release;
+mod replicas;
 mod safety;
 mod serve;

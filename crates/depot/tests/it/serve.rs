@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use crate::common::*;
 
-struct Server {
-    child: Child,
-    address: String,
-    stderr: String,
+pub(crate) struct Server {
+    pub(crate) child: Child,
+    pub(crate) address: String,
+    pub(crate) stderr: String,
 }
 
 impl Drop for Server {
@@ -27,7 +27,7 @@ fn start(ctx: &TestContext, data: &Path) -> Server {
     start_with(ctx, data, &[])
 }
 
-fn start_with(ctx: &TestContext, data: &Path, extra: &[&str]) -> Server {
+pub(crate) fn start_with(ctx: &TestContext, data: &Path, extra: &[&str]) -> Server {
     let data = data.to_str().unwrap();
     let args: Vec<&str> = ["--listen", "127.0.0.1:0", "--gc-grace", "0s", "--data", data]
         .into_iter()
@@ -37,7 +37,7 @@ fn start_with(ctx: &TestContext, data: &Path, extra: &[&str]) -> Server {
 }
 
 /// `depot serve ARGS`, once it says where it listens (http or https).
-fn start_args(ctx: &TestContext, args: &[&str]) -> Server {
+pub(crate) fn start_args(ctx: &TestContext, args: &[&str]) -> Server {
     let mut child = ctx.command().arg("serve").args(args).stderr(Stdio::piped()).spawn().unwrap();
     let mut reader = BufReader::new(child.stderr.take().unwrap());
     let mut stderr = String::new();
@@ -58,13 +58,13 @@ fn start_args(ctx: &TestContext, args: &[&str]) -> Server {
     Server { child, address, stderr }
 }
 
-fn kill9(server: &mut Server) {
+pub(crate) fn kill9(server: &mut Server) {
     let _ = server.child.kill();
     let _ = server.child.wait();
 }
 
 /// One request with `Connection: close`; returns the status and the body.
-fn http(address: &str, method: &str, path: &str, token: &str, body: &[u8]) -> (u16, String) {
+pub(crate) fn http(address: &str, method: &str, path: &str, token: &str, body: &[u8]) -> (u16, String) {
     let mut stream = TcpStream::connect(address).unwrap();
     let head = format!(
         "{method} {path} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
@@ -80,17 +80,17 @@ fn http(address: &str, method: &str, path: &str, token: &str, body: &[u8]) -> (u
     (status, body)
 }
 
-fn sha256_hex(data: &[u8]) -> String {
+pub(crate) fn sha256_hex(data: &[u8]) -> String {
     use sha2::Digest;
     sha2::Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn token(data: &Path) -> String {
+pub(crate) fn token(data: &Path) -> String {
     fs_err::read_to_string(data.join("admin.token")).unwrap().trim().to_owned()
 }
 
 /// Uploads `archive` as component `web` version `version`.
-fn push(address: &str, token: &str, archive: &[u8], version: &str) -> String {
+pub(crate) fn push(address: &str, token: &str, archive: &[u8], version: &str) -> String {
     let digest = format!("sha256:{}", sha256_hex(archive));
     let (status, body) = http(address, "PUT", &format!("/api/v1/blobs/{digest}"), token, archive);
     assert!(status == 201 || status == 200, "upload: {status} {body}");
@@ -106,7 +106,7 @@ fn push(address: &str, token: &str, archive: &[u8], version: &str) -> String {
 }
 
 /// Creates configuration `prod` with the one layer `web:VERSION`.
-fn create_prod(address: &str, token: &str, version: &str) {
+pub(crate) fn create_prod(address: &str, token: &str, version: &str) {
     let body = format!(r#"{{"name":"prod","layers":[{{"component":"web","version":"{version}"}}]}}"#);
     let (status, body) = http(address, "POST", "/api/v1/configs", token, body.as_bytes());
     assert_eq!(status, 201, "{body}");

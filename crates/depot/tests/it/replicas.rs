@@ -1,0 +1,181 @@
+//! Several `depot serve` replicas on one PostgreSQL database (a real server, started by
+//! depot-testkit) and one blob store act as one registry: what is written through one is read,
+//! and wakes blocking queries, through the others; a replica killed with -9 in the middle of a
+//! write loses nothing it acknowledged.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+use crate::serve::{Server, create_prod, http, kill9, push, start_with, token};
+
+/// A replica of the registry whose metadata is in `database`, with its blobs under `data`.
+fn replica(ctx: &TestContext, data: &Path, database: &str) -> Server {
+    start_with(ctx, data, &["--metadata", database])
+}
+
+/// The configuration `prod` as `server` answers it.
+fn prod(server: &Server, token: &str) -> serde_json::Value {
+    let (status, body) = http(&server.address, "GET", "/api/v1/configs/prod", token, b"");
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+fn set_prod(server: &Server, token: &str, version: &str) -> u64 {
+    let body = format!(r#"{{"layers":[{{"component":"web","version":"{version}"}}]}}"#);
+    let (status, body) = http(&server.address, "PATCH", "/api/v1/configs/prod", token, body.as_bytes());
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str::<serde_json::Value>(&body).unwrap()["revision"].as_u64().unwrap()
+}
+
+#[test]
+fn three_replicas_on_one_postgres_act_as_one_registry() {
+    let ctx = TestContext::new();
+    let database = depot_testkit::Postgres::fresh_database();
+    let data = ctx.path("data");
+    let a = replica(&ctx, &data, &database);
+    let token = token(&data);
+    let b = replica(&ctx, &data, &database);
+    let c = replica(&ctx, &data, &database);
+    assert!(a.stderr.contains("metadata in postgres"), "{}", a.stderr);
+
+    // Written through one, read through the others: versions, configurations, tokens.
+    let v1 = fs_err::read(ctx.release("1.0.0", &[("app.txt", "one\n")])).unwrap();
+    let v2 = fs_err::read(ctx.release("2.0.0", &[("app.txt", "two\n")])).unwrap();
+    push(&a.address, &token, &v1, "1.0.0");
+    push(&b.address, &token, &v2, "2.0.0");
+    create_prod(&c.address, &token, "1.0.0");
+    assert_eq!(prod(&a, &token)["revision"], 1);
+    let (status, body) = http(&c.address, "GET", "/api/v1/components/web/versions", &token, b"");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&body).unwrap().as_array().unwrap().len(), 2);
+    let (status, body) = http(&b.address, "POST", "/api/v1/tokens", &token, br#"{"name":"ci","role":"operator"}"#);
+    assert_eq!(status, 201, "{body}");
+    let ci: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let ci = ci["token"].as_str().unwrap().to_owned();
+    assert_eq!(prod(&c, &ci)["revision"], 1, "a token made through B works on C");
+
+    // A blocking query on B wakes when a write lands through A, well before its wait ends.
+    let address = b.address.clone();
+    let waiter_token = token.clone();
+    let waiter = std::thread::spawn(move || {
+        let mut stream = TcpStream::connect(&address).unwrap();
+        let request = format!(
+            "GET /api/v1/configs/prod?after=1&wait=60s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {waiter_token}\r\nConnection: close\r\n\r\n"
+        );
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        (Instant::now(), response)
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let revision = set_prod(&a, &token, "2.0.0");
+    let written = Instant::now();
+    let (answered, response) = waiter.join().unwrap();
+    let latency = answered.saturating_duration_since(written);
+    eprintln!("a write through A woke a blocking query on B after {latency:?}");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains(&format!("\"revision\":{revision}")), "{response}");
+    assert!(latency < Duration::from_secs(1), "woken after {latency:?}");
+
+    // The same for a change that no request names: a push moving a channel that prod tracks.
+    let body = br#"{"layers":[{"component":"web","version":"latest"}]}"#;
+    let (status, reply) = http(&c.address, "PATCH", "/api/v1/configs/prod", &token, body);
+    assert_eq!(status, 200, "{reply}");
+    let tracked = prod(&b, &token)["revision"].as_u64().unwrap();
+    let address = b.address.clone();
+    let waiter_token = token.clone();
+    let waiter = std::thread::spawn(move || {
+        let (status, body) =
+            http(&address, "GET", &format!("/api/v1/configs/prod?after={tracked}&wait=60s"), &waiter_token, b"");
+        (Instant::now(), status, body)
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let v3 = fs_err::read(ctx.release("3.0.0", &[("app.txt", "three\n")])).unwrap();
+    push(&a.address, &token, &v3, "3.0.0");
+    let pushed = Instant::now();
+    let (answered, status, body) = waiter.join().unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"version\":\"3.0.0\""), "{body}");
+    assert!(answered.saturating_duration_since(pushed) < Duration::from_secs(1));
+
+    drop((a, b, c));
+}
+
+#[test]
+fn a_replica_killed_during_writes_and_uploads_loses_nothing_it_acknowledged() {
+    let ctx = TestContext::new();
+    let database = depot_testkit::Postgres::fresh_database();
+    let data = ctx.path("data");
+    let mut a = replica(&ctx, &data, &database);
+    let token = token(&data);
+    let b = replica(&ctx, &data, &database);
+    let v1 = fs_err::read(ctx.release("1.0.0", &[("app.txt", "one\n")])).unwrap();
+    let v2 = fs_err::read(ctx.release("2.0.0", &[("app.txt", "two\n")])).unwrap();
+    push(&a.address, &token, &v1, "1.0.0");
+    push(&a.address, &token, &v2, "2.0.0");
+    create_prod(&a.address, &token, "1.0.0");
+
+    // Configuration writes through A, as fast as it takes them, until A is killed.
+    let address = a.address.clone();
+    let writer_token = token.clone();
+    let writer = std::thread::spawn(move || {
+        let mut acknowledged = Vec::new();
+        for i in 0..10_000 {
+            let version = if i % 2 == 0 { "2.0.0" } else { "1.0.0" };
+            let body = format!(r#"{{"layers":[{{"component":"web","version":"{version}"}}]}}"#);
+            let Ok(mut stream) = TcpStream::connect(&address) else { break };
+            let head = format!(
+                "PATCH /api/v1/configs/prod HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {writer_token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            if stream.write_all(head.as_bytes()).is_err() {
+                break;
+            }
+            let mut response = String::new();
+            if stream.read_to_string(&mut response).is_err() || !response.starts_with("HTTP/1.1 200") {
+                break;
+            }
+            let json: serde_json::Value = serde_json::from_str(response.split_once("\r\n\r\n").unwrap().1).unwrap();
+            acknowledged.push((json["revision"].as_u64().unwrap(), version));
+        }
+        acknowledged
+    });
+    // And an upload through A that is half sent when A dies.
+    let half = format!("sha256:{}", "cd".repeat(32));
+    let mut upload = TcpStream::connect(&a.address).unwrap();
+    let head = format!(
+        "PUT /api/v1/blobs/{half} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Length: {}\r\n\r\n",
+        64 * 1024 * 1024
+    );
+    upload.write_all(head.as_bytes()).unwrap();
+    upload.write_all(&vec![7u8; 4 * 1024 * 1024]).unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    kill9(&mut a);
+    drop(upload);
+    let acknowledged = writer.join().unwrap();
+    assert!(acknowledged.len() > 3, "writes were under way when A was killed");
+
+    // B has every revision A acknowledged, with the layers it acknowledged, and no gap.
+    let (status, body) = http(&b.address, "GET", "/api/v1/configs/prod/history", &token, b"");
+    assert_eq!(status, 200, "{body}");
+    let history: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+    for (revision, version) in &acknowledged {
+        let entry = history.iter().find(|h| h["revision"] == *revision);
+        let entry = entry.unwrap_or_else(|| panic!("acknowledged revision {revision} is lost"));
+        assert_eq!(entry["layers"][0]["version"], *version, "revision {revision}");
+    }
+    let revisions: Vec<u64> = history.iter().map(|h| h["revision"].as_u64().unwrap()).collect();
+    assert_eq!(revisions, (1..=*revisions.last().unwrap()).collect::<Vec<_>>(), "no revision half-written");
+    assert_eq!(prod(&b, &token)["revision"].as_u64().unwrap(), *revisions.last().unwrap());
+
+    // The half upload is nowhere; B still takes writes and uploads.
+    let (status, _) = http(&b.address, "GET", &format!("/api/v1/blobs/{half}"), &token, b"");
+    assert_eq!(status, 404, "nothing unacknowledged is served");
+    let v3 = fs_err::read(ctx.release("3.0.0", &[("app.txt", "three\n")])).unwrap();
+    push(&b.address, &token, &v3, "3.0.0");
+    let next = set_prod(&b, &token, "3.0.0");
+    assert_eq!(next, *revisions.last().unwrap() + 1);
+}
