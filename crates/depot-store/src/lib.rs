@@ -3,6 +3,7 @@
 //! SQL or how blobs are laid out. The backend is chosen in one place, [`open`], from URLs.
 
 mod blobs;
+mod copy;
 pub mod db;
 mod error;
 mod metadata;
@@ -11,6 +12,7 @@ mod pipelines;
 use std::path::PathBuf;
 
 pub use blobs::{BlobWriter, FsBlobs, VerifiedUpload};
+pub use copy::{TableCopy, copy_metadata, verify_metadata};
 pub use db::{Change, Publish};
 pub use error::{Result, StoreError};
 pub use metadata::{Added, Metadata, Retention};

@@ -66,6 +66,7 @@ pub enum Command {
     Reject(RejectArgs),
     Env(EnvArgs),
     History(HistoryArgs),
+    Admin(AdminArgs),
 }
 
 /// Pack a directory into a reproducible release archive.
@@ -1012,6 +1013,43 @@ pub struct TokenRevokeArgs {
 pub struct GcArgs {
     #[command(flatten)]
     pub registry: RegistryArgs,
+}
+
+/// Operate on a registry's storage directly (the registry need not run).
+#[derive(Debug, Args)]
+pub struct AdminArgs {
+    #[command(subcommand)]
+    pub command: AdminCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    Migrate(MigrateArgs),
+}
+
+/// Copy a whole registry to other storage: from the embedded defaults to PostgreSQL, say.
+///
+/// Copies every component, version, channel, configuration with its full history, pipeline,
+/// promotion, environment version, token and agent report, and every blob, then checks that the
+/// target has every row of the source and every blob with its digest. Stop the source registry
+/// first: the copy is of one moment of it. A copy that stops half-way is resumed by running the
+/// same command again; what the target already has is skipped. The target's first start of
+/// `depot serve` may have made an admin token; the source's tokens are added beside it.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  depot admin migrate --from ./depot-data --to postgres://depot:secret@db.internal/depot
+  depot admin migrate --from ./depot-data --to postgres://depot@127.0.0.1/depot,file:///srv/depot/blobs
+  depot admin migrate --from sqlite:///var/lib/depot/depot.db,file:///var/lib/depot/blobs --to postgres://… --json")]
+pub struct MigrateArgs {
+    /// The source: a data directory (its depot.db and blobs/), or its metadata and blob URLs,
+    /// comma-separated.
+    #[arg(long, value_name = "DIR|URLS")]
+    pub from: String,
+
+    /// The target's metadata URL (`postgres://…` or `sqlite:///…`) and, after a comma, its blob
+    /// store URL (`file:///…`) [default: the source's blob store, when only metadata moves].
+    #[arg(long, value_name = "URLS")]
+    pub to: String,
 }
 
 fn parse_label(text: &str) -> Result<(String, String), String> {

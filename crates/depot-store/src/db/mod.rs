@@ -13,7 +13,7 @@ use std::sync::Arc;
 use crate::{Result, StoreError};
 
 /// A parameter or a column: the only types depot stores.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Value {
     Null,
     Int(i64),
@@ -135,6 +135,8 @@ pub(crate) trait Engine {
     /// Records that configuration `name` changed (a new revision, or deleted), to be announced
     /// once the transaction commits: to this process, and on PostgreSQL to every replica.
     fn changed(&self, name: &str) -> Result<()>;
+    /// The columns of `table`, in order.
+    fn columns(&self, table: &str) -> Result<Vec<String>>;
 }
 
 /// A transaction, handed to the store's row operations. Its methods follow rusqlite's names.
@@ -160,6 +162,16 @@ impl<'a> Tx<'a> {
             Some(row) => map(row),
             None => Err(StoreError::NoRows),
         }
+    }
+
+    /// See [`Engine::columns`].
+    pub(crate) fn columns(&self, table: &str) -> Result<Vec<String>> {
+        self.engine.columns(table)
+    }
+
+    /// The rows of a query, whole.
+    pub(crate) fn rows(&self, sql: &str, params: impl Params) -> Result<Vec<Row>> {
+        self.engine.query(sql, &params.values())
     }
 
     /// See [`Engine::changed`].

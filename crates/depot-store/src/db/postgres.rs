@@ -116,6 +116,15 @@ struct Transaction<'a> {
 }
 
 impl Engine for Transaction<'_> {
+    fn columns(&self, table: &str) -> Result<Vec<String>> {
+        let rows = self.query(
+            "SELECT column_name::text FROM information_schema.columns
+             WHERE table_schema = current_schema() AND table_name = ?1 ORDER BY ordinal_position",
+            &[Value::from(table)],
+        )?;
+        rows.iter().map(|row| row.get(0)).collect()
+    }
+
     fn changed(&self, name: &str) -> Result<()> {
         if self.changed.borrow_mut().insert(name.to_owned()) {
             // Delivered to every listening replica when, and only if, the transaction commits.

@@ -117,6 +117,11 @@ impl Engine for Transaction<'_> {
         Ok(())
     }
 
+    fn columns(&self, table: &str) -> Result<Vec<String>> {
+        let rows = self.query("SELECT name FROM pragma_table_info(?1) ORDER BY cid", &[Value::from(table)])?;
+        rows.iter().map(|row| row.get(0)).collect()
+    }
+
     fn execute(&self, sql: &str, params: &[Value]) -> Result<usize> {
         let mut statement = self.transaction.prepare_cached(sql)?;
         Ok(statement.execute(rusqlite::params_from_iter(params))?)

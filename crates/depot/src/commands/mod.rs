@@ -1,6 +1,7 @@
 //! One file per command. Each takes resolved values and the printer, never clap types beyond its
 //! own argument struct, and returns the exit code.
 
+mod admin;
 mod agent;
 mod build;
 mod deploy;
@@ -55,6 +56,9 @@ pub fn run(command: Command, printer: &Printer) -> anyhow::Result<ExitCode> {
         Command::Reject(args) => registry::pipeline::reject(args, printer),
         Command::Env(args) => registry::env::run(args.command, printer),
         Command::History(args) => registry::pipeline::history(args, printer),
+        Command::Admin(args) => match args.command {
+            crate::cli::AdminCommand::Migrate(args) => admin::migrate(args, printer),
+        },
     }
 }
 

@@ -139,7 +139,12 @@ impl TestContext {
 
     /// The names in `R/releases/`, sorted.
     pub fn release_dirs(&self) -> Vec<String> {
-        let mut names: Vec<String> = match std::fs::read_dir(self.root().join("releases")) {
+        self.release_dirs_of("root")
+    }
+
+    /// The names in `DIR/releases/` (DIR relative to the temp dir), sorted.
+    pub fn release_dirs_of(&self, dir: &str) -> Vec<String> {
+        let mut names: Vec<String> = match std::fs::read_dir(self.path(dir).join("releases")) {
             Ok(entries) => entries.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect(),
             Err(_) => Vec::new(),
         };
