@@ -1,6 +1,22 @@
-use depot_api::{ComponentName, ConfigName, Digest, ErrorBody, ErrorCode, PipelineName, VersionLabel};
+use depot_api::{ComponentName, ConfigName, Digest, PipelineName, StageName, VersionLabel};
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// What would open a closed gate, for each front-end to say in its own words (a command, a
+/// button). Every remedy but the last may also be overridden by forcing, which is recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GateRemedy {
+    /// Promote through these skipped stages first.
+    PromoteThrough { stages: Vec<StageName> },
+    /// Bring a replacement for the deprecated versions into the source stage: pushed or pinned
+    /// in the first stage, promoted into a later one.
+    ReplaceDeprecated { stage: StageName, first_stage: bool },
+    /// Wait until every agent of the source stage is active on its revision.
+    WaitHealthy { stage: StageName, revision: u64 },
+    /// Reject the waiting promotion and promote again; `force` when only a forced promotion
+    /// would now pass (a version deprecated since it was asked).
+    RejectAndPromoteAgain { pipeline: PipelineName, id: u64, force: bool },
+}
 
 /// Store failures, mapped to meaning at the boundary: not-found is not-found on every backend.
 #[derive(Debug, thiserror::Error)]
@@ -35,13 +51,22 @@ pub enum StoreError {
     InUse { what: String, config: ConfigName },
     #[error("{0}")]
     Invalid(String),
+    #[error("{config} is stage {stage} of pipeline {pipeline}: it receives versions by promotion, through its gate")]
+    PromotedOnly { config: ConfigName, pipeline: PipelineName, stage: StageName },
+    /// `stage` is `APP/STAGE`.
+    #[error("{component} is the environment layer of {stage}")]
+    EnvComponent { component: ComponentName, stage: String },
+    #[error("component {component} has no channel `{channel}` yet")]
+    NoChannelYet { component: ComponentName, channel: VersionLabel },
+    #[error("configuration {config} is stage {stage} of pipeline {pipeline}; it goes with the pipeline")]
+    IsStage { config: ConfigName, pipeline: PipelineName, stage: StageName },
     #[error("unknown pipeline {0}")]
     UnknownPipeline(PipelineName),
     #[error("pipeline {0} already exists")]
     PipelineExists(PipelineName),
-    /// A `require-healthy` gate refused, or the promotion is not pending.
+    /// A gate refused a promotion or an approval; `remedy` says what would open it.
     #[error("{message}")]
-    GateClosed { message: String, hint: String },
+    GateClosed { message: String, remedy: GateRemedy },
     #[error("pipeline {pipeline} has {}", match (id, state) {
         (Some(id), Some(state)) => format!("promotion {id}, but it is {}, not waiting for approval", state.as_str()),
         (Some(id), None) => format!("no promotion {id}"),
@@ -70,90 +95,6 @@ pub enum StoreError {
     NoRows,
     #[error(transparent)]
     Io(#[from] std::io::Error),
-}
-
-impl StoreError {
-    /// The API error for this failure. Internal failures carry no detail: they are logged.
-    pub fn to_api(&self) -> ErrorBody {
-        let (code, hint) = match self {
-            StoreError::UnknownComponent(_) => {
-                (ErrorCode::UnknownComponent, Some("list components with `depot components`".to_owned()))
-            }
-            StoreError::UnknownVersion { component, .. } => {
-                (ErrorCode::UnknownVersion, Some(format!("list versions with `depot versions {component}`")))
-            }
-            StoreError::UnknownConfig(_) | StoreError::UnknownRevision { .. } => {
-                (ErrorCode::UnknownConfig, Some("list configurations with `depot configs`".to_owned()))
-            }
-            StoreError::UnknownBlob(_) => (ErrorCode::UnknownBlob, None),
-            StoreError::UnknownToken(_) => {
-                (ErrorCode::UnknownToken, Some("list tokens with `depot token list`".to_owned()))
-            }
-            StoreError::VersionExists { component, next, .. } => (
-                ErrorCode::VersionExists,
-                Some(match next {
-                    Some(next) => format!(
-                        "versions are immutable: push this content as a new version, such as `depot push {component} {next} …`"
-                    ),
-                    None => "versions are immutable: push this content as a new version".to_owned(),
-                }),
-            ),
-            StoreError::ConfigExists(name) => {
-                (ErrorCode::ConfigExists, Some(format!("change it with `depot config set {name} …`")))
-            }
-            StoreError::TokenExists(_) => {
-                (ErrorCode::TokenExists, Some("revoke it first, or choose another name".to_owned()))
-            }
-            StoreError::ConfigConflict { config, .. } => (
-                ErrorCode::ConfigConflict,
-                Some(format!("someone else changed it: review `depot config show {config}` and try again")),
-            ),
-            StoreError::InUse { config, .. } => {
-                (ErrorCode::InUse, Some(format!("change or delete configuration {config} first")))
-            }
-            StoreError::Invalid(_) => (ErrorCode::InvalidRequest, None),
-            StoreError::UnknownPipeline(_) => {
-                (ErrorCode::UnknownPipeline, Some("list pipelines with `depot pipeline list`".to_owned()))
-            }
-            StoreError::PipelineExists(name) => {
-                (ErrorCode::PipelineExists, Some(format!("see it with `depot pipeline show {name}`")))
-            }
-            StoreError::GateClosed { hint, .. } => (ErrorCode::GateClosed, Some(hint.clone())),
-            StoreError::UnknownPromotion { pipeline, pending, .. } => (
-                ErrorCode::UnknownPromotion,
-                Some(match pending.as_slice() {
-                    [] => format!("nothing waits for approval in {pipeline}"),
-                    ids => format!(
-                        "waiting: {}; name one with `depot approve {pipeline} ID`",
-                        ids.iter().map(|id| id.to_string()).collect::<Vec<_>>().join(", ")
-                    ),
-                }),
-            ),
-            StoreError::SelfApproval { .. } => (
-                ErrorCode::Forbidden,
-                Some("an approval gate needs a second person: ask another operator to run `depot approve`".to_owned()),
-            ),
-            StoreError::NotYourAgent { .. } => (
-                ErrorCode::Forbidden,
-                Some("each host reports with its own agent token; check the agent's --name and --token".to_owned()),
-            ),
-            StoreError::DigestMismatch { .. } => (
-                ErrorCode::DigestMismatch,
-                Some("the upload was damaged or the digest is wrong; push again".to_owned()),
-            ),
-            StoreError::TooLarge { .. } => {
-                (ErrorCode::TooLarge, Some("raise the registry's --max-blob-size".to_owned()))
-            }
-            StoreError::UnsupportedUrl(_) | StoreError::Database(_) | StoreError::NoRows | StoreError::Io(_) => {
-                return ErrorBody::new(ErrorCode::Internal, "internal error; see the registry's log");
-            }
-        };
-        let body = ErrorBody::new(code, self.to_string());
-        match hint {
-            Some(hint) => body.with_hint(hint),
-            None => body,
-        }
-    }
 }
 
 impl From<rusqlite::Error> for StoreError {

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 pub use blobs::{BlobWriter, FsBlobs, VerifiedUpload};
 pub use copy::{TableCopy, copy_metadata, verify_metadata};
 pub use db::{Change, Publish};
-pub use error::{Result, StoreError};
+pub use error::{GateRemedy, Result, StoreError};
 pub use metadata::{Added, Metadata, Retention};
 pub use pipelines::BlobAccess;
 

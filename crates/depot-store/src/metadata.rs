@@ -621,11 +621,11 @@ impl Metadata {
             let current = current_config(tx, name)?;
             check_revision(name, expect, current.revision)?;
             if let Some(stage) = &current.stage {
-                return Err(StoreError::Invalid(format!(
-                    "configuration {name} is stage {} of pipeline {}; it goes with the pipeline \
-                     (`depot pipeline delete {} --force`)",
-                    stage.stage, stage.pipeline, stage.pipeline
-                )));
+                return Err(StoreError::IsStage {
+                    config: name.clone(),
+                    pipeline: stage.pipeline.clone(),
+                    stage: stage.stage.clone(),
+                });
             }
             tx.execute("DELETE FROM config_revisions WHERE config = ?1", [name.as_str()])?;
             tx.execute("DELETE FROM agents WHERE config = ?1", [name.as_str()])?;

@@ -15,7 +15,7 @@ use crate::metadata::{
     Metadata, agents_of, check_revision, current_config, delete_version_rows, from_json, insert_version, now, parse,
     parse_time, record_event, resolve_layer, resolve_version, write_revision,
 };
-use crate::{Result, StoreError};
+use crate::{GateRemedy, Result, StoreError};
 
 /// A stage's environment: its configuration, revision, and the variables of the environment
 /// layer it runs (version and values), if it has one.
@@ -72,7 +72,7 @@ impl Metadata {
                 })?;
                 if tx.prepare("SELECT 1 FROM versions WHERE component = ?1")?.exists([env.as_str()])? {
                     return Err(StoreError::Invalid(format!(
-                        "component {env} exists; stage {} would generate it from `depot env set` \
+                        "component {env} exists; stage {} would generate it from its environment \
                          (delete it, or choose another pipeline name)",
                         spec.name
                     )));
@@ -220,7 +220,7 @@ impl Metadata {
                 if !request.force {
                     return Err(StoreError::GateClosed {
                         message: format!("promoting {from} into {} skips {names}, and the gate into it", target.name),
-                        hint: format!("promote through {names} first, or pass --force (recorded in the history)"),
+                        remedy: GateRemedy::PromoteThrough { stages: skipped.clone() },
                     });
                 }
                 notes.push(format!("forced past {names}"));
@@ -256,13 +256,12 @@ impl Metadata {
             if !withdrawn.is_empty() {
                 let list = withdrawn.join("; ");
                 if !request.force {
-                    let replace = match source.after {
-                        None => format!("push or pin a replacement in {from}"),
-                        Some(_) => format!("promote a replacement into {from}"),
-                    };
                     return Err(StoreError::GateClosed {
                         message: format!("promotion into {} is refused: {list}", target.name),
-                        hint: format!("{replace} and promote that, or pass --force (recorded in the history)"),
+                        remedy: GateRemedy::ReplaceDeprecated {
+                            stage: from.clone(),
+                            first_stage: source.after.is_none(),
+                        },
                     });
                 }
                 notes.push(format!("forced past {list}"));
@@ -276,11 +275,10 @@ impl Metadata {
                         if !request.force {
                             return Err(StoreError::GateClosed {
                                 message,
-                                hint: format!(
-                                    "wait until every agent of {from} is active on revision {}, or pass --force \
-                                     (recorded in the history)",
-                                    source_config.revision
-                                ),
+                                remedy: GateRemedy::WaitHealthy {
+                                    stage: from.clone(),
+                                    revision: source_config.revision,
+                                },
                             });
                         }
                         notes.push(format!("forced past require-healthy: {refusal}"));
@@ -361,9 +359,7 @@ impl Metadata {
                         promotion.to,
                         now.revision
                     ),
-                    hint: format!(
-                        "approving it now could undo that change: `depot reject {name} {id}` and promote again"
-                    ),
+                    remedy: GateRemedy::RejectAndPromoteAgain { pipeline: name.clone(), id, force: false },
                 });
             }
             // A version deprecated while the promotion waited was never weighed by the one who asked;
@@ -372,9 +368,7 @@ impl Metadata {
             if !withdrawn.is_empty() {
                 return Err(StoreError::GateClosed {
                     message: format!("since promotion {id} was asked, {}", withdrawn.join("; ")),
-                    hint: format!(
-                        "`depot reject {name} {id}`, and promote a replacement (or promote again with --force)"
-                    ),
+                    remedy: GateRemedy::RejectAndPromoteAgain { pipeline: name.clone(), id, force: true },
                 });
             }
             tx.execute("UPDATE promotions SET approved_by = ?2 WHERE id = ?1", params![id as i64, actor])?;
@@ -590,10 +584,11 @@ pub(crate) fn check_manual_change(tx: &Tx<'_>, config: &ConfigName, components: 
         |row| row.get(0),
     )?;
     if position > 0 {
-        return Err(StoreError::Invalid(format!(
-            "{config} is stage {name} of pipeline {pipeline}: it receives versions by promotion, through its gate \
-             (`depot promote {pipeline} --to {name}`)"
-        )));
+        return Err(StoreError::PromotedOnly {
+            config: config.clone(),
+            pipeline: pipeline.clone(),
+            stage: name.clone(),
+        });
     }
     Ok(())
 }
@@ -602,9 +597,7 @@ pub(crate) fn check_manual_change(tx: &Tx<'_>, config: &ConfigName, components: 
 /// writes its versions, and only its stage uses them.
 pub(crate) fn refuse_env_component(tx: &Tx<'_>, component: &ComponentName) -> Result<()> {
     match env_owner(tx, component)? {
-        Some(stage) => Err(StoreError::Invalid(format!(
-            "{component} is the environment layer of {stage}; change it with `depot env set {stage} KEY=VALUE`"
-        ))),
+        Some(stage) => Err(StoreError::EnvComponent { component: component.clone(), stage }),
         None => Ok(()),
     }
 }
@@ -663,10 +656,9 @@ fn tracking_layer(tx: &Tx<'_>, component: &ComponentName, track: &VersionLabel) 
     let layer = resolve_layer(tx, &LayerRef { component: component.clone(), version: track.clone() });
     match layer {
         Ok(layer) if layer.channel.is_some() => Ok(layer),
-        Ok(_) | Err(StoreError::UnknownVersion { .. }) => Err(StoreError::Invalid(format!(
-            "component {component} has no channel `{track}` yet: push a stable version first (or track edge \
-             builds with --track edge and `depot push --channel edge`)"
-        ))),
+        Ok(_) | Err(StoreError::UnknownVersion { .. }) => {
+            Err(StoreError::NoChannelYet { component: component.clone(), channel: track.clone() })
+        }
         Err(other) => Err(other),
     }
 }
