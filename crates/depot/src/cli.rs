@@ -724,6 +724,11 @@ pub struct ConfigShowArgs {
 /// in the root and sent when it answers again. Hooks also get STATEFILE (the configuration's
 /// JSON), LAYER_<i>_NAME, LAYER_<i>_VERSION, DEPOT_CONFIG and DEPOT_REVISION.
 ///
+/// Several registry URLs name replicas of one registry: the agent talks to one at a time and moves
+/// to the next (round robin) when it cannot connect, times out or gets a 5xx, for the query, the
+/// downloads and the reports alike. The revision it waits to pass is its own, so a move neither
+/// misses a revision nor deploys one again.
+///
 /// Settings come from the flags, then DEPOT_* variables, then the settings file
 /// (/etc/depot/agent.toml when it exists, or --settings FILE), then `[deploy]` in
 /// R/config/depot.toml. SIGTERM or SIGINT stops the agent at a safe point: at once while it
@@ -736,6 +741,7 @@ pub struct ConfigShowArgs {
   depot agent --config web-prod --root /opt/web --post-activate 'systemctl restart web' \\
       --health-url http://127.0.0.1:8080/healthz
   depot agent --config web-prod --root /opt/web --once     # one cycle, for cron and tests
+  depot agent --config web-prod --root /opt/web --registry https://depot-a:7070,https://depot-b:7070
   depot agent                                              # everything from /etc/depot/agent.toml
   depot agent retry --root /opt/web                        # try a failed configuration again
 
@@ -744,6 +750,7 @@ pub struct ConfigShowArgs {
   root = \"/opt/web\"
   name = \"web-1\"
   registry = \"https://depot.example.com:7070\"
+  # registry = [\"https://depot-a:7070\", \"https://depot-b:7070\"]   # replicas, tried in turn
   token = \"agent-web.SECRET\"         # keep the file mode 0600
   ca_cert = \"ca.pem\"
   [deploy]                           # overrides [deploy] of R/config/depot.toml
@@ -785,7 +792,29 @@ pub struct AgentArgs {
     pub policy: DeployPolicyArgs,
 
     #[command(flatten)]
-    pub registry: RegistryArgs,
+    pub registry: AgentRegistryArgs,
+}
+
+/// Which registry the agent follows (one, or several replicas of it), and with which token.
+#[derive(Debug, Args)]
+pub struct AgentRegistryArgs {
+    /// The registry's URL; several, comma-separated or with the flag repeated, are replicas of
+    /// one registry, tried in turn [env: DEPOT_REGISTRY; else `registry` in the settings file
+    /// (without one, in ~/.config/depot/config.toml); else http://127.0.0.1:7070].
+    #[arg(long, value_name = "URL", value_delimiter = ',')]
+    pub registry: Vec<String>,
+
+    /// The access token, NAME.SECRET [env: DEPOT_TOKEN; else `token` in the settings file
+    /// (without one, in ~/.config/depot/config.toml)]. Prefer the environment or the file:
+    /// arguments show in `ps`.
+    #[arg(long, value_name = "TOKEN")]
+    pub token: Option<Token>,
+
+    /// A PEM file of CA certificates to trust for an https registry whose certificate your own
+    /// CA signed [env: DEPOT_CA_CERT; else `ca_cert` in the settings file (without one, in
+    /// ~/.config/depot/config.toml)].
+    #[arg(long, value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

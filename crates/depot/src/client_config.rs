@@ -48,6 +48,8 @@ impl std::str::FromStr for Token {
 pub enum ConfigError {
     #[error("no token for the registry at {registry}")]
     MissingToken { registry: String },
+    #[error("several registry URLs ({registry}), but this command talks to one")]
+    SeveralRegistries { registry: String },
     #[error("cannot read {}", path.display())]
     Read {
         path: PathBuf,
@@ -64,6 +66,10 @@ impl ConfigError {
             ConfigError::MissingToken { .. } => Some(
                 "pass --token or set DEPOT_TOKEN (or `token = \"…\"` in ~/.config/depot/config.toml); \
                  the registry's first admin token is in its data directory, DATA/admin.token"
+                    .to_owned(),
+            ),
+            ConfigError::SeveralRegistries { .. } => Some(
+                "pass one of them with --registry; only `depot agent` moves between the replicas of a registry"
                     .to_owned(),
             ),
             ConfigError::Read { .. } => None,
@@ -151,8 +157,23 @@ impl ClientConfig {
         Ok(ClientConfig { registry, token, ca_cert })
     }
 
+    /// The registry URLs: `registry` split at its commas. Only the agent takes several (replicas
+    /// of one registry); an empty list stands for the text as it is, which is then refused.
+    pub fn urls(&self) -> Vec<&str> {
+        let urls: Vec<&str> = self.registry.split(',').map(str::trim).filter(|url| !url.is_empty()).collect();
+        if urls.is_empty() { vec![self.registry.as_str()] } else { urls }
+    }
+
     /// A client with the token; no token is an error with a hint, since every API route needs one.
     pub fn client(&self) -> anyhow::Result<Client> {
+        match self.clients()? {
+            clients if clients.len() == 1 => Ok(clients.into_iter().next().expect("one client")),
+            _ => Err(ConfigError::SeveralRegistries { registry: self.registry.clone() }.into()),
+        }
+    }
+
+    /// One client per URL (see [`ClientConfig::urls`]), each with the token and the CA.
+    pub fn clients(&self) -> anyhow::Result<Vec<Client>> {
         let token = self.token.as_ref().ok_or_else(|| ConfigError::MissingToken { registry: self.registry.clone() })?;
         let ca_pem = match &self.ca_cert {
             Some(path) => {
@@ -160,7 +181,11 @@ impl ClientConfig {
             }
             None => None,
         };
-        Ok(Client::with_ca_certificates(&self.registry, Some(token.expose().to_owned()), ca_pem.as_deref())?)
+        let mut clients = Vec::new();
+        for url in self.urls() {
+            clients.push(Client::with_ca_certificates(url, Some(token.expose().to_owned()), ca_pem.as_deref())?);
+        }
+        Ok(clients)
     }
 }
 
@@ -324,6 +349,24 @@ mod tests {
         // A relative XDG_CONFIG_HOME is ignored, as the spec says.
         let config = Home::new(Some(FILE)).with("XDG_CONFIG_HOME", "relative/dir").resolve(None, None).unwrap();
         assert_eq!(config.registry, "http://file:1");
+    }
+
+    #[test]
+    fn several_urls_are_for_the_agent_alone() {
+        let home = Home::new(None).with("DEPOT_TOKEN", "ci.abcd");
+        let config = home.resolve(Some(" http://a:1/, http://b:2 ,"), None).unwrap();
+        assert_eq!(config.urls(), ["http://a:1/", "http://b:2"]);
+        let clients = config.clients().unwrap();
+        assert_eq!(clients.iter().map(Client::base_url).collect::<Vec<_>>(), ["http://a:1/", "http://b:2/"]);
+        let error = config.client().unwrap_err();
+        let error = error.downcast_ref::<ConfigError>().expect("a ConfigError");
+        assert!(matches!(error, ConfigError::SeveralRegistries { .. }), "{error}");
+        assert!(error.hint().unwrap().contains("depot agent"));
+        // One URL with a stray comma is one URL; nothing but commas is not a URL.
+        let config = home.resolve(Some("http://a:1,"), None).unwrap();
+        assert_eq!(config.client().unwrap().base_url(), "http://a:1/");
+        let error = home.resolve(Some(","), None).unwrap().client().unwrap_err();
+        assert!(error.to_string().contains("invalid registry URL `,`"), "{error}");
     }
 
     #[test]

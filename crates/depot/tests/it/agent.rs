@@ -572,3 +572,126 @@ fn a_root_busy_with_another_command_is_tried_again_not_marked_failed() {
     agent().success();
     assert_eq!(content(&root), "v1");
 }
+
+/// Two `depot serve` processes on one data directory act as one registry: what is written
+/// through one is read through the other. (A write through one does not wake a blocking query
+/// waiting on the other; here every write goes through the replica the agent ends on.)
+fn replicas(ctx: &TestContext) -> (Registry, Registry, String) {
+    let (a, token) = web_prod(ctx);
+    let b = Registry::start(ctx, &[]);
+    assert_eq!(a.admin, b.admin, "one registry, one admin token");
+    (a, b, token)
+}
+
+/// The revisions the post-activate hook of HOST ran for, in order.
+fn activated_revisions(ctx: &TestContext, host: &str) -> Vec<String> {
+    let log = fs_err::read_to_string(ctx.path(&format!("{host}.revisions"))).unwrap_or_default();
+    log.lines().map(str::to_owned).collect()
+}
+
+#[test]
+fn killing_the_replica_an_agent_talks_to_leaves_it_converging_through_another() {
+    let ctx = TestContext::new();
+    let (a, b, token) = replicas(&ctx);
+    registry_push(&ctx, &b, "2.0.0", "v2");
+    registry_push(&ctx, &b, "3.0.0", "v3");
+    let root = ctx.path("host-1");
+    let hook = format!("echo $DEPOT_REVISION >> {}", ctx.path("host-1.revisions").display());
+    let urls = format!("{},{}", a.url, b.url);
+    let agent = Agent::start(&ctx, &a, &token, "host-1", &["--registry", &urls, "--post-activate", &hook]);
+    let (ctx_ref, b_ref) = (&ctx, &b);
+    let at = move |revision: u64| {
+        move || host_state(&status(ctx_ref, b_ref), "host-1") == Some(("active".to_owned(), revision))
+    };
+    wait_until("host-1 active at revision 1", CONVERGE, at(1), || agent.log());
+    assert!(agent.log().contains(&format!("through {}, then {}", a.url, b.url)), "{}", agent.log());
+    assert!(!agent.log().contains("moving to"), "A answered:\n{}", agent.log());
+
+    // A dies while the agent waits on it, and a change is written through B before the agent
+    // notices (it is paused meanwhile): B answers the agent's revision at once.
+    agent.signal(rustix::process::Signal::STOP);
+    let mut a = a;
+    a.child.kill().unwrap();
+    a.child.wait().unwrap();
+    b.run(&ctx, &["config", "set", "web-prod", "web:2.0.0"]).success();
+    agent.signal(rustix::process::Signal::CONT);
+    wait_until("host-1 active at revision 2, reported through B", CONVERGE, at(2), || agent.log());
+    assert_eq!(content(&root), "v2");
+    let log = agent.log();
+    assert!(log.contains(&format!("moving to the registry at {}", b.url)), "{log}");
+
+    // It stays on B, waits there, and a change through B wakes it.
+    b.run(&ctx, &["config", "set", "web-prod", "web:3.0.0"]).success();
+    wait_until("host-1 active at revision 3", CONVERGE, at(3), || agent.log());
+    assert_eq!(content(&root), "v3");
+
+    // Each revision was deployed once: no revision missed, none repeated by the move.
+    assert_eq!(activated_revisions(&ctx, "host-1"), ["1", "2", "3"], "{}", agent.log());
+    let history: serde_json::Value =
+        serde_json::from_str(&fs_err::read_to_string(root.join(".depot/history.json")).unwrap()).unwrap();
+    let activations = history["activations"].as_array().unwrap();
+    assert_eq!(activations.len(), 3, "{history}");
+    assert!(activations.iter().all(|a| a["outcome"]["state"] == "good"), "{history}");
+    for revision in 1..=3 {
+        let active = format!("revision {revision} is active as release");
+        assert_eq!(agent.log().matches(&active).count(), 1, "{}", agent.log());
+    }
+    assert_eq!(agent.log().matches("moving to").count(), 1, "one move:\n{}", agent.log());
+}
+
+fn registry_push(ctx: &TestContext, registry: &Registry, version: &str, text: &str) {
+    registry.run(ctx, &["push", "web", version, &tree(ctx, text, text)]).success();
+}
+
+#[test]
+fn an_unreachable_first_registry_falls_through_to_the_next_at_start() {
+    let ctx = TestContext::new();
+    let (registry, token) = web_prod(&ctx);
+    // Bind and drop a listener: its port is closed now.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let closed = format!("http://127.0.0.1:{port}");
+    let moved = format!("moving to the registry at {}", registry.url);
+
+    // The flag repeated.
+    let root = ctx.root();
+    let run = once(&ctx, &registry, &token, &root, &["--registry", &closed, "--registry", &registry.url, "--json"]);
+    let run = run.success();
+    assert_eq!(run.json()["outcome"], "activated", "{}", run.stderr);
+    assert!(run.stderr.contains(&closed) && run.stderr.contains(&moved), "{}", run.stderr);
+    assert_eq!(content(&root), "v1");
+    assert_eq!(host_state(&status(&ctx, &registry), "host-1"), Some(("active".into(), 1)), "the report arrived");
+
+    // DEPOT_REGISTRY with commas, on another host.
+    let mut command = ctx.command();
+    command.env("DEPOT_REGISTRY", format!("{closed},{}", registry.url)).env("DEPOT_TOKEN", &token);
+    let other = ctx.path("host-2");
+    let args = ["agent", "--config", "web-prod", "--name", "host-2", "--once", "--root", other.to_str().unwrap()];
+    let run = Run::from(command.args(args).output().unwrap()).success().stderr_contains(&moved);
+    assert_eq!(content(&other), "v1", "{}", run.stderr);
+
+    // An array in the settings file.
+    let settings = ctx.path("agent.toml");
+    let text = format!(
+        "config = \"web-prod\"\nroot = \"host-3\"\nname = \"host-3\"\nregistry = [\"{closed}\", \"{}\"]\ntoken = \"{token}\"\n",
+        registry.url
+    );
+    fs_err::write(&settings, text).unwrap();
+    ctx.run(&["agent", "--settings", settings.to_str().unwrap(), "--once"]).success().stderr_contains(&moved);
+    assert_eq!(content(&ctx.path("host-3")), "v1");
+    let agents = status(&ctx, &registry);
+    assert!(["host-1", "host-2", "host-3"].iter().all(|h| host_state(&agents, h) == Some(("active".into(), 1))));
+
+    // Every registry down: the error names the last one tried, and nothing changed.
+    let url = registry.url.clone();
+    drop(registry);
+    let mut command = ctx.command();
+    command.env("DEPOT_TOKEN", &token).args(once_args(&root, &["--registry", &format!("{closed},{url}")]));
+    let run = Run::from(command.output().unwrap()).failure();
+    assert!(run.stderr.contains(&format!("error: cannot reach the registry at {url}/")), "{}", run.stderr);
+    run.stderr_contains("hint:");
+    assert_eq!(content(&root), "v1");
+
+    // The other verbs talk to one registry, and say so.
+    let run = ctx.run(&["status", "web-prod", "--token", &token, "--registry", "http://a:1,http://b:2"]);
+    run.failure().stderr_contains("several registry URLs").stderr_contains("only `depot agent`");
+}

@@ -9,7 +9,7 @@
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
-use std::io::Write;
+use std::io::{Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use chrono::Utc;
-use depot_api::client::{Client, ClientError};
+use depot_api::client::ClientError;
 use depot_api::types::{AgentReport, AgentState, Config, MAX_REPORT_ERROR, MAX_REPORT_OUTPUT};
 use depot_api::{ConfigName, Digest};
 use depot_release::deploy::{self, ArtifactSource, DeployOptions, Layer};
@@ -26,6 +26,7 @@ use depot_release::progress::NoProgress;
 use depot_release::root::{ReleaseRoot, write_atomic};
 use depot_release::version::ReleaseVersion;
 
+use super::registries::{self, Registries};
 use super::reporter::Reporter;
 use super::state::AgentDir;
 use crate::printer::Printer;
@@ -57,7 +58,7 @@ impl Cycle {
 pub struct Agent<'a> {
     pub root: ReleaseRoot,
     pub dir: AgentDir,
-    pub client: Client,
+    pub registries: Arc<Registries>,
     pub config: ConfigName,
     pub settings: Settings,
     pub reporter: Reporter,
@@ -256,8 +257,17 @@ impl Agent<'_> {
         }
         self.check_stop()?;
         let mut file = tempfile::Builder::new().prefix(".partial-").tempfile_in(self.dir.join("blobs"))?;
-        let mut writer = StopWriter { inner: file.as_file_mut(), stopping: &self.stopping };
-        match self.client.download_blob(digest, &mut writer, &|_| {}) {
+        let download = self.registries.call(|client| {
+            // A download cut short on one replica starts again from the first byte on the next.
+            let restart = file.as_file_mut().rewind().and_then(|()| file.as_file().set_len(0));
+            restart.map_err(|e| ClientError::Transport {
+                url: client.base_url().to_owned(),
+                message: format!("cannot write the blob: {e}"),
+            })?;
+            let mut writer = StopWriter { inner: file.as_file_mut(), stopping: &self.stopping };
+            client.download_blob(digest, &mut writer, &|_| {})
+        });
+        match download {
             Ok(_) => {}
             Err(_) if self.stopping.load(Ordering::SeqCst) => return Err(NotTried::Stopped.into()),
             Err(e) if transient(&e) => return Err(NotTried::Unreachable(e).into()),
@@ -346,12 +356,8 @@ impl<W: Write> Write for StopWriter<'_, W> {
 /// A failure of the network, of the registry or of the token, not of the configuration: the next
 /// attempt may succeed. A blob whose bytes do not match its digest is not one of them.
 fn transient(error: &ClientError) -> bool {
-    match error {
-        ClientError::Transport { message, .. } => !message.starts_with("cannot write the blob"),
-        // A token refused (revoked, or not yet allowed this configuration) is fixed by an admin.
-        ClientError::Api { status, .. } => matches!(status, 401 | 403 | 408 | 429 | 500..),
-        _ => false,
-    }
+    // A token refused (revoked, or not yet allowed this configuration) is fixed by an admin.
+    registries::unreachable(error) || matches!(error, ClientError::Api { status: 401 | 403, .. })
 }
 
 /// The release of a configuration: its name and hash, so that content seen before maps to the

@@ -1,9 +1,11 @@
 //! `depot agent`: keeps a release root on a configuration of the registry (see `cycle`), and
 //! `depot agent retry`. This file resolves the settings, holds the lock, and runs the loop: a
 //! blocking query on its own thread, signals on another, both feeding one channel, so that
-//! SIGTERM and SIGHUP are handled while the query waits.
+//! SIGTERM and SIGHUP are handled while the query waits. The query, the downloads and the reports
+//! all go through one [`Registries`], which moves between the replicas of the registry.
 
 mod cycle;
+mod registries;
 mod reporter;
 mod settings;
 mod state;
@@ -15,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
-use depot_api::client::{Client, ClientError};
+use depot_api::client::ClientError;
 use depot_api::types::Config;
 use depot_api::{ConfigName, HostName};
 use depot_release::config::RootConfig;
@@ -23,6 +25,7 @@ use depot_release::root::ReleaseRoot;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 use self::cycle::{Agent, Cycle, Settings};
+use self::registries::Registries;
 use self::reporter::Reporter;
 use self::settings::AgentSettings;
 use self::state::AgentDir;
@@ -58,13 +61,12 @@ fn follow(args: AgentArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
     let registry = &args.registry;
     // With a settings file, it replaces the user's ~/.config/depot/config.toml.
     let settings = file.path.as_ref().map(|_| file.registry());
-    let client = ClientConfig::load(
-        registry.registry.as_deref(),
-        registry.token.as_ref(),
-        registry.ca_cert.as_deref(),
-        settings.as_ref(),
-    )?
-    .client()?;
+    // Several URLs (the flag repeated, or commas) are joined as DEPOT_REGISTRY gives them.
+    let urls = (!registry.registry.is_empty()).then(|| registry.registry.join(","));
+    let clients =
+        ClientConfig::load(urls.as_deref(), registry.token.as_ref(), registry.ca_cert.as_deref(), settings.as_ref())?
+            .clients()?;
+    let registries = Arc::new(Registries::new(clients));
     let host = match args.name.or(file.name.clone()) {
         Some(name) => name,
         None => host_name()?,
@@ -83,13 +85,13 @@ fn follow(args: AgentArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
         activation: activation_options(&args.policy.activation, &root_config),
         lock_timeout: lock_timeout(args.lock_timeout, &root_config),
     };
-    let reporter = Reporter::start(client.clone(), config.clone(), host.clone(), dir.join("outbox.json"));
+    let reporter = Reporter::start(registries.clone(), config.clone(), host.clone(), dir.join("outbox.json"));
     let agent =
-        Agent { root, dir, client, config, settings, reporter, stopping, printer, last_report: Cell::new(None) };
+        Agent { root, dir, registries, config, settings, reporter, stopping, printer, last_report: Cell::new(None) };
     agent.clean_leftovers()?;
 
     if args.once {
-        let config = agent.client.get_config(&agent.config, None, None)?;
+        let config = agent.registries.call(|client| client.get_config(&agent.config, None, None))?;
         let cycle = match agent.cycle(&config)? {
             Cycle::Unreachable(e) => return Err(e),
             cycle => cycle,
@@ -111,9 +113,10 @@ fn follow(args: AgentArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
     }
 
     printer.message(format!(
-        "depot agent: following configuration {} on {} as host {host} (pid {})",
+        "depot agent: following configuration {} on {} as host {host} through {} (pid {})",
         agent.config,
         agent.root.path().display(),
+        agent.registries.urls().iter().map(|url| url.trim_end_matches('/')).collect::<Vec<_>>().join(", then "),
         std::process::id()
     ));
     // The revision the next query waits to pass; none asks for the configuration at once.
@@ -128,7 +131,7 @@ fn follow(args: AgentArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
         if !querying && Instant::now() >= next_query {
-            spawn_query(agent.client.clone(), agent.config.clone(), after, events.clone());
+            spawn_query(agent.registries.clone(), agent.config.clone(), after, events.clone());
             querying = true;
         }
         let event = if querying {
@@ -182,9 +185,11 @@ fn pause(backoff: &mut Duration, printer: &Printer, error: &anyhow::Error) -> Du
     pause
 }
 
-fn spawn_query(client: Client, config: ConfigName, after: Option<u64>, events: Sender<Event>) {
+/// The blocking query, on its own thread. Moving to another replica keeps `after`: the agent's
+/// own revision, so the new replica answers at once with a revision written meanwhile.
+fn spawn_query(registries: Arc<Registries>, config: ConfigName, after: Option<u64>, events: Sender<Event>) {
     std::thread::spawn(move || {
-        let answer = client.get_config(&config, after, after.map(|_| WATCH_WAIT));
+        let answer = registries.call(|client| client.get_config(&config, after, after.map(|_| WATCH_WAIT)));
         let _ = events.send(Event::Answer(answer));
     });
 }

@@ -2,16 +2,20 @@
 //! never holds up a deploy. The registry keeps only an agent's latest report, so a report that
 //! could not be sent is replaced by the next one; the one left unsent is kept in
 //! `R/.depot/agent/outbox.json` (surviving a restart) and sent when the registry answers again.
+//! Reports go to the replica the agent talks to, and move with it (`registries.rs`).
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use depot_api::client::{Client, ClientError};
+use depot_api::client::ClientError;
 use depot_api::types::AgentReport;
 use depot_api::{ConfigName, HostName};
 use depot_release::root::write_atomic;
+
+use super::registries::Registries;
 
 /// The first pause before sending a kept report again; it doubles up to [`MAX_RETRY`].
 const FIRST_RETRY: Duration = Duration::from_secs(1);
@@ -40,12 +44,12 @@ pub struct Reporter {
 
 impl Reporter {
     /// Starts the thread; a report kept by an earlier run is sent first.
-    pub fn start(client: Client, config: ConfigName, host: HostName, outbox: PathBuf) -> Self {
+    pub fn start(registries: Arc<Registries>, config: ConfigName, host: HostName, outbox: PathBuf) -> Self {
         let (sender, receiver) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("reporter".into())
             .spawn(move || {
-                let mut outbox = Outbox { client, path: outbox, pending: None, warned: false };
+                let mut outbox = Outbox { registries, path: outbox, pending: None, warned: false };
                 outbox.pending = outbox.read();
                 outbox.send();
                 let mut retry = FIRST_RETRY;
@@ -108,7 +112,7 @@ impl Drop for Reporter {
 }
 
 struct Outbox {
-    client: Client,
+    registries: Arc<Registries>,
     path: PathBuf,
     pending: Option<Outgoing>,
     /// Whether the failure to send `pending` was already said.
@@ -132,7 +136,7 @@ impl Outbox {
     fn send(&mut self) -> bool {
         let Some(outgoing) = &self.pending else { return true };
         let state = outgoing.report.state.as_str();
-        match self.client.report_agent(&outgoing.config, &outgoing.host, &outgoing.report) {
+        match self.registries.call(|client| client.report_agent(&outgoing.config, &outgoing.host, &outgoing.report)) {
             Ok(()) => {
                 if self.warned {
                     warn(format!(

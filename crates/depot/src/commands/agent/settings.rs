@@ -18,7 +18,8 @@ pub struct AgentSettings {
     pub config: Option<ConfigName>,
     pub root: Option<PathBuf>,
     pub name: Option<HostName>,
-    pub registry: Option<String>,
+    /// One URL, several comma-separated, or an array of them: replicas of one registry.
+    pub registry: Option<Urls>,
     pub token: Option<String>,
     pub ca_cert: Option<PathBuf>,
     #[serde(default)]
@@ -26,6 +27,24 @@ pub struct AgentSettings {
     /// Where it was read from; none when there is no file.
     #[serde(skip)]
     pub path: Option<PathBuf>,
+}
+
+/// `registry = "URL"` (commas allowed) or `registry = ["URL", …]`.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(untagged)]
+pub enum Urls {
+    One(String),
+    Several(Vec<String>),
+}
+
+impl Urls {
+    /// The URLs joined by commas, as `--registry` and DEPOT_REGISTRY give them.
+    fn joined(&self) -> String {
+        match self {
+            Urls::One(url) => url.clone(),
+            Urls::Several(urls) => urls.join(","),
+        }
+    }
 }
 
 impl AgentSettings {
@@ -53,7 +72,11 @@ impl AgentSettings {
 
     /// The registry settings, for [`crate::client_config::ClientConfig::load`].
     pub fn registry(&self) -> FileConfig {
-        FileConfig { registry: self.registry.clone(), token: self.token.clone(), ca_cert: self.ca_cert.clone() }
+        FileConfig {
+            registry: self.registry.as_ref().map(Urls::joined),
+            token: self.token.clone(),
+            ca_cert: self.ca_cert.clone(),
+        }
     }
 
     /// The root from the flag or the environment, else from this file.
