@@ -8,6 +8,8 @@ pub mod db;
 mod error;
 mod metadata;
 mod pipelines;
+mod rows;
+pub mod rules;
 
 use std::path::PathBuf;
 

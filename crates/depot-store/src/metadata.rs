@@ -10,17 +10,19 @@ use chrono::{DateTime, Utc};
 use depot_api::pipeline::EventKind;
 use depot_api::semver_order::{self, ChannelKind};
 use depot_api::types::{
-    AgentReport, AgentState, AgentStatus, BumpResult, ChannelInfo, ChannelMove, ComponentSummary, Config,
-    ConfigSummary, Deprecated, Deprecation, HistoryEntry, Layer, LayerRef, Role, TokenInfo, VersionInfo, VersionUse,
-    config_hash,
+    AgentReport, AgentState, AgentStatus, BumpResult, ChannelInfo, ComponentSummary, Config, ConfigSummary, Deprecated,
+    HistoryEntry, Layer, LayerRef, Role, TokenInfo, VersionInfo,
 };
 use depot_api::{ComponentName, ConfigName, Digest, HostName, TokenName, VersionLabel};
 
-use crate::{Result, StoreError};
-
-/// How many earlier revisions of a configuration keep their versions from retention, so that
-/// `depot config rollback` keeps working.
-pub const PROTECTED_REVISIONS: u64 = 5;
+use crate::rows::{
+    agents_of, channels_of, check_manual_change, check_one_layer_per_component, check_revision, current_config,
+    current_user, current_users, delete_version_rows, describe_layers, env_owner, find_version, follow_channels,
+    from_json, insert_version, layer_version, mask_report, move_channel, now, parse, parse_time, protected_versions,
+    record_event, refuse_env_component, resolve_layer, resolve_version, set_build_channels, token_info,
+    update_channels, versions_of, write_revision,
+};
+use crate::{Result, StoreError, rules};
 
 /// A version added: whether it is new, and the configurations whose tracked channels it moved.
 #[derive(Debug)]
@@ -184,7 +186,7 @@ impl Metadata {
         creator: &str,
     ) -> Result<Added> {
         self.transaction(|tx| {
-            crate::pipelines::refuse_env_component(tx, component)?;
+            refuse_env_component(tx, component)?;
             if let Some(existing) = find_version(tx, component, version)? {
                 if &existing.digest == digest {
                     // Pushed again (a retried CI job): its build channels still move.
@@ -255,7 +257,7 @@ impl Metadata {
     /// Deletes a version that no configuration's current revision uses.
     pub fn delete_version(&self, component: &ComponentName, version: &VersionLabel) -> Result<()> {
         self.transaction(|tx| {
-            crate::pipelines::refuse_env_component(tx, component)?;
+            refuse_env_component(tx, component)?;
             resolve_version(tx, component, version)?;
             if let Some(config) = current_user(tx, component, Some(version))? {
                 return Err(StoreError::InUse { what: format!("version {version} of {component}"), config });
@@ -270,7 +272,7 @@ impl Metadata {
     /// Deletes every version of a component that no configuration uses. Returns how many.
     pub fn delete_component(&self, component: &ComponentName) -> Result<u64> {
         self.transaction(|tx| {
-            crate::pipelines::refuse_env_component(tx, component)?;
+            refuse_env_component(tx, component)?;
             if versions_of(tx, component)?.is_empty() {
                 return Err(StoreError::UnknownComponent(component.clone()));
             }
@@ -297,7 +299,7 @@ impl Metadata {
         actor: &str,
     ) -> Result<(Deprecated, Vec<Config>)> {
         self.transaction(|tx| {
-            crate::pipelines::refuse_env_component(tx, component)?;
+            refuse_env_component(tx, component)?;
             resolve_version(tx, component, version)?;
             if let Some(replacement) = replacement {
                 resolve_version(tx, component, replacement)?;
@@ -357,7 +359,7 @@ impl Metadata {
         actor: &str,
     ) -> Result<(ChannelInfo, Vec<Config>)> {
         self.transaction(|tx| {
-            crate::pipelines::refuse_env_component(tx, component)?;
+            refuse_env_component(tx, component)?;
             resolve_version(tx, component, version)?;
             let reason = format!("set to {version}");
             let mut moved = BTreeMap::new();
@@ -416,7 +418,7 @@ impl Metadata {
             }
             check_one_layer_per_component(layers)?;
             for layer in layers {
-                crate::pipelines::refuse_env_component(tx, &layer.component)?;
+                refuse_env_component(tx, &layer.component)?;
             }
             let resolved = layers.iter().map(|layer| resolve_layer(tx, layer)).collect::<Result<Vec<_>>>()?;
             tx.execute("INSERT INTO configs (name, revision) VALUES (?1, 0)", [name.as_str()])?;
@@ -482,7 +484,7 @@ impl Metadata {
             check_revision(name, expect, current.revision)?;
             check_one_layer_per_component(layers)?;
             let components: Vec<&ComponentName> = layers.iter().map(|l| &l.component).collect();
-            crate::pipelines::check_manual_change(tx, name, &components)?;
+            check_manual_change(tx, name, &components)?;
             let mut next = current.layers.clone();
             let mut changes = Vec::new();
             for layer in layers {
@@ -524,20 +526,13 @@ impl Metadata {
         self.transaction(|tx| {
             let current = current_config(tx, name)?;
             check_revision(name, expect, current.revision)?;
-            crate::pipelines::check_manual_change(tx, name, &[component])?;
+            check_manual_change(tx, name, &[component])?;
             let Some(position) = current.layers.iter().position(|l| &l.component == component) else {
                 return Err(StoreError::Invalid(format!("configuration {name} has no layer of component {component}")));
             };
             let previous = current.layers[position].version.clone();
-            let stable_only = semver_order::parse(previous.as_str()).is_some_and(|v| v.pre.is_empty());
             let versions = versions_of(tx, component)?;
-            let live: Vec<&VersionInfo> = versions.iter().filter(|v| v.deprecated.is_none()).collect();
-            let newest = live
-                .iter()
-                .rev()
-                .find(|v| !stable_only || semver_order::parse(v.version.as_str()).is_some_and(|v| v.pre.is_empty()))
-                .or(live.last())
-                .copied()
+            let newest = rules::bump_target(&versions, &previous)
                 .cloned()
                 .ok_or_else(|| StoreError::UnknownComponent(component.clone()))?;
             if newest.version == previous {
@@ -676,7 +671,7 @@ impl Metadata {
                     Ok(())
                 }
                 _ => {
-                    let report = &crate::pipelines::mask_report(tx, config, report)?;
+                    let report = &mask_report(tx, config, report)?;
                     let json = serde_json::to_string(report).map_err(|e| StoreError::Invalid(e.to_string()))?;
                     if outcome && !same_as_stored {
                         let mut summary = format!("{host}: {} on revision {}", report.state.as_str(), report.revision);
@@ -815,29 +810,16 @@ impl Metadata {
             for component in components {
                 let component = parse(ComponentName::parse(&component))?;
                 // Environment layers are a few bytes each, and a stage's rollback needs them.
-                if crate::pipelines::env_owner(tx, &component)?.is_some() {
+                if env_owner(tx, &component)?.is_some() {
                     continue;
                 }
                 let versions = versions_of(tx, &component)?;
-                let mut excess = (versions.len() as u64).saturating_sub(max_versions);
-                let newest = versions.last().map(|v| v.version.clone());
-                let before = retention.removed.len();
-                for version in &versions {
-                    if excess == 0 {
-                        break;
-                    }
-                    // Deprecated versions stay: they are the record of what was withdrawn and why.
-                    if Some(&version.version) == newest.as_ref()
-                        || version.deprecated.is_some()
-                        || protected.contains(&(component.to_string(), version.version.to_string()))
-                    {
-                        continue;
-                    }
+                let victims = rules::retention_victims(&component, &versions, &protected, max_versions);
+                for version in &victims {
                     delete_version_rows(tx, &component, &version.version)?;
                     retention.removed.push(LayerRef { component: component.clone(), version: version.version.clone() });
-                    excess -= 1;
                 }
-                if retention.removed.len() > before {
+                if !victims.is_empty() {
                     retention.moved.extend(update_channels(tx, &component, "retention", "retention")?);
                 }
             }
@@ -851,521 +833,4 @@ fn publish_to(subscribers: &Mutex<Vec<Publish>>, change: &Change) {
     for publish in subscribers {
         publish(change.clone());
     }
-}
-
-pub(crate) fn insert_version(
-    tx: &Tx<'_>,
-    component: &ComponentName,
-    version: &VersionLabel,
-    digest: &Digest,
-    labels: &BTreeMap<String, String>,
-    creator: &str,
-) -> Result<()> {
-    tx.execute(
-        "INSERT INTO versions (component, version, digest, created_at, creator, labels) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![
-            component.as_str(),
-            version.as_str(),
-            digest.as_str(),
-            now(),
-            creator,
-            serde_json::to_string(labels).expect("labels serialise")
-        ],
-    )?;
-    Ok(())
-}
-
-/// Appends to the audit trail of `depot history` what no configuration revision records: pushes,
-/// deprecations, agents' outcomes, promotions waiting for approval.
-pub(crate) fn record_event(
-    tx: &Tx<'_>,
-    kind: EventKind,
-    actor: &str,
-    component: Option<&ComponentName>,
-    config: Option<&ConfigName>,
-    revision: Option<u64>,
-    summary: &str,
-) -> Result<()> {
-    tx.execute(
-        "INSERT INTO events (at, actor, kind, component, config, revision, summary) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![
-            now(),
-            actor,
-            kind.as_str(),
-            component.map(|c| c.as_str()),
-            config.map(|c| c.as_str()),
-            revision.map(|r| r as i64),
-            summary
-        ],
-    )?;
-    Ok(())
-}
-
-/// Decodes JSON the store wrote itself (layers, labels, reports).
-pub(crate) fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> Result<T> {
-    serde_json::from_str(text).map_err(|e| StoreError::Invalid(e.to_string()))
-}
-
-pub(crate) fn now() -> String {
-    Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
-}
-
-pub(crate) fn parse_time(text: &str) -> Result<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(text)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| StoreError::Invalid(format!("bad time `{text}` in the database: {e}")))
-}
-
-pub(crate) fn parse<T>(value: std::result::Result<T, depot_api::NameError>) -> Result<T> {
-    value.map_err(|e| StoreError::Invalid(format!("invalid name in the database: {e}")))
-}
-
-fn token_info(name: &str, role: &str, pattern: Option<String>, at: &str, by: String) -> Result<TokenInfo> {
-    Ok(TokenInfo {
-        name: parse(TokenName::parse(name))?,
-        role: role.parse().map_err(StoreError::Invalid)?,
-        config_pattern: pattern,
-        created_at: parse_time(at)?,
-        created_by: by,
-    })
-}
-
-/// A row of `channel_moves`: at, from, to, actor, reason.
-type MoveRow = (String, Option<String>, Option<String>, String, String);
-
-/// A row of [`VERSION_COLUMNS`], as SQLite gives it.
-struct VersionRow {
-    component: String,
-    version: String,
-    digest: String,
-    size: i64,
-    created_at: String,
-    creator: String,
-    labels: String,
-    /// reason, replacement, at, by
-    deprecated: Option<(String, Option<String>, String, String)>,
-}
-
-fn version_row(row: &db::Row) -> Result<VersionRow> {
-    let reason: Option<String> = row.get(7)?;
-    let deprecated = match reason {
-        Some(reason) => Some((reason, row.get(8)?, row.get(9)?, row.get(10)?)),
-        None => None,
-    };
-    Ok(VersionRow {
-        component: row.get(0)?,
-        version: row.get(1)?,
-        digest: row.get(2)?,
-        size: row.get(3)?,
-        created_at: row.get(4)?,
-        creator: row.get(5)?,
-        labels: row.get(6)?,
-        deprecated,
-    })
-}
-
-fn version_info(raw: VersionRow) -> Result<VersionInfo> {
-    let deprecated = match raw.deprecated {
-        Some((reason, replacement, at, by)) => Some(Deprecation {
-            reason,
-            replacement: replacement.map(|r| parse(VersionLabel::parse(&r))).transpose()?,
-            at: parse_time(&at)?,
-            by,
-        }),
-        None => None,
-    };
-    Ok(VersionInfo {
-        component: parse(ComponentName::parse(&raw.component))?,
-        version: parse(VersionLabel::parse(&raw.version))?,
-        digest: parse(Digest::parse(&raw.digest))?,
-        size: raw.size as u64,
-        created_at: parse_time(&raw.created_at)?,
-        creator: raw.creator,
-        labels: from_json(&raw.labels)?,
-        deprecated,
-    })
-}
-
-const VERSION_COLUMNS: &str = "v.component, v.version, v.digest, b.size, v.created_at, v.creator, v.labels, \
-     d.reason, d.replacement, d.at, d.by FROM versions v JOIN blobs b ON b.digest = v.digest \
-     LEFT JOIN deprecations d ON d.component = v.component AND d.version = v.version";
-
-fn find_version(tx: &Tx<'_>, component: &ComponentName, version: &VersionLabel) -> Result<Option<VersionInfo>> {
-    let raw = tx
-        .query_row(
-            &format!("SELECT {VERSION_COLUMNS} WHERE v.component = ?1 AND v.version = ?2"),
-            params![component.as_str(), version.as_str()],
-            version_row,
-        )
-        .optional()?;
-    raw.map(version_info).transpose()
-}
-
-/// A component's versions, oldest first: push order, then sorted by [`semver_order`].
-pub(crate) fn versions_of(tx: &Tx<'_>, component: &ComponentName) -> Result<Vec<VersionInfo>> {
-    let mut statement = tx.prepare(&format!("SELECT {VERSION_COLUMNS} WHERE v.component = ?1 ORDER BY v.seq"))?;
-    let rows = statement.query_map([component.as_str()], version_row)?;
-    let mut versions = rows.map(|row| version_info(row?)).collect::<Result<Vec<_>>>()?;
-    semver_order::sort(&mut versions, |v| v.version.as_str());
-    Ok(versions)
-}
-
-pub(crate) fn resolve_version(tx: &Tx<'_>, component: &ComponentName, version: &VersionLabel) -> Result<VersionInfo> {
-    match find_version(tx, component, version)? {
-        Some(info) => Ok(info),
-        None if versions_of(tx, component)?.is_empty() => Err(StoreError::UnknownComponent(component.clone())),
-        None => Err(StoreError::UnknownVersion { component: component.clone(), version: version.clone() }),
-    }
-}
-
-/// `web:1.4.2` pins a version; `web:latest` or `web:1.4` names a channel of the component, and
-/// the layer tracks it. A channel wins over a version of the same name.
-pub(crate) fn resolve_layer(tx: &Tx<'_>, layer: &LayerRef) -> Result<Layer> {
-    let channel: Option<String> = tx
-        .query_row(
-            "SELECT version FROM channels WHERE component = ?1 AND name = ?2",
-            params![layer.component.as_str(), layer.version.as_str()],
-            |row| row.get(0),
-        )
-        .optional()?;
-    let (version, tracked) = match channel {
-        Some(version) => (parse(VersionLabel::parse(&version))?, Some(layer.version.clone())),
-        None => (layer.version.clone(), None),
-    };
-    let info = resolve_version(tx, &layer.component, &version)?;
-    Ok(Layer { component: info.component, version: info.version, digest: info.digest, channel: tracked })
-}
-
-/// `1.4.2`, or `1.4 (1.4.2)` for a layer tracking a channel.
-pub(crate) fn layer_version(layer: &Layer) -> String {
-    match &layer.channel {
-        Some(channel) => format!("{channel} ({})", layer.version),
-        None => layer.version.to_string(),
-    }
-}
-
-pub(crate) fn delete_version_rows(tx: &Tx<'_>, component: &ComponentName, version: &VersionLabel) -> Result<()> {
-    // Build and manual channels naming it go with it (rolling ones are recomputed by the caller).
-    let mut statement =
-        tx.prepare("SELECT name FROM channels WHERE component = ?1 AND version = ?2 AND kind != 'rolling'")?;
-    let names: Vec<String> = statement
-        .query_map(params![component.as_str(), version.as_str()], |row| row.get(0))?
-        .collect::<std::result::Result<_, _>>()?;
-    for name in names {
-        move_channel(tx, component, &name, ChannelKind::Manual, None, "", &format!("deleted {version}"))?;
-    }
-    for table in ["versions", "deprecations"] {
-        tx.execute(
-            &format!("DELETE FROM {table} WHERE component = ?1 AND version = ?2"),
-            params![component.as_str(), version.as_str()],
-        )?;
-    }
-    Ok(())
-}
-
-/// Recomputes the component's rolling channels from its versions that are not deprecated
-/// ([`semver_order::rolling_channels`]), and moves the configurations tracking those that moved.
-fn update_channels(tx: &Tx<'_>, component: &ComponentName, actor: &str, reason: &str) -> Result<Vec<Config>> {
-    let versions = versions_of(tx, component)?;
-    let wanted =
-        semver_order::rolling_channels(versions.iter().filter(|v| v.deprecated.is_none()).map(|v| v.version.as_str()));
-    let mut statement = tx.prepare("SELECT name FROM channels WHERE component = ?1 AND kind = 'rolling'")?;
-    let current: Vec<String> =
-        statement.query_map([component.as_str()], |row| row.get(0))?.collect::<std::result::Result<_, _>>()?;
-    let names: std::collections::BTreeSet<&String> = current.iter().chain(wanted.keys()).collect();
-    let mut moved = BTreeMap::new();
-    for name in names {
-        let to = wanted.get(name).map(String::as_str);
-        if move_channel(tx, component, name, ChannelKind::Rolling, to, actor, reason)?
-            && let Some(to) = to
-        {
-            moved.insert(name.clone(), to.to_owned());
-        }
-    }
-    follow_channels(tx, component, &moved, actor)
-}
-
-/// Points the build channels of a push at its version, and moves the configurations tracking them.
-fn set_build_channels(
-    tx: &Tx<'_>,
-    component: &ComponentName,
-    version: &VersionLabel,
-    names: &[VersionLabel],
-    actor: &str,
-) -> Result<Vec<Config>> {
-    let reason = format!("pushed {version}");
-    let mut moved = BTreeMap::new();
-    for name in names {
-        if move_channel(tx, component, name.as_str(), ChannelKind::Build, Some(version.as_str()), actor, &reason)? {
-            moved.insert(name.to_string(), version.to_string());
-        }
-    }
-    follow_channels(tx, component, &moved, actor)
-}
-
-/// Points channel `name` at `to` (or removes it), recording the move; false when it already
-/// named `to`.
-fn move_channel(
-    tx: &Tx<'_>,
-    component: &ComponentName,
-    name: &str,
-    kind: ChannelKind,
-    to: Option<&str>,
-    actor: &str,
-    reason: &str,
-) -> Result<bool> {
-    let from: Option<String> = tx
-        .query_row(
-            "SELECT version FROM channels WHERE component = ?1 AND name = ?2",
-            params![component.as_str(), name],
-            |row| row.get(0),
-        )
-        .optional()?;
-    if from.as_deref() == to {
-        return Ok(false);
-    }
-    let at = now();
-    match to {
-        Some(to) => tx.execute(
-            "INSERT INTO channels (component, name, kind, version, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT (component, name) DO UPDATE SET kind = excluded.kind, version = excluded.version,
-             updated_at = excluded.updated_at",
-            params![component.as_str(), name, kind.as_str(), to, at],
-        )?,
-        None => {
-            tx.execute("DELETE FROM channels WHERE component = ?1 AND name = ?2", params![component.as_str(), name])?
-        }
-    };
-    tx.execute(
-        "INSERT INTO channel_moves (component, name, at, from_version, to_version, actor, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![component.as_str(), name, at, from, to, actor, reason],
-    )?;
-    Ok(true)
-}
-
-/// Gives every configuration whose current revision tracks one of the `moved` channels (name →
-/// version) a new revision on the channel's version. Returns those configurations.
-fn follow_channels(
-    tx: &Tx<'_>,
-    component: &ComponentName,
-    moved: &BTreeMap<String, String>,
-    actor: &str,
-) -> Result<Vec<Config>> {
-    if moved.is_empty() {
-        return Ok(Vec::new());
-    }
-    let versions = versions_of(tx, component)?;
-    let mut statement = tx.prepare(
-        "SELECT c.name, c.revision, r.layers FROM configs c JOIN config_revisions r ON r.config = c.name AND r.revision = c.revision ORDER BY c.name",
-    )?;
-    let rows: Vec<(String, i64, String)> = statement
-        .query_map((), |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
-        .collect::<std::result::Result<_, _>>()?;
-    let mut changed = Vec::new();
-    for (name, revision, layers) in rows {
-        let mut layers: Vec<Layer> = from_json(&layers)?;
-        let mut changes = Vec::new();
-        for layer in layers.iter_mut().filter(|l| &l.component == component) {
-            let Some(channel) = &layer.channel else { continue };
-            let Some(to) = moved.get(channel.as_str()) else { continue };
-            if layer.version.as_str() == to {
-                continue;
-            }
-            let info = versions.iter().find(|v| v.version.as_str() == to).expect("a channel names a version");
-            changes.push(format!("channel {component}:{channel} moved {} → {to}", layer.version));
-            layer.version = info.version.clone();
-            layer.digest = info.digest.clone();
-        }
-        if !changes.is_empty() {
-            let name = parse(ConfigName::parse(&name))?;
-            let change = changes.join("; ");
-            changed.push(write_revision(tx, &name, revision as u64 + 1, &layers, &change, EventKind::Channel, actor)?);
-        }
-    }
-    Ok(changed)
-}
-
-fn check_one_layer_per_component(layers: &[LayerRef]) -> Result<()> {
-    let mut seen = HashSet::new();
-    for layer in layers {
-        if !seen.insert(&layer.component) {
-            return Err(StoreError::Invalid(format!(
-                "component {} appears twice; a configuration has one layer per component",
-                layer.component
-            )));
-        }
-    }
-    Ok(())
-}
-
-pub(crate) fn check_revision(name: &ConfigName, expect: Option<u64>, actual: u64) -> Result<()> {
-    match expect {
-        Some(expected) if expected != actual => {
-            Err(StoreError::ConfigConflict { config: name.clone(), expected, actual })
-        }
-        _ => Ok(()),
-    }
-}
-
-/// A component's channels by name, each with its kind and history.
-fn channels_of(tx: &Tx<'_>, component: &ComponentName) -> Result<Vec<ChannelInfo>> {
-    let mut statement =
-        tx.prepare("SELECT name, kind, version, updated_at FROM channels WHERE component = ?1 ORDER BY name")?;
-    let rows: Vec<(String, String, String, String)> = statement
-        .query_map([component.as_str()], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)))?
-        .collect::<std::result::Result<_, _>>()?;
-    let mut moves = tx.prepare(
-        "SELECT at, from_version, to_version, actor, reason FROM channel_moves WHERE component = ?1 AND name = ?2 ORDER BY seq",
-    )?;
-    let label = |text: Option<String>| text.map(|t| parse(VersionLabel::parse(&t))).transpose();
-    let mut channels = Vec::new();
-    for (name, kind, version, updated_at) in rows {
-        let raw: Vec<MoveRow> = moves
-            .query_map(params![component.as_str(), name], |row| {
-                Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?))
-            })?
-            .collect::<std::result::Result<_, _>>()?;
-        let mut history = Vec::new();
-        for (at, from, to, actor, reason) in raw {
-            history.push(ChannelMove { at: parse_time(&at)?, from: label(from)?, to: label(to)?, actor, reason });
-        }
-        channels.push(ChannelInfo {
-            name: parse(VersionLabel::parse(&name))?,
-            kind: ChannelKind::parse(&kind)
-                .ok_or_else(|| StoreError::Invalid(format!("unknown channel kind `{kind}`")))?,
-            version: parse(VersionLabel::parse(&version))?,
-            updated_at: parse_time(&updated_at)?,
-            history,
-        });
-    }
-    Ok(channels)
-}
-
-fn describe_layers(layers: &[Layer]) -> String {
-    layers.iter().map(|l| l.to_string()).collect::<Vec<_>>().join(", ")
-}
-
-pub(crate) fn current_config(tx: &Tx<'_>, name: &ConfigName) -> Result<Config> {
-    let row = tx
-        .query_row(
-            "SELECT c.revision, r.hash, r.at, r.layers FROM configs c JOIN config_revisions r ON r.config = c.name AND r.revision = c.revision WHERE c.name = ?1",
-            [name.as_str()],
-            |row| Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?, row.get::<_, String>(2)?, row.get::<_, String>(3)?)),
-        )
-        .optional()?;
-    let (revision, hash, at, layers) = row.ok_or_else(|| StoreError::UnknownConfig(name.clone()))?;
-    Ok(Config {
-        name: name.clone(),
-        revision: revision as u64,
-        hash,
-        updated_at: parse_time(&at)?,
-        layers: from_json(&layers)?,
-        stage: crate::pipelines::stage_ref(tx, name)?,
-    })
-}
-
-/// Writes revision `revision` of `name`; `kind` says for `depot history` what made it.
-pub(crate) fn write_revision(
-    tx: &Tx<'_>,
-    name: &ConfigName,
-    revision: u64,
-    layers: &[Layer],
-    change: &str,
-    kind: EventKind,
-    actor: &str,
-) -> Result<Config> {
-    let hash = config_hash(layers);
-    let at = now();
-    tx.execute(
-        "INSERT INTO config_revisions (config, revision, at, actor, change, hash, layers, kind) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        params![name.as_str(), revision as i64, at, actor, change, hash, serde_json::to_string(layers).expect("layers serialise"), kind.as_str()],
-    )?;
-    tx.execute("UPDATE configs SET revision = ?2 WHERE name = ?1", params![name.as_str(), revision as i64])?;
-    tx.changed(name.as_str())?;
-    Ok(Config {
-        name: name.clone(),
-        revision,
-        hash,
-        updated_at: parse_time(&at)?,
-        layers: layers.to_vec(),
-        stage: crate::pipelines::stage_ref(tx, name)?,
-    })
-}
-
-/// The last report of every agent of `config`, by host name.
-pub(crate) fn agents_of(tx: &Tx<'_>, config: &ConfigName) -> Result<Vec<AgentStatus>> {
-    let current = current_config(tx, config)?;
-    let mut statement =
-        tx.prepare("SELECT host, reporter, last_seen, report FROM agents WHERE config = ?1 ORDER BY host")?;
-    let rows = statement.query_map([config.as_str()], |row| {
-        Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, String>(2)?, row.get::<_, String>(3)?))
-    })?;
-    let mut agents = Vec::new();
-    for row in rows {
-        let (host, reporter, last_seen, report) = row?;
-        let report: AgentReport = from_json(&report)?;
-        agents.push(AgentStatus {
-            host: HostName::parse(&host).map_err(|e| StoreError::Invalid(e.to_string()))?,
-            config: config.clone(),
-            last_seen: parse_time(&last_seen)?,
-            reporter,
-            current: report.revision == current.revision && report.hash == current.hash,
-            report,
-        });
-    }
-    Ok(agents)
-}
-
-/// A configuration whose current revision uses the component (or that version of it).
-fn current_user(tx: &Tx<'_>, component: &ComponentName, version: Option<&VersionLabel>) -> Result<Option<ConfigName>> {
-    Ok(current_users(tx, component, version)?.into_iter().next().map(|u| u.config))
-}
-
-/// The configurations whose current revision has a layer of `component` (at `version`, when
-/// given), by name.
-fn current_users(tx: &Tx<'_>, component: &ComponentName, version: Option<&VersionLabel>) -> Result<Vec<VersionUse>> {
-    let mut statement = tx.prepare(
-        "SELECT c.name, c.revision, r.layers FROM configs c JOIN config_revisions r ON r.config = c.name AND r.revision = c.revision ORDER BY c.name",
-    )?;
-    let rows = statement
-        .query_map((), |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?, row.get::<_, String>(2)?)))?;
-    let mut users = Vec::new();
-    for row in rows {
-        let (name, revision, layers) = row?;
-        let layers: Vec<Layer> = from_json(&layers)?;
-        if let Some(layer) =
-            layers.into_iter().find(|l| &l.component == component && version.is_none_or(|v| &l.version == v))
-        {
-            users.push(VersionUse {
-                config: parse(ConfigName::parse(&name))?,
-                revision: revision as u64,
-                channel: layer.channel,
-            });
-        }
-    }
-    Ok(users)
-}
-
-/// (component, version) pairs used by any configuration's current or last protected revisions.
-fn protected_versions(tx: &Tx<'_>) -> Result<HashSet<(String, String)>> {
-    let mut statement = tx.prepare(
-        "SELECT r.layers FROM config_revisions r JOIN configs c ON c.name = r.config WHERE r.revision + ?1 >= c.revision",
-    )?;
-    let rows = statement.query_map([PROTECTED_REVISIONS as i64], |row| row.get::<_, String>(0))?;
-    let mut protected = HashSet::new();
-    for row in rows {
-        let layers: Vec<Layer> = from_json(&row?)?;
-        protected.extend(layers.into_iter().map(|l| (l.component.to_string(), l.version.to_string())));
-    }
-    // A version a channel names, and the newest pushed of each component (a label that sorts
-    // low, such as a git sha, must survive the push that created it).
-    let mut statement = tx.prepare(
-        "SELECT component, version FROM channels
-         UNION SELECT component, version FROM versions WHERE seq IN (SELECT MAX(seq) FROM versions GROUP BY component)",
-    )?;
-    let rows = statement.query_map((), |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))?;
-    for row in rows {
-        protected.insert(row?);
-    }
-    Ok(protected)
 }

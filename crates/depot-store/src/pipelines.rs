@@ -1,20 +1,22 @@
 //! Pipelines in SQLite: stages (each a configuration `APP-STAGE`), gates, promotions,
 //! environment layers, and the history that joins them. Every method is one transaction.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, HashSet};
 
 use crate::db::{OptionalExtension, Tx, params};
 use depot_api::pipeline::{
     CreatePipeline, EnvChange, EventKind, Gate, Pipeline, PipelineEvent, PipelineStatus, Promote, Promotion,
-    PromotionState, Stage, StageHealth, StageRef, StageStatus, env_component, mask_env_values, stage_config,
+    PromotionState, Stage, StageStatus, env_component, stage_config,
 };
-use depot_api::types::{AgentReport, AgentState, AgentStatus, Config, Layer, LayerRef};
+use depot_api::types::{Config, Layer, LayerRef};
 use depot_api::{ComponentName, ConfigName, Digest, PipelineName, StageName, VersionLabel};
 
-use crate::metadata::{
-    Metadata, agents_of, check_revision, current_config, delete_version_rows, from_json, insert_version, now, parse,
+use crate::metadata::Metadata;
+use crate::rows::{
+    agents_of, check_revision, current_config, delete_version_rows, env_owner, from_json, insert_version, now, parse,
     parse_time, record_event, resolve_layer, resolve_version, write_revision,
 };
+use crate::rules::{health, runs, skipped_stages, unhealthy, upstream_of};
 use crate::{GateRemedy, Result, StoreError};
 
 /// A stage's environment: its configuration, revision, and the variables of the environment
@@ -212,8 +214,7 @@ impl Metadata {
                 )));
             }
             // Skipping a stage goes around its gate: only with --force, and recorded.
-            let skipped: Vec<StageName> =
-                upstream_of(&pipeline, &target.name).into_iter().take_while(|s| s != &source.name).collect();
+            let skipped = skipped_stages(&pipeline, &source.name, &target.name);
             let mut notes = Vec::new();
             if !skipped.is_empty() {
                 let names = skipped.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ");
@@ -549,70 +550,6 @@ impl Metadata {
     }
 }
 
-/// The stage a configuration is, if any, for [`Config::stage`].
-pub(crate) fn stage_ref(tx: &Tx<'_>, config: &ConfigName) -> Result<Option<StageRef>> {
-    let row: Option<(String, String, Option<String>, String)> = tx
-        .query_row(
-            "SELECT s.pipeline, s.name, s.after, p.track FROM stages s JOIN pipelines p ON p.name = s.pipeline WHERE s.config = ?1",
-            [config.as_str()],
-            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
-        )
-        .optional()?;
-    row.map(|(pipeline, stage, after, track)| {
-        Ok(StageRef {
-            pipeline: parse(PipelineName::parse(&pipeline))?,
-            stage: parse(StageName::parse(&stage))?,
-            previous: after.unwrap_or(track),
-        })
-    })
-    .transpose()
-}
-
-/// Refuses a hand-made change (`config set`, `config bump`) of `components` in `config` that
-/// would go around a pipeline: any stage's environment layer (`depot env set` writes those), and
-/// any layer of a stage that receives promotions (through its gate). The first stage may be
-/// pinned by hand.
-pub(crate) fn check_manual_change(tx: &Tx<'_>, config: &ConfigName, components: &[&ComponentName]) -> Result<()> {
-    for component in components {
-        refuse_env_component(tx, component)?;
-    }
-    let Some(stage) = stage_ref(tx, config)? else { return Ok(()) };
-    let (pipeline, name) = (&stage.pipeline, &stage.stage);
-    let position: i64 = tx.query_row(
-        "SELECT position FROM stages WHERE pipeline = ?1 AND name = ?2",
-        params![pipeline.as_str(), name.as_str()],
-        |row| row.get(0),
-    )?;
-    if position > 0 {
-        return Err(StoreError::PromotedOnly {
-            config: config.clone(),
-            pipeline: pipeline.clone(),
-            stage: name.clone(),
-        });
-    }
-    Ok(())
-}
-
-/// Refuses to act by hand on a stage's generated environment component: only `depot env set`
-/// writes its versions, and only its stage uses them.
-pub(crate) fn refuse_env_component(tx: &Tx<'_>, component: &ComponentName) -> Result<()> {
-    match env_owner(tx, component)? {
-        Some(stage) => Err(StoreError::EnvComponent { component: component.clone(), stage }),
-        None => Ok(()),
-    }
-}
-
-/// `APP/STAGE` when `component` is the generated environment layer of a stage.
-pub(crate) fn env_owner(tx: &Tx<'_>, component: &ComponentName) -> Result<Option<String>> {
-    let Some(config) = component.as_str().strip_suffix(".env") else { return Ok(None) };
-    let row: Option<(String, String)> = tx
-        .query_row("SELECT pipeline, name FROM stages WHERE config = ?1", [config], |row| {
-            Ok((row.get(0)?, row.get(1)?))
-        })
-        .optional()?;
-    Ok(row.map(|(pipeline, stage)| format!("{pipeline}/{stage}")))
-}
-
 fn check_shape(request: &CreatePipeline) -> Result<()> {
     let name = &request.name;
     if request.components.is_empty() {
@@ -703,59 +640,6 @@ fn find_stage<'p>(pipeline: &'p Pipeline, stage: &StageName) -> Result<&'p Stage
     })
 }
 
-/// The stages `stage` follows, nearest first.
-fn upstream_of(pipeline: &Pipeline, stage: &StageName) -> Vec<StageName> {
-    let mut chain = Vec::new();
-    let mut next = pipeline.stages.iter().find(|s| &s.name == stage).and_then(|s| s.after.clone());
-    while let Some(name) = next {
-        if chain.contains(&name) {
-            break;
-        }
-        next = pipeline.stages.iter().find(|s| s.name == name).and_then(|s| s.after.clone());
-        chain.push(name);
-    }
-    chain
-}
-
-fn health(config: &Config, agents: &[AgentStatus]) -> StageHealth {
-    let mut health = StageHealth { agents: agents.len() as u64, ..StageHealth::default() };
-    for agent in agents {
-        match agent.report.state {
-            AgentState::Active if agent.report.hash == config.hash => health.active += 1,
-            AgentState::Failed | AgentState::RolledBack => health.failed += 1,
-            _ => health.pending += 1,
-        }
-    }
-    health
-}
-
-/// Why the source stage is not healthy enough to promote from, if it is not: every agent (at
-/// least one) must report the source's exact hash active.
-fn unhealthy(source: &Config, agents: &[AgentStatus]) -> Option<String> {
-    if agents.is_empty() {
-        return Some(format!("no agent reports for {} (it needs at least one, active)", source.name));
-    }
-    let behind: Vec<String> = agents
-        .iter()
-        .filter(|a| !(a.report.state == AgentState::Active && a.report.hash == source.hash))
-        .map(|a| format!("{} is {} on revision {}", a.host, a.report.state.as_str(), a.report.revision))
-        .collect();
-    (!behind.is_empty()).then(|| {
-        format!(
-            "{} of {} at revision {}: {}",
-            plural_agents(behind.len()),
-            source.name,
-            source.revision,
-            behind.join("; ")
-        )
-    })
-}
-
-/// Whether `layers` hold `layer`'s component at its version and digest.
-fn runs(layers: &[Layer], layer: &Layer) -> bool {
-    layers.iter().any(|l| l.component == layer.component && l.version == layer.version && l.digest == layer.digest)
-}
-
 /// The layers of `layers` that would bring a deprecated version into `target`, each as
 /// `C V is deprecated: reason (replacement R)`; those a promotion was `forced` past (its note
 /// holds that line) are left out.
@@ -785,10 +669,6 @@ fn deprecated(tx: &Tx<'_>, layers: &[Layer], target: &[Layer], forced: Option<&s
         withdrawn.push(line);
     }
     Ok(withdrawn)
-}
-
-fn plural_agents(count: usize) -> String {
-    if count == 1 { "1 agent".to_owned() } else { format!("{count} agents") }
 }
 
 fn describe(layers: &[Layer]) -> String {
@@ -1027,30 +907,4 @@ fn recorded(
 
 fn event_kind(text: &str) -> Result<EventKind> {
     EventKind::parse(text).ok_or_else(|| StoreError::Invalid(format!("unknown history kind `{text}`")))
-}
-
-/// `report` with the values of the configuration's environment layers masked in its error and
-/// output, which viewers read in `depot status` and the history. Every version's values: the
-/// agent may run an older one than the stage's latest.
-pub(crate) fn mask_report(tx: &Tx<'_>, config: &ConfigName, report: &AgentReport) -> Result<AgentReport> {
-    let mut masked = report.clone();
-    if report.error.is_none() && report.output_tail.is_none() {
-        return Ok(masked);
-    }
-    let mut statement = tx.prepare("SELECT vars FROM env_versions WHERE config = ?1")?;
-    let mut values = BTreeSet::new();
-    for vars in statement.query_map([config.as_str()], |row| row.get::<_, String>(0))? {
-        values.extend(from_json::<BTreeMap<String, String>>(&vars?)?.into_values());
-    }
-    if values.is_empty() {
-        return Ok(masked);
-    }
-    let mask = |text: &mut Option<String>| {
-        if let Some(text) = text {
-            *text = mask_env_values(text, values.iter().map(String::as_str));
-        }
-    };
-    mask(&mut masked.error);
-    mask(&mut masked.output_tail);
-    Ok(masked)
 }

@@ -52,7 +52,7 @@ pub(crate) fn migrate(backend: &Arc<dyn Backend>) -> Result<()> {
             }
             tx.execute(
                 "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
-                params![migration.version, crate::metadata::now()],
+                params![migration.version, crate::rows::now()],
             )?;
             Ok(())
         })?;
