@@ -40,6 +40,8 @@ impl Postgres {
             url.parse().map_err(|e| StoreError::Database(format!("invalid PostgreSQL URL: {e}")))?;
         config.connect_timeout(CONNECT_TIMEOUT);
         config.application_name("depot");
+        // The server's notices (`… already exists, skipping`) are not the registry's news.
+        config.options("-c client_min_messages=warning");
         config.keepalives(true).keepalives_idle(Duration::from_secs(10));
         let pool = r2d2::Pool::builder()
             .max_size(CONNECTIONS)

@@ -116,7 +116,12 @@ fn agent_token(ctx: &TestContext, registry: &Registry, host: &str) -> String {
 /// A registry with web 1.0.0 (content `v1`) and the configuration web-prod on it, and the
 /// agent token of host-1.
 fn web_prod(ctx: &TestContext) -> (Registry, String) {
-    let registry = Registry::start(ctx, &[]);
+    web_prod_with(ctx, &[])
+}
+
+/// [`web_prod`] on a registry started with `extra` flags.
+fn web_prod_with(ctx: &TestContext, extra: &[&str]) -> (Registry, String) {
+    let registry = Registry::start(ctx, extra);
     registry.run(ctx, &["push", "web", "1.0.0", &tree(ctx, "v1", "v1")]).success();
     registry.run(ctx, &["config", "create", "web-prod", "--layer", "web:1.0.0"]).success();
     let token = agent_token(ctx, &registry, "host-1");
@@ -573,12 +578,12 @@ fn a_root_busy_with_another_command_is_tried_again_not_marked_failed() {
     assert_eq!(content(&root), "v1");
 }
 
-/// Two `depot serve` processes on one data directory act as one registry: what is written
-/// through one is read through the other. (A write through one does not wake a blocking query
-/// waiting on the other; here every write goes through the replica the agent ends on.)
+/// Two replicas of one registry: `depot serve` twice on one PostgreSQL database (started by
+/// depot-testkit) and one blob directory.
 fn replicas(ctx: &TestContext) -> (Registry, Registry, String) {
-    let (a, token) = web_prod(ctx);
-    let b = Registry::start(ctx, &[]);
+    let database = depot_testkit::Postgres::fresh_database();
+    let (a, token) = web_prod_with(ctx, &["--metadata", &database]);
+    let b = Registry::start(ctx, &["--metadata", &database]);
     assert_eq!(a.admin, b.admin, "one registry, one admin token");
     (a, b, token)
 }
