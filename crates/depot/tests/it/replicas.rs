@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::common::*;
-use crate::serve::{Server, create_prod, http, kill9, push, start_with, token};
+use crate::serve::{Server, create_prod, http, kill9, push, start_with, token, write_until_killed};
 
 /// A replica of the registry whose metadata is in `database`, with its blobs under `data`.
 fn replica(ctx: &TestContext, data: &Path, database: &str) -> Server {
@@ -119,30 +119,7 @@ fn a_replica_killed_during_writes_and_uploads_loses_nothing_it_acknowledged() {
     create_prod(&a.address, &token, "1.0.0");
 
     // Configuration writes through A, as fast as it takes them, until A is killed.
-    let address = a.address.clone();
-    let writer_token = token.clone();
-    let writer = std::thread::spawn(move || {
-        let mut acknowledged = Vec::new();
-        for i in 0..10_000 {
-            let version = if i % 2 == 0 { "2.0.0" } else { "1.0.0" };
-            let body = format!(r#"{{"layers":[{{"component":"web","version":"{version}"}}]}}"#);
-            let Ok(mut stream) = TcpStream::connect(&address) else { break };
-            let head = format!(
-                "PATCH /api/v1/configs/prod HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {writer_token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            if stream.write_all(head.as_bytes()).is_err() {
-                break;
-            }
-            let mut response = String::new();
-            if stream.read_to_string(&mut response).is_err() || !response.starts_with("HTTP/1.1 200") {
-                break;
-            }
-            let json: serde_json::Value = serde_json::from_str(response.split_once("\r\n\r\n").unwrap().1).unwrap();
-            acknowledged.push((json["revision"].as_u64().unwrap(), version));
-        }
-        acknowledged
-    });
+    let writer = write_until_killed(&a.address, &token);
     // And an upload through A that is half sent when A dies.
     let half = format!("sha256:{}", "cd".repeat(32));
     let mut upload = TcpStream::connect(&a.address).unwrap();

@@ -112,6 +112,34 @@ pub(crate) fn create_prod(address: &str, token: &str, version: &str) {
     assert_eq!(status, 201, "{body}");
 }
 
+/// Sets configuration `prod` to web 2.0.0 and 1.0.0 in turn through `address`, as fast as it
+/// answers, until it stops answering; returns each acknowledged (revision, version).
+pub(crate) fn write_until_killed(address: &str, token: &str) -> std::thread::JoinHandle<Vec<(u64, &'static str)>> {
+    let (address, token) = (address.to_owned(), token.to_owned());
+    std::thread::spawn(move || {
+        let mut acknowledged = Vec::new();
+        for i in 0..10_000 {
+            let version = if i % 2 == 0 { "2.0.0" } else { "1.0.0" };
+            let body = format!(r#"{{"layers":[{{"component":"web","version":"{version}"}}]}}"#);
+            let Ok(mut stream) = TcpStream::connect(&address) else { break };
+            let head = format!(
+                "PATCH /api/v1/configs/prod HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            if stream.write_all(head.as_bytes()).is_err() {
+                break;
+            }
+            let mut response = String::new();
+            if stream.read_to_string(&mut response).is_err() || !response.starts_with("HTTP/1.1 200") {
+                break;
+            }
+            let json: serde_json::Value = serde_json::from_str(response.split_once("\r\n\r\n").unwrap().1).unwrap();
+            acknowledged.push((json["revision"].as_u64().unwrap(), version));
+        }
+        acknowledged
+    })
+}
+
 fn blob_files(data: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();
     for prefix in fs_err::read_dir(data.join("blobs/sha256")).unwrap() {
@@ -194,33 +222,10 @@ fn a_kill_during_configuration_writes_loses_no_acknowledged_revision() {
     push(&server.address, &token, &b, "2.0.0");
     create_prod(&server.address, &token, "1.0.0");
 
-    let address = server.address.clone();
-    let writer_token = token.clone();
-    let writer = std::thread::spawn(move || {
-        let mut acknowledged = Vec::new();
-        for i in 0..10_000 {
-            let version = if i % 2 == 0 { "2.0.0" } else { "1.0.0" };
-            let body = format!(r#"{{"layers":[{{"component":"web","version":"{version}"}}]}}"#);
-            let Ok(mut stream) = TcpStream::connect(&address) else { break };
-            let head = format!(
-                "PATCH /api/v1/configs/prod HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {writer_token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            if stream.write_all(head.as_bytes()).is_err() {
-                break;
-            }
-            let mut response = String::new();
-            if stream.read_to_string(&mut response).is_err() || !response.starts_with("HTTP/1.1 200") {
-                break;
-            }
-            let json: serde_json::Value = serde_json::from_str(response.split_once("\r\n\r\n").unwrap().1).unwrap();
-            acknowledged.push(json["revision"].as_u64().unwrap());
-        }
-        acknowledged
-    });
+    let writer = write_until_killed(&server.address, &token);
     std::thread::sleep(Duration::from_millis(700));
     kill9(&mut server);
-    let acknowledged = writer.join().unwrap();
+    let acknowledged: Vec<u64> = writer.join().unwrap().into_iter().map(|(revision, _)| revision).collect();
     assert!(acknowledged.len() > 3, "writes were under way when the server was killed");
 
     let server = start(&ctx, &data);
