@@ -120,7 +120,10 @@ impl Metadata {
     pub fn record_blob(&self, digest: &Digest, size: u64) -> Result<()> {
         self.transaction(|tx| {
             tx.execute(
-                "INSERT INTO blobs (digest, size, created_at) VALUES (?1, ?2, ?3) ON CONFLICT (digest) DO NOTHING",
+                // Uploaded again: its grace before collection starts again, so that garbage
+                // collection does not take a blob a push is about to name.
+                "INSERT INTO blobs (digest, size, created_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (digest) DO UPDATE SET created_at = excluded.created_at",
                 params![digest.as_str(), size as i64, now()],
             )?;
             Ok(())

@@ -792,3 +792,18 @@ fn migrations_are_recorded_and_a_newer_schema_is_refused() {
     let error = Metadata::open_postgres(&url).err().expect("a newer schema is refused").to_string();
     assert!(error.contains("schema version 999, newer than this depot knows"), "{error}");
 }
+
+/// A blob uploaded again starts its grace again: garbage collection, which takes unreferenced
+/// blobs recorded before a cutoff, must not take one that a push is about to name.
+#[test]
+fn recording_a_blob_again_restarts_its_grace() {
+    for Fresh { store, .. } in backends() {
+        store.record_blob(&digest(1), 10).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let cutoff = chrono::Utc::now();
+        assert_eq!(store.unreferenced_blobs(cutoff).unwrap(), [digest(1)]);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        store.record_blob(&digest(1), 10).unwrap();
+        assert!(store.unreferenced_blobs(cutoff).unwrap().is_empty(), "uploaded again after the cutoff");
+    }
+}
