@@ -101,7 +101,55 @@ fn three_replicas_on_one_postgres_act_as_one_registry() {
     assert!(body.contains("\"version\":\"3.0.0\""), "{body}");
     assert!(answered.saturating_duration_since(pushed) < Duration::from_secs(1));
 
-    drop((a, b, c));
+    // An agent watching B (and C, should B go) deploys a change written through A; when B is
+    // killed, it converges through C.
+    let (status, body) = http(
+        &a.address,
+        "POST",
+        "/api/v1/tokens",
+        &token,
+        br#"{"name":"host-1","role":"agent","config_pattern":"prod"}"#,
+    );
+    assert_eq!(status, 201, "{body}");
+    let agent_token = serde_json::from_str::<serde_json::Value>(&body).unwrap()["token"].as_str().unwrap().to_owned();
+    let root = ctx.path("host-1");
+    let registries = format!("http://{},http://{}", b.address, c.address);
+    let log = ctx.path("host-1.log");
+    let mut agent = ctx
+        .command()
+        .env("DEPOT_TOKEN", &agent_token)
+        .args(["agent", "--config", "prod", "--name", "host-1", "--registry", &registries, "--root"])
+        .arg(&root)
+        .stderr(fs_err::File::create(&log).unwrap().into_parts().0)
+        .spawn()
+        .unwrap();
+    let running =
+        |content: &str| fs_err::read_to_string(root.join("releases/current/app.txt")).ok().as_deref() == Some(content);
+    let converge = |content: &str| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !running(content) {
+            assert!(
+                Instant::now() < deadline,
+                "the agent did not deploy {content:?}:\n{}",
+                fs_err::read_to_string(&log).unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Instant::now()
+    };
+    converge("three\n");
+    set_prod(&a, &token, "1.0.0");
+    let written = Instant::now();
+    let deployed = converge("one\n");
+    eprintln!("an agent watching B deployed a change written through A after {:?}", deployed - written);
+    let mut b = b;
+    kill9(&mut b);
+    set_prod(&a, &token, "2.0.0");
+    converge("two\n");
+    let agent_log = fs_err::read_to_string(&log).unwrap();
+    assert!(agent_log.contains(&format!("moving to the registry at http://{}", c.address)), "{agent_log}");
+    let _ = agent.kill();
+    let _ = agent.wait();
 }
 
 #[test]
