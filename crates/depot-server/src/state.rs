@@ -1,7 +1,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use depot_store::{FsBlobs, SqliteMetadata};
+use depot_store::{Blobs, SqliteMetadata};
 
 use crate::metrics::Metrics;
 use crate::watch::Watchers;
@@ -17,24 +17,27 @@ pub struct ServerOptions {
     pub gc_interval: Duration,
     /// The longest a blocking query may wait.
     pub max_wait: Duration,
+    /// Answer blob downloads with a redirect to a short-lived presigned URL of the blob store
+    /// (S3 only), so that clients download from the bucket rather than through the registry.
+    pub redirect_downloads: bool,
 }
 
 /// Everything a handler can reach. Cloning is cheap.
 #[derive(Clone)]
 pub struct AppState {
     pub metadata: Arc<SqliteMetadata>,
-    pub blobs: Arc<FsBlobs>,
+    pub blobs: Blobs,
     pub options: Arc<ServerOptions>,
     pub watchers: Arc<Watchers>,
     pub metrics: Arc<Metrics>,
 }
 
 impl AppState {
-    pub fn new(metadata: SqliteMetadata, blobs: FsBlobs, options: ServerOptions) -> Self {
+    pub fn new(metadata: SqliteMetadata, blobs: Blobs, options: ServerOptions) -> Self {
         let metrics = Arc::new(Metrics::new());
         AppState {
             metadata: Arc::new(metadata),
-            blobs: Arc::new(blobs),
+            blobs,
             options: Arc::new(options),
             watchers: Arc::new(Watchers::new(metrics.clone())),
             metrics,

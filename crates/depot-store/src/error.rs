@@ -61,8 +61,15 @@ pub enum StoreError {
     DigestMismatch { expected: Digest, actual: Digest },
     #[error("the upload is larger than the limit of {limit} bytes")]
     TooLarge { limit: u64 },
-    #[error("unsupported store URL `{0}` (use sqlite:///path and file:///path)")]
+    #[error(
+        "unsupported store URL `{0}` (use sqlite:///path, and file:///path or s3://BUCKET?endpoint=URL&region=REGION)"
+    )]
     UnsupportedUrl(String),
+    #[error("invalid blob store URL `{url}`: {message}")]
+    InvalidBlobUrl { url: String, message: String },
+    /// The blob store failed or could not be reached (the S3 service's own words).
+    #[error("blob store {store}: {message}")]
+    BlobStore { store: String, message: String },
     #[error("database error: {0}")]
     Database(#[from] rusqlite::Error),
     #[error(transparent)]
@@ -141,7 +148,11 @@ impl StoreError {
             StoreError::TooLarge { .. } => {
                 (ErrorCode::TooLarge, Some("raise the registry's --max-blob-size".to_owned()))
             }
-            StoreError::UnsupportedUrl(_) | StoreError::Database(_) | StoreError::Io(_) => {
+            StoreError::UnsupportedUrl(_)
+            | StoreError::InvalidBlobUrl { .. }
+            | StoreError::BlobStore { .. }
+            | StoreError::Database(_)
+            | StoreError::Io(_) => {
                 return ErrorBody::new(ErrorCode::Internal, "internal error; see the registry's log");
             }
         };

@@ -9,21 +9,31 @@ mod sqlite;
 
 use std::path::PathBuf;
 
-pub use blobs::{BlobWriter, FsBlobs, VerifiedUpload};
+pub use blobs::{BlobWriter, Blobs, ByteStream, S3Location, VerifiedUpload};
 pub use error::{Result, StoreError};
 pub use pipelines::BlobAccess;
 pub use sqlite::{Added, Retention, SqliteMetadata};
 
 /// Opens the metadata and blob stores named by `metadata_url` (`sqlite:///path/depot.db`) and
-/// `blobs_url` (`file:///path/blobs`).
-pub fn open(metadata_url: &str, blobs_url: &str) -> Result<(SqliteMetadata, FsBlobs)> {
+/// `blobs_url` (see [`open_blobs`]).
+pub fn open(metadata_url: &str, blobs_url: &str) -> Result<(SqliteMetadata, Blobs)> {
     let metadata = match metadata_url.strip_prefix("sqlite://") {
         Some(path) => SqliteMetadata::open(&PathBuf::from(path))?,
         None => return Err(StoreError::UnsupportedUrl(metadata_url.to_owned())),
     };
-    let blobs = match blobs_url.strip_prefix("file://") {
-        Some(path) => FsBlobs::open(&PathBuf::from(path))?,
-        None => return Err(StoreError::UnsupportedUrl(blobs_url.to_owned())),
-    };
-    Ok((metadata, blobs))
+    Ok((metadata, open_blobs(blobs_url)?))
+}
+
+/// Opens the blob store named by `url`: `file:///path/blobs` (files, the directory created if
+/// needed) or `s3://BUCKET[/PREFIX]?endpoint=URL&region=REGION` (an S3-compatible bucket, with
+/// credentials from the AWS environment variables and files). Nothing is sent to S3 yet: call
+/// [`Blobs::check`] to know that the bucket answers.
+pub fn open_blobs(url: &str) -> Result<Blobs> {
+    if let Some(path) = url.strip_prefix("file://") {
+        Blobs::files(&PathBuf::from(path))
+    } else if url.starts_with("s3://") {
+        Blobs::s3(S3Location::parse(url)?)
+    } else {
+        Err(StoreError::UnsupportedUrl(url.to_owned()))
+    }
 }

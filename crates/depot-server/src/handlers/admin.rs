@@ -2,8 +2,8 @@ use std::time::SystemTime;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::header;
-use axum::response::IntoResponse;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use depot_api::types::GcReport;
 
 use crate::auth::Admin;
@@ -11,9 +11,15 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use depot_api::ErrorBody;
 
-#[utoipa::path(get, path = "/healthz", tag = "admin", responses((status = 200, description = "the registry is up", body = String)))]
-pub async fn healthz() -> &'static str {
-    "ok"
+#[utoipa::path(get, path = "/healthz", tag = "admin", responses((status = 200, description = "the registry is up and reaches its blob store: `ok`", body = String), (status = 503, description = "the blob store cannot be reached: what failed", body = String)))]
+pub async fn healthz(State(state): State<AppState>) -> Response {
+    match state.blobs.check().await {
+        Ok(()) => "ok".into_response(),
+        Err(e) => {
+            tracing::warn!("health check: {e}");
+            (StatusCode::SERVICE_UNAVAILABLE, format!("unhealthy: {e}\n")).into_response()
+        }
+    }
 }
 
 #[utoipa::path(get, path = "/metrics", tag = "admin", responses((status = 200, description = "Prometheus (OpenMetrics) text", body = String)))]
@@ -31,35 +37,38 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
 
 #[utoipa::path(post, path = "/api/v1/gc", tag = "admin", responses((status = 200, body = GcReport), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
 pub async fn gc(Admin(_caller): Admin, State(state): State<AppState>) -> Result<Json<GcReport>, ApiError> {
-    Ok(Json(state.blocking(collect).await?))
+    Ok(Json(collect(&state).await?))
 }
 
 /// Retention, then a mark-and-sweep of blobs: a blob is deleted only when no version references
 /// it and it is older than the grace period, so an upload whose version is about to be added is
-/// safe. Blob files without a record (a crash between the rename and the record) and interrupted
+/// safe. Blobs without a record (a crash between the install and the record) and interrupted
 /// uploads are deleted after the same grace period.
-pub fn collect(state: &AppState) -> Result<GcReport, ApiError> {
+pub async fn collect(state: &AppState) -> Result<GcReport, ApiError> {
     let grace = state.options.gc_grace;
-    let retention = state.metadata.apply_retention(state.options.max_versions)?;
+    let max_versions = state.options.max_versions;
+    let retention = state.blocking(move |state| Ok(state.metadata.apply_retention(max_versions)?)).await?;
     for config in &retention.moved {
         state.watchers.notify(config);
     }
     let mut report = GcReport { versions_removed: retention.removed, ..GcReport::default() };
     let cutoff = chrono::Utc::now() - chrono::Duration::from_std(grace).unwrap_or_default();
-    for digest in state.metadata.unreferenced_blobs(cutoff)? {
-        if state.metadata.forget_blob(&digest)? {
-            report.bytes_freed += state.blobs.remove(&digest)?;
+    let unreferenced = state.blocking(move |state| Ok(state.metadata.unreferenced_blobs(cutoff)?)).await?;
+    for digest in unreferenced {
+        let forget = digest.clone();
+        if state.blocking(move |state| Ok(state.metadata.forget_blob(&forget)?)).await? {
+            report.bytes_freed += state.blobs.remove(&digest).await?;
             report.blobs_removed += 1;
         }
     }
-    let known = state.metadata.known_blobs()?;
+    let known = state.blocking(|state| Ok(state.metadata.known_blobs()?)).await?;
     let now = SystemTime::now();
-    for (digest, modified) in state.blobs.list()? {
+    for (digest, modified) in state.blobs.list().await? {
         if !known.contains(digest.as_str()) && now.duration_since(modified).unwrap_or_default() >= grace {
-            report.bytes_freed += state.blobs.remove(&digest)?;
+            report.bytes_freed += state.blobs.remove(&digest).await?;
             report.blobs_removed += 1;
         }
     }
-    report.uploads_removed = state.blobs.clean_uploads(grace)?;
+    report.uploads_removed = state.blobs.clean_uploads(grace).await?;
     Ok(report)
 }

@@ -17,6 +17,8 @@ const DEFAULT_DATA: &str = "depot-data";
 struct FileSettings {
     listen: Option<String>,
     data: Option<PathBuf>,
+    blobs: Option<String>,
+    redirect_downloads: Option<bool>,
     max_blob_size: Option<u64>,
     max_versions: Option<u64>,
     gc_grace: Option<String>,
@@ -29,6 +31,8 @@ struct FileSettings {
 struct Settings {
     listen: String,
     data: PathBuf,
+    /// The blob store's URL; files under DATA/blobs when `None`.
+    blobs: Option<String>,
     options: ServerOptions,
     tls: Option<(PathBuf, PathBuf)>,
 }
@@ -55,6 +59,8 @@ impl Settings {
             max_blob_size: args.max_blob_size.or(file.max_blob_size).unwrap_or(defaults.max_blob_size),
             max_versions: args.max_versions.or(file.max_versions).unwrap_or(defaults.max_versions),
             gc_grace: gc_grace.unwrap_or(defaults.gc_grace),
+            redirect_downloads: args.redirect_downloads
+                || file.redirect_downloads.unwrap_or(defaults.redirect_downloads),
             ..defaults
         };
         let tls = match (args.tls_cert.or(from_file(file.tls_cert)), args.tls_key.or(from_file(file.tls_key))) {
@@ -68,6 +74,7 @@ impl Settings {
         Ok(Settings {
             listen: args.listen.or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.to_owned()),
             data: args.data.or(from_file(file.data)).unwrap_or_else(|| PathBuf::from(DEFAULT_DATA)),
+            blobs: args.blobs.or(file.blobs),
             options,
             tls,
         })
@@ -100,8 +107,23 @@ pub fn run(args: ServeArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
     };
     fs_err::create_dir_all(&settings.data)?;
     let data = fs_err::canonicalize(&settings.data)?;
-    let (state, first_start) = depot_server::open(&data, settings.options)
+    let (state, first_start) = depot_server::open(&data, settings.blobs.as_deref(), settings.options)
         .with_context(|| format!("failed to open the registry in {}", data.display()))?;
+    let blobs = state.blobs.describe();
+    if state.options.redirect_downloads && !state.blobs.can_presign() {
+        return Err(crate::printer::hinted(
+            format!("--redirect-downloads needs blobs in an S3-compatible bucket, not {blobs}"),
+            "pass --blobs s3://BUCKET?endpoint=URL&region=REGION (or `blobs` in the settings file), or drop --redirect-downloads",
+        ));
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    if let Err(e) = runtime.block_on(depot_server::check_storage(&state)) {
+        return Err(crate::printer::hinted(
+            format!("the registry cannot reach its blob store: {e}"),
+            "check that the object store runs at that endpoint, that the bucket exists, and the AWS credentials \
+             (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE and ~/.aws/credentials)",
+        ));
+    }
     if let Some(first) = first_start {
         printer.message(format!(
             "Created the admin token (shown once; also in {}):\n  {}",
@@ -113,8 +135,10 @@ pub fn run(args: ServeArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("failed to listen on {}", settings.listen))?;
     let address = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
-    printer.message(format!("depot registry listening on {scheme}://{address} (data in {})", data.display()));
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    printer.message(format!(
+        "depot registry listening on {scheme}://{address} (data in {}, blobs: {blobs})",
+        data.display()
+    ));
     runtime.block_on(depot_server::serve(listener, state, tls, shutdown_signal()))?;
     printer.message("depot registry stopped");
     Ok(ExitCode::SUCCESS)
