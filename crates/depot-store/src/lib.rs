@@ -9,7 +9,7 @@ mod sqlite;
 
 use std::path::PathBuf;
 
-pub use blobs::{BlobWriter, Blobs, ByteStream, S3Location, VerifiedUpload};
+pub use blobs::{BlobWriter, Blobs, ByteStream, S3_PART_SIZE, S3Credentials, S3Location, VerifiedUpload};
 pub use error::{Result, StoreError};
 pub use pipelines::BlobAccess;
 pub use sqlite::{Added, Retention, SqliteMetadata};

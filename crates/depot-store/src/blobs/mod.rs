@@ -25,7 +25,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::{Result, StoreError};
 
-pub use s3::S3Location;
+pub use s3::{PART_SIZE as S3_PART_SIZE, S3Credentials, S3Location};
 
 /// The bytes of a blob (or of a range of it), in chunks.
 pub type ByteStream = BoxStream<'static, Result<Bytes>>;

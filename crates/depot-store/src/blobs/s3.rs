@@ -23,7 +23,7 @@ use crate::{Result, StoreError};
 
 /// The size of each part of a multipart upload, and the most an upload buffers before it starts
 /// one. S3 takes at most 10,000 parts, so blobs up to 78 GiB.
-const PART_SIZE: usize = 8 * 1024 * 1024;
+pub const PART_SIZE: usize = 8 * 1024 * 1024;
 /// Parts of one upload sent at once: the memory an upload holds is about (1 + this) × PART_SIZE.
 const PARTS_IN_FLIGHT: usize = 2;
 /// How long a request other than a download may take (one part is at most [`PART_SIZE`]).
@@ -40,6 +40,22 @@ pub struct S3Location {
     /// The S3 API's URL, for a store other than AWS (`http://127.0.0.1:3900`); path-style requests.
     pub endpoint: Option<String>,
     pub region: Option<String>,
+    /// The access key; `None` takes it from the AWS environment variables and files (what a URL
+    /// gives: credentials never belong in one).
+    pub credentials: Option<S3Credentials>,
+}
+
+/// An S3 access key.
+#[derive(Clone, PartialEq)]
+pub struct S3Credentials {
+    pub key_id: String,
+    pub secret: String,
+}
+
+impl std::fmt::Debug for S3Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Credentials").field("key_id", &self.key_id).field("secret", &"<redacted>").finish()
+    }
 }
 
 impl S3Location {
@@ -62,6 +78,7 @@ impl S3Location {
             prefix: if prefix.is_empty() { "blobs".to_owned() } else { prefix.to_owned() },
             endpoint: None,
             region: None,
+            credentials: None,
         };
         for (key, value) in url.query_pairs() {
             match &*key {
@@ -127,7 +144,9 @@ fn builder(location: &S3Location) -> AmazonS3Builder {
     let mut builder = AmazonS3Builder::from_env().with_bucket_name(&location.bucket);
     let from_env = |builder: &AmazonS3Builder, key| builder.get_config_value(&key).is_some();
     let profile = shared_profile();
-    if !from_env(&builder, AmazonS3ConfigKey::AccessKeyId)
+    if let Some(credentials) = &location.credentials {
+        builder = builder.with_access_key_id(&credentials.key_id).with_secret_access_key(&credentials.secret);
+    } else if !from_env(&builder, AmazonS3ConfigKey::AccessKeyId)
         && let Some((id, secret, token)) = profile.credentials
     {
         builder = builder.with_access_key_id(id).with_secret_access_key(secret);
