@@ -53,7 +53,7 @@ async fn store(blobs: &Blobs, data: &[u8], chunk: usize) -> Digest {
     for piece in data.chunks(chunk) {
         writer.write(Bytes::copy_from_slice(piece)).await.unwrap();
     }
-    writer.verify().unwrap().install().await.unwrap();
+    writer.verify().await.unwrap().install().await.unwrap();
     digest
 }
 
@@ -82,11 +82,7 @@ async fn a_blob_is_written_verified_and_read_back_whole_and_by_range() {
         // A missing blob is unknown, not an error of the store.
         let missing = digest_of(b"missing");
         assert!(matches!(blobs.read(&missing, None).await, Err(StoreError::UnknownBlob(_))), "{}", backend.name);
-        assert!(
-            matches!(blobs.read(&missing, Some(0..10)).await, Err(StoreError::UnknownBlob(_))),
-            "{}",
-            backend.name
-        );
+        assert!(matches!(blobs.read(&missing, Some(0..10)).await, Err(StoreError::UnknownBlob(_))), "{}", backend.name);
     }
 }
 
@@ -121,12 +117,16 @@ async fn a_digest_mismatch_leaves_nothing_visible() {
             for piece in data.chunks(1 << 20) {
                 writer.write(Bytes::copy_from_slice(piece)).await.unwrap();
             }
-            match writer.verify() {
+            match writer.verify().await {
                 Err(StoreError::DigestMismatch { expected, actual }) => {
                     assert_eq!(expected, claimed);
                     assert_eq!(actual, digest_of(&data));
                 }
                 other => panic!("{}: expected a digest mismatch, got {:?}", backend.name, other.map(|u| u.digest)),
+            }
+            if let Some(dir) = &backend.dir {
+                let left = std::fs::read_dir(dir.path().join("uploads")).unwrap().count();
+                assert_eq!(left, 0, "the refused upload's temporary file is gone before verify returns");
             }
             assert_eq!(blobs.size(&claimed).await.unwrap(), None, "{}: {size} bytes", backend.name);
             assert_eq!(blobs.size(&digest_of(&data)).await.unwrap(), None, "{}", backend.name);
@@ -147,12 +147,15 @@ async fn an_upload_past_the_size_limit_is_refused_and_leaves_nothing() {
             Err(StoreError::TooLarge { limit: 999 }) => {}
             other => panic!("{}: expected too-large, got {other:?}", backend.name),
         }
-        drop(writer);
+        writer.discard().await;
         assert_eq!(blobs.size(&digest).await.unwrap(), None, "{}", backend.name);
+        if let Some(dir) = &backend.dir {
+            assert_eq!(std::fs::read_dir(dir.path().join("uploads")).unwrap().count(), 0, "discarded");
+        }
         // Exactly at the limit is fine.
         let mut writer = blobs.writer(&digest, 1000).await.unwrap();
         writer.write(Bytes::from(data.clone())).await.unwrap();
-        writer.verify().unwrap().install().await.unwrap();
+        writer.verify().await.unwrap().install().await.unwrap();
         assert_eq!(blobs.size(&digest).await.unwrap(), Some(1000), "{}", backend.name);
     }
 }

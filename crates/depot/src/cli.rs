@@ -360,7 +360,7 @@ pub struct ServeArgs {
     pub blobs: Option<String>,
 
     /// Answer blob downloads with a redirect (307) to a presigned URL of the bucket, valid for 5
-    /// minutes, so that agents download from the object store (or a CDN in front of it) and not
+    /// minutes, so that agents download from the object store and not
     /// through the registry; they still check each blob's sha256. Needs an s3:// --blobs.
     #[arg(long)]
     pub redirect_downloads: bool,

@@ -8,6 +8,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use depot_api::types::{BlobInfo, Role};
 use depot_api::{Digest, ErrorCode};
+use depot_store::BlobWriter;
 use futures_util::StreamExt;
 
 use crate::auth::{Operator, Reader};
@@ -39,19 +40,16 @@ pub async fn upload(
     }
     let mut writer = state.blobs.writer(&digest, state.options.max_blob_size).await?;
     let check = ArchiveCheck::start();
-    let mut stream = body.into_data_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk =
-            chunk.map_err(|e| ApiError::new(ErrorCode::InvalidRequest, format!("the upload was interrupted: {e}")))?;
-        state.metrics.blob_bytes_in.inc_by(chunk.len() as u64);
-        check.feed(chunk.clone()).await;
-        writer.write(chunk).await?;
+    if let Err(e) = receive(&state, body, &mut writer, &check).await {
+        writer.discard().await;
+        return Err(e);
     }
-    let upload = writer.verify()?;
-    check.finish().await.map_err(|e| {
-        ApiError::new(ErrorCode::NotAnArchive, format!("{digest} is not a readable archive: {e}"))
-            .with_hint("push a .tar, .tar.gz or .tar.zst archive, such as one made by `depot pack`")
-    })?;
+    let upload = writer.verify().await?;
+    if let Err(e) = check.finish().await {
+        upload.discard().await;
+        return Err(ApiError::new(ErrorCode::NotAnArchive, format!("{digest} is not a readable archive: {e}"))
+            .with_hint("push a .tar, .tar.gz or .tar.zst archive, such as one made by `depot pack`"));
+    }
     let size = upload.size;
     upload.install().await?;
     let info = state
@@ -61,6 +59,19 @@ pub async fn upload(
         })
         .await?;
     Ok((StatusCode::CREATED, Json(info)))
+}
+
+/// Streams the request body to the writer and to the archive check.
+async fn receive(state: &AppState, body: Body, writer: &mut BlobWriter, check: &ArchiveCheck) -> Result<(), ApiError> {
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk =
+            chunk.map_err(|e| ApiError::new(ErrorCode::InvalidRequest, format!("the upload was interrupted: {e}")))?;
+        state.metrics.blob_bytes_in.inc_by(chunk.len() as u64);
+        check.feed(chunk.clone()).await;
+        writer.write(chunk).await?;
+    }
+    Ok(())
 }
 
 /// `depot_release::archive::check_readable` over the bytes of an upload as they arrive: a

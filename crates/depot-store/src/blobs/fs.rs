@@ -187,6 +187,21 @@ impl UploadSink for FsUpload {
         })
         .await
     }
+
+    async fn discard(mut self: Box<Self>) {
+        let (file, temp) = (self.file.take(), self.temp.take());
+        let deleted = blocking(move || {
+            drop(file);
+            match temp {
+                Some(temp) => Ok(temp.close()?),
+                None => Ok(()),
+            }
+        })
+        .await;
+        if let Err(e) = deleted {
+            tracing::warn!("could not delete an upload's temporary file: {e}");
+        }
+    }
 }
 
 impl Drop for FsUpload {

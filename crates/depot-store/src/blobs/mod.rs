@@ -68,12 +68,15 @@ trait BlobBackend: Send + Sync + 'static {
 }
 
 /// The backend's side of an upload. Dropped without [`UploadSink::commit`], it discards what it
-/// received (a temporary file deleted, a multipart upload aborted).
+/// received (a temporary file deleted, a multipart upload aborted) in the background;
+/// [`UploadSink::discard`] does it before it returns.
 #[async_trait::async_trait]
 trait UploadSink: Send {
     async fn write(&mut self, data: Bytes) -> Result<()>;
     /// Makes the bytes durable and visible under `digest`, which the caller verified.
     async fn commit(self: Box<Self>, digest: &Digest) -> Result<()>;
+    /// Deletes what was received (failures are logged: what is left is collected later).
+    async fn discard(self: Box<Self>);
 }
 
 impl Blobs {
@@ -121,8 +124,11 @@ impl Blobs {
     /// Stores `data` as the blob `digest` (written, verified, made durable, then visible).
     pub async fn put(&self, digest: &Digest, data: Bytes, limit: u64) -> Result<()> {
         let mut writer = self.writer(digest, limit).await?;
-        writer.write(data).await?;
-        writer.verify()?.install().await
+        if let Err(e) = writer.write(data).await {
+            writer.discard().await;
+            return Err(e);
+        }
+        writer.verify().await?.install().await
     }
 
     /// The bytes of `range` of the blob (the whole blob with `None`); the range must lie within
@@ -167,7 +173,8 @@ impl Blobs {
 }
 
 /// An upload in progress: hashes the bytes and enforces the size limit as they arrive. Dropped
-/// before [`VerifiedUpload::install`], it leaves nothing behind under a blob's name.
+/// before [`VerifiedUpload::install`], it leaves nothing behind under a blob's name; call
+/// [`BlobWriter::discard`] on failure to delete what it received before answering.
 pub struct BlobWriter {
     sink: Box<dyn UploadSink>,
     expected: Digest,
@@ -200,13 +207,19 @@ impl BlobWriter {
 
     /// Checks the content against the digest the client declared. On a mismatch the upload is
     /// discarded.
-    pub fn verify(self) -> Result<VerifiedUpload> {
+    pub async fn verify(self) -> Result<VerifiedUpload> {
         let hex: String = self.hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
         let actual = Digest::from_hex(&hex).expect("a sha256 is a digest");
         if actual != self.expected {
+            self.sink.discard().await;
             return Err(StoreError::DigestMismatch { expected: self.expected, actual });
         }
         Ok(VerifiedUpload { digest: actual, size: self.size, sink: self.sink })
+    }
+
+    /// Deletes what the upload received.
+    pub async fn discard(self) {
+        self.sink.discard().await
     }
 }
 
@@ -214,6 +227,11 @@ impl VerifiedUpload {
     /// Makes the blob durable and visible under its digest (harmless if it is there already).
     pub async fn install(self) -> Result<()> {
         self.sink.commit(&self.digest).await
+    }
+
+    /// Deletes the upload instead (it failed a check of the caller's).
+    pub async fn discard(self) {
+        self.sink.discard().await
     }
 }
 

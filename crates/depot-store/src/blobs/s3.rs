@@ -343,6 +343,14 @@ impl UploadSink for S3Upload {
         }
         Ok(())
     }
+
+    async fn discard(mut self: Box<Self>) {
+        if let Some(multipart) = self.multipart.take()
+            && let Err(e) = multipart.abort().await
+        {
+            tracing::warn!("could not abort the multipart upload of {}: {e}", self.key);
+        }
+    }
 }
 
 impl S3Upload {
