@@ -802,6 +802,71 @@ mod tests {
         assert_eq!(blob_timeout(10 * BLOB_MIN_RATE), BLOB_TIMEOUT_BASE + Duration::from_secs(10));
     }
 
+    /// Answers one connection per response on `listener` (each `Connection: close`), and
+    /// returns the head of each request it read.
+    fn answer(listener: std::net::TcpListener, responses: Vec<Vec<u8>>) -> std::thread::JoinHandle<Vec<String>> {
+        std::thread::spawn(move || {
+            let mut heads = Vec::new();
+            for response in responses {
+                let (mut stream, _) = listener.accept().unwrap();
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap() == 1 {
+                    head.push(byte[0]);
+                }
+                heads.push(String::from_utf8_lossy(&head).into_owned());
+                stream.write_all(&response).unwrap();
+            }
+            heads
+        })
+    }
+
+    #[test]
+    fn a_redirected_download_goes_without_the_token_and_its_digest_is_still_checked() {
+        let data = b"the bytes of a blob".to_vec();
+        let hex: String = Sha256::digest(&data).iter().map(|b| format!("{b:02x}")).collect();
+        let digest = Digest::from_hex(&hex).unwrap();
+        for (served, verified) in [(data.clone(), true), (b"other bytes, same length".to_vec(), false)] {
+            let registry = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let store = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let presigned =
+                format!("http://{}/bucket/blobs/sha256/{hex}?X-Amz-Signature=abc", store.local_addr().unwrap());
+            let registry_url = format!("http://{}", registry.local_addr().unwrap());
+            let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", data.len());
+            let redirect = format!(
+                "HTTP/1.1 307 Temporary Redirect\r\nLocation: {presigned}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+            let registry_seen = answer(registry, vec![head.into_bytes(), redirect.into_bytes()]);
+            let mut blob = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", served.len())
+                .into_bytes();
+            blob.extend_from_slice(&served);
+            let store_seen = answer(store, vec![blob]);
+
+            let mut written = Vec::new();
+            let result = Client::new(&registry_url, Some("ops.topsecret".to_owned())).unwrap().download_blob(
+                &digest,
+                &mut written,
+                &|_| {},
+            );
+            let registry_seen = registry_seen.join().unwrap();
+            let store_seen = store_seen.join().unwrap();
+            assert!(registry_seen.iter().all(|head| head.contains("ops.topsecret")), "{registry_seen:?}");
+            assert!(store_seen[0].starts_with("GET /bucket/blobs/sha256/"), "{store_seen:?}");
+            assert!(
+                !store_seen[0].to_lowercase().contains("authorization") && !store_seen[0].contains("topsecret"),
+                "the token must not reach the object store: {}",
+                store_seen[0]
+            );
+            match result {
+                Ok(size) if verified => assert_eq!((size, written), (data.len() as u64, data.clone())),
+                Err(ClientError::Decode { message, .. }) if !verified => {
+                    assert!(message.contains(&format!("not {digest}")), "{message}")
+                }
+                other => panic!("verified={verified}: {other:?}"),
+            }
+        }
+    }
+
     #[test]
     fn connection_refused_is_a_transport_error_with_a_hint() {
         // Bind and drop a listener: its port is closed now.

@@ -140,7 +140,12 @@ pub fn store_error_body(error: &StoreError) -> ErrorBody {
             StoreError::TooLarge { .. } => {
                 (ErrorCode::TooLarge, Some("raise the registry's --max-blob-size".to_owned()))
             }
-            StoreError::UnsupportedUrl(_) | StoreError::Database(_) | StoreError::NoRows | StoreError::Io(_) => {
+            StoreError::UnsupportedUrl(_)
+            | StoreError::InvalidBlobUrl { .. }
+            | StoreError::BlobStore { .. }
+            | StoreError::Database(_)
+            | StoreError::NoRows
+            | StoreError::Io(_) => {
                 return ErrorBody::new(ErrorCode::Internal, "internal error; see the registry's log");
             }
         };

@@ -24,20 +24,35 @@ pub struct FirstStart {
     pub token_file: PathBuf,
 }
 
-/// Opens (creating if needed) the registry under `data`, with its metadata at `metadata_url`
-/// (default: SQLite in `data`), and returns its state, plus the admin token when this is the
-/// first start.
+/// Opens (creating if needed) the registry under `data`, its metadata where `metadata_url` says
+/// (`sqlite://…` or `postgres://…`; SQLite in `data` when `None`) and its blobs where
+/// `blobs_url` says (`file://…` or `s3://…`; files under `data/blobs` when `None`), and returns
+/// its state, plus the admin token when this is the first start. Nothing is sent to an S3 store
+/// yet: see [`check_storage`].
 pub fn open(
     data: &Path,
     metadata_url: Option<&str>,
+    blobs_url: Option<&str>,
     options: ServerOptions,
 ) -> Result<(AppState, Option<FirstStart>), depot_store::StoreError> {
-    let sqlite = format!("sqlite://{}", data.join("depot.db").display());
-    let (metadata, blobs) =
-        depot_store::open(metadata_url.unwrap_or(&sqlite), &format!("file://{}", data.join("blobs").display()))?;
+    let metadata_url = match metadata_url {
+        Some(url) => url.to_owned(),
+        None => format!("sqlite://{}", data.join("depot.db").display()),
+    };
+    let blobs_url = match blobs_url {
+        Some(url) => url.to_owned(),
+        None => format!("file://{}", data.join("blobs").display()),
+    };
+    let (metadata, blobs) = depot_store::open(&metadata_url, &blobs_url)?;
     let state = AppState::new(metadata, blobs, options)?;
     let first = auth::ensure_admin_token(&state, data)?;
     Ok((state, first))
+}
+
+/// Checks that the blob store answers (what `/healthz` checks), for a start that fails at once
+/// rather than at the first push.
+pub async fn check_storage(state: &AppState) -> Result<(), depot_store::StoreError> {
+    state.blobs.check().await
 }
 
 /// The application with every route, for serving or for tests that call it without a socket.
@@ -81,11 +96,9 @@ pub async fn serve(
         interval.tick().await;
         loop {
             interval.tick().await;
-            let state = gc_state.clone();
-            match tokio::task::spawn_blocking(move || handlers::admin::collect(&state)).await {
-                Ok(Ok(report)) => tracing::info!(?report, "garbage collection"),
-                Ok(Err(e)) => tracing::error!("garbage collection failed: {}", e.0),
-                Err(e) => tracing::error!("garbage collection panicked: {e}"),
+            match handlers::admin::collect(&gc_state).await {
+                Ok(report) => tracing::info!(?report, "garbage collection"),
+                Err(e) => tracing::error!("garbage collection failed: {}", e.0),
             }
         }
     });
@@ -124,6 +137,7 @@ impl Default for ServerOptions {
             gc_grace: Duration::from_secs(30 * 60),
             gc_interval: Duration::from_secs(60 * 60),
             max_wait: Duration::from_secs(300),
+            redirect_downloads: false,
         }
     }
 }

@@ -1,7 +1,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use depot_store::{FsBlobs, Metadata};
+use depot_store::{Blobs, Metadata};
 
 use crate::metrics::Metrics;
 use crate::watch::Watchers;
@@ -17,13 +17,16 @@ pub struct ServerOptions {
     pub gc_interval: Duration,
     /// The longest a blocking query may wait.
     pub max_wait: Duration,
+    /// Answer blob downloads with a redirect to a short-lived presigned URL of the blob store
+    /// (S3 only), so that clients download from the bucket rather than through the registry.
+    pub redirect_downloads: bool,
 }
 
 /// Everything a handler can reach. Cloning is cheap.
 #[derive(Clone)]
 pub struct AppState {
     pub metadata: Arc<Metadata>,
-    pub blobs: Arc<FsBlobs>,
+    pub blobs: Blobs,
     pub options: Arc<ServerOptions>,
     pub watchers: Arc<Watchers>,
     pub metrics: Arc<Metrics>,
@@ -33,19 +36,13 @@ impl AppState {
     /// The registry's state. Every change the store commits (through this process or, on
     /// PostgreSQL, any replica) reaches the blocking queries through one subscription: no
     /// handler announces a change itself.
-    pub fn new(metadata: Metadata, blobs: FsBlobs, options: ServerOptions) -> Result<Self, depot_store::StoreError> {
+    pub fn new(metadata: Metadata, blobs: Blobs, options: ServerOptions) -> Result<Self, depot_store::StoreError> {
         let metrics = Arc::new(Metrics::new());
         let watchers = Arc::new(Watchers::new(metrics.clone()));
         let reader = metadata.detached();
         let announce_to = watchers.clone();
         metadata.subscribe(Arc::new(move |change| announce_to.announce(&reader, change)))?;
-        Ok(AppState {
-            metadata: Arc::new(metadata),
-            blobs: Arc::new(blobs),
-            options: Arc::new(options),
-            watchers,
-            metrics,
-        })
+        Ok(AppState { metadata: Arc::new(metadata), blobs, options: Arc::new(options), watchers, metrics })
     }
 
     /// The configuration as it stands, read off the async threads.

@@ -17,7 +17,7 @@ struct Registry {
 
 fn registry() -> Registry {
     let dir = tempfile::tempdir().unwrap();
-    let (state, first) = depot_server::open(dir.path(), None, ServerOptions::default()).unwrap();
+    let (state, first) = depot_server::open(dir.path(), None, None, ServerOptions::default()).unwrap();
     let admin = first.expect("first start creates the admin token").admin_token;
     let mut tokens = vec![(Role::Admin, admin)];
     for role in [Role::Operator, Role::Viewer, Role::Agent] {

@@ -86,8 +86,16 @@ pub enum StoreError {
     DigestMismatch { expected: Digest, actual: Digest },
     #[error("the upload is larger than the limit of {limit} bytes")]
     TooLarge { limit: u64 },
-    #[error("unsupported store URL `{0}` (use sqlite:///path, postgres://user@host/database or file:///path)")]
+    #[error(
+        "unsupported store URL `{0}` (use sqlite:///path or postgres://user@host/database, and file:///path or \
+         s3://BUCKET?endpoint=URL&region=REGION)"
+    )]
     UnsupportedUrl(String),
+    #[error("invalid blob store URL `{url}`: {message}")]
+    InvalidBlobUrl { url: String, message: String },
+    /// The blob store failed or could not be reached (the S3 service's own words).
+    #[error("blob store {store}: {message}")]
+    BlobStore { store: String, message: String },
     #[error("database error: {0}")]
     Database(String),
     /// A query expected a row and found none (see `db::OptionalExtension`).

@@ -13,22 +13,31 @@ pub mod rules;
 
 use std::path::PathBuf;
 
-pub use blobs::{BlobWriter, FsBlobs, VerifiedUpload};
+pub use blobs::{BlobWriter, Blobs, ByteStream, S3_PART_SIZE, S3Credentials, S3Location, VerifiedUpload};
 pub use copy::{TableCopy, copy_metadata, verify_metadata};
 pub use db::{Change, Publish};
 pub use error::{GateRemedy, Result, StoreError};
 pub use metadata::{Added, Metadata, Retention};
 pub use pipelines::BlobAccess;
 
-/// Opens the metadata and blob stores named by `metadata_url` (`sqlite:///path/depot.db` or
-/// `postgres://user:password@host:port/database`) and `blobs_url` (`file:///path/blobs`).
-pub fn open(metadata_url: &str, blobs_url: &str) -> Result<(Metadata, FsBlobs)> {
-    let metadata = open_metadata(metadata_url)?;
-    let blobs = match blobs_url.strip_prefix("file://") {
-        Some(path) => FsBlobs::open(&PathBuf::from(path))?,
-        None => return Err(StoreError::UnsupportedUrl(blobs_url.to_owned())),
-    };
-    Ok((metadata, blobs))
+/// Opens the metadata and blob stores named by `metadata_url` (see [`open_metadata`]) and
+/// `blobs_url` (see [`open_blobs`]).
+pub fn open(metadata_url: &str, blobs_url: &str) -> Result<(Metadata, Blobs)> {
+    Ok((open_metadata(metadata_url)?, open_blobs(blobs_url)?))
+}
+
+/// Opens the blob store named by `url`: `file:///path/blobs` (files, the directory created if
+/// needed) or `s3://BUCKET[/PREFIX]?endpoint=URL&region=REGION` (an S3-compatible bucket, with
+/// credentials from the AWS environment variables and files). Nothing is sent to S3 yet: call
+/// [`Blobs::check`] to know that the bucket answers.
+pub fn open_blobs(url: &str) -> Result<Blobs> {
+    if let Some(path) = url.strip_prefix("file://") {
+        Blobs::files(&PathBuf::from(path))
+    } else if url.starts_with("s3://") {
+        Blobs::s3(S3Location::parse(url)?)
+    } else {
+        Err(StoreError::UnsupportedUrl(url.to_owned()))
+    }
 }
 
 /// Opens the metadata store named by `url`: `sqlite:///path/depot.db`, or

@@ -327,15 +327,22 @@ fn parse_sha256(text: &str) -> Result<String, String> {
 /// SQLite, blobs as files named by their sha256. On first start it creates an admin token, prints
 /// it once and writes it to DATA/admin.token (mode 0600).
 ///
+/// With --blobs s3://BUCKET?endpoint=URL&region=REGION the blobs live in an S3-compatible bucket
+/// (AWS S3, Garage, MinIO, …); credentials come from the usual AWS environment variables
+/// (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_PROFILE, …) and files
+/// (~/.aws/credentials, ~/.aws/config). The registry refuses to start when the bucket does not
+/// answer, and /healthz fails while it does not.
+///
 /// Settings come from the flags (or their environment variables), then from the file given with
-/// --config, then from the defaults. The file is TOML with the flags' names: listen, data,
-/// max_blob_size, max_versions, gc_grace, tls_cert, tls_key; its relative paths are relative to
-/// the file.
+/// --config, then from the defaults. The file is TOML with the flags' names: listen, data, blobs,
+/// redirect_downloads, max_blob_size, max_versions, gc_grace, tls_cert, tls_key; its relative
+/// paths are relative to the file.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   depot serve
   depot serve --listen 0.0.0.0:7070 --data /var/lib/depot --max-versions 20
   depot serve --listen 0.0.0.0:7443 --tls-cert /etc/depot/cert.pem --tls-key /etc/depot/key.pem
+  depot serve --blobs 's3://depot?endpoint=http://127.0.0.1:3900&region=garage' --redirect-downloads
   depot serve --config /etc/depot/serve.toml
   DEPOT_TOKEN=$(cat depot-data/admin.token) depot components")]
 pub struct ServeArgs {
@@ -346,6 +353,18 @@ pub struct ServeArgs {
     /// Where the registry keeps its database, blobs and admin token [default: depot-data].
     #[arg(long, env = "DEPOT_DATA", value_name = "DIR")]
     pub data: Option<PathBuf>,
+
+    /// Where the blobs live: file:///DIR, or s3://BUCKET[/PREFIX]?endpoint=URL&region=REGION for
+    /// an S3-compatible bucket (endpoint and region may be left to the AWS settings) [default:
+    /// files in DATA/blobs].
+    #[arg(long, env = "DEPOT_BLOBS", value_name = "URL")]
+    pub blobs: Option<String>,
+
+    /// Answer blob downloads with a redirect (307) to a presigned URL of the bucket, valid for 5
+    /// minutes, so that agents download from the object store and not
+    /// through the registry; they still check each blob's sha256. Needs an s3:// --blobs.
+    #[arg(long)]
+    pub redirect_downloads: bool,
 
     /// A TOML file of settings; flags and environment variables override it.
     #[arg(long, env = "DEPOT_SERVE_CONFIG", value_name = "FILE")]
@@ -1067,7 +1086,7 @@ pub enum AdminCommand {
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   depot admin migrate --from ./depot-data --to postgres://depot:secret@db.internal/depot
-  depot admin migrate --from ./depot-data --to postgres://depot@127.0.0.1/depot,file:///srv/depot/blobs
+  depot admin migrate --from ./depot-data --to 'postgres://depot@db/depot,s3://depot?endpoint=http://s3.internal:3900&region=garage'
   depot admin migrate --from sqlite:///var/lib/depot/depot.db,file:///var/lib/depot/blobs --to postgres://… --json")]
 pub struct MigrateArgs {
     /// The source: a data directory (its depot.db and blobs/), or its metadata and blob URLs,
@@ -1076,7 +1095,8 @@ pub struct MigrateArgs {
     pub from: String,
 
     /// The target's metadata URL (`postgres://…` or `sqlite:///…`) and, after a comma, its blob
-    /// store URL (`file:///…`) [default: the source's blob store, when only metadata moves].
+    /// store URL (`file:///…` or `s3://BUCKET?endpoint=URL&region=REGION`) [default: the
+    /// source's blob store, when only metadata moves].
     #[arg(long, value_name = "URLS")]
     pub to: String,
 }

@@ -11,22 +11,23 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use depot_api::ErrorBody;
 
-/// `ok` when the registry can reach its database; 503 naming what failed otherwise, so that a
-/// load balancer takes a replica that lost its database out of rotation.
-#[utoipa::path(get, path = "/healthz", tag = "admin", responses((status = 200, description = "the registry is up and reaches its database", body = String), (status = 503, description = "the database cannot be reached", body = String)))]
+/// `ok` when the registry reaches its database and its blob store; 503 naming what failed
+/// otherwise, so that a load balancer takes such a replica out of rotation.
+#[utoipa::path(get, path = "/healthz", tag = "admin", responses((status = 200, description = "the registry is up and reaches its database and blob store: `ok`", body = String), (status = 503, description = "the database or the blob store cannot be reached: what failed", body = String)))]
 pub async fn healthz(State(state): State<AppState>) -> Response {
     let metadata = state.metadata.clone();
-    match tokio::task::spawn_blocking(move || metadata.ping()).await {
-        Ok(Ok(())) => "ok".into_response(),
-        Ok(Err(error)) => {
-            tracing::error!("health check: {error}");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("unavailable: the {} database: {error}\n", state.metadata.engine()),
-            )
-                .into_response()
+    let database = match tokio::task::spawn_blocking(move || metadata.ping()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) => Err(format!("the {} database: {error}", state.metadata.engine())),
+        Err(error) => Err(error.to_string()),
+    };
+    let blobs = state.blobs.check().await.map_err(|error| error.to_string());
+    match database.and(blobs) {
+        Ok(()) => "ok".into_response(),
+        Err(error) => {
+            tracing::warn!("health check: {error}");
+            (StatusCode::SERVICE_UNAVAILABLE, format!("unavailable: {error}\n")).into_response()
         }
-        Err(error) => (StatusCode::SERVICE_UNAVAILABLE, format!("unavailable: {error}\n")).into_response(),
     }
 }
 
@@ -45,32 +46,35 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
 
 #[utoipa::path(post, path = "/api/v1/gc", tag = "admin", responses((status = 200, body = GcReport), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
 pub async fn gc(Admin(_caller): Admin, State(state): State<AppState>) -> Result<Json<GcReport>, ApiError> {
-    Ok(Json(state.blocking(collect).await?))
+    Ok(Json(collect(&state).await?))
 }
 
 /// Retention, then a mark-and-sweep of blobs: a blob is deleted only when no version references
 /// it and it is older than the grace period, so an upload whose version is about to be added is
-/// safe. Blob files without a record (a crash between the rename and the record) and interrupted
+/// safe. Blobs without a record (a crash between the install and the record) and interrupted
 /// uploads are deleted after the same grace period.
-pub fn collect(state: &AppState) -> Result<GcReport, ApiError> {
+pub async fn collect(state: &AppState) -> Result<GcReport, ApiError> {
     let grace = state.options.gc_grace;
-    let retention = state.metadata.apply_retention(state.options.max_versions)?;
+    let max_versions = state.options.max_versions;
+    let retention = state.blocking(move |state| Ok(state.metadata.apply_retention(max_versions)?)).await?;
     let mut report = GcReport { versions_removed: retention.removed, ..GcReport::default() };
     let cutoff = chrono::Utc::now() - chrono::Duration::from_std(grace).unwrap_or_default();
-    for digest in state.metadata.unreferenced_blobs(cutoff)? {
-        if state.metadata.forget_blob(&digest)? {
-            report.bytes_freed += state.blobs.remove(&digest)?;
+    let unreferenced = state.blocking(move |state| Ok(state.metadata.unreferenced_blobs(cutoff)?)).await?;
+    for digest in unreferenced {
+        let forget = digest.clone();
+        if state.blocking(move |state| Ok(state.metadata.forget_blob(&forget)?)).await? {
+            report.bytes_freed += state.blobs.remove(&digest).await?;
             report.blobs_removed += 1;
         }
     }
-    let known = state.metadata.known_blobs()?;
+    let known = state.blocking(|state| Ok(state.metadata.known_blobs()?)).await?;
     let now = SystemTime::now();
-    for (digest, modified) in state.blobs.list()? {
+    for (digest, modified) in state.blobs.list().await? {
         if !known.contains(digest.as_str()) && now.duration_since(modified).unwrap_or_default() >= grace {
-            report.bytes_freed += state.blobs.remove(&digest)?;
+            report.bytes_freed += state.blobs.remove(&digest).await?;
             report.blobs_removed += 1;
         }
     }
-    report.uploads_removed = state.blobs.clean_uploads(grace)?;
+    report.uploads_removed = state.blobs.clean_uploads(grace).await?;
     Ok(report)
 }

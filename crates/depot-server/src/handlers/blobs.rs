@@ -1,21 +1,29 @@
+use std::io::Read;
+use std::time::Duration;
+
 use axum::Json;
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use depot_api::types::{BlobInfo, Role};
 use depot_api::{Digest, ErrorCode};
+use depot_store::BlobWriter;
 use futures_util::StreamExt;
-use tower::ServiceExt;
 
 use crate::auth::{Operator, Reader};
 use crate::error::ApiError;
 use crate::state::AppState;
 use depot_api::ErrorBody;
 
-/// `PUT /api/v1/blobs/{digest}`: streams the body to a temporary file while hashing it, checks
-/// the digest and that it is a readable archive, flushes it and renames it into place. The
-/// response is sent only once the blob is durable.
+/// How long a presigned download URL stays valid (`--redirect-downloads`): enough to start the
+/// download; S3 checks the expiry when a request starts, not while the body streams.
+pub const PRESIGNED_TTL: Duration = Duration::from_secs(5 * 60);
+
+/// `PUT /api/v1/blobs/{digest}`: streams the body to the blob store while hashing it and checking
+/// that it is a readable archive (on a blocking thread, as the bytes arrive), checks the digest,
+/// makes the blob durable and visible under its name, then records it. The response is sent only
+/// once the blob is durable.
 #[utoipa::path(put, path = "/api/v1/blobs/{digest}", tag = "blobs", params(("digest" = String, Path, description = "sha256:<64 hex>")), request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "the archive"), responses((status = 201, description = "stored", body = BlobInfo), (status = 200, description = "already stored", body = BlobInfo), (status = 400, description = "digest mismatch or not an archive", body = ErrorBody), (status = 413, description = "too large", body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
 pub async fn upload(
     Operator(_caller): Operator,
@@ -24,29 +32,39 @@ pub async fn upload(
     body: Body,
 ) -> Result<(StatusCode, Json<BlobInfo>), ApiError> {
     let digest = Digest::parse(&digest)?;
-    if state.blobs.exists(&digest)
-        && let Some(size) = state.metadata.blob_size(&digest)?
-    {
-        return Ok((StatusCode::OK, Json(BlobInfo { digest, size })));
+    if state.blobs.exists(&digest).await? {
+        let lookup = digest.clone();
+        // Recorded again, so that its grace before collection starts again: the push that
+        // uploaded it is about to name it.
+        let known = state
+            .blocking(move |state| {
+                let size = state.metadata.blob_size(&lookup)?;
+                if let Some(size) = size {
+                    state.metadata.record_blob(&lookup, size)?;
+                }
+                Ok(size)
+            })
+            .await?;
+        if let Some(size) = known {
+            return Ok((StatusCode::OK, Json(BlobInfo { digest, size })));
+        }
     }
-    let mut writer = state.blobs.writer(state.options.max_blob_size)?;
-    let mut stream = body.into_data_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk =
-            chunk.map_err(|e| ApiError::new(ErrorCode::InvalidRequest, format!("the upload was interrupted: {e}")))?;
-        writer.write(&chunk)?;
-        state.metrics.blob_bytes_in.inc_by(chunk.len() as u64);
+    let mut writer = state.blobs.writer(&digest, state.options.max_blob_size).await?;
+    let check = ArchiveCheck::start();
+    if let Err(e) = receive(&state, body, &mut writer, &check).await {
+        writer.discard().await;
+        return Err(e);
     }
+    let upload = writer.verify().await?;
+    if let Err(e) = check.finish().await {
+        upload.discard().await;
+        return Err(ApiError::new(ErrorCode::NotAnArchive, format!("{digest} is not a readable archive: {e}"))
+            .with_hint("push a .tar, .tar.gz or .tar.zst archive, such as one made by `depot pack`"));
+    }
+    let size = upload.size;
+    upload.install().await?;
     let info = state
         .blocking(move |state| {
-            let upload = writer.finish(&digest)?;
-            let file = fs_err::File::open(upload.path()).map_err(ApiError::internal)?;
-            depot_release::archive::check_readable(std::io::BufReader::with_capacity(1 << 20, file)).map_err(|e| {
-                ApiError::new(ErrorCode::NotAnArchive, format!("{digest} is not a readable archive: {e}"))
-                    .with_hint("push a .tar, .tar.gz or .tar.zst archive, such as one made by `depot pack`")
-            })?;
-            let size = upload.size;
-            state.blobs.install(upload)?;
             state.metadata.record_blob(&digest, size)?;
             Ok(BlobInfo { digest, size })
         })
@@ -54,11 +72,73 @@ pub async fn upload(
     Ok((StatusCode::CREATED, Json(info)))
 }
 
-/// Bytes read from the file per chunk of a download (tower-http's default is 64 KiB).
-const DOWNLOAD_CHUNK: usize = 1024 * 1024;
+/// Streams the request body to the writer and to the archive check.
+async fn receive(state: &AppState, body: Body, writer: &mut BlobWriter, check: &ArchiveCheck) -> Result<(), ApiError> {
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk =
+            chunk.map_err(|e| ApiError::new(ErrorCode::InvalidRequest, format!("the upload was interrupted: {e}")))?;
+        state.metrics.blob_bytes_in.inc_by(chunk.len() as u64);
+        check.feed(chunk.clone()).await;
+        writer.write(chunk).await?;
+    }
+    Ok(())
+}
 
-/// `GET|HEAD /api/v1/blobs/{digest}`, with `Range` and an `ETag` (the digest).
-#[utoipa::path(method(get, head), path = "/api/v1/blobs/{digest}", tag = "blobs", params(("digest" = String, Path, description = "sha256:<64 hex>")), responses((status = 200, description = "the archive; Range and If-None-Match are honoured", content_type = "application/octet-stream", body = Vec<u8>), (status = 206, description = "part of the archive"), (status = 304, description = "not modified"), (status = 404, body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
+/// `depot_release::archive::check_readable` over the bytes of an upload as they arrive: a
+/// blocking thread reads them from a small queue, so the check runs beside the upload and the
+/// blob is never read back from the store.
+struct ArchiveCheck {
+    chunks: tokio::sync::mpsc::Sender<Bytes>,
+    result: tokio::task::JoinHandle<Result<u64, String>>,
+}
+
+impl ArchiveCheck {
+    fn start() -> Self {
+        let (chunks, receiver) = tokio::sync::mpsc::channel(4);
+        let result = tokio::task::spawn_blocking(move || {
+            let reader = ChunkReader { chunks: receiver, current: Bytes::new() };
+            depot_release::archive::check_readable(std::io::BufReader::with_capacity(1 << 20, reader))
+                .map_err(|e| e.to_string())
+        });
+        ArchiveCheck { chunks, result }
+    }
+
+    /// Hands a chunk to the check (once the check has failed, it takes no more).
+    async fn feed(&self, chunk: Bytes) {
+        let _ = self.chunks.send(chunk).await;
+    }
+
+    /// Ends the input and waits for the verdict.
+    async fn finish(self) -> Result<u64, String> {
+        drop(self.chunks);
+        self.result.await.map_err(|e| format!("the archive check failed: {e}"))?
+    }
+}
+
+/// A blocking reader over the chunks of an upload.
+struct ChunkReader {
+    chunks: tokio::sync::mpsc::Receiver<Bytes>,
+    current: Bytes,
+}
+
+impl Read for ChunkReader {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        while self.current.is_empty() {
+            match self.chunks.blocking_recv() {
+                Some(chunk) => self.current = chunk,
+                None => return Ok(0),
+            }
+        }
+        let n = buffer.len().min(self.current.len());
+        buffer[..n].copy_from_slice(&self.current.split_to(n));
+        Ok(n)
+    }
+}
+
+/// `GET|HEAD /api/v1/blobs/{digest}`, with `Range` and an `ETag` (the digest). With
+/// `--redirect-downloads`, a GET is answered with a redirect to a presigned URL of the bucket.
+#[utoipa::path(method(get, head), path = "/api/v1/blobs/{digest}", tag = "blobs", params(("digest" = String, Path, description = "sha256:<64 hex>")), responses((status = 200, description = "the archive; Range and If-None-Match are honoured", content_type = "application/octet-stream", body = Vec<u8>), (status = 206, description = "part of the archive"), (status = 304, description = "not modified"), (status = 307, description = "download it from the presigned URL in Location, valid for 5 minutes (`depot serve --redirect-downloads`)"), (status = 404, body = ErrorBody), (status = 416, description = "the range is not satisfiable"), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
 pub async fn download(
     Reader(caller): Reader,
     State(state): State<AppState>,
@@ -66,10 +146,9 @@ pub async fn download(
     request: Request,
 ) -> Result<Response, ApiError> {
     let digest = Digest::parse(&digest)?;
-    let path = state.blobs.path(&digest);
-    if !path.is_file() {
+    let Some(size) = state.blobs.size(&digest).await? else {
         return Err(ApiError::new(ErrorCode::UnknownBlob, format!("unknown blob {digest}")));
-    }
+    };
     // A blob no version names (an upload not pushed yet, a version deleted) is for operators. An
     // environment layer holds the values of a stage's variables: its agents and operators may
     // read it, viewers may not.
@@ -100,18 +179,56 @@ pub async fn download(
         return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response());
     }
     let is_head = request.method() == axum::http::Method::HEAD;
-    let mut response = tower_http::services::ServeFile::new(path)
-        .with_buf_chunk_size(DOWNLOAD_CHUNK)
-        .oneshot(request)
-        .await
-        .map_err(ApiError::internal)?;
-    response.headers_mut().insert(header::ETAG, etag);
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    // HEAD stays here: a presigned URL is signed for GET only, and the size is at hand.
     if !is_head
-        && let Some(length) =
-            response.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        && state.options.redirect_downloads
+        && let Some(url) = state.blobs.presigned_get(&digest, PRESIGNED_TTL).await?
     {
-        state.metrics.blob_bytes_out.inc_by(length);
+        let location = HeaderValue::from_str(&url).map_err(ApiError::internal)?;
+        let headers = [(header::LOCATION, location), (header::CACHE_CONTROL, HeaderValue::from_static("no-store"))];
+        return Ok((StatusCode::TEMPORARY_REDIRECT, headers).into_response());
     }
-    Ok(response.map(Body::new))
+    let range = match request.headers().get(header::RANGE) {
+        None => None,
+        Some(value) => match single_range(value, size) {
+            Some(range) => Some(range),
+            None => {
+                let unsatisfiable = HeaderValue::from_str(&format!("bytes */{size}")).expect("a valid header value");
+                return Ok(
+                    (StatusCode::RANGE_NOT_SATISFIABLE, [(header::CONTENT_RANGE, unsatisfiable)]).into_response()
+                );
+            }
+        },
+    };
+    let (status, length) = match &range {
+        Some(range) => (StatusCode::PARTIAL_CONTENT, range.end - range.start),
+        None => (StatusCode::OK, size),
+    };
+    let mut response = Response::builder()
+        .status(status)
+        .header(header::ETAG, etag)
+        .header(header::CONTENT_TYPE, "application/octet-stream")
+        .header(header::ACCEPT_RANGES, "bytes")
+        .header(header::CONTENT_LENGTH, length);
+    if let Some(range) = &range {
+        response = response.header(header::CONTENT_RANGE, format!("bytes {}-{}/{size}", range.start, range.end - 1));
+    }
+    let body = if is_head {
+        Body::empty()
+    } else {
+        state.metrics.blob_bytes_out.inc_by(length);
+        Body::from_stream(state.blobs.read(&digest, Some(range.unwrap_or(0..size))).await?)
+    };
+    response.body(body).map_err(ApiError::internal)
+}
+
+/// The one range of a `Range: bytes=…` header that lies within `size` bytes, as a half-open
+/// range; `None` for a malformed, unsatisfiable or multi-part one (which is refused, as
+/// a file server refuses it).
+fn single_range(value: &HeaderValue, size: u64) -> Option<std::ops::Range<u64>> {
+    let ranges = http_range_header::parse_range_header(value.to_str().ok()?).ok()?.validate(size).ok()?;
+    match ranges.as_slice() {
+        [range] => Some(*range.start()..*range.end() + 1),
+        _ => None,
+    }
 }

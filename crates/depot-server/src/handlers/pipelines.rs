@@ -191,39 +191,57 @@ pub async fn set_env(
             return Err(ApiError::new(ErrorCode::InvalidRequest, format!("{key} is both set and unset")));
         }
     }
-    let (config, _changed) = state
-        .blocking(move |state| {
-            for _ in 0..ENV_ATTEMPTS {
-                let current = state.metadata.stage_env(&name, &stage)?;
-                let mut vars = current.vars.clone();
-                vars.extend(change.set.clone());
-                for key in &change.unset {
-                    vars.remove(key);
-                }
-                // Nothing to change: the same variables, or removing what a stage without an
-                // environment layer never had.
-                if vars == current.vars && (current.version.is_some() || vars.is_empty()) {
-                    return Ok((state.metadata.config(&current.config)?, false));
-                }
-                let digest = store_env_blob(state, &vars)?;
-                match state.metadata.set_env(&name, &stage, current.revision, &change, &vars, &digest, &caller.name) {
-                    Err(StoreError::ConfigConflict { .. }) => continue,
-                    other => return Ok((other?, true)),
-                }
-            }
-            Err(ApiError::new(
-                ErrorCode::ConfigConflict,
-                format!("{name}/{stage} kept changing while its environment was written"),
-            )
-            .with_hint("try again"))
-        })
-        .await?;
+    let (config, _changed) = set_env_with_retries(&state, name, stage, change, caller.name).await?;
     Ok(Json(config))
 }
 
+/// Reads the stage's variables, writes the new environment layer's blob, and records the new
+/// revision, again when another write landed in between (the blob is written off the database's
+/// thread, so the read and the write are two transactions).
+async fn set_env_with_retries(
+    state: &AppState,
+    name: PipelineName,
+    stage: StageName,
+    change: EnvChange,
+    actor: String,
+) -> Result<(Config, bool), ApiError> {
+    for _ in 0..ENV_ATTEMPTS {
+        let (pipeline, stage_name) = (name.clone(), stage.clone());
+        let current = state.blocking(move |state| Ok(state.metadata.stage_env(&pipeline, &stage_name)?)).await?;
+        let mut vars = current.vars.clone();
+        vars.extend(change.set.clone());
+        for key in &change.unset {
+            vars.remove(key);
+        }
+        // Nothing to change: the same variables, or removing what a stage without an
+        // environment layer never had.
+        if vars == current.vars && (current.version.is_some() || vars.is_empty()) {
+            let config = current.config.clone();
+            return Ok((state.blocking(move |state| Ok(state.metadata.config(&config)?)).await?, false));
+        }
+        let (digest, size) = store_env_blob(state, &vars).await?;
+        let (pipeline, stage_name, change, actor) = (name.clone(), stage.clone(), change.clone(), actor.clone());
+        let written = state
+            .blocking(move |state| {
+                state.metadata.record_blob(&digest, size)?;
+                Ok(state.metadata.set_env(&pipeline, &stage_name, current.revision, &change, &vars, &digest, &actor))
+            })
+            .await?;
+        match written {
+            Err(StoreError::ConfigConflict { .. }) => continue,
+            other => return Ok((other?, true)),
+        }
+    }
+    Err(ApiError::new(
+        ErrorCode::ConfigConflict,
+        format!("{name}/{stage} kept changing while its environment was written"),
+    )
+    .with_hint("try again"))
+}
+
 /// Builds the environment layer (one dotenv file at [`ENV_FILE`]) and stores it as a blob, as an
-/// upload would: written, verified, flushed, renamed, then recorded.
-fn store_env_blob(state: &AppState, vars: &BTreeMap<String, String>) -> Result<Digest, ApiError> {
+/// upload would: written, verified, made durable, then visible. The caller records it.
+async fn store_env_blob(state: &AppState, vars: &BTreeMap<String, String>) -> Result<(Digest, u64), ApiError> {
     // A random note makes the digest, which viewers see, useless for confirming guessed values.
     let nonce: [u8; 16] = rand::random();
     let note: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
@@ -232,13 +250,9 @@ fn store_env_blob(state: &AppState, vars: &BTreeMap<String, String>) -> Result<D
         .map_err(ApiError::internal)?;
     let digest = depot_release::digest::sha256_hex(&archive);
     let digest = Digest::from_hex(&digest).expect("sha256 hex is a digest");
-    {
-        let mut writer = state.blobs.writer(state.options.max_blob_size)?;
-        writer.write(&archive)?;
-        state.blobs.install(writer.finish(&digest)?)?;
-    }
-    state.metadata.record_blob(&digest, archive.len() as u64)?;
-    Ok(digest)
+    let size = archive.len() as u64;
+    state.blobs.put(&digest, archive.into(), state.options.max_blob_size).await?;
+    Ok((digest, size))
 }
 
 /// `?stage=S`: only that stage's entries.

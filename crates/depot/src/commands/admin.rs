@@ -1,12 +1,12 @@
 //! `depot admin migrate`: a registry's metadata and blobs, copied to other storage and checked.
 
-use std::io::Read;
 use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use depot_api::Digest;
-use depot_store::FsBlobs;
+use depot_store::Blobs;
+use futures_util::StreamExt;
 use sha2::{Digest as _, Sha256};
 
 use crate::cli::MigrateArgs;
@@ -59,37 +59,36 @@ pub fn migrate(args: MigrateArgs, printer: &Printer) -> anyhow::Result<ExitCode>
     let to = Storage::parse(&args.to, "--to")?;
     let source = depot_store::open_metadata(&from.metadata).context("cannot open the source's metadata")?;
     let target = depot_store::open_metadata(&to.metadata).context("cannot open the target's metadata")?;
-    let source_blobs = blob_store(from.blobs.as_deref(), "--from")?;
-    let target_blobs = match &to.blobs {
-        Some(url) => Some(blob_store(Some(url), "--to")?.expect("a URL was given")),
-        None => None,
-    };
+    let source_blobs = from.blobs.as_deref().map(depot_store::open_blobs).transpose().context("--from")?;
+    let target_blobs = to.blobs.as_deref().map(depot_store::open_blobs).transpose().context("--to")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
 
     let tables = depot_store::copy_metadata(&source, &target, &mut |table| {
         printer.message(format!("{:<18} {:>7} rows, {:>7} copied", table.table, table.rows, table.copied));
     })
     .context("copying the metadata failed; run the same command again to resume")?;
 
-    let digests = source.known_blobs()?;
+    let digests: Vec<Digest> = source
+        .known_blobs()?
+        .iter()
+        .map(|d| Digest::parse(d).context("a blob digest in the source"))
+        .collect::<anyhow::Result<_>>()?;
     let (mut copied, mut bytes) = (0, 0);
     if let (Some(source_blobs), Some(target_blobs)) = (&source_blobs, &target_blobs) {
         for digest in &digests {
-            let digest = Digest::parse(digest).context("a blob digest in the source")?;
-            if target_blobs.exists(&digest) {
+            if runtime.block_on(target_blobs.exists(digest))? {
                 continue;
             }
-            bytes += copy_blob(source_blobs, target_blobs, &digest)?;
+            bytes += runtime.block_on(copy_blob(source_blobs, target_blobs, digest))?;
             copied += 1;
         }
         printer.message(format!("blobs              {:>7}, {copied:>7} copied", digests.len()));
     }
 
     depot_store::verify_metadata(&source, &target).context("the target's metadata differs from the source's")?;
-    let check = target_blobs.as_ref().or(source_blobs.as_ref());
-    if let Some(blobs) = check {
+    if let Some(blobs) = target_blobs.as_ref().or(source_blobs.as_ref()) {
         for digest in &digests {
-            let digest = Digest::parse(digest)?;
-            verify_blob(blobs, &digest)?;
+            runtime.block_on(verify_blob(blobs, digest))?;
         }
     }
     printer.message(format!(
@@ -109,38 +108,30 @@ pub fn migrate(args: MigrateArgs, printer: &Printer) -> anyhow::Result<ExitCode>
     Ok(ExitCode::SUCCESS)
 }
 
-fn blob_store(url: Option<&str>, what: &str) -> anyhow::Result<Option<FsBlobs>> {
-    match url {
-        None => Ok(None),
-        Some(url) => match url.strip_prefix("file://") {
-            Some(path) => Ok(Some(FsBlobs::open(Path::new(path))?)),
-            None => anyhow::bail!("{what}: unsupported blob store URL `{url}` (use file:///path)"),
-        },
-    }
-}
-
 /// Streams one blob into the target, which checks its digest before it takes it.
-fn copy_blob(from: &FsBlobs, to: &FsBlobs, digest: &Digest) -> anyhow::Result<u64> {
-    let mut file = fs_err::File::open(from.path(digest)).context("a blob the source's metadata names")?;
-    let mut writer = to.writer(u64::MAX)?;
-    let mut buffer = vec![0u8; 1 << 20];
-    loop {
-        let read = file.read(&mut buffer)?;
-        if read == 0 {
-            break;
+async fn copy_blob(from: &Blobs, to: &Blobs, digest: &Digest) -> anyhow::Result<u64> {
+    let mut stream = from.read(digest, None).await.context("a blob the source's metadata names")?;
+    let mut writer = to.writer(digest, u64::MAX).await?;
+    while let Some(chunk) = stream.next().await {
+        if let Err(error) = writer.write(chunk?).await {
+            writer.discard().await;
+            return Err(error.into());
         }
-        writer.write(&buffer[..read])?;
     }
-    let upload = writer.finish(digest)?;
+    let upload = writer.verify().await?;
     let size = upload.size;
-    to.install(upload)?;
+    upload.install().await?;
     Ok(size)
 }
 
-fn verify_blob(blobs: &FsBlobs, digest: &Digest) -> anyhow::Result<()> {
-    let mut file = fs_err::File::open(blobs.path(digest)).context("a blob the metadata names is missing")?;
+/// Reads a blob back and checks its sha256.
+async fn verify_blob(blobs: &Blobs, digest: &Digest) -> anyhow::Result<()> {
+    let mut stream =
+        blobs.read(digest, None).await.with_context(|| format!("blob {digest}, which the metadata names"))?;
     let mut hasher = Sha256::new();
-    std::io::copy(&mut file, &mut hasher)?;
+    while let Some(chunk) = stream.next().await {
+        hasher.update(&chunk?);
+    }
     let actual: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
     anyhow::ensure!(actual == digest.hex(), "blob {digest} holds content whose sha256 is {actual}");
     Ok(())

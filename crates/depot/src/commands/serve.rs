@@ -18,6 +18,8 @@ struct FileSettings {
     listen: Option<String>,
     data: Option<PathBuf>,
     metadata: Option<String>,
+    blobs: Option<String>,
+    redirect_downloads: Option<bool>,
     max_blob_size: Option<u64>,
     max_versions: Option<u64>,
     gc_grace: Option<String>,
@@ -31,6 +33,8 @@ struct Settings {
     listen: String,
     data: PathBuf,
     metadata: Option<String>,
+    /// The blob store's URL; files under DATA/blobs when `None`.
+    blobs: Option<String>,
     options: ServerOptions,
     tls: Option<(PathBuf, PathBuf)>,
 }
@@ -57,6 +61,8 @@ impl Settings {
             max_blob_size: args.max_blob_size.or(file.max_blob_size).unwrap_or(defaults.max_blob_size),
             max_versions: args.max_versions.or(file.max_versions).unwrap_or(defaults.max_versions),
             gc_grace: gc_grace.unwrap_or(defaults.gc_grace),
+            redirect_downloads: args.redirect_downloads
+                || file.redirect_downloads.unwrap_or(defaults.redirect_downloads),
             ..defaults
         };
         let tls = match (args.tls_cert.or(from_file(file.tls_cert)), args.tls_key.or(from_file(file.tls_key))) {
@@ -71,6 +77,7 @@ impl Settings {
             listen: args.listen.or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.to_owned()),
             data: args.data.or(from_file(file.data)).unwrap_or_else(|| PathBuf::from(DEFAULT_DATA)),
             metadata: args.metadata.or(file.metadata),
+            blobs: args.blobs.or(file.blobs),
             options,
             tls,
         })
@@ -103,8 +110,24 @@ pub fn run(args: ServeArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
     };
     fs_err::create_dir_all(&settings.data)?;
     let data = fs_err::canonicalize(&settings.data)?;
-    let (state, first_start) = depot_server::open(&data, settings.metadata.as_deref(), settings.options)
-        .with_context(|| format!("failed to open the registry in {}", data.display()))?;
+    let (state, first_start) =
+        depot_server::open(&data, settings.metadata.as_deref(), settings.blobs.as_deref(), settings.options)
+            .with_context(|| format!("failed to open the registry in {}", data.display()))?;
+    let blobs = state.blobs.describe();
+    if state.options.redirect_downloads && !state.blobs.can_presign() {
+        return Err(crate::printer::hinted(
+            format!("--redirect-downloads needs blobs in an S3-compatible bucket, not {blobs}"),
+            "pass --blobs s3://BUCKET?endpoint=URL&region=REGION (or `blobs` in the settings file), or drop --redirect-downloads",
+        ));
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    if let Err(e) = runtime.block_on(depot_server::check_storage(&state)) {
+        return Err(crate::printer::hinted(
+            format!("the registry cannot reach its blob store: {e}"),
+            "check that the object store runs at that endpoint, that the bucket exists, and the AWS credentials \
+             (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE and ~/.aws/credentials)",
+        ));
+    }
     if let Some(first) = first_start {
         printer.message(format!(
             "Created the admin token (shown once; also in {}):\n  {}",
@@ -117,11 +140,10 @@ pub fn run(args: ServeArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
     let address = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     printer.message(format!(
-        "depot registry listening on {scheme}://{address} (data in {}, metadata in {})",
+        "depot registry listening on {scheme}://{address} (data in {}, metadata in {}, blobs: {blobs})",
         data.display(),
         state.metadata.engine()
     ));
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(depot_server::serve(listener, state, tls, shutdown_signal()))?;
     printer.message("depot registry stopped");
     Ok(ExitCode::SUCCESS)

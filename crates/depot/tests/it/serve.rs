@@ -38,7 +38,14 @@ pub(crate) fn start_with(ctx: &TestContext, data: &Path, extra: &[&str]) -> Serv
 
 /// `depot serve ARGS`, once it says where it listens (http or https).
 pub(crate) fn start_args(ctx: &TestContext, args: &[&str]) -> Server {
-    let mut child = ctx.command().arg("serve").args(args).stderr(Stdio::piped()).spawn().unwrap();
+    let mut command = ctx.command();
+    command.arg("serve").args(args);
+    spawn_server(command)
+}
+
+/// Spawns `command` (a `depot serve`) and waits until it says where it listens.
+fn spawn_server(mut command: std::process::Command) -> Server {
+    let mut child = command.stderr(Stdio::piped()).spawn().unwrap();
     let mut reader = BufReader::new(child.stderr.take().unwrap());
     let mut stderr = String::new();
     let address = loop {
@@ -484,6 +491,19 @@ fn settings_come_from_the_config_file_and_flags_override_it() {
     let server = start_args(&ctx, &["--config", conf.to_str().unwrap(), "--data", other.to_str().unwrap()]);
     assert!(other.join("admin.token").exists(), "--data overrides the file: {}", server.stderr);
     drop(server);
+    // The blob store's URL, from the file or the flag.
+    let shared = ctx.path("shared-blobs");
+    fs_err::write(&conf, format!("listen = \"127.0.0.1:0\"\nblobs = \"file://{}\"\n", shared.display())).unwrap();
+    let server = start_args(&ctx, &["--config", conf.to_str().unwrap(), "--data", other.to_str().unwrap()]);
+    assert!(server.stderr.contains(&format!("blobs: files in {}", shared.display())), "{}", server.stderr);
+    assert!(shared.join("sha256").is_dir(), "{}", server.stderr);
+    drop(server);
+    let flag = ctx.path("flag-blobs");
+    let url = format!("file://{}", flag.display());
+    let server =
+        start_args(&ctx, &["--config", conf.to_str().unwrap(), "--data", other.to_str().unwrap(), "--blobs", &url]);
+    assert!(server.stderr.contains(&format!("blobs: files in {}", flag.display())), "{}", server.stderr);
+    drop(server);
     fs_err::write(&conf, "listne = \"127.0.0.1:0\"\n").unwrap();
     ctx.run(&["serve", "--config", conf.to_str().unwrap()]).failure().stderr_contains("unknown field `listne`");
 }
@@ -510,4 +530,164 @@ fn a_shutdown_answers_blocking_queries_at_once() {
     let exit = server.child.wait().unwrap();
     assert!(exit.success(), "{exit:?}");
     assert!(started.elapsed() < Duration::from_secs(20), "stopped in {:?}", started.elapsed());
+}
+
+/// `depot serve --data DATA --blobs BUCKET-URL EXTRA` with the bucket's key in the AWS variables
+/// (and no other AWS setting from the caller's environment).
+fn s3_command(ctx: &TestContext, data: &Path, bucket: &crate::garage::Bucket, extra: &[&str]) -> std::process::Command {
+    let mut command = ctx.command();
+    for (key, _) in std::env::vars() {
+        if key.starts_with("AWS_") {
+            command.env_remove(key);
+        }
+    }
+    command.envs(bucket.env()).env("HOME", ctx.path("home"));
+    command.args(["serve", "--listen", "127.0.0.1:0", "--gc-grace", "0s", "--data"]).arg(data);
+    command.arg("--blobs").arg(bucket.url()).args(extra);
+    command
+}
+
+fn bytes_served(address: &str) -> u64 {
+    let (status, body) = http(address, "GET", "/metrics", "", b"");
+    assert_eq!(status, 200, "{body}");
+    body.lines()
+        .find_map(|line| line.strip_prefix("depot_blob_bytes_out_total "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no depot_blob_bytes_out_total in {body}"))
+}
+
+/// The registry with its blobs in a real S3-compatible bucket (Garage): pushes land in the bucket
+/// (nothing under DATA/blobs), an agent deploys through the registry, ranges and HEAD are
+/// answered from the bucket, and with --redirect-downloads the agent downloads from the bucket
+/// itself through a presigned URL, still checking the digest, and the token never leaves the
+/// registry.
+#[test]
+fn a_registry_on_an_s3_bucket_serves_pushes_and_agents_with_and_without_redirects() {
+    let ctx = TestContext::new();
+    let bucket = crate::garage::Garage::shared().bucket();
+    let data = ctx.path("data");
+    let server = spawn_server(s3_command(&ctx, &data, &bucket, &[]));
+    assert!(server.stderr.contains(&format!("blobs: s3://{}/blobs", bucket.name)), "{}", server.stderr);
+    let token = token(&data);
+    let registry = format!("http://{}", server.address);
+    let run = |args: &[&str]| {
+        Run::from(
+            ctx.command().env("DEPOT_REGISTRY", &registry).env("DEPOT_TOKEN", &token).args(args).output().unwrap(),
+        )
+    };
+    let source = ctx.tree("app-1", &[("app.txt", "one\n")]);
+    let digest = run(&["push", "web", "1.0.0", source.to_str().unwrap()]).success().stdout.trim().to_owned();
+    assert!(!data.join("blobs/sha256").exists() || blob_files(&data).is_empty(), "the blob went to the bucket");
+    run(&["config", "create", "prod", "--layer", "web:1.0.0"]).success();
+    let root = ctx.path("host");
+    let agent = |registry: &str, root: &Path| {
+        let args =
+            ["agent", "--config", "prod", "--name", "host-1", "--once", "--json", "--root", root.to_str().unwrap()];
+        let output = ctx.command().env("DEPOT_REGISTRY", registry).env("DEPOT_TOKEN", &token).args(args).output();
+        Run::from(output.unwrap()).success().json()
+    };
+    assert_eq!(agent(&registry, &root)["outcome"], "activated");
+    assert_eq!(fs_err::read_to_string(root.join("releases/current/app.txt")).unwrap(), "one\n");
+    assert_eq!(http(&server.address, "GET", "/healthz", "", b""), (200, "ok".to_owned()));
+
+    // HEAD, Range and the whole blob, streamed from the bucket.
+    let path = format!("/api/v1/blobs/{digest}");
+    let versions = run(&["versions", "web", "--json"]).success().json();
+    let size = versions[0]["size"].as_u64().unwrap_or_else(|| panic!("no size in {versions}"));
+    let whole = raw(
+        &server.address,
+        &format!("GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"),
+    );
+    assert!(whole.starts_with("HTTP/1.1 200"), "{whole}");
+    assert!(whole.to_lowercase().contains(&format!("content-length: {size}")), "{whole}");
+    let head = raw(
+        &server.address,
+        &format!("HEAD {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"),
+    )
+    .to_lowercase();
+    assert!(head.starts_with("http/1.1 200") && head.contains(&format!("content-length: {size}")), "{head}");
+    let response = raw(
+        &server.address,
+        &format!(
+            "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nRange: bytes=5-14\r\nConnection: close\r\n\r\n"
+        ),
+    );
+    assert!(response.starts_with("HTTP/1.1 206"), "{response}");
+    assert!(response.to_lowercase().contains(&format!("content-range: bytes 5-14/{size}")), "{response}");
+    let response = raw(
+        &server.address,
+        &format!(
+            "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nRange: bytes={size}-\r\nConnection: close\r\n\r\n"
+        ),
+    );
+    assert!(response.starts_with("HTTP/1.1 416"), "{response}");
+    let (status, body) = http(&server.address, "POST", "/api/v1/gc", &token, b"");
+    assert_eq!(status, 200, "garbage collection lists the bucket: {body}");
+    drop(server);
+
+    // The same registry with --redirect-downloads: a GET is a redirect to the bucket.
+    let server = spawn_server(s3_command(&ctx, &data, &bucket, &["--redirect-downloads"]));
+    let registry = format!("http://{}", server.address);
+    let run = |args: &[&str]| {
+        Run::from(
+            ctx.command().env("DEPOT_REGISTRY", &registry).env("DEPOT_TOKEN", &token).args(args).output().unwrap(),
+        )
+    };
+    let response = raw(
+        &server.address,
+        &format!("GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"),
+    );
+    assert!(response.starts_with("HTTP/1.1 307"), "{response}");
+    let location = response
+        .lines()
+        .find_map(|line| line.strip_prefix("location: ").or_else(|| line.strip_prefix("Location: ")))
+        .unwrap_or_else(|| panic!("no Location in {response}"));
+    assert!(location.starts_with(&format!("{}/{}/blobs/sha256/", bucket.endpoint, bucket.name)), "{location}");
+    assert!(location.contains("X-Amz-Signature=") && location.contains("X-Amz-Expires=300"), "{location}");
+    assert!(!location.contains(&token) && !location.contains(token.split('.').nth(1).unwrap()), "{location}");
+    // HEAD is still answered by the registry (a presigned URL is for GET only).
+    let head = raw(
+        &server.address,
+        &format!("HEAD {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"),
+    )
+    .to_lowercase();
+    assert!(head.starts_with("http/1.1 200") && head.contains(&format!("content-length: {size}")), "{head}");
+
+    let source = ctx.tree("app-2", &[("app.txt", "two\n")]);
+    run(&["push", "web", "1.1.0", source.to_str().unwrap()]).success();
+    run(&["config", "set", "prod", "web:1.1.0"]).success();
+    let served_before = bytes_served(&server.address);
+    assert_eq!(agent(&registry, &root)["outcome"], "activated");
+    assert_eq!(fs_err::read_to_string(root.join("releases/current/app.txt")).unwrap(), "two\n");
+    // A new host downloads from the bucket too.
+    let fresh = ctx.path("host-2");
+    assert_eq!(agent(&registry, &fresh)["outcome"], "activated");
+    assert_eq!(fs_err::read_to_string(fresh.join("releases/current/app.txt")).unwrap(), "two\n");
+    assert_eq!(bytes_served(&server.address), served_before, "the agents downloaded from the bucket, not the registry");
+}
+
+/// The registry refuses to start on a bucket it cannot reach, or with --redirect-downloads and
+/// files; /healthz fails while the bucket does not answer.
+#[test]
+fn an_unreachable_bucket_fails_the_start_and_the_health_check() {
+    let ctx = TestContext::new();
+    let garage = crate::garage::Garage::start();
+    let bucket = garage.bucket();
+    let missing = crate::garage::Bucket { name: "no-such-bucket".to_owned(), ..garage.bucket() };
+    let run = Run::from(s3_command(&ctx, &ctx.path("data-1"), &missing, &[]).output().unwrap()).failure();
+    assert!(run.stderr.contains("error: the registry cannot reach its blob store"), "{}", run.stderr);
+    assert!(run.stderr.contains("s3://no-such-bucket/blobs"), "{}", run.stderr);
+    assert!(run.stderr.contains("hint:") && run.stderr.contains("AWS_ACCESS_KEY_ID"), "{}", run.stderr);
+    let data = ctx.path("data-2");
+    let run = ctx.run(&["serve", "--data", data.to_str().unwrap(), "--redirect-downloads"]).failure();
+    assert!(run.stderr.contains("--redirect-downloads needs blobs in an S3-compatible bucket"), "{}", run.stderr);
+    assert!(run.stderr.contains("hint: pass --blobs s3://"), "{}", run.stderr);
+
+    let data = ctx.path("data-3");
+    let server = spawn_server(s3_command(&ctx, &data, &bucket, &[]));
+    assert_eq!(http(&server.address, "GET", "/healthz", "", b""), (200, "ok".to_owned()));
+    drop(garage);
+    let (status, body) = http(&server.address, "GET", "/healthz", "", b"");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains(&format!("s3://{}/blobs", bucket.name)), "{body}");
 }

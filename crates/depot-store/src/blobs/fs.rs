@@ -1,0 +1,217 @@
+//! Blobs as files named by their sha256 (`DIR/sha256/ab/cdef…`). Uploads stream to a temporary
+//! file under `DIR/uploads/` while hashed, are verified, flushed, and renamed into place: nothing
+//! is held only in memory, and a blob is either whole under its name or absent. Every
+//! file-system call runs on tokio's blocking pool (tokio::fs or [`super::blocking`]).
+
+use std::io::{self, SeekFrom};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use depot_api::Digest;
+use futures_util::StreamExt;
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufWriter};
+
+use super::{BlobBackend, ByteStream, UploadSink, blocking};
+use crate::{Result, StoreError};
+
+/// Bytes gathered before each write to an upload's file, and read per chunk of a download.
+const CHUNK: usize = 1024 * 1024;
+
+pub(super) struct FsBlobs {
+    dir: PathBuf,
+}
+
+impl FsBlobs {
+    pub(super) fn open(dir: &Path) -> Result<Self> {
+        fs_err::create_dir_all(dir.join("sha256"))?;
+        fs_err::create_dir_all(dir.join("uploads"))?;
+        Ok(FsBlobs { dir: dir.to_owned() })
+    }
+
+    fn path(&self, digest: &Digest) -> PathBuf {
+        blob_path(&self.dir, digest)
+    }
+}
+
+fn blob_path(dir: &Path, digest: &Digest) -> PathBuf {
+    let hex = digest.hex();
+    dir.join("sha256").join(&hex[..2]).join(hex)
+}
+
+#[async_trait::async_trait]
+impl BlobBackend for FsBlobs {
+    fn describe(&self) -> String {
+        format!("files in {}", self.dir.display())
+    }
+
+    fn can_presign(&self) -> bool {
+        false
+    }
+
+    async fn size(&self, digest: &Digest) -> Result<Option<u64>> {
+        match tokio::fs::metadata(self.path(digest)).await {
+            Ok(metadata) if metadata.is_file() => Ok(Some(metadata.len())),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn begin(&self, _digest: &Digest) -> Result<Box<dyn UploadSink>> {
+        let uploads = self.dir.join("uploads");
+        let temp = blocking(move || Ok(tempfile::Builder::new().prefix("upload-").tempfile_in(uploads)?)).await?;
+        let (file, temp) = temp.into_parts();
+        Ok(Box::new(FsUpload {
+            file: Some(BufWriter::with_capacity(CHUNK, tokio::fs::File::from_std(file))),
+            temp: Some(temp),
+            dir: self.dir.clone(),
+        }))
+    }
+
+    async fn read(&self, digest: &Digest, range: Range<u64>) -> Result<ByteStream> {
+        let mut file = match tokio::fs::File::open(self.path(digest)).await {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StoreError::UnknownBlob(digest.clone())),
+            Err(e) => return Err(e.into()),
+        };
+        file.seek(SeekFrom::Start(range.start)).await?;
+        let reader = file.take(range.end - range.start);
+        Ok(tokio_util::io::ReaderStream::with_capacity(reader, CHUNK).map(|chunk| Ok(chunk?)).boxed())
+    }
+
+    async fn remove(&self, digest: &Digest) -> Result<u64> {
+        let path = self.path(digest);
+        blocking(move || match fs_err::metadata(&path) {
+            Ok(metadata) => {
+                fs_err::remove_file(&path)?;
+                Ok(metadata.len())
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(e.into()),
+        })
+        .await
+    }
+
+    async fn list(&self) -> Result<Vec<(Digest, SystemTime)>> {
+        let dir = self.dir.join("sha256");
+        blocking(move || {
+            let mut blobs = Vec::new();
+            for prefix in fs_err::read_dir(dir)? {
+                for entry in fs_err::read_dir(prefix?.path())? {
+                    let entry = entry?;
+                    if let Ok(digest) = Digest::from_hex(&entry.file_name().to_string_lossy()) {
+                        blobs.push((digest, entry.metadata()?.modified()?));
+                    }
+                }
+            }
+            Ok(blobs)
+        })
+        .await
+    }
+
+    async fn clean_uploads(&self, age: Duration) -> Result<u64> {
+        let dir = self.dir.join("uploads");
+        blocking(move || {
+            let mut removed = 0;
+            let now = SystemTime::now();
+            for entry in fs_err::read_dir(dir)? {
+                let entry = entry?;
+                let modified = entry.metadata()?.modified()?;
+                if now.duration_since(modified).unwrap_or_default() >= age {
+                    fs_err::remove_file(entry.path())?;
+                    removed += 1;
+                }
+            }
+            Ok(removed)
+        })
+        .await
+    }
+
+    async fn presigned_get(&self, _digest: &Digest, _ttl: Duration) -> Result<Option<String>> {
+        Ok(None)
+    }
+
+    async fn check(&self) -> Result<()> {
+        for sub in ["sha256", "uploads"] {
+            let path = self.dir.join(sub);
+            let metadata = tokio::fs::metadata(&path).await.map_err(|e| StoreError::BlobStore {
+                store: self.describe(),
+                message: format!("cannot read {}: {e}", path.display()),
+            })?;
+            if !metadata.is_dir() {
+                return Err(StoreError::BlobStore {
+                    store: self.describe(),
+                    message: format!("{} is not a directory", path.display()),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An upload's temporary file in `DIR/uploads/`, deleted when dropped uncommitted.
+struct FsUpload {
+    file: Option<BufWriter<tokio::fs::File>>,
+    temp: Option<tempfile::TempPath>,
+    dir: PathBuf,
+}
+
+#[async_trait::async_trait]
+impl UploadSink for FsUpload {
+    async fn write(&mut self, data: Bytes) -> Result<()> {
+        let file = self.file.as_mut().expect("an upload's file is open until it is committed");
+        file.write_all(&data).await?;
+        Ok(())
+    }
+
+    async fn commit(mut self: Box<Self>, digest: &Digest) -> Result<()> {
+        let mut file = self.file.take().expect("an upload's file is open until it is committed");
+        file.flush().await?;
+        file.into_inner().sync_all().await?;
+        let temp = self.temp.take().expect("an upload's temporary file is kept until it is committed");
+        let target = blob_path(&self.dir, digest);
+        blocking(move || {
+            if target.exists() {
+                // Another upload of the same content won; this one's file is deleted on drop.
+                return Ok(());
+            }
+            let parent = target.parent().expect("blob paths have a parent");
+            fs_err::create_dir_all(parent)?;
+            temp.persist(&target).map_err(|e| {
+                io::Error::new(e.error.kind(), format!("failed to store {}: {}", target.display(), e.error))
+            })?;
+            fs_err::File::open(parent)?.sync_all()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn discard(mut self: Box<Self>) {
+        let (file, temp) = (self.file.take(), self.temp.take());
+        let deleted = blocking(move || {
+            drop(file);
+            match temp {
+                Some(temp) => Ok(temp.close()?),
+                None => Ok(()),
+            }
+        })
+        .await;
+        if let Err(e) = deleted {
+            tracing::warn!("could not delete an upload's temporary file: {e}");
+        }
+    }
+}
+
+impl Drop for FsUpload {
+    fn drop(&mut self) {
+        // Deleting the temporary file is a system call: off the async threads when there are any.
+        if let Some(temp) = self.temp.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            let file = self.file.take();
+            runtime.spawn_blocking(move || drop((file, temp)));
+        }
+    }
+}
