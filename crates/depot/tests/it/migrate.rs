@@ -1,10 +1,11 @@
 //! `depot admin migrate`: an embedded registry (SQLite and files) filled through its real verbs
-//! and an agent, moved to PostgreSQL in one command; the new registry answers every read as the
+//! and an agent, moved to PostgreSQL and an S3 bucket (a real Garage) in one command; the new registry answers every read as the
 //! old one did, and the agent keeps its revision.
 
 use crate::common::*;
+use crate::garage::Garage;
 use crate::registry::{Registry, tree};
-use crate::serve::{Server, start_with};
+use crate::serve::{Server, s3_command, spawn_server};
 
 /// Every read a user or an agent makes, as JSON, through `registry` (DEPOT_REGISTRY) with `token`.
 fn reads(ctx: &TestContext, url: &str, token: &str) -> Vec<(String, serde_json::Value)> {
@@ -78,19 +79,29 @@ fn an_embedded_registry_moves_to_postgres_and_answers_every_read_as_before() {
     drop(old);
 
     let database = depot_testkit::Postgres::fresh_database();
+    let bucket = Garage::shared().bucket();
     let new_data = ctx.path("new-data");
-    let to = format!("{database},file://{}", new_data.join("blobs").display());
-    let migrated = ctx.run(&["admin", "migrate", "--from", "registry-data", "--to", &to, "--json"]).success();
+    let to = format!("{database},{}", bucket.url());
+    let migrate = || {
+        Run::from(
+            ctx.command()
+                .envs(bucket.env())
+                .args(["admin", "migrate", "--from", "registry-data", "--to", &to, "--json"])
+                .output()
+                .unwrap(),
+        )
+    };
+    let migrated = migrate().success();
     assert!(migrated.stderr.contains("verified: every row of the source is in the target"), "{}", migrated.stderr);
     let report = migrated.json();
     assert_eq!(report["verified"], true);
     assert!(report["blobs_copied"].as_u64().unwrap() >= 4, "{report}");
     // Run again, it resumes: nothing left to copy, and still verified.
-    let again = ctx.run(&["admin", "migrate", "--from", "registry-data", "--to", &to, "--json"]).success().json();
+    let again = migrate().success().json();
     assert!(again["tables"].as_array().unwrap().iter().all(|t| t["copied"] == 0), "{again}");
     assert_eq!(again["blobs_copied"], 0);
 
-    let new: Server = start_with(&ctx, &new_data, &["--metadata", &database]);
+    let new: Server = spawn_server(s3_command(&ctx, &new_data, &bucket, &["--metadata", &database]));
     let url = format!("http://{}", new.address);
     let after = reads(&ctx, &url, &admin);
     for ((query, old), (_, new)) in before.iter().zip(&after) {

@@ -1,5 +1,6 @@
 //! Several `depot serve` replicas on one PostgreSQL database (a real server, started by
-//! depot-testkit) and one blob store act as one registry: what is written through one is read,
+//! depot-testkit) and one S3 bucket (a real Garage), each with a data directory of its own, act
+//! as one registry: what is written through one is read,
 //! and wakes blocking queries, through the others; a replica killed with -9 in the middle of a
 //! write loses nothing it acknowledged.
 
@@ -9,11 +10,13 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::common::*;
-use crate::serve::{Server, create_prod, http, kill9, push, start_with, token, write_until_killed};
+use crate::garage::{Bucket, Garage};
+use crate::serve::{Server, create_prod, http, kill9, push, s3_command, spawn_server, token, write_until_killed};
 
-/// A replica of the registry whose metadata is in `database`, with its blobs under `data`.
-fn replica(ctx: &TestContext, data: &Path, database: &str) -> Server {
-    start_with(ctx, data, &["--metadata", database])
+/// A replica of the registry whose metadata is in `database` and blobs in `bucket`, with its
+/// own data directory `data` (which holds only the admin token of the first to start).
+fn replica(ctx: &TestContext, data: &Path, database: &str, bucket: &Bucket) -> Server {
+    spawn_server(s3_command(ctx, data, bucket, &["--metadata", database]))
 }
 
 /// The configuration `prod` as `server` answers it.
@@ -34,12 +37,13 @@ fn set_prod(server: &Server, token: &str, version: &str) -> u64 {
 fn three_replicas_on_one_postgres_act_as_one_registry() {
     let ctx = TestContext::new();
     let database = depot_testkit::Postgres::fresh_database();
-    let data = ctx.path("data");
-    let a = replica(&ctx, &data, &database);
-    let token = token(&data);
-    let b = replica(&ctx, &data, &database);
-    let c = replica(&ctx, &data, &database);
+    let bucket = Garage::shared().bucket();
+    let a = replica(&ctx, &ctx.path("data-a"), &database, &bucket);
+    let token = token(&ctx.path("data-a"));
+    let b = replica(&ctx, &ctx.path("data-b"), &database, &bucket);
+    let c = replica(&ctx, &ctx.path("data-c"), &database, &bucket);
     assert!(a.stderr.contains("metadata in postgres"), "{}", a.stderr);
+    assert!(!ctx.path("data-b/admin.token").exists(), "one registry, one admin token");
 
     // Written through one, read through the others: versions, configurations, tokens.
     let v1 = fs_err::read(ctx.release("1.0.0", &[("app.txt", "one\n")])).unwrap();
@@ -156,10 +160,10 @@ fn three_replicas_on_one_postgres_act_as_one_registry() {
 fn a_replica_killed_during_writes_and_uploads_loses_nothing_it_acknowledged() {
     let ctx = TestContext::new();
     let database = depot_testkit::Postgres::fresh_database();
-    let data = ctx.path("data");
-    let mut a = replica(&ctx, &data, &database);
-    let token = token(&data);
-    let b = replica(&ctx, &data, &database);
+    let bucket = Garage::shared().bucket();
+    let mut a = replica(&ctx, &ctx.path("data-a"), &database, &bucket);
+    let token = token(&ctx.path("data-a"));
+    let b = replica(&ctx, &ctx.path("data-b"), &database, &bucket);
     let v1 = fs_err::read(ctx.release("1.0.0", &[("app.txt", "one\n")])).unwrap();
     let v2 = fs_err::read(ctx.release("2.0.0", &[("app.txt", "two\n")])).unwrap();
     push(&a.address, &token, &v1, "1.0.0");

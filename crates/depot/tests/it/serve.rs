@@ -44,7 +44,7 @@ pub(crate) fn start_args(ctx: &TestContext, args: &[&str]) -> Server {
 }
 
 /// Spawns `command` (a `depot serve`) and waits until it says where it listens.
-fn spawn_server(mut command: std::process::Command) -> Server {
+pub(crate) fn spawn_server(mut command: std::process::Command) -> Server {
     let mut child = command.stderr(Stdio::piped()).spawn().unwrap();
     let mut reader = BufReader::new(child.stderr.take().unwrap());
     let mut stderr = String::new();
@@ -534,7 +534,12 @@ fn a_shutdown_answers_blocking_queries_at_once() {
 
 /// `depot serve --data DATA --blobs BUCKET-URL EXTRA` with the bucket's key in the AWS variables
 /// (and no other AWS setting from the caller's environment).
-fn s3_command(ctx: &TestContext, data: &Path, bucket: &crate::garage::Bucket, extra: &[&str]) -> std::process::Command {
+pub(crate) fn s3_command(
+    ctx: &TestContext,
+    data: &Path,
+    bucket: &crate::garage::Bucket,
+    extra: &[&str],
+) -> std::process::Command {
     let mut command = ctx.command();
     for (key, _) in std::env::vars() {
         if key.starts_with("AWS_") {
