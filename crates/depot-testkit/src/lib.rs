@@ -9,10 +9,16 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-/// A running PostgreSQL server, shared by the tests of one process.
+/// A running PostgreSQL server: the one the tests of a process share ([`Postgres::shared`]),
+/// or one of a test's own ([`Postgres::start`]) that it may stop and start again.
 pub struct Postgres {
     port: u16,
-    _dir: tempfile::TempDir,
+    /// Whether a commit is on disk before it is acknowledged (PostgreSQL's defaults), as it
+    /// must be for a server that a test stops abruptly; the shared server skips that for speed.
+    durable: bool,
+    bin: PathBuf,
+    root: bool,
+    dir: tempfile::TempDir,
 }
 
 static SERVER: OnceLock<Postgres> = OnceLock::new();
@@ -22,12 +28,17 @@ impl Postgres {
     /// The server of this process, started on first use. Panics, saying what to install, when
     /// PostgreSQL is not on the machine: a test that needs it must not pass without it.
     pub fn shared() -> &'static Postgres {
-        SERVER.get_or_init(Postgres::start)
+        SERVER.get_or_init(|| Postgres::start_with(false))
     }
 
     /// A new, empty database on the shared server; returns its URL.
     pub fn fresh_database() -> String {
-        let server = Postgres::shared();
+        Postgres::shared().database()
+    }
+
+    /// A new, empty database on this server; returns its URL.
+    pub fn database(&self) -> String {
+        let server = self;
         let name = format!("depot_test_{}_{}", std::process::id(), DATABASES.fetch_add(1, Ordering::Relaxed));
         let mut client = postgres::Client::connect(&server.url("postgres"), postgres::NoTls)
             .expect("connect to the test PostgreSQL server");
@@ -44,7 +55,55 @@ impl Postgres {
         self.port
     }
 
-    fn start() -> Postgres {
+    /// Stops the server at once (`pg_ctl stop -m immediate`), as a crash or a lost network
+    /// would look to its clients.
+    pub fn stop(&self) {
+        let stop = format!("{} -D {} -m immediate stop", self.bin.join("pg_ctl").display(), self.data().display());
+        run(&mut as_owner(self.root, &stop), "pg_ctl stop");
+    }
+
+    /// Starts a stopped server again, on the same port with the same data.
+    pub fn restart(&self) {
+        self.pg_ctl_start();
+        self.wait_for_connections();
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn pg_ctl_start(&self) {
+        let fast = if self.durable { "" } else { "-c fsync=off -c synchronous_commit=off -c full_page_writes=off" };
+        let options = format!(
+            "-c listen_addresses=127.0.0.1 -c port={} -c unix_socket_directories={} -c max_connections=300 {fast}",
+            self.port,
+            self.dir.path().display()
+        );
+        let start = format!(
+            "{} -D {} -l {} -o '{options}' -w start",
+            self.bin.join("pg_ctl").display(),
+            self.data().display(),
+            self.dir.path().join("log").display()
+        );
+        run(&mut as_owner(self.root, &start), "pg_ctl start");
+    }
+
+    fn wait_for_connections(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while postgres::Client::connect(&self.url("postgres"), postgres::NoTls).is_err() {
+            assert!(Instant::now() < deadline, "the test PostgreSQL server did not accept connections");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// A server of the caller's own, in a temporary directory on a free loopback port, stopped
+    /// when the process ends. Panics, saying what to install, when PostgreSQL is not on the
+    /// machine: a test that needs it must not pass without it.
+    pub fn start() -> Postgres {
+        Postgres::start_with(true)
+    }
+
+    fn start_with(durable: bool) -> Postgres {
         let bin = binaries().unwrap_or_else(|| {
             panic!(
                 "PostgreSQL's initdb and pg_ctl were not found (PATH, /usr/lib/postgresql/*/bin): \
@@ -64,27 +123,19 @@ impl Postgres {
             data.display()
         );
         run(&mut as_owner(root, &initdb), "initdb");
-        let port = free_port();
-        let options = format!(
-            "-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={} -c fsync=off \
-             -c synchronous_commit=off -c full_page_writes=off -c max_connections=300",
-            dir.path().display()
-        );
-        let start = format!(
-            "{} -D {} -l {} -o '{options}' -w start",
-            bin.join("pg_ctl").display(),
-            data.display(),
-            dir.path().join("log").display()
-        );
-        run(&mut as_owner(root, &start), "pg_ctl start");
-        watchdog(root, &bin.join("pg_ctl"), &data);
-        let server = Postgres { port, _dir: dir };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while postgres::Client::connect(&server.url("postgres"), postgres::NoTls).is_err() {
-            assert!(Instant::now() < deadline, "the test PostgreSQL server did not accept connections");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let server = Postgres { port: free_port(), durable, bin, root, dir };
+        server.pg_ctl_start();
+        watchdog(root, &server.bin.join("pg_ctl"), &server.data());
+        server.wait_for_connections();
         server
+    }
+}
+
+impl Drop for Postgres {
+    /// A test's own server stops with it (the shared one, a static, stops with the process).
+    fn drop(&mut self) {
+        let stop = format!("{} -D {} -m immediate stop", self.bin.join("pg_ctl").display(), self.data().display());
+        let _ = as_owner(self.root, &stop).output();
     }
 }
 

@@ -20,8 +20,11 @@ use crate::{Result, StoreError};
 const WRITE_LOCK: i64 = 0x0064_6570_6f74;
 /// Connections per replica.
 const CONNECTIONS: u32 = 16;
-/// How long a request waits for a free connection, or for the database to answer a connect.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a new connection may take: a database that does not answer by then is down, and
+/// `/healthz` should say so before a load balancer's own timeout.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a request waits for a free connection of the pool before failing.
+const POOL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The channel of `NOTIFY`: a configuration's name each time it changes.
 const CHANGES: &str = "depot_changes";
@@ -46,7 +49,7 @@ impl Postgres {
         let pool = r2d2::Pool::builder()
             .max_size(CONNECTIONS)
             .min_idle(Some(1))
-            .connection_timeout(CONNECT_TIMEOUT)
+            .connection_timeout(POOL_TIMEOUT)
             .build(PostgresConnectionManager::new(config.clone(), NoTls))
             .map_err(|e| StoreError::Database(format!("cannot connect to PostgreSQL: {e}")))?;
         Ok(Postgres { config, pool })

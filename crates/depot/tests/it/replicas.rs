@@ -208,3 +208,51 @@ fn a_replica_killed_during_writes_and_uploads_loses_nothing_it_acknowledged() {
     let next = set_prod(&b, &token, "3.0.0");
     assert_eq!(next, *revisions.last().unwrap() + 1);
 }
+
+/// A replica whose database goes away says so on /healthz (503), and when the database comes
+/// back its pool and its listener reconnect: a write through one replica wakes a blocking query
+/// on the other again, well before the query's wait ends.
+#[test]
+fn replicas_ride_out_a_database_outage() {
+    let ctx = TestContext::new();
+    let postgres = depot_testkit::Postgres::start();
+    let database = postgres.database();
+    let bucket = Garage::shared().bucket();
+    let a = replica(&ctx, &ctx.path("data-a"), &database, &bucket);
+    let token = token(&ctx.path("data-a"));
+    let b = replica(&ctx, &ctx.path("data-b"), &database, &bucket);
+    let v1 = fs_err::read(ctx.release("1.0.0", &[("app.txt", "one\n")])).unwrap();
+    let v2 = fs_err::read(ctx.release("2.0.0", &[("app.txt", "two\n")])).unwrap();
+    push(&a.address, &token, &v1, "1.0.0");
+    push(&a.address, &token, &v2, "2.0.0");
+    create_prod(&a.address, &token, "1.0.0");
+
+    postgres.stop();
+    let (status, body) = http(&a.address, "GET", "/healthz", "", b"");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("postgres database"), "{body}");
+    let (status, _) = http(&b.address, "GET", "/api/v1/configs/prod", &token, b"");
+    assert_eq!(status, 500, "no answer made up while the database is away");
+
+    postgres.restart();
+    for server in [&a, &b] {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while http(&server.address, "GET", "/healthz", "", b"").0 != 200 {
+            assert!(Instant::now() < deadline, "{} did not come back", server.address);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    let address = b.address.clone();
+    let waiter_token = token.clone();
+    let waiter = std::thread::spawn(move || {
+        let started = Instant::now();
+        let (status, body) = http(&address, "GET", "/api/v1/configs/prod?after=1&wait=60s", &waiter_token, b"");
+        (started.elapsed(), status, body)
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let revision = set_prod(&a, &token, "2.0.0");
+    let (waited, status, body) = waiter.join().unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(&format!("\"revision\":{revision}")), "{body}");
+    assert!(waited < Duration::from_secs(15), "woken after {waited:?}, not by the write");
+}
