@@ -1081,8 +1081,9 @@ pub enum AdminCommand {
 /// promotion, environment version, token and agent report, and every blob, then checks that the
 /// target has every row of the source and every blob with its digest. Stop the source registry
 /// first: the copy is of one moment of it. A copy that stops half-way is resumed by running the
-/// same command again; what the target already has is skipped. The target's first start of
-/// `depot serve` may have made an admin token; the source's tokens are added beside it.
+/// same command again; what the target already has is skipped. Migrate into an empty
+/// database, before any `depot serve` has started on it: a row the target holds differently
+/// (the admin token of such a first start) fails the check, which names its table.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   depot admin migrate --from ./depot-data --to postgres://depot:secret@db.internal/depot

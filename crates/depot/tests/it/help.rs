@@ -17,6 +17,9 @@ fn help_tree() {
         assert!(run.stdout.contains("Examples:"), "`depot {command} --help` has examples");
         insta::assert_snapshot!(*command, run.stdout);
     }
+    let run = ctx.run(&["admin", "migrate", "--help"]).success();
+    assert!(run.stdout.contains("Examples:"), "`depot admin migrate --help` has examples");
+    insta::assert_snapshot!("admin-migrate", run.stdout);
 }
 
 #[test]
