@@ -1,8 +1,7 @@
 //! The blob store's contract, run against every backend: files in a temporary directory and a
-//! bucket of a real Garage (an S3-compatible server this test starts; see `support/garage.rs`).
+//! bucket of a real Garage (an S3-compatible server this test starts; see depot-testkit).
 
-#[path = "support/garage.rs"]
-mod garage;
+use depot_testkit::garage;
 
 use std::time::{Duration, SystemTime};
 

@@ -1,6 +1,9 @@
 //! Real servers for depot's tests: a PostgreSQL cluster made by `initdb` in a temporary directory
-//! and started on a free loopback port, once per test process, with a fresh database per test.
-//! A watchdog stops the server when the test process ends, however it ends.
+//! and started on a free loopback port, once per test process, with a fresh database per test
+//! (a watchdog stops it when the test process ends, however it ends), and a one-node Garage, the
+//! S3-compatible object store, with a bucket per test ([`garage`]).
+
+pub mod garage;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

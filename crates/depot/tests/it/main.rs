@@ -1,8 +1,6 @@
 //! Integration tests: every test drives the real `depot` binary.
 
 mod common;
-#[path = "../../../depot-store/tests/support/garage.rs"]
-mod garage;
 
 mod agent;
 mod build;

@@ -3,9 +3,9 @@
 //! old one did, and the agent keeps its revision.
 
 use crate::common::*;
-use crate::garage::Garage;
 use crate::registry::{Registry, tree};
 use crate::serve::{Server, s3_command, spawn_server};
+use depot_testkit::garage::Garage;
 
 /// Every read a user or an agent makes, as JSON, through `registry` (DEPOT_REGISTRY) with `token`.
 fn reads(ctx: &TestContext, url: &str, token: &str) -> Vec<(String, serde_json::Value)> {

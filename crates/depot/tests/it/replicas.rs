@@ -10,8 +10,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::common::*;
-use crate::garage::{Bucket, Garage};
 use crate::serve::{Server, create_prod, http, kill9, push, s3_command, spawn_server, token, write_until_killed};
+use depot_testkit::garage::{Bucket, Garage};
 
 /// A replica of the registry whose metadata is in `database` and blobs in `bucket`, with its
 /// own data directory `data` (which holds only the admin token of the first to start).

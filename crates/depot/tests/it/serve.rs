@@ -537,7 +537,7 @@ fn a_shutdown_answers_blocking_queries_at_once() {
 pub(crate) fn s3_command(
     ctx: &TestContext,
     data: &Path,
-    bucket: &crate::garage::Bucket,
+    bucket: &depot_testkit::garage::Bucket,
     extra: &[&str],
 ) -> std::process::Command {
     let mut command = ctx.command();
@@ -569,7 +569,7 @@ fn bytes_served(address: &str) -> u64 {
 #[test]
 fn a_registry_on_an_s3_bucket_serves_pushes_and_agents_with_and_without_redirects() {
     let ctx = TestContext::new();
-    let bucket = crate::garage::Garage::shared().bucket();
+    let bucket = depot_testkit::garage::Garage::shared().bucket();
     let data = ctx.path("data");
     let server = spawn_server(s3_command(&ctx, &data, &bucket, &[]));
     assert!(server.stderr.contains(&format!("blobs: s3://{}/blobs", bucket.name)), "{}", server.stderr);
@@ -676,9 +676,9 @@ fn a_registry_on_an_s3_bucket_serves_pushes_and_agents_with_and_without_redirect
 #[test]
 fn an_unreachable_bucket_fails_the_start_and_the_health_check() {
     let ctx = TestContext::new();
-    let garage = crate::garage::Garage::start();
+    let garage = depot_testkit::garage::Garage::start();
     let bucket = garage.bucket();
-    let missing = crate::garage::Bucket { name: "no-such-bucket".to_owned(), ..garage.bucket() };
+    let missing = depot_testkit::garage::Bucket { name: "no-such-bucket".to_owned(), ..garage.bucket() };
     let run = Run::from(s3_command(&ctx, &ctx.path("data-1"), &missing, &[]).output().unwrap()).failure();
     assert!(run.stderr.contains("error: the registry cannot reach its blob store"), "{}", run.stderr);
     assert!(run.stderr.contains("s3://no-such-bucket/blobs"), "{}", run.stderr);

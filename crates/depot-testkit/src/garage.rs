@@ -7,10 +7,6 @@
 //! process holds, closes, and then deletes its directory. A [`Garage::start`]ed one also stops
 //! when dropped.
 //!
-//! Shared by `crates/depot-store/tests/` and `crates/depot/tests/it/` (through `#[path]`); it
-//! uses only std, `tempfile` and `rand`.
-
-#![allow(dead_code)]
 
 use std::io::Write;
 use std::net::TcpListener;
