@@ -33,7 +33,19 @@ const MAX_LISTEN_BACKOFF: Duration = Duration::from_secs(5);
 
 pub(crate) struct Postgres {
     config: postgres::Config,
-    pool: r2d2::Pool<PostgresConnectionManager<NoTls>>,
+    /// `None` only while dropping (see the `Drop` impl).
+    pool: Option<r2d2::Pool<PostgresConnectionManager<NoTls>>>,
+}
+
+impl Drop for Postgres {
+    /// The synchronous client closes a connection by blocking on its own runtime, which panics
+    /// on an async worker thread, where the registry's state is dropped at shutdown: the pool
+    /// is dropped on a thread of its own.
+    fn drop(&mut self) {
+        if let Some(pool) = self.pool.take() {
+            let _ = std::thread::spawn(move || drop(pool)).join();
+        }
+    }
 }
 
 impl Postgres {
@@ -52,13 +64,14 @@ impl Postgres {
             .connection_timeout(POOL_TIMEOUT)
             .build(PostgresConnectionManager::new(config.clone(), NoTls))
             .map_err(|e| StoreError::Database(format!("cannot connect to PostgreSQL: {e}")))?;
-        Ok(Postgres { config, pool })
+        Ok(Postgres { config, pool: Some(pool) })
     }
 }
 
 impl Backend for Postgres {
     fn transaction(&self, mode: Mode, body: &mut dyn FnMut(&Tx<'_>) -> Result<()>) -> Result<Vec<String>> {
-        let mut client = self.pool.get().map_err(|e| StoreError::Database(format!("PostgreSQL: {e}")))?;
+        let pool = self.pool.as_ref().expect("the pool lives until the backend is dropped");
+        let mut client = pool.get().map_err(|e| StoreError::Database(format!("PostgreSQL: {e}")))?;
         let mut builder = client.build_transaction();
         builder = match mode {
             Mode::Write => builder.isolation_level(IsolationLevel::ReadCommitted),

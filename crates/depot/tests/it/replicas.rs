@@ -256,3 +256,18 @@ fn replicas_ride_out_a_database_outage() {
     assert!(body.contains(&format!("\"revision\":{revision}")), "{body}");
     assert!(waited < Duration::from_secs(15), "woken after {waited:?}, not by the write");
 }
+
+/// A registry on PostgreSQL stops cleanly on SIGTERM (its pool's synchronous connections once
+/// panicked when dropped on an async thread, and the process aborted).
+#[test]
+fn a_registry_on_postgres_stops_cleanly() {
+    let ctx = TestContext::new();
+    let database = depot_testkit::Postgres::fresh_database();
+    let mut server = crate::serve::start_with(&ctx, &ctx.path("data"), &["--metadata", &database]);
+    let (status, _) = http(&server.address, "GET", "/healthz", "", b"");
+    assert_eq!(status, 200);
+    rustix::process::kill_process(rustix::process::Pid::from_child(&server.child), rustix::process::Signal::TERM)
+        .unwrap();
+    let exit = server.child.wait().unwrap();
+    assert!(exit.success(), "{exit:?}");
+}
