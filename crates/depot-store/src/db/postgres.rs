@@ -5,13 +5,12 @@
 //! run side by side at REPEATABLE READ, each on one snapshot.
 
 use std::cell::RefCell;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::{IsNull, ToSql, Type};
-use postgres::{IsolationLevel, NoTls};
-use r2d2_postgres::PostgresConnectionManager;
+use postgres::{IsolationLevel, NoTls, Statement};
 
 use super::{Backend, Change, Engine, Mode, Publish, Row, Tx, Value};
 use crate::{Result, StoreError};
@@ -34,7 +33,7 @@ const MAX_LISTEN_BACKOFF: Duration = Duration::from_secs(5);
 pub(crate) struct Postgres {
     config: postgres::Config,
     /// `None` only while dropping (see the `Drop` impl).
-    pool: Option<r2d2::Pool<PostgresConnectionManager<NoTls>>>,
+    pool: Option<r2d2::Pool<Connections>>,
 }
 
 impl Drop for Postgres {
@@ -62,7 +61,7 @@ impl Postgres {
             .max_size(CONNECTIONS)
             .min_idle(Some(1))
             .connection_timeout(POOL_TIMEOUT)
-            .build(PostgresConnectionManager::new(config.clone(), NoTls))
+            .build(Connections { config: config.clone() })
             .map_err(|e| StoreError::Database(format!("cannot connect to PostgreSQL: {e}")))?;
         Ok(Postgres { config, pool: Some(pool) })
     }
@@ -71,14 +70,19 @@ impl Postgres {
 impl Backend for Postgres {
     fn transaction(&self, mode: Mode, body: &mut dyn FnMut(&Tx<'_>) -> Result<()>) -> Result<Vec<String>> {
         let pool = self.pool.as_ref().expect("the pool lives until the backend is dropped");
-        let mut client = pool.get().map_err(|e| StoreError::Database(format!("PostgreSQL: {e}")))?;
+        let mut connection = pool.get().map_err(|e| StoreError::Database(format!("PostgreSQL: {e}")))?;
+        let Connection { client, statements } = &mut *connection;
         let mut builder = client.build_transaction();
         builder = match mode {
             Mode::Write => builder.isolation_level(IsolationLevel::ReadCommitted),
             Mode::Read => builder.isolation_level(IsolationLevel::RepeatableRead).read_only(true),
         };
         let transaction = builder.start()?;
-        let engine = Transaction { transaction: RefCell::new(transaction), changed: RefCell::default() };
+        let engine = Transaction {
+            transaction: RefCell::new(transaction),
+            statements: RefCell::new(statements),
+            changed: RefCell::default(),
+        };
         if mode == Mode::Write {
             engine.execute("SELECT pg_advisory_xact_lock(?1)", &[Value::Int(WRITE_LOCK)])?;
         }
@@ -128,9 +132,52 @@ fn listen_once(config: &postgres::Config, publish: &Publish) -> std::result::Res
     Ok(())
 }
 
+/// A pooled connection and the statements prepared on it, by their SQL: each statement is
+/// parsed once per connection, so that a call is one round trip, not two.
+struct Connection {
+    client: postgres::Client,
+    statements: HashMap<String, Statement>,
+}
+
+/// Opens the pool's connections.
+struct Connections {
+    config: postgres::Config,
+}
+
+impl r2d2::ManageConnection for Connections {
+    type Connection = Connection;
+    type Error = postgres::Error;
+
+    fn connect(&self) -> std::result::Result<Connection, postgres::Error> {
+        Ok(Connection { client: self.config.connect(NoTls)?, statements: HashMap::new() })
+    }
+
+    fn is_valid(&self, connection: &mut Connection) -> std::result::Result<(), postgres::Error> {
+        connection.client.simple_query("").map(|_| ())
+    }
+
+    fn has_broken(&self, connection: &mut Connection) -> bool {
+        connection.client.is_closed()
+    }
+}
+
 struct Transaction<'a> {
     transaction: RefCell<postgres::Transaction<'a>>,
+    statements: RefCell<&'a mut HashMap<String, Statement>>,
     changed: RefCell<BTreeSet<String>>,
+}
+
+impl Transaction<'_> {
+    /// The prepared statement for `sql` (written with `?N`), prepared on first use.
+    fn statement(&self, sql: &str) -> Result<Statement> {
+        let mut statements = self.statements.borrow_mut();
+        if let Some(statement) = statements.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self.transaction.borrow_mut().prepare(&numbered_parameters(sql))?;
+        statements.insert(sql.to_owned(), statement.clone());
+        Ok(statement)
+    }
 }
 
 impl Engine for Transaction<'_> {
@@ -156,15 +203,15 @@ impl Engine for Transaction<'_> {
     }
 
     fn execute(&self, sql: &str, params: &[Value]) -> Result<usize> {
-        let sql = numbered_parameters(sql);
+        let statement = self.statement(sql)?;
         let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-        Ok(self.transaction.borrow_mut().execute(sql.as_str(), &params)? as usize)
+        Ok(self.transaction.borrow_mut().execute(&statement, &params)? as usize)
     }
 
     fn query(&self, sql: &str, params: &[Value]) -> Result<Vec<Row>> {
-        let sql = numbered_parameters(sql);
+        let statement = self.statement(sql)?;
         let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-        let rows = self.transaction.borrow_mut().query(sql.as_str(), &params)?;
+        let rows = self.transaction.borrow_mut().query(&statement, &params)?;
         rows.iter().map(row).collect()
     }
 }
