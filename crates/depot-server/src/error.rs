@@ -34,6 +34,22 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// A registry error as the API answers it: a refusal as it is (adding, for a missing token, the
+/// hint a user of the CLI can act on), a store error with its CLI hint, an internal one logged.
+impl From<depot_registry::Error> for ApiError {
+    fn from(error: depot_registry::Error) -> Self {
+        match error {
+            depot_registry::Error::Store(error) => error.into(),
+            depot_registry::Error::Refused(body) if body.code == ErrorCode::Unauthorized => ApiError(body)
+                .with_hint(
+                    "pass --token or set DEPOT_TOKEN; the first admin token is in the registry's data directory, admin.token",
+                ),
+            depot_registry::Error::Refused(body) => ApiError(body),
+            depot_registry::Error::Internal(detail) => ApiError::internal(detail),
+        }
+    }
+}
+
 impl From<NameError> for ApiError {
     fn from(error: NameError) -> Self {
         ApiError::new(ErrorCode::InvalidName, error.to_string())

@@ -1,6 +1,8 @@
-//! `depot serve`: the registry. One route table (`router.rs`), handlers grouped by resource
-//! (`handlers/`), permissions in each handler's signature (`auth.rs`), and a launch function that
-//! takes a listener and a shutdown future so tests can bind port 0, over HTTP or HTTPS (`tls.rs`).
+//! `depot serve`: the registry's HTTP front-end over the `depot_registry::Registry` service. One
+//! route table (`router.rs`), handlers grouped by resource (`handlers/`) that parse, call the
+//! registry and answer, roles checked early by each handler's extractor (`auth.rs`), and a launch
+//! function that takes a listener and a shutdown future so tests can bind port 0, over HTTP or
+//! HTTPS (`tls.rs`).
 
 mod auth;
 mod error;
@@ -10,7 +12,6 @@ mod openapi;
 mod router;
 mod state;
 pub mod tls;
-mod watch;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -34,7 +35,7 @@ pub fn open(
     metadata_url: Option<&str>,
     blobs_url: Option<&str>,
     options: ServerOptions,
-) -> Result<(AppState, Option<FirstStart>), depot_store::StoreError> {
+) -> Result<(AppState, Option<FirstStart>), depot_registry::Error> {
     let metadata_url = match metadata_url {
         Some(url) => url.to_owned(),
         None => format!("sqlite://{}", data.join("depot.db").display()),
@@ -44,15 +45,15 @@ pub fn open(
         None => format!("file://{}", data.join("blobs").display()),
     };
     let (metadata, blobs) = depot_store::open(&metadata_url, &blobs_url)?;
-    let state = AppState::new(metadata, blobs, options)?;
-    let first = auth::ensure_admin_token(&state, data)?;
-    Ok((state, first))
+    let registry = depot_registry::Registry::new(metadata, blobs, options.policy())?;
+    let first = auth::ensure_admin_token(&registry, data)?;
+    Ok((AppState::new(registry, options), first))
 }
 
 /// Checks that the blob store answers (what `/healthz` checks), for a start that fails at once
 /// rather than at the first push.
 pub async fn check_storage(state: &AppState) -> Result<(), depot_store::StoreError> {
-    state.blobs.check().await
+    state.registry.blobs().check().await
 }
 
 /// The application with every route, for serving or for tests that call it without a socket.
@@ -66,15 +67,15 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     openapi::ApiDoc::openapi()
 }
 
-/// Issues a token directly in the store (the first admin token, and tests).
+/// Issues a token directly in the store (tests).
 pub fn issue_token(
     state: &AppState,
     name: &depot_api::TokenName,
     role: depot_api::types::Role,
     pattern: Option<&str>,
-) -> Result<String, depot_store::StoreError> {
-    let (token, hash) = auth::new_token(name);
-    state.metadata.create_token(name, role, pattern, &hash, "depot serve")?;
+) -> Result<String, depot_registry::Error> {
+    let (token, hash) = depot_registry::new_token(name);
+    state.registry.record_token_now(name, role, pattern, &hash, "depot serve")?;
     Ok(token)
 }
 
@@ -96,18 +97,18 @@ pub async fn serve(
         interval.tick().await;
         loop {
             interval.tick().await;
-            match handlers::admin::collect(&gc_state).await {
+            match gc_state.registry.collect().await {
                 Ok(report) => tracing::info!(?report, "garbage collection"),
-                Err(e) => tracing::error!("garbage collection failed: {}", e.0),
+                Err(e) => tracing::error!("garbage collection failed: {e}"),
             }
         }
     });
     let handle = axum_server::Handle::new();
     let stopper = handle.clone();
-    let watchers = state.watchers.clone();
+    let registry = state.registry.clone();
     let stop = tokio::spawn(async move {
         shutdown.await;
-        watchers.close();
+        registry.close_waits();
         stopper.graceful_shutdown(Some(SHUTDOWN_GRACE));
     });
     let app = app(state).into_make_service();

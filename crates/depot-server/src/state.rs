@@ -1,10 +1,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use depot_store::{Blobs, Metadata};
+use depot_registry::{Policy, Registry};
 
 use crate::metrics::Metrics;
-use crate::watch::Watchers;
 
 #[derive(Debug, Clone)]
 pub struct ServerOptions {
@@ -22,46 +21,29 @@ pub struct ServerOptions {
     pub redirect_downloads: bool,
 }
 
-/// Everything a handler can reach. Cloning is cheap.
+impl ServerOptions {
+    /// The part of the options that is the registry's policy, whatever the front-end.
+    pub fn policy(&self) -> Policy {
+        Policy {
+            max_blob_size: self.max_blob_size,
+            max_versions: self.max_versions,
+            gc_grace: self.gc_grace,
+            max_wait: self.max_wait,
+        }
+    }
+}
+
+/// Everything a handler can reach: the registry service, and what only HTTP needs. Cloning is
+/// cheap.
 #[derive(Clone)]
 pub struct AppState {
-    pub metadata: Arc<Metadata>,
-    pub blobs: Blobs,
+    pub registry: Registry,
     pub options: Arc<ServerOptions>,
-    pub watchers: Arc<Watchers>,
     pub metrics: Arc<Metrics>,
 }
 
 impl AppState {
-    /// The registry's state. Every change the store commits (through this process or, on
-    /// PostgreSQL, any replica) reaches the blocking queries through one subscription: no
-    /// handler announces a change itself.
-    pub fn new(metadata: Metadata, blobs: Blobs, options: ServerOptions) -> Result<Self, depot_store::StoreError> {
-        let metrics = Arc::new(Metrics::new());
-        let watchers = Arc::new(Watchers::new(metrics.clone()));
-        let reader = metadata.detached();
-        let announce_to = watchers.clone();
-        metadata.subscribe(Arc::new(move |change| announce_to.announce(&reader, change)))?;
-        Ok(AppState { metadata: Arc::new(metadata), blobs, options: Arc::new(options), watchers, metrics })
-    }
-
-    /// The configuration as it stands, read off the async threads.
-    pub async fn config(
-        &self,
-        name: &depot_api::ConfigName,
-    ) -> Result<depot_api::types::Config, crate::error::ApiError> {
-        let name = name.clone();
-        self.blocking(move |state| Ok(state.metadata.config(&name)?)).await
-    }
-
-    /// Runs a store call off the async threads.
-    pub async fn blocking<T: Send + 'static>(
-        &self,
-        call: impl FnOnce(&AppState) -> Result<T, crate::error::ApiError> + Send + 'static,
-    ) -> Result<T, crate::error::ApiError> {
-        let state = self.clone();
-        tokio::task::spawn_blocking(move || call(&state))
-            .await
-            .map_err(|e| crate::error::ApiError::internal(e.to_string()))?
+    pub fn new(registry: Registry, options: ServerOptions) -> Self {
+        AppState { registry, options: Arc::new(options), metrics: Arc::new(Metrics::new()) }
     }
 }

@@ -215,22 +215,9 @@ async fn errors_have_stable_codes_and_hints() {
 async fn environment_layers_are_read_only_by_operators_and_their_agents() {
     let registry = registry();
     let admin = registry.tokens[0].1.clone();
-    let archive = depot_release::archive::pack_files(&[("app.txt", b"v1", 0o644)]).unwrap();
-    let digest = format!("sha256:{}", depot_release::digest::sha256_hex(&archive));
-    let request = Request::builder()
-        .method(Method::PUT)
-        .uri(format!("/api/v1/blobs/{digest}"))
-        .header("authorization", format!("Bearer {admin}"))
-        .body(Body::from(archive))
-        .unwrap();
-    let response = depot_server::app(registry.state.clone()).oneshot(request).await.unwrap();
-    assert_eq!(response.status(), StatusCode::CREATED);
+    let digest = push(&registry, &admin, "web", b"v1").await;
     let admin_token = admin.clone();
     let admin = Some(admin_token.as_str());
-    let push = serde_json::json!({"digest": digest});
-    let (status, _) =
-        call(&registry.state, Method::PUT, "/api/v1/components/web/versions/1.0.0", admin, Some(push)).await;
-    assert_eq!(status, StatusCode::CREATED);
     let create =
         serde_json::json!({"name": "web", "components": ["web"], "stages": [{"name": "dev"}, {"name": "prod"}]});
     let (status, json) = call(&registry.state, Method::POST, "/api/v1/pipelines", admin, Some(create)).await;
@@ -283,6 +270,60 @@ async fn environment_layers_are_read_only_by_operators_and_their_agents() {
         assert_eq!(status, expected, "{json}");
     }
     let (status, _) = call(&registry.state, Method::GET, &uri, admin, None).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+/// Uploads a one-file archive with `content` and pushes it as `component@1.0.0`; its digest.
+async fn push(registry: &Registry, admin: &str, component: &str, content: &[u8]) -> String {
+    let archive = depot_release::archive::pack_files(&[("app.txt", content, 0o644)]).unwrap();
+    let digest = format!("sha256:{}", depot_release::digest::sha256_hex(&archive));
+    let request = Request::builder()
+        .method(Method::PUT)
+        .uri(format!("/api/v1/blobs/{digest}"))
+        .header("authorization", format!("Bearer {admin}"))
+        .body(Body::from(archive))
+        .unwrap();
+    let response = depot_server::app(registry.state.clone()).oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let uri = format!("/api/v1/components/{component}/versions/1.0.0");
+    let (status, json) =
+        call(&registry.state, Method::PUT, &uri, Some(admin), Some(serde_json::json!({"digest": digest}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{json}");
+    digest
+}
+
+/// An agent token reads only the blobs that are layers of the configurations its pattern
+/// matches; one for every configuration must be asked for with `*`.
+#[tokio::test]
+async fn agent_tokens_read_only_the_layers_of_their_configurations() {
+    let registry = registry();
+    let admin = registry.tokens[0].1.clone();
+    let a = push(&registry, &admin, "app-a", b"a").await;
+    let b = push(&registry, &admin, "app-b", b"b").await;
+    for (config, component) in [("a-cfg", "app-a"), ("b-cfg", "app-b")] {
+        let create = serde_json::json!({"name": config, "layers": [{"component": component, "version": "1.0.0"}]});
+        let (status, json) = call(&registry.state, Method::POST, "/api/v1/configs", Some(&admin), Some(create)).await;
+        assert_eq!(status, StatusCode::CREATED, "{json}");
+    }
+    let agent =
+        depot_server::issue_token(&registry.state, &TokenName::parse("a-agent").unwrap(), Role::Agent, Some("a-*"))
+            .unwrap();
+    let blob = |digest: &str| format!("/api/v1/blobs/{digest}");
+    let (status, json) = call(&registry.state, Method::GET, &blob(&a), Some(&agent), None).await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    let (status, json) = call(&registry.state, Method::GET, &blob(&b), Some(&agent), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{json}");
+    assert_eq!(json["code"], "forbidden");
+    // Over the API, an agent token names its configurations, `*` for all of them.
+    let unscoped = serde_json::json!({"name": "any-agent", "role": "agent"});
+    let (status, json) = call(&registry.state, Method::POST, "/api/v1/tokens", Some(&admin), Some(unscoped)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{json}");
+    assert!(json["hint"].as_str().unwrap().contains("`*`"), "{json}");
+    let every = serde_json::json!({"name": "any-agent", "role": "agent", "config_pattern": "*"});
+    let (status, json) = call(&registry.state, Method::POST, "/api/v1/tokens", Some(&admin), Some(every)).await;
+    assert_eq!(status, StatusCode::CREATED, "{json}");
+    let any = json["token"].as_str().unwrap().to_owned();
+    let (status, _) = call(&registry.state, Method::GET, &blob(&b), Some(&any), None).await;
     assert_eq!(status, StatusCode::OK);
 }
 

@@ -18,7 +18,7 @@ pub use copy::{TableCopy, copy_metadata, verify_metadata};
 pub use db::{Change, Publish};
 pub use error::{GateRemedy, Result, StoreError};
 pub use metadata::{Added, Metadata, Retention};
-pub use pipelines::BlobAccess;
+pub use pipelines::{BlobAccess, StageEnv};
 
 /// Opens the metadata and blob stores named by `metadata_url` (see [`open_metadata`]) and
 /// `blobs_url` (see [`open_blobs`]).

@@ -32,7 +32,11 @@ pub struct StageEnv {
 /// See [`Metadata::blob_access`].
 #[derive(Debug)]
 pub struct BlobAccess {
+    /// A version names it.
     pub referenced: bool,
+    /// The configurations whose revisions (any, not only the current one) have it as a layer.
+    pub configs: Vec<ConfigName>,
+    /// The stages whose environment layer it is.
     pub env_stages: Vec<ConfigName>,
 }
 
@@ -509,7 +513,13 @@ impl Metadata {
                 .collect::<std::result::Result<_, _>>()?;
             let referenced = tx.prepare("SELECT 1 FROM versions WHERE digest = ?1")?.exists([digest.as_str()])?;
             let env_stages = names.iter().map(|name| parse(ConfigName::parse(name))).collect::<Result<_>>()?;
-            Ok(BlobAccess { referenced, env_stages })
+            // A layer's JSON holds its digest, which has no LIKE wildcard in it.
+            let configs: Vec<String> = tx
+                .prepare("SELECT DISTINCT config FROM config_revisions WHERE layers LIKE '%' || CAST(?1 AS TEXT) || '%' ORDER BY config")?
+                .query_map([digest.as_str()], |row| row.get(0))?
+                .collect::<std::result::Result<_, _>>()?;
+            let configs = configs.iter().map(|name| parse(ConfigName::parse(name))).collect::<Result<_>>()?;
+            Ok(BlobAccess { referenced, configs, env_stages })
         })
     }
 

@@ -807,3 +807,23 @@ fn recording_a_blob_again_restarts_its_grace() {
         assert!(store.unreferenced_blobs(cutoff).unwrap().is_empty(), "uploaded again after the cutoff");
     }
 }
+
+#[test]
+fn blob_access_names_every_configuration_whose_revisions_use_the_blob() {
+    for Fresh { store, .. } in backends() {
+        push(&store, "web", "1.0.0", 1);
+        push(&store, "web", "2.0.0", 2);
+        store.record_blob(&digest(3), 3).unwrap();
+        store.create_config(&config("a-cfg"), &[layer("web:1.0.0")], "ci").unwrap();
+        store.create_config(&config("b-cfg"), &[layer("web:2.0.0")], "ci").unwrap();
+        // a-cfg moves on: its earlier revision still names the first blob.
+        store.set_layers(&config("a-cfg"), &[layer("web:2.0.0")], None, "ci").unwrap();
+        let access = store.blob_access(&digest(1)).unwrap();
+        assert!(access.referenced);
+        assert_eq!(access.configs, vec![config("a-cfg")]);
+        assert!(access.env_stages.is_empty());
+        assert_eq!(store.blob_access(&digest(2)).unwrap().configs, vec![config("a-cfg"), config("b-cfg")]);
+        let unused = store.blob_access(&digest(3)).unwrap();
+        assert!(!unused.referenced && unused.configs.is_empty());
+    }
+}

@@ -1018,8 +1018,9 @@ pub struct TokenCreateArgs {
         .map(|role| role.parse::<Role>().expect("a listed role")))]
     pub role: Role,
 
-    /// For agent tokens: the configurations they may read, as a glob (`web-*`).
-    #[arg(long = "config", value_name = "PATTERN")]
+    /// For agent tokens (required): the configurations they may read, with their layers and
+    /// environment variables, as a glob (`web-*`; `*` for every configuration).
+    #[arg(long = "config", value_name = "PATTERN", required_if_eq("role", "agent"))]
     pub config_pattern: Option<String>,
 
     #[command(flatten)]

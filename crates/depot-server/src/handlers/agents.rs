@@ -3,8 +3,8 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use depot_api::types::{AgentReport, AgentStatus, MAX_REPORT_ERROR, MAX_REPORT_OUTPUT};
-use depot_api::{ConfigName, ErrorBody, ErrorCode, HostName};
+use depot_api::types::{AgentReport, AgentStatus};
+use depot_api::{ConfigName, ErrorBody, HostName};
 
 use crate::auth::{Reporter, Viewer};
 use crate::error::ApiError;
@@ -17,33 +17,16 @@ pub async fn report(
     Path((name, host)): Path<(String, String)>,
     Json(report): Json<AgentReport>,
 ) -> Result<StatusCode, ApiError> {
-    let name = ConfigName::parse(&name)?;
-    let host = HostName::parse(&host)?;
-    if !caller.may_read_config(&name) {
-        return Err(ApiError::new(
-            ErrorCode::Forbidden,
-            format!("token {} may not report for configuration {name}", caller.name),
-        ));
-    }
-    let too_long = |what: &str, text: &Option<String>, limit: usize| match text {
-        Some(text) if text.len() > limit => {
-            Err(ApiError::new(ErrorCode::InvalidRequest, format!("{what} is longer than {limit} bytes")))
-        }
-        _ => Ok(()),
-    };
-    too_long("error", &report.error, MAX_REPORT_ERROR)?;
-    too_long("output_tail", &report.output_tail, MAX_REPORT_OUTPUT)?;
-    let reporter = caller.name.to_string();
-    state.blocking(move |state| Ok(state.metadata.report_agent(&name, &host, &reporter, &report)?)).await?;
+    let (name, host) = (ConfigName::parse(&name)?, HostName::parse(&host)?);
+    state.registry.report_agent(&caller, name, host, report).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(get, path = "/api/v1/configs/{name}/agents", tag = "agents", params(("name" = String, Path)), responses((status = 200, body = [AgentStatus]), (status = 404, body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
 pub async fn list(
-    Viewer(_caller): Viewer,
+    Viewer(caller): Viewer,
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<Vec<AgentStatus>>, ApiError> {
-    let name = ConfigName::parse(&name)?;
-    Ok(Json(state.blocking(move |state| Ok(state.metadata.agents(&name)?)).await?))
+    Ok(Json(state.registry.agents(&caller, ConfigName::parse(&name)?).await?))
 }

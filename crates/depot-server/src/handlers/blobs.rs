@@ -1,14 +1,12 @@
-use std::io::Read;
 use std::time::Duration;
 
 use axum::Json;
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use depot_api::types::{BlobInfo, Role};
-use depot_api::{Digest, ErrorCode};
-use depot_store::BlobWriter;
+use depot_api::Digest;
+use depot_api::types::BlobInfo;
 use futures_util::StreamExt;
 
 use crate::auth::{Operator, Reader};
@@ -26,114 +24,21 @@ pub const PRESIGNED_TTL: Duration = Duration::from_secs(5 * 60);
 /// once the blob is durable.
 #[utoipa::path(put, path = "/api/v1/blobs/{digest}", tag = "blobs", params(("digest" = String, Path, description = "sha256:<64 hex>")), request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "the archive"), responses((status = 201, description = "stored", body = BlobInfo), (status = 200, description = "already stored", body = BlobInfo), (status = 400, description = "digest mismatch or not an archive", body = ErrorBody), (status = 413, description = "too large", body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
 pub async fn upload(
-    Operator(_caller): Operator,
+    Operator(caller): Operator,
     State(state): State<AppState>,
     Path(digest): Path<String>,
     body: Body,
 ) -> Result<(StatusCode, Json<BlobInfo>), ApiError> {
     let digest = Digest::parse(&digest)?;
-    if state.blobs.exists(&digest).await? {
-        let lookup = digest.clone();
-        // Recorded again, so that its grace before collection starts again: the push that
-        // uploaded it is about to name it.
-        let known = state
-            .blocking(move |state| {
-                let size = state.metadata.blob_size(&lookup)?;
-                if let Some(size) = size {
-                    state.metadata.record_blob(&lookup, size)?;
-                }
-                Ok(size)
-            })
-            .await?;
-        if let Some(size) = known {
-            return Ok((StatusCode::OK, Json(BlobInfo { digest, size })));
+    let metrics = state.metrics.clone();
+    let body = body.into_data_stream().inspect(move |chunk| {
+        if let Ok(chunk) = chunk {
+            metrics.blob_bytes_in.inc_by(chunk.len() as u64);
         }
-    }
-    let mut writer = state.blobs.writer(&digest, state.options.max_blob_size).await?;
-    let check = ArchiveCheck::start();
-    if let Err(e) = receive(&state, body, &mut writer, &check).await {
-        writer.discard().await;
-        return Err(e);
-    }
-    let upload = writer.verify().await?;
-    if let Err(e) = check.finish().await {
-        upload.discard().await;
-        return Err(ApiError::new(ErrorCode::NotAnArchive, format!("{digest} is not a readable archive: {e}"))
-            .with_hint("push a .tar, .tar.gz or .tar.zst archive, such as one made by `depot pack`"));
-    }
-    let size = upload.size;
-    upload.install().await?;
-    let info = state
-        .blocking(move |state| {
-            state.metadata.record_blob(&digest, size)?;
-            Ok(BlobInfo { digest, size })
-        })
-        .await?;
-    Ok((StatusCode::CREATED, Json(info)))
-}
-
-/// Streams the request body to the writer and to the archive check.
-async fn receive(state: &AppState, body: Body, writer: &mut BlobWriter, check: &ArchiveCheck) -> Result<(), ApiError> {
-    let mut stream = body.into_data_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk =
-            chunk.map_err(|e| ApiError::new(ErrorCode::InvalidRequest, format!("the upload was interrupted: {e}")))?;
-        state.metrics.blob_bytes_in.inc_by(chunk.len() as u64);
-        check.feed(chunk.clone()).await;
-        writer.write(chunk).await?;
-    }
-    Ok(())
-}
-
-/// `depot_release::archive::check_readable` over the bytes of an upload as they arrive: a
-/// blocking thread reads them from a small queue, so the check runs beside the upload and the
-/// blob is never read back from the store.
-struct ArchiveCheck {
-    chunks: tokio::sync::mpsc::Sender<Bytes>,
-    result: tokio::task::JoinHandle<Result<u64, String>>,
-}
-
-impl ArchiveCheck {
-    fn start() -> Self {
-        let (chunks, receiver) = tokio::sync::mpsc::channel(4);
-        let result = tokio::task::spawn_blocking(move || {
-            let reader = ChunkReader { chunks: receiver, current: Bytes::new() };
-            depot_release::archive::check_readable(std::io::BufReader::with_capacity(1 << 20, reader))
-                .map_err(|e| e.to_string())
-        });
-        ArchiveCheck { chunks, result }
-    }
-
-    /// Hands a chunk to the check (once the check has failed, it takes no more).
-    async fn feed(&self, chunk: Bytes) {
-        let _ = self.chunks.send(chunk).await;
-    }
-
-    /// Ends the input and waits for the verdict.
-    async fn finish(self) -> Result<u64, String> {
-        drop(self.chunks);
-        self.result.await.map_err(|e| format!("the archive check failed: {e}"))?
-    }
-}
-
-/// A blocking reader over the chunks of an upload.
-struct ChunkReader {
-    chunks: tokio::sync::mpsc::Receiver<Bytes>,
-    current: Bytes,
-}
-
-impl Read for ChunkReader {
-    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
-        while self.current.is_empty() {
-            match self.chunks.blocking_recv() {
-                Some(chunk) => self.current = chunk,
-                None => return Ok(0),
-            }
-        }
-        let n = buffer.len().min(self.current.len());
-        buffer[..n].copy_from_slice(&self.current.split_to(n));
-        Ok(n)
-    }
+    });
+    let upload = state.registry.upload(&caller, digest, body).await?;
+    let status = if upload.created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(upload.info)))
 }
 
 /// `GET|HEAD /api/v1/blobs/{digest}`, with `Range` and an `ETag` (the digest). With
@@ -146,30 +51,7 @@ pub async fn download(
     request: Request,
 ) -> Result<Response, ApiError> {
     let digest = Digest::parse(&digest)?;
-    let Some(size) = state.blobs.size(&digest).await? else {
-        return Err(ApiError::new(ErrorCode::UnknownBlob, format!("unknown blob {digest}")));
-    };
-    // A blob no version names (an upload not pushed yet, a version deleted) is for operators. An
-    // environment layer holds the values of a stage's variables: its agents and operators may
-    // read it, viewers may not.
-    let lookup = digest.clone();
-    let access = state.blocking(move |state| Ok(state.metadata.blob_access(&lookup)?)).await?;
-    let allowed = match caller.role {
-        Role::Operator | Role::Admin => true,
-        Role::Agent => {
-            access.referenced
-                && (access.env_stages.is_empty() || access.env_stages.iter().any(|c| caller.may_read_config(c)))
-        }
-        Role::Viewer => access.referenced && access.env_stages.is_empty(),
-    };
-    if !allowed {
-        let why = match access.env_stages.first() {
-            Some(stage) if access.referenced => format!("{digest} is the environment layer of {stage}"),
-            _ => format!("no version names {digest}"),
-        };
-        return Err(ApiError::new(ErrorCode::Forbidden, format!("{why}; token {} may not read it", caller.name))
-            .with_hint("operators, admins and the agents of the configurations using it may"));
-    }
+    let size = state.registry.blob_for_download(&caller, &digest).await?;
     let etag = HeaderValue::from_str(&format!("\"{digest}\"")).expect("a digest is a valid header value");
     let matches =
         request.headers().get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).is_some_and(|v| {
@@ -182,7 +64,7 @@ pub async fn download(
     // HEAD stays here: a presigned URL is signed for GET only, and the size is at hand.
     if !is_head
         && state.options.redirect_downloads
-        && let Some(url) = state.blobs.presigned_get(&digest, PRESIGNED_TTL).await?
+        && let Some(url) = state.registry.blobs().presigned_get(&digest, PRESIGNED_TTL).await?
     {
         let location = HeaderValue::from_str(&url).map_err(ApiError::internal)?;
         let headers = [(header::LOCATION, location), (header::CACHE_CONTROL, HeaderValue::from_static("no-store"))];
@@ -217,7 +99,7 @@ pub async fn download(
         Body::empty()
     } else {
         state.metrics.blob_bytes_out.inc_by(length);
-        Body::from_stream(state.blobs.read(&digest, Some(range.unwrap_or(0..size))).await?)
+        Body::from_stream(state.registry.blobs().read(&digest, Some(range.unwrap_or(0..size))).await?)
     };
     response.body(body).map_err(ApiError::internal)
 }

@@ -113,8 +113,8 @@ pub fn run(args: ServeArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
     let (state, first_start) =
         depot_server::open(&data, settings.metadata.as_deref(), settings.blobs.as_deref(), settings.options)
             .with_context(|| format!("failed to open the registry in {}", data.display()))?;
-    let blobs = state.blobs.describe();
-    if state.options.redirect_downloads && !state.blobs.can_presign() {
+    let blobs = state.registry.blobs().describe();
+    if state.options.redirect_downloads && !state.registry.blobs().can_presign() {
         return Err(crate::printer::hinted(
             format!("--redirect-downloads needs blobs in an S3-compatible bucket, not {blobs}"),
             "pass --blobs s3://BUCKET?endpoint=URL&region=REGION (or `blobs` in the settings file), or drop --redirect-downloads",
@@ -142,7 +142,7 @@ pub fn run(args: ServeArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
     printer.message(format!(
         "depot registry listening on {scheme}://{address} (data in {}, metadata in {}, blobs: {blobs})",
         data.display(),
-        state.metadata.engine()
+        state.registry.engine()
     ));
     runtime.block_on(depot_server::serve(listener, state, tls, shutdown_signal()))?;
     printer.message("depot registry stopped");

@@ -17,7 +17,11 @@ fn words(text: &str) -> Vec<&str> {
 }
 
 fn token(ctx: &TestContext, registry: &Registry, name: &str, role: &str) -> String {
-    registry.run(ctx, &["token", "create", name, "--role", role]).success().stdout.trim().to_owned()
+    let mut args = vec!["token", "create", name, "--role", role];
+    if role == "agent" {
+        args.extend(["--config", "web-*"]);
+    }
+    registry.run(ctx, &args).success().stdout.trim().to_owned()
 }
 
 /// The host's (state, revision) on `config`, as `depot status` reports it.

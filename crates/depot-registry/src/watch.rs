@@ -1,41 +1,49 @@
-//! Blocking queries: one watch channel per configuration carrying its latest revision, already
-//! serialized. A waiting request holds only a receiver, so thousands of watchers cost little; one
-//! write wakes them all, and each answers with the shared bytes, without reading the database.
+//! Blocking queries: one watch channel per configuration that someone waits on, carrying its
+//! latest revision, already serialized. A waiting request holds only a receiver, so thousands of
+//! watchers cost little; one write wakes them all, and each answers with the shared bytes, without
+//! reading the database. A channel lives only while someone waits on it: names that do not exist,
+//! and configurations deleted, leave nothing behind.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use axum::body::Bytes;
+use bytes::Bytes;
 use depot_api::ConfigName;
 use depot_api::types::Config;
 use tokio::sync::watch;
 
 use depot_store::{Change, Metadata, StoreError};
 
-use crate::metrics::Metrics;
-
 /// What a configuration's channel last announced.
 #[derive(Clone)]
 enum Announcement {
-    /// Nothing since the registry started.
+    /// Nothing since the first request began waiting.
     Nothing,
     /// A revision and the configuration's JSON at that revision.
     Revision(u64, Bytes),
     Deleted,
 }
 
-pub struct Watchers {
+pub(crate) struct Watchers {
     channels: Mutex<HashMap<ConfigName, watch::Sender<Announcement>>>,
     /// Set once, when the registry begins to shut down: every wait ends then.
     closing: watch::Sender<bool>,
-    metrics: Arc<Metrics>,
+    waiting: AtomicUsize,
 }
 
-/// Counts a waiting request in the `watchers` gauge for as long as it lives.
-pub struct Waiting<'a> {
+impl Default for Watchers {
+    fn default() -> Self {
+        Watchers { channels: Mutex::default(), closing: watch::channel(false).0, waiting: AtomicUsize::new(0) }
+    }
+}
+
+/// One request waiting on one configuration. Dropping the last one for a name removes its channel.
+pub(crate) struct Waiting<'a> {
+    name: ConfigName,
     receiver: watch::Receiver<Announcement>,
     closing: watch::Receiver<bool>,
-    metrics: &'a Metrics,
+    watchers: &'a Watchers,
 }
 
 impl Waiting<'_> {
@@ -64,21 +72,34 @@ impl Waiting<'_> {
 
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
-        self.metrics.watchers.dec();
+        self.watchers.waiting.fetch_sub(1, Ordering::Relaxed);
+        let mut channels = self.watchers.channels.lock().expect("watchers lock");
+        // Subscribing happens under this lock too, so the count cannot grow meanwhile; this
+        // request's receiver is still alive, hence 1 for the last.
+        if channels.get(&self.name).is_some_and(|sender| sender.receiver_count() <= 1) {
+            channels.remove(&self.name);
+        }
     }
 }
 
 impl Watchers {
-    pub fn new(metrics: Arc<Metrics>) -> Self {
-        Watchers { channels: Mutex::new(HashMap::new()), closing: watch::channel(false).0, metrics }
-    }
-
     /// Subscribe before reading the configuration, so that no change can slip between.
     pub fn subscribe(&self, name: &ConfigName) -> Waiting<'_> {
         let mut channels = self.channels.lock().expect("watchers lock");
         let sender = channels.entry(name.clone()).or_insert_with(|| watch::channel(Announcement::Nothing).0);
-        self.metrics.watchers.inc();
-        Waiting { receiver: sender.subscribe(), closing: self.closing.subscribe(), metrics: &self.metrics }
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        Waiting { name: name.clone(), receiver: sender.subscribe(), closing: self.closing.subscribe(), watchers: self }
+    }
+
+    /// Requests waiting now.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
+    /// Configurations with a channel now (as many as are waited on).
+    #[cfg(test)]
+    pub fn channels(&self) -> usize {
+        self.channels.lock().expect("watchers lock").len()
     }
 
     /// Ends every wait, now and from now on, so that a shutdown does not wait for them.
