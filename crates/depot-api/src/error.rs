@@ -32,6 +32,8 @@ pub enum ErrorCode {
     DigestMismatch,
     NotAnArchive,
     TooLarge,
+    /// Not now: the same request again later may succeed (a blob collected while it was uploaded).
+    Unavailable,
     Internal,
 }
 
@@ -59,6 +61,7 @@ impl ErrorCode {
             ErrorCode::DigestMismatch => "digest-mismatch",
             ErrorCode::NotAnArchive => "not-an-archive",
             ErrorCode::TooLarge => "too-large",
+            ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
         }
     }
@@ -88,6 +91,7 @@ impl ErrorCode {
             | ErrorCode::InUse => 409,
             ErrorCode::TooLarge => 413,
             ErrorCode::Internal => 500,
+            ErrorCode::Unavailable => 503,
         }
     }
 }

@@ -41,8 +41,14 @@ impl Registry {
                     Ok(size)
                 })
                 .await?;
+            // Collection deletes a record and its bytes in one transaction: recorded now, the
+            // blob stays, unless collection took its bytes just before (then upload it again).
             if let Some(size) = known {
-                return Ok(Upload { created: false, info: BlobInfo { digest, size } });
+                if self.inner.blobs.exists(&digest).await? {
+                    return Ok(Upload { created: false, info: BlobInfo { digest, size } });
+                }
+                let forget = digest.clone();
+                self.store(move |metadata| metadata.forget_blob(&forget)).await?;
             }
         }
         let mut writer = self.inner.blobs.writer(&digest, self.inner.policy.max_blob_size).await?;
@@ -61,6 +67,18 @@ impl Registry {
         upload.install().await?;
         let record = digest.clone();
         self.store(move |metadata| metadata.record_blob(&record, size)).await?;
+        // Collection may have deleted these bytes after they were installed and before they were
+        // recorded (it held the write transaction meanwhile): never acknowledge a record whose
+        // bytes are gone.
+        if !self.inner.blobs.exists(&digest).await? {
+            let forget = digest.clone();
+            self.store(move |metadata| metadata.forget_blob(&forget)).await?;
+            return Err(Error::refused(
+                ErrorCode::Unavailable,
+                format!("{digest} was collected as garbage while it was uploaded"),
+            )
+            .with_hint("upload it again"));
+        }
         Ok(Upload { created: true, info: BlobInfo { digest, size } })
     }
 

@@ -146,7 +146,9 @@ impl Metadata {
             let mut statement = tx.prepare(
                 "SELECT digest FROM blobs WHERE created_at < ?1 AND digest NOT IN (SELECT digest FROM versions)",
             )?;
-            let rows = statement.query_map([cutoff.to_rfc3339()], |row| row.get::<_, String>(0))?;
+            let rows = statement.query_map([cutoff.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)], |row| {
+                row.get::<_, String>(0)
+            })?;
             let mut digests = Vec::new();
             for row in rows {
                 digests.push(parse(Digest::parse(&row?))?);
@@ -163,6 +165,33 @@ impl Metadata {
                 [digest.as_str()],
             )?;
             Ok(removed > 0)
+        })
+    }
+
+    /// Collects blob `digest`: with `cutoff`, forgets its record if no version references it and
+    /// it was recorded (or recorded again) before `cutoff`; without, only if it has no record at
+    /// all. Then runs `remove` (which deletes its bytes) inside the same write transaction, so
+    /// that an upload recording the blob meanwhile either came first (and the blob is kept) or
+    /// waits until the bytes are gone, and then finds them gone. The bytes `remove` freed, or
+    /// `None` when the blob is kept.
+    pub fn collect_blob(
+        &self,
+        digest: &Digest,
+        cutoff: Option<DateTime<Utc>>,
+        remove: impl FnOnce() -> Result<u64>,
+    ) -> Result<Option<u64>> {
+        self.transaction(|tx| {
+            let collectable = match cutoff {
+                Some(cutoff) => {
+                    tx.execute(
+                        "DELETE FROM blobs WHERE digest = ?1 AND created_at < ?2 \
+                         AND digest NOT IN (SELECT digest FROM versions)",
+                        params![digest.as_str(), cutoff.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)],
+                    )? > 0
+                }
+                None => !tx.prepare("SELECT 1 FROM blobs WHERE digest = ?1")?.exists([digest.as_str()])?,
+            };
+            if collectable { remove().map(Some) } else { Ok(None) }
         })
     }
 

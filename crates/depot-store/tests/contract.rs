@@ -827,3 +827,47 @@ fn blob_access_names_every_configuration_whose_revisions_use_the_blob() {
         assert!(!unused.referenced && unused.configs.is_empty());
     }
 }
+
+/// Collection takes a blob's record and bytes in one write transaction, and only a record older
+/// than its cutoff: a blob recorded again since (an upload about to be pushed) is kept, and an
+/// upload recording the blob while its bytes are being deleted waits for the deletion to end.
+#[test]
+fn collection_keeps_blobs_recorded_again_and_holds_off_uploads_while_it_deletes() {
+    for Fresh { store, .. } in backends() {
+        store.record_blob(&digest(1), 10).unwrap();
+        let chosen_at = chrono::Utc::now();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        // Uploaded again after collection chose it: kept.
+        store.record_blob(&digest(1), 10).unwrap();
+        let kept = store.collect_blob(&digest(1), Some(chosen_at), || panic!("the bytes of a kept blob")).unwrap();
+        assert_eq!(kept, None);
+        assert_eq!(store.blob_size(&digest(1)).unwrap(), Some(10));
+        // Named by a version: kept, whatever its age.
+        push(&store, "web", "1.0.0", 2);
+        let later = chrono::Utc::now() + chrono::Duration::hours(1);
+        assert_eq!(store.collect_blob(&digest(2), Some(later), || panic!("a version's blob")).unwrap(), None);
+        // Without a cutoff, only a blob with no record at all is collected.
+        assert_eq!(store.collect_blob(&digest(1), None, || panic!("a recorded blob")).unwrap(), None);
+        // An upload recording the blob while collection deletes its bytes waits until it is done.
+        let recorder = store.clone();
+        let (started, done) = (std::sync::mpsc::channel(), std::sync::mpsc::channel::<()>());
+        let freed = store
+            .collect_blob(&digest(1), Some(later), || {
+                let (tell_started, tell_done) = (started.0.clone(), done.0.clone());
+                let recorder = recorder.clone();
+                std::thread::spawn(move || {
+                    tell_started.send(()).unwrap();
+                    recorder.record_blob(&digest(1), 10).unwrap();
+                    tell_done.send(()).unwrap();
+                });
+                started.1.recv().unwrap();
+                let waited = done.1.recv_timeout(std::time::Duration::from_millis(300));
+                assert!(waited.is_err(), "the upload's record went in while the bytes were being deleted");
+                Ok(10)
+            })
+            .unwrap();
+        assert_eq!(freed, Some(10));
+        done.1.recv_timeout(std::time::Duration::from_secs(10)).expect("the upload records once collection is done");
+        assert_eq!(store.blob_size(&digest(1)).unwrap(), Some(10), "recorded after, so its upload checks the bytes");
+    }
+}
