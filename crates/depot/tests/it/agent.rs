@@ -700,3 +700,15 @@ fn an_unreachable_first_registry_falls_through_to_the_next_at_start() {
     let run = ctx.run(&["status", "web-prod", "--token", &token, "--registry", "http://a:1,http://b:2"]);
     run.failure().stderr_contains("several registry URLs").stderr_contains("only `depot agent`");
 }
+
+/// An agent token may read its configuration: `depot config show` prints it and succeeds, even
+/// though the token may not read the versions behind the deprecation warnings.
+#[test]
+fn an_agent_token_shows_its_configuration() {
+    let ctx = TestContext::new();
+    let (registry, token) = web_prod(&ctx);
+    let mut command = ctx.command();
+    command.env("DEPOT_REGISTRY", &registry.url).env("DEPOT_TOKEN", &token).args(["config", "show", "web-prod"]);
+    let shown = Run::from(command.output().unwrap()).success();
+    assert!(shown.stdout.contains("web") && shown.stdout.contains("1.0.0"), "{}", shown.stdout);
+}

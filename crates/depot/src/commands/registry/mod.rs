@@ -69,10 +69,17 @@ pub(crate) fn connect(args: &RegistryArgs) -> anyhow::Result<Client> {
 
 /// A warning for each layer of `config` on a deprecated version (a pinned layer: one tracking a
 /// channel has moved off it), with the reason and the replacement.
+/// A caller that may not read versions (an agent token) gets no warnings: they add to the
+/// configuration, which it may read, and must not turn its answer into a failure.
 fn deprecated_layers(client: &Client, config: &depot_api::types::Config) -> anyhow::Result<Vec<String>> {
     let mut warnings = Vec::new();
     for layer in &config.layers {
-        if let Some(deprecation) = client.version(&layer.component, &layer.version)?.deprecated {
+        let version = match client.version(&layer.component, &layer.version) {
+            Ok(version) => version,
+            Err(error) if error.code() == Some(depot_api::ErrorCode::Forbidden) => return Ok(Vec::new()),
+            Err(error) => return Err(error.into()),
+        };
+        if let Some(deprecation) = version.deprecated {
             let instead = deprecation.replacement.map(|r| format!("; use {r} instead")).unwrap_or_default();
             warnings.push(format!(
                 "warning: {}:{} is deprecated ({}{instead})",
