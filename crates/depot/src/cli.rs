@@ -208,8 +208,9 @@ pub struct DeployArgs {
     #[arg(long)]
     pub max_files: Option<u64>,
 
-    /// The most uncompressed bytes an archive may hold [default: 32 GiB].
-    #[arg(long)]
+    /// The most uncompressed bytes an archive may hold: `32GiB`, `500 MB`, `1048576`
+    /// [default: 32 GiB].
+    #[arg(long, value_name = "SIZE", value_parser = parse_bytes)]
     pub max_bytes: Option<u64>,
 }
 
@@ -376,8 +377,8 @@ pub struct ServeArgs {
     #[arg(long, env = "DEPOT_METADATA", value_name = "URL")]
     pub metadata: Option<String>,
 
-    /// The largest archive a push may upload, in bytes [default: 10 GiB].
-    #[arg(long, value_name = "BYTES")]
+    /// The largest archive a push may upload: `10GiB`, `500 MB`, `1048576` [default: 10 GiB].
+    #[arg(long, value_name = "SIZE", value_parser = parse_bytes)]
     pub max_blob_size: Option<u64>,
 
     /// Versions kept per component; 0 keeps all [default: 10]. Versions used by a configuration's
@@ -1540,4 +1541,11 @@ fn parse_assignment(text: &str) -> Result<(String, String), String> {
     let (key, value) = text.split_once('=').ok_or_else(|| format!("`{text}` is not KEY=VALUE"))?;
     depot_api::pipeline::check_env(key, Some(value))?;
     Ok((key.to_owned(), value.to_owned()))
+}
+
+/// A size as people write it: `10GiB` or `10 GiB` (powers of 1024), `500MB` (powers of 1000),
+/// or a number of bytes.
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
+    parse_size::parse_size(text.trim())
+        .map_err(|e| format!("`{text}` is not a size ({e}); write it as 10GiB, 10 GiB, 500MB or a number of bytes"))
 }

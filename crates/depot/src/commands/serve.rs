@@ -20,11 +20,27 @@ struct FileSettings {
     metadata: Option<String>,
     blobs: Option<String>,
     redirect_downloads: Option<bool>,
+    #[serde(default, deserialize_with = "size")]
     max_blob_size: Option<u64>,
     max_versions: Option<u64>,
     gc_grace: Option<String>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+}
+
+/// A size in the settings file: a number of bytes, or a string such as `"10 GiB"`.
+fn size<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Size {
+        Bytes(u64),
+        Text(String),
+    }
+    match <Option<Size> as serde::Deserialize>::deserialize(deserializer)? {
+        None => Ok(None),
+        Some(Size::Bytes(bytes)) => Ok(Some(bytes)),
+        Some(Size::Text(text)) => crate::cli::parse_bytes(&text).map(Some).map_err(serde::de::Error::custom),
+    }
 }
 
 /// Every setting, resolved: flags (and their environment variables) over the file over defaults.

@@ -200,6 +200,21 @@ fn an_archive_file_is_pushed_as_it_is() {
     registry.run(&ctx, &["push", "web", "2.0.1", "missing.tar.zst"]).failure().stderr_contains("missing.tar.zst");
 }
 
+/// Sizes are given as `--help` shows them: `1 KiB`, `1KiB`, or bytes.
+#[test]
+fn sizes_are_written_as_the_help_shows_them() {
+    let ctx = TestContext::new();
+    let registry = Registry::start(&ctx, &["--max-blob-size", "1 KiB"]);
+    let big = ctx.tree("big", &[("app.txt", "x")]);
+    let noise: Vec<u8> = (0..8192u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    fs_err::write(big.join("noise.bin"), noise).unwrap();
+    registry.run(&ctx, &["push", "web", "1.0.0", big.to_str().unwrap()]).failure().stderr_contains("1024");
+    ctx.run(&["serve", "--max-blob-size", "10 parsecs"]).usage_error().stderr_contains("10GiB");
+    let archive = ctx.release("1.0.0", &[("app.txt", "a few bytes")]);
+    ctx.deploy("1.0.0", &archive, &["--max-bytes", "1KiB"]).success();
+    ctx.deploy("1.0.1", &archive, &["--max-bytes", "10B"]).failure().stderr_contains("size limit");
+}
+
 #[test]
 fn a_version_is_immutable() {
     let ctx = TestContext::new();
