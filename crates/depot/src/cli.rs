@@ -371,6 +371,11 @@ pub struct ServeArgs {
     #[arg(long, env = "DEPOT_SERVE_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 
+    /// What the log (on stderr) shows: a level (error, warn, info, debug, trace) or per-module
+    /// directives such as `info,depot_server=debug`. Coloured only on a terminal.
+    #[arg(long, env = "DEPOT_LOG", value_name = "FILTER", default_value = "info")]
+    pub log_level: String,
+
     /// Where the metadata lives: `sqlite:///PATH` or `postgres://USER:PASSWORD@HOST:PORT/DATABASE`
     /// [default: sqlite:// in the data directory]. Several registries on one PostgreSQL database
     /// (and one blob store) act as one: a change through any of them reaches every agent.

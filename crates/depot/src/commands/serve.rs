@@ -111,13 +111,15 @@ fn read_settings(path: &Path) -> anyhow::Result<FileSettings> {
 }
 
 pub fn run(args: ServeArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("DEPOT_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level).map_err(|e| {
+        crate::printer::hinted(
+            format!("--log-level `{}` is not a log filter: {e}", args.log_level),
+            "give a level (error, warn, info, debug, trace) or directives such as `info,depot_server=debug`",
         )
-        .with_writer(std::io::stderr)
-        .init();
+    })?;
+    // Colour only for a person at a terminal: not in a file, a pipe or the journal.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
     let settings = Settings::resolve(args)?;
     // Checked before anything is created or bound: a wrong file fails the start, not a handshake.
     let tls = match &settings.tls {

@@ -15,6 +15,8 @@ pub(crate) struct Registry {
     pub child: Child,
     pub url: String,
     pub admin: String,
+    /// Everything it wrote on stderr so far.
+    log: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
 }
 
 impl Drop for Registry {
@@ -54,11 +56,21 @@ impl Registry {
         };
         assert!(url.starts_with("http://127.0.0.1:"), "{url}");
         // Keep draining stderr so that the server never blocks on a full pipe.
+        let log = std::sync::Arc::new(std::sync::Mutex::new(seen.into_bytes()));
+        let drained = log.clone();
         std::thread::spawn(move || {
-            let _ = std::io::copy(&mut reader, &mut std::io::sink());
+            let mut buffer = [0u8; 8192];
+            while let Ok(n @ 1..) = std::io::Read::read(&mut reader, &mut buffer) {
+                drained.lock().unwrap().extend_from_slice(&buffer[..n]);
+            }
         });
         let admin = fs_err::read_to_string(data.join("admin.token")).expect("DATA/admin.token").trim().to_owned();
-        Registry { child, url, admin }
+        Registry { child, url, admin, log }
+    }
+
+    /// What the registry has written on stderr so far.
+    pub fn log(&self) -> String {
+        String::from_utf8_lossy(&self.log.lock().unwrap()).into_owned()
     }
 
     /// `depot ARGS` with DEPOT_REGISTRY and DEPOT_TOKEN set to the admin token.
@@ -213,6 +225,27 @@ fn sizes_are_written_as_the_help_shows_them() {
     let archive = ctx.release("1.0.0", &[("app.txt", "a few bytes")]);
     ctx.deploy("1.0.0", &archive, &["--max-bytes", "1KiB"]).success();
     ctx.deploy("1.0.1", &archive, &["--max-bytes", "10B"]).failure().stderr_contains("size limit");
+}
+
+/// The log shows what `--log-level` asks for, without colour codes when it is not a terminal.
+#[test]
+fn the_log_level_is_an_option_and_colour_is_for_terminals_only() {
+    let ctx = TestContext::new();
+    let registry = Registry::start(&ctx, &["--log-level", "info"]);
+    registry.run(&ctx, &["push", "web", "1.0.0", &tree(&ctx, "v1", "v1")]).success();
+    registry.run(&ctx, &["config", "create", "web-prod", "--layer", "web:latest"]).success();
+    registry.run(&ctx, &["push", "web", "1.1.0", &tree(&ctx, "v2", "v2")]).success();
+    let moved = || registry.log().contains("a tracked channel moved");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !moved() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let log = registry.log();
+    assert!(moved(), "{log}");
+    assert!(!log.contains('\u{1b}'), "colour codes in a piped log: {log:?}");
+    ctx.run(&["serve", "--log-level", "depot=[", "--data", ctx.path("other").to_str().unwrap()])
+        .failure()
+        .stderr_contains("--log-level");
 }
 
 #[test]
