@@ -102,6 +102,19 @@ pub struct DeployReport {
 
 pub fn deploy(root: &ReleaseRoot, options: &DeployOptions, progress: &dyn Progress) -> Result<DeployReport> {
     let started = Instant::now();
+    // What can be checked without the root is checked first, so that a deploy refused at once
+    // does not leave a new root's skeleton behind.
+    if options.layers.is_empty() {
+        return Err(Error::NoLayers { version: options.version.to_string() });
+    }
+    // A new root has no kept layer listings, so every local archive must be readable.
+    if !root.exists() {
+        for layer in &options.layers {
+            if let ArtifactSource::Path(path) = &layer.source {
+                fs_err::File::open(path)?;
+            }
+        }
+    }
     let session = root.begin("deploy", options.lock_timeout)?;
     let version = &options.version;
     let log = &session.log;
@@ -342,6 +355,7 @@ pub fn rollback(
     options: &ActivationOptions,
     lock_timeout: Duration,
 ) -> Result<RollbackReport> {
+    root.require()?;
     let session = root.begin("rollback", lock_timeout)?;
     let current = root.current();
     let target = match target {

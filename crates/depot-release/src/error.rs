@@ -39,6 +39,12 @@ pub enum Error {
     #[error("no previous good release to roll back to")]
     NoPreviousRelease,
 
+    #[error("release root {path} does not exist")]
+    NoRoot { path: PathBuf },
+
+    #[error("{path} is not a release root: no depot command has deployed there")]
+    NotARoot { path: PathBuf },
+
     #[error("timed out after {waited_secs} s waiting for the lock on {path} (held by {holder})")]
     LockTimeout { path: PathBuf, holder: String, waited_secs: u64 },
 
@@ -95,6 +101,9 @@ impl Error {
             Error::ReleaseNotFound { available, .. } => {
                 Some(format!("available releases: {}", available.join(", ")))
             }
+            Error::NoRoot { .. } | Error::NotARoot { .. } => Some(
+                "check --root (or `root` in the settings); `depot deploy` creates a root on its first release".into(),
+            ),
             Error::NoPreviousRelease => Some(
                 "list the releases with `depot releases` and pass one with --version".into(),
             ),

@@ -15,6 +15,7 @@ pub struct PruneReport {
 }
 
 pub fn prune(root: &ReleaseRoot, keep: usize, lock_timeout: Duration) -> Result<PruneReport> {
+    root.require()?;
     let session = root.begin("prune", lock_timeout)?;
     let report = prune_in(&session, keep)?;
     session.complete();

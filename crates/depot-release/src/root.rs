@@ -84,6 +84,18 @@ impl ReleaseRoot {
         self.depot_dir().is_dir()
     }
 
+    /// Refuses a root that does not exist, or that no depot command has initialised, for the
+    /// verbs that work on releases already there (they must not create one).
+    pub fn require(&self) -> Result<()> {
+        if !self.root.exists() {
+            return Err(Error::NoRoot { path: self.root.clone() });
+        }
+        if !self.exists() {
+            return Err(Error::NotARoot { path: self.root.clone() });
+        }
+        Ok(())
+    }
+
     /// Creates the layout if needed, takes the lock (waiting up to `lock_timeout`), and cleans
     /// what an interrupted operation left behind. Everything that changes a root goes through the
     /// returned session.

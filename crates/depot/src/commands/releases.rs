@@ -7,6 +7,9 @@ use crate::printer::Printer;
 
 pub fn run(args: ReleasesArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
     let root = ReleaseRoot::new(&args.root)?;
+    if !root.path().exists() {
+        return Err(depot_release::Error::NoRoot { path: root.path().to_owned() }.into());
+    }
     let releases = root.list()?;
     if printer.json {
         printer.json(&releases);

@@ -111,11 +111,38 @@ fn releases_lists_in_semver_order_with_status() {
 #[test]
 fn releases_on_an_empty_root_says_so() {
     let ctx = TestContext::new();
-    let run = ctx.run(&["releases", "--root", &ctx.path("nowhere").display().to_string()]).success();
+    fs_err::create_dir_all(ctx.path("empty")).unwrap();
+    let run = ctx.run(&["releases", "--root", &ctx.path("empty").display().to_string()]).success();
     assert_eq!(run.stdout.trim(), "No releases found");
-    assert!(!ctx.path("nowhere").exists(), "listing creates nothing");
-    let json = ctx.run(&["releases", "--root", &ctx.path("nowhere").display().to_string(), "--json"]).success().json();
+    let json = ctx.run(&["releases", "--root", &ctx.path("empty").display().to_string(), "--json"]).success().json();
     assert_eq!(json, serde_json::json!([]));
+    assert_eq!(fs_err::read_dir(ctx.path("empty")).unwrap().count(), 0, "listing creates nothing");
+}
+
+/// The local verbs say that a root does not exist, exit 1, and create nothing: neither those
+/// that read it, nor those that change releases already there, nor a deploy refused at once.
+#[test]
+fn local_verbs_on_a_root_that_does_not_exist_say_so_and_create_nothing() {
+    let ctx = TestContext::new();
+    let nowhere = ctx.path("nowhere").display().to_string();
+    for args in [
+        vec!["releases", "--root", &nowhere],
+        vec!["rollback", "--root", &nowhere],
+        vec!["prune", "--root", &nowhere, "--keep", "1"],
+    ] {
+        ctx.run(&args).failure().stderr_contains(&format!("release root {nowhere} does not exist"));
+        assert!(!ctx.path("nowhere").exists(), "{args:?} created the root");
+    }
+    let missing = ctx.path("missing.tar.zst").display().to_string();
+    ctx.run(&["deploy", "--root", &nowhere, "--version", "1.0.0", "--artifact-path", &missing])
+        .failure()
+        .stderr_contains("missing.tar.zst");
+    assert!(!ctx.path("nowhere").exists(), "a refused deploy created the root");
+    // A directory no depot command has deployed to is not a root for rollback and prune.
+    fs_err::create_dir_all(ctx.path("plain")).unwrap();
+    let plain = ctx.path("plain").display().to_string();
+    ctx.run(&["rollback", "--root", &plain]).failure().stderr_contains("is not a release root");
+    assert_eq!(fs_err::read_dir(ctx.path("plain")).unwrap().count(), 0);
 }
 
 #[test]
