@@ -67,6 +67,33 @@ pub enum Command {
     Env(EnvArgs),
     History(HistoryArgs),
     Admin(AdminArgs),
+    Completions(CompletionsArgs),
+    Man(ManArgs),
+}
+
+/// Print a shell completion script.
+///
+/// Load it in the running shell, or install it where the shell looks for completions.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  source <(depot completions bash)
+  depot completions bash > /etc/bash_completion.d/depot
+  depot completions zsh > \"${fpath[1]}/_depot\"
+  depot completions fish > ~/.config/fish/completions/depot.fish")]
+pub struct CompletionsArgs {
+    /// The shell.
+    pub shell: clap_complete::Shell,
+}
+
+/// Print the manual page, or write one page per command into a directory.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  depot man | man -l -
+  depot man --dir /usr/local/share/man/man1     # depot.1, depot-deploy.1, depot-config-set.1, …")]
+pub struct ManArgs {
+    /// Write depot.1 and a page for each command (depot-deploy.1, …) into this directory.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 /// Pack a directory into a reproducible release archive.

@@ -5,6 +5,7 @@ mod admin;
 mod agent;
 mod build;
 mod deploy;
+mod manual;
 mod pack;
 mod prune;
 pub(crate) mod registry;
@@ -56,6 +57,8 @@ pub fn run(command: Command, printer: &Printer) -> anyhow::Result<ExitCode> {
         Command::Reject(args) => registry::pipeline::reject(args, printer),
         Command::Env(args) => registry::env::run(args.command, printer),
         Command::History(args) => registry::pipeline::history(args, printer),
+        Command::Completions(args) => manual::completions(args),
+        Command::Man(args) => manual::man(args, printer),
         Command::Admin(args) => match args.command {
             crate::cli::AdminCommand::Migrate(args) => admin::migrate(args, printer),
         },
