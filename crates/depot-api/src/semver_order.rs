@@ -11,6 +11,43 @@ pub fn parse(label: &str) -> Option<semver::Version> {
     semver::Version::parse(label.strip_prefix('v').unwrap_or(label)).ok()
 }
 
+/// For a label that looks like a version (`1.2`, `01.2.3`, `V1.2.3`, `1.2.3.4`: an optional `v`,
+/// two or more dot-separated numbers, then maybe `-…` or `+…`) but is not semver, and so would
+/// move no channel: why, and the semver label that was probably meant, if there is one.
+/// `None` for semver labels and for labels that do not look like versions (`nightly`,
+/// `2026-11-23`, `abc123`).
+pub fn almost_semver(label: &str) -> Option<(String, Option<String>)> {
+    if parse(label).is_some() {
+        return None;
+    }
+    let (prefix, rest) = match label.strip_prefix(['v', 'V']) {
+        Some(rest) => ("v", rest),
+        None => ("", label),
+    };
+    let split = rest.find(['-', '+']).unwrap_or(rest.len());
+    let (core, suffix) = rest.split_at(split);
+    let numbers: Vec<&str> = core.split('.').collect();
+    if numbers.len() < 2 || numbers.iter().any(|n| n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit())) {
+        return None;
+    }
+    let why = match numbers.len() {
+        2 => "it has two numbers where semver has three".to_owned(),
+        n if n > 3 => format!("it has {n} numbers where semver has three"),
+        _ if numbers.iter().any(|n| n.len() > 1 && n.starts_with('0')) => "a number has a leading zero".to_owned(),
+        _ if label.starts_with('V') => "semver allows only a lowercase `v` before it".to_owned(),
+        _ => "its pre-release or build part is not semver".to_owned(),
+    };
+    let meant = (numbers.len() <= 3)
+        .then(|| {
+            let mut parts: Vec<u64> = numbers.iter().filter_map(|n| n.parse().ok()).collect();
+            parts.resize(3, 0);
+            let core = format!("{prefix}{}.{}.{}", parts[0], parts[1], parts[2]);
+            [format!("{core}{suffix}"), core].into_iter().find(|candidate| parse(candidate).is_some())
+        })
+        .flatten();
+    Some((why, meant))
+}
+
 /// Sorts `items`, given in push order, from oldest to newest by their labels' order. The sort
 /// is stable: labels of equal precedence (`1.0.0+a`, `1.0.0+b`) keep push order.
 pub fn sort<T>(items: &mut [T], label: impl Fn(&T) -> &str) {
@@ -176,6 +213,20 @@ mod tests {
             ["01.2.3", "1.02.3", "1.2.03", "1.2.3-rc.01", "1.2.3-rc..1", "1.2.3-", "1.2.3+", "1.2", "vv1.2.3", "V1.2.3"]
         {
             assert!(parse(label).is_none(), "{label}");
+        }
+    }
+
+    #[test]
+    fn labels_that_look_like_versions_but_are_not_semver_are_named() {
+        let meant = |label: &str| almost_semver(label).map(|(_, meant)| meant);
+        assert_eq!(meant("01.2.3"), Some(Some("1.2.3".to_owned())));
+        assert_eq!(meant("1.2"), Some(Some("1.2.0".to_owned())));
+        assert_eq!(meant("V1.2.3"), Some(Some("v1.2.3".to_owned())));
+        assert_eq!(meant("v1.02.0-rc.1"), Some(Some("v1.2.0-rc.1".to_owned())));
+        assert_eq!(meant("1.2.3-rc.01"), Some(Some("1.2.3".to_owned())));
+        assert_eq!(meant("1.2.3.4"), Some(None));
+        for fine in ["1.2.3", "v1.2.3", "1.2.3-rc.1+b.5", "nightly", "2026-11-23", "abc123", "build-7", "1", "v2"] {
+            assert_eq!(almost_semver(fine), None, "{fine}");
         }
     }
 

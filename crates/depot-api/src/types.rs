@@ -75,6 +75,10 @@ pub struct PushVersion {
     /// of the main branch. Rolling channels move by themselves.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub channels: Vec<VersionLabel>,
+    /// Keep a label that looks like a version but is not semver (`01.2.3`, `1.2`) as it is: it
+    /// then moves no channel. Without this such a label is refused, naming the semver meant.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub free_form: bool,
 }
 
 /// `PUT /api/v1/components/{component}/channels/{channel}`: points a manual channel at a version.

@@ -46,6 +46,19 @@ impl Registry {
         request: PushVersion,
     ) -> Result<Pushed> {
         caller.require(Need::Operator)?;
+        if !request.free_form
+            && let Some((why, meant)) = depot_api::semver_order::almost_semver(version.as_str())
+        {
+            let meant = meant.map(|m| format!("did you mean {m}? ")).unwrap_or_default();
+            return Err(Error::refused(
+                ErrorCode::InvalidName,
+                format!("version `{version}` of {component} looks like a version but is not semver: {why}"),
+            )
+            .with_hint(format!(
+                "{meant}a label that is not semver moves no channel and sorts before every semver version; \
+                 push it as free-form to keep it as it is"
+            )));
+        }
         for channel in &request.channels {
             if channel_kind(channel.as_str()) != ChannelKind::Build {
                 return Err(Error::invalid(format!(

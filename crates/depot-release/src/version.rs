@@ -82,13 +82,14 @@ pub fn parse_semver(label: &str) -> Option<semver::Version> {
     semver::Version::parse(label.strip_prefix('v').unwrap_or(label)).ok()
 }
 
-/// Orders labels by semver precedence (build metadata ignored) when both are semver; semver
-/// labels sort before the others, which keep the order given by `fallback`.
+/// Orders labels from oldest to newest as the registry does (`depot_api::semver_order`): labels
+/// that are not semver first, in the order given by `fallback` (creation), then semver labels by
+/// precedence (build metadata ignored).
 pub fn compare_labels(a: &str, b: &str, fallback: impl FnOnce() -> Ordering) -> Ordering {
     match (parse_semver(a), parse_semver(b)) {
         (Some(x), Some(y)) => x.cmp_precedence(&y).then_with(|| a.cmp(b)),
-        (Some(_), None) => Ordering::Less,
-        (None, Some(_)) => Ordering::Greater,
+        (Some(_), None) => Ordering::Greater,
+        (None, Some(_)) => Ordering::Less,
         (None, None) => fallback(),
     }
 }
@@ -107,6 +108,14 @@ mod tests {
         for good in ["1.0.0", "v1.10.0", "2026-11-23", "abc123", "1.0.0-rc.1+build.5"] {
             assert!(ReleaseVersion::parse(good).is_ok(), "{good:?} should be accepted");
         }
+    }
+
+    /// The same labels in the same order as the registry lists them (`depot versions`).
+    #[test]
+    fn labels_that_are_not_semver_come_first_as_in_the_registry() {
+        let mut labels = vec!["2.0.0", "nightly", "01.2.3", "1.0.0", "v1.5.0"];
+        labels.sort_by(|a, b| compare_labels(a, b, || Ordering::Equal));
+        assert_eq!(labels, ["nightly", "01.2.3", "1.0.0", "v1.5.0", "2.0.0"]);
     }
 
     #[test]

@@ -496,6 +496,11 @@ pub struct PushArgs {
     #[arg(long, value_name = "SHA", requires = "channel", value_parser = parse_git_sha)]
     pub git_sha: Option<String>,
 
+    /// Keep a version that looks like one but is not semver (`01.2.3`, `1.2`) as it is: it then
+    /// moves no channel and sorts before every semver version. Without this it is refused.
+    #[arg(long)]
+    pub free_form: bool,
+
     #[command(flatten)]
     pub registry: RegistryArgs,
 }

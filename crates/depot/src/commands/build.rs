@@ -76,6 +76,7 @@ pub fn run(args: BuildArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
                 digest: Digest::from_hex(&packed.sha256)?,
                 labels: BTreeMap::new(),
                 channels: Vec::new(),
+                free_form: false,
             };
             let label = VersionLabel::parse(version.as_str())?;
             Some(super::registry::push::register(client, component, &label, &request, &packed.path, printer)?)

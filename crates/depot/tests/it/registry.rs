@@ -543,19 +543,25 @@ fn registry_help_tree() {
 
 /// An agent's report, as `depot agent` will send it: `PUT /api/v1/configs/{config}/agents/{host}`.
 fn report(registry: &Registry, token: &str, config: &str, host: &str, body: &serde_json::Value) -> u16 {
+    put(registry, token, &format!("/api/v1/configs/{config}/agents/{host}"), body).0
+}
+
+/// `PUT path` with a JSON body over a plain TCP connection, as a client other than depot's
+/// would send it: the status and the whole answer.
+fn put(registry: &Registry, token: &str, path: &str, body: &serde_json::Value) -> (u16, String) {
     use std::io::{Read, Write};
     let address = registry.url.trim_start_matches("http://");
     let body = body.to_string();
     let mut stream = std::net::TcpStream::connect(address).unwrap();
     write!(
         stream,
-        "PUT /api/v1/configs/{config}/agents/{host} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "PUT {path} HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )
     .unwrap();
     let mut response = String::new();
     let _ = stream.read_to_string(&mut response);
-    response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
+    (response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0), response)
 }
 
 #[test]
@@ -684,6 +690,40 @@ fn an_agent_follows_its_configuration_and_reports_each_step() {
     agent(&["--once"]).failure().stderr_contains("another depot agent");
     let _ = running.kill();
     let _ = running.wait();
+}
+
+/// A label that looks like a version but is not semver would move no channel: it is refused,
+/// naming the semver meant, unless pushed as free-form; one with a `v` is semver and moves them.
+/// Local releases list in the registry's order.
+#[test]
+fn version_like_labels_must_be_semver_or_free_form() {
+    let ctx = TestContext::new();
+    let registry = Registry::start(&ctx, &[]);
+    let v1 = tree(&ctx, "v1", "v1");
+    registry.run(&ctx, &["push", "web", "01.2.3", &v1]).usage_error().stderr_contains("did you mean 1.2.3?");
+    registry.run(&ctx, &["push", "web", "1.2", &v1]).usage_error().stderr_contains("did you mean 1.2.0?");
+    registry.run(&ctx, &["push", "web", "v1.2.3", &v1]).success();
+    let channels = registry.run(&ctx, &["channels", "web", "--json"]).success().json();
+    let latest = channels.as_array().unwrap().iter().find(|c| c["name"] == "latest").expect("latest");
+    assert_eq!(latest["version"], "v1.2.3");
+    registry.run(&ctx, &["push", "web", "01.2.3", &tree(&ctx, "v2", "v2"), "--free-form"]).success();
+    let versions = registry.run(&ctx, &["versions", "web", "--json"]).success().json();
+    let order: Vec<&str> = versions.as_array().unwrap().iter().map(|v| v["version"].as_str().unwrap()).collect();
+    assert_eq!(order, ["01.2.3", "v1.2.3"], "free-form labels sort before semver ones");
+    // The API refuses it too, for clients other than the CLI.
+    let blob = versions[0]["digest"].as_str().unwrap();
+    let body = serde_json::json!({ "digest": blob });
+    let (status, answer) = put(&registry, &registry.admin, "/api/v1/components/web/versions/1.2", &body);
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer.contains("did you mean 1.2.0?"), "{answer}");
+    // depot releases lists local releases in the same order as depot versions.
+    let archive = ctx.release("x", &[("app.txt", "a")]);
+    for version in ["v1.2.3", "01.2.3"] {
+        ctx.deploy(version, &archive, &[]).success();
+    }
+    let releases = ctx.run(&["releases", "--root", &ctx.root_str(), "--json"]).success().json();
+    let local: Vec<&str> = releases.as_array().unwrap().iter().map(|r| r["version"].as_str().unwrap()).collect();
+    assert_eq!(local, order);
 }
 
 #[test]

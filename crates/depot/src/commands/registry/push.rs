@@ -22,6 +22,20 @@ pub fn run(args: PushArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
             return Ok(super::usage_error(printer, &format!("--label {key} is given twice"), "give each key once"));
         }
     }
+    // Before any upload: the registry would refuse it too.
+    if !args.free_form
+        && let Some((why, meant)) = depot_api::semver_order::almost_semver(args.version.as_str())
+    {
+        let meant = meant.map(|m| format!("did you mean {m}? ")).unwrap_or_default();
+        return Ok(super::usage_error(
+            printer,
+            &format!("version `{}` looks like a version but is not semver: {why}", args.version),
+            &format!(
+                "{meant}a label that is not semver moves no channel and sorts before every semver version; \
+                 pass --free-form to keep it as it is"
+            ),
+        ));
+    }
     let metadata = fs_err::metadata(&args.path)?;
     if !metadata.is_dir() && args.format.is_some() {
         return Ok(super::usage_error(
@@ -51,7 +65,7 @@ pub fn run(args: PushArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
         Some(_) => build_channels(args.git_sha.as_deref(), printer)?,
         None => Vec::new(),
     };
-    let request = PushVersion { digest: digest.clone(), labels, channels };
+    let request = PushVersion { digest: digest.clone(), labels, channels, free_form: args.free_form };
     let info = &register(&client, &args.component, &args.version, &request, &archive, printer)?;
     if printer.json {
         printer.json(info);
