@@ -65,6 +65,11 @@ pub struct DeployOptions {
     /// without reading its file. Otherwise such a file is hashed first, so that a wrong sha256 is
     /// still refused.
     pub sha256_verified: bool,
+    /// Set (by a signal handler, say) to end the deploy at its next safe point before `current`
+    /// is switched: after staging, after the validate hook. The staged tree goes, nothing else
+    /// changes, and the deploy fails with [`Error::Stopped`]. Once `current` is switched, the
+    /// hooks and the health check run to their end, whatever this says.
+    pub stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -265,6 +270,7 @@ fn deploy_in(
         }
     }
 
+    stop_point(options, &staging_dir, "after staging")?;
     if let Some(command) = &options.validate {
         let env = hook_env(root, previous.as_ref(), version, &staging_dir, &options.activation);
         let outcome =
@@ -279,6 +285,7 @@ fn deploy_in(
         }
     }
 
+    stop_point(options, &staging_dir, "after the validate hook")?;
     // Make the tree durable before anything refers to it, then make it appear in one rename.
     root::sync_filesystem(&staging_dir)?;
     killpoint::reached("synced");
@@ -302,6 +309,15 @@ fn deploy_in(
     let pruned = prune_after(session, options.keep);
     drop(downloads);
     Ok(report(DeployAction::Deployed, archive_digests, Some(staged.stats), pruned))
+}
+
+/// Ends the deploy here if it was asked to stop: the staged tree goes, nothing else changed.
+fn stop_point(options: &DeployOptions, staging_dir: &Path, at: &'static str) -> Result<()> {
+    if options.stop.as_ref().is_some_and(|stop| stop.load(std::sync::atomic::Ordering::SeqCst)) {
+        root::remove_tree(staging_dir)?;
+        return Err(Error::Stopped { version: options.version.to_string(), at });
+    }
+    Ok(())
 }
 
 fn reactivate(session: &Session, options: &DeployOptions, previous: Option<&ReleaseVersion>) -> Result<DeployAction> {

@@ -39,6 +39,9 @@ pub enum Error {
     #[error("no previous good release to roll back to")]
     NoPreviousRelease,
 
+    #[error("the deploy of {version} was stopped {at}, before `current` was switched")]
+    Stopped { version: String, at: &'static str },
+
     #[error("release root {path} does not exist")]
     NoRoot { path: PathBuf },
 
@@ -100,6 +103,9 @@ impl Error {
             }
             Error::ReleaseNotFound { available, .. } => {
                 Some(format!("available releases: {}", available.join(", ")))
+            }
+            Error::Stopped { .. } => {
+                Some("nothing changed: the staged release was removed and `current` is as it was".into())
             }
             Error::NoRoot { .. } | Error::NotARoot { .. } => Some(
                 "check --root (or `root` in the settings); `depot deploy` creates a root on its first release".into(),

@@ -55,6 +55,7 @@ fn options(version: &str, layers: &[(&Path, Option<&str>)]) -> DeployOptions {
         },
         lock_timeout: Duration::from_secs(5),
         sha256_verified: true,
+        stop: None,
     }
 }
 

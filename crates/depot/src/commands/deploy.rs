@@ -29,6 +29,7 @@ pub fn run(args: DeployArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
         // A local file is hashed before a layer listing stands in for it; a URL is hashed as
         // it downloads.
         sha256_verified: false,
+        stop: None,
     };
     let progress = printer.progress();
     let report = deploy::deploy(&root, &options, progress.as_ref())?;

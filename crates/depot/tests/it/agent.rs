@@ -335,6 +335,42 @@ fn sigterm_stops_a_waiting_agent_at_once_and_a_deploying_one_after_its_checks() 
     assert_eq!(host_state(&status(&ctx, &registry), "host-1"), Some(("active".into(), 2)));
 }
 
+/// SIGTERM while the validate hook runs: the hook finishes (it has its timeout), then the deploy
+/// stops before the switch: `current` stays, the staged tree goes, the hash is not marked failed.
+#[test]
+fn sigterm_during_the_validate_hook_stops_before_the_switch() {
+    let ctx = TestContext::new();
+    let (registry, token) = web_prod(&ctx);
+    registry.run(&ctx, &["push", "web", "2.0.0", &tree(&ctx, "v2", "v2")]).success();
+    let root = ctx.path("host-1");
+    let started = ctx.path("validate-started");
+    let validate = format!("touch {}; sleep 2", started.display());
+    let mut agent = Agent::start(&ctx, &registry, &token, "host-1", &["--validate", &validate]);
+    wait_until("v1 active", CONVERGE, || content(&root) == "v1", || agent.log());
+    fs_err::remove_file(&started).unwrap();
+    registry.run(&ctx, &["config", "set", "web-prod", "web:2.0.0"]).success();
+    wait_until("the validate hook of v2", CONVERGE, || started.exists(), || agent.log());
+    agent.signal(rustix::process::Signal::TERM);
+    let exit = agent.wait(Duration::from_secs(15)).unwrap_or_else(|| panic!("still running:\n{}", agent.log()));
+    assert_eq!(exit.code(), Some(0), "{}", agent.log());
+    assert_eq!(content(&root), "v1", "current was not switched:\n{}", agent.log());
+    assert!(agent.log().contains("stopped after the validate hook"), "{}", agent.log());
+    let leftovers: Vec<String> = fs_err::read_dir(root.join("releases"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with(".staging"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    let state = fs_err::read_to_string(root.join(".depot/agent/state.json")).unwrap();
+    let config = registry.run(&ctx, &["config", "show", "web-prod", "--json"]).success().json();
+    assert!(!state.contains(config["hash"].as_str().unwrap()), "not marked failed: {state}");
+    // Started again, it deploys the revision it was stopped on.
+    let mut again = Agent::start(&ctx, &registry, &token, "host-1", &[]);
+    wait_until("v2 active", CONVERGE, || content(&root) == "v2", || again.log());
+    again.signal(rustix::process::Signal::TERM);
+    again.wait(Duration::from_secs(10));
+}
+
 #[test]
 fn a_full_disk_fails_the_deploy_cleanly_and_keeps_the_active_release() {
     let ctx = TestContext::new();

@@ -4,8 +4,9 @@
 //! configuration changes or `depot agent retry` clears it.
 //!
 //! Safe points: SIGTERM is honoured before each download, during one (the partial file is
-//! dropped), and before the deploy starts; once the engine has begun, the deploy runs to its end
-//! (its hooks have timeouts), so `current` is never left on a release whose checks did not run.
+//! dropped), before the deploy starts, and inside it after the unpack and after the validate hook
+//! (the staged tree goes); once `current` is switched, the deploy runs to its end (its hooks have
+//! timeouts), so `current` is never left on a release whose checks did not run.
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
@@ -147,6 +148,13 @@ impl Agent<'_> {
             }
             Err(error) => error,
         };
+        let stopped_in_deploy = error.chain().any(|cause| {
+            matches!(cause.downcast_ref::<depot_release::Error>(), Some(depot_release::Error::Stopped { .. }))
+        });
+        if stopped_in_deploy {
+            self.printer.message(format!("depot agent: {error:#} (SIGTERM); nothing changed"));
+            return Ok(Cycle::Stopped);
+        }
         match error.downcast::<NotTried>() {
             Ok(NotTried::Stopped) => {
                 self.printer.message("depot agent: stopping before the deploy (SIGTERM)");
@@ -229,6 +237,8 @@ impl Agent<'_> {
             lock_timeout: self.settings.lock_timeout,
             // Each blob was checked against its digest when downloaded, and is named by it.
             sha256_verified: true,
+            // SIGTERM during the unpack or the validate hook ends the deploy before the switch.
+            stop: Some(self.stopping.clone()),
         };
         options.activation.release_env.insert(release.clone(), hook_env(config, &state_file));
         if let Some(previous) = self.root.current()
