@@ -71,6 +71,36 @@ impl Postgres {
         self.wait_for_connections();
     }
 
+    /// Turns TLS on with this certificate and key (PEM) and refuses every connection that is not
+    /// TLS (`hostssl` only in pg_hba.conf), then restarts the server.
+    pub fn require_tls(&self, cert_pem: &str, key_pem: &str) {
+        let data = self.data();
+        std::fs::write(data.join("server.crt"), cert_pem).expect("write server.crt");
+        std::fs::write(data.join("server.key"), key_pem).expect("write server.key");
+        let conf = data.join("postgresql.conf");
+        let mut text = std::fs::read_to_string(&conf).expect("read postgresql.conf");
+        text.push_str("\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
+        std::fs::write(&conf, text).expect("write postgresql.conf");
+        let hba = data.join("pg_hba.conf");
+        let rules: String = std::fs::read_to_string(&hba)
+            .expect("read pg_hba.conf")
+            .lines()
+            .map(|line| match line.strip_prefix("host ") {
+                Some(rest) => format!("hostssl {rest}\n"),
+                None => format!("{line}\n"),
+            })
+            .collect();
+        std::fs::write(&hba, rules).expect("write pg_hba.conf");
+        let files = [data.join("server.crt"), data.join("server.key"), conf, hba];
+        if self.root {
+            run(Command::new("chown").arg("postgres:postgres").args(&files), "chown the TLS files");
+        }
+        run(Command::new("chmod").arg("600").arg(data.join("server.key")), "chmod server.key");
+        self.stop();
+        // `pg_ctl -w` waits until the server accepts connections: over TLS only, from now on.
+        self.pg_ctl_start();
+    }
+
     fn data(&self) -> PathBuf {
         self.dir.path().join("data")
     }

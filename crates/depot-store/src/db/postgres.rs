@@ -3,14 +3,20 @@
 //! time across every replica, as on SQLite: the store's read-then-write steps (the next
 //! revision, the channel a push moves) never race, and no transaction has to be retried. Reads
 //! run side by side at REPEATABLE READ, each on one snapshot.
+//!
+//! TLS: with `sslmode=require` (or `verify-ca`, `verify-full`) in the URL, every connection is
+//! encrypted and the server's certificate is verified against `sslrootcert=FILE` (PEM), else the
+//! public roots, and must name the host: what libpq calls verify-full. Without, connections are
+//! plain, as before.
 
 use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::types::{IsNull, ToSql, Type};
-use postgres::{IsolationLevel, NoTls, Statement};
+use postgres::{IsolationLevel, Statement};
 
 use super::{Backend, Change, Engine, Mode, Publish, Row, Tx, Value};
 use crate::{Result, StoreError};
@@ -32,6 +38,7 @@ const MAX_LISTEN_BACKOFF: Duration = Duration::from_secs(5);
 
 pub(crate) struct Postgres {
     config: postgres::Config,
+    tls: Tls,
     /// `None` only while dropping (see the `Drop` impl).
     pool: Option<r2d2::Pool<Connections>>,
 }
@@ -48,8 +55,9 @@ impl Drop for Postgres {
 }
 
 impl Postgres {
-    /// Connects to `url` (`postgres://user:password@host:port/database`).
+    /// Connects to `url` (`postgres://user:password@host:port/database[?sslmode=require&sslrootcert=FILE]`).
     pub(crate) fn open(url: &str) -> Result<Self> {
+        let (url, tls) = tls_of(url)?;
         let mut config: postgres::Config =
             url.parse().map_err(|e| StoreError::Database(format!("invalid PostgreSQL URL: {e}")))?;
         config.connect_timeout(CONNECT_TIMEOUT);
@@ -57,14 +65,120 @@ impl Postgres {
         // The server's notices (`… already exists, skipping`) are not the registry's news.
         config.options("-c client_min_messages=warning");
         config.keepalives(true).keepalives_idle(Duration::from_secs(10));
+        if let Tls::On(_) = tls {
+            config.ssl_mode(postgres::config::SslMode::Require);
+        }
+        // One connection first, so that a refusal (a password, TLS, a certificate) is said at
+        // once and in full, rather than after the pool's wait as a time-out.
+        tls.connect(&config)
+            .map_err(|e| StoreError::Database(format!("cannot connect to PostgreSQL: {}", causes(&e))))?;
         let pool = r2d2::Pool::builder()
             .max_size(CONNECTIONS)
             .min_idle(Some(1))
             .connection_timeout(POOL_TIMEOUT)
-            .build(Connections { config: config.clone() })
+            .build(Connections { config: config.clone(), tls: tls.clone() })
             .map_err(|e| StoreError::Database(format!("cannot connect to PostgreSQL: {e}")))?;
-        Ok(Postgres { config, pool: Some(pool) })
+        Ok(Postgres { config, tls, pool: Some(pool) })
     }
+}
+
+/// An error with its causes, `: `-separated (the client library's own message leaves them out).
+fn causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let message = cause.to_string();
+        if !text.contains(&message) {
+            text = format!("{text}: {message}");
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// How connections are made: plain, or TLS with the server's certificate verified.
+#[derive(Clone)]
+enum Tls {
+    Off,
+    On(tokio_postgres_rustls::MakeRustlsConnect),
+}
+
+impl Tls {
+    fn connect(&self, config: &postgres::Config) -> std::result::Result<postgres::Client, postgres::Error> {
+        match self {
+            Tls::Off => config.connect(postgres::NoTls),
+            Tls::On(tls) => config.connect(tls.clone()),
+        }
+    }
+}
+
+/// Takes `sslmode` and `sslrootcert` out of the URL's query (the client library knows only
+/// some of libpq's values, and none of its files) and returns the rest with the TLS to use.
+fn tls_of(url: &str) -> Result<(String, Tls)> {
+    let invalid = |e: &dyn std::fmt::Display| StoreError::Database(format!("invalid PostgreSQL URL: {e}"));
+    let mut parsed = url::Url::parse(url).map_err(|e| invalid(&e))?;
+    let (mut mode, mut root_cert) = (None, None);
+    let rest: Vec<(String, String)> = parsed
+        .query_pairs()
+        .filter(|(key, value)| match key.as_ref() {
+            "sslmode" => {
+                mode = Some(value.to_string());
+                false
+            }
+            "sslrootcert" => {
+                root_cert = Some(value.to_string());
+                false
+            }
+            _ => true,
+        })
+        .map(|(key, value)| (key.into_owned(), value.into_owned()))
+        .collect();
+    parsed.set_query(None);
+    if !rest.is_empty() {
+        parsed.query_pairs_mut().extend_pairs(rest);
+    }
+    let tls = match mode.as_deref() {
+        None | Some("disable" | "allow" | "prefer") => {
+            if root_cert.is_some() {
+                return Err(invalid(&"sslrootcert is given but sslmode does not ask for TLS (sslmode=require)"));
+            }
+            Tls::Off
+        }
+        Some("require" | "verify-ca" | "verify-full") => Tls::On(rustls_connector(root_cert.as_deref())?),
+        Some(other) => {
+            return Err(invalid(&format!(
+                "sslmode={other} is not one of disable, prefer, require, verify-ca, verify-full"
+            )));
+        }
+    };
+    Ok((parsed.to_string(), tls))
+}
+
+/// A rustls client that trusts the certificates in `root_cert` (PEM), else the public roots.
+fn rustls_connector(root_cert: Option<&str>) -> Result<tokio_postgres_rustls::MakeRustlsConnect> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    match root_cert {
+        Some(path) => {
+            let certificates = CertificateDer::pem_file_iter(path)
+                .and_then(|certs| certs.collect::<std::result::Result<Vec<_>, _>>())
+                .map_err(|e| StoreError::Database(format!("cannot read sslrootcert {path}: {e}")))?;
+            if certificates.is_empty() {
+                return Err(StoreError::Database(format!("sslrootcert {path} holds no PEM certificate")));
+            }
+            for certificate in certificates {
+                roots.add(certificate).map_err(|e| StoreError::Database(format!("sslrootcert {path}: {e}")))?;
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| StoreError::Database(format!("TLS to PostgreSQL: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
 }
 
 impl Backend for Postgres {
@@ -97,8 +211,8 @@ impl Backend for Postgres {
     }
 
     fn listen(&self, publish: Publish) -> Result<()> {
-        let config = self.config.clone();
-        std::thread::Builder::new().name("depot-listen".to_owned()).spawn(move || listen(&config, &publish))?;
+        let (config, tls) = (self.config.clone(), self.tls.clone());
+        std::thread::Builder::new().name("depot-listen".to_owned()).spawn(move || listen(&config, &tls, &publish))?;
         Ok(())
     }
 }
@@ -106,10 +220,10 @@ impl Backend for Postgres {
 /// Passes every configuration name notified on [`CHANGES`] to `publish`, for as long as the
 /// process lives. When the connection is lost it connects again, with backoff, and then
 /// publishes [`Change::Everything`]: notifications sent meanwhile are gone.
-fn listen(config: &postgres::Config, publish: &Publish) {
+fn listen(config: &postgres::Config, tls: &Tls, publish: &Publish) {
     let mut backoff = Duration::from_millis(100);
     loop {
-        match listen_once(config, publish) {
+        match listen_once(config, tls, publish) {
             Ok(()) => return,
             Err(error) => {
                 tracing::warn!("listening for changes in PostgreSQL failed ({error}); again in {backoff:?}");
@@ -120,8 +234,8 @@ fn listen(config: &postgres::Config, publish: &Publish) {
     }
 }
 
-fn listen_once(config: &postgres::Config, publish: &Publish) -> std::result::Result<(), postgres::Error> {
-    let mut client = config.connect(NoTls)?;
+fn listen_once(config: &postgres::Config, tls: &Tls, publish: &Publish) -> std::result::Result<(), postgres::Error> {
+    let mut client = tls.connect(config)?;
     client.batch_execute(&format!("LISTEN {CHANGES}"))?;
     publish(Change::Everything);
     let mut notifications = client.notifications();
@@ -142,6 +256,7 @@ struct Connection {
 /// Opens the pool's connections.
 struct Connections {
     config: postgres::Config,
+    tls: Tls,
 }
 
 impl r2d2::ManageConnection for Connections {
@@ -149,7 +264,7 @@ impl r2d2::ManageConnection for Connections {
     type Error = postgres::Error;
 
     fn connect(&self) -> std::result::Result<Connection, postgres::Error> {
-        Ok(Connection { client: self.config.connect(NoTls)?, statements: HashMap::new() })
+        Ok(Connection { client: self.tls.connect(&self.config)?, statements: HashMap::new() })
     }
 
     fn is_valid(&self, connection: &mut Connection) -> std::result::Result<(), postgres::Error> {
