@@ -162,6 +162,14 @@ pub fn run(args: ServeArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
         data.display(),
         state.registry.engine()
     ));
+    if tls.is_none() && !address.ip().is_loopback() {
+        printer.message(format!(
+            "warning: listening on {address} without TLS: tokens and environment values cross the network in the \
+             clear\nhint: give --tls-cert and --tls-key, or listen on 127.0.0.1 behind a proxy that speaks TLS"
+        ));
+    }
+    // Type=notify: systemd considers the registry started now (no-op outside systemd).
+    notify(sd_notify::NotifyState::Ready);
     runtime.block_on(depot_server::serve(listener, state, tls, shutdown_signal()))?;
     printer.message("depot registry stopped");
     Ok(ExitCode::SUCCESS)
@@ -180,5 +188,14 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = terminate => {}
+    }
+    notify(sd_notify::NotifyState::Stopping);
+}
+
+/// Tells systemd (a `Type=notify` unit) where the process stands; nothing outside systemd. A
+/// failure is only said: the unit's start timeout then tells the rest.
+fn notify(state: sd_notify::NotifyState<'_>) {
+    if let Err(error) = sd_notify::notify(false, &[state]) {
+        eprintln!("depot registry: could not notify systemd: {error}");
     }
 }

@@ -119,6 +119,10 @@ fn follow(args: AgentArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
         agent.registries.urls().iter().map(|url| url.trim_end_matches('/')).collect::<Vec<_>>().join(", then "),
         std::process::id()
     ));
+    // Type=notify: systemd considers the agent started once it follows its configuration.
+    if let Err(error) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
+        printer.message(format!("depot agent: could not notify systemd: {error}"));
+    }
     // The revision the next query waits to pass; none asks for the configuration at once.
     let mut after = None;
     let mut last: Option<Config> = None;
