@@ -295,6 +295,29 @@ impl Transaction<'_> {
     }
 }
 
+impl Transaction<'_> {
+    /// A statement prepared before the schema changed under this connection (another replica
+    /// migrated it, a column changed type) fails with `cached plan must not change result type`;
+    /// one a pooler discarded, with `prepared statement … does not exist`. The transaction fails
+    /// (PostgreSQL has aborted it), and this connection's statements are prepared anew from the
+    /// next one on, so the replica recovers rather than failing for as long as it runs.
+    fn stale_statements<T>(&self, result: std::result::Result<T, postgres::Error>) -> Result<T> {
+        if let Err(error) = &result
+            && matches!(
+                error.code(),
+                Some(
+                    &postgres::error::SqlState::FEATURE_NOT_SUPPORTED
+                        | &postgres::error::SqlState::INVALID_SQL_STATEMENT_NAME
+                )
+            )
+        {
+            tracing::warn!("PostgreSQL: {error}; preparing this connection's statements again");
+            self.statements.borrow_mut().clear();
+        }
+        Ok(result?)
+    }
+}
+
 impl Engine for Transaction<'_> {
     fn columns(&self, table: &str) -> Result<Vec<String>> {
         let rows = self.query(
@@ -320,14 +343,15 @@ impl Engine for Transaction<'_> {
     fn execute(&self, sql: &str, params: &[Value]) -> Result<usize> {
         let statement = self.statement(sql)?;
         let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-        Ok(self.transaction.borrow_mut().execute(&statement, &params)? as usize)
+        let result = self.transaction.borrow_mut().execute(&statement, &params);
+        Ok(self.stale_statements(result)? as usize)
     }
 
     fn query(&self, sql: &str, params: &[Value]) -> Result<Vec<Row>> {
         let statement = self.statement(sql)?;
         let params: Vec<&(dyn ToSql + Sync)> = params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
-        let rows = self.transaction.borrow_mut().query(&statement, &params)?;
-        rows.iter().map(row).collect()
+        let result = self.transaction.borrow_mut().query(&statement, &params);
+        self.stale_statements(result)?.iter().map(row).collect()
     }
 }
 

@@ -1,12 +1,11 @@
-//! The metadata store on a PostgreSQL server that accepts only TLS connections: with
-//! `sslmode=require` and the server's CA it works (writes, reads, the change feed); without TLS,
-//! or without a CA that vouches for the server's certificate, it refuses to connect.
+//! What only the PostgreSQL backend meets: a server that accepts only TLS connections, and a
+//! schema that changes under a running replica's prepared statements.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use depot_api::ConfigName;
 use depot_api::types::LayerRef;
+use depot_api::{ConfigName, Digest};
 use depot_store::{Change, Metadata, StoreError};
 
 /// A private CA and a certificate it signed for 127.0.0.1: (CA PEM, certificate PEM, key PEM).
@@ -60,4 +59,30 @@ fn a_server_that_requires_tls_is_reached_over_verified_tls_only() {
         assert!(Instant::now() < deadline, "no change arrived: {:?}", changes.lock().unwrap());
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Another process changes a column's type under the statements a replica has prepared (as a
+/// newer replica's migration would): the replica fails at most once per pooled connection, then
+/// prepares its statements again, rather than failing for as long as it runs.
+#[test]
+fn a_replica_recovers_when_the_schema_changes_under_its_prepared_statements() {
+    let url = depot_testkit::Postgres::fresh_database();
+    let store = Metadata::open_postgres(&url).unwrap();
+    let digest = Digest::from_hex(&"ab".repeat(32)).unwrap();
+    store.record_blob(&digest, 10).unwrap();
+    let later = chrono::Utc::now() + chrono::Duration::hours(1);
+    assert_eq!(store.unreferenced_blobs(later).unwrap(), vec![digest.clone()]);
+    let mut other = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    other.batch_execute("ALTER TABLE blobs ALTER COLUMN digest TYPE varchar(200)").unwrap();
+    let mut failures = 0;
+    let answer = loop {
+        match store.unreferenced_blobs(later) {
+            Ok(answer) => break answer,
+            Err(error) => {
+                failures += 1;
+                assert!(failures <= 16, "still failing after {failures} attempts: {error}");
+            }
+        }
+    };
+    assert_eq!(answer, vec![digest]);
 }
