@@ -399,8 +399,9 @@ pub struct ServeArgs {
     pub config: Option<PathBuf>,
 
     /// What the log (on stderr) shows: a level (error, warn, info, debug, trace) or per-module
-    /// directives such as `info,depot_server=debug`. Coloured only on a terminal.
-    #[arg(long, env = "DEPOT_LOG", value_name = "FILTER", default_value = "info")]
+    /// directives such as `info,depot_server=debug`. Coloured only on a terminal. The default
+    /// leaves out the object store's note of each retry of a request to the bucket.
+    #[arg(long, env = "DEPOT_LOG", value_name = "FILTER", default_value = "info,object_store=warn")]
     pub log_level: String,
 
     /// Where the metadata lives: `sqlite:///PATH` or `postgres://USER:PASSWORD@HOST:PORT/DATABASE`
