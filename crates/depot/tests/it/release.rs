@@ -352,21 +352,12 @@ fn an_icu4x_style_workspace_whose_lock_git_ignores_is_released_and_the_dry_run_s
 const NPM_LOCK: &str = "{\n  \"name\": \"app\",\n  \"version\": \"1.4.2\",\n  \"lockfileVersion\": 3,\n  \"requires\": true,\n  \"packages\": {\n    \"\": {\n      \"name\": \"app\",\n      \"version\": \"1.4.2\"\n    }\n  }\n}\n";
 
 #[test]
-fn package_lock_json_and_the_changelogs_links_follow_the_release() {
+fn package_lock_json_follows_package_json() {
     let ctx = TestContext::new();
     let package = "{\n  \"name\": \"app\",\n  \"version\": \"1.4.2\"\n}\n";
-    let changelog = "# Changelog\n\n## [Unreleased]\n### Added\n- channels\n\n## [1.4.2] - 2026-11-01\n### Fixed\n- a leak\n\n[Unreleased]: https://github.com/acme/app/compare/v1.4.2...HEAD\n[1.4.2]: https://github.com/acme/app/compare/v1.4.1...v1.4.2\n";
-    let repo =
-        Repo::new(&ctx, &[("package.json", package), ("package-lock.json", NPM_LOCK), ("CHANGELOG.md", changelog)]);
+    let repo = Repo::new(&ctx, &[("package.json", package), ("package-lock.json", NPM_LOCK)]);
     repo.release(&ctx, &["minor", "-y"]).success();
     assert_eq!(repo.read("package-lock.json"), NPM_LOCK.replace("1.4.2", "1.5.0"));
-    let date = chrono::Utc::now().format("%Y-%m-%d");
-    assert_eq!(
-        repo.read("CHANGELOG.md"),
-        format!(
-            "# Changelog\n\n## [Unreleased]\n\n## [1.5.0] - {date}\n### Added\n- channels\n\n## [1.4.2] - 2026-11-01\n### Fixed\n- a leak\n\n[Unreleased]: https://github.com/acme/app/compare/v1.5.0...HEAD\n[1.5.0]: https://github.com/acme/app/compare/v1.4.2...v1.5.0\n[1.4.2]: https://github.com/acme/app/compare/v1.4.1...v1.4.2\n"
-        )
-    );
     assert_eq!(repo.git(&["status", "--porcelain"]), "");
     // npm itself, where it is installed, finds the lock as it would write it.
     if let Ok(output) = Command::new("npm")
@@ -377,6 +368,21 @@ fn package_lock_json_and_the_changelogs_links_follow_the_release() {
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
         assert_eq!(repo.read("package-lock.json"), NPM_LOCK.replace("1.4.2", "1.5.0"), "npm changed nothing");
     }
+}
+
+#[test]
+fn the_changelogs_link_definitions_follow_the_release() {
+    let ctx = TestContext::new();
+    let changelog = "# Changelog\n\n## [Unreleased]\n### Added\n- channels\n\n## [1.4.2] - 2026-11-01\n### Fixed\n- a leak\n\n[Unreleased]: https://github.com/acme/app/compare/v1.4.2...HEAD\n[1.4.2]: https://github.com/acme/app/compare/v1.4.1...v1.4.2\n";
+    let repo = Repo::new(&ctx, &[("package.json", PACKAGE), ("CHANGELOG.md", changelog)]);
+    repo.release(&ctx, &["minor", "-y"]).success();
+    let date = chrono::Utc::now().format("%Y-%m-%d");
+    assert_eq!(
+        repo.read("CHANGELOG.md"),
+        format!(
+            "# Changelog\n\n## [Unreleased]\n\n## [1.5.0] - {date}\n### Added\n- channels\n\n## [1.4.2] - 2026-11-01\n### Fixed\n- a leak\n\n[Unreleased]: https://github.com/acme/app/compare/v1.5.0...HEAD\n[1.5.0]: https://github.com/acme/app/compare/v1.4.2...v1.5.0\n[1.4.2]: https://github.com/acme/app/compare/v1.4.1...v1.4.2\n"
+        )
+    );
 }
 
 #[test]

@@ -271,4 +271,21 @@ mod tests {
         assert_eq!(to("<0.4", "0.4.0"), None, "one that does not is refused");
         assert_eq!(to("0.3.*", "0.4.0"), None);
     }
+
+    #[test]
+    fn only_the_released_packages_move_in_the_lock() {
+        let package = |name: &str, version: &str| Package {
+            name: name.to_owned(),
+            version: version.to_owned(),
+            manifest: PathBuf::from(format!("{name}/Cargo.toml")),
+            dir: PathBuf::from(format!("/{name}")),
+        };
+        let text = "version = 4\n\n[[package]]\nname = \"a\"\nversion = \"1.0.0\"\ndependencies = [\n \"b 1.0.0\",\n \"b 1.0.0 (registry+https://github.com/rust-lang/crates.io-index)\",\n \"c\",\n]\n\n[[package]]\nname = \"b\"\nversion = \"1.0.0\"\n\n[[package]]\nname = \"b\"\nversion = \"1.0.0\"\nsource = \"registry+https://github.com/rust-lang/crates.io-index\"\n\n[[package]]\nname = \"c\"\nversion = \"1.0.0\"\n";
+        let moved = lock(text, &[package("a", "1.0.0"), package("b", "1.0.0")], "1.1.0").unwrap();
+        assert_eq!(
+            moved,
+            "version = 4\n\n[[package]]\nname = \"a\"\nversion = \"1.1.0\"\ndependencies = [\n \"b 1.1.0\",\n \"b 1.0.0 (registry+https://github.com/rust-lang/crates.io-index)\",\n \"c\",\n]\n\n[[package]]\nname = \"b\"\nversion = \"1.1.0\"\n\n[[package]]\nname = \"b\"\nversion = \"1.0.0\"\nsource = \"registry+https://github.com/rust-lang/crates.io-index\"\n\n[[package]]\nname = \"c\"\nversion = \"1.0.0\"\n",
+            "not the registry's b, not c (a member with its own version)"
+        );
+    }
 }

@@ -441,4 +441,31 @@ mod tests {
         );
         assert!(changelog("# Changelog\n", "1.5.0", "2026-11-23").is_none());
     }
+
+    #[test]
+    fn json_strings_are_found_by_their_path_and_nowhere_else() {
+        let text = "{\"a\": [1, {\"version\": \"x\"}], \"esc\\\"version\": \"y\", \"packages\": {\"node_modules/b\": {\"version\": \"2.0.0\"}, \"\": {\"version\": \"1.0.0\"}}, \"version\": \"1.0.0\"}";
+        let at = |path: &[&str]| json_string_span(text, path).map(|(start, end)| (start, &text[start..end]));
+        assert_eq!(at(&["version"]).map(|(_, v)| v), Some("1.0.0"));
+        assert_eq!(at(&["packages", "", "version"]).map(|(_, v)| v), Some("1.0.0"));
+        assert_eq!(at(&["packages", "node_modules/b", "version"]).map(|(_, v)| v), Some("2.0.0"));
+        assert_eq!(json_string_span("{\"version\": 1}", &["version"]), None, "not a string");
+        assert_eq!(json_string_span("{\"version\": \"1", &["version"]), None, "not JSON");
+        // A lockfile v1 has no `packages`: only the top-level version moves; a dependency's never.
+        let v1 = "{\n  \"name\": \"app\",\n  \"version\": \"1.4.2\",\n  \"lockfileVersion\": 1,\n  \"dependencies\": {\n    \"b\": {\n      \"version\": \"1.4.2\"\n    }\n  }\n}\n";
+        assert_eq!(npm_lock(v1, "1.4.2", "1.5.0"), v1.replacen("1.4.2", "1.5.0", 1));
+    }
+
+    #[test]
+    fn changelog_links_in_their_usual_forms() {
+        let gitlab = "## [1.4.2]\n\n[unreleased]: https://gitlab.com/acme/app/-/compare/1.4.2..HEAD\r\n[1.4.2]: https://gitlab.com/acme/app/-/tags/1.4.2\r\n";
+        assert_eq!(
+            changelog_links(gitlab, "1.5.0", "v1.5.0").unwrap().unwrap(),
+            "## [1.4.2]\n\n[unreleased]: https://gitlab.com/acme/app/-/compare/v1.5.0..HEAD\r\n[1.5.0]: https://gitlab.com/acme/app/-/compare/1.4.2..v1.5.0\r\n[1.4.2]: https://gitlab.com/acme/app/-/tags/1.4.2\r\n",
+            "case, separator and line endings kept"
+        );
+        assert_eq!(changelog_links("# Changelog\n", "1.5.0", "v1.5.0"), Ok(None));
+        let first = "[Unreleased]: https://github.com/acme/app/commits/main\n";
+        assert_eq!(changelog_links(first, "1.5.0", "v1.5.0"), Err(first.trim_end().to_owned()));
+    }
 }
