@@ -1117,9 +1117,9 @@ fn parse_layer(text: &str) -> Result<LayerRef, String> {
 /// Cut a semver release in a git repository: bump the version files, commit, tag, push.
 ///
 /// Reads the current version from the version files at the repository's root: `Cargo.toml`
-/// (`[package]` or `[workspace.package]`), `package.json`, `pyproject.toml` (`[project]`), and the
-/// files listed in `depot.toml` under `[release] files` (one of those kinds, or a plain file
-/// holding only the version). They must agree. Writes the new version into every one of them,
+/// (`[package]` or `[workspace.package]`), `package.json`, `pyproject.toml` (`[project]` or
+/// Poetry's `[tool.poetry]`), and the files listed in `depot.toml` under `[release] files` (one
+/// of those kinds, or a plain file holding only the version). They must agree. Writes the new version into every one of them,
 /// keeping their formatting. In a Cargo workspace (read with `cargo metadata`) only the packages
 /// that take that version are released: every `path` dependency on them, `[workspace.dependencies]`
 /// included, requires the new version in its own form (`0.3.34` → `0.4.0`, `~2.4.0` → `~2.5.0`),

@@ -412,3 +412,54 @@ fn a_dynamic_pyproject_version_is_named_with_where_it_lives() {
         assert!(run.stderr.contains(expected) && !run.stderr.contains("no version file"), "{}", run.stderr);
     }
 }
+
+#[test]
+fn a_virtual_workspace_whose_members_have_their_own_versions_is_named_then_released_as_listed() {
+    // futures-rs itself: no version at the root, each member with its own `version = "0.3.31"`.
+    let ctx = TestContext::new();
+    let core = "[package]\nname = \"futures-core\"\nversion = \"0.3.31\"\nedition = \"2018\"\n";
+    let futures = "[package]\nname = \"futures\"\nversion = \"0.3.31\"\nedition = \"2018\"\n\n[dependencies]\nfutures-core = { path = \"../futures-core\", version = \"0.3.31\", default-features = false }\n";
+    let repo = Repo::new(
+        &ctx,
+        &[
+            ("Cargo.toml", "[workspace]\nmembers = [\"futures\", \"futures-core\"]\nresolver = \"2\"\n"),
+            ("futures/Cargo.toml", futures),
+            ("futures/src/lib.rs", ""),
+            ("futures-core/Cargo.toml", core),
+            ("futures-core/src/lib.rs", ""),
+        ],
+    );
+    cargo(&repo.root, &["generate-lockfile"]);
+    repo.git(&["add", "Cargo.lock"]);
+    repo.git(&["commit", "-q", "-m", "lock"]);
+    let refused = repo.release(&ctx, &["minor", "-y"]).failure().stderr_contains("virtual workspace");
+    assert!(
+        refused.stderr.contains("futures-core/Cargo.toml has 0.3.31")
+            && refused.stderr.contains("[release] files = [\"futures/Cargo.toml\", \"futures-core/Cargo.toml\"]"),
+        "{}",
+        refused.stderr
+    );
+
+    fs_err::write(
+        repo.root.join("depot.toml"),
+        "[release]\nfiles = [\"futures/Cargo.toml\", \"futures-core/Cargo.toml\"]\n",
+    )
+    .unwrap();
+    repo.git(&["add", "depot.toml"]);
+    repo.git(&["commit", "-q", "-m", "release together"]);
+    repo.release(&ctx, &["minor", "-y"]).success();
+    assert_eq!(repo.read("futures/Cargo.toml"), futures.replace("0.3.31", "0.4.0"));
+    assert_eq!(repo.read("futures-core/Cargo.toml"), core.replace("0.3.31", "0.4.0"));
+    assert!(!repo.read("Cargo.lock").contains("0.3.31"));
+    assert_resolves_as_locked(&repo.root);
+}
+
+#[test]
+fn a_poetry_project_keeps_its_version_in_tool_poetry() {
+    let ctx = TestContext::new();
+    let pyproject = "[tool.poetry]\nname = \"app\"\nversion = \"1.4.2\"\ndescription = \"\"\n\n[tool.poetry.dependencies]\npython = \"^3.9\"\n\n[build-system]\nrequires = [\"poetry-core\"]\nbuild-backend = \"poetry.core.masonry.api\"\n";
+    let repo = Repo::new(&ctx, &[("pyproject.toml", pyproject)]);
+    repo.release(&ctx, &["patch", "-y"]).success();
+    assert_eq!(repo.read("pyproject.toml"), pyproject.replace("1.4.2", "1.4.3"));
+    assert_eq!(repo.git(&["describe", "--tags"]), "v1.4.3");
+}

@@ -78,6 +78,18 @@ pub fn release(root: &Path, files: &[VersionFile]) -> anyhow::Result<Release> {
     Ok(release)
 }
 
+/// The members of the virtual workspace at `root` (a `Cargo.toml` with `[workspace]` and no version
+/// of its own), with their versions; `None` when it is not one or cargo cannot read it.
+pub fn virtual_members(root: &Path) -> Option<Vec<(PathBuf, String)>> {
+    let manifest = root.join("Cargo.toml");
+    let doc: toml_edit::DocumentMut = fs_err::read_to_string(&manifest).ok()?.parse().ok()?;
+    if doc.get("workspace").is_none() || doc.get("package").is_some() {
+        return None;
+    }
+    let (_, packages) = metadata(&fs_err::canonicalize(root).ok()?, &manifest).ok()?;
+    Some(packages.into_iter().map(|p| (p.manifest, p.version)).collect())
+}
+
 /// The workspace's root and members of the package at `manifest`.
 fn metadata(repository: &Path, manifest: &Path) -> anyhow::Result<(PathBuf, Vec<Package>)> {
     let output = Command::new("cargo")

@@ -11,7 +11,7 @@ pub enum Kind {
     Cargo,
     /// The top-level `"version"`.
     PackageJson,
-    /// `[project] version`.
+    /// `[project] version`, or Poetry's `[tool.poetry] version` (both when both hold it).
     Pyproject,
     /// A file holding only the version (`VERSION`).
     Plain,
@@ -84,10 +84,7 @@ fn read(root: &Path, path: &Path) -> anyhow::Result<Option<VersionFile>> {
 }
 
 fn toml_version(doc: &toml_edit::DocumentMut, kind: Kind) -> Option<&str> {
-    let tables: &[&[&str]] = match kind {
-        Kind::Cargo => &[&["package"], &["workspace", "package"]],
-        _ => &[&["project"]],
-    };
+    let tables = version_tables(kind);
     tables.iter().find_map(|path| {
         let mut item = doc.as_item();
         for key in *path {
@@ -97,20 +94,29 @@ fn toml_version(doc: &toml_edit::DocumentMut, kind: Kind) -> Option<&str> {
     })
 }
 
+/// The tables whose `version` a file of this kind holds, first the one that counts.
+fn version_tables(kind: Kind) -> &'static [&'static [&'static str]] {
+    match kind {
+        Kind::Cargo => &[&["package"], &["workspace", "package"]],
+        _ => &[&["project"], &["tool", "poetry"]],
+    }
+}
+
 impl VersionFile {
     /// The file's text with `version` in place of the current one.
     pub fn with_version(&self, version: &str) -> anyhow::Result<String> {
         Ok(match self.kind {
             Kind::Cargo | Kind::Pyproject => {
                 let mut doc: toml_edit::DocumentMut = self.text.parse()?;
-                let tables: &[&[&str]] = match self.kind {
-                    Kind::Cargo => &[&["package"], &["workspace", "package"]],
-                    _ => &[&["project"]],
-                };
-                for path in tables {
-                    if let Some(value) = version_value(doc.as_item_mut(), path) {
+                for path in version_tables(self.kind) {
+                    if let Some(value) = version_value(doc.as_item_mut(), path)
+                        && value.as_str() == Some(self.version.as_str())
+                    {
                         replace_string(value, &self.version, version)?;
-                        break;
+                        // A package's own version, not the one its workspace gives its members.
+                        if self.kind == Kind::Cargo {
+                            break;
+                        }
                     }
                 }
                 doc.to_string()
@@ -278,7 +284,7 @@ pub fn changelog(text: &str, version: &str, date: &str) -> Option<String> {
 }
 
 /// CHANGELOG.md's link definitions (Keep a Changelog) for a release tagged `tag`:
-/// `[Unreleased]: …/compare/PREVIOUS...HEAD` becomes `…/compare/TAG...HEAD`, and
+/// `[Unreleased]: …/compare/PREVIOUS...HEAD` becomes `…/compare/TAG...HEAD` (HEAD or a branch), and
 /// `[VERSION]: …/compare/PREVIOUS...TAG` is added under it. `Ok(None)` when the file defines no
 /// Unreleased link; `Err` with the line when it is not of that form (left as it is).
 pub fn changelog_links(text: &str, version: &str, tag: &str) -> Result<Option<String>, String> {
@@ -295,16 +301,18 @@ pub fn changelog_links(text: &str, version: &str, tag: &str) -> Result<Option<St
             continue;
         };
         let url = url.trim();
-        let moved = ["...", ".."].iter().find_map(|separator| {
-            let base = url.strip_suffix(&format!("{separator}HEAD"))?;
-            let (prefix, previous) = base.rsplit_once('/')?;
-            (!previous.is_empty()).then_some((prefix, previous, separator))
+        // `…/compare/PREVIOUS...HEAD` (or `..`, or a branch in place of HEAD).
+        let moved = url.rsplit_once('/').and_then(|(prefix, range)| {
+            let (previous, separator, head) = ["...", ".."]
+                .iter()
+                .find_map(|separator| range.split_once(separator).map(|(a, b)| (a, *separator, b)))?;
+            (!previous.is_empty() && !head.is_empty()).then_some((prefix, previous, separator, head))
         });
-        let Some((prefix, previous, separator)) = moved else {
+        let Some((prefix, previous, separator, head)) = moved else {
             return Err(content.to_owned());
         };
         let ending = if ending.is_empty() { "\n" } else { ending };
-        out.push_str(&format!("{label}]: {prefix}/{tag}{separator}HEAD{ending}"));
+        out.push_str(&format!("{label}]: {prefix}/{tag}{separator}{head}{ending}"));
         out.push_str(&format!("[{version}]: {prefix}/{previous}{separator}{tag}{ending}"));
         found = Some(());
     }
@@ -421,6 +429,11 @@ mod tests {
             json.with_version("2.0.0").unwrap(),
             "{\n  \"name\": \"app\",\n  \"dependencies\": { \"version\": \"9.9.9\" },\n  \"version\":  \"2.0.0\",\n  \"private\": true\n}\n"
         );
+        let poetry =
+            "[tool.poetry]\nname = \"app\"\nversion = \"1.4.2\"\n\n[tool.poetry.dependencies]\npython = \"^3.9\"\n";
+        assert_eq!(file(Kind::Pyproject, poetry).with_version("1.5.0").unwrap(), poetry.replace("1.4.2", "1.5.0"));
+        let both = "[project]\nname = \"app\"\nversion = \"1.4.2\"\n\n[tool.poetry]\nversion = \"1.4.2\"\n";
+        assert_eq!(file(Kind::Pyproject, both).with_version("1.5.0").unwrap(), both.replace("1.4.2", "1.5.0"));
         let py = file(Kind::Pyproject, "[project]\nname = 'app'\nversion = '1.4.2'\n");
         assert_eq!(py.with_version("1.4.3").unwrap(), "[project]\nname = 'app'\nversion = '1.4.3'\n", "quotes kept");
     }
@@ -463,6 +476,11 @@ mod tests {
             changelog_links(gitlab, "1.5.0", "v1.5.0").unwrap().unwrap(),
             "## [1.4.2]\n\n[unreleased]: https://gitlab.com/acme/app/-/compare/v1.5.0..HEAD\r\n[1.5.0]: https://gitlab.com/acme/app/-/compare/1.4.2..v1.5.0\r\n[1.4.2]: https://gitlab.com/acme/app/-/tags/1.4.2\r\n",
             "case, separator and line endings kept"
+        );
+        let branch = "[Unreleased]: https://github.com/acme/app/compare/v1.4.2...main\n";
+        assert_eq!(
+            changelog_links(branch, "1.5.0", "v1.5.0").unwrap().unwrap(),
+            "[Unreleased]: https://github.com/acme/app/compare/v1.5.0...main\n[1.5.0]: https://github.com/acme/app/compare/v1.4.2...v1.5.0\n"
         );
         assert_eq!(changelog_links("# Changelog\n", "1.5.0", "v1.5.0"), Ok(None));
         let first = "[Unreleased]: https://github.com/acme/app/commits/main\n";

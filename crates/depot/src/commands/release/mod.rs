@@ -55,6 +55,25 @@ pub fn run(args: ReleaseArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
     {
         return Err(hinted(message, hint));
     }
+    if files.is_empty()
+        && let Some(members) = cargo::virtual_members(git.root())
+    {
+        let listed: Vec<String> =
+            members.iter().map(|(path, version)| format!("{} has {version}", path.display())).collect();
+        let quoted: Vec<String> = members.iter().map(|(path, _)| format!("\"{}\"", path.display())).collect();
+        return Err(hinted(
+            format!(
+                "Cargo.toml is a virtual workspace with no `[workspace.package] version`, and its members have \
+                 versions of their own ({})",
+                listed.join(", ")
+            ),
+            format!(
+                "list the members released together in depot.toml: [release] files = [{}] (or give them a \
+                 [workspace.package] version, inherited with `version.workspace = true`)",
+                quoted.join(", ")
+            ),
+        ));
+    }
     if files.is_empty() {
         return Err(hinted(
             format!("no version file at {}", git.root().display()),
