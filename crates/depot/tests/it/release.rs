@@ -463,3 +463,21 @@ fn a_poetry_project_keeps_its_version_in_tool_poetry() {
     assert_eq!(repo.read("pyproject.toml"), pyproject.replace("1.4.2", "1.4.3"));
     assert_eq!(repo.git(&["describe", "--tags"]), "v1.4.3");
 }
+
+/// `uv.lock` as `uv lock` writes it (uv 0.13) for a project with no dependencies and a build
+/// backend, next to a uv workspace member of the same version that is not released.
+const UV_LOCK: &str = "version = 1\nrevision = 5\nrequires-python = \">=3.9\"\n\n[manifest]\nmembers = [\n    \"my-app\",\n    \"plugin\",\n]\n\n[[package]]\nname = \"my-app\"\nversion = \"1.4.2\"\nsource = { editable = \".\" }\ndependencies = [\n    { name = \"plugin\" },\n]\n\n[package.metadata]\nrequires-dist = [{ name = \"plugin\", editable = \"plugin\" }]\n\n[[package]]\nname = \"plugin\"\nversion = \"1.4.2\"\nsource = { editable = \"plugin\" }\n";
+
+#[test]
+fn uv_lock_follows_the_projects_version() {
+    let ctx = TestContext::new();
+    let pyproject = "[project]\nname = \"My_App\"\nversion = \"1.4.2\"\nrequires-python = \">=3.9\"\ndependencies = [\"plugin\"]\n\n[tool.uv.sources]\nplugin = { workspace = true }\n\n[tool.uv.workspace]\nmembers = [\"plugin\"]\n\n[build-system]\nrequires = [\"hatchling\"]\nbuild-backend = \"hatchling.build\"\n";
+    let repo = Repo::new(&ctx, &[("pyproject.toml", pyproject), ("uv.lock", UV_LOCK)]);
+    repo.release(&ctx, &["minor", "-y"]).success();
+    assert_eq!(
+        repo.read("uv.lock"),
+        UV_LOCK.replacen("version = \"1.4.2\"", "version = \"1.5.0\"", 1),
+        "the project's entry, not the workspace member's"
+    );
+    assert_eq!(repo.git(&["status", "--porcelain"]), "");
+}

@@ -263,6 +263,41 @@ pub fn npm_lock(text: &str, old: &str, new: &str) -> String {
     text
 }
 
+/// `uv.lock` with the project's own entry (the package at `source = { editable = "." }` or
+/// `{ virtual = "." }` named as the project) moved from `old` to `new`, as `uv version` leaves it;
+/// a stale entry makes `uv sync --locked` and `uv lock --check` fail. Nothing else changes.
+pub fn uv_lock(text: &str, pyproject: &str, old: &str, new: &str) -> anyhow::Result<String> {
+    let project: toml::Table = toml::from_str(pyproject).context("pyproject.toml is not valid TOML")?;
+    let name = project
+        .get("project")
+        .and_then(|p| p.get("name"))
+        .or_else(|| project.get("tool")?.get("poetry")?.get("name"))
+        .and_then(|n| n.as_str());
+    let Some(name) = name else { return Ok(text.to_owned()) };
+    // PEP 503 normalisation, as uv writes names.
+    let normalise = |name: &str| {
+        name.to_ascii_lowercase().split(['-', '_', '.']).filter(|part| !part.is_empty()).collect::<Vec<_>>().join("-")
+    };
+    let mut doc: toml_edit::DocumentMut = text.parse().context("uv.lock is not valid TOML")?;
+    for package in
+        doc.get_mut("package").and_then(|p| p.as_array_of_tables_mut()).into_iter().flat_map(|p| p.iter_mut())
+    {
+        let source = package.get("source").and_then(|s| s.as_inline_table());
+        let root = source.is_some_and(|s| {
+            ["editable", "virtual"].iter().any(|kind| s.get(kind).and_then(|v| v.as_str()) == Some("."))
+        });
+        let named = package.get("name").and_then(|n| n.as_str()).is_some_and(|n| normalise(n) == normalise(name));
+        if root
+            && named
+            && let Some(value) = package.get_mut("version").and_then(|v| v.as_value_mut())
+            && value.as_str() == Some(old)
+        {
+            replace_string(value, old, new)?;
+        }
+    }
+    Ok(doc.to_string())
+}
+
 /// CHANGELOG.md (Keep a Changelog) with the Unreleased section now under `## [version] - date`
 /// and a fresh, empty Unreleased section above it; `None` when it has no Unreleased section.
 pub fn changelog(text: &str, version: &str, date: &str) -> Option<String> {

@@ -229,6 +229,12 @@ fn plan(git: &Git, files: &[VersionFile], current: &Version, prefix: &str, args:
             }
         }
     }
+    for file in files.iter().filter(|f| f.kind == files::Kind::Pyproject) {
+        let lock = file.path.with_file_name("uv.lock");
+        if git.root().join(&lock).is_file() {
+            edits.edit(git.root(), &lock, |text| files::uv_lock(text, &file.text, &file.version, &version))?;
+        }
+    }
     let changelog = Path::new("CHANGELOG.md");
     // A release candidate leaves the Unreleased section where it is: the final release takes it.
     if git.root().join(changelog).is_file() && !already_there && next.pre.is_empty() {
