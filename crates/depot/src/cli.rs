@@ -1156,14 +1156,20 @@ fn parse_layer(text: &str) -> Result<LayerRef, String> {
 /// Cut a semver release in a git repository: bump the version files, commit, tag, push.
 ///
 /// Reads the current version from the version files at the repository's root: `Cargo.toml`
-/// (`[package]` or `[workspace.package]`), `package.json`, `pyproject.toml` (`[project]`), and the
-/// files listed in `depot.toml` under `[release] files` (one of those kinds, or a plain file
-/// holding only the version). They must agree. Writes the new version into every one of them,
-/// keeping their formatting (and the workspace's entries in `Cargo.lock`), moves CHANGELOG.md's
-/// `## [Unreleased]` section under `## [X.Y.Z] - DATE`, commits `chore(release): vX.Y.Z`, creates
-/// the annotated tag `vX.Y.Z`, and with --push pushes the branch, then the tag. Refuses a dirty
-/// tree, an existing tag, and a version that is not above the current one. Works from any
-/// directory of the repository.
+/// (`[package]` or `[workspace.package]`), `package.json`, `pyproject.toml` (`[project]` or
+/// Poetry's `[tool.poetry]`), and the files listed in `depot.toml` under `[release] files` (one of
+/// those kinds, or a plain file holding only the version). They must agree. Writes the new version
+/// into every one of them, keeping their formatting. In a Cargo workspace (read with `cargo
+/// metadata`) only the packages that take that version are released: every `path` dependency on
+/// them, `[workspace.dependencies]` included, requires the new version in its own form (`0.3.34` →
+/// `0.4.0`, `~2.4.0` → `~2.5.0`), and `Cargo.lock` moves them and nothing else. `package-lock.json`
+/// follows `package.json`, and `uv.lock` the project's own entry. Moves CHANGELOG.md's `##
+/// [Unreleased]` section under `## [X.Y.Z] - DATE` and its `[Unreleased]: …/compare/vA...HEAD` link
+/// to the new tag, adding one for X.Y.Z. Commits `chore(release): vX.Y.Z` (a file git ignores, such
+/// as an ignored `Cargo.lock`, is written but not committed), creates the annotated tag `vX.Y.Z`,
+/// and with --push pushes the branch, then the tag. Refuses a dirty tree, an existing tag, a
+/// version that is not above the current one, and a requirement that cannot follow it. Works from
+/// any directory of the repository.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   depot release patch                 # 1.4.2 → 1.4.3, asks before changing anything

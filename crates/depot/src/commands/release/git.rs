@@ -47,6 +47,17 @@ impl Git {
         Ok(self.run(&["status", "--porcelain"])?.lines().map(str::to_owned).collect())
     }
 
+    /// Whether git ignores `path` (relative to the root): an untracked path its exclude rules
+    /// match, which `git add` refuses. A tracked file is never ignored.
+    pub fn ignored(&self, path: &Path) -> bool {
+        Command::new("git")
+            .args(["check-ignore", "-q", "--"])
+            .arg(path)
+            .current_dir(&self.root)
+            .status()
+            .is_ok_and(|status| status.success())
+    }
+
     pub fn tag_exists(&self, tag: &str) -> bool {
         self.try_run(&["rev-parse", "-q", "--verify", &format!("refs/tags/{tag}")]).is_some()
     }

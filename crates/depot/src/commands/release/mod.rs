@@ -2,11 +2,12 @@
 //! checked and planned first; the plan is printed (all of it with --dry-run); only then are the
 //! files written, committed, tagged and pushed.
 
+mod cargo;
 mod files;
 mod git;
 
 use std::io::{BufRead, IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use semver::{Prerelease, Version};
@@ -25,6 +26,9 @@ struct Change {
     #[serde(skip)]
     new: String,
     diff: String,
+    /// Ignored by git (a `Cargo.lock` or `package-lock.json` that the repository does not
+    /// keep): written, so that the checkout stays consistent, but not committed.
+    ignored_by_git: bool,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -44,6 +48,32 @@ struct Plan {
 pub fn run(args: ReleaseArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
     let git = Git::discover()?;
     let files = files::discover(git.root())?;
+    let pyproject = git.root().join("pyproject.toml");
+    if files.is_empty()
+        && pyproject.is_file()
+        && let Some((message, hint)) = files::dynamic_pyproject(&fs_err::read_to_string(&pyproject)?)
+    {
+        return Err(hinted(message, hint));
+    }
+    if files.is_empty()
+        && let Some(members) = cargo::virtual_members(git.root())
+    {
+        let listed: Vec<String> =
+            members.iter().map(|(path, version)| format!("{} has {version}", path.display())).collect();
+        let quoted: Vec<String> = members.iter().map(|(path, _)| format!("\"{}\"", path.display())).collect();
+        return Err(hinted(
+            format!(
+                "Cargo.toml is a virtual workspace with no `[workspace.package] version`, and its members have \
+                 versions of their own ({})",
+                listed.join(", ")
+            ),
+            format!(
+                "list the members released together in depot.toml: [release] files = [{}] (or give them a \
+                 [workspace.package] version, inherited with `version.workspace = true`)",
+                quoted.join(", ")
+            ),
+        ));
+    }
     if files.is_empty() {
         return Err(hinted(
             format!("no version file at {}", git.root().display()),
@@ -64,7 +94,14 @@ pub fn run(args: ReleaseArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
     })?;
     let prefix = if raw.starts_with('v') { "v" } else { "" };
     let plan = plan(&git, &files, &current, prefix, &args)?;
-    print_plan(&plan, printer, args.dry_run);
+    if plan.refusals.is_empty() || args.dry_run || printer.json {
+        print_plan(&plan, printer, args.dry_run);
+    } else {
+        // Refused: the plan is not printed as if it were about to happen, only why it will not.
+        for warning in &plan.warnings {
+            printer.message(format!("warning: {warning}"));
+        }
+    }
     if !plan.refusals.is_empty() {
         for refusal in &plan.refusals {
             printer.message(format!("error: {refusal}"));
@@ -164,29 +201,72 @@ fn plan(git: &Git, files: &[VersionFile], current: &Version, prefix: &str, args:
     }
 
     let version = format!("{prefix}{next}");
-    let mut changes = Vec::new();
+    let mut edits = Edits::default();
     for file in files {
         let new = file.with_version(&version)?;
-        changes.push(change(file.path.clone(), file.text.clone(), new));
+        edits.edit(git.root(), &file.path, |_| Ok(new))?;
     }
-    let lock = git.root().join("Cargo.lock");
-    if files.iter().any(|f| f.kind == files::Kind::Cargo) && lock.is_file() {
-        let text = fs_err::read_to_string(&lock)?;
-        let new = files::cargo_lock(&text, &files[0].version, &version)?;
-        changes.push(change(PathBuf::from("Cargo.lock"), text, new));
-    }
-    let changelog = git.root().join("CHANGELOG.md");
-    // A release candidate leaves the Unreleased section where it is: the final release takes it.
-    if changelog.is_file() && !already_there && next.pre.is_empty() {
-        let text = fs_err::read_to_string(&changelog)?;
-        let date = chrono::Utc::now().format("%Y-%m-%d").to_string();
-        match files::changelog(&text, &next.to_string(), &date) {
-            Some(new) => changes.push(change(PathBuf::from("CHANGELOG.md"), text, new)),
-            None => warnings.push("CHANGELOG.md has no `## [Unreleased]` section: left as it is".to_owned()),
+    if files.iter().any(|f| f.kind == files::Kind::Cargo) {
+        let workspace = cargo::release(git.root(), files)?;
+        for manifest in &workspace.manifests {
+            edits.edit(git.root(), manifest, |text| {
+                let (new, cannot) = cargo::follow_requirements(git.root(), manifest, text, &workspace.released, &next)?;
+                refusals.extend(cannot);
+                Ok(new)
+            })?;
+        }
+        for lock in &workspace.locks {
+            if git.root().join(lock).is_file() {
+                edits.edit(git.root(), lock, |text| cargo::lock(text, &workspace.released, &version))?;
+            }
         }
     }
+    for file in files.iter().filter(|f| f.kind == files::Kind::PackageJson) {
+        for name in ["package-lock.json", "npm-shrinkwrap.json"] {
+            let lock = file.path.with_file_name(name);
+            if git.root().join(&lock).is_file() {
+                edits.edit(git.root(), &lock, |text| Ok(files::npm_lock(text, &file.version, &version)))?;
+            }
+        }
+    }
+    for file in files.iter().filter(|f| f.kind == files::Kind::Pyproject) {
+        let lock = file.path.with_file_name("uv.lock");
+        if git.root().join(&lock).is_file() {
+            edits.edit(git.root(), &lock, |text| files::uv_lock(text, &file.text, &file.version, &version))?;
+        }
+    }
+    let changelog = Path::new("CHANGELOG.md");
+    // A release candidate leaves the Unreleased section where it is: the final release takes it.
+    if git.root().join(changelog).is_file() && !already_there && next.pre.is_empty() {
+        let date = chrono::Utc::now().format("%Y-%m-%d").to_string();
+        edits.edit(git.root(), changelog, |text| {
+            let Some(new) = files::changelog(text, &next.to_string(), &date) else {
+                warnings.push("CHANGELOG.md has no `## [Unreleased]` section: left as it is".to_owned());
+                return Ok(text.to_owned());
+            };
+            Ok(match files::changelog_links(&new, &next.to_string(), &tag) {
+                Ok(Some(linked)) => linked,
+                Ok(None) => new,
+                Err(line) => {
+                    warnings.push(format!(
+                        "CHANGELOG.md's link `{line}` is not of the form `[Unreleased]: …/PREVIOUS...HEAD`: its \
+                         links were left as they are"
+                    ));
+                    new
+                }
+            })
+        })?;
+    }
+    let mut changes: Vec<Change> = edits
+        .files
+        .into_iter()
+        .map(|(path, old, new)| {
+            let ignored = git.ignored(&path);
+            change(path, old, new, ignored)
+        })
+        .collect();
     changes.retain(|c| c.old != c.new);
-    let commit = (!changes.is_empty()).then(|| format!("chore(release): {tag}"));
+    let commit = changes.iter().any(|c| !c.ignored_by_git).then(|| format!("chore(release): {tag}"));
     let mut push = Vec::new();
     if args.push {
         let branch = branch.unwrap_or_else(|| "HEAD".to_owned());
@@ -206,14 +286,40 @@ fn plan(git: &Git, files: &[VersionFile], current: &Version, prefix: &str, args:
     })
 }
 
-fn change(path: PathBuf, old: String, new: String) -> Change {
+/// The files a release rewrites, each read once; later steps rewrite what earlier ones wrote.
+#[derive(Default)]
+struct Edits {
+    /// Path (relative to the root), text as read, text to write.
+    files: Vec<(PathBuf, String, String)>,
+}
+
+impl Edits {
+    fn edit(
+        &mut self,
+        root: &Path,
+        path: &Path,
+        rewrite: impl FnOnce(&str) -> anyhow::Result<String>,
+    ) -> anyhow::Result<()> {
+        match self.files.iter_mut().find(|(p, _, _)| p == path) {
+            Some((_, _, new)) => *new = rewrite(new)?,
+            None => {
+                let old = fs_err::read_to_string(root.join(path))?;
+                let new = rewrite(&old)?;
+                self.files.push((path.to_owned(), old, new));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn change(path: PathBuf, old: String, new: String, ignored_by_git: bool) -> Change {
     let name = path.display().to_string();
     let diff = similar::TextDiff::from_lines(&old, &new)
         .unified_diff()
         .context_radius(2)
         .header(&format!("a/{name}"), &format!("b/{name}"))
         .to_string();
-    Change { path, old, new, diff }
+    Change { path, old, new, diff, ignored_by_git }
 }
 
 fn print_plan(plan: &Plan, printer: &Printer, dry_run: bool) {
@@ -226,10 +332,14 @@ fn print_plan(plan: &Plan, printer: &Printer, dry_run: bool) {
     }
     printer.data(format!("release {} → {}", plan.current, plan.next));
     for change in &plan.files {
+        let ignored = if change.ignored_by_git { " (ignored by git: written, not committed)" } else { "" };
         if dry_run {
             printer.data(change.diff.trim_end());
+            if change.ignored_by_git {
+                printer.data(format!("  {}{ignored}", change.path.display()));
+            }
         } else {
-            printer.data(format!("  write  {}", change.path.display()));
+            printer.data(format!("  write  {}{ignored}", change.path.display()));
         }
     }
     match &plan.commit {
@@ -270,7 +380,8 @@ fn apply(git: &Git, plan: &Plan, printer: &Printer) -> anyhow::Result<()> {
     }
     if let Some(message) = &plan.commit {
         let mut add = vec!["add", "--"];
-        let paths: Vec<String> = plan.files.iter().map(|c| c.path.display().to_string()).collect();
+        let paths: Vec<String> =
+            plan.files.iter().filter(|c| !c.ignored_by_git).map(|c| c.path.display().to_string()).collect();
         add.extend(paths.iter().map(String::as_str));
         let committed = git.run(&add).and_then(|_| git.run(&["commit", "-q", "-m", message]));
         if let Err(error) = committed {
