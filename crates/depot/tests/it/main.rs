@@ -15,4 +15,5 @@ mod registry;
 mod release;
 mod replicas;
 mod safety;
+mod secrets;
 mod serve;
