@@ -7,6 +7,7 @@ mod build;
 mod contrib;
 mod crash;
 mod deploy;
+mod download;
 mod help;
 mod migrate;
 mod pack;

@@ -224,6 +224,8 @@ impl Agent<'_> {
             copy: false,
             keep: self.settings.keep,
             limits: self.settings.limits,
+            // Layers come from the registry's client, never from a URL.
+            download: Default::default(),
             validate: self.settings.validate.clone(),
             activation: self.settings.activation.clone(),
             lock_timeout: self.settings.lock_timeout,
