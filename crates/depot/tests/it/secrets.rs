@@ -165,7 +165,8 @@ fn the_agent_masks_environment_values_before_cutting_its_report_and_keeps_its_fi
     // output's last 16 KiB.
     fs_err::write(&pad_file, (MAX_ERROR - 16 - offset).to_string()).unwrap();
     registry.run(&ctx, &["env", "set", "web/prod", "ROUND=2"]).success();
-    once().failure();
+    let run = once().failure();
+    assert_eq!(leaks(&run.stderr, SECRET), Vec::<String>::new(), "the agent's own stderr (a journal) masks it too");
     let (error, output) = stored_report(&ctx, &registry, "web-prod", "host-1");
     assert!(error.len() <= MAX_ERROR && output.len() <= MAX_OUTPUT);
     assert_eq!(leaks(&error, SECRET), Vec::<String>::new(), "no part of the secret in the error: {error}");

@@ -178,7 +178,9 @@ impl Agent<'_> {
                 state.failed_hashes.push(config.hash.clone());
             }
         })?;
-        let reason = format!("{error:#}");
+        // Masked for the agent's own stderr too: a journal is read by more people than the root.
+        let values = self.env_values(config);
+        let reason = mask(format!("{error:#}"), &values);
         let state = if rolled_back { AgentState::RolledBack } else { AgentState::Failed };
         self.report(config, state, Some(reason.clone()), output, timings);
         self.printer.message(format!(
@@ -316,29 +318,27 @@ impl Agent<'_> {
         timings: &BTreeMap<String, u64>,
     ) {
         self.last_report.set(Some((config.revision, state)));
-        let values = match (&error, &output, release_id(config)) {
-            (None, None, _) | (_, _, Err(_)) => Vec::new(),
-            (_, _, Ok(release)) => {
-                let blob = config
-                    .layers
-                    .iter()
-                    .find(|layer| layer.component == depot_api::pipeline::env_component(&config.name))
-                    .map(|layer| self.blob_path(&layer.digest));
-                mask::env_values(&self.root, config, &self.root.release_dir(&release), blob.as_deref())
-            }
-        };
-        let masked = |text: String| {
-            if values.is_empty() { text } else { mask_env_values(&text, values.iter().map(String::as_str)) }
-        };
+        let values = if error.is_some() || output.is_some() { self.env_values(config) } else { Vec::new() };
         self.reporter.send(AgentReport {
             revision: config.revision,
             hash: config.hash.clone(),
             state,
             reported_at: Utc::now(),
-            error: error.map(|e| head(&masked(e), MAX_REPORT_ERROR).to_owned()),
-            output_tail: output.map(|o| tail(&masked(o), MAX_REPORT_OUTPUT).to_owned()),
+            error: error.map(|e| head(&mask(e, &values), MAX_REPORT_ERROR).to_owned()),
+            output_tail: output.map(|o| tail(&mask(o, &values), MAX_REPORT_OUTPUT).to_owned()),
             timings_ms: timings.clone(),
         });
+    }
+
+    /// The environment values this cycle's hooks may have printed (see [`mask::env_values`]).
+    fn env_values(&self, config: &Config) -> Vec<String> {
+        let Ok(release) = release_id(config) else { return Vec::new() };
+        let blob = config
+            .layers
+            .iter()
+            .find(|layer| layer.component == depot_api::pipeline::env_component(&config.name))
+            .map(|layer| self.blob_path(&layer.digest));
+        mask::env_values(&self.root, config, &self.root.release_dir(&release), blob.as_deref())
     }
 
     fn blob_path(&self, digest: &Digest) -> PathBuf {
@@ -404,6 +404,11 @@ fn hook_env(config: &Config, state_file: &Path) -> Vec<(String, String)> {
         env.push((format!("LAYER_{index}_VERSION"), layer.version.to_string()));
     }
     env
+}
+
+/// `text` with `values` masked.
+fn mask(text: String, values: &[String]) -> String {
+    if values.is_empty() { text } else { mask_env_values(&text, values.iter().map(String::as_str)) }
 }
 
 /// At most the first `limit` bytes of `text`, cut after a whole line when one fits, else at a
