@@ -57,6 +57,8 @@ pub struct DeployOptions {
     pub copy: bool,
     pub keep: usize,
     pub limits: Limits,
+    /// How `ArtifactSource::Url` layers are downloaded.
+    pub download: fetch::DownloadOptions,
     pub validate: Option<String>,
     pub activation: ActivationOptions,
     pub lock_timeout: Duration,
@@ -155,7 +157,9 @@ fn deploy_in(
     for layer in &options.layers {
         match &layer.source {
             ArtifactSource::Url(url) => {
-                let download = fetch::download(url, &root.tmp_dir(), progress)?;
+                let limit = fetch::download_limit(&options.limits);
+                let expected = layer.sha256.as_deref();
+                let download = fetch::download(url, expected, limit, &options.download, &root.tmp_dir(), progress)?;
                 if let Some(expected) = &layer.sha256 {
                     check_digest(expected, &download.sha256, &download.file)?;
                 }

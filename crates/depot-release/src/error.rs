@@ -52,7 +52,10 @@ pub enum Error {
     LockTimeout { path: PathBuf, holder: String, waited_secs: u64 },
 
     #[error("download of {url} failed: {reason}")]
-    Download { url: String, reason: String },
+    Download { url: String, reason: String, hint: String },
+
+    #[error("refusing to download {url} over plain http without the archive's sha256")]
+    UnverifiedDownload { url: String },
 
     #[error("validate command failed for release {version}: {reason}")]
     ValidateFailed { version: String, reason: String, output: Vec<String> },
@@ -116,7 +119,10 @@ impl Error {
             Error::LockTimeout { .. } => Some(
                 "another depot command is working on this root; wait for it or raise --lock-timeout".into(),
             ),
-            Error::Download { .. } => Some("check the URL and the network, then run the command again".into()),
+            Error::Download { hint, .. } => Some(hint.clone()),
+            Error::UnverifiedDownload { .. } => Some(
+                "anyone on the way can change what plain http serves: pass --sha256 with the archive's sha256, or use an https URL".into(),
+            ),
             Error::ValidateFailed { .. } => Some(
                 "the staged release was removed and `current` is unchanged; see logs/releases.log for the command's output".into(),
             ),

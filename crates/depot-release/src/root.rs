@@ -539,10 +539,36 @@ pub struct ReleaseLog {
     operation: &'static str,
 }
 
+/// The most the release log's mode allows: the hooks' output it records may show secret values
+/// (a hook that prints its environment), so it is created 0600, and an older log that others may
+/// read is tightened to at most 0640 (a group given read access on purpose keeps it).
+const LOG_MODE: u32 = 0o640;
+
 impl ReleaseLog {
     fn open(path: &Path, operation: &'static str) -> Result<Self> {
-        let file = fs_err::OpenOptions::new().create(true).append(true).open(path)?.into_parts().0;
-        Ok(ReleaseLog { file: std::sync::Mutex::new(file), operation })
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(|e| io::Error::new(e.kind(), format!("failed to open {}: {e}", path.display())))?;
+        let mode = file.metadata()?.permissions().mode() & 0o7777;
+        let log = ReleaseLog { file: std::sync::Mutex::new(file), operation };
+        if mode & !LOG_MODE != 0 {
+            let tightened = mode & LOG_MODE;
+            let file = log.file.lock().expect("log lock");
+            let changed = file.set_permissions(std::fs::Permissions::from_mode(tightened));
+            drop(file);
+            log.line(&match changed {
+                Ok(()) => format!(
+                    "logs/releases.log was open to other users (mode {mode:04o}); changed to {tightened:04o}: \
+                     it records the hooks' output, which may show secret values"
+                ),
+                Err(e) => format!("logs/releases.log is open to other users (mode {mode:04o}) and stays so: {e}"),
+            });
+        }
+        Ok(log)
     }
 
     pub fn line(&self, message: &str) {

@@ -45,6 +45,7 @@ fn options(version: &str, layers: &[(&Path, Option<&str>)]) -> DeployOptions {
         copy: false,
         keep: 5,
         limits: Limits::default(),
+        download: Default::default(),
         validate: None,
         activation: ActivationOptions {
             post_activate: None,

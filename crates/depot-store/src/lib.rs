@@ -8,6 +8,7 @@ pub mod db;
 mod error;
 mod metadata;
 mod pipelines;
+mod private;
 mod rows;
 pub mod rules;
 
@@ -19,6 +20,7 @@ pub use db::{Change, Publish};
 pub use error::{GateRemedy, Result, StoreError};
 pub use metadata::{Added, Metadata, Retention};
 pub use pipelines::{BlobAccess, StageEnv};
+pub use private::create_private_dir;
 
 /// Opens the metadata and blob stores named by `metadata_url` (see [`open_metadata`]) and
 /// `blobs_url` (see [`open_blobs`]).

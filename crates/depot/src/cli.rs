@@ -212,13 +212,25 @@ pub struct DeployArgs {
     #[arg(long, value_name = "PATH")]
     pub artifact_path: Option<PathBuf>,
 
-    /// An archive to download (http or https).
+    /// An archive to download: https, or plain http with --sha256. A redirect from https to
+    /// http is refused, and the download may not exceed --max-bytes (plus 1/64 and 1 MiB for
+    /// compression and tar framing).
     #[arg(long, value_name = "URL")]
     pub artifact_url: Option<String>,
 
     /// The archive's expected sha256; a mismatch changes nothing and exits 1.
     #[arg(long, value_parser = parse_sha256, value_name = "HEX")]
     pub sha256: Option<String>,
+
+    /// How long --artifact-url may wait for the server (to connect, to answer, or between two
+    /// reads) before the download fails [default: 30s].
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION", requires = "artifact_url")]
+    pub download_timeout: Option<Duration>,
+
+    /// A PEM file of CA certificates to trust, besides the built-in roots, for an https
+    /// --artifact-url whose certificate your own CA signed.
+    #[arg(long, value_name = "FILE", requires = "artifact_url")]
+    pub ca_cert: Option<PathBuf>,
 
     /// Replace an existing release (not the current one) whose content differs.
     #[arg(long)]

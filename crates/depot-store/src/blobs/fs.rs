@@ -5,6 +5,7 @@
 
 use std::io::{self, SeekFrom};
 use std::ops::Range;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -25,8 +26,10 @@ pub(super) struct FsBlobs {
 
 impl FsBlobs {
     pub(super) fn open(dir: &Path) -> Result<Self> {
-        fs_err::create_dir_all(dir.join("sha256"))?;
-        fs_err::create_dir_all(dir.join("uploads"))?;
+        // Environment layers are blobs: the directories are 0700 and every blob file 0600.
+        for dir in [dir, &dir.join("sha256"), &dir.join("uploads")] {
+            crate::private::create_private_dir(dir)?;
+        }
         Ok(FsBlobs { dir: dir.to_owned() })
     }
 
@@ -61,7 +64,13 @@ impl BlobBackend for FsBlobs {
 
     async fn begin(&self, _digest: &Digest) -> Result<Box<dyn UploadSink>> {
         let uploads = self.dir.join("uploads");
-        let temp = blocking(move || Ok(tempfile::Builder::new().prefix("upload-").tempfile_in(uploads)?)).await?;
+        let temp = blocking(move || {
+            Ok(tempfile::Builder::new()
+                .prefix("upload-")
+                .permissions(std::fs::Permissions::from_mode(crate::private::FILE_MODE))
+                .tempfile_in(uploads)?)
+        })
+        .await?;
         let (file, temp) = temp.into_parts();
         Ok(Box::new(FsUpload {
             file: Some(BufWriter::with_capacity(CHUNK, tokio::fs::File::from_std(file))),
@@ -178,7 +187,7 @@ impl UploadSink for FsUpload {
                 return Ok(());
             }
             let parent = target.parent().expect("blob paths have a parent");
-            fs_err::create_dir_all(parent)?;
+            crate::private::create_missing_dirs(parent)?;
             temp.persist(&target).map_err(|e| {
                 io::Error::new(e.error.kind(), format!("failed to store {}: {}", target.display(), e.error))
             })?;

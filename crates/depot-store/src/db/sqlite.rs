@@ -27,8 +27,16 @@ pub(crate) struct Sqlite {
 
 impl Sqlite {
     pub(crate) fn open(path: &Path) -> Result<Self> {
+        // Environment values and token hashes live here: 0600 from the start (SQLite gives the
+        // -wal and -shm files the database's mode), an older file tightened.
         if let Some(parent) = path.parent() {
-            fs_err::create_dir_all(parent)?;
+            crate::private::create_missing_dirs(parent)?;
+        }
+        crate::private::create_private_file(path)?;
+        for suffix in ["-wal", "-shm"] {
+            let mut companion = path.as_os_str().to_owned();
+            companion.push(suffix);
+            crate::private::tighten(Path::new(&companion), crate::private::FILE_MODE);
         }
         let writer = Connection::open(path)?;
         writer.pragma_update(None, "journal_mode", "WAL")?;

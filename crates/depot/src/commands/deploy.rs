@@ -1,7 +1,9 @@
 use std::process::ExitCode;
 
+use anyhow::Context;
 use depot_release::config::RootConfig;
 use depot_release::deploy::{self, ArtifactSource, DeployAction, DeployOptions, Layer};
+use depot_release::fetch::{self, DownloadOptions};
 use depot_release::root::ReleaseRoot;
 
 use super::{activation_options, keep, lock_timeout, version_or_none};
@@ -16,6 +18,11 @@ pub fn run(args: DeployArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
         (None, Some(url)) => ArtifactSource::Url(url),
         (None, None) => unreachable!("clap requires one artifact source"),
     };
+    let ca_pem = match &args.ca_cert {
+        Some(path) => Some(fs_err::read(path).context("cannot read the --ca-cert file")?),
+        None => None,
+    };
+    let download = DownloadOptions { timeout: args.download_timeout.unwrap_or(fetch::DEFAULT_TIMEOUT), ca_pem };
     let options = DeployOptions {
         version: args.version,
         layers: vec![Layer { source, sha256: args.sha256 }],
@@ -23,6 +30,7 @@ pub fn run(args: DeployArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
         copy: args.copy,
         keep: keep(args.policy.keep, &config),
         limits: config.limits.resolve(args.max_files, args.max_bytes),
+        download,
         validate: args.policy.validate.or(config.deploy.validate.clone()),
         activation: activation_options(&args.policy.activation, &config),
         lock_timeout: lock_timeout(args.root.lock_timeout, &config),

@@ -126,7 +126,9 @@ pub fn run(args: ServeArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
         Some((cert, key)) => Some(depot_server::tls::load(cert, key)?),
         None => None,
     };
-    fs_err::create_dir_all(&settings.data)?;
+    // The data directory holds the database and the blobs, hence every stage's environment
+    // values: 0700, and an older one tightened (with a warning).
+    depot_store::create_private_dir(&settings.data)?;
     let data = fs_err::canonicalize(&settings.data)?;
     let (state, first_start) =
         depot_server::open(&data, settings.metadata.as_deref(), settings.blobs.as_deref(), settings.options)

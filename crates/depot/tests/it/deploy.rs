@@ -316,8 +316,9 @@ fn artifact_url_is_downloaded_and_checked() {
     let bytes = fs_err::read(&archive).unwrap();
     let url = serve(200, bytes.clone(), 10);
     let root = ctx.root_str();
-    ctx.run(&["deploy", "--root", &root, "--version", "1.0.0", "--artifact-url", &format!("{url}/a.tar.zst")])
-        .success();
+    let sha256 = crate::serve::sha256_hex(&bytes);
+    let url = format!("{url}/a.tar.zst");
+    ctx.run(&["deploy", "--root", &root, "--version", "1.0.0", "--artifact-url", &url, "--sha256", &sha256]).success();
     assert_eq!(ctx.current().as_deref(), Some("1.0.0"));
 
     let wrong = "0".repeat(64);
@@ -328,10 +329,11 @@ fn artifact_url_is_downloaded_and_checked() {
         .failure()
         .stderr_contains("sha256 mismatch");
     let missing = serve(404, b"no".to_vec(), 10);
-    ctx.run(&["deploy", "--root", &root, "--version", "2.0.0", "--artifact-url", &missing])
+    ctx.run(&["deploy", "--root", &root, "--version", "2.0.0", "--artifact-url", &missing, "--sha256", &wrong])
         .failure()
         .stderr_contains("404");
-    ctx.run(&["deploy", "--root", &root, "--version", "2.0.0", "--artifact-url", "http://127.0.0.1:1/x"])
+    let unreachable = ["--artifact-url", "http://127.0.0.1:1/x", "--sha256", &wrong];
+    ctx.run(&[&["deploy", "--root", &root, "--version", "2.0.0"][..], &unreachable[..]].concat())
         .failure()
         .stderr_contains("download of");
     assert_eq!(before, ctx.snapshot(&ctx.root().join("releases")));

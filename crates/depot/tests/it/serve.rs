@@ -409,7 +409,7 @@ fn an_upload_that_is_not_an_archive_or_does_not_match_its_digest_is_refused() {
 }
 
 /// A private CA and a certificate it signed for 127.0.0.1 and localhost: (ca.pem, cert.pem, key.pem).
-fn private_ca(ctx: &TestContext, dir: &str) -> (PathBuf, PathBuf, PathBuf) {
+pub(crate) fn private_ca(ctx: &TestContext, dir: &str) -> (PathBuf, PathBuf, PathBuf) {
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
     ca_params.distinguished_name.push(rcgen::DnType::CommonName, "depot test CA");

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use chrono::Utc;
 use depot_api::client::ClientError;
+use depot_api::pipeline::mask_env_values;
 use depot_api::types::{AgentReport, AgentState, Config, MAX_REPORT_ERROR, MAX_REPORT_OUTPUT};
 use depot_api::{ConfigName, Digest};
 use depot_release::deploy::{self, ArtifactSource, DeployOptions, Layer};
@@ -27,6 +28,7 @@ use depot_release::progress::NoProgress;
 use depot_release::root::{ReleaseRoot, write_atomic};
 use depot_release::version::ReleaseVersion;
 
+use super::mask;
 use super::registries::{self, Registries};
 use super::reporter::Reporter;
 use super::state::AgentDir;
@@ -177,16 +179,16 @@ impl Agent<'_> {
     fn fail(&self, config: &Config, error: anyhow::Error, timings: &BTreeMap<String, u64>) -> anyhow::Result<Cycle> {
         let engine = error.chain().find_map(|cause| cause.downcast_ref::<depot_release::Error>());
         let rolled_back = matches!(engine, Some(depot_release::Error::ActivationFailed { .. }));
-        let output = engine.and_then(|e| e.hook_output()).filter(|lines| !lines.is_empty()).map(|lines| {
-            let text = lines.join("\n");
-            tail(&text, MAX_REPORT_OUTPUT).to_owned()
-        });
+        let output =
+            engine.and_then(|e| e.hook_output()).filter(|lines| !lines.is_empty()).map(|lines| lines.join("\n"));
         self.dir.update_state(|state| {
             if !state.failed_hashes.contains(&config.hash) {
                 state.failed_hashes.push(config.hash.clone());
             }
         })?;
-        let reason = format!("{error:#}");
+        // Masked for the agent's own stderr too: a journal is read by more people than the root.
+        let values = self.env_values(config);
+        let reason = mask(format!("{error:#}"), &values);
         let state = if rolled_back { AgentState::RolledBack } else { AgentState::Failed };
         self.report(config, state, Some(reason.clone()), output, timings);
         self.printer.message(format!(
@@ -232,6 +234,8 @@ impl Agent<'_> {
             copy: false,
             keep: self.settings.keep,
             limits: self.settings.limits,
+            // Layers come from the registry's client, never from a URL.
+            download: Default::default(),
             validate: self.settings.validate.clone(),
             activation: self.settings.activation.clone(),
             lock_timeout: self.settings.lock_timeout,
@@ -312,7 +316,9 @@ impl Agent<'_> {
         Ok(())
     }
 
-    /// Queues a report; the reporter sends it without holding up the deploy.
+    /// Queues a report; the reporter sends it without holding up the deploy. The error and the
+    /// hooks' output are masked (the stage's environment values), then cut to the sizes a report
+    /// may carry: masking after the cut would miss a value the cut splits.
     fn report(
         &self,
         config: &Config,
@@ -322,15 +328,27 @@ impl Agent<'_> {
         timings: &BTreeMap<String, u64>,
     ) {
         self.last_report.set(Some((config.revision, state)));
+        let values = if error.is_some() || output.is_some() { self.env_values(config) } else { Vec::new() };
         self.reporter.send(AgentReport {
             revision: config.revision,
             hash: config.hash.clone(),
             state,
             reported_at: Utc::now(),
-            error: error.map(|e| head(&e, MAX_REPORT_ERROR).to_owned()),
-            output_tail: output,
+            error: error.map(|e| head(&mask(e, &values), MAX_REPORT_ERROR).to_owned()),
+            output_tail: output.map(|o| tail(&mask(o, &values), MAX_REPORT_OUTPUT).to_owned()),
             timings_ms: timings.clone(),
         });
+    }
+
+    /// The environment values this cycle's hooks may have printed (see [`mask::env_values`]).
+    fn env_values(&self, config: &Config) -> Vec<String> {
+        let Ok(release) = release_id(config) else { return Vec::new() };
+        let blob = config
+            .layers
+            .iter()
+            .find(|layer| layer.component == depot_api::pipeline::env_component(&config.name))
+            .map(|layer| self.blob_path(&layer.digest));
+        mask::env_values(&self.root, config, &self.root.release_dir(&release), blob.as_deref())
     }
 
     fn blob_path(&self, digest: &Digest) -> PathBuf {
@@ -398,8 +416,14 @@ fn hook_env(config: &Config, state_file: &Path) -> Vec<(String, String)> {
     env
 }
 
-/// At most the first `limit` bytes of `text`, cut after a whole line when one fits (so that the
-/// registry can mask an environment value printed on it), else at a character boundary.
+/// `text` with `values` masked.
+fn mask(text: String, values: &[String]) -> String {
+    if values.is_empty() { text } else { mask_env_values(&text, values.iter().map(String::as_str)) }
+}
+
+/// At most the first `limit` bytes of `text`, cut after a whole line when one fits, else at a
+/// character boundary. (The agent masks environment values before it cuts; the registry masks
+/// again what it receives, and whole lines keep a value the agent does not know whole for it.)
 fn head(text: &str, limit: usize) -> &str {
     if text.len() <= limit {
         return text;

@@ -5,6 +5,7 @@
 //! all go through one [`Registries`], which moves between the replicas of the registry.
 
 mod cycle;
+mod mask;
 mod registries;
 mod reporter;
 mod settings;

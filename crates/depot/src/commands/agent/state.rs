@@ -4,6 +4,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -41,7 +42,13 @@ impl AgentDir {
     }
 
     pub fn create(&self) -> anyhow::Result<()> {
-        fs_err::create_dir_all(self.join("blobs"))?;
+        // The layers downloaded here include environment layers: the directory is the agent's
+        // alone (each file is 0600 too, as every temporary file is).
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(self.join("blobs"))
+            .with_context(|| format!("cannot create {}", self.join("blobs").display()))?;
         fs_err::create_dir_all(self.join("configs"))?;
         Ok(())
     }
