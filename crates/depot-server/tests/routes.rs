@@ -368,3 +368,50 @@ fn template_of(uri: &str) -> String {
     }
     out.join("/")
 }
+
+/// What `/metrics` says, as text, asked with `accept`.
+async fn metrics_text(state: &AppState, accept: Option<&str>) -> (String, String) {
+    let mut request = Request::builder().uri("/metrics");
+    if let Some(accept) = accept {
+        request = request.header("accept", accept);
+    }
+    let response = depot_server::app(state.clone()).oneshot(request.body(Body::empty()).unwrap()).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (content_type, String::from_utf8(bytes.to_vec()).unwrap())
+}
+
+/// Nothing a client sends becomes a label: made-up methods are all counted as `OTHER`, made-up
+/// paths as the route `unmatched`, so a thousand of each add no series.
+#[tokio::test]
+async fn made_up_methods_and_paths_add_no_series() {
+    let registry = registry();
+    let send = |method: Method, uri: String| {
+        let state = registry.state.clone();
+        async move {
+            let request = Request::builder().method(method).uri(uri).body(Body::empty()).unwrap();
+            depot_server::app(state).oneshot(request).await.unwrap().status()
+        }
+    };
+    send(Method::from_bytes(b"FIRST").unwrap(), "/api/v1/configs/x".to_owned()).await;
+    send(Method::GET, "/nothing/here".to_owned()).await;
+    metrics_text(&registry.state, None).await;
+    let (_, before) = metrics_text(&registry.state, None).await;
+    let series = |text: &str| text.lines().filter(|l| l.starts_with("depot_http_requests_total")).count();
+    for i in 0..1000 {
+        let method = Method::from_bytes(format!("M{i}{}", "X".repeat(1000)).as_bytes()).unwrap();
+        let status = send(method, format!("/api/v1/configs/name-{i}")).await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+        let status = send(Method::GET, format!("/made/up/{i}")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+    let (_, after) = metrics_text(&registry.state, None).await;
+    assert_eq!(series(&before), series(&after), "{after}");
+    assert!(!after.contains("XXXX") && !after.contains("name-1") && !after.contains("/made/up"), "{after}");
+    assert!(
+        after.contains(r#"depot_http_requests_total{method="OTHER",route="/api/v1/configs/{name}",status="405"} 1001"#),
+        "{after}"
+    );
+    assert!(after.contains(r#"route="unmatched",status="404"} 1001"#), "{after}");
+}

@@ -33,7 +33,7 @@ pub async fn upload(
     let metrics = state.metrics.clone();
     let body = body.into_data_stream().inspect(move |chunk| {
         if let Ok(chunk) = chunk {
-            metrics.blob_bytes_in.inc_by(chunk.len() as u64);
+            metrics.blob_received.inc_by(chunk.len() as u64);
         }
     });
     let upload = state.registry.upload(&caller, digest, body).await?;
@@ -98,7 +98,7 @@ pub async fn download(
     let body = if is_head {
         Body::empty()
     } else {
-        state.metrics.blob_bytes_out.inc_by(length);
+        state.metrics.blob_sent.inc_by(length);
         Body::from_stream(state.registry.blobs().read(&digest, Some(range.unwrap_or(0..size))).await?)
     };
     response.body(body).map_err(ApiError::internal)
