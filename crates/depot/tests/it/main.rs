@@ -8,6 +8,7 @@ mod contrib;
 mod crash;
 mod deploy;
 mod help;
+mod http;
 mod migrate;
 mod pack;
 mod pipeline;
