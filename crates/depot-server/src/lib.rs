@@ -7,6 +7,7 @@
 mod auth;
 mod connections;
 mod error;
+mod extract;
 mod handlers;
 mod metrics;
 mod openapi;

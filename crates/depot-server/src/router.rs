@@ -60,6 +60,8 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(admin::healthz))
         .route("/metrics", get(admin::metrics))
         .nest("/api/v1", api)
+        .fallback(crate::extract::no_route)
+        .method_not_allowed_fallback(crate::extract::wrong_method)
         .layer(tower::layer::layer_fn({
             let metrics = state.metrics.clone();
             move |inner| CountRequests { inner, metrics: metrics.clone() }

@@ -1,4 +1,3 @@
-use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -6,6 +5,7 @@ use depot_api::types::GcReport;
 
 use crate::auth::Admin;
 use crate::error::ApiError;
+use crate::extract::Json;
 use crate::state::AppState;
 use depot_api::ErrorBody;
 
@@ -33,8 +33,11 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Resul
         state.metrics.configurations.set(configurations as i64);
     }
     state.metrics.watchers.set(state.registry.waiting() as i64);
-    let accept = headers.get(header::ACCEPT).and_then(|value| value.to_str().ok());
-    let (content_type, text) = state.metrics.render(accept);
+    let accept = headers.get(header::ACCEPT).and_then(|value| value.to_str().ok()).map(str::to_owned);
+    // Rendering reads the process's figures from /proc: on the blocking pool.
+    let metrics = state.metrics.clone();
+    let (content_type, text) =
+        tokio::task::spawn_blocking(move || metrics.render(accept.as_deref())).await.map_err(ApiError::internal)?;
     Ok(([(header::CONTENT_TYPE, content_type)], text).into_response())
 }
 
