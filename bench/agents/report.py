@@ -307,7 +307,7 @@ def section(res):
       f"`GET /api/v1/configs/bench/agents` (what `depot status bench --json` prints) every "
       f"{params.get('poll_ms', '?')} ms on one keep-alive connection until all N report `active` on the new revision. "
       "The agents' `reported_at` are read from the same clock (same machine). Bytes downloaded are the "
-      "registry's `depot_blob_bytes_out` counter (`/metrics`) over the change, divided by N. CPU comes from "
+      "registry's `depot_blob_sent_bytes` counter (`/metrics`) over the change, divided by N. CPU comes from "
       "`/proc`: the agents' and the registry's processes, and the whole machine.")
     w("- Between N values the agents get SIGTERM (they exit at a safe point) and the registry is stopped; all "
       "agents' roots are kept until the end of the run, then removed.")

@@ -179,7 +179,7 @@ def cmd_round(a):
         with open(a.pids) as f:
             pids = [int(x) for x in f.read().split()]
     before_rev = reg.config(a.config)["revision"]
-    bytes0 = reg.metric("depot_blob_bytes_out")
+    bytes0 = reg.metric("depot_blob_sent_bytes")
     agents_cpu0 = sum(cpu_seconds(p) for p in pids)
     server_cpu0 = cpu_seconds(a.server_pid) if a.server_pid else 0.0
     kthreads0 = kernel_threads_cpu()
@@ -226,7 +226,7 @@ def cmd_round(a):
     self1 = os.times()
     own = (self1.user - self0.user) + (self1.system - self0.system) \
         + (self1.children_user - self0.children_user) + (self1.children_system - self0.children_system)
-    bytes_out = reg.metric("depot_blob_bytes_out") - bytes0
+    bytes_out = reg.metric("depot_blob_sent_bytes") - bytes0
     others_user = max(0.0, (busy1 - busy0) - agents_cpu - server_cpu - own - kthreads)
     noisy = others_user > max(0.05, a.noise_max / 100 * (total1 - total0))
 

@@ -35,6 +35,14 @@ pub enum ErrorCode {
     /// Not now: the same request again later may succeed (a blob collected while it was uploaded).
     Unavailable,
     Internal,
+    /// No route has this path.
+    NotFound,
+    /// The path exists, not with this method.
+    MethodNotAllowed,
+    /// The body is not of the content type the operation takes (`application/json`).
+    UnsupportedMediaType,
+    /// The body is JSON of the wrong shape, or a value out of range.
+    InvalidBody,
 }
 
 impl ErrorCode {
@@ -63,6 +71,10 @@ impl ErrorCode {
             ErrorCode::TooLarge => "too-large",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
+            ErrorCode::NotFound => "not-found",
+            ErrorCode::MethodNotAllowed => "method-not-allowed",
+            ErrorCode::UnsupportedMediaType => "unsupported-media-type",
+            ErrorCode::InvalidBody => "invalid-body",
         }
     }
 
@@ -81,7 +93,11 @@ impl ErrorCode {
             | ErrorCode::UnknownBlob
             | ErrorCode::UnknownToken
             | ErrorCode::UnknownPipeline
-            | ErrorCode::UnknownPromotion => 404,
+            | ErrorCode::UnknownPromotion
+            | ErrorCode::NotFound => 404,
+            ErrorCode::MethodNotAllowed => 405,
+            ErrorCode::UnsupportedMediaType => 415,
+            ErrorCode::InvalidBody => 422,
             ErrorCode::VersionExists
             | ErrorCode::ConfigExists
             | ErrorCode::TokenExists

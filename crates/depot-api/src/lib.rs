@@ -1,6 +1,7 @@
 //! The wire contract between `depot serve`, the CLI and the agent. Only this crate defines types
 //! that cross the network: names (validated on both sides), requests, responses, error codes.
 
+pub mod bounded;
 #[cfg(feature = "client")]
 pub mod client;
 pub mod error;

@@ -62,11 +62,11 @@ pub fn check_version_label(value: &str) -> Result<(), &'static str> {
 }
 
 macro_rules! name_type {
-    ($(#[$doc:meta])* $name:ident, $what:literal, $check:expr) => {
+    ($(#[$doc:meta])* $name:ident, $what:literal, $pattern:literal, $check:expr) => {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
         #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-        #[cfg_attr(feature = "openapi", schema(value_type = String))]
+        #[cfg_attr(feature = "openapi", schema(value_type = String, pattern = $pattern))]
         #[serde(try_from = "String", into = "String")]
         pub struct $name(String);
 
@@ -110,38 +110,42 @@ macro_rules! name_type {
     };
 }
 
+// The `pattern` of each name in the OpenAPI document says what `parse` takes. Version labels:
+// printable ASCII without `/`, `\` and `:`, not starting with `.` or `-`, never `current` (the
+// registry also takes other Unicode letters, but no whitespace or control character).
+
 name_type!(
     /// A component: a stream of versions of one archive (`web`, `config-prod`).
-    ComponentName, "component name", |v| check_name("component name", v)
+    ComponentName, "component name", "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$", |v| check_name("component name", v)
 );
 name_type!(
     /// A configuration: an ordered list of component versions that agents deploy.
-    ConfigName, "configuration name", |v| check_name("configuration name", v)
+    ConfigName, "configuration name", "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$", |v| check_name("configuration name", v)
 );
 name_type!(
     /// A pipeline: an application's stages (`web`), each a configuration named `APP-STAGE`.
-    PipelineName, "pipeline name", |v| check_name("pipeline name", v)
+    PipelineName, "pipeline name", "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$", |v| check_name("pipeline name", v)
 );
 name_type!(
     /// A stage of a pipeline (`dev`, `staging`, `prod-eu`).
-    StageName, "stage name", |v| check_name("stage name", v)
+    StageName, "stage name", "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$", |v| check_name("stage name", v)
 );
 name_type!(
     /// The name of an access token (`ci`, `web-01`).
-    TokenName, "token name", |v| check_name("token name", v)
+    TokenName, "token name", "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$", |v| check_name("token name", v)
 );
 name_type!(
     /// The name an agent reports under, by default its host name (`web-01`, `web-01.example.com`).
-    HostName, "host name", |v| check_name("host name", v)
+    HostName, "host name", "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$", |v| check_name("host name", v)
 );
 name_type!(
     /// A version label of a component (`1.4.2`, `v2026.11.23`, `abc123`).
-    VersionLabel, "version label", |v| check_version_label(v)
+    VersionLabel, "version label", r"^(?!current$)[!-,0-9;-\[\]-~][!-.0-9;-\[\]-~]{0,127}$", |v| check_version_label(v)
         .map_err(|reason| NameError { what: "version label", value: v.escape_debug().to_string(), reason })
 );
 name_type!(
     /// A content digest, `sha256:` followed by 64 lowercase hex digits.
-    Digest, "digest", check_digest
+    Digest, "digest", "^sha256:[0-9a-f]{64}$", check_digest
 );
 
 fn check_digest(value: &str) -> Result<(), NameError> {

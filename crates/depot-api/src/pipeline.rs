@@ -281,6 +281,7 @@ pub struct StageSpec {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreatePipeline {
     pub name: PipelineName,
+    #[cfg_attr(feature = "openapi", schema(min_items = 1))]
     pub components: Vec<ComponentName>,
     pub stages: Vec<StageSpec>,
     /// The channel the first stage's layers track: `latest` (default) or `edge`.

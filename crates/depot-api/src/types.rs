@@ -152,6 +152,7 @@ pub struct Deprecation {
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeprecateVersion {
+    #[cfg_attr(feature = "openapi", schema(pattern = "\\S"))]
     pub reason: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replacement: Option<VersionLabel>,
@@ -291,7 +292,8 @@ pub struct CreateConfig {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SetLayers {
     pub layers: Vec<LayerRef>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::bounded::revision_opt")]
+    #[cfg_attr(feature = "openapi", schema(maximum = 9223372036854775807_u64, minimum = 0))]
     pub expect_revision: Option<u64>,
 }
 
@@ -300,7 +302,8 @@ pub struct SetLayers {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BumpLayer {
     pub component: ComponentName,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::bounded::revision_opt")]
+    #[cfg_attr(feature = "openapi", schema(maximum = 9223372036854775807_u64, minimum = 0))]
     pub expect_revision: Option<u64>,
 }
 
@@ -318,9 +321,11 @@ pub struct BumpResult {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RollbackConfig {
     /// Defaults to the revision before the current one.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::bounded::revision_opt")]
+    #[cfg_attr(feature = "openapi", schema(maximum = 9223372036854775807_u64, minimum = 0))]
     pub to_revision: Option<u64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::bounded::revision_opt")]
+    #[cfg_attr(feature = "openapi", schema(maximum = 9223372036854775807_u64, minimum = 0))]
     pub expect_revision: Option<u64>,
 }
 
@@ -370,6 +375,8 @@ pub const MAX_REPORT_OUTPUT: usize = 16 * 1024;
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AgentReport {
     /// The configuration revision the agent is working on (or has active).
+    #[serde(deserialize_with = "crate::bounded::revision")]
+    #[cfg_attr(feature = "openapi", schema(maximum = 9223372036854775807_u64, minimum = 0))]
     pub revision: u64,
     /// That revision's configuration hash.
     pub hash: String,
@@ -384,7 +391,7 @@ pub struct AgentReport {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output_tail: Option<String>,
     /// Milliseconds per step (`download`, `unpack`, `hooks`, `health`, …).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty", deserialize_with = "crate::bounded::integers")]
     pub timings_ms: BTreeMap<String, u64>,
 }
 

@@ -1,5 +1,5 @@
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use depot_api::{ErrorBody, ErrorCode, NameError};
 use depot_store::{GateRemedy, StoreError};
@@ -59,6 +59,11 @@ impl From<NameError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.0.code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        if self.0.code == ErrorCode::Unauthorized {
+            // RFC 9110: a 401 says how to authenticate.
+            let challenge = [(header::WWW_AUTHENTICATE, r#"Bearer realm="depot""#)];
+            return (status, challenge, Json(self.0)).into_response();
+        }
         (status, Json(self.0)).into_response()
     }
 }

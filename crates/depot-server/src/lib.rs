@@ -5,7 +5,9 @@
 //! HTTPS (`tls.rs`).
 
 mod auth;
+mod connections;
 mod error;
+mod extract;
 mod handlers;
 mod metrics;
 mod openapi;
@@ -111,6 +113,8 @@ pub async fn serve(
         registry.close_waits();
         stopper.graceful_shutdown(Some(SHUTDOWN_GRACE));
     });
+    let header_timeout = state.options.header_timeout;
+    let limit = connections::ConnectionLimit::new(state.options.max_connections, state.metrics.clone());
     let app = app(state).into_make_service();
     let result = match tls {
         // HTTP/1 only over plain TCP (where only a client with prior knowledge speaks HTTP/2):
@@ -118,15 +122,37 @@ pub async fn serve(
         // the connection's read buffer from 8 to 16 KiB with a realloc that copies, and so makes
         // resident, the first 8 KiB. Every waiting blocking query paid for that. HTTPS still
         // offers HTTP/2 through ALPN.
-        None => axum_server::from_tcp(listener)?.http1_only().handle(handle).serve(app).await,
+        None => {
+            let server = axum_server::from_tcp(listener)?.acceptor(limit).http1_only();
+            limit_slow_clients(server, header_timeout).handle(handle).serve(app).await
+        }
         Some(config) => {
             let config = axum_server::tls_rustls::RustlsConfig::from_config(config);
-            axum_server::from_tcp_rustls(listener, config)?.handle(handle).serve(app).await
+            let acceptor =
+                axum_server::tls_rustls::RustlsAcceptor::new(config).handshake_timeout(header_timeout).acceptor(limit);
+            let server = axum_server::from_tcp(listener)?.acceptor(acceptor);
+            limit_slow_clients(server, header_timeout).handle(handle).serve(app).await
         }
     };
     gc.abort();
     stop.abort();
     result
+}
+
+/// A connection must send its first request within `header_timeout` of being accepted (after the
+/// TLS handshake, itself bounded by the same time), and over HTTP/1 each request's header within
+/// `header_timeout` of the connection's previous answer: a silent connection, a half-sent header
+/// and an idle keep-alive connection are closed then. An HTTP/2 connection is pinged when idle
+/// and closed when its peer stops answering. A request in progress (an upload, a blocking query)
+/// is not cut by these.
+fn limit_slow_clients<A: axum_server::Address, Acc>(
+    mut server: axum_server::Server<A, Acc>,
+    header_timeout: Duration,
+) -> axum_server::Server<A, Acc> {
+    let builder = server.http_builder();
+    builder.http1().header_read_timeout(header_timeout);
+    builder.http2().keep_alive_interval(header_timeout).keep_alive_timeout(header_timeout);
+    server.first_request_timeout(header_timeout)
 }
 
 /// Defaults for [`ServerOptions`].
@@ -139,6 +165,8 @@ impl Default for ServerOptions {
             gc_interval: Duration::from_secs(60 * 60),
             max_wait: Duration::from_secs(300),
             redirect_downloads: false,
+            header_timeout: Duration::from_secs(10),
+            max_connections: 10_000,
         }
     }
 }

@@ -4,16 +4,16 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
+use std::time::Instant;
 
 use axum::Router;
-use axum::extract::Request;
-use axum::http::Method;
+use axum::extract::{MatchedPath, Request};
 use axum::response::Response;
 use axum::routing::{get, post, put};
 use tower::Service;
 
 use crate::handlers::{admin, agents, blobs, components, configs, pipelines, tokens};
-use crate::metrics::Metrics;
+use crate::metrics::{HttpMethod, Metrics, RequestLabels, RouteLabels};
 use crate::state::AppState;
 
 pub fn router(state: AppState) -> Router {
@@ -60,6 +60,8 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(admin::healthz))
         .route("/metrics", get(admin::metrics))
         .nest("/api/v1", api)
+        .fallback(crate::extract::no_route)
+        .method_not_allowed_fallback(crate::extract::wrong_method)
         .layer(tower::layer::layer_fn({
             let metrics = state.metrics.clone();
             move |inner| CountRequests { inner, metrics: metrics.clone() }
@@ -67,7 +69,8 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Counts each request by method and status in `http_requests`. A hand-written layer rather than
+/// Counts each request by method, route template and status in `http_requests`, and times it in
+/// `http_request_duration_seconds`. A hand-written layer rather than
 /// `middleware::from_fn`, whose boxed future (about 1.2 KiB) lives as long as the request does: a
 /// blocking query may wait for minutes, and thousands may wait at once.
 #[derive(Clone)]
@@ -90,13 +93,22 @@ where
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
-        Counted { method: request.method().clone(), metrics: self.metrics.clone(), inner: self.inner.call(request) }
+        Counted {
+            method: HttpMethod::from(request.method()),
+            route: request.extensions().get::<MatchedPath>().cloned(),
+            started: Instant::now(),
+            metrics: self.metrics.clone(),
+            inner: self.inner.call(request),
+        }
     }
 }
 
 struct Counted<F> {
     inner: F,
-    method: Method,
+    method: HttpMethod,
+    /// The route template (`/api/v1/configs/{name}`), never the path a client sent.
+    route: Option<MatchedPath>,
+    started: Instant,
     metrics: Arc<Metrics>,
 }
 
@@ -110,12 +122,14 @@ where
         let this = &mut *self;
         let result = ready!(Pin::new(&mut this.inner).poll(cx));
         if let Ok(response) = &result {
+            let route = this.route.as_ref().map_or("unmatched", |route| route.as_str()).to_owned();
+            this.metrics
+                .request_duration
+                .get_or_create(&RouteLabels { method: this.method, route: route.clone() })
+                .observe(this.started.elapsed().as_secs_f64());
             this.metrics
                 .requests
-                .get_or_create(&vec![
-                    ("method".to_owned(), this.method.to_string()),
-                    ("status".to_owned(), response.status().as_u16().to_string()),
-                ])
+                .get_or_create(&RequestLabels { method: this.method, route, status: response.status().as_u16() })
                 .inc();
         }
         Poll::Ready(result)

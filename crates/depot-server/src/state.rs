@@ -19,6 +19,12 @@ pub struct ServerOptions {
     /// Answer blob downloads with a redirect to a short-lived presigned URL of the blob store
     /// (S3 only), so that clients download from the bucket rather than through the registry.
     pub redirect_downloads: bool,
+    /// How long a client may take to send a request's header: from the connection's opening (the
+    /// TLS handshake included) or from its previous answer. Silent, slow and idle connections are
+    /// closed after it.
+    pub header_timeout: Duration,
+    /// Client connections served at once; one more is closed as soon as it is accepted.
+    pub max_connections: usize,
 }
 
 impl ServerOptions {

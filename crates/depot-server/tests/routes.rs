@@ -368,3 +368,146 @@ fn template_of(uri: &str) -> String {
     }
     out.join("/")
 }
+
+/// What `/metrics` says, as text, asked with `accept`.
+async fn metrics_text(state: &AppState, accept: Option<&str>) -> (String, String) {
+    let mut request = Request::builder().uri("/metrics");
+    if let Some(accept) = accept {
+        request = request.header("accept", accept);
+    }
+    let response = depot_server::app(state.clone()).oneshot(request.body(Body::empty()).unwrap()).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (content_type, String::from_utf8(bytes.to_vec()).unwrap())
+}
+
+/// Nothing a client sends becomes a label: made-up methods are all counted as `OTHER`, made-up
+/// paths as the route `unmatched`, so a thousand of each add no series.
+#[tokio::test]
+async fn made_up_methods_and_paths_add_no_series() {
+    let registry = registry();
+    let send = |method: Method, uri: String| {
+        let state = registry.state.clone();
+        async move {
+            let request = Request::builder().method(method).uri(uri).body(Body::empty()).unwrap();
+            depot_server::app(state).oneshot(request).await.unwrap().status()
+        }
+    };
+    send(Method::from_bytes(b"FIRST").unwrap(), "/api/v1/configs/x".to_owned()).await;
+    send(Method::GET, "/nothing/here".to_owned()).await;
+    metrics_text(&registry.state, None).await;
+    let (_, before) = metrics_text(&registry.state, None).await;
+    let series = |text: &str| text.lines().filter(|l| l.starts_with("depot_http_requests_total")).count();
+    for i in 0..1000 {
+        let method = Method::from_bytes(format!("M{i}{}", "X".repeat(1000)).as_bytes()).unwrap();
+        let status = send(method, format!("/api/v1/configs/name-{i}")).await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+        let status = send(Method::GET, format!("/made/up/{i}")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+    let (_, after) = metrics_text(&registry.state, None).await;
+    assert_eq!(series(&before), series(&after), "{after}");
+    assert!(!after.contains("XXXX") && !after.contains("name-1") && !after.contains("/made/up"), "{after}");
+    assert!(
+        after.contains(r#"depot_http_requests_total{method="OTHER",route="/api/v1/configs/{name}",status="405"} 1001"#),
+        "{after}"
+    );
+    assert!(after.contains(r#"route="unmatched",status="404"} 1001"#), "{after}");
+}
+
+/// Sends a raw request; the status, the headers and the JSON body.
+async fn send_raw(state: &AppState, request: Request<Body>) -> (StatusCode, axum::http::HeaderMap, serde_json::Value) {
+    let response = depot_server::app(state.clone()).oneshot(request).await.unwrap();
+    let (status, headers) = (response.status(), response.headers().clone());
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, headers, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+}
+
+/// What the framework refuses (a body that is not JSON, JSON of the wrong shape, a number out of
+/// range, a path or a method no route has) is answered with the API's error body, and a 401 says
+/// how to authenticate.
+#[tokio::test]
+async fn framework_rejections_have_the_error_body() {
+    let registry = registry();
+    let admin = registry.tokens[0].1.clone();
+    let json_request = |content_type: Option<&str>, body: &str| {
+        let mut request = Request::builder()
+            .method(Method::PATCH)
+            .uri("/api/v1/configs/web")
+            .header("authorization", format!("Bearer {admin}"));
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        request.body(Body::from(body.to_owned())).unwrap()
+    };
+    let cases = [
+        (json_request(Some("text/plain"), r#"{"layers": []}"#), 415, "unsupported-media-type"),
+        (json_request(Some("application/json"), r#"{"layers": 3}"#), 422, "invalid-body"),
+        (json_request(Some("application/json"), "{"), 400, "invalid-request"),
+        (
+            json_request(Some("application/json"), r#"{"layers": [], "expect_revision": 9223372036854775808}"#),
+            422,
+            "invalid-body",
+        ),
+        (json_request(Some("application/json"), &"x".repeat(3 << 20)), 413, "too-large"),
+        (Request::builder().uri("/no/such/path").body(Body::empty()).unwrap(), 404, "not-found"),
+        (
+            Request::builder().method(Method::PATCH).uri("/healthz").body(Body::empty()).unwrap(),
+            405,
+            "method-not-allowed",
+        ),
+    ];
+    for (request, status, code) in cases {
+        let what = format!("{} {}", request.method(), request.uri());
+        let (got, headers, json) = send_raw(&registry.state, request).await;
+        assert_eq!(got.as_u16(), status, "{what}: {json}");
+        assert_eq!(json["code"], code, "{what}: {json}");
+        assert!(json["message"].as_str().is_some_and(|m| !m.is_empty()), "{what}: {json}");
+        assert_eq!(headers["content-type"], "application/json", "{what}");
+        if status == 405 {
+            assert!(headers.contains_key("allow"), "{what} says what is allowed");
+        }
+    }
+    let (_, _, json) = send_raw(
+        &registry.state,
+        json_request(Some("application/json"), r#"{"layers": [], "expect_revision": 9223372036854775808}"#),
+    )
+    .await;
+    assert!(json["message"].as_str().unwrap().contains("out of range"), "{json}");
+    let request = Request::builder().uri("/api/v1/whoami").body(Body::empty()).unwrap();
+    let (status, headers, _) = send_raw(&registry.state, request).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(headers["www-authenticate"], r#"Bearer realm="depot""#);
+}
+
+/// The document names every operation once, gives names and digests their pattern, and blobs
+/// their binary format.
+#[tokio::test]
+async fn the_openapi_document_is_a_precise_contract() {
+    let document = serde_json::to_value(depot_server::openapi()).unwrap();
+    let mut ids = std::collections::BTreeSet::new();
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let Some(id) = operation["operationId"].as_str() else { continue };
+            assert!(ids.insert(id.to_owned()), "{method} {path}: operationId {id} is used twice");
+            if path.contains('{') {
+                assert!(operation["responses"]["400"].is_object(), "{method} {path} documents 400");
+                assert!(operation["responses"]["404"].is_object(), "{method} {path} documents 404");
+            }
+            if operation["requestBody"]["content"]["application/json"].is_object() {
+                for status in ["413", "415", "422"] {
+                    assert!(operation["responses"][status].is_object(), "{method} {path} documents {status}");
+                }
+            }
+        }
+    }
+    let schemas = &document["components"]["schemas"];
+    assert_eq!(schemas["Digest"]["pattern"], "^sha256:[0-9a-f]{64}$");
+    assert_eq!(schemas["ConfigName"]["pattern"], "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$");
+    let upload = &document["paths"]["/api/v1/blobs/{digest}"]["put"];
+    assert_eq!(upload["parameters"][0]["schema"]["$ref"], "#/components/schemas/Digest");
+    let body = &upload["requestBody"]["content"]["application/octet-stream"]["schema"]["$ref"];
+    assert_eq!(body, "#/components/schemas/Archive");
+    assert_eq!(schemas["Archive"]["format"], "binary");
+}

@@ -471,6 +471,18 @@ impl Metadata {
         })
     }
 
+    /// How many versions and configurations are stored (for the metrics), counted by the
+    /// database without reading a row into the process.
+    pub fn counts(&self) -> Result<(u64, u64)> {
+        self.read(|tx| {
+            let (versions, configs) =
+                tx.query_row("SELECT (SELECT COUNT(*) FROM versions), (SELECT COUNT(*) FROM configs)", (), |row| {
+                    Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?))
+                })?;
+            Ok((versions as u64, configs as u64))
+        })
+    }
+
     pub fn configs(&self) -> Result<Vec<ConfigSummary>> {
         self.read(|tx| {
             let mut statement = tx.prepare(

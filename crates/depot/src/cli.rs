@@ -442,6 +442,18 @@ pub struct ServeArgs {
     /// The PEM private key of --tls-cert.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+
+    /// How long a client may take to send a request's header, counted from the connection's
+    /// opening (TLS handshake included) or from its previous answer; silent, slow and idle
+    /// connections are closed after it [default: 10s]. Uploads and blocking queries in progress
+    /// are not cut.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub header_timeout: Option<Duration>,
+
+    /// Client connections served at once; more are closed as they arrive [default: half the
+    /// open-file limit left after 128 for the registry's own files].
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,16 +1,17 @@
 //! Agents' status: each agent reports its steps on a configuration; operators read them.
 
-use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use depot_api::types::{AgentReport, AgentStatus};
 use depot_api::{ConfigName, ErrorBody, HostName};
 
 use crate::auth::{Reporter, Viewer};
 use crate::error::ApiError;
+use crate::extract::Json;
+use crate::extract::Path;
 use crate::state::AppState;
 
-#[utoipa::path(put, path = "/api/v1/configs/{name}/agents/{host}", tag = "agents", params(("name" = String, Path), ("host" = String, Path)), request_body = AgentReport, responses((status = 204, description = "recorded (a report older than the stored one only refreshes last_seen)"), (status = 404, body = ErrorBody), (status = 400, body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this, or another token reports for this host", body = ErrorBody)), security(("token" = [])))]
+#[utoipa::path(put, path = "/api/v1/configs/{name}/agents/{host}", tag = "agents", params(("name" = depot_api::ConfigName, Path), ("host" = depot_api::HostName, Path)), request_body = AgentReport, responses((status = 204, description = "recorded (a report older than the stored one only refreshes last_seen)"), (status = 404, body = ErrorBody), (status = 400, body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this, or another token reports for this host", body = ErrorBody)), security(("token" = [])))]
 pub async fn report(
     Reporter(caller): Reporter,
     State(state): State<AppState>,
@@ -22,7 +23,7 @@ pub async fn report(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(get, path = "/api/v1/configs/{name}/agents", tag = "agents", params(("name" = String, Path)), responses((status = 200, body = [AgentStatus]), (status = 404, body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
+#[utoipa::path(get, path = "/api/v1/configs/{name}/agents", tag = "agents", params(("name" = depot_api::ConfigName, Path)), responses((status = 200, body = [AgentStatus]), (status = 404, body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
 pub async fn list(
     Viewer(caller): Viewer,
     State(state): State<AppState>,

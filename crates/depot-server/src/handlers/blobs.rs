@@ -1,8 +1,7 @@
 use std::time::Duration;
 
-use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use depot_api::Digest;
@@ -11,6 +10,8 @@ use futures_util::StreamExt;
 
 use crate::auth::{Operator, Reader};
 use crate::error::ApiError;
+use crate::extract::Json;
+use crate::extract::Path;
 use crate::state::AppState;
 use depot_api::ErrorBody;
 
@@ -22,7 +23,7 @@ pub const PRESIGNED_TTL: Duration = Duration::from_secs(5 * 60);
 /// that it is a readable archive (on a blocking thread, as the bytes arrive), checks the digest,
 /// makes the blob durable and visible under its name, then records it. The response is sent only
 /// once the blob is durable.
-#[utoipa::path(put, path = "/api/v1/blobs/{digest}", tag = "blobs", params(("digest" = String, Path, description = "sha256:<64 hex>")), request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "the archive"), responses((status = 201, description = "stored", body = BlobInfo), (status = 200, description = "already stored", body = BlobInfo), (status = 400, description = "digest mismatch or not an archive", body = ErrorBody), (status = 413, description = "too large", body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
+#[utoipa::path(put, path = "/api/v1/blobs/{digest}", tag = "blobs", params(("digest" = depot_api::Digest, Path, description = "sha256:<64 hex>")), request_body(content = crate::openapi::Archive, content_type = "application/octet-stream", description = "the archive"), responses((status = 201, description = "stored", body = BlobInfo), (status = 200, description = "already stored", body = BlobInfo), (status = 400, description = "digest mismatch or not an archive", body = ErrorBody), (status = 413, description = "too large", body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
 pub async fn upload(
     Operator(caller): Operator,
     State(state): State<AppState>,
@@ -33,7 +34,7 @@ pub async fn upload(
     let metrics = state.metrics.clone();
     let body = body.into_data_stream().inspect(move |chunk| {
         if let Ok(chunk) = chunk {
-            metrics.blob_bytes_in.inc_by(chunk.len() as u64);
+            metrics.blob_received.inc_by(chunk.len() as u64);
         }
     });
     let upload = state.registry.upload(&caller, digest, body).await?;
@@ -43,7 +44,7 @@ pub async fn upload(
 
 /// `GET|HEAD /api/v1/blobs/{digest}`, with `Range` and an `ETag` (the digest). With
 /// `--redirect-downloads`, a GET is answered with a redirect to a presigned URL of the bucket.
-#[utoipa::path(method(get, head), path = "/api/v1/blobs/{digest}", tag = "blobs", params(("digest" = String, Path, description = "sha256:<64 hex>")), responses((status = 200, description = "the archive; Range and If-None-Match are honoured", content_type = "application/octet-stream", body = Vec<u8>), (status = 206, description = "part of the archive"), (status = 304, description = "not modified"), (status = 307, description = "download it from the presigned URL in Location, valid for 5 minutes (`depot serve --redirect-downloads`)"), (status = 404, body = ErrorBody), (status = 416, description = "the range is not satisfiable"), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
+#[utoipa::path(method(get, head), path = "/api/v1/blobs/{digest}", tag = "blobs", params(("digest" = depot_api::Digest, Path, description = "sha256:<64 hex>")), responses((status = 200, description = "the archive; Range and If-None-Match are honoured", content_type = "application/octet-stream", body = crate::openapi::Archive), (status = 206, description = "part of the archive"), (status = 304, description = "not modified"), (status = 307, description = "download it from the presigned URL in Location, valid for 5 minutes (`depot serve --redirect-downloads`)"), (status = 404, body = ErrorBody), (status = 416, description = "the range is not satisfiable"), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
 pub async fn download(
     Reader(caller): Reader,
     State(state): State<AppState>,
@@ -98,7 +99,7 @@ pub async fn download(
     let body = if is_head {
         Body::empty()
     } else {
-        state.metrics.blob_bytes_out.inc_by(length);
+        state.metrics.blob_sent.inc_by(length);
         Body::from_stream(state.registry.blobs().read(&digest, Some(range.unwrap_or(0..size))).await?)
     };
     response.body(body).map_err(ApiError::internal)

@@ -1,5 +1,4 @@
-use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use depot_api::types::{
     ChannelInfo, ComponentSummary, DeprecateVersion, Deprecated, PushVersion, SetChannel, VersionInfo,
@@ -8,6 +7,8 @@ use depot_api::{ComponentName, VersionLabel};
 
 use crate::auth::{Admin, Operator, Viewer};
 use crate::error::ApiError;
+use crate::extract::Json;
+use crate::extract::Path;
 use crate::state::AppState;
 use depot_api::ErrorBody;
 
@@ -19,7 +20,7 @@ pub async fn list(
     Ok(Json(state.registry.components(&caller).await?))
 }
 
-#[utoipa::path(get, path = "/api/v1/components/{component}/versions", tag = "components", params(("component" = String, Path)), responses((status = 200, description = "oldest first: labels that are not semver in push order, then semver labels by precedence", body = [VersionInfo]), (status = 404, body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
+#[utoipa::path(get, path = "/api/v1/components/{component}/versions", tag = "components", params(("component" = depot_api::ComponentName, Path)), responses((status = 200, description = "oldest first: labels that are not semver in push order, then semver labels by precedence", body = [VersionInfo]), (status = 404, body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
 pub async fn versions(
     Viewer(caller): Viewer,
     State(state): State<AppState>,
@@ -28,7 +29,7 @@ pub async fn versions(
     Ok(Json(state.registry.versions(&caller, ComponentName::parse(&component)?).await?))
 }
 
-#[utoipa::path(get, path = "/api/v1/components/{component}/versions/{version}", tag = "components", params(("component" = String, Path), ("version" = String, Path)), responses((status = 200, body = VersionInfo), (status = 404, body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
+#[utoipa::path(get, path = "/api/v1/components/{component}/versions/{version}", tag = "components", params(("component" = depot_api::ComponentName, Path), ("version" = depot_api::VersionLabel, Path)), responses((status = 200, body = VersionInfo), (status = 404, body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
 pub async fn version(
     Viewer(caller): Viewer,
     State(state): State<AppState>,
@@ -40,7 +41,7 @@ pub async fn version(
 
 /// `PUT …/versions/{version}`: the same digest again is a success (200); another is refused.
 /// A new version may push the oldest unused ones out (retention).
-#[utoipa::path(put, path = "/api/v1/components/{component}/versions/{version}", tag = "components", params(("component" = String, Path), ("version" = String, Path)), request_body = PushVersion, responses((status = 201, body = VersionInfo), (status = 200, description = "already there with this digest", body = VersionInfo), (status = 409, description = "version-exists", body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
+#[utoipa::path(put, path = "/api/v1/components/{component}/versions/{version}", tag = "components", params(("component" = depot_api::ComponentName, Path), ("version" = depot_api::VersionLabel, Path)), request_body = PushVersion, responses((status = 201, body = VersionInfo), (status = 200, description = "already there with this digest", body = VersionInfo), (status = 409, description = "version-exists", body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
 pub async fn push_version(
     Operator(caller): Operator,
     State(state): State<AppState>,
@@ -55,7 +56,7 @@ pub async fn push_version(
 
 /// `PUT …/versions/{version}/deprecation`: the version leaves the channels; configurations that
 /// track a channel naming it move back. The answer names them, and those still running it.
-#[utoipa::path(put, path = "/api/v1/components/{component}/versions/{version}/deprecation", tag = "components", params(("component" = String, Path), ("version" = String, Path)), request_body = DeprecateVersion, responses((status = 200, body = Deprecated), (status = 404, body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
+#[utoipa::path(put, path = "/api/v1/components/{component}/versions/{version}/deprecation", tag = "components", params(("component" = depot_api::ComponentName, Path), ("version" = depot_api::VersionLabel, Path)), request_body = DeprecateVersion, responses((status = 200, body = Deprecated), (status = 404, body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
 pub async fn deprecate(
     Operator(caller): Operator,
     State(state): State<AppState>,
@@ -69,7 +70,7 @@ pub async fn deprecate(
 }
 
 /// `DELETE …/versions/{version}/deprecation`: the version returns to the channels.
-#[utoipa::path(delete, path = "/api/v1/components/{component}/versions/{version}/deprecation", tag = "components", params(("component" = String, Path), ("version" = String, Path)), responses((status = 200, body = VersionInfo), (status = 404, body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
+#[utoipa::path(delete, path = "/api/v1/components/{component}/versions/{version}/deprecation", tag = "components", params(("component" = depot_api::ComponentName, Path), ("version" = depot_api::VersionLabel, Path)), responses((status = 200, body = VersionInfo), (status = 404, body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
 pub async fn undeprecate(
     Operator(caller): Operator,
     State(state): State<AppState>,
@@ -79,7 +80,7 @@ pub async fn undeprecate(
     Ok(Json(state.registry.undeprecate(&caller, component, version).await?))
 }
 
-#[utoipa::path(get, path = "/api/v1/components/{component}/channels", tag = "components", params(("component" = String, Path)), responses((status = 200, description = "by name, each with its history", body = [ChannelInfo]), (status = 404, body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
+#[utoipa::path(get, path = "/api/v1/components/{component}/channels", tag = "components", params(("component" = depot_api::ComponentName, Path)), responses((status = 200, description = "by name, each with its history", body = [ChannelInfo]), (status = 404, body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
 pub async fn channels(
     Viewer(caller): Viewer,
     State(state): State<AppState>,
@@ -88,7 +89,7 @@ pub async fn channels(
     Ok(Json(state.registry.channels(&caller, ComponentName::parse(&component)?).await?))
 }
 
-#[utoipa::path(delete, path = "/api/v1/components/{component}/versions/{version}", tag = "components", params(("component" = String, Path), ("version" = String, Path)), responses((status = 204), (status = 409, description = "in-use", body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
+#[utoipa::path(delete, path = "/api/v1/components/{component}/versions/{version}", tag = "components", params(("component" = depot_api::ComponentName, Path), ("version" = depot_api::VersionLabel, Path)), responses((status = 204), (status = 409, description = "in-use", body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
 pub async fn delete_version(
     Operator(caller): Operator,
     State(state): State<AppState>,
@@ -99,7 +100,7 @@ pub async fn delete_version(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(delete, path = "/api/v1/components/{component}", tag = "components", params(("component" = String, Path)), responses((status = 204), (status = 409, description = "in-use", body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
+#[utoipa::path(delete, path = "/api/v1/components/{component}", tag = "components", params(("component" = depot_api::ComponentName, Path)), responses((status = 204), (status = 409, description = "in-use", body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
 pub async fn delete_component(
     Operator(caller): Operator,
     State(state): State<AppState>,
@@ -110,7 +111,7 @@ pub async fn delete_component(
 }
 
 /// `PUT …/channels/{channel}`: points a manual channel at a version (admin).
-#[utoipa::path(put, path = "/api/v1/components/{component}/channels/{channel}", tag = "components", params(("component" = String, Path), ("channel" = String, Path)), request_body = SetChannel, responses((status = 200, body = ChannelInfo), (status = 400, description = "a reserved name", body = ErrorBody), (status = 404, body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
+#[utoipa::path(put, path = "/api/v1/components/{component}/channels/{channel}", tag = "components", params(("component" = depot_api::ComponentName, Path), ("channel" = depot_api::VersionLabel, Path)), request_body = SetChannel, responses((status = 200, body = ChannelInfo), (status = 400, description = "a reserved name", body = ErrorBody), (status = 404, body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
 pub async fn set_channel(
     Admin(caller): Admin,
     State(state): State<AppState>,
@@ -122,7 +123,7 @@ pub async fn set_channel(
 }
 
 /// `DELETE …/channels/{channel}`: removes a build or manual channel (admin).
-#[utoipa::path(delete, path = "/api/v1/components/{component}/channels/{channel}", tag = "components", params(("component" = String, Path), ("channel" = String, Path)), responses((status = 204), (status = 400, body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
+#[utoipa::path(delete, path = "/api/v1/components/{component}/channels/{channel}", tag = "components", params(("component" = depot_api::ComponentName, Path), ("channel" = depot_api::VersionLabel, Path)), responses((status = 204), (status = 400, body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
 pub async fn remove_channel(
     Admin(caller): Admin,
     State(state): State<AppState>,

@@ -1,5 +1,4 @@
-use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use depot_api::types::{
@@ -9,6 +8,8 @@ use depot_api::{ConfigName, ErrorCode};
 
 use crate::auth::{Operator, Reader, Viewer};
 use crate::error::ApiError;
+use crate::extract::Json;
+use crate::extract::{Path, Query};
 use crate::state::AppState;
 use depot_api::ErrorBody;
 use depot_registry::ConfigAnswer;
@@ -32,11 +33,12 @@ pub async fn create(
 /// revision newer than N, else when one appears or the wait ends (with the current revision).
 #[derive(Debug, serde::Deserialize)]
 pub struct WaitQuery {
+    #[serde(default, deserialize_with = "depot_api::bounded::revision_opt")]
     after: Option<u64>,
     wait: Option<String>,
 }
 
-#[utoipa::path(get, path = "/api/v1/configs/{name}", tag = "configs", params(("name" = String, Path), ("after" = Option<u64>, Query, description = "blocking query: wait for a revision newer than this"), ("wait" = Option<String>, Query, description = "how long to wait, e.g. 30s (at most 5m)")), responses((status = 200, body = Config), (status = 404, body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
+#[utoipa::path(get, path = "/api/v1/configs/{name}", tag = "configs", params(("name" = depot_api::ConfigName, Path), ("after" = Option<u64>, Query, description = "blocking query: wait for a revision newer than this"), ("wait" = Option<String>, Query, pattern = "^[0-9]{1,6}(ms|s|m)?$", description = "how long to wait, e.g. 30s (at most 5m)")), responses((status = 200, body = Config), (status = 404, body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
 pub async fn show(
     Reader(caller): Reader,
     State(state): State<AppState>,
@@ -44,18 +46,18 @@ pub async fn show(
     Query(query): Query<WaitQuery>,
 ) -> Result<Response, ApiError> {
     let name = ConfigName::parse(&name)?;
-    let (Some(after), Some(wait)) = (query.after, query.wait.as_deref()) else {
+    let wait = query.wait.as_deref().map(depot_release::config::parse_duration).transpose();
+    let wait = wait.map_err(|e| ApiError::new(ErrorCode::InvalidRequest, format!("wait: {e}")))?;
+    let (Some(after), Some(wait)) = (query.after, wait) else {
         return Ok(Json(state.registry.config(&caller, &name).await?).into_response());
     };
-    let wait = depot_release::config::parse_duration(wait)
-        .map_err(|e| ApiError::new(ErrorCode::InvalidRequest, format!("wait: {e}")))?;
     Ok(match state.registry.config_after(&caller, &name, after, wait).await? {
         ConfigAnswer::Config(config) => Json(config).into_response(),
         ConfigAnswer::Json(json) => ([(header::CONTENT_TYPE, "application/json")], json).into_response(),
     })
 }
 
-#[utoipa::path(patch, path = "/api/v1/configs/{name}", tag = "configs", params(("name" = String, Path)), request_body = SetLayers, responses((status = 200, body = Config), (status = 409, description = "config-conflict", body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
+#[utoipa::path(patch, path = "/api/v1/configs/{name}", tag = "configs", params(("name" = depot_api::ConfigName, Path)), request_body = SetLayers, responses((status = 200, body = Config), (status = 409, description = "config-conflict", body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
 pub async fn set_layers(
     Operator(caller): Operator,
     State(state): State<AppState>,
@@ -66,7 +68,7 @@ pub async fn set_layers(
     Ok(Json(state.registry.set_layers(&caller, name, request.layers, request.expect_revision).await?))
 }
 
-#[utoipa::path(post, path = "/api/v1/configs/{name}/bump", tag = "configs", params(("name" = String, Path)), request_body = BumpLayer, responses((status = 200, body = BumpResult), (status = 409, description = "config-conflict", body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
+#[utoipa::path(post, path = "/api/v1/configs/{name}/bump", tag = "configs", params(("name" = depot_api::ConfigName, Path)), request_body = BumpLayer, responses((status = 200, body = BumpResult), (status = 409, description = "config-conflict", body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
 pub async fn bump(
     Operator(caller): Operator,
     State(state): State<AppState>,
@@ -77,7 +79,7 @@ pub async fn bump(
     Ok(Json(state.registry.bump(&caller, name, request.component, request.expect_revision).await?))
 }
 
-#[utoipa::path(post, path = "/api/v1/configs/{name}/rollback", tag = "configs", params(("name" = String, Path)), request_body = RollbackConfig, responses((status = 200, body = Config), (status = 409, description = "config-conflict", body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
+#[utoipa::path(post, path = "/api/v1/configs/{name}/rollback", tag = "configs", params(("name" = depot_api::ConfigName, Path)), request_body = RollbackConfig, responses((status = 200, body = Config), (status = 409, description = "config-conflict", body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
 pub async fn rollback(
     Operator(caller): Operator,
     State(state): State<AppState>,
@@ -88,7 +90,7 @@ pub async fn rollback(
     Ok(Json(state.registry.rollback_config(&caller, name, request.to_revision, request.expect_revision).await?))
 }
 
-#[utoipa::path(get, path = "/api/v1/configs/{name}/history", tag = "configs", params(("name" = String, Path)), responses((status = 200, body = [HistoryEntry]), (status = 404, body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
+#[utoipa::path(get, path = "/api/v1/configs/{name}/history", tag = "configs", params(("name" = depot_api::ConfigName, Path)), responses((status = 200, body = [HistoryEntry]), (status = 404, body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
 pub async fn history(
     Viewer(caller): Viewer,
     State(state): State<AppState>,
@@ -100,10 +102,11 @@ pub async fn history(
 /// `?expect_revision=N`: delete only if the configuration is still at revision N.
 #[derive(Debug, serde::Deserialize)]
 pub struct DeleteQuery {
+    #[serde(default, deserialize_with = "depot_api::bounded::revision_opt")]
     expect_revision: Option<u64>,
 }
 
-#[utoipa::path(delete, path = "/api/v1/configs/{name}", tag = "configs", params(("name" = String, Path), ("expect_revision" = Option<u64>, Query, description = "refuse with config-conflict unless the configuration is at this revision")), responses((status = 204), (status = 404, body = ErrorBody), (status = 409, description = "config-conflict", body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
+#[utoipa::path(delete, path = "/api/v1/configs/{name}", tag = "configs", params(("name" = depot_api::ConfigName, Path), ("expect_revision" = Option<u64>, Query, description = "refuse with config-conflict unless the configuration is at this revision")), responses((status = 204), (status = 404, body = ErrorBody), (status = 409, description = "config-conflict", body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
 pub async fn delete(
     Operator(caller): Operator,
     State(state): State<AppState>,

@@ -1,5 +1,4 @@
-use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use depot_api::pipeline::{
     CreatePipeline, EnvChange, EnvView, Pipeline, PipelineEvent, PipelineStatus, Promote, Promotion, PromotionState,
@@ -10,6 +9,8 @@ use depot_api::{ErrorBody, PipelineName, StageName};
 
 use crate::auth::{Admin, Operator, Viewer};
 use crate::error::ApiError;
+use crate::extract::Json;
+use crate::extract::{Path, Query};
 use crate::state::AppState;
 
 #[utoipa::path(get, path = "/api/v1/pipelines", tag = "pipelines", responses((status = 200, body = [Pipeline]), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
@@ -26,7 +27,7 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(state.registry.create_pipeline(&caller, request).await?)))
 }
 
-#[utoipa::path(get, path = "/api/v1/pipelines/{name}", tag = "pipelines", params(("name" = String, Path)), responses((status = 200, body = PipelineStatus), (status = 404, body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
+#[utoipa::path(get, path = "/api/v1/pipelines/{name}", tag = "pipelines", params(("name" = depot_api::PipelineName, Path)), responses((status = 200, body = PipelineStatus), (status = 404, body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
 pub async fn show(
     Viewer(caller): Viewer,
     State(state): State<AppState>,
@@ -35,7 +36,7 @@ pub async fn show(
     Ok(Json(state.registry.pipeline_status(&caller, PipelineName::parse(&name)?).await?))
 }
 
-#[utoipa::path(put, path = "/api/v1/pipelines/{name}/stages/{stage}/gate", tag = "pipelines", params(("name" = String, Path), ("stage" = String, Path)), request_body = SetGate, responses((status = 200, body = Pipeline), (status = 404, body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
+#[utoipa::path(put, path = "/api/v1/pipelines/{name}/stages/{stage}/gate", tag = "pipelines", params(("name" = depot_api::PipelineName, Path), ("stage" = depot_api::StageName, Path)), request_body = SetGate, responses((status = 200, body = Pipeline), (status = 404, body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
 pub async fn set_gate(
     Admin(caller): Admin,
     State(state): State<AppState>,
@@ -46,7 +47,7 @@ pub async fn set_gate(
     Ok(Json(state.registry.set_gate(&caller, name, stage, request.gate).await?))
 }
 
-#[utoipa::path(post, path = "/api/v1/pipelines/{name}/promotions", tag = "pipelines", params(("name" = String, Path)), request_body = Promote, responses((status = 200, description = "applied, or unchanged: the target already runs these versions", body = Promotion), (status = 202, description = "pending: the target stage's gate asks for approval", body = Promotion), (status = 409, description = "gate-closed: the require-healthy gate refused", body = ErrorBody), (status = 404, body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
+#[utoipa::path(post, path = "/api/v1/pipelines/{name}/promotions", tag = "pipelines", params(("name" = depot_api::PipelineName, Path)), request_body = Promote, responses((status = 200, description = "applied, or unchanged: the target already runs these versions", body = Promotion), (status = 202, description = "pending: the target stage's gate asks for approval", body = Promotion), (status = 409, description = "gate-closed: the require-healthy gate refused", body = ErrorBody), (status = 404, body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
 pub async fn promote(
     Operator(caller): Operator,
     State(state): State<AppState>,
@@ -56,7 +57,7 @@ pub async fn promote(
     Ok(promoted(state.registry.promote(&caller, PipelineName::parse(&name)?, request).await?))
 }
 
-#[utoipa::path(post, path = "/api/v1/pipelines/{name}/promotions/{id}/approval", tag = "pipelines", params(("name" = String, Path), ("id" = u64, Path)), responses((status = 200, body = Promotion), (status = 404, description = "unknown-promotion: nothing with this id waits", body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this, or the caller asked for the promotion", body = ErrorBody)), security(("token" = [])))]
+#[utoipa::path(post, path = "/api/v1/pipelines/{name}/promotions/{id}/approval", tag = "pipelines", params(("name" = depot_api::PipelineName, Path), ("id" = u64, Path)), responses((status = 200, body = Promotion), (status = 404, description = "unknown-promotion: nothing with this id waits", body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this, or the caller asked for the promotion", body = ErrorBody)), security(("token" = [])))]
 pub async fn approve(
     Operator(caller): Operator,
     State(state): State<AppState>,
@@ -65,7 +66,7 @@ pub async fn approve(
     Ok(promoted(state.registry.approve(&caller, PipelineName::parse(&name)?, id).await?))
 }
 
-#[utoipa::path(post, path = "/api/v1/pipelines/{name}/promotions/{id}/rejection", tag = "pipelines", params(("name" = String, Path), ("id" = u64, Path)), responses((status = 200, body = Promotion), (status = 404, description = "unknown-promotion: nothing with this id waits", body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
+#[utoipa::path(post, path = "/api/v1/pipelines/{name}/promotions/{id}/rejection", tag = "pipelines", params(("name" = depot_api::PipelineName, Path), ("id" = u64, Path)), responses((status = 200, body = Promotion), (status = 404, description = "unknown-promotion: nothing with this id waits", body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
 pub async fn reject(
     Operator(caller): Operator,
     State(state): State<AppState>,
@@ -74,7 +75,7 @@ pub async fn reject(
     Ok(Json(state.registry.reject(&caller, PipelineName::parse(&name)?, id).await?))
 }
 
-#[utoipa::path(delete, path = "/api/v1/pipelines/{name}", tag = "pipelines", params(("name" = String, Path)), responses((status = 204, description = "deleted, with its stages' configurations"), (status = 404, body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
+#[utoipa::path(delete, path = "/api/v1/pipelines/{name}", tag = "pipelines", params(("name" = depot_api::PipelineName, Path)), responses((status = 204, description = "deleted, with its stages' configurations"), (status = 404, body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
 pub async fn delete(
     Admin(caller): Admin,
     State(state): State<AppState>,
@@ -89,7 +90,7 @@ fn promoted(promotion: Promotion) -> (StatusCode, Json<Promotion>) {
     (status, Json(promotion))
 }
 
-#[utoipa::path(post, path = "/api/v1/pipelines/{name}/stages/{stage}/rollback", tag = "pipelines", params(("name" = String, Path), ("stage" = String, Path)), request_body = RollbackConfig, responses((status = 200, body = Config), (status = 404, body = ErrorBody), (status = 409, description = "config-conflict", body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
+#[utoipa::path(post, path = "/api/v1/pipelines/{name}/stages/{stage}/rollback", tag = "pipelines", params(("name" = depot_api::PipelineName, Path), ("stage" = depot_api::StageName, Path)), request_body = RollbackConfig, responses((status = 200, body = Config), (status = 404, body = ErrorBody), (status = 409, description = "config-conflict", body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
 pub async fn rollback(
     Operator(caller): Operator,
     State(state): State<AppState>,
@@ -107,7 +108,7 @@ pub struct EnvQuery {
     show: bool,
 }
 
-#[utoipa::path(get, path = "/api/v1/pipelines/{name}/stages/{stage}/env", tag = "pipelines", params(("name" = String, Path), ("stage" = String, Path), ("show" = Option<bool>, Query, description = "the values (operators and admins); masked otherwise")), responses((status = 200, body = EnvView), (status = 404, body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
+#[utoipa::path(get, path = "/api/v1/pipelines/{name}/stages/{stage}/env", tag = "pipelines", params(("name" = depot_api::PipelineName, Path), ("stage" = depot_api::StageName, Path), ("show" = Option<bool>, Query, description = "the values (operators and admins); masked otherwise")), responses((status = 200, body = EnvView), (status = 404, body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
 pub async fn env(
     Viewer(caller): Viewer,
     State(state): State<AppState>,
@@ -118,7 +119,7 @@ pub async fn env(
     Ok(Json(state.registry.stage_env(&caller, name, stage, query.show).await?))
 }
 
-#[utoipa::path(patch, path = "/api/v1/pipelines/{name}/stages/{stage}/env", tag = "pipelines", params(("name" = String, Path), ("stage" = String, Path)), request_body = EnvChange, responses((status = 200, description = "the stage's configuration: a new revision with a new environment layer, or the same one when nothing changed", body = Config), (status = 400, description = "a bad name or a platform variable", body = ErrorBody), (status = 404, body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
+#[utoipa::path(patch, path = "/api/v1/pipelines/{name}/stages/{stage}/env", tag = "pipelines", params(("name" = depot_api::PipelineName, Path), ("stage" = depot_api::StageName, Path)), request_body = EnvChange, responses((status = 200, description = "the stage's configuration: a new revision with a new environment layer, or the same one when nothing changed", body = Config), (status = 400, description = "a bad name or a platform variable", body = ErrorBody), (status = 404, body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
 pub async fn set_env(
     Operator(caller): Operator,
     State(state): State<AppState>,
@@ -135,7 +136,7 @@ pub struct HistoryQuery {
     stage: Option<String>,
 }
 
-#[utoipa::path(get, path = "/api/v1/pipelines/{name}/history", tag = "pipelines", params(("name" = String, Path), ("stage" = Option<String>, Query, description = "only this stage")), responses((status = 200, body = [PipelineEvent]), (status = 404, body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
+#[utoipa::path(get, path = "/api/v1/pipelines/{name}/history", tag = "pipelines", params(("name" = depot_api::PipelineName, Path), ("stage" = Option<depot_api::StageName>, Query, description = "only this stage")), responses((status = 200, body = [PipelineEvent]), (status = 404, body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
 pub async fn history(
     Viewer(caller): Viewer,
     State(state): State<AppState>,

@@ -1,11 +1,12 @@
-use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use depot_api::TokenName;
 use depot_api::types::{CreateToken, TokenCreated, TokenInfo, WhoAmI};
 
 use crate::auth::{Admin, Reader};
 use crate::error::ApiError;
+use crate::extract::Json;
+use crate::extract::Path;
 use crate::state::AppState;
 use depot_api::ErrorBody;
 
@@ -29,7 +30,7 @@ pub async fn list(Admin(caller): Admin, State(state): State<AppState>) -> Result
     Ok(Json(state.registry.tokens(&caller).await?))
 }
 
-#[utoipa::path(delete, path = "/api/v1/tokens/{name}", tag = "tokens", params(("name" = String, Path)), responses((status = 204), (status = 404, body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
+#[utoipa::path(delete, path = "/api/v1/tokens/{name}", tag = "tokens", params(("name" = depot_api::TokenName, Path)), responses((status = 204), (status = 404, body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
 pub async fn revoke(
     Admin(caller): Admin,
     State(state): State<AppState>,

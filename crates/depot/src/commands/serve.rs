@@ -26,6 +26,8 @@ struct FileSettings {
     gc_grace: Option<String>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+    header_timeout: Option<String>,
+    max_connections: Option<usize>,
 }
 
 /// A size in the settings file: a number of bytes, or a string such as `"10 GiB"`.
@@ -72,6 +74,14 @@ impl Settings {
             ),
             (None, None) => None,
         };
+        let header_timeout = match (args.header_timeout, &file.header_timeout) {
+            (Some(timeout), _) => Some(timeout),
+            (None, Some(text)) => Some(
+                depot_release::config::parse_duration(text)
+                    .map_err(|e| anyhow::anyhow!("header_timeout in {}: {e}", display(&args.config)))?,
+            ),
+            (None, None) => None,
+        };
         let defaults = ServerOptions::default();
         let options = ServerOptions {
             max_blob_size: args.max_blob_size.or(file.max_blob_size).unwrap_or(defaults.max_blob_size),
@@ -79,6 +89,8 @@ impl Settings {
             gc_grace: gc_grace.unwrap_or(defaults.gc_grace),
             redirect_downloads: args.redirect_downloads
                 || file.redirect_downloads.unwrap_or(defaults.redirect_downloads),
+            header_timeout: header_timeout.unwrap_or(defaults.header_timeout),
+            max_connections: args.max_connections.or(file.max_connections).unwrap_or_else(default_max_connections),
             ..defaults
         };
         let tls = match (args.tls_cert.or(from_file(file.tls_cert)), args.tls_key.or(from_file(file.tls_key))) {
@@ -98,6 +110,26 @@ impl Settings {
             tls,
         })
     }
+}
+
+/// Raises the soft open-file limit to the hard one (as Go's runtime does): a shell's 1,024 would
+/// otherwise cap the connections a registry serves far below what the system allows.
+fn raise_open_file_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if let Some(hard) = limit.maximum
+        && limit.current.is_some_and(|soft| soft < hard)
+    {
+        let _ = setrlimit(Resource::Nofile, rustix::process::Rlimit { current: Some(hard), maximum: Some(hard) });
+    }
+}
+
+/// Each connection may hold a file open besides its socket (an upload, a download), and the
+/// registry keeps 128 descriptors for its database, its logs and its listener: so half of what
+/// the open-file limit leaves. With the unit's `LimitNOFILE=65536`, 32,704.
+fn default_max_connections() -> usize {
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile).current.unwrap_or(1 << 20);
+    (limit.saturating_sub(128) / 2).max(16) as usize
 }
 
 fn display(path: &Option<PathBuf>) -> String {
@@ -120,6 +152,7 @@ pub fn run(args: ServeArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
     // Colour only for a person at a terminal: not in a file, a pipe or the journal.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
+    raise_open_file_limit();
     let settings = Settings::resolve(args)?;
     // Checked before anything is created or bound: a wrong file fails the start, not a handshake.
     let tls = match &settings.tls {

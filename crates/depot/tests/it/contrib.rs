@@ -17,6 +17,10 @@ fn the_unit_files_verify() {
     for unit in ["depot-registry.service", "depot-agent.service"] {
         let text = fs_err::read_to_string(contrib().join(unit)).unwrap();
         assert!(text.contains("ExecStart=/usr/local/bin/depot "), "{unit}");
+        if unit == "depot-registry.service" {
+            // The connection cap is derived from it: without it, a shell's 1,024 would apply.
+            assert!(text.contains("\nLimitNOFILE=65536\n"), "{unit} sets LimitNOFILE");
+        }
         // verify checks that the command exists: point it at the binary under test.
         let copy = ctx.path(unit);
         fs_err::write(&copy, text.replace("/usr/local/bin/depot", env!("CARGO_BIN_EXE_depot"))).unwrap();

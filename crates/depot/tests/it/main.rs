@@ -9,6 +9,7 @@ mod crash;
 mod deploy;
 mod download;
 mod help;
+mod http;
 mod migrate;
 mod pack;
 mod pipeline;

@@ -178,7 +178,10 @@ fn first_start_creates_the_admin_token_once() {
     assert_eq!(status, 200);
     for name in [
         "depot_http_requests_total",
-        "depot_blob_bytes_in_total",
+        "depot_blob_received_bytes_total",
+        "depot_http_request_duration_seconds_bucket",
+        "process_resident_memory_bytes",
+        "depot_build_info",
         "depot_watchers",
         "depot_versions",
         "depot_configurations",
@@ -556,9 +559,9 @@ fn bytes_served(address: &str) -> u64 {
     let (status, body) = http(address, "GET", "/metrics", "", b"");
     assert_eq!(status, 200, "{body}");
     body.lines()
-        .find_map(|line| line.strip_prefix("depot_blob_bytes_out_total "))
+        .find_map(|line| line.strip_prefix("depot_blob_sent_bytes_total "))
         .and_then(|n| n.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no depot_blob_bytes_out_total in {body}"))
+        .unwrap_or_else(|| panic!("no depot_blob_sent_bytes_total in {body}"))
 }
 
 /// The registry with its blobs in a real S3-compatible bucket (Garage): pushes land in the bucket

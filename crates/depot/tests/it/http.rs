@@ -1,0 +1,202 @@
+//! `depot serve`'s HTTP surface against hostile and strict clients: silent and slow connections,
+//! more connections than it serves, made-up methods, and Prometheus' own checker on `/metrics`.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+use crate::serve::{http, private_ca, start_with, token};
+
+/// Reads from `stream` until it is closed (`true`) or `within` passes (`false`); what was read.
+fn closed_within(stream: &mut TcpStream, within: Duration) -> (bool, String) {
+    let deadline = Instant::now() + within;
+    let mut seen = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return (false, String::from_utf8_lossy(&seen).into_owned());
+        }
+        stream.set_read_timeout(Some(left)).unwrap();
+        let mut buffer = [0u8; 4096];
+        match stream.read(&mut buffer) {
+            Ok(0) => return (true, String::from_utf8_lossy(&seen).into_owned()),
+            Ok(n) => seen.extend_from_slice(&buffer[..n]),
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                return (false, String::from_utf8_lossy(&seen).into_owned());
+            }
+            Err(_) => return (true, String::from_utf8_lossy(&seen).into_owned()),
+        }
+    }
+}
+
+/// `GET /healthz` on a new connection; its status and how long it took.
+fn healthz(address: &str) -> (u16, Duration) {
+    let started = Instant::now();
+    let (status, _) = http(address, "GET", "/healthz", "", b"");
+    (status, started.elapsed())
+}
+
+/// A metric's value in the classic text format.
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+}
+
+/// Silent connections, a half-sent header and an idle keep-alive connection are closed after
+/// --header-timeout; connections past --max-connections are closed at once; meanwhile and after,
+/// `/healthz` answers at once.
+#[test]
+fn slow_and_silent_clients_are_closed_and_the_registry_keeps_answering() {
+    let ctx = TestContext::new();
+    let data = ctx.path("data");
+    let server = start_with(&ctx, &data, &["--header-timeout", "2s", "--max-connections", "40"]);
+    let address = server.address.as_str();
+
+    let mut half_sent = TcpStream::connect(address).unwrap();
+    half_sent.write_all(b"GET /healthz HTTP/1.1\r\nHost: depot\r\nX-Slow: ").unwrap();
+    let mut idle = TcpStream::connect(address).unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: depot\r\n\r\n").unwrap();
+    let mut answer = [0u8; 256];
+    let n = idle.read(&mut answer).unwrap();
+    assert!(String::from_utf8_lossy(&answer[..n]).starts_with("HTTP/1.1 200"), "a keep-alive answer");
+    let opened = Instant::now();
+    let mut silent: Vec<TcpStream> = (0..30).map(|_| TcpStream::connect(address).unwrap()).collect();
+
+    // Below the cap: answered at once while the others wait.
+    let (status, took) = healthz(address);
+    assert_eq!(status, 200);
+    assert!(took < Duration::from_millis(500), "/healthz took {took:?} beside 32 silent connections");
+
+    // Past the cap: closed as they arrive, not left hanging.
+    let mut extra: Vec<TcpStream> = (0..20).map(|_| TcpStream::connect(address).unwrap()).collect();
+    let refused = extra
+        .iter_mut()
+        .map(|stream| closed_within(stream, Duration::from_millis(500)).0)
+        .filter(|&closed| closed)
+        .count();
+    assert!(refused >= 10, "connections past the cap are closed at once ({refused} of 20)");
+
+    // After the header timeout, every silent or slow one is gone, the half-sent request unanswered.
+    let (closed, seen) = closed_within(&mut half_sent, Duration::from_secs(5));
+    assert!(closed, "a half-sent header is closed after --header-timeout");
+    assert!(!seen.contains("200 OK"), "and never answered: {seen}");
+    let waited = opened.elapsed();
+    assert!(waited >= Duration::from_millis(1500), "not before the timeout ({waited:?})");
+    assert!(closed_within(&mut idle, Duration::from_secs(3)).0, "an idle keep-alive connection is closed");
+    for stream in &mut silent {
+        assert!(closed_within(stream, Duration::from_secs(3)).0, "a silent connection is closed");
+    }
+    let (status, took) = healthz(address);
+    assert_eq!(status, 200);
+    assert!(took < Duration::from_millis(500), "/healthz took {took:?} after the flood");
+    let (_, metrics) = http(address, "GET", "/metrics", "", b"");
+    assert!(metric(&metrics, "depot_http_connections_refused_total") >= 10.0, "{metrics}");
+}
+
+/// Over TLS, a connection that never completes its handshake is closed after --header-timeout too.
+#[test]
+fn a_stalled_tls_handshake_is_closed_after_the_header_timeout() {
+    let ctx = TestContext::new();
+    let (_, cert, key) = private_ca(&ctx, "tls");
+    let data = ctx.path("data");
+    let server = start_with(
+        &ctx,
+        &data,
+        &["--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap(), "--header-timeout", "1s"],
+    );
+    let mut silent = TcpStream::connect(&server.address).unwrap();
+    let mut partial = TcpStream::connect(&server.address).unwrap();
+    // The first bytes of a TLS record header (a handshake), and then nothing.
+    partial.write_all(&[0x16, 0x03, 0x01]).unwrap();
+    let started = Instant::now();
+    assert!(closed_within(&mut silent, Duration::from_secs(4)).0, "a silent TLS connection is closed");
+    assert!(closed_within(&mut partial, Duration::from_secs(4)).0, "a half-sent handshake is closed");
+    assert!(started.elapsed() >= Duration::from_millis(800), "not before the timeout");
+}
+
+/// A thousand requests with 100 KB made-up methods (no token needed) leave no label behind and
+/// do not grow the registry's memory; the output passes `promtool check metrics`.
+#[test]
+fn made_up_methods_do_not_grow_the_metrics_and_promtool_accepts_them() {
+    let ctx = TestContext::new();
+    let data = ctx.path("data");
+    let server = start_with(&ctx, &data, &[]);
+    let address = server.address.as_str();
+    let resident = || {
+        let (_, text) = http(address, "GET", "/metrics", "", b"");
+        metric(&text, "process_resident_memory_bytes")
+    };
+    let send = |method: &str| {
+        let mut stream = TcpStream::connect(address).unwrap();
+        let request = format!("{method} /api/v1/configs/x HTTP/1.1\r\nHost: depot\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut response = Vec::new();
+        let _ = stream.read_to_end(&mut response);
+        String::from_utf8_lossy(&response).split_whitespace().nth(1).unwrap_or_default().to_owned()
+    };
+    for i in 0..50 {
+        send(&format!("WARM{i}{}", "Y".repeat(100_000)));
+    }
+    let before = resident();
+    for i in 0..1000 {
+        let status = send(&format!("M{i}{}", "X".repeat(100_000)));
+        assert_eq!(status, "405");
+    }
+    let after = resident();
+    let (status, text) = http(address, "GET", "/metrics", "", b"");
+    assert_eq!(status, 200);
+    assert!(!text.contains("XXXX"), "no method a client made up is a label");
+    let grown = (after - before) / 1024.0 / 1024.0;
+    assert!(grown < 16.0, "the registry grew by {grown:.1} MiB over 1,000 made-up methods");
+
+    // Push something so that the blob counters and the duration histogram have samples.
+    let archive = ctx.release("1.0.0", &[("a.txt", "a\n")]);
+    let output = ctx
+        .command()
+        .env("DEPOT_TOKEN", token(&data))
+        .env("DEPOT_REGISTRY", format!("http://{address}"))
+        .args(["push", "web", "1.0.0", archive.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+
+    let fetch = |accept: Option<&str>| {
+        let mut stream = TcpStream::connect(address).unwrap();
+        let accept = accept.map(|a| format!("Accept: {a}\r\n")).unwrap_or_default();
+        write!(stream, "GET /metrics HTTP/1.1\r\nHost: depot\r\n{accept}Connection: close\r\n\r\n").unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let (head, body) = response.split_once("\r\n\r\n").unwrap();
+        (head.to_ascii_lowercase(), body.to_owned())
+    };
+    let (head, classic) = fetch(None);
+    assert!(head.contains("content-type: text/plain; version=0.0.4"), "{head}");
+    assert!(classic.contains("depot_blob_received_bytes_total "), "{classic}");
+    assert!(
+        classic.contains(
+            r#"depot_http_request_duration_seconds_bucket{le="+Inf",method="PUT",route="/api/v1/blobs/{digest}"} 1"#
+        ),
+        "{classic}"
+    );
+    assert!(classic.contains(r#"depot_build_info{version=""#), "{classic}");
+    let mut promtool = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool runs (.ci/install installs Debian's prometheus package when it is missing)");
+    promtool.stdin.take().unwrap().write_all(classic.as_bytes()).unwrap();
+    let output = promtool.wait_with_output().unwrap();
+    let said = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success() && said.trim().is_empty(), "promtool check metrics: {said}\n{classic}");
+
+    let (head, openmetrics) = fetch(Some("application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"));
+    assert!(head.contains("content-type: application/openmetrics-text; version=1.0.0"), "{head}");
+    assert!(openmetrics.ends_with("# EOF\n"), "{openmetrics}");
+    assert!(openmetrics.contains("# TYPE depot_blob_received_bytes counter"), "{openmetrics}");
+}
