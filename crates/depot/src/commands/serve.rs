@@ -203,28 +203,29 @@ pub fn run(args: ServeArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
              clear\nhint: give --tls-cert and --tls-key, or listen on 127.0.0.1 behind a proxy that speaks TLS"
         ));
     }
+    let shutdown = {
+        let _runtime = runtime.enter();
+        shutdown_signal()?
+    };
     // Type=notify: systemd considers the registry started now (no-op outside systemd).
     notify(sd_notify::NotifyState::Ready);
-    runtime.block_on(depot_server::serve(listener, state, tls, shutdown_signal()))?;
+    runtime.block_on(depot_server::serve(listener, state, tls, shutdown))?;
     printer.message("depot registry stopped");
     Ok(ExitCode::SUCCESS)
 }
 
-/// Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending().await,
+/// Ctrl-C or SIGTERM. The handlers are installed when this is called (in the runtime), so that a
+/// signal sent as soon as the registry says it is ready is not lost to the default action.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (mut terminate, mut interrupt) = (signal(SignalKind::terminate())?, signal(SignalKind::interrupt())?);
+    Ok(async move {
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = interrupt.recv() => {}
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate => {}
-    }
-    notify(sd_notify::NotifyState::Stopping);
+        notify(sd_notify::NotifyState::Stopping);
+    })
 }
 
 /// Tells systemd (a `Type=notify` unit) where the process stands; nothing outside systemd. A

@@ -124,18 +124,22 @@ fn the_registry_and_the_agent_tell_systemd_they_are_ready() {
     assert_eq!(receive().trim(), "STOPPING=1");
     serve.wait().unwrap();
 
+    let log = fs_err::File::create(ctx.path("agent.log")).unwrap();
     let mut agent = ctx
         .command()
         .args(["agent", "--config", "web-prod", "--name", "host-1", "--registry", "http://127.0.0.1:9", "--root"])
         .arg(ctx.path("root"))
         .env("DEPOT_TOKEN", "agent.secret")
         .env("NOTIFY_SOCKET", &socket_path)
-        .stderr(Stdio::null())
+        .stderr(Stdio::from(log.into_parts().0))
         .spawn()
         .unwrap();
-    assert_eq!(receive().trim(), "READY=1");
+    let mut buffer = [0u8; 256];
+    let ready = socket.recv(&mut buffer).map(|n| String::from_utf8_lossy(&buffer[..n]).into_owned());
     let _ = agent.kill();
     let _ = agent.wait();
+    let log = fs_err::read_to_string(ctx.path("agent.log")).unwrap_or_default();
+    assert_eq!(ready.as_deref().map(str::trim).ok(), Some("READY=1"), "the agent said:\n{log}");
 }
 
 /// Listening beyond this machine without TLS is said at start.
