@@ -208,7 +208,9 @@ pub struct DeployArgs {
     #[arg(long)]
     pub max_files: Option<u64>,
 
-    /// The most uncompressed bytes an archive may hold [default: 32 GiB].
+    /// The most uncompressed bytes an archive may hold [default: 32 GiB]: its files, and its
+    /// decoded stream as a whole (data of any entry, read or skipped, and headers past 4 KiB
+    /// an entry). An entry's headers (long names, PAX) are limited to 1 MiB whatever this is.
     #[arg(long)]
     pub max_bytes: Option<u64>,
 }
