@@ -249,7 +249,7 @@ impl<'s> Stager<'s> {
                 }
                 EntryKind::File { mode, sha256, size } => {
                     self.count_bytes(*size)?;
-                    self.place_file(path, *mode, sha256.clone(), *size)?;
+                    self.place_file(path, file_mode(*mode), sha256.clone(), *size)?;
                 }
             }
         }

@@ -438,6 +438,34 @@ fn setuid_and_setgid_bits_are_stripped_and_files_are_read_only() {
     assert_eq!(fs_err::read_to_string(release.join("suid")).unwrap(), "#!/bin/sh\n");
 }
 
+#[test]
+fn replayed_layer_listings_lose_setuid_bits_with_copy() {
+    let ctx = deployed();
+    let archive = ctx.path("tool.tar.zst");
+    fs_err::write(&archive, zstd_bytes(&raw_tar(&[RawEntry::file("tool", "#!/bin/sh\n").with_mode(0o755)]))).unwrap();
+    let sha256 = sha256_hex(&fs_err::read(&archive).unwrap());
+    ctx.deploy("2.0.0", &archive, &["--copy", "--sha256", &sha256]).success();
+    // A listing that names the file with its setuid bit, and a store object under that mode,
+    // as a tampered root (or one written by another tool) may hold.
+    let listing_path = ctx.root().join(format!(".depot/layers/{sha256}.json"));
+    let mut listing: serde_json::Value = serde_json::from_slice(&fs_err::read(&listing_path).unwrap()).unwrap();
+    let entry = &mut listing.as_array_mut().unwrap()[0];
+    assert_eq!(entry["mode"], 0o555);
+    entry["mode"] = serde_json::json!(0o4755);
+    let file_sha256 = entry["sha256"].as_str().unwrap().to_owned();
+    fs_err::write(&listing_path, serde_json::to_vec(&listing).unwrap()).unwrap();
+    let objects = ctx.root().join(".depot/store/objects").join(&file_sha256[..2]);
+    let setuid_object = objects.join(format!("{}-4755", &file_sha256[2..]));
+    fs_err::copy(objects.join(format!("{}-555", &file_sha256[2..])), &setuid_object).unwrap();
+    fs_err::set_permissions(&setuid_object, std::fs::Permissions::from_mode(0o4755)).unwrap();
+
+    ctx.deploy("2.0.1", &archive, &["--copy", "--sha256", &sha256]).success();
+    let tool = ctx.root().join("releases/2.0.1/tool");
+    let mode = std::fs::metadata(&tool).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o555, "the replayed file has mode {mode:o}");
+    assert_eq!(fs_err::read_to_string(&tool).unwrap(), "#!/bin/sh\n");
+}
+
 // --- limits ---------------------------------------------------------------------------------
 
 /// Three files of 100 + 50 + 10 bytes.
