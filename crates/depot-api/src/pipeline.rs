@@ -652,4 +652,13 @@ mod tests {
             proptest::prop_assert_eq!(parsed, vars);
         }
     }
+
+    /// Found by fuzzing: `D='C:\dir\'` is literal for sh and systemd, but dotenv readers take
+    /// the `\'` as an escaped quote and fail on the line. Such a value is refused by `check_env`
+    /// and, when stored before that check, written in double quotes for sh and systemd.
+    #[test]
+    fn values_with_a_backslash_are_double_quoted() {
+        let vars = BTreeMap::from([("D".to_owned(), "C:\\dir\\".to_owned())]);
+        assert!(render_dotenv(&vars, "n").ends_with("\nD=\"C:\\\\dir\\\\\"\n"));
+    }
 }

@@ -142,8 +142,11 @@ impl ArchiveCheck {
         let (chunks, receiver) = tokio::sync::mpsc::channel(4);
         let result = tokio::task::spawn_blocking(move || {
             let reader = ChunkReader { chunks: receiver, current: Bytes::new() };
-            depot_release::archive::check_readable(std::io::BufReader::with_capacity(1 << 20, reader))
-                .map_err(|e| e.to_string())
+            depot_release::archive::check_readable(
+                std::io::BufReader::with_capacity(1 << 20, reader),
+                depot_release::stage::Limits::default(),
+            )
+            .map_err(|e| e.to_string())
         });
         ArchiveCheck { chunks, result }
     }

@@ -21,6 +21,11 @@ pub enum Error {
     #[error("archive exceeds the {what} limit of {limit}")]
     ArchiveTooLarge { what: &'static str, limit: u64 },
 
+    #[error(
+        "archive entry {entry} has headers (GNU long name or long link name, PAX extended header) larger than the limit of {limit} bytes"
+    )]
+    HeaderTooLarge { entry: u64, limit: u64 },
+
     #[error("sha256 mismatch for {what}: expected {expected}, got {actual}")]
     DigestMismatch { what: String, expected: String, actual: String },
 
@@ -91,6 +96,9 @@ impl Error {
             Error::ArchiveTooLarge { .. } => Some(
                 "raise the limit with --max-files / --max-bytes (or [limits] in R/config/depot.toml) if the archive is trusted".into(),
             ),
+            Error::HeaderTooLarge { .. } => Some(
+                "no real path, link name or set of attributes is that long: the archive is broken or hostile; rebuild it with `depot pack` or tar".into(),
+            ),
             Error::DigestMismatch { .. } => Some(
                 "the artifact is not the one you expected; download it again or check the --sha256 value".into(),
             ),
@@ -143,8 +151,10 @@ impl Error {
         }
     }
 
-    pub(crate) fn unsafe_entry(path: impl Into<String>, reason: impl Into<String>) -> Self {
-        Error::UnsafeEntry { path: path.into(), reason: reason.into() }
+    /// An entry refused; its path is shortened (see [`shorten`]), as an archive's names may be
+    /// up to a megabyte long and errors reach logs.
+    pub(crate) fn unsafe_entry(path: impl AsRef<str>, reason: impl Into<String>) -> Self {
+        Error::UnsafeEntry { path: shorten(path.as_ref()), reason: reason.into() }
     }
 
     pub(crate) fn corrupt(reason: impl std::fmt::Display) -> Self {
@@ -162,4 +172,19 @@ pub(crate) fn chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+/// Longest name, in characters, that an error quotes whole.
+const QUOTED_NAME_LIMIT: usize = 120;
+
+/// `name` as an error or a log line quotes it: whole up to 120 characters, otherwise its start
+/// and end around an ellipsis, with its length, so that a hostile name cannot flood a log.
+pub(crate) fn shorten(name: &str) -> String {
+    let count = name.chars().count();
+    if count <= QUOTED_NAME_LIMIT {
+        return name.to_owned();
+    }
+    let head: String = name.chars().take(QUOTED_NAME_LIMIT - 20).collect();
+    let tail: String = name.chars().skip(count - 20).collect();
+    format!("{head}…{tail} ({} bytes)", name.len())
 }

@@ -175,7 +175,9 @@ impl ReleaseRoot {
                 && paths.insert(entry.path.as_str())
                 && match &entry.kind {
                     crate::manifest::EntryKind::File { mode, sha256, .. } => {
-                        is_digest(sha256) && store.object_path(sha256, *mode).is_file()
+                        *mode == crate::stage::file_mode(*mode)
+                            && is_digest(sha256)
+                            && store.object_path(sha256, *mode).is_file()
                     }
                     _ => true,
                 }

@@ -16,20 +16,23 @@ use std::sync::mpsc;
 
 use crate::archive;
 use crate::digest::HashingReader;
+use crate::error::shorten;
 use crate::manifest::{EntryKind, ManifestEntry};
 use crate::progress::{Progress, ProgressReader};
 use crate::store::{ContentStore, Put};
 use crate::{Error, Result};
 
+/// The longest path and the longest name in a path that Linux takes (`PATH_MAX`, `NAME_MAX`).
+const PATH_MAX: usize = 4096;
+const NAME_MAX: usize = 255;
+
 /// Files up to this size are read into memory and hashed before touching the disk, so content
 /// that the store already has costs no write at all.
 const IN_MEMORY_LIMIT: u64 = 4 * 1024 * 1024;
 
-/// Decoded bytes allowed after the tar's end-of-archive marker (tar writers pad to a record size,
-/// 10 KiB for GNU tar) even when `max_bytes` is smaller.
-const TRAILING_ALLOWANCE: u64 = 1024 * 1024;
-
-/// Limits that stop decompression bombs.
+/// Limits that stop decompression bombs: entries in a release (and in each archive), and bytes:
+/// of files in the release, and of each archive's decoded stream as a whole (every entry's data,
+/// headers past a small allowance per entry; see [`crate::archive::walk_entries`]).
 #[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
 pub struct Limits {
     pub max_files: u64,
@@ -246,7 +249,7 @@ impl<'s> Stager<'s> {
                 }
                 EntryKind::File { mode, sha256, size } => {
                     self.count_bytes(*size)?;
-                    self.place_file(path, *mode, sha256.clone(), *size)?;
+                    self.place_file(path, file_mode(*mode), sha256.clone(), *size)?;
                 }
             }
         }
@@ -256,28 +259,8 @@ impl<'s> Stager<'s> {
     }
 
     fn add_entries(&mut self, decoded: DecodedReader) -> Result<()> {
-        let mut tar = tar::Archive::new(decoded);
         let mut seen_in_layer = HashSet::new();
-        let mut any = false;
-        for entry in tar.entries().map_err(Error::corrupt)? {
-            let entry = entry.map_err(Error::corrupt)?;
-            any = true;
-            self.add_entry(entry, &mut seen_in_layer)?;
-        }
-        if !any {
-            return Err(Error::corrupt("the archive has no entries"));
-        }
-        // Decode to the end of the compressed stream: a truncated or corrupted .tar.gz or
-        // .tar.zst only shows in its trailer (gzip's CRC and length, zstd's checksum), which
-        // comes after the tar's end-of-archive marker. What follows the marker is padding;
-        // it is bounded so that a bomb cannot hide there.
-        let mut rest = tar.into_inner();
-        let allowance = self.limits.max_bytes.max(TRAILING_ALLOWANCE);
-        let trailing =
-            io::copy(&mut (&mut rest).take(allowance.saturating_add(1)), &mut io::sink()).map_err(Error::corrupt)?;
-        if trailing > allowance {
-            return Err(Error::ArchiveTooLarge { what: "uncompressed size", limit: self.limits.max_bytes });
-        }
+        archive::walk_entries(decoded, self.limits, |entry| self.add_entry(entry, &mut seen_in_layer))?;
         Ok(())
     }
 
@@ -290,7 +273,7 @@ impl<'s> Stager<'s> {
             {
                 return Err(Error::unsafe_entry(
                     path,
-                    format!("symlink to `{target}` leads outside the release through other symlinks"),
+                    format!("symlink to `{}` leads outside the release through other symlinks", shorten(target)),
                 ));
             }
         }
@@ -302,9 +285,6 @@ impl<'s> Stager<'s> {
         let raw_path = String::from_utf8(entry.path_bytes().into_owned())
             .map_err(|e| Error::unsafe_entry(String::from_utf8_lossy(e.as_bytes()), "the path is not UTF-8"))?;
         let entry_type = entry.header().entry_type();
-        if entry_type.is_pax_global_extensions() {
-            return Ok(());
-        }
         self.entry_count += 1;
         if self.entry_count > self.limits.max_files {
             return Err(Error::ArchiveTooLarge { what: "entry count", limit: self.limits.max_files });
@@ -334,7 +314,7 @@ impl<'s> Stager<'s> {
             let target_path = normalize_entry_path(&target)
                 .map_err(|e| match e {
                     Error::UnsafeEntry { reason, .. } => {
-                        Error::unsafe_entry(&path, format!("hardlink target `{target}`: {reason}"))
+                        Error::unsafe_entry(&path, format!("hardlink target `{}`: {reason}", shorten(&target)))
                     }
                     other => other,
                 })?
@@ -345,7 +325,7 @@ impl<'s> Stager<'s> {
             let Some(EntryKind::File { mode, sha256, size }) = self.entries.get(&target_path).cloned() else {
                 return Err(Error::unsafe_entry(
                     &path,
-                    format!("hardlink target `{target}` is not a file earlier in the archive"),
+                    format!("hardlink target `{}` is not a file earlier in the archive", shorten(&target)),
                 ));
             };
             self.count_bytes(size)?;
@@ -353,7 +333,7 @@ impl<'s> Stager<'s> {
         }
 
         if entry_type.is_file() || entry_type.is_contiguous() {
-            let mode = (mode & 0o555) | 0o400;
+            let mode = file_mode(mode);
             let size = entry.size();
             self.count_bytes(size)?;
             let (sha256, put, actual) = if size <= IN_MEMORY_LIMIT {
@@ -444,10 +424,13 @@ impl<'s> Stager<'s> {
             let ancestor = &path[..end + offset];
             match self.entries.get(ancestor) {
                 Some(EntryKind::Symlink { .. }) => {
-                    return Err(Error::unsafe_entry(path, format!("it passes through the symlink `{ancestor}`")));
+                    return Err(Error::unsafe_entry(
+                        path,
+                        format!("it passes through the symlink `{}`", shorten(ancestor)),
+                    ));
                 }
                 Some(EntryKind::File { .. }) => {
-                    return Err(Error::unsafe_entry(path, format!("its parent `{ancestor}` is a file")));
+                    return Err(Error::unsafe_entry(path, format!("its parent `{}` is a file", shorten(ancestor))));
                 }
                 Some(EntryKind::Dir { .. }) => {}
                 None => {
@@ -479,6 +462,12 @@ impl<'s> Stager<'s> {
     }
 }
 
+/// A file's mode in a release, from its mode in an archive or a listing: read for the owner,
+/// never write, setuid, setgid or sticky.
+pub(crate) fn file_mode(mode: u32) -> u32 {
+    (mode & 0o555) | 0o400
+}
+
 fn link_target(entry: &tar::Entry<'_, impl Read>, path: &str) -> Result<String> {
     let target = entry.link_name_bytes().ok_or_else(|| Error::unsafe_entry(path, "a link without a target"))?;
     String::from_utf8(target.into_owned()).map_err(|_| Error::unsafe_entry(path, "the link target is not UTF-8"))
@@ -492,11 +481,18 @@ pub fn normalize_entry_path(raw: &str) -> Result<Option<String>> {
     if raw.contains('\0') {
         return Err(Error::unsafe_entry(raw.escape_debug().to_string(), "NUL in path"));
     }
+    // Longer than Linux takes: refused here, before a system call's error quotes it whole.
+    if raw.len() > PATH_MAX {
+        return Err(Error::unsafe_entry(raw, format!("the path is longer than {PATH_MAX} bytes")));
+    }
     let mut parts = Vec::new();
     for part in raw.split('/') {
         match part {
             "" | "." => {}
             ".." => return Err(Error::unsafe_entry(raw, "`..` components are not allowed")),
+            part if part.len() > NAME_MAX => {
+                return Err(Error::unsafe_entry(raw, format!("a name in the path is longer than {NAME_MAX} bytes")));
+            }
             part => parts.push(part),
         }
     }
@@ -508,10 +504,13 @@ fn check_symlink_target(path: &str, target: &str) -> Result<()> {
     if target.is_empty() {
         return Err(Error::unsafe_entry(path, "symlink with an empty target"));
     }
+    if target.len() > PATH_MAX {
+        return Err(Error::unsafe_entry(path, format!("symlink target longer than {PATH_MAX} bytes")));
+    }
     if target.starts_with('/') {
         return Err(Error::unsafe_entry(
             path,
-            format!("symlink to the absolute path `{target}` points outside the release"),
+            format!("symlink to the absolute path `{}` points outside the release", shorten(target)),
         ));
     }
     let mut depth: Vec<&str> = path.split('/').collect();
@@ -521,7 +520,10 @@ fn check_symlink_target(path: &str, target: &str) -> Result<()> {
             "" | "." => {}
             ".." => {
                 if depth.pop().is_none() {
-                    return Err(Error::unsafe_entry(path, format!("symlink to `{target}` points outside the release")));
+                    return Err(Error::unsafe_entry(
+                        path,
+                        format!("symlink to `{}` points outside the release", shorten(target)),
+                    ));
                 }
             }
             part => depth.push(part),
@@ -575,6 +577,19 @@ mod tests {
         assert_eq!(normalize_entry_path("./").unwrap(), None);
         assert!(normalize_entry_path("/etc/passwd").is_err());
         assert!(normalize_entry_path("a/../../b").is_err());
+        assert!(normalize_entry_path(&"n".repeat(255)).is_ok());
+        assert!(normalize_entry_path(&"n".repeat(256)).is_err());
+        assert!(normalize_entry_path(&["d"; 2048].join("/")).is_ok());
+        assert!(normalize_entry_path(&["d"; 2049].join("/")).is_err());
+    }
+
+    #[test]
+    fn errors_quote_long_names_shortened() {
+        let Err(error) = normalize_entry_path(&format!("{}/x", "n".repeat(300_000))) else { panic!("accepted") };
+        let message = error.to_string();
+        assert!(message.len() < 400, "{message}");
+        assert!(message.contains("(300002 bytes)"), "{message}");
+        assert_eq!(crate::error::shorten("short"), "short");
     }
 
     #[test]

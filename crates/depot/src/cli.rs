@@ -248,7 +248,9 @@ pub struct DeployArgs {
     pub max_files: Option<u64>,
 
     /// The most uncompressed bytes an archive may hold: `32GiB`, `500 MB`, `1048576`
-    /// [default: 32 GiB].
+    /// [default: 32 GiB]. It counts its files, and its decoded stream as a whole (data of any
+    /// entry, read or skipped, and headers past 4 KiB an entry). An entry's headers (long names,
+    /// PAX) are limited to 1 MiB whatever this is.
     #[arg(long, value_name = "SIZE", value_parser = parse_bytes)]
     pub max_bytes: Option<u64>,
 }

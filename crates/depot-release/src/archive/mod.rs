@@ -1,10 +1,12 @@
 //! Release archives: `.tar`, `.tar.gz` and `.tar.zst`, recognised by content, never by name.
 
 mod pack;
+mod reader;
 
 use std::io::{BufRead, BufReader, Read};
 
 pub use pack::{PackOptions, PackResult, pack, pack_files};
+pub use reader::{CountedReader, ENTRY_ALLOWANCE, ENTRY_HEADERS_LIMIT, TRAILING_ALLOWANCE, walk_entries};
 
 use crate::{Error, Result};
 
@@ -58,19 +60,9 @@ pub fn decoder<'a>(raw: impl Read + 'a) -> Result<Box<dyn Read + 'a>> {
     Ok(decoded)
 }
 
-/// Reads a whole archive without writing anything: decodes it to its end (checking the gzip or
-/// zstd trailer) and walks every entry. Returns the number of entries.
-pub fn check_readable(raw: impl Read) -> Result<u64> {
-    let mut tar = tar::Archive::new(decoder(raw)?);
-    let mut count = 0;
-    for entry in tar.entries().map_err(Error::corrupt)? {
-        let mut entry = entry.map_err(Error::corrupt)?;
-        std::io::copy(&mut entry, &mut std::io::sink()).map_err(Error::corrupt)?;
-        count += 1;
-    }
-    if count == 0 {
-        return Err(Error::corrupt("the archive has no entries"));
-    }
-    std::io::copy(&mut tar.into_inner(), &mut std::io::sink()).map_err(Error::corrupt)?;
-    Ok(count)
+/// Reads a whole archive without writing anything, within the same limits as unpacking it:
+/// decodes it to its end (checking the gzip or zstd trailer) and walks every entry. Returns the
+/// number of entries.
+pub fn check_readable(raw: impl Read, limits: crate::stage::Limits) -> Result<u64> {
+    walk_entries(decoder(raw)?, limits, |_entry| Ok(()))
 }

@@ -251,3 +251,29 @@ pub fn gzip_bytes(data: &[u8]) -> Vec<u8> {
     encoder.write_all(data).unwrap();
     encoder.finish().unwrap()
 }
+
+/// A `.tar.zst` written as it is compressed, so that a bomb of GiBs costs the test no memory:
+/// `header` (a raw tar header of `kind` named `name` declaring `size` bytes), then `size` bytes
+/// of `fill`, then `rest` (raw tar, with its end-of-archive marker).
+pub fn streamed_bomb(path: &Path, kind: tar::EntryType, name: &str, size: u64, rest: &[u8]) {
+    use std::io::Write;
+    let mut header = tar::Header::new_gnu();
+    header.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+    header.set_entry_type(kind);
+    header.set_mode(0o644);
+    header.set_size(size);
+    header.set_mtime(0);
+    header.set_cksum();
+    let mut encoder = zstd::Encoder::new(fs_err::File::create(path).unwrap(), 1).unwrap();
+    encoder.write_all(header.as_bytes()).unwrap();
+    let chunk = vec![b'a'; 1 << 20];
+    let mut left = size;
+    while left > 0 {
+        let n = left.min(chunk.len() as u64) as usize;
+        encoder.write_all(&chunk[..n]).unwrap();
+        left -= n as u64;
+    }
+    encoder.write_all(&vec![0; (size.next_multiple_of(512) - size) as usize]).unwrap();
+    encoder.write_all(rest).unwrap();
+    encoder.finish().unwrap();
+}

@@ -438,6 +438,34 @@ fn setuid_and_setgid_bits_are_stripped_and_files_are_read_only() {
     assert_eq!(fs_err::read_to_string(release.join("suid")).unwrap(), "#!/bin/sh\n");
 }
 
+#[test]
+fn replayed_layer_listings_lose_setuid_bits_with_copy() {
+    let ctx = deployed();
+    let archive = ctx.path("tool.tar.zst");
+    fs_err::write(&archive, zstd_bytes(&raw_tar(&[RawEntry::file("tool", "#!/bin/sh\n").with_mode(0o755)]))).unwrap();
+    let sha256 = sha256_hex(&fs_err::read(&archive).unwrap());
+    ctx.deploy("2.0.0", &archive, &["--copy", "--sha256", &sha256]).success();
+    // A listing that names the file with its setuid bit, and a store object under that mode,
+    // as a tampered root (or one written by another tool) may hold.
+    let listing_path = ctx.root().join(format!(".depot/layers/{sha256}.json"));
+    let mut listing: serde_json::Value = serde_json::from_slice(&fs_err::read(&listing_path).unwrap()).unwrap();
+    let entry = &mut listing.as_array_mut().unwrap()[0];
+    assert_eq!(entry["mode"], 0o555);
+    entry["mode"] = serde_json::json!(0o4755);
+    let file_sha256 = entry["sha256"].as_str().unwrap().to_owned();
+    fs_err::write(&listing_path, serde_json::to_vec(&listing).unwrap()).unwrap();
+    let objects = ctx.root().join(".depot/store/objects").join(&file_sha256[..2]);
+    let setuid_object = objects.join(format!("{}-4755", &file_sha256[2..]));
+    fs_err::copy(objects.join(format!("{}-555", &file_sha256[2..])), &setuid_object).unwrap();
+    fs_err::set_permissions(&setuid_object, std::fs::Permissions::from_mode(0o4755)).unwrap();
+
+    ctx.deploy("2.0.1", &archive, &["--copy", "--sha256", &sha256]).success();
+    let tool = ctx.root().join("releases/2.0.1/tool");
+    let mode = std::fs::metadata(&tool).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o555, "the replayed file has mode {mode:o}");
+    assert_eq!(fs_err::read_to_string(&tool).unwrap(), "#!/bin/sh\n");
+}
+
 // --- limits ---------------------------------------------------------------------------------
 
 /// Three files of 100 + 50 + 10 bytes.
@@ -485,6 +513,133 @@ fn max_bytes_bounds_what_follows_the_end_of_the_archive() {
     fs_err::write(ctx.path("padded.tar.gz"), gzip_bytes(&padded)).unwrap();
     ctx.deploy(HOSTILE, &ctx.path("padded.tar.gz"), &["--max-bytes", "10"]).success();
     assert_eq!(ctx.current().as_deref(), Some(HOSTILE));
+}
+
+/// Deploys `archive` as HOSTILE under `--max-bytes 1048576` with the address space capped at
+/// 256 MiB (`prlimit --as`): refused with exit 1 and `needles` in the error line, nothing
+/// changed, and `releases.log` holds no line longer than 4 KiB.
+#[track_caller]
+fn refused_within_memory(ctx: &TestContext, archive: &Path, extra: &[&str], needles: &[&str]) {
+    let before = State::of(ctx);
+    let root = ctx.root_str();
+    let archive = archive.display().to_string();
+    let mut args = vec!["--as=268435456", "--", env!("CARGO_BIN_EXE_depot"), "deploy", "--root", &root];
+    args.extend(["--version", HOSTILE, "--artifact-path", &archive, "--max-bytes", "1048576"]);
+    args.extend(extra);
+    let mut prlimit = std::process::Command::new("prlimit");
+    for (key, _) in std::env::vars().filter(|(key, _)| key.starts_with("DEPOT_")) {
+        prlimit.env_remove(key);
+    }
+    let output = prlimit.args(&args).current_dir(ctx.temp.path()).stdin(std::process::Stdio::null()).output();
+    let run = Run::from(output.expect("run depot under prlimit")).failure();
+    let line = error_line(&run);
+    for needle in needles {
+        assert!(line.contains(needle), "the error line does not contain {needle:?}:\n{}", run.stderr);
+    }
+    assert!(run.stderr.len() < 4096, "stderr holds {} bytes", run.stderr.len());
+    assert_eq!(State::of(ctx), before, "the refused deploy changed the root");
+    let log = fs_err::read_to_string(ctx.root().join("logs/releases.log")).unwrap();
+    let longest = log.lines().map(str::len).max().unwrap_or(0);
+    assert!(longest < 4096, "releases.log has a line of {longest} bytes");
+}
+
+#[test]
+fn a_gnu_long_name_of_a_gibibyte_is_refused_within_bounded_memory() {
+    let ctx = deployed();
+    // 1 GiB of long name in front of an ordinary file: a few tens of KB compressed.
+    let archive = ctx.path("long-name.tar.zst");
+    let rest = raw_tar(&[RawEntry::file("x", "x\n")]);
+    streamed_bomb(&archive, tar::EntryType::GNULongName, "././@LongLink", 1 << 30, &rest);
+    assert!(fs_err::metadata(&archive).unwrap().len() < 1 << 20);
+    refused_within_memory(
+        &ctx,
+        &archive,
+        &[],
+        &["archive entry 1 has headers", "larger than the limit of 1048576 bytes"],
+    );
+    // A long link name and a PAX extended header are held to the same bound.
+    let archive = ctx.path("long-link.tar.zst");
+    streamed_bomb(&archive, tar::EntryType::GNULongLink, "././@LongLink", 64 << 20, &rest);
+    refused_within_memory(&ctx, &archive, &[], &["larger than the limit of 1048576 bytes"]);
+    let archive = ctx.path("pax-local.tar.zst");
+    streamed_bomb(&archive, tar::EntryType::XHeader, "PaxHeaders/x", 64 << 20, &rest);
+    refused_within_memory(&ctx, &archive, &[], &["larger than the limit of 1048576 bytes"]);
+}
+
+#[test]
+fn long_names_are_refused_and_quoted_shortened() {
+    let ctx = deployed();
+    // A PAX header naming the next entry with 100,000 bytes: within the header limit, past
+    // what Linux takes; the error and the log quote it shortened.
+    let body = format!(" path={}\n", "n".repeat(100_000));
+    let mut length = body.len();
+    while length != body.len() + length.to_string().len() {
+        length = body.len() + length.to_string().len();
+    }
+    let mut pax = RawEntry::file("PaxHeaders/x", "").with_kind(tar::EntryType::XHeader);
+    pax.data = format!("{length}{body}").into_bytes();
+    let archive = ctx.path("long-pax-name.tar.zst");
+    fs_err::write(&archive, zstd_bytes(&raw_tar(&[pax, RawEntry::file("x", "x\n")]))).unwrap();
+    refused_within_memory(&ctx, &archive, &[], &["the path is longer than 4096 bytes", "(100000 bytes)"]);
+}
+
+#[test]
+fn pax_global_headers_and_skipped_data_count_against_the_limits() {
+    let ctx = deployed();
+    let rest = raw_tar(&[RawEntry::file("x", "x\n")]);
+    // A PAX global header holding 256 MiB: refused from its header, before its data is decoded.
+    let archive = ctx.path("pax-global.tar.zst");
+    streamed_bomb(&archive, tar::EntryType::XGlobalHeader, "pax_global_header", 256 << 20, &rest);
+    refused_within_memory(&ctx, &archive, &[], &["larger than the limit of 1048576 bytes"]);
+    // A directory entry with 256 MiB of data, which nobody reads but the reader skips.
+    let archive = ctx.path("dir-data.tar.zst");
+    streamed_bomb(&archive, tar::EntryType::Directory, "d/", 256 << 20, &rest);
+    refused_within_memory(&ctx, &archive, &[], &["uncompressed size limit of 1048576"]);
+    // Smaller ones still count: 600 KiB of directory data and a 600 KiB file pass 1 MiB together.
+    let mut data_dir = RawEntry::dir("d");
+    data_dir.data = vec![b'd'; 600 * 1024];
+    let two = zstd_bytes(&raw_tar(&[data_dir, RawEntry::file("f", &"f".repeat(600 * 1024))]));
+    refused(&ctx, "two.tar.zst", &two, &["--max-bytes", "1048576"], &["uncompressed size limit of 1048576"]);
+    // A PAX global header is an entry like any other.
+    let mut global = RawEntry::file("pax_global_header", "17 comment=hello\n").with_kind(tar::EntryType::XGlobalHeader);
+    global.mode = 0o644;
+    let counted = zstd_bytes(&raw_tar(&[global, RawEntry::file("x", "x\n")]));
+    refused(&ctx, "counted.tar.zst", &counted, &["--max-files", "1"], &["entry count limit of 1"]);
+    ctx.deploy(HOSTILE, &ctx.path("counted.tar.zst"), &["--max-files", "2"]).success();
+}
+
+#[test]
+fn long_names_from_gnu_tar_and_bsdtar_still_deploy() {
+    let ctx = deployed();
+    // A path of 240 bytes, past ustar's 100-byte name field: GNU tar writes a long name
+    // header, --format=posix and bsdtar a PAX extended header.
+    let deep = format!("{}/{}/{}.txt", "d".repeat(80), "e".repeat(80), "f".repeat(70));
+    let tree = ctx.tree("long", &[(&deep, "deep\n"), ("short.txt", "short\n")]);
+    let link = tree.join(format!("{}-link", "l".repeat(120)));
+    std::os::unix::fs::symlink(&deep, &link).unwrap();
+    let tools: [(&str, &[&str]); 3] = [
+        ("gnu.tar.gz", &["tar", "--format=gnu", "-czf"]),
+        ("posix.tar", &["tar", "--format=posix", "-cf"]),
+        ("bsd.tar.zst", &["bsdtar", "--zstd", "-cf"]),
+    ];
+    for (index, (name, tool)) in tools.iter().enumerate() {
+        let archive = ctx.path(name);
+        let status = std::process::Command::new(tool[0])
+            .args(&tool[1..])
+            .arg(&archive)
+            .arg("-C")
+            .arg(&tree)
+            .arg(".")
+            .status()
+            .unwrap_or_else(|e| panic!("run {}: {e}", tool[0]));
+        assert!(status.success(), "{} failed", tool[0]);
+        let version = format!("3.0.{index}");
+        ctx.deploy(&version, &archive, &["--max-bytes", "1048576", "--max-files", "10"]).success();
+        let release = ctx.root().join("releases").join(&version);
+        assert_eq!(fs_err::read_to_string(release.join(&deep)).unwrap(), "deep\n", "{name}");
+        let link_name = link.file_name().unwrap();
+        assert_eq!(fs_err::read_link(release.join(link_name)).unwrap(), Path::new(&deep), "{name}");
+    }
 }
 
 #[test]

@@ -411,6 +411,38 @@ fn an_upload_that_is_not_an_archive_or_does_not_match_its_digest_is_refused() {
     );
 }
 
+/// Upload archive bombs: refused by the registry's check, whose memory stays bounded.
+#[test]
+fn uploads_that_are_archive_bombs_are_refused_within_bounded_memory() {
+    let ctx = TestContext::new();
+    let data = ctx.path("data");
+    let server = start(&ctx, &data);
+    let token = token(&data);
+    let rest = raw_tar(&[RawEntry::file("x", "x\n")]);
+    let bombs = [
+        ("long-name", tar::EntryType::GNULongName, "././@LongLink", 1u64 << 30),
+        ("pax-global", tar::EntryType::XGlobalHeader, "pax_global_header", 256 << 20),
+    ];
+    for (name, kind, header_name, size) in bombs {
+        let path = ctx.path(name);
+        streamed_bomb(&path, kind, header_name, size, &rest);
+        let bomb = fs_err::read(&path).unwrap();
+        let (status, body) =
+            http(&server.address, "PUT", &format!("/api/v1/blobs/sha256:{}", sha256_hex(&bomb)), &token, &bomb);
+        assert_eq!(status, 400, "{name}: {body}");
+        assert!(body.contains("not-an-archive") && body.contains("larger than the limit of 1048576 bytes"), "{body}");
+    }
+    // The check held at most a megabyte of header; the registry's peak stays far below the GiB.
+    let status = fs_err::read_to_string(format!("/proc/{}/status", server.child.id())).unwrap();
+    let peak_kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    assert!(peak_kib < 200 * 1024, "the registry's resident peak reached {peak_kib} KiB");
+    assert!(blob_files(&data).is_empty(), "nothing refused is stored");
+}
+
 /// A private CA and a certificate it signed for 127.0.0.1 and localhost: (ca.pem, cert.pem, key.pem).
 pub(crate) fn private_ca(ctx: &TestContext, dir: &str) -> (PathBuf, PathBuf, PathBuf) {
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
