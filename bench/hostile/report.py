@@ -14,6 +14,10 @@ from benchlib import busiest_others, contention, read_kv, splice, verdict  # noq
 NAME = "hostile"
 
 
+def seconds(value):
+    return f"{value:.1f}" if isinstance(value, (int, float)) else "–"
+
+
 def p99_ms(oha):
     p99 = oha.get("latencyPercentiles", {}).get("p99")
     return f"{p99 * 1000:.1f}" if isinstance(p99, (int, float)) else "–"
@@ -61,8 +65,8 @@ def main():
              f"| oha at {m['rate']} requests/s for {duration} s | {summary['requestsPerSec']:.0f} requests/s served; "
              f"{served} of {total} answered 200, p99 {p99_ms(main_load)} ms |",
              f"| {slow['conns']} slow-loris connections (one header byte every 10 s) | closed {slow['closed_by_registry']} "
-             f"(a half-sent request lived {slow['lifetime_p50_s'] or '–'} s at the median, "
-             f"{slow['lifetime_max_s'] or '–'} s at most); {slow['refused']} connections refused |",
+             f"(a half-sent request lived {seconds(slow['lifetime_p50_s'])} s at the median, "
+             f"{seconds(slow['lifetime_max_s'])} s at most); {slow['refused']} connections refused |",
              f"| oversized bodies | {', '.join(f'{k} × {v}' for k, v in sorted(big.items()))} |",
              f"| made-up tokens and 100 KB methods | {', '.join(f'{k} × {v}' for k, v in sorted(bad.items()))} |",
              "", "### Machine", "", f"{cpu}, {os.cpu_count()} cores, Linux {platform.release()}."]
