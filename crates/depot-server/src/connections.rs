@@ -1,73 +1,162 @@
 //! The connection cap: at most `--max-connections` client connections at once, over HTTP and
-//! HTTPS. A connection past the cap is closed as soon as it is accepted, so that the registry
-//! never runs out of file descriptors for its database, its blobs and the connections it serves.
+//! HTTPS, so that the registry never runs out of file descriptors for its database, its blobs and
+//! the connections it serves.
+//!
+//! At the cap, a new connection takes the place of the oldest one that has no request in
+//! progress: one still in its TLS handshake or sending its first request's header (a slow or
+//! silent client), or idle between requests. A request in progress (an upload, a download, a
+//! blocking query) is never cut to make room. Only when every connection has a request in
+//! progress is the new one closed as it arrives. So a flood of silent connections cannot lock
+//! other clients out: each new connection pushes the oldest silent one out instead.
 
+use std::collections::BTreeMap;
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
+use axum::http::{Request, Response};
 use axum_server::accept::Accept;
+use http_body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use tower::Service;
 
 use crate::metrics::Metrics;
 
 /// An acceptor that holds one permit per open connection (before any TLS handshake, so a client
-/// that stalls the handshake counts too).
+/// that stalls the handshake counts too) and knows which connections have a request in progress.
 #[derive(Clone)]
 pub struct ConnectionLimit {
     permits: Arc<Semaphore>,
+    /// The open connections, oldest first.
+    open: Arc<Mutex<BTreeMap<u64, Arc<Connection>>>>,
+    next: Arc<AtomicU64>,
     metrics: Arc<Metrics>,
 }
 
+/// One open connection's state, shared by its stream and its service.
+struct Connection {
+    /// Requests whose answer is not yet sent in full, or [`EVICTED`].
+    busy: AtomicUsize,
+    /// Given to a newer connection on eviction.
+    permit: Mutex<Option<OwnedSemaphorePermit>>,
+    /// Cancelled on eviction: the stream then fails its next read or write, which closes it.
+    evicted: CancellationToken,
+}
+
+/// [`Connection::busy`] of an evicted connection: no request may start on it.
+const EVICTED: usize = usize::MAX;
+
 impl ConnectionLimit {
     pub fn new(max_connections: usize, metrics: Arc<Metrics>) -> Self {
-        ConnectionLimit { permits: Arc::new(Semaphore::new(max_connections.max(1))), metrics }
+        ConnectionLimit {
+            permits: Arc::new(Semaphore::new(max_connections.max(1))),
+            open: Arc::default(),
+            next: Arc::default(),
+            metrics,
+        }
+    }
+
+    /// A permit for a new connection: a free one, or the one of the oldest connection with no
+    /// request in progress, which is then closed.
+    fn permit(&self) -> Option<OwnedSemaphorePermit> {
+        if let Ok(permit) = self.permits.clone().try_acquire_owned() {
+            return Some(permit);
+        }
+        let open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        for connection in open.values() {
+            // From 0 only: a request that starts later finds the connection evicted.
+            if connection.busy.compare_exchange(0, EVICTED, Ordering::AcqRel, Ordering::Acquire).is_err() {
+                continue;
+            }
+            let permit = connection.permit.lock().unwrap_or_else(PoisonError::into_inner).take();
+            connection.evicted.cancel();
+            if let Some(permit) = permit {
+                self.metrics.connections_evicted.inc();
+                return Some(permit);
+            }
+        }
+        None
     }
 }
 
 impl<I, S> Accept<I, S> for ConnectionLimit {
     type Stream = Limited<I>;
-    type Service = S;
-    type Future = std::future::Ready<io::Result<(Limited<I>, S)>>;
+    type Service = Tracked<S>;
+    type Future = std::future::Ready<io::Result<(Limited<I>, Tracked<S>)>>;
 
     fn accept(&self, stream: I, service: S) -> Self::Future {
-        std::future::ready(match self.permits.clone().try_acquire_owned() {
-            Ok(permit) => {
-                self.metrics.connections.inc();
-                Ok((Limited { stream, _permit: permit, metrics: self.metrics.clone() }, service))
-            }
-            Err(_) => {
-                // Dropping the stream closes it; the count says how often it happens.
-                self.metrics.connections_refused.inc();
-                Err(io::Error::other("--max-connections connections are open"))
-            }
-        })
+        let Some(permit) = self.permit() else {
+            // Dropping the stream closes it; the count says how often it happens.
+            self.metrics.connections_refused.inc();
+            return std::future::ready(Err(io::Error::other(
+                "--max-connections connections are open, each with a request in progress",
+            )));
+        };
+        let connection = Arc::new(Connection {
+            busy: AtomicUsize::new(0),
+            permit: Mutex::new(Some(permit)),
+            evicted: CancellationToken::new(),
+        });
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        self.open.lock().unwrap_or_else(PoisonError::into_inner).insert(id, connection.clone());
+        self.metrics.connections.inc();
+        let limited = Limited {
+            stream,
+            evicted: Box::pin(connection.evicted.clone().cancelled_owned()),
+            id,
+            open: self.open.clone(),
+            metrics: self.metrics.clone(),
+        };
+        std::future::ready(Ok((limited, Tracked { inner: service, connection })))
     }
 }
 
-/// A connection that gives its permit back when it closes.
+/// A connection that leaves the table (and so gives its permit back) when it closes, and fails
+/// its reads and writes once evicted.
 pub struct Limited<I> {
     stream: I,
-    _permit: OwnedSemaphorePermit,
+    evicted: Pin<Box<WaitForCancellationFutureOwned>>,
+    id: u64,
+    open: Arc<Mutex<BTreeMap<u64, Arc<Connection>>>>,
     metrics: Arc<Metrics>,
+}
+
+impl<I> Limited<I> {
+    /// An error once the connection has been evicted; otherwise registers the task to be woken
+    /// on eviction.
+    fn check(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        match self.evicted.as_mut().poll(cx) {
+            Poll::Ready(()) => Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "closed to make room for a new connection at --max-connections",
+            )),
+            Poll::Pending => Ok(()),
+        }
+    }
 }
 
 impl<I> Drop for Limited<I> {
     fn drop(&mut self) {
+        self.open.lock().unwrap_or_else(PoisonError::into_inner).remove(&self.id);
         self.metrics.connections.dec();
     }
 }
 
 impl<I: AsyncRead + Unpin> AsyncRead for Limited<I> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        self.check(cx)?;
         Pin::new(&mut self.stream).poll_read(cx, buf)
     }
 }
 
 impl<I: AsyncWrite + Unpin> AsyncWrite for Limited<I> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        self.check(cx)?;
         Pin::new(&mut self.stream).poll_write(cx, buf)
     }
 
@@ -84,10 +173,94 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Limited<I> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        self.check(cx)?;
         Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
         self.stream.is_write_vectored()
+    }
+}
+
+/// A connection's service: marks the connection busy from a request's arrival (its header read)
+/// until its answer's body is sent in full or dropped.
+#[derive(Clone)]
+pub struct Tracked<S> {
+    inner: S,
+    connection: Arc<Connection>,
+}
+
+/// One request in progress on a connection.
+pub struct Busy(Arc<Connection>);
+
+impl Busy {
+    /// `None` if the connection was evicted.
+    fn start(connection: &Arc<Connection>) -> Option<Busy> {
+        connection
+            .busy
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n != EVICTED).then_some(n + 1))
+            .ok()
+            .map(|_| Busy(connection.clone()))
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        // Never EVICTED here: eviction needs the count at 0.
+        self.0.busy.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl<S, R, B> Service<Request<R>> for Tracked<S>
+where
+    S: Service<Request<R>, Response = Response<B>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = Response<TrackedBody<B>>;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Self::Response, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<R>) -> Self::Future {
+        // An evicted connection's request is still served; its stream fails the answer.
+        let busy = Busy::start(&self.connection);
+        let answer = self.inner.call(request);
+        Box::pin(async move {
+            let response = answer.await?;
+            Ok(response.map(|inner| TrackedBody { inner, _busy: busy }))
+        })
+    }
+}
+
+/// An answer's body that keeps its connection busy until it is sent or dropped.
+pub struct TrackedBody<B> {
+    inner: B,
+    _busy: Option<Busy>,
+}
+
+impl<B: Body + Unpin> Body for TrackedBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }

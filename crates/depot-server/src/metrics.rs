@@ -87,6 +87,7 @@ pub struct Metrics {
     pub blob_sent: Counter,
     pub connections: Gauge,
     pub connections_refused: Counter,
+    pub connections_evicted: Counter,
     pub watchers: Gauge,
     pub versions: Gauge,
     pub configurations: Gauge,
@@ -102,8 +103,8 @@ impl Metrics {
         let requests = Family::<RequestLabels, Counter>::default();
         let request_duration: DurationFamily =
             Family::new_with_constructor(|| Histogram::new(DURATION_BUCKETS.iter().copied()));
-        let (blob_received, blob_sent, connections_refused) =
-            (Counter::default(), Counter::default(), Counter::default());
+        let (blob_received, blob_sent, connections_refused, connections_evicted) =
+            (Counter::default(), Counter::default(), Counter::default(), Counter::default());
         let (connections, watchers, versions, configurations) =
             (Gauge::default(), Gauge::default(), Gauge::default(), Gauge::default());
         registry.register("http_requests", "HTTP requests answered, by method, route and status", requests.clone());
@@ -123,8 +124,13 @@ impl Metrics {
         registry.register("http_connections", "Client connections open now", connections.clone());
         registry.register(
             "http_connections_refused",
-            "Connections closed at once because --max-connections were open",
+            "Connections closed at once because --max-connections were open, each with a request in progress",
             connections_refused.clone(),
+        );
+        registry.register(
+            "http_connections_evicted",
+            "Connections with no request in progress closed to make room for a new one at --max-connections",
+            connections_evicted.clone(),
         );
         registry.register("watchers", "Blocking queries waiting for a configuration change", watchers.clone());
         registry.register("versions", "Component versions stored", versions.clone());
@@ -140,6 +146,7 @@ impl Metrics {
             blob_sent,
             connections,
             connections_refused,
+            connections_evicted,
             watchers,
             versions,
             configurations,

@@ -452,7 +452,9 @@ pub struct ServeArgs {
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     pub header_timeout: Option<Duration>,
 
-    /// Client connections served at once; more are closed as they arrive [default: half the
+    /// Client connections open at once. At the cap, a new connection takes the place of the
+    /// oldest one with no request in progress (silent, slow, or idle between requests); it is
+    /// closed as it arrives only when every one has a request in progress [default: half the
     /// open-file limit left after 128 for the registry's own files].
     #[arg(long, value_name = "N")]
     pub max_connections: Option<usize>,
