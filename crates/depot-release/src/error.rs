@@ -18,6 +18,9 @@ pub enum Error {
     #[error("archive is not a readable tar, tar.gz or tar.zst file: {reason}")]
     CorruptArchive { reason: String },
 
+    #[error("archive is {format}; depot reads .tar, .tar.gz and .tar.zst archives")]
+    UnsupportedFormat { format: &'static str, fix: &'static str },
+
     #[error("archive exceeds the {what} limit of {limit}")]
     ArchiveTooLarge { what: &'static str, limit: u64 },
 
@@ -93,6 +96,7 @@ impl Error {
             Error::CorruptArchive { .. } => Some(
                 "check that the file is complete (compare its sha256 with --sha256) and that it was made by `depot pack` or tar".into(),
             ),
+            Error::UnsupportedFormat { fix, .. } => Some(format!("recompress it: {fix}")),
             Error::ArchiveTooLarge { .. } => Some(
                 "raise the limit with --max-files / --max-bytes (or [limits] in R/config/depot.toml) if the archive is trusted".into(),
             ),

@@ -11,6 +11,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::{self, Read};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
@@ -61,12 +62,13 @@ const DECODED_CHUNK: usize = 256 * 1024;
 type Chunk = io::Result<Vec<u8>>;
 
 /// The decoder thread: decompresses `raw` into chunks (an empty chunk marks the end), then hashes
-/// whatever follows the compressed stream, and returns the archive file's sha256.
+/// whatever follows the compressed stream, and returns the archive file's sha256; `None` when
+/// the staging side stopped reading first (it has its own error).
 fn decode_into(
     raw: &mut (dyn Read + Send),
     progress: &dyn Progress,
     sender: mpsc::SyncSender<Chunk>,
-) -> Result<String> {
+) -> Result<Option<String>> {
     let mut hashing = HashingReader::new(ProgressReader::new(raw, progress));
     {
         let mut decoded = match archive::decoder(&mut hashing) {
@@ -88,7 +90,7 @@ fn decode_into(
             chunk.truncate(filled);
             if sender.send(Ok(chunk)).is_err() {
                 // Staging stopped (it has its own error to report): no point reading further.
-                return Err(Error::corrupt("staging stopped before the end of the archive"));
+                return Ok(None);
             }
             if filled == 0 {
                 break;
@@ -97,7 +99,7 @@ fn decode_into(
     }
     // Hash whatever follows the compressed stream too: the digest is the file's.
     io::copy(&mut hashing, &mut io::sink()).map_err(Error::corrupt)?;
-    Ok(hashing.finish().0)
+    Ok(Some(hashing.finish().0))
 }
 
 fn read_full(reader: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
@@ -212,9 +214,11 @@ impl<'s> Stager<'s> {
             let decoder = scope.spawn(move || decode_into(raw, progress, sender));
             let staged = self.add_entries(DecodedReader::new(receiver));
             // The decoder stops as soon as it finds the receiving side gone.
-            let archive_sha256 = decoder.join().expect("the decoder thread does not panic");
+            // A decoder that failed on its own (not a tar, a corrupt stream) holds the cause of
+            // whatever the staging side then saw.
+            let decoded = decoder.join().expect("the decoder thread does not panic")?;
             staged?;
-            let sha256 = archive_sha256?;
+            let sha256 = decoded.ok_or_else(|| Error::corrupt("staging stopped before the end of the archive"))?;
             self.archives.push(sha256.clone());
             let applied = std::mem::take(&mut self.applied);
             if !std::mem::take(&mut self.depends_on_earlier) {
@@ -242,7 +246,7 @@ impl<'s> Stager<'s> {
             }
             self.check_ancestors(&path)?;
             match &entry.kind {
-                EntryKind::Dir { .. } => self.place_dir(path)?,
+                EntryKind::Dir { mode } => self.place_dir(path, dir_mode(*mode))?,
                 EntryKind::Symlink { target } => {
                     check_symlink_target(&path, target)?;
                     self.place_symlink(path, target.clone())?;
@@ -282,8 +286,12 @@ impl<'s> Stager<'s> {
     }
 
     fn add_entry(&mut self, mut entry: tar::Entry<'_, impl Read>, seen_in_layer: &mut HashSet<String>) -> Result<()> {
-        let raw_path = String::from_utf8(entry.path_bytes().into_owned())
-            .map_err(|e| Error::unsafe_entry(String::from_utf8_lossy(e.as_bytes()), "the path is not UTF-8"))?;
+        let sparse = archive::PaxSparse::of(&mut entry)?;
+        let raw_path = match sparse.as_ref().and_then(|sparse| sparse.name.clone()) {
+            Some(name) => name,
+            None => String::from_utf8(entry.path_bytes().into_owned())
+                .map_err(|e| Error::unsafe_entry(String::from_utf8_lossy(e.as_bytes()), "the path is not UTF-8"))?,
+        };
         let entry_type = entry.header().entry_type();
         self.entry_count += 1;
         if self.entry_count > self.limits.max_files {
@@ -298,8 +306,8 @@ impl<'s> Stager<'s> {
         self.check_ancestors(&path)?;
         let mode = entry.header().mode().map_err(Error::corrupt)?;
 
-        if entry_type.is_dir() {
-            return self.place_dir(path);
+        if archive::is_directory(&entry) {
+            return self.place_dir(path, dir_mode(mode));
         }
 
         if entry_type.is_symlink() {
@@ -332,55 +340,74 @@ impl<'s> Stager<'s> {
             return self.place_file(path, mode, sha256, size);
         }
 
-        if entry_type.is_file() || entry_type.is_contiguous() {
+        // The tar reader expands an old GNU sparse file (type `S`) itself.
+        if entry_type.is_file() || entry_type.is_contiguous() || entry_type.is_gnu_sparse() {
             let mode = file_mode(mode);
-            let size = entry.size();
-            self.count_bytes(size)?;
-            let (sha256, put, actual) = if size <= IN_MEMORY_LIMIT {
-                self.buffer.clear();
-                entry.read_to_end(&mut self.buffer).map_err(Error::corrupt)?;
-                let (sha256, put) = self.store.put_bytes(&self.buffer, mode)?;
-                (sha256, put, self.buffer.len() as u64)
-            } else {
-                let (sha256, actual, put) = self.store.put_reader(&mut entry, mode).map_err(|e| match e {
-                    Error::Io(io) if io.kind() != io::ErrorKind::StorageFull => Error::corrupt(io),
-                    other => other,
-                })?;
-                (sha256, put, actual)
+            return match sparse {
+                Some(sparse) => {
+                    let size = sparse.real_size;
+                    self.count_bytes(size)?;
+                    let stored = entry.size();
+                    let mut content = sparse.reader(&mut entry, stored)?;
+                    self.add_file(path, mode, size, &mut content)
+                }
+                None => {
+                    let size = entry.size();
+                    self.count_bytes(size)?;
+                    self.add_file(path, mode, size, &mut entry)
+                }
             };
-            if actual != size {
-                return Err(Error::corrupt(format!("entry `{path}` is truncated")));
-            }
-            if put == Put::Written {
-                self.stats.objects_written += 1;
-                self.stats.bytes_written += size;
-            }
-            return self.place_file(path, mode, sha256, size);
         }
 
         let what = if entry_type.is_character_special() || entry_type.is_block_special() {
             "device nodes are not allowed"
         } else if entry_type.is_fifo() {
             "fifos are not allowed"
-        } else if entry_type.is_gnu_sparse() {
-            "sparse files are not supported"
         } else {
             "this entry type is not supported"
         };
         Err(Error::unsafe_entry(&path, what))
     }
 
-    /// A directory at `path` (an earlier layer's file or symlink there goes).
-    fn place_dir(&mut self, path: String) -> Result<()> {
+    /// A file of `size` bytes read from `content` into the store and placed at `path`; the
+    /// caller counted its bytes.
+    fn add_file(&mut self, path: String, mode: u32, size: u64, content: &mut dyn Read) -> Result<()> {
+        let (sha256, put, actual) = if size <= IN_MEMORY_LIMIT {
+            self.buffer.clear();
+            content.take(size.saturating_add(1)).read_to_end(&mut self.buffer).map_err(Error::corrupt)?;
+            let (sha256, put) = self.store.put_bytes(&self.buffer, mode)?;
+            (sha256, put, self.buffer.len() as u64)
+        } else {
+            let (sha256, actual, put) = self.store.put_reader(content, mode).map_err(|e| match e {
+                Error::Io(io) if io.kind() != io::ErrorKind::StorageFull => Error::corrupt(io),
+                other => other,
+            })?;
+            (sha256, put, actual)
+        };
+        if actual != size {
+            return Err(Error::corrupt(format!("entry `{path}` is truncated")));
+        }
+        if put == Put::Written {
+            self.stats.objects_written += 1;
+            self.stats.bytes_written += size;
+        }
+        self.place_file(path, mode, sha256, size)
+    }
+
+    /// A directory at `path` with `mode` (an earlier layer's file or symlink there goes; an
+    /// earlier directory takes the new mode).
+    fn place_dir(&mut self, path: String, mode: u32) -> Result<()> {
         match self.entries.get(&path) {
             Some(EntryKind::Dir { .. }) => {}
             Some(_) => self.remove_existing(&path)?,
             None => {}
         }
+        let full = self.dir.join(&path);
         if !self.entries.contains_key(&path) {
-            fs_err::create_dir(self.dir.join(&path))?;
+            fs_err::create_dir(&full)?;
         }
-        self.record(&path, EntryKind::Dir { mode: 0o755 });
+        fs_err::set_permissions(&full, std::fs::Permissions::from_mode(mode))?;
+        self.record(&path, EntryKind::Dir { mode });
         Ok(())
     }
 
@@ -434,8 +461,10 @@ impl<'s> Stager<'s> {
                 }
                 Some(EntryKind::Dir { .. }) => {}
                 None => {
-                    fs_err::create_dir(self.dir.join(ancestor))?;
-                    self.entries.insert(ancestor.to_owned(), EntryKind::Dir { mode: 0o755 });
+                    let full = self.dir.join(ancestor);
+                    fs_err::create_dir(&full)?;
+                    fs_err::set_permissions(&full, std::fs::Permissions::from_mode(IMPLIED_DIR_MODE))?;
+                    self.entries.insert(ancestor.to_owned(), EntryKind::Dir { mode: IMPLIED_DIR_MODE });
                 }
             }
             end += offset + 1;
@@ -461,6 +490,17 @@ impl<'s> Stager<'s> {
         Ok(())
     }
 }
+
+/// A directory's mode in a release, from its mode in an archive or a listing: the owner (depot)
+/// may always read, write and enter it; group and others keep their read and enter bits; no one
+/// else may write, and setuid, setgid and sticky go (a release is not a place for shared
+/// writable state: 1777 becomes 0755). So 0700 stays private.
+pub(crate) fn dir_mode(mode: u32) -> u32 {
+    (mode & 0o755) | 0o700
+}
+
+/// The mode of a directory an archive implies (a parent it does not list).
+const IMPLIED_DIR_MODE: u32 = 0o755;
 
 /// A file's mode in a release, from its mode in an archive or a listing: read for the owner,
 /// never write, setuid, setgid or sticky.

@@ -188,7 +188,11 @@ pub struct ActivationArgs {
 ///
 /// The archive (.tar, .tar.gz or .tar.zst, recognised by content) is unpacked into a staging
 /// directory through the content store, checked (no path may leave the release), validated, then
-/// renamed to releases/VERSION, and `current` is switched with one rename. If the post-activate
+/// renamed to releases/VERSION, and `current` is switched with one rename. What the release keeps
+/// of the archive: paths, contents, symlinks and hardlinks as `tar -x` extracts them, sparse
+/// files expanded; file modes without write, setuid, setgid or sticky bits; directory modes with
+/// write for the owner only (0700 stays 0700, 1777 becomes 0755). Not kept: owners, times
+/// (files are hardlinks into the store), device nodes and fifos (refused). If the post-activate
 /// hook or the health check fails, depot switches back to the previous release, marks the new one
 /// failed and exits 1. Defaults for every flag can live in R/config/depot.toml under [deploy].
 /// Hooks get OLDID, OLDROOT, NEWID, NEWROOT, DEPOT_VERSION and DEPOT_ROOT in their environment.

@@ -2,11 +2,13 @@
 
 mod pack;
 mod reader;
+mod sparse;
 
 use std::io::{BufRead, BufReader, Read};
 
 pub use pack::{PackOptions, PackResult, pack, pack_files};
-pub use reader::{CountedReader, ENTRY_ALLOWANCE, ENTRY_HEADERS_LIMIT, TRAILING_ALLOWANCE, walk_entries};
+pub use reader::{CountedReader, ENTRY_ALLOWANCE, ENTRY_HEADERS_LIMIT, TRAILING_ALLOWANCE, is_directory, walk_entries};
+pub use sparse::{PaxSparse, SparseReader};
 
 use crate::{Error, Result};
 
@@ -21,6 +23,55 @@ pub enum Compression {
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
+/// Formats people ship releases in that depot does not read, told apart by their first bytes so
+/// that the error names them instead of quoting binary data. Each signature holds bytes no tar
+/// header starts with (a file name of control characters or the bzip2 block magic).
+struct OtherFormat {
+    signature: fn(&[u8]) -> bool,
+    name: &'static str,
+    fix: &'static str,
+}
+
+const OTHER_FORMATS: &[OtherFormat] = &[
+    OtherFormat {
+        signature: |h| h.starts_with(b"\xfd7zXZ\0"),
+        name: "xz-compressed",
+        fix: "`xz -dc ARCHIVE | zstd -o release.tar.zst`",
+    },
+    OtherFormat {
+        // `BZh`, the block size (1 to 9), then the first block's magic (or the end of an empty
+        // stream).
+        signature: |h| {
+            h.len() >= 10
+                && h.starts_with(b"BZh")
+                && (b'1'..=b'9').contains(&h[3])
+                && (&h[4..10] == b"1AY&SY" || &h[4..10] == b"\x17\x72\x45\x38\x50\x90")
+        },
+        name: "bzip2-compressed",
+        fix: "`bzip2 -dc ARCHIVE | zstd -o release.tar.zst`",
+    },
+    OtherFormat {
+        signature: |h| h.starts_with(b"LZIP\x01"),
+        name: "lzip-compressed",
+        fix: "`lzip -dc ARCHIVE | zstd -o release.tar.zst`",
+    },
+    OtherFormat {
+        signature: |h| h.starts_with(b"\x04\x22\x4d\x18"),
+        name: "lz4-compressed",
+        fix: "`lz4 -dc ARCHIVE | zstd -o release.tar.zst`",
+    },
+    OtherFormat {
+        signature: |h| h.starts_with(b"PK\x03\x04") || h.starts_with(b"PK\x05\x06"),
+        name: "a zip archive",
+        fix: "unzip it, then `depot pack` the directory",
+    },
+    OtherFormat {
+        signature: |h| h.starts_with(b"7z\xbc\xaf\x27\x1c"),
+        name: "a 7-Zip archive",
+        fix: "extract it, then `depot pack` the directory",
+    },
+];
+
 impl Compression {
     /// Looks at the first bytes of an archive.
     pub fn sniff(head: &[u8]) -> Result<Self> {
@@ -31,6 +82,8 @@ impl Compression {
             Ok(Compression::Zstd)
         } else if head.starts_with(&GZIP_MAGIC) {
             Ok(Compression::Gzip)
+        } else if let Some(format) = OTHER_FORMATS.iter().find(|f| (f.signature)(head)) {
+            Err(Error::UnsupportedFormat { format: format.name, fix: format.fix })
         } else if head.len() >= 512 {
             Ok(Compression::None)
         } else {
@@ -65,4 +118,31 @@ pub fn decoder<'a>(raw: impl Read + 'a) -> Result<Box<dyn Read + 'a>> {
 /// number of entries.
 pub fn check_readable(raw: impl Read, limits: crate::stage::Limits) -> Result<u64> {
     walk_entries(decoder(raw)?, limits, |_entry| Ok(()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn other_formats_are_named_and_a_tar_is_not_taken_for_one() {
+        let cases: [(&[u8], &str); 6] = [
+            (b"\xfd7zXZ\0\0\x04", "xz-compressed"),
+            (b"BZh91AY&SY\x01", "bzip2-compressed"),
+            (b"LZIP\x01\x0c", "lzip-compressed"),
+            (b"\x04\x22\x4d\x18\x64", "lz4-compressed"),
+            (b"PK\x03\x04\x14\0", "a zip archive"),
+            (b"7z\xbc\xaf\x27\x1c\0\x04", "a 7-Zip archive"),
+        ];
+        for (head, name) in cases {
+            match Compression::sniff(head) {
+                Err(Error::UnsupportedFormat { format, .. }) => assert_eq!(format, name),
+                other => panic!("{name}: {other:?}"),
+            }
+        }
+        // A plain tar whose first file is named like a bzip2 stream.
+        let mut tar = vec![0u8; 512];
+        tar[..10].copy_from_slice(b"BZh9README");
+        assert_eq!(Compression::sniff(&tar).unwrap(), Compression::None);
+    }
 }

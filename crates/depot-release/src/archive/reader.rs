@@ -12,8 +12,8 @@
 //!   global header: that is what the tar reader may hold in memory;
 //! - the decoded stream up to the end-of-archive marker is at most `max_bytes` plus
 //!   [`ENTRY_ALLOWANCE`] per entry for tar's own headers and padding; every entry's data counts,
-//!   whether it is a file's or data that is skipped (a directory's, a PAX global header's), and
-//!   so do headers past the allowance. After the marker, [`TRAILING_ALLOWANCE`] more (tar
+//!   whether it is a file's or data that is skipped (a symlink's, a PAX global header's), and
+//!   so do headers past the allowance. A directory that declares data is refused. After the marker, [`TRAILING_ALLOWANCE`] more (tar
 //!   writers pad to a record size, 10 KiB for GNU tar);
 //! - every entry counts against `max_files`, PAX global headers included.
 
@@ -72,8 +72,20 @@ pub fn walk_entries<R: Read>(
             if count > limits.max_files {
                 return Err(Error::ArchiveTooLarge { what: "entry count", limit: limits.max_files });
             }
-            let size = entry.size();
+            // The bytes stored in the archive (for an old GNU sparse file, less than its size).
+            let size = entry.header().entry_size().map_err(Error::corrupt)?;
             data_end = entry.raw_file_position().saturating_add(size).saturating_add(BLOCK - 1) & !(BLOCK - 1);
+            // The tar reader skips a directory's data; GNU tar, bsdtar and Python's tarfile
+            // read none and take the next block as a header. Rather than deploy what the others
+            // do not list, such an archive is refused.
+            if size > 0 && is_directory(&entry) {
+                return Err(Error::unsafe_entry(
+                    String::from_utf8_lossy(&entry.path_bytes()),
+                    format!(
+                        "a directory entry with {size} bytes of data, which tar readers disagree on (GNU tar reads them as the next entries); re-create the archive"
+                    ),
+                ));
+            }
             let pax_global = entry.header().entry_type().is_pax_global_extensions();
             // Refused from its header, before its data is decoded.
             if pax_global && size > ENTRY_HEADERS_LIMIT {
@@ -99,6 +111,13 @@ pub fn walk_entries<R: Read>(
     budget.bound(stream_limit(count).saturating_add(TRAILING_ALLOWANCE), Bound::Stream);
     io::copy(&mut archive.into_inner(), &mut io::sink()).map_err(|e| budget.error_or(Error::corrupt(e), limits))?;
     Ok(count)
+}
+
+/// Whether `entry` is a directory: its type says so, or (as old tar writers and bsdtar's
+/// `--format=v7` mark them) it is a regular file whose name ends in `/`.
+pub fn is_directory<R: Read>(entry: &tar::Entry<'_, R>) -> bool {
+    let entry_type = entry.header().entry_type();
+    entry_type.is_dir() || (entry_type.is_file() && entry.path_bytes().ends_with(b"/"))
 }
 
 /// What the bound in force stands for, to name it when it is reached.

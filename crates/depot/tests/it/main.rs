@@ -3,6 +3,7 @@
 mod common;
 
 mod agent;
+mod archives;
 mod build;
 mod contrib;
 mod crash;
