@@ -56,7 +56,7 @@ pub fn sort<T>(items: &mut [T], label: impl Fn(&T) -> &str) {
 
 /// Non-semver labels before semver ones (push order among themselves: equal here), semver
 /// labels by precedence.
-fn compare(a: &str, b: &str) -> Ordering {
+pub fn compare(a: &str, b: &str) -> Ordering {
     match (parse(a), parse(b)) {
         (Some(a), Some(b)) => a.cmp_precedence(&b),
         (Some(_), None) => Ordering::Greater,

@@ -16,7 +16,7 @@ use crate::progress::Progress;
 use crate::prune::{self, PruneReport};
 use crate::root::{self, Outcome, ReleaseRoot, Session};
 use crate::stage::{Limits, StageStats, Stager};
-use crate::version::ReleaseVersion;
+use crate::version::VersionLabel;
 use crate::{Error, Result, digest, fetch, killpoint};
 
 #[derive(Debug, Clone)]
@@ -35,7 +35,7 @@ pub struct ActivationOptions {
     /// More environment for the hooks of a given release, on top of the standard variables (the
     /// agent's `STATEFILE`, `LAYER_<i>_NAME`, …, which differ between the new and the previous
     /// release).
-    pub release_env: BTreeMap<ReleaseVersion, Vec<(String, String)>>,
+    pub release_env: BTreeMap<VersionLabel, Vec<(String, String)>>,
 }
 
 /// One archive of a release, with its expected sha256 (lowercase hex) when known.
@@ -47,7 +47,7 @@ pub struct Layer {
 
 #[derive(Debug, Clone)]
 pub struct DeployOptions {
-    pub version: ReleaseVersion,
+    pub version: VersionLabel,
     /// The release's archives, unpacked in order into one tree: a later layer's file replaces an
     /// earlier one's. `depot deploy` passes one; the agent one per configuration layer.
     pub layers: Vec<Layer>,
@@ -97,8 +97,8 @@ impl DeployAction {
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct DeployReport {
-    pub version: ReleaseVersion,
-    pub previous: Option<ReleaseVersion>,
+    pub version: VersionLabel,
+    pub previous: Option<VersionLabel>,
     pub action: DeployAction,
     /// The sha256 of each layer's archive, in order.
     pub archives: Vec<String>,
@@ -324,7 +324,7 @@ fn stop_point(options: &DeployOptions, staging_dir: &Path, at: &'static str) -> 
     Ok(())
 }
 
-fn reactivate(session: &Session, options: &DeployOptions, previous: Option<&ReleaseVersion>) -> Result<DeployAction> {
+fn reactivate(session: &Session, options: &DeployOptions, previous: Option<&VersionLabel>) -> Result<DeployAction> {
     if previous == Some(&options.version) {
         let history = session.root.read_history()?;
         let newest = history.activations.iter().rev().find(|a| a.version == options.version);
@@ -361,8 +361,8 @@ fn prune_after(session: &Session, keep: usize) -> Option<PruneReport> {
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RollbackReport {
-    pub from: Option<ReleaseVersion>,
-    pub to: ReleaseVersion,
+    pub from: Option<VersionLabel>,
+    pub to: VersionLabel,
     /// False when the target was already current.
     pub switched: bool,
 }
@@ -371,7 +371,7 @@ pub struct RollbackReport {
 /// deploy.
 pub fn rollback(
     root: &ReleaseRoot,
-    target: Option<&ReleaseVersion>,
+    target: Option<&VersionLabel>,
     options: &ActivationOptions,
     lock_timeout: Duration,
 ) -> Result<RollbackReport> {
@@ -413,15 +413,15 @@ pub fn rollback(
 
 /// Switches `current` to `target`, runs the post-activate hook and the health check, and on a
 /// failure switches back to what was current before (running its post-activate hook again).
-fn activate(session: &Session, target: &ReleaseVersion, action: &str, options: &ActivationOptions) -> Result<()> {
+fn activate(session: &Session, target: &VersionLabel, action: &str, options: &ActivationOptions) -> Result<()> {
     activate_from(session, target, session.root.current().as_ref(), action, options)
 }
 
 /// [`activate`], switching back to `previous` on a failure.
 fn activate_from(
     session: &Session,
-    target: &ReleaseVersion,
-    previous: Option<&ReleaseVersion>,
+    target: &VersionLabel,
+    previous: Option<&VersionLabel>,
     action: &str,
     options: &ActivationOptions,
 ) -> Result<()> {
@@ -490,8 +490,8 @@ fn activate_from(
 /// Runs the post-activate hook and the health check; `Some(failure)` when either fails.
 fn check_activation(
     session: &Session,
-    previous: Option<&ReleaseVersion>,
-    target: &ReleaseVersion,
+    previous: Option<&VersionLabel>,
+    target: &VersionLabel,
     options: &ActivationOptions,
 ) -> Result<Option<CheckFailure>> {
     let root = &session.root;
@@ -514,8 +514,8 @@ fn check_activation(
 /// The environment every hook gets (seed 001's contract, plus depot's own).
 fn hook_env(
     root: &ReleaseRoot,
-    old: Option<&ReleaseVersion>,
-    new: &ReleaseVersion,
+    old: Option<&VersionLabel>,
+    new: &VersionLabel,
     new_root: &Path,
     options: &ActivationOptions,
 ) -> Vec<(String, String)> {

@@ -81,13 +81,20 @@ pub enum Error {
     State { path: PathBuf, reason: String },
 }
 
+/// A version label refused by the one rule set the registry and hosts share.
+impl From<depot_api::names::NameError> for Error {
+    fn from(e: depot_api::names::NameError) -> Self {
+        Error::InvalidVersion { version: e.value, reason: e.reason }
+    }
+}
+
 impl Error {
     /// A short sentence telling the user how to get past this error, when there is one.
     pub fn hint(&self) -> Option<String> {
         match self {
             Error::Io(_) => None,
             Error::InvalidVersion { .. } => Some(
-                "use a plain label such as 1.4.2 or v2026.11.23; `/`, a leading `-` or `.`, control characters and `current` are not allowed"
+                "use a plain label such as 1.4.2 or v2026.11.23; `/`, `:`, a leading `-` or `.`, whitespace, control characters and `current` are not allowed"
                     .into(),
             ),
             Error::UnsafeEntry { .. } => Some(

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
 use crate::digest::to_hex;
-use crate::version::ReleaseVersion;
+use crate::version::VersionLabel;
 use crate::{Error, Result};
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -21,7 +21,7 @@ pub struct Manifest {
 /// The fields of a manifest other than its entries, for listings that do not need every entry.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ManifestSummary {
-    pub version: ReleaseVersion,
+    pub version: VersionLabel,
     pub created_at: DateTime<Utc>,
     /// sha256 of each archive the release was built from, in layer order.
     pub archives: Vec<String>,
@@ -47,7 +47,7 @@ pub enum EntryKind {
 }
 
 impl Manifest {
-    pub fn new(version: ReleaseVersion, archives: Vec<String>, entries: Vec<ManifestEntry>) -> Self {
+    pub fn new(version: VersionLabel, archives: Vec<String>, entries: Vec<ManifestEntry>) -> Self {
         let (files, bytes) = entries.iter().fold((0, 0), |(files, bytes), entry| match &entry.kind {
             EntryKind::File { size, .. } => (files + 1, bytes + size),
             _ => (files, bytes),

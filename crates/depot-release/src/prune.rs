@@ -4,12 +4,12 @@ use std::time::Duration;
 
 use crate::Result;
 use crate::root::{ReleaseRoot, ReleaseStatus, Session};
-use crate::version::ReleaseVersion;
+use crate::version::VersionLabel;
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct PruneReport {
-    pub removed: Vec<ReleaseVersion>,
-    pub kept: Vec<ReleaseVersion>,
+    pub removed: Vec<VersionLabel>,
+    pub kept: Vec<VersionLabel>,
     pub objects_removed: u64,
     pub bytes_freed: u64,
 }
@@ -31,14 +31,14 @@ pub fn prune_in(session: &Session, keep: usize) -> Result<PruneReport> {
     let releases = root.list()?;
     let current = root.current();
     let previous_good = history.previous_good(current.as_ref(), |v| root.release_dir(v).is_dir());
-    let protected = |v: &ReleaseVersion| Some(v) == current.as_ref() || Some(v) == previous_good.as_ref();
+    let protected = |v: &VersionLabel| Some(v) == current.as_ref() || Some(v) == previous_good.as_ref();
 
     let mut candidates: Vec<_> = releases.iter().filter(|r| !protected(&r.version)).collect();
     candidates.sort_by_key(|r| {
         (r.status != ReleaseStatus::Failed, history.last_activated(&r.version).unwrap_or(r.created_at))
     });
     let excess = releases.len().saturating_sub(keep.max(1));
-    let removed: Vec<ReleaseVersion> = candidates.iter().take(excess).map(|r| r.version.clone()).collect();
+    let removed: Vec<VersionLabel> = candidates.iter().take(excess).map(|r| r.version.clone()).collect();
     for version in &removed {
         session.log.line(&format!("prune: removing release {version}"));
         session.remove_release(version)?;

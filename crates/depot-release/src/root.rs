@@ -22,7 +22,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 
 use crate::manifest::{Manifest, ManifestSummary};
 use crate::store::ContentStore;
-use crate::version::{ReleaseVersion, compare_labels};
+use crate::version::{VersionLabel, compare_labels};
 use crate::{Error, Result, killpoint};
 
 pub const CURRENT: &str = "current";
@@ -48,7 +48,7 @@ impl ReleaseRoot {
     pub fn releases_dir(&self) -> PathBuf {
         self.root.join("releases")
     }
-    pub fn release_dir(&self, version: &ReleaseVersion) -> PathBuf {
+    pub fn release_dir(&self, version: &VersionLabel) -> PathBuf {
         self.releases_dir().join(version.as_str())
     }
     pub fn current_link(&self) -> PathBuf {
@@ -60,7 +60,7 @@ impl ReleaseRoot {
     fn depot_dir(&self) -> PathBuf {
         self.root.join(".depot")
     }
-    pub fn manifest_path(&self, version: &ReleaseVersion) -> PathBuf {
+    pub fn manifest_path(&self, version: &VersionLabel) -> PathBuf {
         self.depot_dir().join("manifests").join(format!("{version}.json"))
     }
     pub fn tmp_dir(&self) -> PathBuf {
@@ -212,13 +212,13 @@ impl ReleaseRoot {
     }
 
     /// The active release, if `current` exists.
-    pub fn current(&self) -> Option<ReleaseVersion> {
+    pub fn current(&self) -> Option<VersionLabel> {
         let target = std::fs::read_link(self.current_link()).ok()?;
-        ReleaseVersion::parse(target.file_name()?.to_str()?).ok()
+        VersionLabel::parse(target.file_name()?.to_str()?).ok()
     }
 
     /// The release directories, in no particular order (hidden and `current` left out).
-    pub fn release_versions(&self) -> Result<Vec<ReleaseVersion>> {
+    pub fn release_versions(&self) -> Result<Vec<VersionLabel>> {
         let dir = self.releases_dir();
         if !dir.exists() {
             return Ok(Vec::new());
@@ -229,14 +229,14 @@ impl ReleaseRoot {
             if !entry.file_type()?.is_dir() {
                 continue;
             }
-            if let Some(version) = entry.file_name().to_str().and_then(|n| ReleaseVersion::parse(n).ok()) {
+            if let Some(version) = entry.file_name().to_str().and_then(|n| VersionLabel::parse(n).ok()) {
                 versions.push(version);
             }
         }
         Ok(versions)
     }
 
-    pub fn read_manifest(&self, version: &ReleaseVersion) -> Result<Manifest> {
+    pub fn read_manifest(&self, version: &VersionLabel) -> Result<Manifest> {
         Manifest::read(&self.manifest_path(version))
     }
 
@@ -281,7 +281,7 @@ impl ReleaseRoot {
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ReleaseInfo {
-    pub version: ReleaseVersion,
+    pub version: VersionLabel,
     pub current: bool,
     pub status: ReleaseStatus,
     pub created_at: DateTime<Utc>,
@@ -363,7 +363,7 @@ impl Session {
         }
         for entry in fs_err::read_dir(root.depot_dir().join("manifests"))? {
             let path = entry?.path();
-            let version = path.file_stem().and_then(|s| s.to_str()).and_then(|s| ReleaseVersion::parse(s).ok());
+            let version = path.file_stem().and_then(|s| s.to_str()).and_then(|s| VersionLabel::parse(s).ok());
             let orphan = match (&version, path.extension().and_then(|e| e.to_str())) {
                 (Some(version), Some("json")) => !root.release_dir(version).is_dir(),
                 _ => true,
@@ -406,12 +406,12 @@ impl Session {
     }
 
     /// A fresh, unique staging directory path inside `R/releases/`.
-    pub fn staging_dir(&self, version: &ReleaseVersion) -> PathBuf {
+    pub fn staging_dir(&self, version: &VersionLabel) -> PathBuf {
         self.root.releases_dir().join(format!("{STAGING_PREFIX}{version}-{}", std::process::id()))
     }
 
     /// Makes a release directory disappear in one rename, then deletes it.
-    pub fn remove_release(&self, version: &ReleaseVersion) -> Result<()> {
+    pub fn remove_release(&self, version: &VersionLabel) -> Result<()> {
         let trash = self.root.releases_dir().join(format!("{TRASH_PREFIX}{version}-{}", std::process::id()));
         fs_err::rename(self.root.release_dir(version), &trash)?;
         sync_dir(&self.root.releases_dir())?;
@@ -425,7 +425,7 @@ impl Session {
 
     /// Points `current` at `version` atomically: a temporary symlink renamed over it, then the
     /// directory fsynced. `None` removes `current`.
-    pub fn switch_current(&self, version: Option<&ReleaseVersion>) -> Result<()> {
+    pub fn switch_current(&self, version: Option<&VersionLabel>) -> Result<()> {
         let releases = self.root.releases_dir();
         match version {
             Some(version) => {
@@ -593,7 +593,7 @@ pub struct History {
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Activation {
     pub at: DateTime<Utc>,
-    pub version: ReleaseVersion,
+    pub version: VersionLabel,
     pub action: String,
     pub outcome: Outcome,
 }
@@ -614,7 +614,7 @@ const HISTORY_RECENT: usize = 64;
 const HISTORY_VERSIONS: usize = 64;
 
 impl History {
-    pub fn push(&mut self, version: &ReleaseVersion, action: &str) {
+    pub fn push(&mut self, version: &VersionLabel, action: &str) {
         self.activations.push(Activation {
             at: Utc::now(),
             version: version.clone(),
@@ -631,7 +631,7 @@ impl History {
         }
         let recent = len - HISTORY_RECENT;
         // Per version: whether its newest settled (good or failed) activation has been kept.
-        let mut versions: std::collections::HashMap<&ReleaseVersion, bool> = std::collections::HashMap::new();
+        let mut versions: std::collections::HashMap<&VersionLabel, bool> = std::collections::HashMap::new();
         let keep: Vec<bool> = (0..len)
             .rev()
             .map(|i| {
@@ -672,7 +672,7 @@ impl History {
         }
     }
 
-    fn last_settled(&self, version: &ReleaseVersion) -> Option<&Outcome> {
+    fn last_settled(&self, version: &VersionLabel) -> Option<&Outcome> {
         self.activations
             .iter()
             .rev()
@@ -681,7 +681,7 @@ impl History {
             .find(|o| matches!(o, Outcome::Good | Outcome::Failed { .. }))
     }
 
-    pub fn status(&self, version: &ReleaseVersion, current: Option<&ReleaseVersion>) -> ReleaseStatus {
+    pub fn status(&self, version: &VersionLabel, current: Option<&VersionLabel>) -> ReleaseStatus {
         if current == Some(version) {
             return ReleaseStatus::Active;
         }
@@ -696,9 +696,9 @@ impl History {
     /// and that still exists.
     pub fn previous_good(
         &self,
-        current: Option<&ReleaseVersion>,
-        exists: impl Fn(&ReleaseVersion) -> bool,
-    ) -> Option<ReleaseVersion> {
+        current: Option<&VersionLabel>,
+        exists: impl Fn(&VersionLabel) -> bool,
+    ) -> Option<VersionLabel> {
         self.activations
             .iter()
             .rev()
@@ -709,7 +709,7 @@ impl History {
     }
 
     /// When a release was last activated, for pruning the least recently used first.
-    pub fn last_activated(&self, version: &ReleaseVersion) -> Option<DateTime<Utc>> {
+    pub fn last_activated(&self, version: &VersionLabel) -> Option<DateTime<Utc>> {
         self.activations.iter().rev().find(|a| &a.version == version).map(|a| a.at)
     }
 }
@@ -718,8 +718,8 @@ impl History {
 mod history_tests {
     use super::*;
 
-    fn version(label: &str) -> ReleaseVersion {
-        ReleaseVersion::parse(label).unwrap()
+    fn version(label: &str) -> VersionLabel {
+        VersionLabel::parse(label).unwrap()
     }
 
     #[test]

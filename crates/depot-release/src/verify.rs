@@ -7,12 +7,12 @@ use std::os::unix::fs::PermissionsExt;
 use crate::digest::sha256_file;
 use crate::manifest::EntryKind;
 use crate::root::ReleaseRoot;
-use crate::version::ReleaseVersion;
+use crate::version::VersionLabel;
 use crate::{Error, Result};
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct VerifyReport {
-    pub version: ReleaseVersion,
+    pub version: VersionLabel,
     pub entries_checked: usize,
     pub problems: Vec<Problem>,
 }
@@ -23,7 +23,7 @@ pub struct Problem {
     pub problem: String,
 }
 
-pub fn verify(root: &ReleaseRoot, version: &ReleaseVersion) -> Result<VerifyReport> {
+pub fn verify(root: &ReleaseRoot, version: &VersionLabel) -> Result<VerifyReport> {
     let dir = root.release_dir(version);
     if !dir.is_dir() {
         let available = root.list()?.into_iter().map(|r| r.version.to_string()).collect();

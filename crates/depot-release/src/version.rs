@@ -2,96 +2,17 @@
 //! where they are semver (an optional leading `v` is allowed).
 
 use std::cmp::Ordering;
-use std::fmt;
 
-use crate::{Error, Result};
-
-/// The longest version label accepted, in bytes.
-pub const MAX_VERSION_LEN: usize = 128;
-
-/// A version label that is safe to use as a directory name under `R/releases/`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct ReleaseVersion(String);
-
-impl ReleaseVersion {
-    pub fn parse(label: &str) -> Result<Self> {
-        let refuse = |reason| Err(Error::InvalidVersion { version: label.escape_debug().to_string(), reason });
-        if label.is_empty() {
-            return refuse("it is empty");
-        }
-        if label.len() > MAX_VERSION_LEN {
-            return refuse("it is longer than 128 bytes");
-        }
-        if label == "current" {
-            return refuse("`current` is the name of the active-release symlink");
-        }
-        if label.starts_with('.') {
-            return refuse("it starts with `.` (`.`, `..` and hidden names are reserved)");
-        }
-        if label.starts_with('-') {
-            return refuse("it starts with `-`");
-        }
-        if label.contains('/') || label.contains('\\') {
-            return refuse("it contains a path separator");
-        }
-        if label.chars().any(|c| c.is_control() || c.is_whitespace()) {
-            return refuse("it contains whitespace or control characters");
-        }
-        Ok(ReleaseVersion(label.to_owned()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// The semver reading of this label, if it is one (`1.2.3`, `v1.2.3-rc.1`).
-    pub fn semver(&self) -> Option<semver::Version> {
-        parse_semver(&self.0)
-    }
-}
-
-impl fmt::Display for ReleaseVersion {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::str::FromStr for ReleaseVersion {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        ReleaseVersion::parse(s)
-    }
-}
-
-impl TryFrom<String> for ReleaseVersion {
-    type Error = Error;
-    fn try_from(s: String) -> Result<Self> {
-        ReleaseVersion::parse(&s)
-    }
-}
-
-impl From<ReleaseVersion> for String {
-    fn from(v: ReleaseVersion) -> String {
-        v.0
-    }
-}
-
-/// Strict SemVer 2.0.0 with an optional leading `v`.
-pub fn parse_semver(label: &str) -> Option<semver::Version> {
-    semver::Version::parse(label.strip_prefix('v').unwrap_or(label)).ok()
-}
+/// A version label that is safe to use as a directory name under `R/releases/`: the registry's
+/// own type, so that a label a host accepts is one the registry accepts, and the other way round.
+pub use depot_api::names::VersionLabel;
+pub use depot_api::semver_order::parse as parse_semver;
 
 /// Orders labels from oldest to newest as the registry does (`depot_api::semver_order`): labels
-/// that are not semver first, in the order given by `fallback` (creation), then semver labels by
-/// precedence (build metadata ignored).
+/// that are not semver first, then semver labels by precedence (build metadata ignored); labels
+/// of equal rank in the order given by `fallback` (creation), as the registry keeps push order.
 pub fn compare_labels(a: &str, b: &str, fallback: impl FnOnce() -> Ordering) -> Ordering {
-    match (parse_semver(a), parse_semver(b)) {
-        (Some(x), Some(y)) => x.cmp_precedence(&y).then_with(|| a.cmp(b)),
-        (Some(_), None) => Ordering::Greater,
-        (None, Some(_)) => Ordering::Less,
-        (None, None) => fallback(),
-    }
+    depot_api::semver_order::compare(a, b).then_with(fallback)
 }
 
 #[cfg(test)]
@@ -101,12 +22,12 @@ mod tests {
 
     #[test]
     fn refuses_dangerous_labels() {
-        for bad in ["", ".", "..", "current", "a/b", "../x", "-rf", ".hidden", "a\nb", "a b", "a\\b", &"x".repeat(129)]
+        for bad in ["", ".", "..", "current", "a/b", "../x", "-rf", ".hidden", "a\nb", "a b", "a\\b", "web:1.0.0", &"x".repeat(129)]
         {
-            assert!(ReleaseVersion::parse(bad).is_err(), "{bad:?} should be refused");
+            assert!(VersionLabel::parse(bad).is_err(), "{bad:?} should be refused");
         }
         for good in ["1.0.0", "v1.10.0", "2026-11-23", "abc123", "1.0.0-rc.1+build.5"] {
-            assert!(ReleaseVersion::parse(good).is_ok(), "{good:?} should be accepted");
+            assert!(VersionLabel::parse(good).is_ok(), "{good:?} should be accepted");
         }
     }
 
@@ -131,7 +52,7 @@ mod tests {
             let la = format!("v{}.{}.{}", a.0, a.1, a.2);
             let lb = format!("{}.{}.{}", b.0, b.1, b.2);
             let expected = a.cmp(&b);
-            let got = compare_labels(&la, &lb, || unreachable!());
+            let got = compare_labels(&la, &lb, || Ordering::Equal);
             if expected != Ordering::Equal {
                 prop_assert_eq!(got, expected);
             }
@@ -139,7 +60,7 @@ mod tests {
 
         #[test]
         fn accepted_labels_are_single_path_components(label in "\\PC{0,40}") {
-            if let Ok(v) = ReleaseVersion::parse(&label) {
+            if let Ok(v) = VersionLabel::parse(&label) {
                 let path = std::path::Path::new(v.as_str());
                 let mut components = path.components();
                 prop_assert!(matches!(components.next(), Some(std::path::Component::Normal(_))));

@@ -10,7 +10,7 @@ use depot_release::deploy::{ActivationOptions, ArtifactSource, DeployAction, Dep
 use depot_release::progress::NoProgress;
 use depot_release::root::ReleaseRoot;
 use depot_release::stage::Limits;
-use depot_release::version::ReleaseVersion;
+use depot_release::version::VersionLabel;
 
 fn archive(dir: &Path, name: &str, files: &[(&str, &str)]) -> PathBuf {
     let tree = dir.join(name);
@@ -22,7 +22,7 @@ fn archive(dir: &Path, name: &str, files: &[(&str, &str)]) -> PathBuf {
     let output = dir.join(format!("{name}.tar.zst"));
     let options = PackOptions {
         dir: tree,
-        version: ReleaseVersion::parse("1.0.0").unwrap(),
+        version: VersionLabel::parse("1.0.0").unwrap(),
         name: Some(name.to_owned()),
         output: Some(output.clone()),
         compression: Compression::Zstd,
@@ -33,7 +33,7 @@ fn archive(dir: &Path, name: &str, files: &[(&str, &str)]) -> PathBuf {
 
 fn options(version: &str, layers: &[(&Path, Option<&str>)]) -> DeployOptions {
     DeployOptions {
-        version: ReleaseVersion::parse(version).unwrap(),
+        version: VersionLabel::parse(version).unwrap(),
         layers: layers
             .iter()
             .map(|(path, sha256)| Layer {
@@ -75,12 +75,12 @@ fn layers_unpack_in_order_into_one_release() {
     first
         .activation
         .release_env
-        .insert(ReleaseVersion::parse("cfg-1").unwrap(), vec![("LAYER_1_NAME".to_owned(), "overlay".to_owned())]);
+        .insert(VersionLabel::parse("cfg-1").unwrap(), vec![("LAYER_1_NAME".to_owned(), "overlay".to_owned())]);
     let report = deploy(&root, &first, &NoProgress).unwrap();
     assert_eq!(fs_err::read_to_string(&seen).unwrap(), "overlay cfg-1:overlay");
     assert_eq!(report.action, DeployAction::Deployed);
     assert_eq!(report.archives.len(), 2);
-    let release = root.release_dir(&ReleaseVersion::parse("cfg-1").unwrap());
+    let release = root.release_dir(&VersionLabel::parse("cfg-1").unwrap());
     assert_eq!(fs_err::read_to_string(release.join("bin/app")).unwrap(), "app v1\n");
     assert_eq!(
         fs_err::read_to_string(release.join("config/app.toml")).unwrap(),
@@ -104,7 +104,7 @@ fn layers_unpack_in_order_into_one_release() {
     let error = deploy(&root, &options("cfg-2", &[(&base, None), (&overlay, Some(&wrong))]), &NoProgress).unwrap_err();
     assert!(matches!(error, depot_release::Error::DigestMismatch { .. }), "{error}");
     assert_eq!(fs_err::read_dir(root.path().join("releases")).unwrap().count(), before);
-    assert_eq!(root.current(), Some(ReleaseVersion::parse("cfg-1").unwrap()));
+    assert_eq!(root.current(), Some(VersionLabel::parse("cfg-1").unwrap()));
 
     let error = deploy(&root, &options("cfg-3", &[]), &NoProgress).unwrap_err();
     assert!(matches!(error, depot_release::Error::NoLayers { .. }), "{error}");
@@ -140,7 +140,7 @@ fn an_archive_staged_before_is_staged_again_without_reading_it() {
             .unwrap();
     assert_eq!(second.action, DeployAction::Deployed);
     assert_eq!(second.stats.as_ref().unwrap().objects_written, 1, "only conf-2's new file");
-    let release = root.release_dir(&ReleaseVersion::parse("cfg-2").unwrap());
+    let release = root.release_dir(&VersionLabel::parse("cfg-2").unwrap());
     assert_eq!(fs_err::read_to_string(release.join("lib/part-0/file-0.txt")).unwrap(), "content 0\n");
     assert_eq!(fs_err::read_to_string(release.join("config/app.toml")).unwrap(), "port = 2\n");
 
@@ -148,7 +148,7 @@ fn an_archive_staged_before_is_staged_again_without_reading_it() {
     fs_err::rename(&moved, &base).unwrap();
     let fresh = ReleaseRoot::new(&dir.path().join("fresh")).unwrap();
     deploy(&fresh, &options("cfg-2", &[(&base, Some(&base_sha)), (&conf_2, Some(&conf_2_sha))]), &NoProgress).unwrap();
-    let version = ReleaseVersion::parse("cfg-2").unwrap();
+    let version = VersionLabel::parse("cfg-2").unwrap();
     assert_eq!(
         root.read_manifest(&version).unwrap().summary.tree_digest,
         fresh.read_manifest(&version).unwrap().summary.tree_digest
@@ -162,10 +162,10 @@ fn an_archive_staged_before_is_staged_again_without_reading_it() {
         deploy(&root, &options("cfg-3", &[(&base, Some(&base_sha)), (&conf_1, Some(&conf_1_sha))]), &NoProgress)
             .unwrap();
     assert_eq!(third.stats.as_ref().unwrap().objects_written, 1, "the lost object, written again");
-    let version = ReleaseVersion::parse("cfg-3").unwrap();
+    let version = VersionLabel::parse("cfg-3").unwrap();
     assert_eq!(
         root.read_manifest(&version).unwrap().summary.tree_digest,
-        root.read_manifest(&ReleaseVersion::parse("cfg-1").unwrap()).unwrap().summary.tree_digest
+        root.read_manifest(&VersionLabel::parse("cfg-1").unwrap()).unwrap().summary.tree_digest
     );
     assert!(depot_release::verify::verify(&root, &version).unwrap().problems.is_empty());
 
@@ -175,8 +175,8 @@ fn an_archive_staged_before_is_staged_again_without_reading_it() {
     deploy(&root, &options("cfg-4", &[(&base, Some(&base_sha)), (&conf_2, Some(&conf_2_sha))]), &NoProgress).unwrap();
     assert!(!dir.path().join("escape").exists());
     assert_eq!(
-        root.read_manifest(&ReleaseVersion::parse("cfg-4").unwrap()).unwrap().summary.tree_digest,
-        root.read_manifest(&ReleaseVersion::parse("cfg-2").unwrap()).unwrap().summary.tree_digest
+        root.read_manifest(&VersionLabel::parse("cfg-4").unwrap()).unwrap().summary.tree_digest,
+        root.read_manifest(&VersionLabel::parse("cfg-2").unwrap()).unwrap().summary.tree_digest
     );
 
     // Without a verified download, the file is still hashed: a wrong sha256 is refused even

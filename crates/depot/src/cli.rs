@@ -8,7 +8,6 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use depot_api::pipeline::Gate;
 use depot_api::types::{LayerRef, Role};
 use depot_api::{ComponentName, ConfigName, PipelineName, StageName, TokenName, VersionLabel};
-use depot_release::version::ReleaseVersion;
 
 use crate::client_config::Token;
 
@@ -113,7 +112,7 @@ pub struct PackArgs {
 
     /// The release version, written to VERSION.
     #[arg(long, value_parser = parse_version)]
-    pub version: ReleaseVersion,
+    pub version: VersionLabel,
 
     /// The archive's base name [default: `[package] name`, else the directory's name].
     #[arg(long)]
@@ -210,7 +209,7 @@ pub struct DeployArgs {
 
     /// The release version (becomes releases/VERSION).
     #[arg(long, value_parser = parse_version)]
-    pub version: ReleaseVersion,
+    pub version: VersionLabel,
 
     /// A local archive.
     #[arg(long, value_name = "PATH")]
@@ -299,7 +298,7 @@ pub struct RollbackArgs {
 
     /// The release to activate [default: the previous good release].
     #[arg(long, value_parser = parse_version)]
-    pub version: Option<ReleaseVersion>,
+    pub version: Option<VersionLabel>,
 
     #[command(flatten)]
     pub activation: ActivationArgs,
@@ -351,11 +350,11 @@ pub struct VerifyArgs {
 
     /// The release to check [default: the current release].
     #[arg(long, value_parser = parse_version)]
-    pub version: Option<ReleaseVersion>,
+    pub version: Option<VersionLabel>,
 }
 
-fn parse_version(text: &str) -> Result<ReleaseVersion, String> {
-    ReleaseVersion::parse(text).map_err(|e| e.to_string())
+fn parse_version(text: &str) -> Result<VersionLabel, String> {
+    VersionLabel::parse(text).map_err(|e| e.to_string())
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -1293,7 +1292,7 @@ pub struct BuildArgs {
 
     /// The version [default: $VERSION, else the git short sha, else a UTC timestamp].
     #[arg(long, value_parser = parse_version)]
-    pub version: Option<ReleaseVersion>,
+    pub version: Option<VersionLabel>,
 
     /// Where to write the archive [default: ./NAME-VERSION.tar.zst].
     #[arg(short, long)]

@@ -18,7 +18,7 @@ use crate::digest::HashingWriter;
 use crate::manifest::EntryKind;
 use crate::progress::Progress;
 use crate::stage::resolves_inside;
-use crate::version::ReleaseVersion;
+use crate::version::VersionLabel;
 use crate::{Error, Result};
 
 /// zstd level and worker count. Fixed so that the output is the same on every machine.
@@ -28,7 +28,7 @@ const ZSTD_WORKERS: u32 = 4;
 #[derive(Debug, Clone)]
 pub struct PackOptions {
     pub dir: PathBuf,
-    pub version: ReleaseVersion,
+    pub version: VersionLabel,
     /// Overrides `[package] name` in DIR/depot.toml and the directory's name.
     pub name: Option<String>,
     /// Defaults to `./NAME-VERSION.tar.zst` (or `.tar.gz`).
@@ -40,7 +40,7 @@ pub struct PackOptions {
 pub struct PackResult {
     pub path: PathBuf,
     pub name: String,
-    pub version: ReleaseVersion,
+    pub version: VersionLabel,
     pub sha256: String,
     /// Archive size in bytes.
     pub size: u64,
@@ -308,7 +308,7 @@ fn glob_set(patterns: &[String], dir: &Path) -> Result<Option<GlobSet>> {
 /// The entries of the archive, sorted by path, parents before children.
 fn collect(
     dir: &Path,
-    version: &ReleaseVersion,
+    version: &VersionLabel,
     include: &[String],
     exclude: &[String],
     output: &Path,

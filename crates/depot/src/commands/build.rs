@@ -11,7 +11,6 @@ use anyhow::Context;
 use depot_api::types::PushVersion;
 use depot_api::{Digest, VersionLabel};
 use depot_release::archive::{self, Compression, PackOptions};
-use depot_release::version::ReleaseVersion;
 
 use crate::cli::{BuildArgs, Format};
 use crate::printer::{Printer, hinted, human_bytes};
@@ -78,8 +77,7 @@ pub fn run(args: BuildArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
                 channels: Vec::new(),
                 free_form: false,
             };
-            let label = VersionLabel::parse(version.as_str())?;
-            Some(super::registry::push::register(client, component, &label, &request, &packed.path, printer)?)
+            Some(super::registry::push::register(client, component, &version, &request, &packed.path, printer)?)
         }
         _ => None,
     };
@@ -109,23 +107,23 @@ fn build_command(dir: &Path) -> anyhow::Result<String> {
 }
 
 /// $VERSION, else the git short sha of DIR's checkout, else a UTC timestamp.
-fn default_version(dir: &Path) -> anyhow::Result<ReleaseVersion> {
+fn default_version(dir: &Path) -> anyhow::Result<VersionLabel> {
     if let Ok(text) = std::env::var("VERSION")
         && !text.trim().is_empty()
     {
-        return ReleaseVersion::parse(text.trim()).with_context(|| format!("$VERSION `{text}` cannot be a version"));
+        return VersionLabel::parse(text.trim()).with_context(|| format!("$VERSION `{text}` cannot be a version"));
     }
     let sha = Command::new("git").args(["rev-parse", "--short", "HEAD"]).current_dir(dir).output();
     let text = match sha {
         Ok(output) if output.status.success() => String::from_utf8_lossy(&output.stdout).trim().to_owned(),
         _ => chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string(),
     };
-    Ok(ReleaseVersion::parse(&text)?)
+    Ok(VersionLabel::parse(&text)?)
 }
 
 /// Runs `sh -c command` in `dir`, each line of its output going to stderr and to `log`.
 /// `log` is where the output goes while the command runs; `kept` where it ends up.
-fn run_logged(command: &str, dir: &Path, version: &ReleaseVersion, log: &Path, kept: &Path) -> anyhow::Result<()> {
+fn run_logged(command: &str, dir: &Path, version: &VersionLabel, log: &Path, kept: &Path) -> anyhow::Result<()> {
     let file = Arc::new(Mutex::new(
         fs_err::File::create(log).with_context(|| format!("cannot write the build log {}", log.display()))?,
     ));

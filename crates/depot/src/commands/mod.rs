@@ -99,6 +99,6 @@ fn keep(flag: Option<usize>, config: &RootConfig) -> usize {
     flag.or(config.deploy.keep).unwrap_or(DEFAULT_KEEP)
 }
 
-fn version_or_none(version: Option<&depot_release::version::ReleaseVersion>) -> String {
+fn version_or_none(version: Option<&depot_release::version::VersionLabel>) -> String {
     version.map_or_else(|| "(none)".to_owned(), |v| v.to_string())
 }

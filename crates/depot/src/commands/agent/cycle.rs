@@ -26,7 +26,7 @@ use depot_release::deploy::{self, ArtifactSource, DeployOptions, Layer};
 use depot_release::killpoint;
 use depot_release::progress::NoProgress;
 use depot_release::root::{ReleaseRoot, write_atomic};
-use depot_release::version::ReleaseVersion;
+use depot_release::version::VersionLabel;
 
 use super::mask;
 use super::registries::{self, Registries};
@@ -203,7 +203,7 @@ impl Agent<'_> {
     fn deploy(
         &self,
         config: &Config,
-        release: &ReleaseVersion,
+        release: &VersionLabel,
         timings: &mut BTreeMap<String, u64>,
     ) -> anyhow::Result<()> {
         let started = Instant::now();
@@ -355,7 +355,7 @@ impl Agent<'_> {
         self.dir.join("blobs").join(digest.hex())
     }
 
-    fn config_file(&self, release: &ReleaseVersion) -> PathBuf {
+    fn config_file(&self, release: &VersionLabel) -> PathBuf {
         self.dir.join("configs").join(format!("{release}.json"))
     }
 }
@@ -390,10 +390,10 @@ fn transient(error: &ClientError) -> bool {
 
 /// The release of a configuration: its name and hash, so that content seen before maps to the
 /// release already on disk.
-pub fn release_id(config: &Config) -> anyhow::Result<ReleaseVersion> {
+pub fn release_id(config: &Config) -> anyhow::Result<VersionLabel> {
     // The hash makes it unique; a long name is cut to leave room for it.
     let name: String = config.name.as_str().chars().take(64).collect();
-    Ok(ReleaseVersion::parse(&format!("{name}-{}", &config.hash[..12]))?)
+    Ok(VersionLabel::parse(&format!("{name}-{}", &config.hash[..12]))?)
 }
 
 /// Seed 001's hook variables for a configuration, and the platform's (`DEPOT_*`, which no

@@ -10,7 +10,6 @@ use depot_api::{Digest, ErrorCode, VersionLabel};
 use depot_release::archive::{self, Compression, PackOptions};
 use depot_release::digest::HashingReader;
 use depot_release::progress::ProgressReader;
-use depot_release::version::ReleaseVersion;
 
 use crate::cli::{Format, PushArgs};
 use crate::printer::{Printer, human_bytes};
@@ -129,7 +128,7 @@ fn upload(client: &Client, digest: &Digest, archive: &Path, printer: &Printer) -
 fn pack(
     dir: &Path,
     component: &depot_api::ComponentName,
-    version: &depot_api::VersionLabel,
+    version: &VersionLabel,
     format: Option<Format>,
     into: &Path,
     printer: &Printer,
@@ -140,7 +139,7 @@ fn pack(
     };
     let options = PackOptions {
         dir: dir.to_owned(),
-        version: ReleaseVersion::parse(version.as_str())?,
+        version: version.clone(),
         name: Some(component.to_string()),
         output: Some(into.join(format!("{component}-{version}.{}", compression.extension()))),
         compression,
