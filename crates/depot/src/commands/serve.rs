@@ -188,8 +188,7 @@ pub fn run(args: ServeArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
             first.admin_token
         ));
     }
-    let listener = std::net::TcpListener::bind(&settings.listen)
-        .with_context(|| format!("failed to listen on {}", settings.listen))?;
+    let listener = bind(&settings.listen).with_context(|| format!("failed to listen on {}", settings.listen))?;
     let address = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     printer.message(format!(
@@ -234,4 +233,30 @@ fn notify(state: sd_notify::NotifyState<'_>) {
     if let Err(error) = sd_notify::notify(false, &[state]) {
         eprintln!("depot registry: could not notify systemd: {error}");
     }
+}
+
+/// The listening socket's accept queue. std's `TcpListener::bind` asks for 128, which a burst
+/// of connections (agents reconnecting after a restart, a flood) overflows; the kernel then
+/// drops SYNs and each client waits a second to retry. The kernel caps this at
+/// `net.core.somaxconn` (4,096 by default).
+const ACCEPT_QUEUE: i32 = 4096;
+
+/// Binds `listen` (`host:port`) as std does (the first address that binds, `SO_REUSEADDR`), with
+/// an accept queue of [`ACCEPT_QUEUE`].
+fn bind(listen: &str) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let mut failed = None;
+    for address in std::net::ToSocketAddrs::to_socket_addrs(listen)? {
+        let socket = Socket::new(Domain::for_address(address), Type::STREAM, Some(Protocol::TCP))?;
+        socket.set_reuse_address(true)?;
+        match socket.bind(&address.into()) {
+            Ok(()) => {
+                socket.listen(ACCEPT_QUEUE)?;
+                return Ok(socket.into());
+            }
+            Err(e) => failed = Some(e),
+        }
+    }
+    Err(failed
+        .unwrap_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "the address resolves to nothing")))
 }

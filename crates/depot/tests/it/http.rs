@@ -156,6 +156,26 @@ fn at_the_cap_the_oldest_idle_connection_gives_way_and_requests_in_progress_are_
     assert!(metric(&metrics, "depot_http_connections_refused_total") >= 1.0, "{metrics}");
 }
 
+/// The listening socket's accept queue is 4,096 (or the kernel's cap), not std's 128, which a
+/// burst of connections overflowed: the kernel dropped SYNs and `/healthz` took a second under
+/// bench/hostile.
+#[test]
+fn the_accept_queue_holds_a_burst_of_connections() {
+    let ctx = TestContext::new();
+    let data = ctx.path("data");
+    let server = start_with(&ctx, &data, &[]);
+    let port = server.address.rsplit(':').next().unwrap();
+    let output = std::process::Command::new("ss")
+        .args(["-ltnH", &format!("sport = :{port}")])
+        .output()
+        .expect("ss runs (.ci/install installs iproute2 when it is missing)");
+    let line = String::from_utf8_lossy(&output.stdout).into_owned();
+    // State, Recv-Q, Send-Q (the accept queue's size for a listening socket), addresses.
+    let queue: u32 = line.split_whitespace().nth(2).and_then(|q| q.parse().ok()).unwrap_or_else(|| panic!("{line}"));
+    let cap: u32 = fs_err::read_to_string("/proc/sys/net/core/somaxconn").unwrap().trim().parse().unwrap();
+    assert_eq!(queue, cap.min(4096), "{line}");
+}
+
 /// Over TLS, a connection that never completes its handshake is closed after --header-timeout too.
 #[test]
 fn a_stalled_tls_handshake_is_closed_after_the_header_timeout() {
