@@ -7,6 +7,7 @@ pub mod client;
 pub mod error;
 pub mod names;
 pub mod pipeline;
+pub mod rollout;
 pub mod semver_order;
 pub mod types;
 

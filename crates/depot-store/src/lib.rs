@@ -9,6 +9,7 @@ mod error;
 mod metadata;
 mod pipelines;
 mod private;
+pub mod rollout;
 mod rows;
 pub mod rules;
 

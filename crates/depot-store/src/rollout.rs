@@ -1,0 +1,373 @@
+//! A rolling rollout's decisions, as plain functions over plain data: how the hosts known at its
+//! start form batches, which revision each host may run, and what the agents' reports do to it
+//! (a batch baked, a host failed or timed out, a halt, a revert). The store keeps a [`Rollout`]
+//! with its configuration, steps it when a report arrives or a deadline passes, and answers each
+//! agent's blocking query with [`Rollout::revision_for`]; everything here is tested with no
+//! database.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Duration, Utc};
+use depot_api::HostName;
+use depot_api::rollout::{OnFailure, Rolling};
+use depot_api::types::AgentState;
+
+/// One rollout of a configuration from revision `from` to `to`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Rollout {
+    pub from: u64,
+    pub to: u64,
+    pub strategy: Rolling,
+    /// The hosts in batches, canaries first; formed at the start, later joiners in the last.
+    pub batches: Vec<Vec<HostName>>,
+    /// How many batches have started (the hosts of those may run `to`).
+    pub started: usize,
+    /// When the newest started batch started.
+    pub batch_started_at: DateTime<Utc>,
+    /// Hosts counted as failed, with the reason.
+    pub failed: BTreeMap<HostName, String>,
+    pub phase: Phase,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "phase", rename_all = "lowercase")]
+pub enum Phase {
+    Running,
+    Paused,
+    /// Stopped by failures; the hosts changed stay on `to` (on-failure halt).
+    Halted {
+        reason: String,
+    },
+    /// Stopped by failures; every host is sent back to `from` (on-failure revert).
+    Reverted {
+        reason: String,
+    },
+    Aborted,
+    Completed,
+}
+
+/// What an agent last reported: the revision it runs or tried, its state, and since when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostReport {
+    pub revision: u64,
+    pub state: AgentState,
+    pub since: DateTime<Utc>,
+}
+
+impl Rollout {
+    /// Starts a rollout from `from` to `to` over `hosts` (the agents known now), in a stable
+    /// order: the first `canary` hosts by name form a batch of their own, the rest follow in
+    /// batches of `strategy.batch` (a percentage of all the hosts). The first batch starts now.
+    pub fn start(
+        from: u64,
+        to: u64,
+        strategy: Rolling,
+        hosts: impl IntoIterator<Item = HostName>,
+        now: DateTime<Utc>,
+    ) -> Self {
+        let hosts: Vec<HostName> = hosts.into_iter().collect::<BTreeSet<_>>().into_iter().collect();
+        let canaries = (strategy.canary as usize).min(hosts.len());
+        let size = strategy.batch.batch_of(hosts.len());
+        let mut batches: Vec<Vec<HostName>> = Vec::new();
+        if canaries > 0 {
+            batches.push(hosts[..canaries].to_vec());
+        }
+        batches.extend(hosts[canaries..].chunks(size).map(<[HostName]>::to_vec));
+        let phase = if batches.is_empty() { Phase::Completed } else { Phase::Running };
+        Rollout {
+            from,
+            to,
+            strategy,
+            started: usize::from(!batches.is_empty()),
+            batches,
+            batch_started_at: now,
+            failed: BTreeMap::new(),
+            phase,
+        }
+    }
+
+    /// The revision `host` may run now.
+    pub fn revision_for(&self, host: &HostName) -> u64 {
+        match self.phase {
+            Phase::Reverted { .. } | Phase::Aborted => self.from,
+            Phase::Completed => self.to,
+            Phase::Running | Phase::Paused | Phase::Halted { .. } => {
+                if self.batches[..self.started].iter().any(|batch| batch.contains(host)) { self.to } else { self.from }
+            }
+        }
+    }
+
+    /// A host that was not known at the start joins the last batch: it runs `from` until that
+    /// batch starts (at once if it has). Returns whether it was added.
+    pub fn join(&mut self, host: HostName) -> bool {
+        if self.batches.iter().any(|batch| batch.contains(&host)) {
+            return false;
+        }
+        match self.batches.last_mut() {
+            Some(last) => last.push(host),
+            None => self.batches.push(vec![host]),
+        }
+        true
+    }
+
+    fn total(&self) -> usize {
+        self.batches.iter().map(Vec::len).sum()
+    }
+
+    /// Moves a running rollout on from the agents' latest `reports` at `now`: fails the hosts of
+    /// the started batch that reported a failure on `to` or have not reported it active within
+    /// the deadline, halts (or reverts) past `max_failures`, and starts the next batch once every
+    /// host of this one has been active on `to` for the bake time. Returns what happened, for
+    /// the history; nothing when nothing did.
+    pub fn step(&mut self, reports: &BTreeMap<HostName, HostReport>, now: DateTime<Utc>) -> Vec<String> {
+        let mut events = Vec::new();
+        loop {
+            if self.phase != Phase::Running {
+                return events;
+            }
+            let deadline = self.batch_started_at + seconds(self.strategy.deadline_seconds);
+            let bake = seconds(self.strategy.bake_seconds);
+            let batch = self.started - 1;
+            let mut baked = true;
+            for host in self.batches[batch].clone() {
+                if self.failed.contains_key(&host) {
+                    continue;
+                }
+                let report = reports.get(&host).filter(|r| r.revision == self.to);
+                let failure = match report {
+                    Some(r) if matches!(r.state, AgentState::Failed | AgentState::RolledBack) => {
+                        Some(format!("{} on revision {}", r.state.as_str(), self.to))
+                    }
+                    Some(r) if r.state == AgentState::Active => {
+                        baked &= now - r.since.max(self.batch_started_at) >= bake;
+                        None
+                    }
+                    _ if now >= deadline => Some(format!(
+                        "did not report revision {} active within {}s",
+                        self.to, self.strategy.deadline_seconds
+                    )),
+                    _ => {
+                        baked = false;
+                        None
+                    }
+                };
+                if let Some(reason) = failure {
+                    events.push(format!("host {host} failed in batch {}: {reason}", batch + 1));
+                    self.failed.insert(host, reason);
+                }
+            }
+            let allowed = self.strategy.max_failures.allowance_of(self.total());
+            if self.failed.len() > allowed {
+                let reason = format!(
+                    "{} host(s) failed, more than the {} allowed (max-failures {})",
+                    self.failed.len(),
+                    allowed,
+                    self.strategy.max_failures
+                );
+                events.push(match self.strategy.on_failure {
+                    OnFailure::Halt => format!("rollout halted in batch {}: {reason}", batch + 1),
+                    OnFailure::Revert => format!(
+                        "rollout reverted in batch {}: {reason}; hosts of batches 1-{} go back to revision {}",
+                        batch + 1,
+                        batch + 1,
+                        self.from
+                    ),
+                });
+                self.phase = match self.strategy.on_failure {
+                    OnFailure::Halt => Phase::Halted { reason },
+                    OnFailure::Revert => Phase::Reverted { reason },
+                };
+                return events;
+            }
+            if !baked {
+                return events;
+            }
+            if self.started == self.batches.len() {
+                events.push(format!("rollout to revision {} completed", self.to));
+                self.phase = Phase::Completed;
+                return events;
+            }
+            self.started += 1;
+            self.batch_started_at = now;
+            events.push(format!(
+                "batch {} of {} started: {}",
+                self.started,
+                self.batches.len(),
+                self.batches[self.started - 1].iter().map(HostName::as_str).collect::<Vec<_>>().join(", ")
+            ));
+            // A batch of hosts that already run `to` (say, after a resume) may pass at once.
+        }
+    }
+
+    /// Goes on past a halt (after a fix): the failures so far are forgiven and the halted batch
+    /// starts again now.
+    pub fn continue_after_halt(&mut self, now: DateTime<Utc>) -> bool {
+        if !matches!(self.phase, Phase::Halted { .. }) {
+            return false;
+        }
+        self.failed.clear();
+        self.batch_started_at = now;
+        self.phase = Phase::Running;
+        true
+    }
+}
+
+fn seconds(s: u64) -> Duration {
+    Duration::seconds(i64::try_from(s).unwrap_or(i64::MAX / 1000))
+}
+
+#[cfg(test)]
+mod tests {
+    use depot_api::rollout::Share;
+
+    use super::*;
+
+    fn host(i: usize) -> HostName {
+        HostName::parse(&format!("web-{i:02}")).unwrap()
+    }
+
+    fn t(s: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + s, 0).unwrap()
+    }
+
+    fn rolling(canary: u32, batch: Share, max_failures: Share, on_failure: OnFailure) -> Rolling {
+        Rolling { canary, batch, bake_seconds: 2, deadline_seconds: 30, max_failures, on_failure }
+    }
+
+    fn report(revision: u64, state: AgentState, since: i64) -> HostReport {
+        HostReport { revision, state, since: t(since) }
+    }
+
+    /// Every host of the started batches active on `to` since `since`.
+    fn all_active(r: &Rollout, since: i64) -> BTreeMap<HostName, HostReport> {
+        r.batches[..r.started].iter().flatten().map(|h| (h.clone(), report(r.to, AgentState::Active, since))).collect()
+    }
+
+    #[test]
+    fn batches_put_canaries_alone_first_in_name_order() {
+        let r = Rollout::start(
+            1,
+            2,
+            rolling(1, Share::Percent(25), Share::Hosts(0), OnFailure::Halt),
+            (0..20).rev().map(host),
+            t(0),
+        );
+        let sizes: Vec<usize> = r.batches.iter().map(Vec::len).collect();
+        assert_eq!(sizes, [1, 5, 5, 5, 4], "a canary, then 25% of 20 hosts per batch");
+        assert_eq!(r.batches[0], [host(0)]);
+        assert_eq!(r.revision_for(&host(0)), 2);
+        assert!((1..20).all(|i| r.revision_for(&host(i)) == 1), "nobody but the canary moves");
+    }
+
+    #[test]
+    fn a_failing_canary_halts_the_rollout_with_no_other_host_touched() {
+        let mut r = Rollout::start(
+            1,
+            2,
+            rolling(1, Share::Percent(25), Share::Hosts(0), OnFailure::Halt),
+            (0..20).map(host),
+            t(0),
+        );
+        let reports = BTreeMap::from([(host(0), report(2, AgentState::RolledBack, 5))]);
+        let events = r.step(&reports, t(6));
+        assert!(matches!(r.phase, Phase::Halted { .. }), "{:?}", r.phase);
+        assert!(events.iter().any(|e| e.contains("host web-00 failed in batch 1")), "{events:?}");
+        assert!(events.iter().any(|e| e.contains("rollout halted in batch 1")), "{events:?}");
+        assert!((1..20).all(|i| r.revision_for(&host(i)) == 1), "19 hosts never touched");
+        assert_eq!(r.revision_for(&host(0)), 2, "halt leaves the canary where it is");
+    }
+
+    #[test]
+    fn batches_start_after_the_bake_time_and_the_rollout_completes() {
+        let mut r =
+            Rollout::start(1, 2, rolling(1, Share::Hosts(2), Share::Hosts(0), OnFailure::Halt), (0..5).map(host), t(0));
+        assert!(r.step(&all_active(&r, 1), t(2)).is_empty(), "active for 1s of 2: still baking");
+        let events = r.step(&all_active(&r, 1), t(3));
+        assert_eq!(events, ["batch 2 of 3 started: web-01, web-02"]);
+        assert_eq!(r.revision_for(&host(1)), 2);
+        assert_eq!(r.revision_for(&host(3)), 1);
+        // An active report from before the batch started counts from the batch's start.
+        let events = r.step(&all_active(&r, 0), t(5));
+        assert_eq!(events, ["batch 3 of 3 started: web-03, web-04"]);
+        let events = r.step(&all_active(&r, 5), t(7));
+        assert_eq!(events, ["rollout to revision 2 completed"]);
+        assert_eq!(r.phase, Phase::Completed);
+        assert!((0..5).all(|i| r.revision_for(&host(i)) == 2));
+    }
+
+    #[test]
+    fn a_failure_in_batch_two_with_revert_sends_batches_one_and_two_back() {
+        let mut r = Rollout::start(
+            1,
+            2,
+            rolling(1, Share::Percent(25), Share::Hosts(0), OnFailure::Revert),
+            (0..20).map(host),
+            t(0),
+        );
+        r.step(&all_active(&r, 0), t(2));
+        assert_eq!(r.started, 2);
+        let mut reports = all_active(&r, 2);
+        let failing = r.batches[1][2].clone();
+        reports.insert(failing.clone(), report(2, AgentState::Failed, 3));
+        let events = r.step(&reports, t(4));
+        assert!(matches!(r.phase, Phase::Reverted { .. }), "{:?}", r.phase);
+        assert!(events.iter().any(|e| e.contains(&format!("host {failing} failed in batch 2"))), "{events:?}");
+        assert!((0..20).all(|i| r.revision_for(&host(i)) == 1), "every host back on, or still on, revision 1");
+    }
+
+    #[test]
+    fn a_host_that_does_not_report_within_the_deadline_fails_and_failures_within_the_allowance_pass() {
+        let mut r =
+            Rollout::start(1, 2, rolling(0, Share::Hosts(3), Share::Hosts(1), OnFailure::Halt), (0..6).map(host), t(0));
+        let mut reports = all_active(&r, 1);
+        reports.remove(&host(2)); // killed mid-batch: never reports
+        assert!(r.step(&reports, t(10)).is_empty(), "waits for it until the deadline");
+        let events = r.step(&reports, t(30));
+        assert_eq!(events[0], "host web-02 failed in batch 1: did not report revision 2 active within 30s");
+        assert_eq!(events[1], "batch 2 of 2 started: web-03, web-04, web-05", "one failure is allowed");
+        let mut reports = all_active(&r, 31);
+        reports.insert(host(4), report(2, AgentState::Failed, 31));
+        let events = r.step(&reports, t(32));
+        assert!(
+            events.last().unwrap().starts_with("rollout halted in batch 2: 2 host(s) failed, more than the 1 allowed"),
+            "{events:?}"
+        );
+    }
+
+    #[test]
+    fn a_report_on_another_revision_is_not_progress() {
+        let mut r =
+            Rollout::start(1, 2, rolling(1, Share::Hosts(1), Share::Hosts(0), OnFailure::Halt), (0..2).map(host), t(0));
+        let stale = BTreeMap::from([(host(0), report(1, AgentState::Active, 0))]);
+        assert!(r.step(&stale, t(10)).is_empty(), "still on revision 1: not baked");
+        let failed_before = BTreeMap::from([(host(0), report(1, AgentState::Failed, 0))]);
+        assert!(r.step(&failed_before, t(10)).is_empty(), "a failure of the previous revision is not this rollout's");
+    }
+
+    #[test]
+    fn pause_holds_continue_forgives_and_joiners_wait_for_the_last_batch() {
+        let mut r =
+            Rollout::start(1, 2, rolling(1, Share::Hosts(2), Share::Hosts(0), OnFailure::Halt), (0..5).map(host), t(0));
+        r.phase = Phase::Paused;
+        assert!(r.step(&all_active(&r, 0), t(100)).is_empty(), "paused: nothing moves");
+        r.phase = Phase::Running;
+        assert!(r.join(host(9)));
+        assert!(!r.join(host(9)), "once");
+        assert_eq!(r.revision_for(&host(9)), 1, "a joiner runs the previous revision");
+        let failing = BTreeMap::from([(host(0), report(2, AgentState::Failed, 1))]);
+        r.step(&failing, t(2));
+        assert!(matches!(r.phase, Phase::Halted { .. }));
+        assert!(r.continue_after_halt(t(10)));
+        r.step(&all_active(&r, 10), t(12));
+        assert_eq!(r.revision_for(&host(9)), 1, "in the last batch, not yet started");
+        r.step(&all_active(&r, 12), t(14));
+        assert_eq!(r.revision_for(&host(9)), 2, "the last batch started");
+    }
+
+    #[test]
+    fn no_hosts_is_a_completed_rollout() {
+        let r = Rollout::start(1, 2, Rolling::default(), [], t(0));
+        assert_eq!(r.phase, Phase::Completed);
+        assert_eq!(r.revision_for(&host(1)), 2);
+    }
+}
