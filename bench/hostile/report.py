@@ -28,6 +28,17 @@ def main():
     ap.add_argument("--results", required=True)
     ap.add_argument("--doc", required=True)
     a = ap.parse_args()
+
+    def timeline(samples, duration):
+        """Resident MiB at each tenth of the run (the last sample at or before it)."""
+        marks = []
+        for step in range(1, 11):
+            at = duration * step / 10
+            before = [kb for t, kb in samples if kb and t <= at]
+            if before:
+                marks.append(f"{before[-1] / 1024:.0f}")
+        return "MiB at each tenth of the run: " + ", ".join(marks)
+
     r = Path(a.results)
     load = lambda name: json.loads((r / f"{name}.json").read_text())  # noqa: E731
     m = read_kv(r / "machine.txt")
@@ -57,6 +68,8 @@ def main():
              f"{probe['failures']} failed | {verdict(probe['over_100ms'] == 0 and probe['failures'] == 0)} |",
              f"| memory stays flat | resident {rss_start / 1024:.0f} MiB after the first minute, {rss_end / 1024:.0f} MiB "
              f"at the end ({growth:+.0f} MiB); before the load {int(m['rss_before_kb']) / 1024:.0f} MiB | {verdict(flat)} |",
+             f"| (resident memory over the run) | {timeline(probe['rss_kb'], duration)}; the database (with its WAL) "
+             f"ends at {int(m.get('db_bytes', 0)) / 1048576:.0f} MiB | |",
              f"| nothing acknowledged is lost | {writer['acknowledged']} configuration writes acknowledged, "
              f"{writer['lost']} missing from the history | {verdict(writer['lost'] == 0 and writer['acknowledged'] > 0)} |",
              "", "### Load", "", "| part | what the registry did |", "| --- | --- |",

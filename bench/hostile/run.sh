@@ -72,7 +72,8 @@ cpu_snapshot end
 top_cpu after
 RSS_AFTER=$(awk '/VmRSS/ {print $2}' /proc/$SERVE/status)
 kill -0 "$SERVE" || { echo "run.sh: the registry died" >&2; tail -20 "$WORK/serve.log" >&2; exit 1; }
-printf 'capacity: %s\nrate: %s\nduration: %s\nrss_before_kb: %s\nrss_after_kb: %s\nnproc: %s\nclk_tck: %s\n' \
-    "$CAPACITY" "$RATE" "$DURATION" "$RSS_BEFORE" "$RSS_AFTER" "$(nproc)" "$(getconf CLK_TCK)" >"$RESULTS/machine.txt"
+DB_BYTES=$(( $(stat -c %s "$WORK/data/depot.db") + $(stat -c %s "$WORK/data/depot.db-wal" 2>/dev/null || echo 0) ))
+printf 'capacity: %s\nrate: %s\nduration: %s\nrss_before_kb: %s\nrss_after_kb: %s\nnproc: %s\nclk_tck: %s\ndb_bytes: %s\n' \
+    "$CAPACITY" "$RATE" "$DURATION" "$RSS_BEFORE" "$RSS_AFTER" "$(nproc)" "$(getconf CLK_TCK)" "$DB_BYTES" >"$RESULTS/machine.txt"
 python3 $HERE/report.py --results "$RESULTS" --doc docs/benchmarks.md
 log "wrote docs/benchmarks.md (Hostile load)"
