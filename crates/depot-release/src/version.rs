@@ -22,8 +22,21 @@ mod tests {
 
     #[test]
     fn refuses_dangerous_labels() {
-        for bad in ["", ".", "..", "current", "a/b", "../x", "-rf", ".hidden", "a\nb", "a b", "a\\b", "web:1.0.0", &"x".repeat(129)]
-        {
+        for bad in [
+            "",
+            ".",
+            "..",
+            "current",
+            "a/b",
+            "../x",
+            "-rf",
+            ".hidden",
+            "a\nb",
+            "a b",
+            "a\\b",
+            "web:1.0.0",
+            &"x".repeat(129),
+        ] {
             assert!(VersionLabel::parse(bad).is_err(), "{bad:?} should be refused");
         }
         for good in ["1.0.0", "v1.10.0", "2026-11-23", "abc123", "1.0.0-rc.1+build.5"] {
