@@ -214,11 +214,17 @@ impl<'s> Stager<'s> {
             let decoder = scope.spawn(move || decode_into(raw, progress, sender));
             let staged = self.add_entries(DecodedReader::new(receiver));
             // The decoder stops as soon as it finds the receiving side gone.
-            // A decoder that failed on its own (not a tar, a corrupt stream) holds the cause of
-            // whatever the staging side then saw.
-            let decoded = decoder.join().expect("the decoder thread does not panic")?;
-            staged?;
-            let sha256 = decoded.ok_or_else(|| Error::corrupt("staging stopped before the end of the archive"))?;
+            let decoded = decoder.join().expect("the decoder thread does not panic");
+            let sha256 = match (staged, decoded) {
+                // A decoder that failed on its own (not a tar, a corrupt stream) holds the cause
+                // of a staging side that found the stream unreadable; any other refusal by the
+                // staging side is its own, whatever the decoder met further on.
+                (Err(Error::CorruptArchive { .. }), Err(decoder)) => return Err(decoder),
+                (Err(staging), _) => return Err(staging),
+                (Ok(()), decoded) => {
+                    decoded?.ok_or_else(|| Error::corrupt("staging stopped before the end of the archive"))?
+                }
+            };
             self.archives.push(sha256.clone());
             let applied = std::mem::take(&mut self.applied);
             if !std::mem::take(&mut self.depends_on_earlier) {

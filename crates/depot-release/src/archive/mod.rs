@@ -114,10 +114,33 @@ pub fn decoder<'a>(raw: impl Read + 'a) -> Result<Box<dyn Read + 'a>> {
 }
 
 /// Reads a whole archive without writing anything, within the same limits as unpacking it:
-/// decodes it to its end (checking the gzip or zstd trailer) and walks every entry. Returns the
+/// decodes it to its end (checking the gzip or zstd trailer), walks every entry, reads each
+/// sparse file's map and counts every file at its real size against `max_bytes`. Returns the
 /// number of entries.
 pub fn check_readable(raw: impl Read, limits: crate::stage::Limits) -> Result<u64> {
-    walk_entries(decoder(raw)?, limits, |_entry| Ok(()))
+    let mut bytes = 0u64;
+    walk_entries(decoder(raw)?, limits, |mut entry| {
+        let entry_type = entry.header().entry_type();
+        let size = match PaxSparse::of(&mut entry)? {
+            Some(sparse) => {
+                let real = sparse.real_size;
+                let stored = entry.size();
+                sparse.reader(&mut entry, stored)?;
+                real
+            }
+            None if (entry_type.is_file() || entry_type.is_contiguous() || entry_type.is_gnu_sparse())
+                && !is_directory(&entry) =>
+            {
+                entry.size()
+            }
+            None => 0,
+        };
+        bytes = bytes.saturating_add(size);
+        if bytes > limits.max_bytes {
+            return Err(Error::ArchiveTooLarge { what: "uncompressed size", limit: limits.max_bytes });
+        }
+        Ok(())
+    })
 }
 
 #[cfg(test)]

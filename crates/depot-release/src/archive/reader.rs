@@ -72,21 +72,34 @@ pub fn walk_entries<R: Read>(
             if count > limits.max_files {
                 return Err(Error::ArchiveTooLarge { what: "entry count", limit: limits.max_files });
             }
-            // The bytes stored in the archive (for an old GNU sparse file, less than its size).
-            let size = entry.header().entry_size().map_err(Error::corrupt)?;
-            data_end = entry.raw_file_position().saturating_add(size).saturating_add(BLOCK - 1) & !(BLOCK - 1);
-            // The tar reader skips a directory's data; GNU tar, bsdtar and Python's tarfile
-            // read none and take the next block as a header. Rather than deploy what the others
-            // do not list, such an archive is refused.
-            if size > 0 && is_directory(&entry) {
+            let entry_type = entry.header().entry_type();
+            // The bytes stored in the archive, as the tar reader will skip them: the PAX `size`
+            // record when there is one, and for an old GNU sparse file (whose `size()` is its
+            // expanded size) the header's field. The data starts where the reader is now, after
+            // every header the tar reader took for this entry (GNU sparse extensions included).
+            let size = if entry_type.is_gnu_sparse() {
+                entry.header().entry_size().map_err(Error::corrupt)?
+            } else {
+                entry.size()
+            };
+            data_end = budget.position.get().saturating_add(size).saturating_add(BLOCK - 1) & !(BLOCK - 1);
+            // The tar reader skips the data of entries it has no use for; GNU tar, bsdtar and
+            // Python's tarfile read none for a directory, a link or a device, and take the next
+            // block as a header. Rather than deploy what the others do not list, such an archive
+            // is refused. Only files (and PAX global headers) carry data.
+            let carries_data = (entry_type.is_file() || entry_type.is_contiguous() || entry_type.is_gnu_sparse())
+                && !is_directory(&entry)
+                || entry_type.is_pax_global_extensions();
+            if size > 0 && !carries_data {
                 return Err(Error::unsafe_entry(
                     String::from_utf8_lossy(&entry.path_bytes()),
                     format!(
-                        "a directory entry with {size} bytes of data, which tar readers disagree on (GNU tar reads them as the next entries); re-create the archive"
+                        "a {} entry with {size} bytes of data, which tar readers disagree on (GNU tar reads them as the next entries); re-create the archive",
+                        if is_directory(&entry) { "directory" } else { "link or special" }
                     ),
                 ));
             }
-            let pax_global = entry.header().entry_type().is_pax_global_extensions();
+            let pax_global = entry_type.is_pax_global_extensions();
             // Refused from its header, before its data is decoded.
             if pax_global && size > ENTRY_HEADERS_LIMIT {
                 return Err(Error::HeaderTooLarge { entry: count, limit: ENTRY_HEADERS_LIMIT });
@@ -97,6 +110,7 @@ pub fn walk_entries<R: Read>(
             }
             budget.bound(stream_end, Bound::Stream);
             if pax_global {
+                check_global_header(entry)?;
                 continue;
             }
             each(entry).map_err(|e| budget.error_or(e, limits))?;
@@ -117,7 +131,33 @@ pub fn walk_entries<R: Read>(
 /// `--format=v7` mark them) it is a regular file whose name ends in `/`.
 pub fn is_directory<R: Read>(entry: &tar::Entry<'_, R>) -> bool {
     let entry_type = entry.header().entry_type();
-    entry_type.is_dir() || (entry_type.is_file() && entry.path_bytes().ends_with(b"/"))
+    entry_type.is_dir() || ((entry_type.is_file() || entry_type.is_contiguous()) && entry.path_bytes().ends_with(b"/"))
+}
+
+/// A PAX global header sets records for every later entry. The tar reader ignores it; GNU tar
+/// applies a global `path`, `linkpath`, `size` or `GNU.sparse.*` to the entries that follow, so
+/// an archive whose global header holds one of those is refused rather than read otherwise.
+/// (Its size was checked against [`ENTRY_HEADERS_LIMIT`] before.)
+fn check_global_header<R: Read>(mut entry: tar::Entry<'_, R>) -> Result<()> {
+    let mut data = Vec::new();
+    entry.read_to_end(&mut data).map_err(Error::corrupt)?;
+    let mut rest = &data[..];
+    while let Some(space) = rest.iter().position(|&b| b == b' ') {
+        let Some(len) = std::str::from_utf8(&rest[..space]).ok().and_then(|n| n.parse::<usize>().ok()) else { break };
+        if len <= space || len > rest.len() {
+            break;
+        }
+        let record = &rest[space + 1..len];
+        let key = record.split(|&b| b == b'=').next().unwrap_or_default();
+        if matches!(key, b"path" | b"linkpath" | b"size") || key.starts_with(b"GNU.sparse.") {
+            return Err(Error::corrupt(format!(
+                "a PAX global header sets `{}` for every later entry, which tar readers disagree on",
+                String::from_utf8_lossy(key)
+            )));
+        }
+        rest = &rest[len..];
+    }
+    Ok(())
 }
 
 /// What the bound in force stands for, to name it when it is reached.

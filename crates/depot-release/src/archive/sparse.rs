@@ -47,6 +47,11 @@ impl PaxSparse {
         if records.is_empty() {
             return Ok(None);
         }
+        // On anything but a regular file (an old GNU sparse file, a directory, a `dir/`), tar
+        // readers disagree on what the records mean.
+        if !entry.header().entry_type().is_file() || entry.path_bytes().ends_with(b"/") {
+            return Err(Error::corrupt("GNU.sparse records on an entry that is not a regular file"));
+        }
         Self::from_records(&records).map(Some)
     }
 
@@ -60,6 +65,13 @@ impl PaxSparse {
                 .map_err(|_| Error::corrupt(format!("GNU.sparse.{key} `{value}` is not a number")))
         };
         let name = last("name").map(str::to_owned);
+        // GNU tar reads `size` and `realsize` alike, the last one winning; bsdtar prefers one.
+        // Two that disagree are read differently by different tools.
+        if let (Some(size), Some(real)) = (last("size"), last("realsize"))
+            && number("size", size)? != number("realsize", real)?
+        {
+            return Err(Error::corrupt("GNU.sparse.size and GNU.sparse.realsize disagree"));
+        }
         let major = last("major").map(|v| number("major", v)).transpose()?;
         if let Some(major) = major {
             let minor = last("minor").map(|v| number("minor", v)).transpose()?.unwrap_or(0);
@@ -103,9 +115,11 @@ impl PaxSparse {
             }
             chunks
         };
-        if let Some(count) = last("numblocks").map(|v| number("numblocks", v)).transpose()?
-            && count != chunks.len() as u64
-        {
+        // GNU tar drops every block past `numblocks` (and all of them without it).
+        let count = last("numblocks")
+            .ok_or_else(|| Error::corrupt("a sparse entry has no GNU.sparse.numblocks"))
+            .and_then(|v| number("numblocks", v))?;
+        if count != chunks.len() as u64 {
             return Err(Error::corrupt(format!(
                 "GNU.sparse.numblocks says {count} blocks and the map has {}",
                 chunks.len()
@@ -129,6 +143,11 @@ impl PaxSparse {
                 })?;
             end = chunk_end;
             total += size;
+        }
+        // GNU tar's file ends where the last block ends (writers end the map with a block of
+        // size 0 at the real size), and a map with no block is no sparse file to it at all.
+        if end != self.real_size || chunks.is_empty() {
+            return Err(Error::corrupt("the sparse map does not end at the file's size"));
         }
         if total != stored - map_bytes {
             return Err(Error::corrupt(format!(
@@ -233,14 +252,17 @@ mod tests {
     fn versions_0_0_and_0_1_read_their_map_from_the_header() {
         let v00 = PaxSparse::from_records(&records(&[
             ("size", "10"),
-            ("numblocks", "2"),
+            ("numblocks", "3"),
             ("offset", "2"),
             ("numbytes", "3"),
             ("offset", "8"),
             ("numbytes", "1"),
+            ("offset", "10"),
+            ("numbytes", "0"),
         ]))
         .unwrap();
-        let v01 = PaxSparse::from_records(&records(&[("size", "10"), ("numblocks", "2"), ("map", "2,3,8,1")])).unwrap();
+        let v01 =
+            PaxSparse::from_records(&records(&[("size", "10"), ("numblocks", "3"), ("map", "2,3,8,1,10,0")])).unwrap();
         assert_eq!(v00, v01);
         assert_eq!(expand(v00, b"abcd").unwrap(), b"\0\0abc\0\0\0d\0");
     }
@@ -255,7 +277,7 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(sparse.name.as_deref(), Some("disk.img"));
-        let mut data = b"2\n0\n1\n4\n2\n".to_vec();
+        let mut data = b"3\n0\n1\n4\n2\n6\n0\n".to_vec();
         data.resize(512, 0);
         data.extend_from_slice(b"xyz");
         assert_eq!(expand(sparse, &data).unwrap(), b"x\0\0\0yz");
@@ -263,15 +285,23 @@ mod tests {
 
     #[test]
     fn maps_that_disagree_with_the_data_are_refused() {
-        let map = |m: &str| PaxSparse::from_records(&records(&[("size", "10"), ("map", m)])).unwrap();
-        assert!(expand(map("0,4"), b"abc").is_err(), "more data listed than held");
-        assert!(expand(map("0,2"), b"abc").is_err(), "less data listed than held");
-        assert!(expand(map("4,2,0,1"), b"abc").is_err(), "out of order");
+        let map = |m: &str| {
+            let count = (m.split(',').count() / 2).to_string();
+            PaxSparse::from_records(&records(&[("size", "10"), ("numblocks", &count), ("map", m)])).unwrap()
+        };
+        assert!(expand(map("0,3,10,0"), b"abc").is_ok());
+        assert!(expand(map("0,4,10,0"), b"abc").is_err(), "more data listed than held");
+        assert!(expand(map("0,2,10,0"), b"abc").is_err(), "less data listed than held");
+        assert!(expand(map("4,2,0,1,10,0"), b"abc").is_err(), "out of order");
         assert!(expand(map("8,3"), b"abc").is_err(), "past the real size");
+        assert!(expand(map("0,3"), b"abc").is_err(), "ends before the real size: GNU tar's file would be 3 bytes");
+        assert!(PaxSparse::from_records(&records(&[("size", "10"), ("map", "0,1")])).is_err(), "no numblocks");
+        assert!(PaxSparse::from_records(&records(&[("size", "10"), ("realsize", "20")])).is_err(), "two sizes");
         assert!(PaxSparse::from_records(&records(&[("size", "10"), ("numblocks", "3"), ("map", "0,1")])).is_err());
         assert!(PaxSparse::from_records(&records(&[("major", "2"), ("realsize", "1")])).is_err());
         let v10 = PaxSparse::from_records(&records(&[("major", "1"), ("realsize", "6")])).unwrap();
         assert!(expand(v10.clone(), b"1\n0\nx").is_err(), "a map cut short");
+        assert!(expand(v10.clone(), &[b"0\n".as_slice(), &[0; 510]].concat()).is_err(), "a map with no block");
         assert!(expand(v10, b"1\n0\n-1\n").is_err(), "not a number");
     }
 }

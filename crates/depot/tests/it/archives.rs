@@ -292,3 +292,42 @@ fn archives_from_cargo_npm_and_python_deploy_as_tar_extracts_them() {
         deploys_as_tar_extracts(&ctx, &archive, &format!("1.0.{}", index + 2));
     }
 }
+
+/// Archives that GNU tar reads one way and a lenient reader another, written with Python's
+/// `tarfile` and its PAX records: each is refused, never deployed as something else. A
+/// directory whose PAX `size` record declares data (GNU tar reads the next entries from it), a
+/// sparse map that ends before the file's size (GNU tar's file ends with the map), and a PAX
+/// global header setting `path` for every entry.
+#[test]
+fn archives_tar_readers_disagree_on_are_refused() {
+    let ctx = TestContext::new();
+    let script = r#"
+import io, sys, tarfile
+def add(t, name, data=b"", kind=tarfile.REGTYPE, pax=None):
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.size = len(data)
+    if pax:
+        info.pax_headers = pax
+    t.addfile(info, io.BytesIO(data) if data else None)
+out = sys.argv[1]
+with tarfile.open(out + "/dir-size.tar", "w", format=tarfile.PAX_FORMAT) as t:
+    add(t, "d/", kind=tarfile.DIRTYPE, pax={"size": "1024"})
+    add(t, "hidden", b"h\n")
+    add(t, "visible", b"v\n")
+with tarfile.open(out + "/short-map.tar", "w", format=tarfile.PAX_FORMAT) as t:
+    add(t, "f", b"abc", pax={"GNU.sparse.size": "10", "GNU.sparse.numblocks": "1", "GNU.sparse.map": "0,3"})
+with tarfile.open(out + "/global-path.tar", "w", format=tarfile.PAX_FORMAT, pax_headers={"path": "evil"}) as t:
+    add(t, "a", b"a\n")
+"#;
+    let status = Command::new("python3").args(["-c", script]).arg(ctx.path("")).status().unwrap();
+    assert!(status.success());
+    for (name, needle) in [
+        ("dir-size.tar", "a directory entry with 1024 bytes of data"),
+        ("short-map.tar", "the sparse map does not end at the file's size"),
+        ("global-path.tar", "a PAX global header sets `path` for every later entry"),
+    ] {
+        ctx.deploy("1.0.0", &ctx.path(name), &[]).failure().stderr_contains(needle);
+        assert!(ctx.release_dirs().is_empty(), "{name}: nothing left behind");
+    }
+}
