@@ -4,8 +4,8 @@
 //!
 //! At the cap, a new connection takes the place of the oldest one that has no request in
 //! progress: one still in its TLS handshake or sending its first request's header (a slow or
-//! silent client), or idle between requests. A request in progress (an upload, a download, a
-//! blocking query) is never cut to make room. Only when every connection has a request in
+//! silent client) first, then one idle between requests. A request in progress (an upload, a
+//! download until its last byte is flushed, a blocking query) is never cut to make room. Only when every connection has a request in
 //! progress is the new one closed as it arrives. So a flood of silent connections cannot lock
 //! other clients out: each new connection pushes the oldest silent one out instead.
 
@@ -13,11 +13,11 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
-use axum::http::{Request, Response};
+use axum::http::{Request, Response, StatusCode, header};
 use axum_server::accept::Accept;
 use http_body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -40,8 +40,12 @@ pub struct ConnectionLimit {
 
 /// One open connection's state, shared by its stream and its service.
 struct Connection {
-    /// Requests whose answer is not yet sent in full, or [`EVICTED`].
+    /// Requests whose answer is not yet sent in full, plus one while written bytes wait for a
+    /// flush, or [`EVICTED`].
     busy: AtomicUsize,
+    /// Whether a request on it has been answered: such a connection (a client's keep-alive) is
+    /// evicted only after every silent or slow one.
+    served: AtomicBool,
     /// Given to a newer connection on eviction.
     permit: Mutex<Option<OwnedSemaphorePermit>>,
     /// Cancelled on eviction: the stream then fails its next read or write, which closes it.
@@ -68,16 +72,22 @@ impl ConnectionLimit {
             return Some(permit);
         }
         let open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
-        for connection in open.values() {
-            // From 0 only: a request that starts later finds the connection evicted.
-            if connection.busy.compare_exchange(0, EVICTED, Ordering::AcqRel, Ordering::Acquire).is_err() {
-                continue;
-            }
-            let permit = connection.permit.lock().unwrap_or_else(PoisonError::into_inner).take();
-            connection.evicted.cancel();
-            if let Some(permit) = permit {
-                self.metrics.connections_evicted.inc();
-                return Some(permit);
+        // Silent and slow connections first (oldest first), then idle keep-alive ones.
+        for served in [false, true] {
+            for connection in open.values() {
+                if connection.served.load(Ordering::Relaxed) != served || connection.busy.load(Ordering::Relaxed) != 0 {
+                    continue;
+                }
+                // From 0 only: a request that starts later finds the connection evicted.
+                if connection.busy.compare_exchange(0, EVICTED, Ordering::AcqRel, Ordering::Acquire).is_err() {
+                    continue;
+                }
+                let permit = connection.permit.lock().unwrap_or_else(PoisonError::into_inner).take();
+                connection.evicted.cancel();
+                if let Some(permit) = permit {
+                    self.metrics.connections_evicted.inc();
+                    return Some(permit);
+                }
             }
         }
         None
@@ -99,6 +109,7 @@ impl<I, S> Accept<I, S> for ConnectionLimit {
         };
         let connection = Arc::new(Connection {
             busy: AtomicUsize::new(0),
+            served: AtomicBool::new(false),
             permit: Mutex::new(Some(permit)),
             evicted: CancellationToken::new(),
         });
@@ -108,6 +119,8 @@ impl<I, S> Accept<I, S> for ConnectionLimit {
         let limited = Limited {
             stream,
             evicted: Box::pin(connection.evicted.clone().cancelled_owned()),
+            unflushed: None,
+            connection: connection.clone(),
             id,
             open: self.open.clone(),
             metrics: self.metrics.clone(),
@@ -121,6 +134,10 @@ impl<I, S> Accept<I, S> for ConnectionLimit {
 pub struct Limited<I> {
     stream: I,
     evicted: Pin<Box<WaitForCancellationFutureOwned>>,
+    /// Held from a write until the flush after it: an answer whose last bytes sit in a buffer
+    /// (hyper's, rustls') is not finished, though its body is.
+    unflushed: Option<Busy>,
+    connection: Arc<Connection>,
     id: u64,
     open: Arc<Mutex<BTreeMap<u64, Arc<Connection>>>>,
     metrics: Arc<Metrics>,
@@ -154,14 +171,29 @@ impl<I: AsyncRead + Unpin> AsyncRead for Limited<I> {
     }
 }
 
+impl<I> Limited<I> {
+    /// Marks the connection busy until the next flush once `written` bytes went out.
+    fn wrote(&mut self, written: &Poll<io::Result<usize>>) {
+        if matches!(written, Poll::Ready(Ok(n)) if *n > 0) && self.unflushed.is_none() {
+            self.unflushed = Busy::start(&self.connection, false);
+        }
+    }
+}
+
 impl<I: AsyncWrite + Unpin> AsyncWrite for Limited<I> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         self.check(cx)?;
-        Pin::new(&mut self.stream).poll_write(cx, buf)
+        let written = Pin::new(&mut self.stream).poll_write(cx, buf);
+        self.wrote(&written);
+        written
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
+        let flushed = Pin::new(&mut self.stream).poll_flush(cx);
+        if matches!(flushed, Poll::Ready(Ok(()))) {
+            self.unflushed = None;
+        }
+        flushed
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -174,7 +206,9 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Limited<I> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         self.check(cx)?;
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+        let written = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        self.wrote(&written);
+        written
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -190,24 +224,32 @@ pub struct Tracked<S> {
     connection: Arc<Connection>,
 }
 
-/// One request in progress on a connection.
-pub struct Busy(Arc<Connection>);
+/// One unit of work in progress on a connection: a request, or bytes written and not yet
+/// flushed.
+pub struct Busy {
+    connection: Arc<Connection>,
+    /// A request: once done, the connection has served one.
+    request: bool,
+}
 
 impl Busy {
     /// `None` if the connection was evicted.
-    fn start(connection: &Arc<Connection>) -> Option<Busy> {
+    fn start(connection: &Arc<Connection>, request: bool) -> Option<Busy> {
         connection
             .busy
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n != EVICTED).then_some(n + 1))
             .ok()
-            .map(|_| Busy(connection.clone()))
+            .map(|_| Busy { connection: connection.clone(), request })
     }
 }
 
 impl Drop for Busy {
     fn drop(&mut self) {
+        if self.request {
+            self.connection.served.store(true, Ordering::Relaxed);
+        }
         // Never EVICTED here: eviction needs the count at 0.
-        self.0.busy.fetch_sub(1, Ordering::AcqRel);
+        self.connection.busy.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -229,19 +271,29 @@ where
     }
 
     fn call(&mut self, request: Request<R>) -> Self::Future {
-        // An evicted connection's request is still served; its stream fails the answer.
-        let busy = Busy::start(&self.connection);
+        let Some(busy) = Busy::start(&self.connection, true) else {
+            // The connection was chosen for eviction before this request reached the service
+            // (hyper reads a header before it calls the service): not handled, so that nothing
+            // is done for an answer that cannot be sent.
+            let refused = Response::builder()
+                .status(StatusCode::SERVICE_UNAVAILABLE)
+                .header(header::CONNECTION, "close")
+                .body(TrackedBody { inner: None, _busy: None })
+                .expect("a static answer");
+            return Box::pin(std::future::ready(Ok(refused)));
+        };
         let answer = self.inner.call(request);
         Box::pin(async move {
             let response = answer.await?;
-            Ok(response.map(|inner| TrackedBody { inner, _busy: busy }))
+            Ok(response.map(|inner| TrackedBody { inner: Some(inner), _busy: Some(busy) }))
         })
     }
 }
 
-/// An answer's body that keeps its connection busy until it is sent or dropped.
+/// An answer's body that keeps its connection busy until it is sent or dropped; empty for a
+/// request refused on an evicted connection.
 pub struct TrackedBody<B> {
-    inner: B,
+    inner: Option<B>,
     _busy: Option<Busy>,
 }
 
@@ -253,14 +305,17 @@ impl<B: Body + Unpin> Body for TrackedBody<B> {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
+        match &mut self.inner {
+            Some(inner) => Pin::new(inner).poll_frame(cx),
+            None => Poll::Ready(None),
+        }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner.as_ref().is_none_or(Body::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        self.inner.as_ref().map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
     }
 }
