@@ -5,9 +5,11 @@
 //! At the cap, a new connection takes the place of the oldest one that has no request in
 //! progress: one still in its TLS handshake or sending its first request's header (a slow or
 //! silent client) first, then one idle between requests. A request in progress (an upload, a
-//! download until its last byte is flushed, a blocking query) is never cut to make room. Only when every connection has a request in
-//! progress is the new one closed as it arrives. So a flood of silent connections cannot lock
-//! other clients out: each new connection pushes the oldest silent one out instead.
+//! download until its last byte is flushed, a blocking query) is never cut to make room. When
+//! every connection has one, an answer that its client has not read for `--header-timeout` (a
+//! full TCP window, an HTTP/2 window held at zero) gives way, the longest stalled first; failing
+//! that, the new connection is closed as it arrives. So neither a flood of silent connections
+//! nor clients that stop reading can lock other clients out.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -16,6 +18,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use axum::http::{Request, Response, StatusCode, header};
 use axum_server::accept::Accept;
@@ -32,6 +35,10 @@ use crate::metrics::Metrics;
 #[derive(Clone)]
 pub struct ConnectionLimit {
     permits: Arc<Semaphore>,
+    /// How long an answer may go without being read before, with every connection busy, its
+    /// connection may be evicted (`--header-timeout`).
+    stall: Duration,
+    epoch: Instant,
     /// The open connections, oldest first.
     open: Arc<Mutex<BTreeMap<u64, Arc<Connection>>>>,
     next: Arc<AtomicU64>,
@@ -50,15 +57,32 @@ struct Connection {
     permit: Mutex<Option<OwnedSemaphorePermit>>,
     /// Cancelled on eviction: the stream then fails its next read or write, which closes it.
     evicted: CancellationToken,
+    /// Answers whose body is not yet handed over.
+    answering: AtomicUsize,
+    /// Whether written bytes wait for a flush (an answer's last bytes in hyper's or rustls'
+    /// buffer behind a full socket).
+    writing: AtomicBool,
+    /// When an answer last moved (its body polled, or bytes written), in milliseconds since
+    /// the limit's epoch.
+    moved_ms: AtomicU64,
+    epoch: Instant,
+}
+
+impl Connection {
+    fn moved(&self) {
+        self.moved_ms.store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
 }
 
 /// [`Connection::busy`] of an evicted connection: no request may start on it.
 const EVICTED: usize = usize::MAX;
 
 impl ConnectionLimit {
-    pub fn new(max_connections: usize, metrics: Arc<Metrics>) -> Self {
+    pub fn new(max_connections: usize, stall: Duration, metrics: Arc<Metrics>) -> Self {
         ConnectionLimit {
             permits: Arc::new(Semaphore::new(max_connections.max(1))),
+            stall,
+            epoch: Instant::now(),
             open: Arc::default(),
             next: Arc::default(),
             metrics,
@@ -90,6 +114,24 @@ impl ConnectionLimit {
                 }
             }
         }
+        // Every connection busy: an answer its client has not read for `stall` (a full TCP or
+        // HTTP/2 window) is not progress, and its connection goes, the longest stalled first.
+        // Blocking queries and uploads have no answer yet and are never chosen here.
+        let now = self.epoch.elapsed().as_millis() as u64;
+        let stall = self.stall.as_millis() as u64;
+        let stalled = open
+            .values()
+            .filter(|c| c.answering.load(Ordering::Relaxed) > 0 || c.writing.load(Ordering::Relaxed))
+            .map(|c| (c.moved_ms.load(Ordering::Relaxed), c))
+            .filter(|(moved, _)| now.saturating_sub(*moved) >= stall)
+            .min_by_key(|(moved, _)| *moved);
+        if let Some((_, connection)) = stalled
+            && let Some(permit) = connection.permit.lock().unwrap_or_else(PoisonError::into_inner).take()
+        {
+            connection.evicted.cancel();
+            self.metrics.connections_evicted.inc();
+            return Some(permit);
+        }
         None
     }
 }
@@ -112,6 +154,10 @@ impl<I, S> Accept<I, S> for ConnectionLimit {
             served: AtomicBool::new(false),
             permit: Mutex::new(Some(permit)),
             evicted: CancellationToken::new(),
+            answering: AtomicUsize::new(0),
+            writing: AtomicBool::new(false),
+            moved_ms: AtomicU64::new(0),
+            epoch: self.epoch,
         });
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         self.open.lock().unwrap_or_else(PoisonError::into_inner).insert(id, connection.clone());
@@ -174,8 +220,12 @@ impl<I: AsyncRead + Unpin> AsyncRead for Limited<I> {
 impl<I> Limited<I> {
     /// Marks the connection busy until the next flush once `written` bytes went out.
     fn wrote(&mut self, written: &Poll<io::Result<usize>>) {
-        if matches!(written, Poll::Ready(Ok(n)) if *n > 0) && self.unflushed.is_none() {
-            self.unflushed = Busy::start(&self.connection, false);
+        if matches!(written, Poll::Ready(Ok(n)) if *n > 0) {
+            self.connection.moved();
+            if self.unflushed.is_none() {
+                self.unflushed = Busy::start(&self.connection, false);
+                self.connection.writing.store(true, Ordering::Relaxed);
+            }
         }
     }
 }
@@ -190,8 +240,8 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Limited<I> {
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let flushed = Pin::new(&mut self.stream).poll_flush(cx);
-        if matches!(flushed, Poll::Ready(Ok(()))) {
-            self.unflushed = None;
+        if matches!(flushed, Poll::Ready(Ok(()))) && self.unflushed.take().is_some() {
+            self.connection.writing.store(false, Ordering::Relaxed);
         }
         flushed
     }
@@ -283,8 +333,11 @@ where
             return Box::pin(std::future::ready(Ok(refused)));
         };
         let answer = self.inner.call(request);
+        let connection = self.connection.clone();
         Box::pin(async move {
             let response = answer.await?;
+            connection.answering.fetch_add(1, Ordering::Relaxed);
+            connection.moved();
             Ok(response.map(|inner| TrackedBody { inner: Some(inner), _busy: Some(busy) }))
         })
     }
@@ -297,6 +350,14 @@ pub struct TrackedBody<B> {
     _busy: Option<Busy>,
 }
 
+impl<B> Drop for TrackedBody<B> {
+    fn drop(&mut self) {
+        if let Some(busy) = &self._busy {
+            busy.connection.answering.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
 impl<B: Body + Unpin> Body for TrackedBody<B> {
     type Data = B::Data;
     type Error = B::Error;
@@ -305,6 +366,9 @@ impl<B: Body + Unpin> Body for TrackedBody<B> {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        if let Some(busy) = &self._busy {
+            busy.connection.moved();
+        }
         match &mut self.inner {
             Some(inner) => Pin::new(inner).poll_frame(cx),
             None => Poll::Ready(None),

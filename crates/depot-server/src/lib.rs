@@ -114,7 +114,7 @@ pub async fn serve(
         stopper.graceful_shutdown(Some(SHUTDOWN_GRACE));
     });
     let header_timeout = state.options.header_timeout;
-    let limit = connections::ConnectionLimit::new(state.options.max_connections, state.metrics.clone());
+    let limit = connections::ConnectionLimit::new(state.options.max_connections, header_timeout, state.metrics.clone());
     let app = app(state).into_make_service();
     let result = match tls {
         // HTTP/1 only over plain TCP (where only a client with prior knowledge speaks HTTP/2):

@@ -156,17 +156,8 @@ fn at_the_cap_the_oldest_idle_connection_gives_way_and_requests_in_progress_are_
     assert!(metric(&metrics, "depot_http_connections_refused_total") >= 1.0, "{metrics}");
 }
 
-/// A download to a slow reader is a request in progress until its last byte leaves the
-/// server's buffers, not only until its body is handed over: at the cap, with new keep-alive
-/// clients arriving every 100 ms, a 3.5 MB blob read slowly arrives whole. Before, the connection was
-/// evicted with up to 400 KB still buffered and the client saw a short body and a clean close.
-#[test]
-fn a_slow_download_at_the_cap_is_not_cut() {
-    let ctx = TestContext::new();
-    let data = ctx.path("data");
-    let server = start_with(&ctx, &data, &["--header-timeout", "60s", "--max-connections", "2"]);
-    let address = server.address.clone();
-    let token = token(&data);
+/// Pushes a 3.5 MB uncompressible archive; its bytes and digest.
+fn push_large_blob(address: &str, token: &str) -> (Vec<u8>, String) {
     let mut state = 0x9e37_79b9_7f4a_7c15u64;
     let noise: String = (0..3_500_000)
         .map(|_| {
@@ -178,17 +169,63 @@ fn a_slow_download_at_the_cap_is_not_cut() {
         .collect();
     let blob = raw_tar(&[RawEntry::file("a.bin", &noise)]);
     let digest = sha256_hex(&blob);
-    let (status, body) = http(&address, "PUT", &format!("/api/v1/blobs/sha256:{digest}"), &token, &blob);
+    let (status, body) = http(address, "PUT", &format!("/api/v1/blobs/sha256:{digest}"), token, &blob);
     assert!(status == 201 || status == 200, "upload: {status} {body}");
+    (blob, digest)
+}
 
+/// `GET` of a blob on a connection with an 8 KiB receive buffer, nothing read yet.
+fn start_download(address: &str, token: &str, digest: &str) -> TcpStream {
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
     socket.set_recv_buffer_size(8192).unwrap();
     socket.connect(&address.parse::<std::net::SocketAddr>().unwrap().into()).unwrap();
-    let mut reader: TcpStream = socket.into();
+    let mut stream: TcpStream = socket.into();
     let head = format!(
         "GET /api/v1/blobs/sha256:{digest} HTTP/1.1\r\nHost: depot\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
     );
-    reader.write_all(head.as_bytes()).unwrap();
+    stream.write_all(head.as_bytes()).unwrap();
+    stream
+}
+
+/// With every connection busy, an answer its client has stopped reading for --header-timeout
+/// (a full TCP window; over HTTP/2 a zero window does the same) gives way to a new connection;
+/// an upload in progress, which has no answer yet, does not. Before, such clients could hold
+/// every connection and lock everyone out.
+#[test]
+fn at_the_cap_an_answer_nobody_reads_gives_way() {
+    let ctx = TestContext::new();
+    let data = ctx.path("data");
+    let server = start_with(&ctx, &data, &["--header-timeout", "1s", "--max-connections", "2"]);
+    let address = server.address.clone();
+    let token = token(&data);
+    let (_, digest) = push_large_blob(&address, &token);
+    let archive = fs_err::read(ctx.release("1.0.0", &[("a.txt", "a\n")])).unwrap();
+    let mut upload = start_upload(&address, &token, &archive);
+    let mut stalled = start_download(&address, &token, &digest);
+    std::thread::sleep(Duration::from_millis(2500));
+    let (status, took) = healthz(&address);
+    assert_eq!(status, 200, "the stalled download gave way");
+    assert!(took < Duration::from_millis(500), "/healthz took {took:?}");
+    assert!(closed_within(&mut stalled, Duration::from_secs(5)).0, "the stalled download is closed");
+    upload.write_all(&archive[archive.len() / 2..]).unwrap();
+    let mut response = String::new();
+    upload.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 201"), "the upload in progress is kept: {response}");
+}
+
+/// A download to a slow reader is a request in progress until its last byte leaves the
+/// server's buffers, not only until its body is handed over: at the cap, with new keep-alive
+/// clients arriving every 100 ms, a 3.5 MB blob read slowly arrives whole. Before, the connection was
+/// evicted with up to 400 KB still buffered and the client saw a short body and a clean close.
+#[test]
+fn a_slow_download_at_the_cap_is_not_cut() {
+    let ctx = TestContext::new();
+    let data = ctx.path("data");
+    let server = start_with(&ctx, &data, &["--header-timeout", "60s", "--max-connections", "2"]);
+    let address = server.address.clone();
+    let token = token(&data);
+    let (blob, digest) = push_large_blob(&address, &token);
+    let mut reader = start_download(&address, &token, &digest);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flood = {
         let (stop, address) = (stop.clone(), address.clone());
