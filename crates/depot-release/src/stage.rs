@@ -347,7 +347,7 @@ impl<'s> Stager<'s> {
         }
 
         // The tar reader expands an old GNU sparse file (type `S`) itself.
-        if entry_type.is_file() || entry_type.is_contiguous() || entry_type.is_gnu_sparse() {
+        if archive::is_file(&entry) {
             let mode = file_mode(mode);
             return match sparse {
                 Some(sparse) => {

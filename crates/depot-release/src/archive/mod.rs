@@ -7,7 +7,9 @@ mod sparse;
 use std::io::{BufRead, BufReader, Read};
 
 pub use pack::{PackOptions, PackResult, pack, pack_files};
-pub use reader::{CountedReader, ENTRY_ALLOWANCE, ENTRY_HEADERS_LIMIT, TRAILING_ALLOWANCE, is_directory, walk_entries};
+pub use reader::{
+    CountedReader, ENTRY_ALLOWANCE, ENTRY_HEADERS_LIMIT, TRAILING_ALLOWANCE, is_directory, is_file, walk_entries,
+};
 pub use sparse::{PaxSparse, SparseReader};
 
 use crate::{Error, Result};
@@ -120,7 +122,6 @@ pub fn decoder<'a>(raw: impl Read + 'a) -> Result<Box<dyn Read + 'a>> {
 pub fn check_readable(raw: impl Read, limits: crate::stage::Limits) -> Result<u64> {
     let mut bytes = 0u64;
     walk_entries(decoder(raw)?, limits, |mut entry| {
-        let entry_type = entry.header().entry_type();
         let size = match PaxSparse::of(&mut entry)? {
             Some(sparse) => {
                 let real = sparse.real_size;
@@ -128,11 +129,7 @@ pub fn check_readable(raw: impl Read, limits: crate::stage::Limits) -> Result<u6
                 sparse.reader(&mut entry, stored)?;
                 real
             }
-            None if (entry_type.is_file() || entry_type.is_contiguous() || entry_type.is_gnu_sparse())
-                && !is_directory(&entry) =>
-            {
-                entry.size()
-            }
+            None if is_file(&entry) => entry.size(),
             None => 0,
         };
         bytes = bytes.saturating_add(size);

@@ -87,9 +87,7 @@ pub fn walk_entries<R: Read>(
             // Python's tarfile read none for a directory, a link or a device, and take the next
             // block as a header. Rather than deploy what the others do not list, such an archive
             // is refused. Only files (and PAX global headers) carry data.
-            let carries_data = (entry_type.is_file() || entry_type.is_contiguous() || entry_type.is_gnu_sparse())
-                && !is_directory(&entry)
-                || entry_type.is_pax_global_extensions();
+            let carries_data = is_file(&entry) || entry_type.is_pax_global_extensions();
             if size > 0 && !carries_data {
                 return Err(Error::unsafe_entry(
                     String::from_utf8_lossy(&entry.path_bytes()),
@@ -132,6 +130,13 @@ pub fn walk_entries<R: Read>(
 pub fn is_directory<R: Read>(entry: &tar::Entry<'_, R>) -> bool {
     let entry_type = entry.header().entry_type();
     entry_type.is_dir() || ((entry_type.is_file() || entry_type.is_contiguous()) && entry.path_bytes().ends_with(b"/"))
+}
+
+/// Whether `entry` is a file (regular, contiguous or old GNU sparse), not a `dir/` written as
+/// one: the only entries whose data is content.
+pub fn is_file<R: Read>(entry: &tar::Entry<'_, R>) -> bool {
+    let entry_type = entry.header().entry_type();
+    (entry_type.is_file() || entry_type.is_contiguous() || entry_type.is_gnu_sparse()) && !is_directory(entry)
 }
 
 /// A PAX global header sets records for every later entry. The tar reader ignores it; GNU tar
