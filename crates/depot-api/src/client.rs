@@ -403,8 +403,24 @@ impl Client {
         after: Option<u64>,
         wait: Option<Duration>,
     ) -> Result<Config, ClientError> {
+        self.config_for(name, None, after, wait)
+    }
+
+    /// `GET /api/v1/configs/{name}?host=H`: the configuration host H may run now (a rollout
+    /// decides which revision). With `after` and `wait`, a blocking query that answers when that
+    /// revision differs from `after`, or when `wait` ends.
+    pub fn config_for(
+        &self,
+        name: &ConfigName,
+        host: Option<&HostName>,
+        after: Option<u64>,
+        wait: Option<Duration>,
+    ) -> Result<Config, ClientError> {
         let mut url = self.url(&["api", "v1", "configs", name.as_str()]);
         let mut timeout = METADATA_TIMEOUT;
+        if let Some(host) = host {
+            url.query_pairs_mut().append_pair("host", host.as_str());
+        }
         if let (Some(after), Some(wait)) = (after, wait) {
             // Milliseconds, so that a sub-second wait is not rounded to zero.
             url.query_pairs_mut()
@@ -414,6 +430,26 @@ impl Client {
         }
         let response = self.send(self.http.get(url.clone()), &url, timeout)?;
         read_json(response, &url)
+    }
+
+    /// `PUT /api/v1/configs/{name}/strategy`
+    pub fn set_strategy(&self, name: &ConfigName, strategy: &crate::rollout::Strategy) -> Result<Config, ClientError> {
+        self.send_json(Method::PUT, &["api", "v1", "configs", name.as_str(), "strategy"], strategy)
+    }
+
+    /// `GET /api/v1/configs/{name}/rollout`
+    pub fn rollout(&self, name: &ConfigName) -> Result<crate::rollout::RolloutStatus, ClientError> {
+        self.get_json(&["api", "v1", "configs", name.as_str(), "rollout"])
+    }
+
+    /// `POST /api/v1/configs/{name}/rollout`
+    pub fn rollout_action(
+        &self,
+        name: &ConfigName,
+        action: crate::rollout::RolloutAction,
+    ) -> Result<crate::rollout::RolloutStatus, ClientError> {
+        let request = crate::rollout::RolloutRequest { action };
+        self.send_json(Method::POST, &["api", "v1", "configs", name.as_str(), "rollout"], &request)
     }
 
     /// `PATCH /api/v1/configs/{name}`

@@ -29,6 +29,8 @@ pub enum ErrorCode {
     ConfigConflict,
     /// A configuration uses what was to be deleted.
     InUse,
+    /// The rollout is not in a state that allows this (pause a rollout that is not running).
+    RolloutState,
     DigestMismatch,
     NotAnArchive,
     TooLarge,
@@ -66,6 +68,7 @@ impl ErrorCode {
             ErrorCode::GateClosed => "gate-closed",
             ErrorCode::ConfigConflict => "config-conflict",
             ErrorCode::InUse => "in-use",
+            ErrorCode::RolloutState => "rollout-state",
             ErrorCode::DigestMismatch => "digest-mismatch",
             ErrorCode::NotAnArchive => "not-an-archive",
             ErrorCode::TooLarge => "too-large",
@@ -104,7 +107,8 @@ impl ErrorCode {
             | ErrorCode::PipelineExists
             | ErrorCode::GateClosed
             | ErrorCode::ConfigConflict
-            | ErrorCode::InUse => 409,
+            | ErrorCode::InUse
+            | ErrorCode::RolloutState => 409,
             ErrorCode::TooLarge => 413,
             ErrorCode::Internal => 500,
             ErrorCode::Unavailable => 503,

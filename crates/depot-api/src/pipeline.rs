@@ -368,6 +368,12 @@ pub struct StageStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub env_version: Option<VersionLabel>,
     pub health: StageHealth,
+    /// How a new revision reaches the stage's agents.
+    #[serde(default)]
+    pub strategy: crate::rollout::Strategy,
+    /// The stage's latest rollout, when it has had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<crate::rollout::RolloutStatus>,
 }
 
 /// `GET /api/v1/pipelines/{name}`
@@ -523,6 +529,10 @@ pub enum EventKind {
     Gate,
     /// An agent's outcome: active, failed or rolled back.
     Agent,
+    /// A rollout's step: a batch started, a host failed, a halt, a revert, a pause.
+    Rollout,
+    /// A configuration's rollout strategy changed.
+    Strategy,
 }
 
 impl EventKind {
@@ -542,6 +552,8 @@ impl EventKind {
             EventKind::Rollback => "rollback",
             EventKind::Gate => "gate",
             EventKind::Agent => "agent",
+            EventKind::Rollout => "rollout",
+            EventKind::Strategy => "strategy",
         }
     }
 
@@ -561,6 +573,8 @@ impl EventKind {
             EventKind::Rollback,
             EventKind::Gate,
             EventKind::Agent,
+            EventKind::Rollout,
+            EventKind::Strategy,
         ]
         .into_iter()
         .find(|kind| kind.as_str() == text)

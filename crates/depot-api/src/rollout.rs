@@ -4,6 +4,11 @@
 use std::fmt;
 use std::str::FromStr;
 
+use chrono::{DateTime, Utc};
+
+use crate::types::AgentState;
+use crate::{ConfigName, HostName};
+
 /// A configuration's rollout strategy.
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -46,6 +51,34 @@ impl Default for Rolling {
             max_failures: Share::Hosts(0),
             on_failure: OnFailure::Halt,
         }
+    }
+}
+
+/// The longest bake time or deadline a rolling strategy may set: a week.
+pub const MAX_ROLLOUT_SECONDS: u64 = 7 * 24 * 3600;
+
+impl Rolling {
+    /// What is wrong with these settings, if anything.
+    pub fn check(&self) -> Result<(), String> {
+        for (what, share) in [("batch", self.batch), ("max-failures", self.max_failures)] {
+            if let Share::Percent(p) = share
+                && !(1..=100).contains(&p)
+            {
+                return Err(format!("{what} {p}%: a percentage is 1% to 100%"));
+            }
+        }
+        if self.batch == Share::Hosts(0) {
+            return Err("batch 0: a batch holds at least one host".to_owned());
+        }
+        if self.deadline_seconds == 0 {
+            return Err("deadline 0s: hosts need some time to deploy".to_owned());
+        }
+        for (what, seconds) in [("bake", self.bake_seconds), ("deadline", self.deadline_seconds)] {
+            if seconds > MAX_ROLLOUT_SECONDS {
+                return Err(format!("{what} {seconds}s: at most {MAX_ROLLOUT_SECONDS}s (a week)"));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -115,6 +148,148 @@ pub enum OnFailure {
     Halt,
     /// They are sent back to the previous revision.
     Revert,
+}
+
+impl Strategy {
+    pub fn is_all(&self) -> bool {
+        matches!(self, Strategy::All)
+    }
+}
+
+impl fmt::Display for Strategy {
+    /// `all`, or `rolling: canary 1, batch 25%, bake 60s, deadline 600s, max-failures 0, on-failure halt`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Strategy::All => f.write_str("all (every agent at once)"),
+            Strategy::Rolling(r) => write!(
+                f,
+                "rolling: canary {}, batch {}, bake {}s, deadline {}s, max-failures {}, on-failure {}",
+                r.canary,
+                r.batch,
+                r.bake_seconds,
+                r.deadline_seconds,
+                r.max_failures,
+                match r.on_failure {
+                    OnFailure::Halt => "halt",
+                    OnFailure::Revert => "revert",
+                }
+            ),
+        }
+    }
+}
+
+/// Where a rollout is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum RolloutPhase {
+    /// Batches start as the ones before them bake.
+    Running,
+    /// Held by `depot rollout pause`.
+    Paused,
+    /// Stopped by failures; the hosts changed stay on the new revision.
+    Halted,
+    /// Stopped by failures; every host is back on the revision it ran before.
+    Reverted,
+    /// Ended by `depot rollout abort`; every host is back on the revision it ran before.
+    Aborted,
+    /// Every batch baked: every host may run the new revision.
+    Completed,
+}
+
+impl RolloutPhase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RolloutPhase::Running => "running",
+            RolloutPhase::Paused => "paused",
+            RolloutPhase::Halted => "halted",
+            RolloutPhase::Reverted => "reverted",
+            RolloutPhase::Aborted => "aborted",
+            RolloutPhase::Completed => "completed",
+        }
+    }
+}
+
+/// `GET /api/v1/configs/{name}/rollout`: a configuration's latest rollout.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RolloutStatus {
+    pub config: ConfigName,
+    /// The revision the hosts ran before (each host's own, after a rollout it superseded).
+    pub from: u64,
+    /// The revision being rolled out.
+    pub to: u64,
+    pub phase: RolloutPhase,
+    /// Why failures stopped it (halted or reverted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub strategy: Rolling,
+    pub started_at: DateTime<Utc>,
+    /// When the newest started batch started.
+    pub batch_started_at: DateTime<Utc>,
+    /// Batches started so far.
+    pub started_batches: u32,
+    pub batches: Vec<BatchStatus>,
+    /// What happened, oldest first: batches started, hosts failed, halts, reverts, actions.
+    #[serde(default)]
+    pub steps: Vec<RolloutStep>,
+}
+
+/// One line of a rollout's history.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RolloutStep {
+    pub at: DateTime<Utc>,
+    /// Who: a token's name, or `registry` for the steps it takes by itself.
+    pub actor: String,
+    pub summary: String,
+}
+
+/// One batch of a rollout.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BatchStatus {
+    /// From 1; the canaries' batch comes first.
+    pub number: u32,
+    pub started: bool,
+    pub hosts: Vec<HostRollout>,
+}
+
+/// One host in a rollout.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct HostRollout {
+    pub host: HostName,
+    /// The revision the registry lets this host run now.
+    pub target: u64,
+    /// The revision the host last reported, and its state then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<AgentState>,
+    /// Why the rollout counts this host as failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed: Option<String>,
+}
+
+/// `POST /api/v1/configs/{name}/rollout`: what to do to a rollout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum RolloutAction {
+    Pause,
+    Resume,
+    Abort,
+    /// Go on past a halt, forgiving the failures so far.
+    Continue,
+}
+
+/// The body of `POST /api/v1/configs/{name}/rollout`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RolloutRequest {
+    pub action: RolloutAction,
 }
 
 #[cfg(test)]

@@ -156,6 +156,10 @@ pub struct DeprecateVersion {
     pub reason: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replacement: Option<VersionLabel>,
+    /// The configurations it moves take their new revision on every agent at once, past a
+    /// rolling configuration's rollout.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub now: bool,
 }
 
 /// A channel of a component (`latest`, `1.4`, `1`): the version it names now, and how it moved.
@@ -256,6 +260,9 @@ pub struct Config {
     /// Set when the configuration is a stage of a pipeline.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stage: Option<crate::pipeline::StageRef>,
+    /// How a new revision reaches the agents.
+    #[serde(default)]
+    pub strategy: crate::rollout::Strategy,
 }
 
 /// The configuration hash of seed 001.
@@ -327,6 +334,9 @@ pub struct RollbackConfig {
     #[serde(default, deserialize_with = "crate::bounded::revision_opt")]
     #[cfg_attr(feature = "openapi", schema(maximum = 9223372036854775807_u64, minimum = 0))]
     pub expect_revision: Option<u64>,
+    /// Every agent at once, past a rolling configuration's rollout.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub now: bool,
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]

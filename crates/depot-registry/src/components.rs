@@ -104,6 +104,7 @@ impl Registry {
         version: VersionLabel,
         reason: &str,
         replacement: Option<VersionLabel>,
+        now: bool,
     ) -> Result<Deprecated> {
         caller.require(Need::Operator)?;
         let reason = reason.trim().to_owned();
@@ -116,6 +117,11 @@ impl Registry {
             .store(move |metadata| metadata.deprecate(&component, &version, &reason, replacement.as_ref(), &actor))
             .await?;
         log_moves(&moved);
+        if now {
+            for config in &moved {
+                self.skip_rollout(caller, config.name.clone()).await?;
+            }
+        }
         Ok(info)
     }
 

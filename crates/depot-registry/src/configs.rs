@@ -38,13 +38,15 @@ impl Registry {
         self.store(move |metadata| metadata.config(&name)).await
     }
 
-    /// A blocking query: the configuration at once when its revision is newer than `after`,
-    /// else when one appears or `wait` (at most the policy's longest wait) ends. A name that
-    /// does not exist is refused at once and leaves nothing behind.
+    /// A blocking query: the configuration `host` may run (see [`depot_store::ConfigView`]) at
+    /// once when it differs from revision `after` (with no host: when the configuration has a
+    /// newer revision), else when that changes or `wait` (at most the policy's longest wait)
+    /// ends. A name that does not exist is refused at once and leaves nothing behind.
     pub async fn config_after(
         &self,
         caller: &Caller,
         name: &ConfigName,
+        host: Option<&HostName>,
         after: u64,
         wait: Duration,
     ) -> Result<ConfigAnswer> {
@@ -52,17 +54,30 @@ impl Registry {
         caller.require_config(name, "read")?;
         let wait = wait.min(self.inner.policy.max_wait);
         let mut waiting = self.inner.watchers.subscribe(name);
-        let config = self.config(caller, name).await?;
-        if config.revision > after {
-            return Ok(ConfigAnswer::Config(config));
+        let view = self.config_view(name).await?;
+        if view.answer(host, after).is_some() {
+            return Ok(ConfigAnswer::Config(view.view.config_for(host).clone()));
         }
-        drop(config);
-        if let Some(json) = waiting.until_newer(after, tokio::time::Instant::now() + wait).await {
+        drop(view);
+        if let Some(json) = waiting.until_answer(host, after, tokio::time::Instant::now() + wait).await {
             return Ok(ConfigAnswer::Json(json));
         }
         drop(waiting);
-        // The wait ended with no newer revision, or the configuration was deleted (not-found).
-        Ok(ConfigAnswer::Config(self.config(caller, name).await?))
+        // The wait ended with no change for this host, or the configuration was deleted (not-found).
+        Ok(ConfigAnswer::Config(self.config_view(name).await?.view.config_for(host).clone()))
+    }
+
+    /// The configuration `host` may run now (no host: the current revision).
+    pub async fn config_for_host(&self, caller: &Caller, name: &ConfigName, host: Option<&HostName>) -> Result<Config> {
+        caller.require(Need::Reader)?;
+        caller.require_config(name, "read")?;
+        Ok(self.config_view(name).await?.view.config_for(host).clone())
+    }
+
+    async fn config_view(&self, name: &ConfigName) -> Result<crate::watch::Snapshot> {
+        let name = name.clone();
+        let view = self.store(move |metadata| metadata.config_view(&name)).await?;
+        Ok(crate::watch::Snapshot::new(view))
     }
 
     pub async fn set_layers(
@@ -95,10 +110,16 @@ impl Registry {
         name: ConfigName,
         to_revision: Option<u64>,
         expect_revision: Option<u64>,
+        now: bool,
     ) -> Result<Config> {
         caller.require(Need::Operator)?;
         let actor = caller.name.clone();
-        self.store(move |metadata| metadata.rollback(&name, to_revision, expect_revision, &actor)).await
+        let (config, skip) = (name.clone(), caller.clone());
+        let rolled = self.store(move |metadata| metadata.rollback(&name, to_revision, expect_revision, &actor)).await?;
+        if now {
+            self.skip_rollout(&skip, config).await?;
+        }
+        Ok(rolled)
     }
 
     pub async fn config_history(&self, caller: &Caller, name: ConfigName) -> Result<Vec<HistoryEntry>> {
@@ -158,7 +179,7 @@ mod tests {
         let admin = caller("admin", Role::Admin, None);
         for n in 0..1000 {
             let name = ConfigName::parse(&format!("made-up-{n}")).unwrap();
-            let answer = registry.config_after(&admin, &name, 0, Duration::from_secs(30)).await;
+            let answer = registry.config_after(&admin, &name, None, 0, Duration::from_secs(30)).await;
             assert!(answer.as_ref().is_err_and(is_unknown_config), "{n}");
         }
         assert_eq!(registry.inner.watchers.channels(), 0);
@@ -174,7 +195,7 @@ mod tests {
         registry.create_config(&admin, name.clone(), vec![]).await.unwrap();
         let waiter = {
             let (registry, admin, name) = (registry.clone(), admin.clone(), name.clone());
-            tokio::spawn(async move { registry.config_after(&admin, &name, 1, Duration::from_secs(30)).await })
+            tokio::spawn(async move { registry.config_after(&admin, &name, None, 1, Duration::from_secs(30)).await })
         };
         while registry.waiting() == 0 {
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -195,7 +216,7 @@ mod tests {
         let agent = caller("a-agent", Role::Agent, Some("a-*"));
         let name = ConfigName::parse("b-cfg").unwrap();
         registry.create_config(&admin, name.clone(), vec![]).await.unwrap();
-        let refused = registry.config_after(&agent, &name, 0, Duration::from_secs(1)).await;
+        let refused = registry.config_after(&agent, &name, None, 0, Duration::from_secs(1)).await;
         assert!(matches!(refused, Err(Error::Refused(ref body)) if body.code == depot_api::ErrorCode::Forbidden));
         assert_eq!(registry.inner.watchers.channels(), 0);
     }

@@ -15,6 +15,7 @@ mod configs;
 mod error;
 mod gc;
 mod pipelines;
+mod rollouts;
 mod watch;
 
 use std::sync::Arc;
@@ -27,6 +28,7 @@ pub use blobs::Upload;
 pub use components::Pushed;
 pub use configs::ConfigAnswer;
 pub use error::{Error, Result};
+pub use rollouts::STEP_EVERY;
 
 /// The limits and durations the registry applies.
 #[derive(Debug, Clone)]

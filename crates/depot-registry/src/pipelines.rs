@@ -86,14 +86,20 @@ impl Registry {
         stage: StageName,
         to_revision: Option<u64>,
         expect_revision: Option<u64>,
+        now: bool,
     ) -> Result<Config> {
         caller.require(Need::Operator)?;
         let actor = caller.name.clone();
-        self.store(move |metadata| {
-            let config = metadata.stage_config(&name, &stage)?;
-            metadata.rollback(&config, to_revision, expect_revision, &actor)
-        })
-        .await
+        let config = self
+            .store(move |metadata| {
+                let config = metadata.stage_config(&name, &stage)?;
+                metadata.rollback(&config, to_revision, expect_revision, &actor)
+            })
+            .await?;
+        if now {
+            self.skip_rollout(caller, config.name.clone()).await?;
+        }
+        Ok(config)
     }
 
     /// A stage's variables: their values for operators and admins when `show`, masked otherwise.

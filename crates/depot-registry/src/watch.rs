@@ -1,27 +1,63 @@
-//! Blocking queries: one watch channel per configuration that someone waits on, carrying its
-//! latest revision, already serialized. A waiting request holds only a receiver, so thousands of
-//! watchers cost little; one write wakes them all, and each answers with the shared bytes, without
-//! reading the database. A channel lives only while someone waits on it: names that do not exist,
-//! and configurations deleted, leave nothing behind.
+//! Blocking queries: one watch channel per configuration that someone waits on, carrying what its
+//! agents may run now ([`ConfigView`]: the current revision and the rollout that decides which
+//! host runs which revision), each revision already serialized. A waiting request holds only a
+//! receiver, so thousands of watchers cost little; one write wakes them all, and each answers
+//! with the shared bytes of the revision its host may run, without reading the database. A
+//! channel lives only while someone waits on it: names that do not exist, and configurations
+//! deleted, leave nothing behind.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use depot_api::ConfigName;
-use depot_api::types::Config;
+use depot_api::{ConfigName, HostName};
 use tokio::sync::watch;
 
-use depot_store::{Change, Metadata, StoreError};
+use depot_store::{Change, ConfigView, Metadata, StoreError};
+
+/// A configuration as its watchers answer it: the view and the JSON of each revision in it.
+pub(crate) struct Snapshot {
+    pub view: ConfigView,
+    json: BTreeMap<u64, Bytes>,
+}
+
+impl Snapshot {
+    pub fn new(view: ConfigView) -> Self {
+        let json = view
+            .revisions
+            .iter()
+            .map(|(revision, config)| {
+                (*revision, Bytes::from(serde_json::to_vec(config).expect("a configuration serializes")))
+            })
+            .collect();
+        Snapshot { view, json }
+    }
+
+    /// The revision `host` may run, when a blocking query that waits to pass `after` must answer
+    /// with it: a host's query answers when its revision differs from the one it runs (a rollout
+    /// may send it back), a query with no host when the configuration has a newer revision.
+    pub fn answer(&self, host: Option<&HostName>, after: u64) -> Option<u64> {
+        let revision = self.view.revision_for(host);
+        let answers = match host {
+            Some(_) => revision != after,
+            None => revision > after,
+        };
+        answers.then_some(revision)
+    }
+
+    /// The JSON of `revision` (one of the view's).
+    pub fn json(&self, revision: u64) -> Option<Bytes> {
+        self.json.get(&revision).cloned()
+    }
+}
 
 /// What a configuration's channel last announced.
 #[derive(Clone)]
 enum Announcement {
     /// Nothing since the first request began waiting.
     Nothing,
-    /// A revision and the configuration's JSON at that revision.
-    Revision(u64, Bytes),
+    View(Arc<Snapshot>),
     Deleted,
 }
 
@@ -47,23 +83,32 @@ pub(crate) struct Waiting<'a> {
 }
 
 impl Waiting<'_> {
-    /// Waits until a revision newer than `after` is announced and returns its JSON; `None` at
-    /// `deadline`, on deletion, or when the registry begins to shut down (the caller then reads
-    /// the configuration as it stands).
-    pub async fn until_newer(&mut self, after: u64, deadline: tokio::time::Instant) -> Option<Bytes> {
+    /// Waits until `host` (see [`Snapshot::answer`]) may run another revision than `after`, and
+    /// returns that revision's JSON; `None` at `deadline`, on deletion, or when the registry
+    /// begins to shut down (the caller then reads the configuration as it stands).
+    pub async fn until_answer(
+        &mut self,
+        host: Option<&HostName>,
+        after: u64,
+        deadline: tokio::time::Instant,
+    ) -> Option<Bytes> {
         let closing = self.closing.wait_for(|closing| *closing);
-        let newer = async {
+        let answer = async {
             while self.receiver.changed().await.is_ok() {
                 match &*self.receiver.borrow_and_update() {
-                    Announcement::Revision(revision, json) if *revision > after => return Some(json.clone()),
+                    Announcement::View(snapshot) => {
+                        if let Some(revision) = snapshot.answer(host, after) {
+                            return snapshot.json(revision);
+                        }
+                    }
                     Announcement::Deleted => return None,
-                    Announcement::Revision(..) | Announcement::Nothing => {}
+                    Announcement::Nothing => {}
                 }
             }
             None
         };
         tokio::select! {
-            json = newer => json,
+            json = answer => json,
             _ = closing => None,
             _ = tokio::time::sleep_until(deadline) => None,
         }
@@ -107,16 +152,17 @@ impl Watchers {
         self.closing.send_replace(true);
     }
 
-    /// Announces `config` to every request waiting on it. Two writes may announce out of order;
-    /// an older revision never replaces a newer one.
-    fn notify(&self, config: &Config) {
+    /// Announces `view` to every request waiting on its configuration. Two writes may announce
+    /// out of order; an older state never replaces a newer one.
+    fn notify(&self, view: ConfigView) {
         let channels = self.channels.lock().expect("watchers lock");
-        if let Some(sender) = channels.get(&config.name) {
-            let json = Bytes::from(serde_json::to_vec(config).expect("a configuration serializes"));
+        if let Some(sender) = channels.get(&view.current.name) {
+            let generation = view.generation();
+            let snapshot = Arc::new(Snapshot::new(view));
             sender.send_if_modified(|current| match current {
-                Announcement::Revision(revision, _) if *revision >= config.revision => false,
+                Announcement::View(announced) if announced.view.generation() >= generation => false,
                 _ => {
-                    *current = Announcement::Revision(config.revision, json);
+                    *current = Announcement::View(snapshot);
                     true
                 }
             });
@@ -140,8 +186,8 @@ impl Watchers {
             if !self.channels.lock().expect("watchers lock").contains_key(&name) {
                 continue;
             }
-            match metadata.config(&name) {
-                Ok(config) => self.notify(&config),
+            match metadata.config_view(&name) {
+                Ok(view) => self.notify(view),
                 Err(StoreError::UnknownConfig(_)) => self.notify_deleted(&name),
                 Err(error) => tracing::error!("reading configuration {name} to announce it failed: {error}"),
             }

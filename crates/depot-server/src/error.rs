@@ -106,6 +106,9 @@ pub fn store_error_body(error: &StoreError) -> ErrorBody {
                 ErrorCode::ConfigConflict,
                 Some(format!("someone else changed it: review `depot config show {config}` and try again")),
             ),
+            StoreError::Rollout { config, .. } => {
+                (ErrorCode::RolloutState, Some(format!("see where it is with `depot rollout status {config}`")))
+            }
             StoreError::InUse { config, .. } => {
                 (ErrorCode::InUse, Some(format!("change or delete configuration {config} first")))
             }

@@ -86,7 +86,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 /// Serves the API on `listener` (HTTPS when `tls` is given) until `shutdown` completes, then ends
 /// every blocking query at once and lets other requests finish for up to 30 s. Background duties
-/// (garbage collection every `gc_interval`) run alongside.
+/// (garbage collection every `gc_interval`, rollouts stepped every second) run alongside.
 pub async fn serve(
     listener: std::net::TcpListener,
     state: AppState,
@@ -105,6 +105,7 @@ pub async fn serve(
             }
         }
     });
+    let rollouts = state.registry.spawn_rollout_timer();
     let handle = axum_server::Handle::new();
     let stopper = handle.clone();
     let registry = state.registry.clone();
@@ -135,6 +136,7 @@ pub async fn serve(
         }
     };
     gc.abort();
+    rollouts.abort();
     stop.abort();
     result
 }

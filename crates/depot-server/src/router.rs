@@ -41,6 +41,8 @@ pub fn router(state: AppState) -> Router {
         .route("/configs/{name}/bump", post(configs::bump))
         .route("/configs/{name}/rollback", post(configs::rollback))
         .route("/configs/{name}/history", get(configs::history))
+        .route("/configs/{name}/strategy", put(configs::set_strategy))
+        .route("/configs/{name}/rollout", get(configs::rollout).post(configs::rollout_action))
         .route("/configs/{name}/agents", get(agents::list))
         .route("/configs/{name}/agents/{host}", put(agents::report))
         .route("/pipelines", get(pipelines::list).post(pipelines::create))

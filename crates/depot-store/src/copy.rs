@@ -24,6 +24,7 @@ const TABLES: &[&str] = &[
     "promotions",
     "events",
     "tokens",
+    "rollouts",
 ];
 
 /// Columns numbered by the database (an identity on PostgreSQL, AUTOINCREMENT on SQLite): the

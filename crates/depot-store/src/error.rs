@@ -47,6 +47,9 @@ pub enum StoreError {
     TokenExists(String),
     #[error("configuration {config} is at revision {actual}, not {expected}")]
     ConfigConflict { config: ConfigName, expected: u64, actual: u64 },
+    /// The rollout of `config` cannot do this now.
+    #[error("{message}")]
+    Rollout { config: ConfigName, message: String },
     #[error("{what} is used by configuration {config}")]
     InUse { what: String, config: ConfigName },
     #[error("{0}")]

@@ -10,6 +10,7 @@ mod metadata;
 mod pipelines;
 mod private;
 pub mod rollout;
+mod rollouts;
 mod rows;
 pub mod rules;
 
@@ -22,6 +23,7 @@ pub use error::{GateRemedy, Result, StoreError};
 pub use metadata::{Added, Metadata, Retention};
 pub use pipelines::{BlobAccess, StageEnv};
 pub use private::create_private_dir;
+pub use rollouts::ConfigView;
 
 /// Opens the metadata and blob stores named by `metadata_url` (see [`open_metadata`]) and
 /// `blobs_url` (see [`open_blobs`]).

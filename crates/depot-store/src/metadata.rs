@@ -687,19 +687,24 @@ impl Metadata {
     ) -> Result<()> {
         self.transaction(|tx| {
             current_config(tx, config)?;
-            let stored: Option<(String, String, i64, String, String)> = tx
+            let stored: Option<(String, String, i64, String, String, Option<String>)> = tx
                 .query_row(
-                    "SELECT reporter, reported_at, revision, hash, state FROM agents WHERE config = ?1 AND host = ?2",
+                    "SELECT reporter, reported_at, revision, hash, state, since FROM agents WHERE config = ?1 AND host = ?2",
                     [config.as_str(), host.as_str()],
-                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?)),
+                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?)),
                 )
                 .optional()?;
             let outcome = matches!(report.state, AgentState::Active | AgentState::Failed | AgentState::RolledBack);
-            let same_as_stored = stored.as_ref().is_some_and(|(_, _, revision, hash, state)| {
+            let same_as_stored = stored.as_ref().is_some_and(|(_, _, revision, hash, state, _)| {
                 *revision as u64 == report.revision && hash == &report.hash && state == report.state.as_str()
             });
-            let stored = stored.map(|(owner, reported_at, ..)| (owner, reported_at));
             let at = now();
+            // Since when the host has been in this state, by the registry's clock.
+            let since = match &stored {
+                Some((.., Some(since))) if same_as_stored => since.clone(),
+                _ => at.clone(),
+            };
+            let stored = stored.map(|(owner, reported_at, ..)| (owner, reported_at));
             match stored {
                 Some((owner, _)) if owner != reporter => Err(StoreError::NotYourAgent {
                     config: config.clone(),
@@ -727,11 +732,12 @@ impl Metadata {
                         record_event(tx, EventKind::Agent, host.as_str(), None, Some(config), revision, &summary)?;
                     }
                     tx.execute(
-                        "INSERT INTO agents (config, host, reporter, revision, hash, state, reported_at, last_seen, report)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                        "INSERT INTO agents (config, host, reporter, revision, hash, state, reported_at, last_seen, report, since)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
                          ON CONFLICT (config, host) DO UPDATE SET reporter = excluded.reporter,
                          revision = excluded.revision, hash = excluded.hash, state = excluded.state,
-                         reported_at = excluded.reported_at, last_seen = excluded.last_seen, report = excluded.report",
+                         reported_at = excluded.reported_at, last_seen = excluded.last_seen, report = excluded.report,
+                         since = excluded.since",
                         params![
                             config.as_str(),
                             host.as_str(),
@@ -741,10 +747,11 @@ impl Metadata {
                             report.state.as_str(),
                             report.reported_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
                             at,
-                            json
+                            json,
+                            since
                         ],
                     )?;
-                    Ok(())
+                    crate::rollouts::after_report(tx, config, host)
                 }
             }
         })

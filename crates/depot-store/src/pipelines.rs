@@ -180,6 +180,8 @@ impl Metadata {
                     layers,
                     env_version,
                     health: health(&config, &agents_of(tx, &stage.config)?),
+                    strategy: config.strategy.clone(),
+                    rollout: crate::rollouts::rollout_of(tx, &stage.config)?,
                 });
             }
             let pending = promotions(tx, name, Some(PromotionState::Pending))?;
@@ -274,7 +276,9 @@ impl Metadata {
             match target.gate {
                 Gate::None => {}
                 Gate::RequireHealthy => {
-                    if let Some(refusal) = unhealthy(&source_config, &agents_of(tx, &source.config)?) {
+                    let rollout = crate::rollouts::rollout_of(tx, &source.config)?;
+                    if let Some(refusal) = unhealthy(&source_config, &agents_of(tx, &source.config)?, rollout.as_ref())
+                    {
                         let message =
                             format!("promotion into {} is refused by its require-healthy gate: {refusal}", target.name);
                         if !request.force {

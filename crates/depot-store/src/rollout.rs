@@ -15,9 +15,18 @@ use depot_api::types::AgentState;
 /// One rollout of a configuration from revision `from` to `to`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Rollout {
+    /// The revision hosts ran before, unless `baseline` names another for them.
     pub from: u64,
     pub to: u64,
+    /// Hosts that ran another revision than `from` when this rollout began (it superseded a
+    /// rollout that had not finished): each goes back to, or stays on, its own.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub baseline: BTreeMap<HostName, u64>,
     pub strategy: Rolling,
+    /// Grows with every change the store writes, so that watchers can tell a newer state.
+    #[serde(default)]
+    pub seq: u64,
+    pub started_at: DateTime<Utc>,
     /// The hosts in batches, canaries first; formed at the start, later joiners in the last.
     pub batches: Vec<Vec<HostName>>,
     /// How many batches have started (the hosts of those may run `to`).
@@ -77,7 +86,10 @@ impl Rollout {
         Rollout {
             from,
             to,
+            baseline: BTreeMap::new(),
             strategy,
+            seq: 0,
+            started_at: now,
             started: usize::from(!batches.is_empty()),
             batches,
             batch_started_at: now,
@@ -86,15 +98,81 @@ impl Rollout {
         }
     }
 
+    /// The revision `host` ran when this rollout began.
+    pub fn from_for(&self, host: &HostName) -> u64 {
+        self.baseline.get(host).copied().unwrap_or(self.from)
+    }
+
     /// The revision `host` may run now.
     pub fn revision_for(&self, host: &HostName) -> u64 {
         match self.phase {
-            Phase::Reverted { .. } | Phase::Aborted => self.from,
+            Phase::Reverted { .. } | Phase::Aborted => self.from_for(host),
             Phase::Completed => self.to,
             Phase::Running | Phase::Paused | Phase::Halted { .. } => {
-                if self.batches[..self.started].iter().any(|batch| batch.contains(host)) { self.to } else { self.from }
+                if self.in_started_batch(host) {
+                    self.to
+                } else {
+                    self.from_for(host)
+                }
             }
         }
+    }
+
+    /// Whether `host` is in a batch that has started.
+    pub fn in_started_batch(&self, host: &HostName) -> bool {
+        self.batches[..self.started].iter().any(|batch| batch.contains(host))
+    }
+
+    /// Every revision some host may be told to run under this rollout.
+    pub fn revisions(&self) -> BTreeSet<u64> {
+        let mut revisions: BTreeSet<u64> = self.baseline.values().copied().collect();
+        revisions.extend([self.from, self.to]);
+        revisions
+    }
+
+    /// Whether the rollout has ended, one way or another (nothing more moves by itself).
+    pub fn finished(&self) -> bool {
+        matches!(self.phase, Phase::Reverted { .. } | Phase::Aborted | Phase::Completed)
+    }
+
+    /// Stops a running rollout where it is: started batches keep the new revision, nothing else
+    /// moves until [`Rollout::resume`].
+    pub fn pause(&mut self) -> Result<String, String> {
+        match self.phase {
+            Phase::Running => {
+                self.phase = Phase::Paused;
+                Ok(format!("rollout to revision {} paused in batch {}", self.to, self.started))
+            }
+            _ => Err(format!("the rollout is {}, not running: only a running rollout can be paused", self.phase)),
+        }
+    }
+
+    /// Goes on with a paused rollout; the current batch's deadline and bake time start again.
+    pub fn resume(&mut self, now: DateTime<Utc>) -> Result<String, String> {
+        match self.phase {
+            Phase::Paused => {
+                self.phase = Phase::Running;
+                self.batch_started_at = now;
+                Ok(format!("rollout to revision {} resumed in batch {}", self.to, self.started))
+            }
+            _ => Err(format!(
+                "the rollout is {}, not paused: `rollout resume` goes on after `rollout pause`",
+                self.phase
+            )),
+        }
+    }
+
+    /// Ends a rollout that has not finished: every host goes back to (or stays on) the revision
+    /// it ran before.
+    pub fn abort(&mut self) -> Result<String, String> {
+        if self.finished() {
+            return Err(format!("the rollout is already {}", self.phase));
+        }
+        self.phase = Phase::Aborted;
+        Ok(format!(
+            "rollout to revision {} aborted in batch {}: every host goes back to the revision it ran before",
+            self.to, self.started
+        ))
     }
 
     /// A host that was not known at the start joins the last batch: it runs `from` until that
@@ -135,7 +213,11 @@ impl Rollout {
                 }
                 let report = reports.get(&host).filter(|r| r.revision == self.to);
                 let failure = match report {
-                    Some(r) if matches!(r.state, AgentState::Failed | AgentState::RolledBack) => {
+                    // A failure from before the batch (re)started was forgiven by `continue`.
+                    Some(r)
+                        if matches!(r.state, AgentState::Failed | AgentState::RolledBack)
+                            && r.since >= self.batch_started_at =>
+                    {
                         Some(format!("{} on revision {}", r.state.as_str(), self.to))
                     }
                     Some(r) if r.state == AgentState::Active => {
@@ -201,14 +283,46 @@ impl Rollout {
 
     /// Goes on past a halt (after a fix): the failures so far are forgiven and the halted batch
     /// starts again now.
-    pub fn continue_after_halt(&mut self, now: DateTime<Utc>) -> bool {
+    pub fn continue_after_halt(&mut self, now: DateTime<Utc>) -> Result<String, String> {
         if !matches!(self.phase, Phase::Halted { .. }) {
-            return false;
+            return Err(format!("the rollout is {}, not halted: `rollout continue` goes on past a halt", self.phase));
         }
-        self.failed.clear();
+        let forgiven = std::mem::take(&mut self.failed).into_keys().map(|h| h.to_string()).collect::<Vec<_>>();
         self.batch_started_at = now;
         self.phase = Phase::Running;
-        true
+        Ok(format!(
+            "rollout to revision {} continued in batch {} (failures forgiven: {})",
+            self.to,
+            self.started,
+            if forgiven.is_empty() { "none".to_owned() } else { forgiven.join(", ") }
+        ))
+    }
+}
+
+impl Phase {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Phase::Running => "running",
+            Phase::Paused => "paused",
+            Phase::Halted { .. } => "halted",
+            Phase::Reverted { .. } => "reverted",
+            Phase::Aborted => "aborted",
+            Phase::Completed => "completed",
+        }
+    }
+
+    /// Why the rollout stopped, when failures stopped it.
+    pub fn reason(&self) -> Option<&str> {
+        match self {
+            Phase::Halted { reason } | Phase::Reverted { reason } => Some(reason),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -357,7 +471,8 @@ mod tests {
         let failing = BTreeMap::from([(host(0), report(2, AgentState::Failed, 1))]);
         r.step(&failing, t(2));
         assert!(matches!(r.phase, Phase::Halted { .. }));
-        assert!(r.continue_after_halt(t(10)));
+        assert!(r.continue_after_halt(t(10)).is_ok());
+        assert!(r.step(&failing, t(11)).is_empty(), "the forgiven failure does not halt it again");
         r.step(&all_active(&r, 10), t(12));
         assert_eq!(r.revision_for(&host(9)), 1, "in the last batch, not yet started");
         r.step(&all_active(&r, 12), t(14));

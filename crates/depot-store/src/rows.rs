@@ -409,12 +409,12 @@ pub(crate) fn describe_layers(layers: &[Layer]) -> String {
 pub(crate) fn current_config(tx: &Tx<'_>, name: &ConfigName) -> Result<Config> {
     let row = tx
         .query_row(
-            "SELECT c.revision, r.hash, r.at, r.layers FROM configs c JOIN config_revisions r ON r.config = c.name AND r.revision = c.revision WHERE c.name = ?1",
+            "SELECT c.revision, r.hash, r.at, r.layers, c.strategy FROM configs c JOIN config_revisions r ON r.config = c.name AND r.revision = c.revision WHERE c.name = ?1",
             [name.as_str()],
-            |row| Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?, row.get::<_, String>(2)?, row.get::<_, String>(3)?)),
+            |row| Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?, row.get::<_, String>(2)?, row.get::<_, String>(3)?, row.get::<_, Option<String>>(4)?)),
         )
         .optional()?;
-    let (revision, hash, at, layers) = row.ok_or_else(|| StoreError::UnknownConfig(name.clone()))?;
+    let (revision, hash, at, layers, strategy) = row.ok_or_else(|| StoreError::UnknownConfig(name.clone()))?;
     Ok(Config {
         name: name.clone(),
         revision: revision as u64,
@@ -422,10 +422,12 @@ pub(crate) fn current_config(tx: &Tx<'_>, name: &ConfigName) -> Result<Config> {
         updated_at: parse_time(&at)?,
         layers: from_json(&layers)?,
         stage: stage_ref(tx, name)?,
+        strategy: crate::rollouts::strategy_of(strategy)?,
     })
 }
 
-/// Writes revision `revision` of `name`; `kind` says for `depot history` what made it.
+/// Writes revision `revision` of `name`; `kind` says for `depot history` what made it. A rolling
+/// configuration begins the new revision's rollout here, for every kind of write alike.
 pub(crate) fn write_revision(
     tx: &Tx<'_>,
     name: &ConfigName,
@@ -443,6 +445,10 @@ pub(crate) fn write_revision(
     )?;
     tx.execute("UPDATE configs SET revision = ?2 WHERE name = ?1", params![name.as_str(), revision as i64])?;
     tx.changed(name.as_str())?;
+    let strategy: Option<String> =
+        tx.query_row("SELECT strategy FROM configs WHERE name = ?1", [name.as_str()], |row| row.get(0))?;
+    let strategy = crate::rollouts::strategy_of(strategy)?;
+    crate::rollouts::begin(tx, name, revision - 1, revision, &strategy)?;
     Ok(Config {
         name: name.clone(),
         revision,
@@ -450,6 +456,7 @@ pub(crate) fn write_revision(
         updated_at: parse_time(&at)?,
         layers: layers.to_vec(),
         stage: stage_ref(tx, name)?,
+        strategy,
     })
 }
 

@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use depot_api::pipeline::{Pipeline, StageHealth};
+use depot_api::rollout::{RolloutPhase, RolloutStatus};
 use depot_api::semver_order;
 use depot_api::types::{AgentState, AgentStatus, Config, Layer, VersionInfo};
 use depot_api::{ComponentName, StageName, VersionLabel};
@@ -124,9 +125,20 @@ pub fn health(config: &Config, agents: &[AgentStatus]) -> StageHealth {
     health
 }
 
-/// Why the source stage is not healthy enough for a require-healthy gate, if it is not: every
-/// agent (at least one) must report the source's exact hash active.
-pub fn unhealthy(source: &Config, agents: &[AgentStatus]) -> Option<String> {
+/// Why the source stage is not healthy enough for a require-healthy gate, if it is not: the
+/// rollout of its revision (if it rolls) must have completed, and every agent (at least one)
+/// must report the source's exact hash active.
+pub fn unhealthy(source: &Config, agents: &[AgentStatus], rollout: Option<&RolloutStatus>) -> Option<String> {
+    if let Some(rollout) = rollout.filter(|r| r.to == source.revision && r.phase != RolloutPhase::Completed) {
+        return Some(format!(
+            "the rollout of {} to revision {} is {} (batch {} of {})",
+            source.name,
+            rollout.to,
+            rollout.phase.as_str(),
+            rollout.started_batches,
+            rollout.batches.len()
+        ));
+    }
     if agents.is_empty() {
         return Some(format!("no agent reports for {} (it needs at least one, active)", source.name));
     }

@@ -777,7 +777,7 @@ fn migrations_are_recorded_and_a_newer_schema_is_refused() {
     Metadata::open_sqlite(&path).unwrap();
     let connection = rusqlite::Connection::open(&path).unwrap();
     let versions: i64 = connection.query_row("SELECT COUNT(*) FROM schema_migrations", [], |row| row.get(0)).unwrap();
-    assert_eq!(versions, 1);
+    assert_eq!(versions, 2);
     connection.execute("INSERT INTO schema_migrations VALUES (999, 'later')", []).unwrap();
     let error = Metadata::open_sqlite(&path).err().expect("a newer schema is refused").to_string();
     assert!(error.contains("schema version 999, newer than this depot knows"), "{error}");
@@ -787,7 +787,7 @@ fn migrations_are_recorded_and_a_newer_schema_is_refused() {
     Metadata::open_postgres(&url).unwrap();
     let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
     let versions: i64 = client.query_one("SELECT COUNT(*) FROM schema_migrations", &[]).unwrap().get(0);
-    assert_eq!(versions, 1);
+    assert_eq!(versions, 2);
     client.batch_execute("INSERT INTO schema_migrations VALUES (999, 'later')").unwrap();
     let error = Metadata::open_postgres(&url).err().expect("a newer schema is refused").to_string();
     assert!(error.contains("schema version 999, newer than this depot knows"), "{error}");
@@ -869,5 +869,94 @@ fn collection_keeps_blobs_recorded_again_and_holds_off_uploads_while_it_deletes(
         assert_eq!(freed, Some(10));
         done.1.recv_timeout(std::time::Duration::from_secs(10)).expect("the upload records once collection is done");
         assert_eq!(store.blob_size(&digest(1)).unwrap(), Some(10), "recorded after, so its upload checks the bytes");
+    }
+}
+
+/// A rolling configuration: each new revision begins a rollout in the write's transaction, each
+/// report steps it, the view answers each host with its own revision, an action is refused in
+/// the wrong phase, and a stage whose rollout has not completed does not pass require-healthy.
+#[test]
+fn rollouts_begin_with_each_revision_step_on_reports_and_gate_promotions() {
+    use depot_api::HostName;
+    use depot_api::pipeline::{Gate, Promote};
+    use depot_api::rollout::{OnFailure, Rolling, RolloutAction, RolloutPhase, Share, Strategy};
+    use depot_api::types::AgentState;
+    use depot_api::{PipelineName, StageName};
+    let rolling = Strategy::Rolling(Rolling {
+        canary: 1,
+        batch: Share::Hosts(1),
+        bake_seconds: 0,
+        deadline_seconds: 600,
+        max_failures: Share::Hosts(0),
+        on_failure: OnFailure::Halt,
+    });
+    let hosts: Vec<HostName> = (0..3).map(|i| HostName::parse(&format!("web-{i}")).unwrap()).collect();
+    for Fresh { store, .. } in backends() {
+        push(&store, "web", "1.0.0", 1);
+        push(&store, "web", "1.1.0", 2);
+        let prod = config("prod");
+        let first = store.create_config(&prod, &[layer("web:1.0.0")], "ci").unwrap();
+        assert_eq!(store.set_strategy(&prod, &rolling, "ops").unwrap().strategy, rolling);
+        let at = |i: u64| format!("2026-01-01T00:00:{i:02}Z");
+        for host in &hosts {
+            store.report_agent(&prod, host, "fleet", &report(1, &first.hash, AgentState::Active, &at(1))).unwrap();
+        }
+        assert!(store.rollout_status(&prod).unwrap().is_none(), "no rollout for a first revision");
+
+        let second = store.set_layers(&prod, &[layer("web:1.1.0")], None, "ci").unwrap();
+        let status = store.rollout_status(&prod).unwrap().expect("revision 2 rolls out");
+        assert_eq!((status.from, status.to, status.phase), (1, 2, RolloutPhase::Running));
+        let view = store.config_view(&prod).unwrap();
+        let revisions: Vec<u64> = hosts.iter().map(|h| view.revision_for(Some(h))).collect();
+        assert_eq!(revisions, [2, 1, 1], "only the canary may run revision 2");
+        assert_eq!(view.config_for(Some(&hosts[1])).hash, first.hash);
+        assert_eq!(view.revision_for(None), 2, "a query with no host sees the current revision");
+
+        // The canary active (no bake time): batch 2 starts; its host fails: the rollout halts.
+        store.report_agent(&prod, &hosts[0], "fleet", &report(2, &second.hash, AgentState::Active, &at(2))).unwrap();
+        assert_eq!(store.config_view(&prod).unwrap().revision_for(Some(&hosts[1])), 2);
+        store.report_agent(&prod, &hosts[1], "fleet", &report(2, &second.hash, AgentState::Failed, &at(3))).unwrap();
+        let status = store.rollout_status(&prod).unwrap().unwrap();
+        assert_eq!(status.phase, RolloutPhase::Halted);
+        assert_eq!(status.batches[1].hosts[0].failed.as_deref(), Some("failed on revision 2"));
+        assert_eq!(store.config_view(&prod).unwrap().revision_for(Some(&hosts[2])), 1);
+        let refused = store.rollout_action(&prod, RolloutAction::Pause, "ops").unwrap_err();
+        assert!(matches!(refused, StoreError::Rollout { .. }), "{refused}");
+
+        // Continued after a fix: the failure is forgiven, and the rollout completes.
+        store.rollout_action(&prod, RolloutAction::Continue, "ops").unwrap();
+        store.report_agent(&prod, &hosts[1], "fleet", &report(2, &second.hash, AgentState::Active, &at(4))).unwrap();
+        store.report_agent(&prod, &hosts[2], "fleet", &report(2, &second.hash, AgentState::Active, &at(5))).unwrap();
+        assert_eq!(store.rollout_status(&prod).unwrap().unwrap().phase, RolloutPhase::Completed);
+        let view = store.config_view(&prod).unwrap();
+        assert!(hosts.iter().all(|h| view.revision_for(Some(h)) == 2));
+
+        // A rollback with --now skips the rollout it begins.
+        store.rollback(&prod, None, None, "ops").unwrap();
+        store.skip_rollout(&prod, "ops").unwrap();
+        let status = store.rollout_status(&prod).unwrap().unwrap();
+        assert_eq!((status.to, status.phase), (3, RolloutPhase::Completed));
+
+        // A stage that rolls is not healthy for require-healthy until its rollout completes.
+        store.create_pipeline(&pipeline_request("shop", &["web"], &["dev", "live"]), "ci").unwrap();
+        let (shop, live) = (PipelineName::parse("shop").unwrap(), StageName::parse("live").unwrap());
+        let dev = config("shop-dev");
+        store.set_gate(&shop, &live, Gate::RequireHealthy, "admin").unwrap();
+        store.set_strategy(&dev, &rolling, "ops").unwrap();
+        let dev1 = store.config(&dev).unwrap();
+        for host in &hosts[..2] {
+            store
+                .report_agent(&dev, host, "fleet", &report(dev1.revision, &dev1.hash, AgentState::Active, &at(6)))
+                .unwrap();
+        }
+        store.set_layers(&dev, &[layer("web:1.0.0")], None, "ci").unwrap();
+        let request = Promote { to: live.clone(), from: None, components: Vec::new(), force: false };
+        let refused = store.promote(&shop, &request, "alice").unwrap_err().to_string();
+        assert!(refused.contains("the rollout of shop-dev to revision 2 is running (batch 1 of 2)"), "{refused}");
+        let events = store.pipeline_history(&shop, None).unwrap();
+        assert!(
+            events.iter().any(|e| e.summary.starts_with("rollout to revision 2 began: 2 host(s) in 2 batch(es)")),
+            "{events:?}"
+        );
     }
 }

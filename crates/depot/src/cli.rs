@@ -60,6 +60,7 @@ pub enum Command {
     Release(ReleaseArgs),
     Build(BuildArgs),
     Pipeline(PipelineArgs),
+    Rollout(RolloutArgs),
     Promote(PromoteArgs),
     Approve(ApproveArgs),
     Reject(RejectArgs),
@@ -287,6 +288,10 @@ pub struct RollbackArgs {
     /// With --stage: the revision whose layers to return to [default: the one before the current].
     #[arg(long, value_name = "N", requires = "stage")]
     pub to_revision: Option<u64>,
+
+    /// With --stage: every agent of the stage at once, past its rolling strategy's rollout.
+    #[arg(long, requires = "stage")]
+    pub now: bool,
 
     /// The release root (holds releases/, config/, data/, logs/).
     #[arg(long, env = "DEPOT_ROOT", required_unless_present = "stage")]
@@ -671,6 +676,11 @@ pub struct DeprecateArgs {
     #[arg(long, value_name = "VERSION")]
     pub replacement: Option<VersionLabel>,
 
+    /// The configurations it moves take their new revision on every agent at once, past their
+    /// rolling strategy.
+    #[arg(long)]
+    pub now: bool,
+
     #[command(flatten)]
     pub registry: RegistryArgs,
 }
@@ -722,6 +732,7 @@ pub enum ConfigCommand {
     Show(ConfigShowArgs),
     History(ConfigHistoryArgs),
     Rollback(ConfigRollbackArgs),
+    Rollout(ConfigRolloutArgs),
 }
 
 /// Create a configuration from layers, in order (later layers overlay earlier ones).
@@ -977,6 +988,125 @@ pub struct ConfigRollbackArgs {
     /// Fail with `config-conflict` unless the configuration is at this revision.
     #[arg(long, value_name = "N")]
     pub expect_revision: Option<u64>,
+
+    /// Every agent at once, past the configuration's rolling strategy.
+    #[arg(long)]
+    pub now: bool,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// Set how new revisions of a configuration reach its agents: all at once, or rolling.
+///
+/// Rolling: every new revision starts a rollout. The agents known at its start form batches in
+/// name order: --canary hosts first, alone, then batches of --batch hosts (or a percentage of
+/// them). A batch passes when each of its hosts has reported the new revision active for --bake;
+/// a host that reports a failure, or nothing within --deadline, counts as failed. One failure
+/// more than --max-failures stops the rollout: `halt` leaves the hosts changed as they are,
+/// `revert` sends them back to the revision they ran before. Flags not given keep their current
+/// value (or the default shown). With no flag, shows the strategy. Needs an operator token.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  depot config rollout web-prod --canary 1 --batch 25% --bake 2m
+  depot config rollout web-prod --max-failures 10% --on-failure revert
+  depot config rollout web-prod --all          # every agent at once again
+  depot config rollout web-prod                # show the strategy")]
+pub struct ConfigRolloutArgs {
+    /// The configuration.
+    pub name: ConfigName,
+
+    #[command(flatten)]
+    pub strategy: StrategyArgs,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// A rollout strategy's flags, for `config rollout` and `pipeline rollout`.
+#[derive(Debug, Args)]
+pub struct StrategyArgs {
+    /// Every agent at once (no rollout).
+    #[arg(long, conflicts_with_all = ["canary", "batch", "bake", "deadline", "max_failures", "on_failure"])]
+    pub all: bool,
+
+    /// Hosts that take a new revision first, alone [default: 1].
+    #[arg(long, value_name = "N")]
+    pub canary: Option<u32>,
+
+    /// Hosts per later batch: a number, or a percentage of the hosts (25%) [default: 25%].
+    #[arg(long, value_name = "N|P%")]
+    pub batch: Option<depot_api::rollout::Share>,
+
+    /// How long a batch's hosts must stay active before the next batch starts: 30s, 5m [default: 60s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub bake: Option<Duration>,
+
+    /// How long a host of a started batch has to report the new revision active [default: 10m].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub deadline: Option<Duration>,
+
+    /// Failed hosts tolerated over the rollout: a number or a percentage [default: 0].
+    #[arg(long, value_name = "N|P%")]
+    pub max_failures: Option<depot_api::rollout::Share>,
+
+    /// What a stopped rollout does to the hosts already changed: halt (they stay) or revert
+    /// (they go back) [default: halt].
+    #[arg(long, value_name = "halt|revert", value_parser = PossibleValuesParser::new(["halt", "revert"])
+        .map(|text: String| if text == "revert" { depot_api::rollout::OnFailure::Revert } else { depot_api::rollout::OnFailure::Halt }))]
+    pub on_failure: Option<depot_api::rollout::OnFailure>,
+}
+
+/// Follow and steer rollouts: status, pause, resume, abort, continue.
+#[derive(Debug, Args)]
+pub struct RolloutArgs {
+    #[command(subcommand)]
+    pub command: RolloutCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RolloutCommand {
+    Status(RolloutStatusArgs),
+    Pause(RolloutActionArgs),
+    Resume(RolloutActionArgs),
+    Abort(RolloutActionArgs),
+    Continue(RolloutActionArgs),
+}
+
+/// Show a configuration's latest rollout: its batches, each host's state and reason, the time
+/// elapsed, and what is left.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  depot rollout status web-prod
+  depot rollout status web-prod --watch
+  depot rollout status web-prod --json")]
+pub struct RolloutStatusArgs {
+    /// The configuration (a pipeline's stage is the configuration APP-STAGE).
+    pub name: ConfigName,
+
+    /// Print it again whenever it changes, until the rollout ends (Ctrl-C stops).
+    #[arg(long)]
+    pub watch: bool,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// Steer a configuration's rollout.
+///
+/// `pause` holds it where it is (started batches keep the new revision); `resume` goes on, with
+/// the current batch's deadline and bake time counted again; `abort` ends it and sends every host
+/// back to the revision it ran before; `continue` goes on past a halt, after a fix, forgiving the
+/// failures so far. Each is recorded in the history. Needs an operator token.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  depot rollout pause web-prod
+  depot rollout resume web-prod
+  depot rollout abort web-prod
+  depot rollout continue web-prod")]
+pub struct RolloutActionArgs {
+    /// The configuration.
+    pub name: ConfigName,
 
     #[command(flatten)]
     pub registry: RegistryArgs,
@@ -1331,6 +1461,7 @@ pub enum PipelineCommand {
     Show(PipelineShowArgs),
     List(PipelineListArgs),
     Gate(PipelineGateArgs),
+    Rollout(PipelineRolloutArgs),
     Delete(PipelineDeleteArgs),
 }
 
@@ -1435,6 +1566,25 @@ pub struct PipelineGateArgs {
     #[arg(value_parser = PossibleValuesParser::new(["require-healthy", "approval", "none"])
         .map(|text: String| Gate::parse(&text).expect("a possible value")))]
     pub gate: Gate,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// Set how new revisions of a stage reach its agents (see `depot config rollout`).
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  depot pipeline rollout web prod --canary 1 --batch 25% --bake 5m --on-failure revert
+  depot pipeline rollout web staging --all")]
+pub struct PipelineRolloutArgs {
+    /// The pipeline.
+    pub name: PipelineName,
+
+    /// The stage.
+    pub stage: StageName,
+
+    #[command(flatten)]
+    pub strategy: StrategyArgs,
 
     #[command(flatten)]
     pub registry: RegistryArgs,

@@ -64,8 +64,10 @@ pub async fn deprecate(
     Json(request): Json<DeprecateVersion>,
 ) -> Result<Json<Deprecated>, ApiError> {
     let (component, version) = (ComponentName::parse(&component)?, VersionLabel::parse(&version)?);
-    let deprecated =
-        state.registry.deprecate(&caller, component, version, &request.reason, request.replacement).await?;
+    let deprecated = state
+        .registry
+        .deprecate(&caller, component, version, &request.reason, request.replacement, request.now)
+        .await?;
     Ok(Json(deprecated))
 }
 

@@ -98,7 +98,12 @@ pub async fn rollback(
     Json(request): Json<RollbackConfig>,
 ) -> Result<Json<Config>, ApiError> {
     let (name, stage) = (PipelineName::parse(&name)?, StageName::parse(&stage)?);
-    Ok(Json(state.registry.rollback_stage(&caller, name, stage, request.to_revision, request.expect_revision).await?))
+    Ok(Json(
+        state
+            .registry
+            .rollback_stage(&caller, name, stage, request.to_revision, request.expect_revision, request.now)
+            .await?,
+    ))
 }
 
 /// `?show=true`: the values, for operators.

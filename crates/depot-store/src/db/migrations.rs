@@ -14,7 +14,10 @@ struct Migration {
     postgres: &'static str,
 }
 
-const MIGRATIONS: &[Migration] = &[Migration { version: 1, sqlite: SQLITE_1, postgres: POSTGRES_1 }];
+const MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, sqlite: SQLITE_1, postgres: POSTGRES_1 },
+    Migration { version: 2, sqlite: SQLITE_2, postgres: POSTGRES_2 },
+];
 
 /// Brings the database to the newest schema this depot knows.
 pub(crate) fn migrate(backend: &Arc<dyn Backend>) -> Result<()> {
@@ -336,5 +339,30 @@ CREATE TABLE IF NOT EXISTS tokens (
     config_pattern TEXT COLLATE "C",
     created_at TEXT COLLATE "C" NOT NULL,
     created_by TEXT COLLATE "C" NOT NULL
+);
+"#;
+
+/// Rollouts: a configuration's strategy (NULL: all at once), its latest rollout (the JSON of
+/// `depot_store::rollout::Rollout`), and since when (registry time) each agent has been in the
+/// state it last reported, which bake times count from.
+const SQLITE_2: &str = "
+ALTER TABLE configs ADD COLUMN strategy TEXT;
+ALTER TABLE agents ADD COLUMN since TEXT;
+CREATE TABLE rollouts (
+    config TEXT PRIMARY KEY REFERENCES configs(name) ON DELETE CASCADE,
+    phase TEXT NOT NULL,
+    state TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+";
+
+const POSTGRES_2: &str = r#"
+ALTER TABLE configs ADD COLUMN strategy TEXT COLLATE "C";
+ALTER TABLE agents ADD COLUMN since TEXT COLLATE "C";
+CREATE TABLE rollouts (
+    config TEXT COLLATE "C" PRIMARY KEY REFERENCES configs(name) ON DELETE CASCADE,
+    phase TEXT COLLATE "C" NOT NULL,
+    state TEXT COLLATE "C" NOT NULL,
+    updated_at TEXT COLLATE "C" NOT NULL
 );
 "#;

@@ -52,6 +52,7 @@ pub fn run(command: Command, printer: &Printer) -> anyhow::Result<ExitCode> {
         Command::Release(args) => release::run(args, printer),
         Command::Build(args) => build::run(args, printer),
         Command::Pipeline(args) => registry::pipeline::run(args.command, printer),
+        Command::Rollout(args) => registry::rollout::run(args.command, printer),
         Command::Promote(args) => registry::pipeline::promote(args, printer),
         Command::Approve(args) => registry::pipeline::approve(args, printer),
         Command::Reject(args) => registry::pipeline::reject(args, printer),

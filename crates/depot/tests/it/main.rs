@@ -17,6 +17,7 @@ mod pipeline;
 mod registry;
 mod release;
 mod replicas;
+mod rollout;
 mod safety;
 mod secrets;
 mod serve;

@@ -49,7 +49,8 @@ pub fn run(args: AgentArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
 }
 
 enum Event {
-    Answer(Result<Config, ClientError>),
+    /// Boxed: a configuration is large, a signal small.
+    Answer(Box<Result<Config, ClientError>>),
     Signal(i32),
 }
 
@@ -92,7 +93,7 @@ fn follow(args: AgentArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
     agent.clean_leftovers()?;
 
     if args.once {
-        let config = agent.registries.call(|client| client.get_config(&agent.config, None, None))?;
+        let config = agent.registries.call(|client| client.config_for(&agent.config, Some(&host), None, None))?;
         let cycle = match agent.cycle(&config)? {
             Cycle::Unreachable(e) => return Err(e),
             cycle => cycle,
@@ -136,7 +137,7 @@ fn follow(args: AgentArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
         if !querying && Instant::now() >= next_query {
-            spawn_query(agent.registries.clone(), agent.config.clone(), after, events.clone());
+            spawn_query(agent.registries.clone(), agent.config.clone(), host.clone(), after, events.clone());
             querying = true;
         }
         let event = if querying {
@@ -156,26 +157,27 @@ fn follow(args: AgentArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
                 }
             }
             Event::Signal(_) => {}
-            Event::Answer(Ok(config)) => {
+            Event::Answer(answer) => {
                 querying = false;
-                backoff = FIRST_BACKOFF;
-                agent.reporter.nudge();
-                match agent.cycle(&config)? {
-                    Cycle::Unreachable(e) => {
-                        // Not settled: ask again (at once, not waiting for a change) after a pause.
-                        after = None;
-                        next_query = Instant::now() + pause(&mut backoff, printer, &e);
+                match *answer {
+                    Ok(config) => {
+                        backoff = FIRST_BACKOFF;
+                        agent.reporter.nudge();
+                        match agent.cycle(&config)? {
+                            Cycle::Unreachable(e) => {
+                                // Not settled: ask again (at once, not waiting for a change) after a pause.
+                                after = None;
+                                next_query = Instant::now() + pause(&mut backoff, printer, &e);
+                            }
+                            _ => {
+                                after = Some(config.revision);
+                                next_query = Instant::now();
+                            }
+                        }
+                        last = Some(config);
                     }
-                    _ => {
-                        after = Some(config.revision);
-                        next_query = Instant::now();
-                    }
+                    Err(e) => next_query = Instant::now() + pause(&mut backoff, printer, &anyhow::Error::new(e)),
                 }
-                last = Some(config);
-            }
-            Event::Answer(Err(e)) => {
-                querying = false;
-                next_query = Instant::now() + pause(&mut backoff, printer, &anyhow::Error::new(e));
             }
         }
     }
@@ -190,12 +192,21 @@ fn pause(backoff: &mut Duration, printer: &Printer, error: &anyhow::Error) -> Du
     pause
 }
 
-/// The blocking query, on its own thread. Moving to another replica keeps `after`: the agent's
-/// own revision, so the new replica answers at once with a revision written meanwhile.
-fn spawn_query(registries: Arc<Registries>, config: ConfigName, after: Option<u64>, events: Sender<Event>) {
+/// The blocking query, on its own thread: it answers with the revision this host may run (a
+/// rollout may hold it back, or send it back) once that differs from `after`. Moving to another
+/// replica keeps `after`: the agent's own revision, so the new replica answers at once with a
+/// revision written meanwhile.
+fn spawn_query(
+    registries: Arc<Registries>,
+    config: ConfigName,
+    host: HostName,
+    after: Option<u64>,
+    events: Sender<Event>,
+) {
     std::thread::spawn(move || {
-        let answer = registries.call(|client| client.get_config(&config, after, after.map(|_| WATCH_WAIT)));
-        let _ = events.send(Event::Answer(answer));
+        let answer =
+            registries.call(|client| client.config_for(&config, Some(&host), after, after.map(|_| WATCH_WAIT)));
+        let _ = events.send(Event::Answer(Box::new(answer)));
     });
 }
 

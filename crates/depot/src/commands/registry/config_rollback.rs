@@ -7,7 +7,8 @@ use crate::printer::Printer;
 
 pub fn run(args: ConfigRollbackArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
     let client = super::connect(&args.registry)?;
-    let request = RollbackConfig { to_revision: args.to_revision, expect_revision: args.expect_revision };
+    let request =
+        RollbackConfig { to_revision: args.to_revision, expect_revision: args.expect_revision, now: args.now };
     let config = client.rollback(&args.name, &request)?;
     if printer.json {
         printer.json(&config);

@@ -20,6 +20,14 @@ pub fn run(args: ConfigShowArgs, printer: &Printer) -> anyhow::Result<ExitCode> 
             stage.stage, stage.pipeline, stage.previous, stage.pipeline
         ));
     }
+    printer.data(format!("rollout:  {}", config.strategy));
+    if !config.strategy.is_all() {
+        match client.rollout(&config.name) {
+            Ok(rollout) => printer.data(format!("          {}", super::rollout::summary(&rollout))),
+            Err(error) if error.code() == Some(depot_api::ErrorCode::NotFound) => {}
+            Err(error) => return Err(error.into()),
+        }
+    }
     if config.layers.is_empty() {
         printer.data("layers:   (none)");
         return Ok(ExitCode::SUCCESS);

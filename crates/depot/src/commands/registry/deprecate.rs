@@ -7,7 +7,7 @@ use crate::printer::Printer;
 
 pub fn run(args: DeprecateArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
     let client = super::connect(&args.registry)?;
-    let request = DeprecateVersion { reason: args.reason, replacement: args.replacement };
+    let request = DeprecateVersion { reason: args.reason, replacement: args.replacement, now: args.now };
     let outcome = client.deprecate(&args.component, &args.version, &request)?;
     if printer.json {
         printer.json(&outcome);

@@ -19,6 +19,7 @@ pub mod env;
 pub mod gc;
 pub mod pipeline;
 pub mod push;
+pub mod rollout;
 pub mod status;
 pub mod token_create;
 pub mod token_list;
@@ -43,6 +44,7 @@ pub fn run_config(command: ConfigCommand, printer: &Printer) -> anyhow::Result<E
         ConfigCommand::Show(args) => config_show::run(args, printer),
         ConfigCommand::History(args) => config_history::run(args, printer),
         ConfigCommand::Rollback(args) => config_rollback::run(args, printer),
+        ConfigCommand::Rollout(args) => rollout::config(args, printer),
     }
 }
 

@@ -50,6 +50,7 @@ pub fn run(command: PipelineCommand, printer: &Printer) -> anyhow::Result<ExitCo
             }
             Ok(ExitCode::SUCCESS)
         }
+        PipelineCommand::Rollout(args) => super::rollout::pipeline(args, printer),
         PipelineCommand::Gate(args) => {
             let pipeline = super::connect(&args.registry)?.set_gate(&args.name, &args.stage, args.gate)?;
             if printer.json {
@@ -164,6 +165,16 @@ fn status_lines(status: &PipelineStatus) -> Vec<String> {
         })
         .collect();
     let mut lines = super::table(&headers, &rows);
+    let rolling: Vec<_> = status.stages.iter().filter(|s| !s.strategy.is_all()).collect();
+    if !rolling.is_empty() {
+        lines.push(String::new());
+        for stage in rolling {
+            lines.push(format!("{}: {}", stage.stage.name, stage.strategy));
+            if let Some(rollout) = &stage.rollout {
+                lines.push(format!("  {}", super::rollout::summary(rollout)));
+            }
+        }
+    }
     if !status.pending.is_empty() {
         lines.push(String::new());
         lines.push("Waiting for approval:".to_owned());
@@ -287,7 +298,7 @@ fn report_promotion(promotion: &Promotion, printer: &Printer) {
 /// `depot rollback APP --stage STAGE [--to-revision N]`.
 pub fn rollback(args: RollbackArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
     let (Some(app), Some(stage)) = (&args.app, &args.stage) else { unreachable!("clap requires both") };
-    let request = RollbackConfig { to_revision: args.to_revision, expect_revision: None };
+    let request = RollbackConfig { to_revision: args.to_revision, expect_revision: None, now: args.now };
     let config = super::connect(&args.registry)?.rollback_stage(app, stage, &request)?;
     if printer.json {
         printer.json(&config);
