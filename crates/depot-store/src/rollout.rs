@@ -35,6 +35,10 @@ pub struct Rollout {
     pub batch_started_at: DateTime<Utc>,
     /// Hosts counted as failed, with the reason.
     pub failed: BTreeMap<HostName, String>,
+    /// Hosts that failed before a `continue`: left out of the checks from then on, and no
+    /// longer counted against `max_failures`.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub forgiven: BTreeSet<HostName>,
     pub phase: Phase,
 }
 
@@ -94,6 +98,7 @@ impl Rollout {
             batches,
             batch_started_at: now,
             failed: BTreeMap::new(),
+            forgiven: BTreeSet::new(),
             phase,
         }
     }
@@ -208,7 +213,7 @@ impl Rollout {
             let batch = self.started - 1;
             let mut baked = true;
             for host in self.batches[batch].clone() {
-                if self.failed.contains_key(&host) {
+                if self.failed.contains_key(&host) || self.forgiven.contains(&host) {
                     continue;
                 }
                 let report = reports.get(&host).filter(|r| r.revision == self.to);
@@ -281,13 +286,15 @@ impl Rollout {
         }
     }
 
-    /// Goes on past a halt (after a fix): the failures so far are forgiven and the halted batch
-    /// starts again now.
+    /// Goes on past a halt (after a fix): the hosts failed so far are forgiven (left out of the
+    /// checks, not counted against `max_failures`: a host that has left the fleet does not halt
+    /// the rollout again) and the halted batch's deadline and bake time start again now.
     pub fn continue_after_halt(&mut self, now: DateTime<Utc>) -> Result<String, String> {
         if !matches!(self.phase, Phase::Halted { .. }) {
             return Err(format!("the rollout is {}, not halted: `rollout continue` goes on past a halt", self.phase));
         }
-        let forgiven = std::mem::take(&mut self.failed).into_keys().map(|h| h.to_string()).collect::<Vec<_>>();
+        let forgiven: Vec<String> = self.failed.keys().map(HostName::to_string).collect();
+        self.forgiven.extend(std::mem::take(&mut self.failed).into_keys());
         self.batch_started_at = now;
         self.phase = Phase::Running;
         Ok(format!(
@@ -472,10 +479,11 @@ mod tests {
         r.step(&failing, t(2));
         assert!(matches!(r.phase, Phase::Halted { .. }));
         assert!(r.continue_after_halt(t(10)).is_ok());
-        assert!(r.step(&failing, t(11)).is_empty(), "the forgiven failure does not halt it again");
-        r.step(&all_active(&r, 10), t(12));
+        let events = r.step(&failing, t(11));
+        assert_eq!(events, ["batch 2 of 3 started: web-01, web-02"], "the forgiven canary is left out");
+        r.step(&all_active(&r, 11), t(12));
         assert_eq!(r.revision_for(&host(9)), 1, "in the last batch, not yet started");
-        r.step(&all_active(&r, 12), t(14));
+        r.step(&all_active(&r, 11), t(13));
         assert_eq!(r.revision_for(&host(9)), 2, "the last batch started");
     }
 

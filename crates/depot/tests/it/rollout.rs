@@ -206,7 +206,7 @@ fn a_failure_in_batch_two_with_revert_sends_batches_one_and_two_back() {
 fn pause_holds_a_rollout_resume_finishes_it_and_abort_sends_every_host_back() {
     let ctx = TestContext::new();
     let (registry, token) = setup(&ctx, &["--canary", "1", "--batch", "1", "--bake", "1s"]);
-    let fleet = agents(&ctx, &registry, &token, 3, |_| Vec::new());
+    let mut fleet = agents(&ctx, &registry, &token, 3, |_| Vec::new());
     converge(&ctx, &registry, &fleet, 0..3, "active", 1);
 
     // Paused as it begins: the canary's batch has started and may finish; nothing else moves.
@@ -221,12 +221,18 @@ fn pause_holds_a_rollout_resume_finishes_it_and_abort_sends_every_host_back() {
     let again = registry.run(&ctx, &["rollout", "pause", "web-prod"]);
     assert_eq!(again.code, 1);
     assert!(again.stderr.contains("only a running rollout can be paused"), "{}", again.stderr);
+    // A host that joins during the rollout runs the previous revision, in the last batch.
+    fleet.push(Agent::start_on(&ctx, &registry, &token, &host(3), "web-prod", &[]));
+    converge(&ctx, &registry, &fleet, 3..4, "active", 1);
+    let status = rollout(&ctx, &registry);
+    let last = status["batches"].as_array().unwrap().last().unwrap().clone();
+    assert!(last["hosts"].as_array().unwrap().iter().any(|h| h["host"] == "web-03"), "{status}");
 
     registry.run(&ctx, &["rollout", "resume", "web-prod"]).success();
     wait_until(
         "the rollout to complete",
         CONVERGE,
-        || rollout(&ctx, &registry)["phase"] == "completed" && all_at(&ctx, &registry, 0..3, "active", 2),
+        || rollout(&ctx, &registry)["phase"] == "completed" && all_at(&ctx, &registry, 0..4, "active", 2),
         || logs(&fleet, &registry),
     );
 
@@ -237,11 +243,11 @@ fn pause_holds_a_rollout_resume_finishes_it_and_abort_sends_every_host_back() {
     wait_until(
         "every host on revision 2",
         CONVERGE,
-        || all_at(&ctx, &registry, 0..3, "active", 2),
+        || all_at(&ctx, &registry, 0..4, "active", 2),
         || format!("{:?}\n{}", states(&ctx, &registry), logs(&fleet, &registry)),
     );
     assert_eq!(rollout(&ctx, &registry)["phase"], "aborted");
-    for i in 0..3 {
+    for i in 0..4 {
         assert_eq!(content(&ctx.path(&host(i))), "good 2");
     }
     let resume = registry.run(&ctx, &["rollout", "resume", "web-prod"]);
@@ -299,6 +305,15 @@ fn an_agent_killed_mid_batch_is_timed_out_and_reported() {
     assert_eq!(state_of(&ctx, &registry, 2), Some(("active".to_owned(), 1)), "web-02 never started");
     let text = registry.run(&ctx, &["rollout", "status", "web-prod"]).success().stdout;
     assert!(text.contains("web-01") && text.contains("failed: did not report revision 2 active within 3s"), "{text}");
+
+    // Continued: the host that left is no longer waited for, and the last batch goes ahead.
+    registry.run(&ctx, &["rollout", "continue", "web-prod"]).success();
+    wait_until(
+        "the rollout to complete without web-01",
+        CONVERGE,
+        || rollout(&ctx, &registry)["phase"] == "completed" && all_at(&ctx, &registry, 2..3, "active", 2),
+        || format!("{}\n{}", rollout(&ctx, &registry), logs(&fleet, &registry)),
+    );
 }
 
 #[test]
