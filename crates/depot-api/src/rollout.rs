@@ -88,7 +88,8 @@ impl Rolling {
 #[serde(rename_all = "lowercase")]
 pub enum Share {
     Hosts(u32),
-    Percent(u8),
+    /// 1 to 100 (checked with the rest of the strategy).
+    Percent(u32),
 }
 
 impl Share {
@@ -97,7 +98,7 @@ impl Share {
     pub fn batch_of(self, total: usize) -> usize {
         match self {
             Share::Hosts(n) => n as usize,
-            Share::Percent(p) => (total * usize::from(p)).div_ceil(100),
+            Share::Percent(p) => (total * p.min(100) as usize).div_ceil(100),
         }
         .max(1)
     }
@@ -107,7 +108,7 @@ impl Share {
     pub fn allowance_of(self, total: usize) -> usize {
         match self {
             Share::Hosts(n) => n as usize,
-            Share::Percent(p) => total * usize::from(p) / 100,
+            Share::Percent(p) => total * p.min(100) as usize / 100,
         }
     }
 }
@@ -127,7 +128,7 @@ impl FromStr for Share {
     /// `3` (hosts) or `25%` (of the hosts the rollout starts with, 1 to 100).
     fn from_str(s: &str) -> Result<Self, String> {
         match s.strip_suffix('%') {
-            Some(p) => match p.parse::<u8>() {
+            Some(p) => match p.parse::<u32>() {
                 Ok(p @ 1..=100) => Ok(Share::Percent(p)),
                 _ => Err(format!("`{s}`: a percentage is 1% to 100%")),
             },

@@ -114,14 +114,9 @@ impl Registry {
         }
         let actor = caller.name.clone();
         let (info, moved) = self
-            .store(move |metadata| metadata.deprecate(&component, &version, &reason, replacement.as_ref(), &actor))
+            .store(move |metadata| metadata.deprecate(&component, &version, &reason, replacement.as_ref(), &actor, now))
             .await?;
         log_moves(&moved);
-        if now {
-            for config in &moved {
-                self.skip_rollout(caller, config.name.clone()).await?;
-            }
-        }
         Ok(info)
     }
 

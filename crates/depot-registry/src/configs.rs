@@ -114,12 +114,7 @@ impl Registry {
     ) -> Result<Config> {
         caller.require(Need::Operator)?;
         let actor = caller.name.clone();
-        let (config, skip) = (name.clone(), caller.clone());
-        let rolled = self.store(move |metadata| metadata.rollback(&name, to_revision, expect_revision, &actor)).await?;
-        if now {
-            self.skip_rollout(&skip, config).await?;
-        }
-        Ok(rolled)
+        self.store(move |metadata| metadata.rollback(&name, to_revision, expect_revision, &actor, now)).await
     }
 
     pub async fn config_history(&self, caller: &Caller, name: ConfigName) -> Result<Vec<HistoryEntry>> {

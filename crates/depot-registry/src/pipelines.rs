@@ -90,16 +90,11 @@ impl Registry {
     ) -> Result<Config> {
         caller.require(Need::Operator)?;
         let actor = caller.name.clone();
-        let config = self
-            .store(move |metadata| {
-                let config = metadata.stage_config(&name, &stage)?;
-                metadata.rollback(&config, to_revision, expect_revision, &actor)
-            })
-            .await?;
-        if now {
-            self.skip_rollout(caller, config.name.clone()).await?;
-        }
-        Ok(config)
+        self.store(move |metadata| {
+            let config = metadata.stage_config(&name, &stage)?;
+            metadata.rollback(&config, to_revision, expect_revision, &actor, now)
+        })
+        .await
     }
 
     /// A stage's variables: their values for operators and admins when `show`, masked otherwise.

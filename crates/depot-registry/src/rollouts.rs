@@ -39,12 +39,6 @@ impl Registry {
         self.store(move |metadata| metadata.rollout_action(&name, action, &actor)).await
     }
 
-    /// Ends the rollout of `name`'s current revision at once (`--now`).
-    pub(crate) async fn skip_rollout(&self, caller: &Caller, name: ConfigName) -> Result<()> {
-        let actor = caller.name.clone();
-        self.store(move |metadata| metadata.skip_rollout(&name, &actor)).await
-    }
-
     /// Steps running rollouts every [`STEP_EVERY`] until the registry is dropped. Replicas
     /// sharing a database may all do it: each step is one write transaction, and a step with
     /// nothing to do writes nothing.

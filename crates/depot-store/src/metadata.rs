@@ -320,8 +320,9 @@ impl Metadata {
     }
 
     /// Withdraws a version from the channels (it stays downloadable and is never removed by
-    /// retention); the configurations tracking a channel that named it move back. Returns the
-    /// version with the configurations moved and those still running it, and the moved ones.
+    /// retention); the configurations tracking a channel that named it move back (with
+    /// `at_once`, on every host now, past a rolling strategy's rollout). Returns the version with the
+    /// configurations moved and those still running it, and the moved ones.
     pub fn deprecate(
         &self,
         component: &ComponentName,
@@ -329,6 +330,7 @@ impl Metadata {
         reason: &str,
         replacement: Option<&VersionLabel>,
         actor: &str,
+        at_once: bool,
     ) -> Result<(Deprecated, Vec<Config>)> {
         self.transaction(|tx| {
             refuse_env_component(tx, component)?;
@@ -345,6 +347,11 @@ impl Metadata {
             let summary = format!("deprecated {component} {version}: {reason}");
             record_event(tx, EventKind::Deprecate, actor, Some(component), None, None, &summary)?;
             let moved = update_channels(tx, component, actor, &format!("deprecated {version}: {reason}"))?;
+            if at_once {
+                for config in &moved {
+                    crate::rollouts::skip(tx, &config.name, actor)?;
+                }
+            }
             let deprecated = Deprecated {
                 version: resolve_version(tx, component, version)?,
                 moved: moved.iter().map(|c| c.name.clone()).collect(),
@@ -626,8 +633,16 @@ impl Metadata {
     }
 
     /// Writes a new revision whose layers are those of revision `to` (default: the one before the
-    /// current). The versions must still exist.
-    pub fn rollback(&self, name: &ConfigName, to: Option<u64>, expect: Option<u64>, actor: &str) -> Result<Config> {
+    /// current). The versions must still exist. With `at_once`, every host may run it now, past
+    /// a rolling strategy's rollout.
+    pub fn rollback(
+        &self,
+        name: &ConfigName,
+        to: Option<u64>,
+        expect: Option<u64>,
+        actor: &str,
+        at_once: bool,
+    ) -> Result<Config> {
         self.transaction(|tx| {
             let current = current_config(tx, name)?;
             check_revision(name, expect, current.revision)?;
@@ -650,7 +665,11 @@ impl Metadata {
                 resolve_version(tx, &layer.component, &layer.version)?;
             }
             let change = format!("rolled back to revision {target}");
-            write_revision(tx, name, current.revision + 1, &layers, &change, EventKind::Rollback, actor)
+            let config = write_revision(tx, name, current.revision + 1, &layers, &change, EventKind::Rollback, actor)?;
+            if at_once {
+                crate::rollouts::skip(tx, name, actor)?;
+            }
+            Ok(config)
         })
     }
 

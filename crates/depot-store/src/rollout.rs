@@ -39,6 +39,10 @@ pub struct Rollout {
     /// longer counted against `max_failures`.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub forgiven: BTreeSet<HostName>,
+    /// Hosts that joined after the start, and when: their deadline and bake time count from
+    /// then if their batch had already started.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub joined: BTreeMap<HostName, DateTime<Utc>>,
     pub phase: Phase,
 }
 
@@ -99,6 +103,7 @@ impl Rollout {
             batch_started_at: now,
             failed: BTreeMap::new(),
             forgiven: BTreeSet::new(),
+            joined: BTreeMap::new(),
             phase,
         }
     }
@@ -180,16 +185,22 @@ impl Rollout {
         ))
     }
 
-    /// A host that was not known at the start joins the last batch: it runs `from` until that
-    /// batch starts (at once if it has). Returns whether it was added.
-    pub fn join(&mut self, host: HostName) -> bool {
+    /// A host that was not known at the start joins the last batch: it runs its starting
+    /// revision until that batch starts, at once if it has (its deadline and bake time then
+    /// count from now). A rollout that is not running, and whose last batch has started, gets a
+    /// new last batch for it instead, so that a halt or a pause holds it back too. Returns
+    /// whether it was added.
+    pub fn join(&mut self, host: HostName, now: DateTime<Utc>) -> bool {
         if self.batches.iter().any(|batch| batch.contains(&host)) {
             return false;
         }
-        match self.batches.last_mut() {
-            Some(last) => last.push(host),
-            None => self.batches.push(vec![host]),
+        let last_started = self.started == self.batches.len();
+        if self.batches.is_empty() || (last_started && self.phase != Phase::Running) {
+            self.batches.push(vec![host.clone()]);
+        } else {
+            self.batches.last_mut().expect("not empty").push(host.clone());
         }
+        self.joined.insert(host, now);
         true
     }
 
@@ -208,7 +219,6 @@ impl Rollout {
             if self.phase != Phase::Running {
                 return events;
             }
-            let deadline = self.batch_started_at + seconds(self.strategy.deadline_seconds);
             let bake = seconds(self.strategy.bake_seconds);
             let batch = self.started - 1;
             let mut baked = true;
@@ -216,17 +226,16 @@ impl Rollout {
                 if self.failed.contains_key(&host) || self.forgiven.contains(&host) {
                     continue;
                 }
+                // A host that joined a started batch counts from when it joined.
+                let start = self.joined.get(&host).map_or(self.batch_started_at, |&at| at.max(self.batch_started_at));
+                let deadline = start + seconds(self.strategy.deadline_seconds);
                 let report = reports.get(&host).filter(|r| r.revision == self.to);
                 let failure = match report {
-                    // A failure from before the batch (re)started was forgiven by `continue`.
-                    Some(r)
-                        if matches!(r.state, AgentState::Failed | AgentState::RolledBack)
-                            && r.since >= self.batch_started_at =>
-                    {
+                    Some(r) if matches!(r.state, AgentState::Failed | AgentState::RolledBack) => {
                         Some(format!("{} on revision {}", r.state.as_str(), self.to))
                     }
                     Some(r) if r.state == AgentState::Active => {
-                        baked &= now - r.since.max(self.batch_started_at) >= bake;
+                        baked &= now - r.since.max(start) >= bake;
                         None
                     }
                     _ if now >= deadline => Some(format!(
@@ -472,8 +481,8 @@ mod tests {
         r.phase = Phase::Paused;
         assert!(r.step(&all_active(&r, 0), t(100)).is_empty(), "paused: nothing moves");
         r.phase = Phase::Running;
-        assert!(r.join(host(9)));
-        assert!(!r.join(host(9)), "once");
+        assert!(r.join(host(9), t(0)));
+        assert!(!r.join(host(9), t(0)), "once");
         assert_eq!(r.revision_for(&host(9)), 1, "a joiner runs the previous revision");
         let failing = BTreeMap::from([(host(0), report(2, AgentState::Failed, 1))]);
         r.step(&failing, t(2));
@@ -485,6 +494,43 @@ mod tests {
         assert_eq!(r.revision_for(&host(9)), 1, "in the last batch, not yet started");
         r.step(&all_active(&r, 11), t(13));
         assert_eq!(r.revision_for(&host(9)), 2, "the last batch started");
+    }
+
+    #[test]
+    fn a_joiner_counts_from_when_it_joined_and_a_halt_holds_it_back() {
+        let mut r =
+            Rollout::start(1, 2, rolling(0, Share::Hosts(2), Share::Hosts(0), OnFailure::Halt), (0..2).map(host), t(0));
+        assert_eq!(r.batches.len(), 1, "one batch, started");
+        // web-09 joins at 25s, past the batch's 30s deadline only at 55s.
+        assert!(r.join(host(9), t(25)));
+        assert_eq!(r.revision_for(&host(9)), 2, "the last batch has started: it may run the new revision");
+        let mut reports = all_active(&r, 1);
+        reports.remove(&host(9));
+        assert!(r.step(&reports, t(40)).is_empty(), "not failed at the batch's deadline");
+        reports.insert(host(9), report(2, AgentState::Active, 41));
+        assert!(r.step(&reports, t(42)).is_empty(), "its bake counts from its own report");
+        assert_eq!(r.step(&reports, t(43)), ["rollout to revision 2 completed"]);
+
+        // A halted rollout whose last batch has started holds a joiner back in a batch of its own.
+        let mut r =
+            Rollout::start(1, 2, rolling(0, Share::Hosts(2), Share::Hosts(0), OnFailure::Halt), (0..2).map(host), t(0));
+        r.step(&BTreeMap::from([(host(0), report(2, AgentState::Failed, 1))]), t(1));
+        assert!(matches!(r.phase, Phase::Halted { .. }));
+        assert!(r.join(host(9), t(2)));
+        assert_eq!(r.revision_for(&host(9)), 1, "not told the halted revision");
+        assert_eq!(r.batches.len(), 2);
+    }
+
+    #[test]
+    fn a_failure_reported_during_a_pause_counts_on_resume() {
+        let mut r =
+            Rollout::start(1, 2, rolling(0, Share::Hosts(1), Share::Hosts(0), OnFailure::Halt), (0..2).map(host), t(0));
+        r.pause().unwrap();
+        let failing = BTreeMap::from([(host(0), report(2, AgentState::Failed, 5))]);
+        assert!(r.step(&failing, t(6)).is_empty());
+        r.resume(t(10)).unwrap();
+        let events = r.step(&failing, t(10));
+        assert!(events[0].contains("failed on revision 2"), "{events:?}");
     }
 
     #[test]

@@ -75,8 +75,8 @@ impl Metadata {
         })
     }
 
-    /// Sets how new revisions of `name` reach its agents. Setting `all` during a rollout ends it:
-    /// every host may run the current revision at once.
+    /// Sets how new revisions of `name` reach its agents, from its next revision on: a rollout
+    /// in progress keeps its own settings (pause, abort or continue it).
     pub fn set_strategy(&self, name: &ConfigName, strategy: &Strategy, actor: &str) -> Result<Config> {
         self.transaction(|tx| {
             let current = current_config(tx, name)?;
@@ -90,14 +90,6 @@ impl Metadata {
             tx.execute("UPDATE configs SET strategy = ?2 WHERE name = ?1", params![name.as_str(), json])?;
             let summary = format!("rollout strategy of {name}: {strategy}");
             record_event(tx, EventKind::Strategy, actor, None, Some(name), Some(current.revision), &summary)?;
-            if strategy.is_all()
-                && let Some(mut rollout) = load(tx, name)?.filter(|r| !r.finished() && r.to == current.revision)
-            {
-                rollout.phase = Phase::Completed;
-                let summary = format!("rollout to revision {} ended: the strategy is now all", rollout.to);
-                record_event(tx, EventKind::Rollout, actor, None, Some(name), Some(rollout.to), &summary)?;
-                save(tx, name, &mut rollout)?;
-            }
             current_config(tx, name)
         })
     }
@@ -159,15 +151,10 @@ impl Metadata {
         }
         Ok(moved)
     }
-
-    /// Ends the rollout the last write began, so that every host may run the new revision at
-    /// once (`--now`), with a line in the history.
-    pub fn skip_rollout(&self, name: &ConfigName, actor: &str) -> Result<()> {
-        self.transaction(|tx| skip(tx, name, actor))
-    }
 }
 
-/// Ends the rollout of `name`'s current revision at once (`--now`).
+/// Ends the rollout of `name`'s current revision at once (`--now`), in the transaction of the
+/// write that began it, with a line in the history.
 pub(crate) fn skip(tx: &Tx<'_>, name: &ConfigName, actor: &str) -> Result<()> {
     let current = current_config(tx, name)?;
     if let Some(mut rollout) = load(tx, name)?.filter(|r| r.to == current.revision && !r.finished()) {
@@ -187,18 +174,31 @@ pub(crate) fn begin(tx: &Tx<'_>, name: &ConfigName, previous: u64, revision: u64
     if previous == 0 {
         return Ok(());
     }
-    let old = load(tx, name)?.filter(|r| r.to == previous);
-    let reports = reports(tx, name)?;
-    let from_for = |host: Option<&HostName>| match (&old, host) {
-        (Some(old), Some(host)) => old.revision_for(host),
-        (Some(old), None) if old.phase != Phase::Completed => old.from,
+    let latest = load(tx, name)?;
+    let old = latest.clone().filter(|r| r.to == previous);
+    let mut reports = reports(tx, name)?;
+    // Hosts an operator forgave in the last rollout (`continue`) and that have said nothing
+    // since it began have left the fleet: they join again with their next report.
+    if let Some(latest) = &latest {
+        reports.retain(|host, report| !(latest.forgiven.contains(host) && report.since < latest.started_at));
+    }
+    // Where each host starts from: what it runs (its active report), else where the rollout
+    // before left it.
+    let default_from = match &old {
+        Some(old) if old.phase != Phase::Completed => old.from,
         _ => previous,
     };
+    let from_for = |host: &HostName, report: &HostReport| match (report.state, &old) {
+        (AgentState::Active, _) => report.revision,
+        (_, Some(old)) if old.phase == Phase::Completed => previous,
+        (_, Some(old)) => old.from_for(host),
+        (_, None) => previous,
+    };
     let now = Utc::now();
-    let mut rollout = Rollout::start(from_for(None), revision, rolling.clone(), reports.keys().cloned(), now);
+    let mut rollout = Rollout::start(default_from, revision, rolling.clone(), reports.keys().cloned(), now);
     rollout.baseline = reports
-        .keys()
-        .map(|host| (host.clone(), from_for(Some(host))))
+        .iter()
+        .map(|(host, report)| (host.clone(), from_for(host, report)))
         .filter(|(_, from)| *from != rollout.from)
         .collect();
     if let Some(old) = old.as_ref().filter(|old| !old.finished()) {
@@ -226,7 +226,7 @@ pub(crate) fn after_report(tx: &Tx<'_>, name: &ConfigName, host: &HostName) -> R
     let Some(mut rollout) = load(tx, name)?.filter(|r| r.to == current.revision && !r.finished()) else {
         return Ok(());
     };
-    let joined = rollout.join(host.clone());
+    let joined = rollout.join(host.clone(), Utc::now());
     if joined {
         let summary = format!("host {host} joined the rollout to revision {} in its last batch", rollout.to);
         record_event(tx, EventKind::Rollout, REGISTRY, None, Some(name), Some(rollout.to), &summary)?;
@@ -260,6 +260,33 @@ fn step(tx: &Tx<'_>, name: &ConfigName) -> Result<bool> {
     }
     save(tx, name, &mut rollout)?;
     Ok(true)
+}
+
+/// For each configuration, the revisions other than its current one that its rollout may send
+/// a host to, with their layers: the versions they name must stay (deletion, retention).
+pub(crate) fn held_revisions(tx: &Tx<'_>) -> Result<Vec<(ConfigName, u64, Vec<Layer>)>> {
+    let mut statement = tx.prepare(
+        "SELECT c.name, c.revision, r.state FROM rollouts r JOIN configs c ON c.name = r.config ORDER BY c.name",
+    )?;
+    let rows = statement
+        .query_map((), |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?, row.get::<_, String>(2)?)))?;
+    let mut held = Vec::new();
+    for row in rows {
+        let (name, current, state) = row?;
+        let rollout: Rollout = from_json(&state)?;
+        let Ok(name) = ConfigName::parse(&name) else { continue };
+        if rollout.to != current as u64 {
+            continue;
+        }
+        for revision in rollout.revisions() {
+            if revision != rollout.to
+                && let Some(config) = config_at(tx, &name, revision)?
+            {
+                held.push((name.clone(), revision, config.layers));
+            }
+        }
+    }
+    Ok(held)
 }
 
 /// The latest rollout of `name` with each host's state.

@@ -505,18 +505,19 @@ pub(crate) fn current_users(
     )?;
     let rows = statement
         .query_map((), |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?, row.get::<_, String>(2)?)))?;
-    let mut users = Vec::new();
+    let mut runs = Vec::new();
     for row in rows {
         let (name, revision, layers) = row?;
-        let layers: Vec<Layer> = from_json(&layers)?;
+        runs.push((parse(ConfigName::parse(&name))?, revision as u64, from_json::<Vec<Layer>>(&layers)?));
+    }
+    // A revision a rollout still holds hosts on is in use too.
+    runs.extend(crate::rollouts::held_revisions(tx)?);
+    let mut users = Vec::new();
+    for (config, revision, layers) in runs {
         if let Some(layer) =
             layers.into_iter().find(|l| &l.component == component && version.is_none_or(|v| &l.version == v))
         {
-            users.push(VersionUse {
-                config: parse(ConfigName::parse(&name))?,
-                revision: revision as u64,
-                channel: layer.channel,
-            });
+            users.push(VersionUse { config, revision, channel: layer.channel });
         }
     }
     Ok(users)
@@ -531,6 +532,9 @@ pub(crate) fn protected_versions(tx: &Tx<'_>) -> Result<HashSet<(String, String)
     let mut protected = HashSet::new();
     for row in rows {
         let layers: Vec<Layer> = from_json(&row?)?;
+        protected.extend(layers.into_iter().map(|l| (l.component.to_string(), l.version.to_string())));
+    }
+    for (_, _, layers) in crate::rollouts::held_revisions(tx)? {
         protected.extend(layers.into_iter().map(|l| (l.component.to_string(), l.version.to_string())));
     }
     // A version a channel names, and the newest pushed of each component (a label that sorts

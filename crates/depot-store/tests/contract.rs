@@ -131,7 +131,7 @@ fn configurations_have_revisions_history_and_a_content_hash() {
         let conflict = store.set_layers(&config("prod"), &[layer("web:1.0.0")], Some(1), "carol").unwrap_err();
         assert!(matches!(conflict, StoreError::ConfigConflict { expected: 1, actual: 2, .. }), "{conflict}");
 
-        let rolled = store.rollback(&config("prod"), None, None, "alice").unwrap();
+        let rolled = store.rollback(&config("prod"), None, None, "alice", false).unwrap();
         assert_eq!(rolled.revision, 3);
         assert_eq!(rolled.hash, created.hash, "same content, same hash");
 
@@ -373,7 +373,7 @@ fn channels_follow_stable_pushes_and_tracking_configurations_follow_them() {
 
         // Deprecation: the channels and the fleets tracking them move back; the version stays.
         let (info, moved) = store
-            .deprecate(&component("web"), &version("1.4.1"), "crashes on start", Some(&version("1.4.0")), "ops")
+            .deprecate(&component("web"), &version("1.4.1"), "crashes on start", Some(&version("1.4.0")), "ops", false)
             .unwrap();
         assert_eq!(info.moved.len(), 2);
         assert!(info.still_running.is_empty(), "{info:?}");
@@ -394,7 +394,7 @@ fn channels_follow_stable_pushes_and_tracking_configurations_follow_them() {
         assert_eq!(moved.len(), 2);
         assert_eq!(layer_of(&store, "prod").1, "1.4.1");
         assert!(matches!(
-            store.deprecate(&component("web"), &version("9.9.9"), "x", None, "ops"),
+            store.deprecate(&component("web"), &version("9.9.9"), "x", None, "ops", false),
             Err(StoreError::UnknownVersion { .. })
         ));
     }
@@ -447,7 +447,7 @@ mod channel_rules {
                 match op {
                     Op::Push(i) => push(&store, "web", LABELS[i], i as u8),
                     Op::Deprecate(i) => {
-                        let _ = store.deprecate(&component("web"), &version(LABELS[i]), "bad", None, "ops");
+                        let _ = store.deprecate(&component("web"), &version(LABELS[i]), "bad", None, "ops", false);
                     }
                     Op::Undeprecate(i) => {
                         let _ = store.undeprecate(&component("web"), &version(LABELS[i]), "ops");
@@ -508,7 +508,7 @@ fn build_and_manual_channels_are_kept_apart_from_the_rolling_ones() {
         assert_eq!(layer_of(&store, "canary"), (2, "1.0.1".into(), Some("stable".into())));
 
         // Deprecations recompute the rolling channels only.
-        store.deprecate(&component("web"), &version("1.0.1"), "bad", None, "ops").unwrap();
+        store.deprecate(&component("web"), &version("1.0.1"), "bad", None, "ops", false).unwrap();
         assert_eq!(channel_map(&store, "web")["stable"], "1.0.1", "an admin's choice stays");
         assert_eq!(channel_map(&store, "web")["latest"], "1.0.0");
 
@@ -534,7 +534,7 @@ fn retention_keeps_the_version_just_pushed_and_those_channels_name_and_bump_skip
         assert!(removed.is_empty(), "{removed:?}");
         assert!(store.version(&component("web"), &version("3f9c2e1")).is_ok());
 
-        store.deprecate(&component("web"), &version("1.2.0"), "bad", None, "ops").unwrap();
+        store.deprecate(&component("web"), &version("1.2.0"), "bad", None, "ops", false).unwrap();
         store.create_config(&config("prod"), &[layer("web:1.0.0")], "a").unwrap();
         let bumped = store.bump(&config("prod"), &component("web"), None, "a").unwrap();
         assert_eq!(bumped.current.as_str(), "1.1.0", "never to a deprecated version");
@@ -611,7 +611,7 @@ fn promotion_keeps_the_pipelines_layer_order_and_retention_keeps_environment_lay
         let removed = store.apply_retention(2).unwrap().removed;
         assert!(removed.iter().all(|r| r.component.as_str() != "shop-prod.env"), "{removed:?}");
         // Revisions: 1 created, 2 and 3 the promotions, 4 the first environment (N=0).
-        store.rollback(&config("shop-prod"), Some(4), None, "ci").unwrap();
+        store.rollback(&config("shop-prod"), Some(4), None, "ci", false).unwrap();
         assert_eq!(store.stage_env(&shop, &prod).unwrap().vars["N"], "0");
     }
 }
@@ -649,7 +649,9 @@ fn a_deprecated_version_is_promoted_only_with_force_and_a_waiting_promotion_of_o
         let waiting = store.promote(&shop, &request(false), "alice").unwrap();
         assert_eq!(waiting.state, PromotionState::Pending);
         push(&store, "web", "1.1.0", 2);
-        store.deprecate(&component("web"), &version("1.0.0"), "leaks memory", Some(&version("1.1.0")), "ops").unwrap();
+        store
+            .deprecate(&component("web"), &version("1.0.0"), "leaks memory", Some(&version("1.1.0")), "ops", false)
+            .unwrap();
         let error = store.approve(&shop, Some(waiting.id), "bob").unwrap_err();
         let text = error.to_string();
         assert!(text.contains("web 1.0.0 is deprecated: leaks memory (replacement 1.1.0)"), "{text}");
@@ -716,7 +718,8 @@ fn a_deprecation_names_the_configurations_still_running_the_version() {
         store.create_config(&config("follows"), &[layer("web:latest")], "a").unwrap();
         store.create_config(&config("pinned"), &[layer("web:1.0.0")], "a").unwrap();
         store.create_config(&config("stable"), &[layer("web:stable")], "a").unwrap();
-        let (outcome, moved) = store.deprecate(&component("web"), &version("1.0.0"), "bad", None, "ops").unwrap();
+        let (outcome, moved) =
+            store.deprecate(&component("web"), &version("1.0.0"), "bad", None, "ops", false).unwrap();
         assert!(moved.is_empty() && outcome.moved.is_empty(), "{outcome:?}");
         let still: Vec<(&str, Option<&str>)> =
             outcome.still_running.iter().map(|u| (u.config.as_str(), u.channel.as_ref().map(|c| c.as_str()))).collect();
@@ -746,7 +749,7 @@ fn deprecation_refuses_only_what_a_promotion_would_bring_and_force_survives_appr
         store.promote(&shop, &request(false), "alice").unwrap();
 
         // api 1.0.0 is withdrawn everywhere (no other version: dev keeps it); web moves on.
-        store.deprecate(&component("api"), &version("1.0.0"), "slow", None, "ops").unwrap();
+        store.deprecate(&component("api"), &version("1.0.0"), "slow", None, "ops", false).unwrap();
         push(&store, "web", "1.1.0", 3);
         let promoted = store.promote(&shop, &request(false), "alice").unwrap();
         assert_eq!(promoted.state, PromotionState::Applied, "{promoted:?}");
@@ -755,14 +758,14 @@ fn deprecation_refuses_only_what_a_promotion_would_bring_and_force_survives_appr
         // A deprecated api 1.1.0 behind an approval gate: forced when asked, approved as asked.
         store.set_gate(&shop, &prod, Gate::Approval, "admin").unwrap();
         push(&store, "api", "1.1.0", 4);
-        store.deprecate(&component("api"), &version("1.1.0"), "leaks", None, "ops").unwrap();
+        store.deprecate(&component("api"), &version("1.1.0"), "leaks", None, "ops", false).unwrap();
         assert_eq!(store.config(&config("shop-dev")).unwrap().layers[0].version.as_str(), "1.1.0");
         let error = store.promote(&shop, &request(false), "alice").unwrap_err();
         assert!(error.to_string().contains("api 1.1.0 is deprecated: leaks"), "{error}");
         let waiting = store.promote(&shop, &request(true), "alice").unwrap();
         assert_eq!(waiting.state, PromotionState::Pending);
         // Deprecated again with a replacement named: still what alice forced past.
-        store.deprecate(&component("api"), &version("1.1.0"), "leaks", Some(&version("1.0.0")), "ops").unwrap();
+        store.deprecate(&component("api"), &version("1.1.0"), "leaks", Some(&version("1.0.0")), "ops", false).unwrap();
         assert_eq!(store.approve(&shop, Some(waiting.id), "bob").unwrap().state, PromotionState::Applied);
     }
 }
@@ -932,8 +935,7 @@ fn rollouts_begin_with_each_revision_step_on_reports_and_gate_promotions() {
         assert!(hosts.iter().all(|h| view.revision_for(Some(h)) == 2));
 
         // A rollback with --now skips the rollout it begins.
-        store.rollback(&prod, None, None, "ops").unwrap();
-        store.skip_rollout(&prod, "ops").unwrap();
+        store.rollback(&prod, None, None, "ops", true).unwrap();
         let status = store.rollout_status(&prod).unwrap().unwrap();
         assert_eq!((status.to, status.phase), (3, RolloutPhase::Completed));
 
@@ -958,5 +960,74 @@ fn rollouts_begin_with_each_revision_step_on_reports_and_gate_promotions() {
             events.iter().any(|e| e.summary.starts_with("rollout to revision 2 began: 2 host(s) in 2 batch(es)")),
             "{events:?}"
         );
+    }
+}
+
+/// A rollout that supersedes another starts each host from what it runs (a canary that failed
+/// the revision before goes back to what it ran, not to the revision that failed on it); the
+/// versions of a revision a rollout holds hosts on cannot be deleted; and a host forgiven by
+/// `continue` after it left is not waited for by the next rollout, until it reports again.
+#[test]
+fn rollouts_start_hosts_from_what_they_run_hold_their_versions_and_forget_hosts_that_left() {
+    use depot_api::HostName;
+    use depot_api::rollout::{OnFailure, Rolling, RolloutAction, RolloutPhase, Share, Strategy};
+    use depot_api::types::AgentState;
+    let rolling = |deadline_seconds| {
+        Strategy::Rolling(Rolling {
+            canary: 1,
+            batch: Share::Hosts(1),
+            bake_seconds: 0,
+            deadline_seconds,
+            max_failures: Share::Hosts(0),
+            on_failure: OnFailure::Halt,
+        })
+    };
+    let host = |name: &str| HostName::parse(name).unwrap();
+    let at = "2026-01-01T00:00:01Z";
+    for Fresh { store, .. } in backends() {
+        for (n, label) in [(1, "1.0.0"), (2, "1.1.0"), (3, "1.2.0")] {
+            push(&store, "web", label, n);
+        }
+        let prod = config("prod");
+        let first = store.create_config(&prod, &[layer("web:1.0.0")], "ci").unwrap();
+        store.set_strategy(&prod, &rolling(600), "ops").unwrap();
+        for name in ["h0", "h1"] {
+            store.report_agent(&prod, &host(name), "fleet", &report(1, &first.hash, AgentState::Active, at)).unwrap();
+        }
+        let second = store.set_layers(&prod, &[layer("web:1.1.0")], None, "ci").unwrap();
+        store.report_agent(&prod, &host("h0"), "fleet", &report(2, &second.hash, AgentState::RolledBack, at)).unwrap();
+        assert_eq!(store.rollout_status(&prod).unwrap().unwrap().phase, RolloutPhase::Halted);
+        store.set_layers(&prod, &[layer("web:1.2.0")], None, "ci").unwrap();
+        store.rollout_action(&prod, RolloutAction::Abort, "ops").unwrap();
+        let view = store.config_view(&prod).unwrap();
+        assert_eq!(view.revision_for(Some(&host("h0"))), 1, "back to what it ran, not to revision 2");
+        assert_eq!(view.revision_for(Some(&host("h1"))), 1);
+        let refused = store.delete_version(&component("web"), &version("1.0.0")).unwrap_err();
+        assert!(matches!(refused, StoreError::InUse { .. }), "revision 1 still runs on every host: {refused}");
+
+        // edge: its canary leaves; after `continue`, the next rollout does not wait for it.
+        let edge = config("edge");
+        let first = store.create_config(&edge, &[layer("web:1.0.0")], "ci").unwrap();
+        store.set_strategy(&edge, &rolling(1), "ops").unwrap();
+        for name in ["e0", "e1"] {
+            store.report_agent(&edge, &host(name), "fleet", &report(1, &first.hash, AgentState::Active, at)).unwrap();
+        }
+        store.set_layers(&edge, &[layer("web:1.1.0")], None, "ci").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        store.step_rollouts().unwrap();
+        let status = store.rollout_status(&edge).unwrap().unwrap();
+        assert_eq!(status.phase, RolloutPhase::Halted, "{status:?}");
+        store.rollout_action(&edge, RolloutAction::Continue, "ops").unwrap();
+        let second = store.config(&edge).unwrap();
+        store.report_agent(&edge, &host("e1"), "fleet", &report(2, &second.hash, AgentState::Active, at)).unwrap();
+        assert_eq!(store.rollout_status(&edge).unwrap().unwrap().phase, RolloutPhase::Completed);
+        store.set_layers(&edge, &[layer("web:1.2.0")], None, "ci").unwrap();
+        let status = store.rollout_status(&edge).unwrap().unwrap();
+        let hosts: Vec<&str> = status.batches.iter().flat_map(|b| &b.hosts).map(|h| h.host.as_str()).collect();
+        assert_eq!(hosts, ["e1"], "e0 left: {status:?}");
+        let later = "2026-01-01T00:00:09Z";
+        store.report_agent(&edge, &host("e0"), "fleet", &report(1, &first.hash, AgentState::Active, later)).unwrap();
+        let status = store.rollout_status(&edge).unwrap().unwrap();
+        assert!(status.batches.iter().flat_map(|b| &b.hosts).any(|h| h.host.as_str() == "e0"), "it joins again");
     }
 }

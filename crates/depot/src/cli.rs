@@ -1005,7 +1005,8 @@ pub struct ConfigRollbackArgs {
 /// a host that reports a failure, or nothing within --deadline, counts as failed. One failure
 /// more than --max-failures stops the rollout: `halt` leaves the hosts changed as they are,
 /// `revert` sends them back to the revision they ran before. Flags not given keep their current
-/// value (or the default shown). With no flag, shows the strategy. Needs an operator token.
+/// value (or the default shown). A new strategy applies from the next revision: a rollout in
+/// progress keeps its own. With no flag, shows the strategy. Needs an operator token.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   depot config rollout web-prod --canary 1 --batch 25% --bake 2m

@@ -24,7 +24,9 @@ pub fn run(args: ConfigShowArgs, printer: &Printer) -> anyhow::Result<ExitCode> 
     if !config.strategy.is_all() {
         match client.rollout(&config.name) {
             Ok(rollout) => printer.data(format!("          {}", super::rollout::summary(&rollout))),
-            Err(error) if error.code() == Some(depot_api::ErrorCode::NotFound) => {}
+            // Never had one, or an agent's token, which may read its configuration but not the fleet.
+            Err(error)
+                if matches!(error.code(), Some(depot_api::ErrorCode::NotFound | depot_api::ErrorCode::Forbidden)) => {}
             Err(error) => return Err(error.into()),
         }
     }
