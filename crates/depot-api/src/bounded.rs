@@ -23,6 +23,12 @@ pub fn revision_opt<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option
     Ok(Option::<Bounded>::deserialize(deserializer)?.map(|Bounded(value)| value))
 }
 
+/// A count that fits in 32 bits (hosts), read as [`revision`] reads it.
+pub fn count<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u32, D::Error> {
+    let value = deserializer.deserialize_any(Integer)?;
+    u32::try_from(value).map_err(|_| serde::de::Error::custom(format!("{value} is out of range: at most {}", u32::MAX)))
+}
+
 /// A map of non-negative integers (an agent's timings), each as [`revision`] reads it.
 pub fn integers<'de, D: Deserializer<'de>>(
     deserializer: D,

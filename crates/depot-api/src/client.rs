@@ -467,6 +467,22 @@ impl Client {
         self.send_json(Method::POST, &["api", "v1", "configs", name.as_str(), "rollback"], request)
     }
 
+    /// `POST /api/v1/components/{component}/versions/{version}/signatures`
+    pub fn add_signature(
+        &self,
+        component: &ComponentName,
+        version: &VersionLabel,
+        request: &crate::types::AddSignature,
+    ) -> Result<VersionInfo, ClientError> {
+        let path = ["api", "v1", "components", component.as_str(), "versions", version.as_str(), "signatures"];
+        self.send_json(Method::POST, &path, request)
+    }
+
+    /// `GET /api/v1/blobs/{digest}/signatures`
+    pub fn blob_signatures(&self, digest: &Digest) -> Result<Vec<crate::types::BlobSignatures>, ClientError> {
+        self.get_json(&["api", "v1", "blobs", digest.as_str(), "signatures"])
+    }
+
     /// `GET /api/v1/configs/{name}/history`
     pub fn history(&self, name: &ConfigName) -> Result<Vec<HistoryEntry>, ClientError> {
         self.get_json(&["api", "v1", "configs", name.as_str(), "history"])

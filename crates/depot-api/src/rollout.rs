@@ -26,16 +26,23 @@ pub enum Strategy {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Rolling {
     /// Hosts that take a new revision first, alone, as a batch of their own.
+    #[serde(deserialize_with = "crate::bounded::count")]
     pub canary: u32,
-    /// The size of each later batch.
+    /// The size of each later batch: hosts (`3`) or a percentage of them (`25%`).
+    #[cfg_attr(feature = "openapi", schema(value_type = String, pattern = "^[0-9]{1,9}%?$", example = "25%"))]
     pub batch: Share,
     /// How long every host of a batch must stay active on the new revision before the next
     /// batch starts, in seconds.
+    #[serde(deserialize_with = "crate::bounded::revision")]
+    #[cfg_attr(feature = "openapi", schema(maximum = 9223372036854775807_u64, minimum = 0))]
     pub bake_seconds: u64,
     /// How long a host of a started batch has to report the new revision active, in seconds;
     /// past it, the host counts as failed.
+    #[serde(deserialize_with = "crate::bounded::revision")]
+    #[cfg_attr(feature = "openapi", schema(maximum = 9223372036854775807_u64, minimum = 0))]
     pub deadline_seconds: u64,
-    /// Failed hosts tolerated over the whole rollout; one more halts it.
+    /// Failed hosts tolerated over the whole rollout (`0`, `10%`); one more halts it.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, pattern = "^[0-9]{1,9}%?$", example = "0"))]
     pub max_failures: Share,
     /// What a halt does to the hosts already changed.
     pub on_failure: OnFailure,
@@ -82,10 +89,11 @@ impl Rolling {
     }
 }
 
-/// A number of hosts, or a percentage of the hosts a rollout started with.
+/// A number of hosts (`3`), or a percentage of the hosts a rollout started with (`25%`), as
+/// the command line writes them.
+/// (In the OpenAPI document: a string, `^[0-9]{1,9}%?$`.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "lowercase")]
+#[serde(try_from = "String", into = "String")]
 pub enum Share {
     Hosts(u32),
     /// 1 to 100 (checked with the rest of the strategy).
@@ -122,16 +130,28 @@ impl fmt::Display for Share {
     }
 }
 
+impl TryFrom<String> for Share {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        text.parse()
+    }
+}
+
+impl From<Share> for String {
+    fn from(share: Share) -> String {
+        share.to_string()
+    }
+}
+
 impl FromStr for Share {
     type Err = String;
 
     /// `3` (hosts) or `25%` (of the hosts the rollout starts with, 1 to 100).
     fn from_str(s: &str) -> Result<Self, String> {
         match s.strip_suffix('%') {
-            Some(p) => match p.parse::<u32>() {
-                Ok(p @ 1..=100) => Ok(Share::Percent(p)),
-                _ => Err(format!("`{s}`: a percentage is 1% to 100%")),
-            },
+            // Any percentage parses; `Rolling::check` says which are allowed (1% to 100%).
+            Some(p) => p.parse::<u32>().map(Share::Percent).map_err(|_| format!("`{s}`: a percentage is 1% to 100%")),
             None => s
                 .parse()
                 .map(Share::Hosts)
@@ -301,9 +321,14 @@ mod tests {
     fn shares_parse_and_round_as_documented() {
         assert_eq!("3".parse::<Share>().unwrap(), Share::Hosts(3));
         assert_eq!("25%".parse::<Share>().unwrap(), Share::Percent(25));
-        for bad in ["0%", "101%", "x", "-1", "%"] {
+        for bad in ["x", "-1", "%", "1.5%"] {
             assert!(bad.parse::<Share>().is_err(), "{bad}");
         }
+        assert_eq!(serde_json::to_string(&Share::Percent(25)).unwrap(), "\"25%\"");
+        assert_eq!(serde_json::from_str::<Share>("\"3\"").unwrap(), Share::Hosts(3));
+        let strategy = r#"{"kind":"rolling","canary":1,"batch":"25%","bake_seconds":0,"deadline_seconds":9,
+            "max_failures":"0","on_failure":"halt"}"#;
+        assert!(serde_json::from_str::<Strategy>(strategy).is_ok(), "{strategy}");
         assert_eq!(Share::Percent(25).batch_of(19), 5, "rounds up");
         assert_eq!(Share::Percent(1).batch_of(3), 1, "at least one host");
         assert_eq!(Share::Hosts(0).batch_of(3), 1, "at least one host");

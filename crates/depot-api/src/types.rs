@@ -103,6 +103,43 @@ pub struct VersionInfo {
     /// Set when the version was deprecated: it stays downloadable, but no rolling channel names it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deprecated: Option<Deprecation>,
+    /// SSH signatures over the component, the version and the digest (see `depot sign`).
+    #[serde(default)]
+    pub signatures: Vec<SignatureInfo>,
+}
+
+/// An SSHSIG signature (namespace `depot`) of a version, as attached. The registry checked that
+/// it is valid over the version's component, version and digest with the key it names; whether
+/// that key is trusted is for each host to decide (`depot agent --trust`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SignatureInfo {
+    /// The key's `SHA256:…` fingerprint.
+    pub fingerprint: String,
+    /// `ssh-ed25519`, …
+    pub key_type: String,
+    /// The PEM text (`-----BEGIN SSH SIGNATURE-----`), as `ssh-keygen -Y verify -s` reads it.
+    pub signature: String,
+    pub added_by: String,
+    pub added_at: DateTime<Utc>,
+}
+
+/// `POST /api/v1/components/{component}/versions/{version}/signatures`
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct AddSignature {
+    /// An SSHSIG signature in PEM, namespace `depot`, over the text of `depot sign --print-message`.
+    pub signature: String,
+}
+
+/// `GET /api/v1/blobs/{digest}/signatures`: the signatures of each version with that content.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BlobSignatures {
+    pub component: ComponentName,
+    pub version: VersionLabel,
+    pub signatures: Vec<SignatureInfo>,
 }
 
 /// `PUT …/versions/{version}/deprecation`: the version, and what its deprecation did to the
@@ -361,6 +398,9 @@ pub enum AgentState {
     Active,
     Failed,
     RolledBack,
+    /// A layer lacked a valid signature from a key the host trusts (`depot agent --trust`):
+    /// refused before it was unpacked.
+    Untrusted,
 }
 
 impl AgentState {
@@ -371,6 +411,7 @@ impl AgentState {
             AgentState::Active => "active",
             AgentState::Failed => "failed",
             AgentState::RolledBack => "rolled-back",
+            AgentState::Untrusted => "untrusted",
         }
     }
 }

@@ -16,6 +16,7 @@ mod error;
 mod gc;
 mod pipelines;
 mod rollouts;
+mod signatures;
 mod watch;
 
 use std::sync::Arc;

@@ -20,6 +20,7 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/whoami", get(tokens::whoami))
         .route("/blobs/{digest}", put(blobs::upload).get(blobs::download).head(blobs::download))
+        .route("/blobs/{digest}/signatures", get(blobs::signatures))
         .route("/components", get(components::list))
         .route("/components/{component}", axum::routing::delete(components::delete_component))
         .route("/components/{component}/versions", get(components::versions))
@@ -27,6 +28,7 @@ pub fn router(state: AppState) -> Router {
             "/components/{component}/versions/{version}",
             put(components::push_version).get(components::version).delete(components::delete_version),
         )
+        .route("/components/{component}/versions/{version}/signatures", post(components::add_signature))
         .route(
             "/components/{component}/versions/{version}/deprecation",
             put(components::deprecate).delete(components::undeprecate),

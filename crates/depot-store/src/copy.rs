@@ -25,6 +25,7 @@ const TABLES: &[&str] = &[
     "events",
     "tokens",
     "rollouts",
+    "signatures",
 ];
 
 /// Columns numbered by the database (an identity on PostgreSQL, AUTOINCREMENT on SQLite): the

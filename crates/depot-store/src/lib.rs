@@ -13,6 +13,7 @@ pub mod rollout;
 mod rollouts;
 mod rows;
 pub mod rules;
+mod signatures;
 
 use std::path::PathBuf;
 

@@ -274,16 +274,22 @@ impl Metadata {
     /// The versions of a component, oldest first ([`semver_order`]). An unknown component is an error.
     pub fn versions(&self, component: &ComponentName) -> Result<Vec<VersionInfo>> {
         self.read(|tx| {
-            let versions = versions_of(tx, component)?;
+            let mut versions = versions_of(tx, component)?;
             if versions.is_empty() {
                 return Err(StoreError::UnknownComponent(component.clone()));
             }
+            crate::signatures::attach(tx, &mut versions)?;
             Ok(versions)
         })
     }
 
     pub fn version(&self, component: &ComponentName, version: &VersionLabel) -> Result<VersionInfo> {
-        self.read(|tx| resolve_version(tx, component, version))
+        self.read(|tx| {
+            let mut info = [resolve_version(tx, component, version)?];
+            crate::signatures::attach(tx, &mut info)?;
+            let [info] = info;
+            Ok(info)
+        })
     }
 
     /// Deletes a version that no configuration's current revision uses.
@@ -713,7 +719,10 @@ impl Metadata {
                     |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?)),
                 )
                 .optional()?;
-            let outcome = matches!(report.state, AgentState::Active | AgentState::Failed | AgentState::RolledBack);
+            let outcome = matches!(
+                report.state,
+                AgentState::Active | AgentState::Failed | AgentState::RolledBack | AgentState::Untrusted
+            );
             let same_as_stored = stored.as_ref().is_some_and(|(_, _, revision, hash, state, _)| {
                 *revision as u64 == report.revision && hash == &report.hash && state == report.state.as_str()
             });

@@ -231,7 +231,9 @@ impl Rollout {
                 let deadline = start + seconds(self.strategy.deadline_seconds);
                 let report = reports.get(&host).filter(|r| r.revision == self.to);
                 let failure = match report {
-                    Some(r) if matches!(r.state, AgentState::Failed | AgentState::RolledBack) => {
+                    Some(r)
+                        if matches!(r.state, AgentState::Failed | AgentState::RolledBack | AgentState::Untrusted) =>
+                    {
                         Some(format!("{} on revision {}", r.state.as_str(), self.to))
                     }
                     Some(r) if r.state == AgentState::Active => {

@@ -151,6 +151,7 @@ pub(crate) fn version_info(raw: VersionRow) -> Result<VersionInfo> {
         creator: raw.creator,
         labels: from_json(&raw.labels)?,
         deprecated,
+        signatures: Vec::new(),
     })
 }
 
@@ -217,6 +218,10 @@ pub(crate) fn layer_version(layer: &Layer) -> String {
 }
 
 pub(crate) fn delete_version_rows(tx: &Tx<'_>, component: &ComponentName, version: &VersionLabel) -> Result<()> {
+    tx.execute(
+        "DELETE FROM signatures WHERE component = ?1 AND version = ?2",
+        params![component.as_str(), version.as_str()],
+    )?;
     // Build and manual channels naming it go with it (rolling ones are recomputed by the caller).
     let mut statement =
         tx.prepare("SELECT name FROM channels WHERE component = ?1 AND version = ?2 AND kind != 'rolling'")?;

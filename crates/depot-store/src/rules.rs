@@ -118,7 +118,7 @@ pub fn health(config: &Config, agents: &[AgentStatus]) -> StageHealth {
     for agent in agents {
         match agent.report.state {
             AgentState::Active if agent.report.hash == config.hash => health.active += 1,
-            AgentState::Failed | AgentState::RolledBack => health.failed += 1,
+            AgentState::Failed | AgentState::RolledBack | AgentState::Untrusted => health.failed += 1,
             _ => health.pending += 1,
         }
     }
@@ -175,6 +175,7 @@ mod tests {
             creator: "ci".to_owned(),
             labels: BTreeMap::new(),
             deprecated: None,
+            signatures: Vec::new(),
         }
     }
 

@@ -44,8 +44,10 @@ pub enum Command {
     Verify(VerifyArgs),
     Serve(ServeArgs),
     Push(PushArgs),
+    Sign(SignArgs),
     Components(ComponentsArgs),
     Versions(VersionsArgs),
+    ShowVersion(ShowVersionArgs),
     Channels(ChannelsArgs),
     Channel(ChannelArgs),
     Deprecate(DeprecateArgs),
@@ -538,6 +540,59 @@ pub struct PushArgs {
     #[arg(long)]
     pub free_form: bool,
 
+    /// Sign the version with this SSH key (see `depot sign`): an unencrypted OpenSSH private
+    /// key, or a public key (.pub) whose private half ssh-agent holds.
+    #[arg(long, value_name = "KEY")]
+    pub sign: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// Sign a version with an SSH key, so that hosts with `depot agent --trust` deploy it.
+///
+/// The signature is OpenSSH's SSHSIG, namespace `depot`, over the component, the version and
+/// the digest (the text `--print-message` prints), so it holds for that content under that
+/// name only. `ssh-keygen -Y verify -n depot` checks it against the allowed_signers files teams
+/// keep for git. A version may carry several signatures (builder, release manager), one per key.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  depot sign web 1.4.2 --key ~/.ssh/id_ed25519
+  depot sign web 1.4.2 --key ~/.ssh/id_ed25519.pub       # the private key in ssh-agent
+  depot sign web 1.4.2 --print-message > msg && ssh-keygen -Y sign -n depot -f ~/.ssh/id_ed25519 msg
+  depot sign web 1.4.2 --signature msg.sig               # attach a signature made elsewhere")]
+pub struct SignArgs {
+    pub component: ComponentName,
+
+    pub version: VersionLabel,
+
+    /// The SSH key to sign with: an unencrypted OpenSSH private key, or a public key (.pub)
+    /// whose private half ssh-agent holds.
+    #[arg(long, value_name = "KEY", required_unless_present_any = ["signature", "print_message"])]
+    pub key: Option<PathBuf>,
+
+    /// Attach this signature (`ssh-keygen -Y sign -n depot` over the text of --print-message).
+    #[arg(long, value_name = "FILE", conflicts_with = "key")]
+    pub signature: Option<PathBuf>,
+
+    /// Print the text a signature of this version covers, and attach nothing.
+    #[arg(long, conflicts_with_all = ["key", "signature"])]
+    pub print_message: bool,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// Show one version: its digest, size, labels, creator, deprecation and signatures.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  depot show-version web 1.4.2
+  depot show-version web 1.4.2 --json")]
+pub struct ShowVersionArgs {
+    pub component: ComponentName,
+
+    pub version: VersionLabel,
+
     #[command(flatten)]
     pub registry: RegistryArgs,
 }
@@ -853,6 +908,8 @@ pub struct ConfigShowArgs {
   # registry = [\"https://depot-a:7070\", \"https://depot-b:7070\"]   # replicas, tried in turn
   token = \"agent-web.SECRET\"         # keep the file mode 0600
   ca_cert = \"ca.pem\"
+  trust = \"allowed_signers\"          # deploy only layers these keys signed
+  revoked_keys = \"revoked_keys\"
   [deploy]                           # overrides [deploy] of R/config/depot.toml
   post_activate = \"systemctl restart web\"
   health_url = \"http://127.0.0.1:8080/healthz\"
@@ -887,6 +944,19 @@ pub struct AgentArgs {
     /// "outcome", "current"}.
     #[arg(long)]
     pub once: bool,
+
+    /// Deploy only layers signed by a key of this allowed_signers file (the format of
+    /// `ssh-keygen -Y verify` and git: principals, options namespaces/valid-after/valid-before,
+    /// key). A layer without such a signature is refused before it is unpacked, and reported
+    /// `untrusted`. Environment layers, which the registry writes, carry only config/app.env
+    /// [else `trust` in the settings file].
+    #[arg(long, value_name = "FILE")]
+    pub trust: Option<PathBuf>,
+
+    /// Public keys (one per line) never to trust, whatever --trust says [else `revoked_keys` in
+    /// the settings file].
+    #[arg(long, value_name = "FILE", requires = "trust")]
+    pub revoked_keys: Option<PathBuf>,
 
     #[command(flatten)]
     pub policy: DeployPolicyArgs,

@@ -115,6 +115,35 @@ pub fn decoder<'a>(raw: impl Read + 'a) -> Result<Box<dyn Read + 'a>> {
     Ok(decoded)
 }
 
+/// What an archive entry is, for [`list`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    Directory,
+    File,
+    /// A link, a device, anything else.
+    Other,
+}
+
+/// The path (as written, `./` and a trailing `/` removed) and kind of every entry of an
+/// archive, within `limits`, without writing anything.
+pub fn list(raw: impl Read, limits: crate::stage::Limits) -> Result<Vec<(String, EntryKind)>> {
+    let mut entries = Vec::new();
+    walk_entries(decoder(raw)?, limits, |entry| {
+        let path = entry.path().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+        let path = path.trim_start_matches("./").trim_end_matches('/').to_owned();
+        let kind = if is_directory(&entry) {
+            EntryKind::Directory
+        } else if is_file(&entry) {
+            EntryKind::File
+        } else {
+            EntryKind::Other
+        };
+        entries.push((path, kind));
+        Ok(())
+    })?;
+    Ok(entries)
+}
+
 /// Reads a whole archive without writing anything, within the same limits as unpacking it:
 /// decodes it to its end (checking the gzip or zstd trailer), walks every entry, reads each
 /// sparse file's map and counts every file at its real size against `max_bytes`. Returns the

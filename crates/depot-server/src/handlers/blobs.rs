@@ -115,3 +115,14 @@ fn single_range(value: &HeaderValue, size: u64) -> Option<std::ops::Range<u64>> 
         _ => None,
     }
 }
+
+/// `GET /api/v1/blobs/{digest}/signatures`: the signatures of the versions with this content,
+/// for whoever may download it (an agent checks them before it unpacks the layer).
+#[utoipa::path(get, path = "/api/v1/blobs/{digest}/signatures", tag = "blobs", params(("digest" = depot_api::Digest, Path)), responses((status = 200, body = [depot_api::types::BlobSignatures]), (status = 404, body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
+pub async fn signatures(
+    Reader(caller): Reader,
+    State(state): State<AppState>,
+    Path(digest): Path<String>,
+) -> Result<Json<Vec<depot_api::types::BlobSignatures>>, ApiError> {
+    Ok(Json(state.registry.blob_signatures(&caller, &Digest::parse(&digest)?).await?))
+}

@@ -135,3 +135,16 @@ pub async fn remove_channel(
     state.registry.remove_channel(&caller, component, channel).await?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+/// `POST …/versions/{version}/signatures`: an SSHSIG signature of the version, checked valid
+/// over its component, version and digest with the key it names.
+#[utoipa::path(post, path = "/api/v1/components/{component}/versions/{version}/signatures", tag = "components", params(("component" = depot_api::ComponentName, Path), ("version" = depot_api::VersionLabel, Path)), request_body = depot_api::types::AddSignature, responses((status = 200, description = "the version with every signature", body = VersionInfo), (status = 400, description = "not a depot signature of this version", body = ErrorBody), (status = 404, body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
+pub async fn add_signature(
+    Operator(caller): Operator,
+    State(state): State<AppState>,
+    Path((component, version)): Path<(String, String)>,
+    Json(request): Json<depot_api::types::AddSignature>,
+) -> Result<Json<VersionInfo>, ApiError> {
+    let (component, version) = (ComponentName::parse(&component)?, VersionLabel::parse(&version)?);
+    Ok(Json(state.registry.add_signature(&caller, component, version, &request.signature).await?))
+}

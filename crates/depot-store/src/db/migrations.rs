@@ -17,6 +17,7 @@ struct Migration {
 const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, sqlite: SQLITE_1, postgres: POSTGRES_1 },
     Migration { version: 2, sqlite: SQLITE_2, postgres: POSTGRES_2 },
+    Migration { version: 3, sqlite: SQLITE_3, postgres: POSTGRES_3 },
 ];
 
 /// Brings the database to the newest schema this depot knows.
@@ -364,5 +365,32 @@ CREATE TABLE rollouts (
     phase TEXT COLLATE "C" NOT NULL,
     state TEXT COLLATE "C" NOT NULL,
     updated_at TEXT COLLATE "C" NOT NULL
+);
+"#;
+
+/// Signatures: SSHSIG texts attached to versions, one per key.
+const SQLITE_3: &str = "
+CREATE TABLE signatures (
+    component TEXT NOT NULL,
+    version TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    key_type TEXT NOT NULL,
+    signature TEXT NOT NULL,
+    added_by TEXT NOT NULL,
+    added_at TEXT NOT NULL,
+    PRIMARY KEY (component, version, fingerprint)
+);
+";
+
+const POSTGRES_3: &str = r#"
+CREATE TABLE signatures (
+    component TEXT COLLATE "C" NOT NULL,
+    version TEXT COLLATE "C" NOT NULL,
+    fingerprint TEXT COLLATE "C" NOT NULL,
+    key_type TEXT COLLATE "C" NOT NULL,
+    signature TEXT COLLATE "C" NOT NULL,
+    added_by TEXT COLLATE "C" NOT NULL,
+    added_at TEXT COLLATE "C" NOT NULL,
+    PRIMARY KEY (component, version, fingerprint)
 );
 "#;

@@ -52,6 +52,8 @@ pub fn run(command: Command, printer: &Printer) -> anyhow::Result<ExitCode> {
         Command::Release(args) => release::run(args, printer),
         Command::Build(args) => build::run(args, printer),
         Command::Pipeline(args) => registry::pipeline::run(args.command, printer),
+        Command::Sign(args) => registry::sign::run(args, printer),
+        Command::ShowVersion(args) => registry::sign::show(args, printer),
         Command::Rollout(args) => registry::rollout::run(args.command, printer),
         Command::Promote(args) => registry::pipeline::promote(args, printer),
         Command::Approve(args) => registry::pipeline::approve(args, printer),

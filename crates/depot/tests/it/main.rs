@@ -21,3 +21,4 @@ mod rollout;
 mod safety;
 mod secrets;
 mod serve;
+mod trust;

@@ -73,11 +73,23 @@ pub struct Agent<'a> {
 
 /// What every deploy of the agent shares; the release and its layers come from the configuration.
 pub struct Settings {
+    /// Whose signatures a layer needs (`--trust`); none: any layer the registry names.
+    pub trust: Option<depot_trust::Trust>,
     pub keep: usize,
     pub limits: depot_release::stage::Limits,
     pub validate: Option<String>,
     pub activation: depot_release::deploy::ActivationOptions,
     pub lock_timeout: Duration,
+}
+
+/// A layer without a valid signature from a trusted key: refused before anything is unpacked.
+#[derive(Debug, thiserror::Error)]
+#[error("layer {component} {version} ({digest}) is not trusted: {reason}")]
+struct Untrusted {
+    component: depot_api::ComponentName,
+    version: VersionLabel,
+    digest: Digest,
+    reason: String,
 }
 
 /// Why a deploy did not happen, when it is not the configuration's fault.
@@ -179,6 +191,7 @@ impl Agent<'_> {
     fn fail(&self, config: &Config, error: anyhow::Error, timings: &BTreeMap<String, u64>) -> anyhow::Result<Cycle> {
         let engine = error.chain().find_map(|cause| cause.downcast_ref::<depot_release::Error>());
         let rolled_back = matches!(engine, Some(depot_release::Error::ActivationFailed { .. }));
+        let untrusted = error.chain().any(|cause| cause.downcast_ref::<Untrusted>().is_some());
         let output =
             engine.and_then(|e| e.hook_output()).filter(|lines| !lines.is_empty()).map(|lines| lines.join("\n"));
         self.dir.update_state(|state| {
@@ -189,7 +202,11 @@ impl Agent<'_> {
         // Masked for the agent's own stderr too: a journal is read by more people than the root.
         let values = self.env_values(config);
         let reason = mask(format!("{error:#}"), &values);
-        let state = if rolled_back { AgentState::RolledBack } else { AgentState::Failed };
+        let state = match (rolled_back, untrusted) {
+            (_, true) => AgentState::Untrusted,
+            (true, false) => AgentState::RolledBack,
+            (false, false) => AgentState::Failed,
+        };
         self.report(config, state, Some(reason.clone()), output, timings);
         self.printer.message(format!(
             "error: configuration {} revision {} failed ({}): {reason}",
@@ -206,6 +223,9 @@ impl Agent<'_> {
         release: &VersionLabel,
         timings: &mut BTreeMap<String, u64>,
     ) -> anyhow::Result<()> {
+        // Before anything is downloaded or unpacked, even for a release already on disk: the
+        // trust file may have changed since.
+        self.verify(config)?;
         let started = Instant::now();
         // A release already on disk needs no archive: its manifest records the verified digests.
         if !self.root.release_dir(release).is_dir() {
@@ -214,6 +234,7 @@ impl Agent<'_> {
             }
         }
         timings.insert("download".to_owned(), started.elapsed().as_millis() as u64);
+        self.check_env_layer(config)?;
         killpoint::reached("agent-downloaded");
         self.check_stop()?;
         let state_file = self.config_file(release);
@@ -255,6 +276,82 @@ impl Agent<'_> {
         let result = deploy::deploy(&self.root, &options, &NoProgress);
         timings.insert("deploy".to_owned(), started.elapsed().as_millis() as u64);
         result?;
+        Ok(())
+    }
+
+    /// Each layer but the environment layer needs a signature by a key `--trust` holds, over its
+    /// component, version and digest. The environment layer, which the registry writes, may
+    /// carry config/app.env alone (checked when it is staged).
+    fn verify(&self, config: &Config) -> anyhow::Result<()> {
+        let Some(trust) = &self.settings.trust else { return Ok(()) };
+        let env = depot_api::pipeline::env_component(&config.name);
+        for layer in config.layers.iter().filter(|layer| layer.component != env) {
+            let found = match self.registries.call(|client| client.blob_signatures(&layer.digest)) {
+                Ok(found) => found,
+                Err(e) if transient(&e) => return Err(NotTried::Unreachable(e).into()),
+                Err(e) => {
+                    return Err(
+                        anyhow::Error::new(e).context(format!("cannot read the signatures of {}", layer.digest))
+                    );
+                }
+            };
+            let signatures: Vec<String> = found
+                .into_iter()
+                .filter(|s| s.component == layer.component && s.version == layer.version)
+                .flat_map(|s| s.signatures.into_iter().map(|s| s.signature))
+                .collect();
+            let message = depot_trust::message(&layer.component, &layer.version, &layer.digest);
+            if let Err(reason) = trust.verify(&message, &signatures, chrono::Utc::now()) {
+                return Err(Untrusted {
+                    component: layer.component.clone(),
+                    version: layer.version.clone(),
+                    digest: layer.digest.clone(),
+                    reason,
+                }
+                .into());
+            }
+        }
+        Ok(())
+    }
+
+    /// With `--trust`, the environment layer (the one layer no signature covers: the registry
+    /// writes it) may hold config/app.env and nothing else, so that whoever controls the
+    /// registry can change a stage's variables but not put a program on the host.
+    fn check_env_layer(&self, config: &Config) -> anyhow::Result<()> {
+        if self.settings.trust.is_none() {
+            return Ok(());
+        }
+        let env = depot_api::pipeline::env_component(&config.name);
+        for layer in config.layers.iter().filter(|layer| layer.component == env) {
+            let path = self.blob_path(&layer.digest);
+            if !path.is_file() {
+                continue; // A release already on disk: its layers were checked when it was made.
+            }
+            use depot_release::archive::EntryKind;
+            let entries = depot_release::archive::list(fs_err::File::open(&path)?, self.settings.limits)?;
+            let strays: Vec<String> = entries
+                .into_iter()
+                .filter(|(name, kind)| {
+                    !matches!(
+                        (name.as_str(), kind),
+                        ("config" | "", EntryKind::Directory) | ("config/app.env", EntryKind::File)
+                    )
+                })
+                .map(|(name, _)| name)
+                .collect();
+            if !strays.is_empty() {
+                return Err(Untrusted {
+                    component: layer.component.clone(),
+                    version: layer.version.clone(),
+                    digest: layer.digest.clone(),
+                    reason: format!(
+                        "an environment layer may hold config/app.env alone, and this one holds {}",
+                        strays.join(", ")
+                    ),
+                }
+                .into());
+            }
+        }
         Ok(())
     }
 

@@ -80,7 +80,15 @@ fn follow(args: AgentArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
     let (events, receiver) = mpsc::channel();
     let stopping = Arc::new(AtomicBool::new(false));
     watch_signals(events.clone(), stopping.clone())?;
+    let trust = match args.trust.or(file.trust.clone()) {
+        Some(path) => {
+            let revoked = args.revoked_keys.or(file.revoked_keys.clone());
+            Some(depot_trust::Trust::load(&path, revoked.as_deref())?)
+        }
+        None => None,
+    };
     let settings = Settings {
+        trust,
         keep: keep(args.policy.keep, &root_config),
         limits: root_config.limits.resolve(None, None),
         validate: args.policy.validate.or(root_config.deploy.validate.clone()),

@@ -22,6 +22,10 @@ pub struct AgentSettings {
     pub registry: Option<Urls>,
     pub token: Option<String>,
     pub ca_cert: Option<PathBuf>,
+    /// An allowed_signers file: deploy only layers its keys signed.
+    pub trust: Option<PathBuf>,
+    /// Public keys never to trust.
+    pub revoked_keys: Option<PathBuf>,
     #[serde(default)]
     pub deploy: DeployDefaults,
     /// Where it was read from; none when there is no file.
@@ -59,13 +63,16 @@ impl AgentSettings {
         let mut settings: AgentSettings = toml::from_str(&text).map_err(|e| {
             hinted(
                 format!("{} is not valid: {}", path.display(), e.message()),
-                "the keys are config, root, name, registry, token, ca_cert and a [deploy] table (see `depot agent --help`)",
+                "the keys are config, root, name, registry, token, ca_cert, trust, revoked_keys and a [deploy] table \
+                 (see `depot agent --help`)",
             )
         })?;
         // Relative paths are relative to the file.
         let base = path.parent().unwrap_or(Path::new("."));
         settings.root = settings.root.map(|root| base.join(root));
         settings.ca_cert = settings.ca_cert.map(|ca| base.join(ca));
+        settings.trust = settings.trust.map(|trust| base.join(trust));
+        settings.revoked_keys = settings.revoked_keys.map(|revoked| base.join(revoked));
         settings.path = Some(path);
         Ok(settings)
     }

@@ -20,6 +20,7 @@ pub mod gc;
 pub mod pipeline;
 pub mod push;
 pub mod rollout;
+pub mod sign;
 pub mod status;
 pub mod token_create;
 pub mod token_list;

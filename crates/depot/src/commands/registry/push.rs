@@ -65,7 +65,11 @@ pub fn run(args: PushArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
         None => Vec::new(),
     };
     let request = PushVersion { digest: digest.clone(), labels, channels, free_form: args.free_form };
-    let info = &register(&client, &args.component, &args.version, &request, &archive, printer)?;
+    let mut info = register(&client, &args.component, &args.version, &request, &archive, printer)?;
+    if let Some(key) = &args.sign {
+        info = super::sign::sign(&client, &info, key, printer)?;
+    }
+    let info = &info;
     if printer.json {
         printer.json(info);
     } else {

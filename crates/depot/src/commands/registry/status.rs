@@ -36,7 +36,10 @@ pub fn run(args: StatusArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
     for line in super::table(&["HOST", "REVISION", "HASH", "STATE", "LAST SEEN", "CURRENT"], &rows) {
         printer.data(line);
     }
-    for agent in agents.iter().filter(|a| matches!(a.report.state, AgentState::Failed | AgentState::RolledBack)) {
+    for agent in agents
+        .iter()
+        .filter(|a| matches!(a.report.state, AgentState::Failed | AgentState::RolledBack | AgentState::Untrusted))
+    {
         printer.data(format!(
             "\n{} {}: {}",
             agent.host,

@@ -1,0 +1,52 @@
+//! Signatures of versions: attached once checked valid over the version's component, version
+//! and digest with the key they name, and read by the hosts that decide whether they trust it.
+
+use chrono::Utc;
+use depot_api::types::{BlobSignatures, SignatureInfo, VersionInfo};
+use depot_api::{ComponentName, Digest, VersionLabel};
+
+use crate::{Caller, Error, Need, Registry, Result};
+
+impl Registry {
+    /// Attaches an SSHSIG signature (namespace `depot`) to a version. It must be valid over
+    /// [`depot_trust::message`] of this version with the key it names: a signature of another
+    /// name, version or content is refused here, and would be by every host anyway.
+    pub async fn add_signature(
+        &self,
+        caller: &Caller,
+        component: ComponentName,
+        version: VersionLabel,
+        pem: &str,
+    ) -> Result<VersionInfo> {
+        caller.require(Need::Operator)?;
+        let signature = depot_trust::Signature::parse(pem).map_err(|e| {
+            Error::invalid(e.to_string()).with_hint("sign with `depot sign`, or `ssh-keygen -Y sign -n depot` over the text of `depot sign --print-message`")
+        })?;
+        let info = self.version(caller, component.clone(), version.clone()).await?;
+        let message = depot_trust::message(&component, &version, &info.digest);
+        if !signature.signs(&message) {
+            return Err(Error::invalid(format!(
+                "the signature by {} is not over {component} {version} with digest {}",
+                signature.fingerprint(),
+                info.digest
+            ))
+            .with_hint(format!("sign the text of `depot sign {component} {version} --print-message`")));
+        }
+        let record = SignatureInfo {
+            fingerprint: signature.fingerprint(),
+            key_type: signature.key_type(),
+            signature: signature.pem().to_owned(),
+            added_by: caller.name.clone(),
+            added_at: Utc::now(),
+        };
+        self.store(move |metadata| metadata.add_signature(&component, &version, &record)).await
+    }
+
+    /// The signatures of the versions whose content is `digest`, for whoever may download it
+    /// (an agent: the layers of its configurations).
+    pub async fn blob_signatures(&self, caller: &Caller, digest: &Digest) -> Result<Vec<BlobSignatures>> {
+        self.blob_for_download(caller, digest).await?;
+        let digest = digest.clone();
+        self.store(move |metadata| metadata.blob_signatures(&digest)).await
+    }
+}

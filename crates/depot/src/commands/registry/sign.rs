@@ -1,0 +1,93 @@
+//! `depot sign` and `depot show-version`.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use depot_api::client::Client;
+use depot_api::types::{AddSignature, VersionInfo};
+
+use crate::cli::{ShowVersionArgs, SignArgs};
+use crate::printer::Printer;
+
+pub fn run(args: SignArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
+    let client = super::connect(&args.registry)?;
+    let info = client.version(&args.component, &args.version)?;
+    if args.print_message {
+        // Exactly the bytes signed: `ssh-keygen -Y sign -n depot` over them makes a signature
+        // `depot sign --signature` attaches.
+        print!("{}", depot_trust::message(&info.component, &info.version, &info.digest));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let info = match (&args.key, &args.signature) {
+        (Some(key), _) => sign(&client, &info, key, printer)?,
+        (None, Some(file)) => {
+            let text = fs_err::read_to_string(file)?;
+            let info = client.add_signature(&info.component, &info.version, &AddSignature { signature: text })?;
+            printer.message(format!(
+                "Attached the signature in {} to {} {}",
+                file.display(),
+                info.component,
+                info.version
+            ));
+            info
+        }
+        (None, None) => unreachable!("clap requires --key, --signature or --print-message"),
+    };
+    if printer.json {
+        printer.json(&info);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Signs `info` with `key` and attaches the signature; the version with all its signatures.
+pub(crate) fn sign(client: &Client, info: &VersionInfo, key: &Path, printer: &Printer) -> anyhow::Result<VersionInfo> {
+    let message = depot_trust::message(&info.component, &info.version, &info.digest);
+    let signature = depot_trust::sign_with(key, &message)
+        .with_context(|| format!("cannot sign {} {}", info.component, info.version))?;
+    let fingerprint = signature.fingerprint();
+    let signed = client.add_signature(
+        &info.component,
+        &info.version,
+        &AddSignature { signature: signature.pem().to_owned() },
+    )?;
+    printer.message(format!("Signed {} {} with {fingerprint}", info.component, info.version));
+    Ok(signed)
+}
+
+pub fn show(args: ShowVersionArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
+    let info = super::connect(&args.registry)?.version(&args.component, &args.version)?;
+    if printer.json {
+        printer.json(&info);
+        return Ok(ExitCode::SUCCESS);
+    }
+    printer.data(format!("component: {}", info.component));
+    printer.data(format!("version:   {}", info.version));
+    printer.data(format!("digest:    {}", info.digest));
+    printer.data(format!("size:      {} B", info.size));
+    printer.data(format!("pushed:    {} by {}", super::time(&info.created_at), info.creator));
+    for (key, value) in &info.labels {
+        printer.data(format!("label:     {key}={value}"));
+    }
+    if let Some(deprecated) = &info.deprecated {
+        printer.data(format!(
+            "deprecated: {} (by {} at {})",
+            deprecated.reason,
+            deprecated.by,
+            super::time(&deprecated.at)
+        ));
+    }
+    if info.signatures.is_empty() {
+        printer.data("signatures: none");
+    }
+    for signature in &info.signatures {
+        printer.data(format!(
+            "signature: {} {} (added by {} at {})",
+            signature.key_type,
+            signature.fingerprint,
+            signature.added_by,
+            super::time(&signature.added_at)
+        ));
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,232 @@
+//! Signed versions and hosts that verify them: interoperability with OpenSSH's `ssh-keygen -Y`,
+//! and every way a layer can be untrustworthy (unsigned, a stranger's key, an expired or revoked
+//! key, a signature replayed onto another version, a registry that swaps the content behind a
+//! signed version), each refused before anything is unpacked.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use sha2::Digest as _;
+
+use crate::common::*;
+use crate::registry::{Registry, tree};
+
+/// `ssh-keygen -t ed25519 -N ''`: the private key's path (the public one is `.pub` beside it).
+fn keygen(ctx: &TestContext, name: &str) -> PathBuf {
+    let path = ctx.path(&format!("keys/{name}"));
+    fs_err::create_dir_all(path.parent().unwrap()).unwrap();
+    let status = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
+        .arg(&path)
+        .status()
+        .expect("ssh-keygen (OpenSSH) is installed");
+    assert!(status.success());
+    path
+}
+
+fn public(key: &Path) -> String {
+    fs_err::read_to_string(key.with_extension("pub")).unwrap().trim().to_owned()
+}
+
+/// A file of `lines`, mode 0600 (a trust file others may write is refused).
+fn private_file(ctx: &TestContext, name: &str, lines: &[String]) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = ctx.path(name);
+    fs_err::write(&path, lines.join("\n") + "\n").unwrap();
+    fs_err::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    path
+}
+
+fn agent_token(ctx: &TestContext, registry: &Registry) -> String {
+    registry
+        .run(ctx, &["token", "create", "hosts", "--role", "agent", "--config", "web-*"])
+        .success()
+        .stdout
+        .trim()
+        .to_owned()
+}
+
+/// One agent cycle on web-prod in ROOT with `--trust TRUST` and `extra`.
+fn once(ctx: &TestContext, registry: &Registry, token: &str, root: &Path, trust: &Path, extra: &[&str]) -> Run {
+    let mut args = vec!["agent", "--config", "web-prod", "--name", "host-1", "--once", "--json", "--root"];
+    let (root, trust) = (root.to_str().unwrap(), trust.to_str().unwrap());
+    args.extend([root, "--trust", trust]);
+    args.extend(extra);
+    registry.run_as(ctx, token, &args)
+}
+
+/// The releases under ROOT/releases (not `current`).
+fn releases(root: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs_err::read_dir(root.join("releases"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name != "current")
+        .collect();
+    names.sort();
+    names
+}
+
+fn host_status(ctx: &TestContext, registry: &Registry) -> serde_json::Value {
+    let agents = registry.run(ctx, &["status", "web-prod", "--json"]).success().json();
+    agents.as_array().unwrap().iter().find(|a| a["host"] == "host-1").cloned().unwrap()
+}
+
+#[test]
+fn signatures_made_by_depot_verify_with_ssh_keygen_and_the_other_way_round() {
+    let ctx = TestContext::new();
+    let registry = Registry::start(&ctx, &[]);
+    let (alice, bob) = (keygen(&ctx, "alice"), keygen(&ctx, "bob"));
+    let pushed = registry
+        .run(&ctx, &["push", "web", "1.0.0", &tree(&ctx, "v1", "one"), "--sign", alice.to_str().unwrap()])
+        .success();
+    assert!(pushed.stderr.contains("Signed web 1.0.0 with SHA256:"), "{}", pushed.stderr);
+
+    // depot's signature, checked by OpenSSH.
+    let message = registry.run(&ctx, &["sign", "web", "1.0.0", "--print-message"]).success().stdout;
+    fs_err::write(ctx.path("message"), &message).unwrap();
+    let shown = registry.run(&ctx, &["show-version", "web", "1.0.0", "--json"]).success().json();
+    let signature = shown["signatures"][0]["signature"].as_str().unwrap();
+    fs_err::write(ctx.path("message.sig"), signature).unwrap();
+    let allowed =
+        private_file(&ctx, "allowed_signers", &[format!("alice@example.com namespaces=\"depot\" {}", public(&alice))]);
+    let verify = Command::new("ssh-keygen")
+        .args(["-Y", "verify", "-n", "depot", "-I", "alice@example.com", "-f"])
+        .arg(&allowed)
+        .arg("-s")
+        .arg(ctx.path("message.sig"))
+        .stdin(fs_err::File::open(ctx.path("message")).unwrap().into_parts().0)
+        .output()
+        .unwrap();
+    assert!(verify.status.success(), "ssh-keygen -Y verify: {}", String::from_utf8_lossy(&verify.stderr));
+    let text = registry.run(&ctx, &["show-version", "web", "1.0.0"]).success().stdout;
+    assert!(text.contains("signature: ssh-ed25519 SHA256:"), "{text}");
+
+    // OpenSSH's signature, attached and trusted by a host.
+    registry.run(&ctx, &["push", "web", "1.1.0", &tree(&ctx, "v2", "two")]).success();
+    let message = registry.run(&ctx, &["sign", "web", "1.1.0", "--print-message"]).success().stdout;
+    fs_err::write(ctx.path("m2"), &message).unwrap();
+    let sign = Command::new("ssh-keygen")
+        .args(["-q", "-Y", "sign", "-n", "depot", "-f"])
+        .arg(&bob)
+        .arg(ctx.path("m2"))
+        .output()
+        .unwrap();
+    assert!(sign.status.success(), "{}", String::from_utf8_lossy(&sign.stderr));
+    let sig = ctx.path("m2.sig");
+    registry.run(&ctx, &["sign", "web", "1.1.0", "--signature", sig.to_str().unwrap()]).success();
+    // The same signature on another version is refused by the registry.
+    let replayed = registry.run(&ctx, &["sign", "web", "1.0.0", "--signature", sig.to_str().unwrap()]);
+    assert_eq!(replayed.code, 1);
+    assert!(replayed.stderr.contains("is not over web 1.0.0"), "{}", replayed.stderr);
+
+    registry.run(&ctx, &["config", "create", "web-prod", "--layer", "web:1.1.0"]).success();
+    let token = agent_token(&ctx, &registry);
+    let trust = private_file(&ctx, "host-trust", &[format!("bob@example.com {}", public(&bob))]);
+    let root = ctx.path("host-1");
+    let run = once(&ctx, &registry, &token, &root, &trust, &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.json()["outcome"], "activated");
+    assert_eq!(fs_err::read_to_string(root.join("releases/current/app.txt")).unwrap(), "two");
+}
+
+#[test]
+fn a_host_refuses_every_layer_it_cannot_trust_before_unpacking_it() {
+    let ctx = TestContext::new();
+    let registry = Registry::start(&ctx, &[]);
+    let keys: Vec<PathBuf> = ["alice", "mallory", "old", "carol"].iter().map(|k| keygen(&ctx, k)).collect();
+    let [alice, mallory, old, carol] = [&keys[0], &keys[1], &keys[2], &keys[3]];
+    let trust = private_file(
+        &ctx,
+        "allowed_signers",
+        &[
+            format!("alice@example.com {}", public(alice)),
+            format!("old@example.com valid-before=\"20200101Z\" {}", public(old)),
+            format!("carol@example.com {}", public(carol)),
+        ],
+    );
+    let revoked = private_file(&ctx, "revoked_keys", &[public(carol)]);
+    let versions: [(&str, Option<&PathBuf>, &str); 5] = [
+        ("1.0.0", Some(alice), "good"),
+        ("1.0.1", None, "unsigned"),
+        ("1.0.2", Some(mallory), "a stranger's"),
+        ("1.0.3", Some(old), "expired"),
+        ("1.0.4", Some(carol), "revoked"),
+    ];
+    for (version, key, text) in versions {
+        let mut args = vec!["push".to_owned(), "web".into(), version.into(), tree(&ctx, version, text)];
+        if let Some(key) = key {
+            args.extend(["--sign".into(), key.display().to_string()]);
+        }
+        registry.run(&ctx, &args.iter().map(String::as_str).collect::<Vec<_>>()).success();
+    }
+    registry.run(&ctx, &["push", "web", "1.0.5", &tree(&ctx, "1.0.5", "replayed")]).success();
+    registry.run(&ctx, &["push", "web", "1.0.6", &tree(&ctx, "1.0.6", "evil")]).success();
+    registry.run(&ctx, &["config", "create", "web-prod", "--layer", "web:1.0.0"]).success();
+    let token = agent_token(&ctx, &registry);
+    let root = ctx.path("host-1");
+    let revoked_flag = ["--revoked-keys", revoked.to_str().unwrap()];
+    let run = once(&ctx, &registry, &token, &root, &trust, &revoked_flag);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let good = releases(&root);
+    assert_eq!(good.len(), 1);
+
+    let refused = |version: &str, reason: &str| {
+        registry.run(&ctx, &["config", "set", "web-prod", &format!("web:{version}")]).success();
+        let run = once(&ctx, &registry, &token, &root, &trust, &revoked_flag);
+        assert_eq!(run.code, 1, "{version}: {}", run.stderr);
+        let status = host_status(&ctx, &registry);
+        assert_eq!(status["state"], "untrusted", "{version}: {status}");
+        let error = status["error"].as_str().unwrap();
+        assert!(error.contains(&format!("layer web {version}")) && error.contains(reason), "{version}: {error}");
+        assert_eq!(releases(&root), good, "{version}: nothing new under releases/");
+        assert_eq!(fs_err::read_to_string(root.join("releases/current/app.txt")).unwrap(), "good");
+        let blobs = fs_err::read_dir(root.join(".depot/agent/blobs")).unwrap().count();
+        assert!(blobs <= 1, "{version}: nothing downloaded for it ({blobs} blobs cached)");
+    };
+    refused("1.0.1", "it has no signature");
+    refused("1.0.2", "is not a trusted key");
+    refused("1.0.3", "expired at 2020-01-01");
+    refused("1.0.4", "is revoked");
+
+    // A registry that lies. Its database is edited behind its back, as whoever owns its disk could.
+    let db = rusqlite::Connection::open(ctx.path("registry-data/depot.db")).unwrap();
+    // alice's signature of 1.0.0, replayed onto 1.0.5.
+    db.execute(
+        "INSERT INTO signatures (component, version, fingerprint, key_type, signature, added_by, added_at)
+         SELECT component, '1.0.5', fingerprint, key_type, signature, added_by, added_at FROM signatures WHERE version = '1.0.0'",
+        [],
+    )
+    .unwrap();
+    refused("1.0.5", "is not over this component, version and digest");
+    // Version 1.0.0 now names other content (1.0.6's), with alice's signature still beside it.
+    let bad: String =
+        db.query_row("SELECT digest FROM versions WHERE version = '1.0.6'", [], |row| row.get(0)).unwrap();
+    db.execute("UPDATE versions SET digest = ?1 WHERE version = '1.0.0'", [&bad]).unwrap();
+    let hex = bad.trim_start_matches("sha256:");
+    let hash: String = sha2::Sha256::digest(format!("{hex}\n")).iter().map(|b| format!("{b:02x}")).collect();
+    let layers = format!(r#"[{{"component":"web","version":"1.0.0","digest":"{bad}"}}]"#);
+    db.execute(
+        "INSERT INTO config_revisions (config, revision, at, actor, change, hash, layers, kind)
+         SELECT config, revision + 1, at, 'mallory', 'swapped', ?1, ?2, 'set' FROM config_revisions
+         WHERE config = 'web-prod' ORDER BY revision DESC LIMIT 1",
+        [&hash, &layers],
+    )
+    .unwrap();
+    db.execute("UPDATE configs SET revision = revision + 1 WHERE name = 'web-prod'", []).unwrap();
+    drop(db);
+    let run = once(&ctx, &registry, &token, &root, &trust, &revoked_flag);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let error = host_status(&ctx, &registry)["error"].as_str().unwrap().to_owned();
+    assert!(
+        error.contains("layer web 1.0.0") && error.contains("is not over this component, version and digest"),
+        "{error}"
+    );
+    assert_eq!(releases(&root), good, "the swapped content was never unpacked");
+
+    // A trust file others may write is refused at start.
+    use std::os::unix::fs::PermissionsExt;
+    fs_err::set_permissions(&trust, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let run = once(&ctx, &registry, &token, &root, &trust, &[]);
+    assert_eq!(run.code, 1);
+    assert!(run.stderr.contains("others may write it"), "{}", run.stderr);
+}
