@@ -301,14 +301,20 @@ impl Agent<'_> {
                 .flat_map(|s| s.signatures.into_iter().map(|s| s.signature))
                 .collect();
             let message = depot_trust::message(&layer.component, &layer.version, &layer.digest);
-            if let Err(reason) = trust.verify(&message, &signatures, chrono::Utc::now()) {
-                return Err(Untrusted {
-                    component: layer.component.clone(),
-                    version: layer.version.clone(),
-                    digest: layer.digest.clone(),
-                    reason,
+            match trust.verify(&message, &signatures, chrono::Utc::now()) {
+                Ok(verified) => self.printer.message(format!(
+                    "layer {} {} is signed by {} ({})",
+                    layer.component, layer.version, verified.signer, verified.fingerprint
+                )),
+                Err(reason) => {
+                    return Err(Untrusted {
+                        component: layer.component.clone(),
+                        version: layer.version.clone(),
+                        digest: layer.digest.clone(),
+                        reason,
+                    }
+                    .into());
                 }
-                .into());
             }
         }
         Ok(())
