@@ -228,6 +228,25 @@ pub struct DeployArgs {
     #[arg(long, value_parser = parse_sha256, value_name = "HEX")]
     pub sha256: Option<String>,
 
+    /// Deploy only if --signature is a valid signature of the archive, by a key of this
+    /// allowed_signers file, for --component and --version (as `depot sign` makes them); checked
+    /// before anything is unpacked. An --artifact-url then needs --sha256.
+    #[arg(long, value_name = "FILE", requires_all = ["signature", "component"])]
+    pub trust: Option<PathBuf>,
+
+    /// The signature to check with --trust (`ssh-keygen -Y sign -n depot`, or from `depot
+    /// show-version --json`).
+    #[arg(long, value_name = "FILE.sig", requires = "trust")]
+    pub signature: Option<PathBuf>,
+
+    /// The component the signature names, with --trust.
+    #[arg(long, value_name = "NAME", requires = "trust")]
+    pub component: Option<depot_api::ComponentName>,
+
+    /// Public keys never to trust, with --trust.
+    #[arg(long, value_name = "FILE", requires = "trust")]
+    pub revoked_keys: Option<PathBuf>,
+
     /// How long --artifact-url may wait for the server (to connect, to answer, or between two
     /// reads) before the download fails [default: 30s].
     #[arg(long, value_parser = parse_duration, value_name = "DURATION", requires = "artifact_url")]

@@ -10,13 +10,55 @@ use super::{activation_options, keep, lock_timeout, version_or_none};
 use crate::cli::DeployArgs;
 use crate::printer::{Printer, human_bytes};
 
+/// Checks `--signature` against `--trust` for `--component`, `--version` and the archive's
+/// digest (hashed now for a local file; `--sha256` for a URL, which the download then matches).
+/// Returns the digest the deploy must find.
+fn verify(args: &DeployArgs, trust: &std::path::Path, source: &ArtifactSource) -> anyhow::Result<String> {
+    let hex = match (source, &args.sha256) {
+        (ArtifactSource::Path(path), expected) => {
+            let hex =
+                depot_release::digest::sha256_file(path).with_context(|| format!("cannot read {}", path.display()))?;
+            if let Some(expected) = expected.as_ref().filter(|e| **e != hex) {
+                anyhow::bail!("{} has sha256 {hex}, not the --sha256 {expected}; nothing was changed", path.display());
+            }
+            hex
+        }
+        (ArtifactSource::Url(_), Some(expected)) => expected.clone(),
+        (ArtifactSource::Url(url), None) => {
+            return Err(crate::printer::hinted(
+                format!("--trust needs the digest of {url} before downloading it"),
+                "pass --sha256 (the digest the signature covers; `depot show-version --json` shows it)",
+            ));
+        }
+    };
+    let component = args.component.as_ref().expect("clap requires --component with --trust");
+    let signature = args.signature.as_ref().expect("clap requires --signature with --trust");
+    let text = fs_err::read_to_string(signature)?;
+    let trust = depot_trust::Trust::load(trust, args.revoked_keys.as_deref())?;
+    let digest = depot_api::Digest::from_hex(&hex).expect("sha256 hex is a digest");
+    let message = depot_trust::message(component, &args.version, &digest);
+    match trust.verify(&message, &[text], chrono::Utc::now()) {
+        Ok(_) => Ok(hex),
+        Err(reason) => Err(crate::printer::hinted(
+            format!("{component} {} ({digest}) is not trusted: {reason}; nothing was unpacked", args.version),
+            "deploy only what a key of the --trust file signed for this component and version",
+        )),
+    }
+}
+
 pub fn run(args: DeployArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
     let root = ReleaseRoot::new(&args.root.root)?;
     let config = RootConfig::load(root.path())?;
-    let source = match (args.artifact_path, args.artifact_url) {
-        (Some(path), _) => ArtifactSource::Path(path),
-        (None, Some(url)) => ArtifactSource::Url(url),
+    let source = match (&args.artifact_path, &args.artifact_url) {
+        (Some(path), _) => ArtifactSource::Path(path.clone()),
+        (None, Some(url)) => ArtifactSource::Url(url.clone()),
         (None, None) => unreachable!("clap requires one artifact source"),
+    };
+    // A signed archive is checked before anything is unpacked; staging then checks the content
+    // against the same digest.
+    let sha256 = match &args.trust {
+        Some(trust) => Some(verify(&args, trust, &source)?),
+        None => args.sha256.clone(),
     };
     let ca_pem = match &args.ca_cert {
         Some(path) => Some(fs_err::read(path).context("cannot read the --ca-cert file")?),
@@ -25,7 +67,7 @@ pub fn run(args: DeployArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
     let download = DownloadOptions { timeout: args.download_timeout.unwrap_or(fetch::DEFAULT_TIMEOUT), ca_pem };
     let options = DeployOptions {
         version: args.version,
-        layers: vec![Layer { source, sha256: args.sha256 }],
+        layers: vec![Layer { source, sha256 }],
         force: args.force,
         copy: args.copy,
         keep: keep(args.policy.keep, &config),

@@ -230,3 +230,63 @@ fn a_host_refuses_every_layer_it_cannot_trust_before_unpacking_it() {
     assert_eq!(run.code, 1);
     assert!(run.stderr.contains("others may write it"), "{}", run.stderr);
 }
+
+/// The text a signature covers, as `depot sign --print-message` prints it.
+fn message(component: &str, version: &str, file: &Path) -> String {
+    let hex: String = sha2::Sha256::digest(fs_err::read(file).unwrap()).iter().map(|b| format!("{b:02x}")).collect();
+    format!("depot signed version v1\ncomponent {component}\nversion {version}\ndigest sha256:{hex}\n")
+}
+
+#[test]
+fn a_local_deploy_with_trust_takes_only_a_signed_archive() {
+    let ctx = TestContext::new();
+    let key = keygen(&ctx, "release");
+    let trust = private_file(&ctx, "allowed_signers", &[format!("release@example.com {}", public(&key))]);
+    let tar = |name: &str, text: &str| {
+        let dir = ctx.tree(name, &[("app.txt", text)]);
+        let archive = ctx.path(&format!("{name}.tar.gz"));
+        let status = Command::new("tar").arg("-czf").arg(&archive).arg("-C").arg(&dir).arg(".").status().unwrap();
+        assert!(status.success());
+        archive
+    };
+    let (good, evil) = (tar("good", "good"), tar("evil", "evil"));
+    fs_err::write(ctx.path("msg"), message("app", "1.0.0", &good)).unwrap();
+    let sign = Command::new("ssh-keygen")
+        .args(["-q", "-Y", "sign", "-n", "depot", "-f"])
+        .arg(&key)
+        .arg(ctx.path("msg"))
+        .output()
+        .unwrap();
+    assert!(sign.status.success(), "{}", String::from_utf8_lossy(&sign.stderr));
+    let root = ctx.path("root");
+    let deploy = |archive: &Path, component: &str| {
+        ctx.run(&[
+            "deploy",
+            "--root",
+            root.to_str().unwrap(),
+            "--version",
+            "1.0.0",
+            "--artifact-path",
+            archive.to_str().unwrap(),
+            "--trust",
+            trust.to_str().unwrap(),
+            "--signature",
+            ctx.path("msg.sig").to_str().unwrap(),
+            "--component",
+            component,
+        ])
+    };
+    // Another archive under the same signature, or the signature under another name: refused.
+    let refused = deploy(&evil, "app");
+    assert_eq!(refused.code, 1);
+    assert!(
+        refused.stderr.contains("is not trusted") && refused.stderr.contains("not over this"),
+        "{}",
+        refused.stderr
+    );
+    let refused = deploy(&good, "other");
+    assert_eq!(refused.code, 1, "{}", refused.stderr);
+    assert!(!root.join("releases/1.0.0").exists() && !root.join("releases/current").exists(), "nothing unpacked");
+    deploy(&good, "app").success();
+    assert_eq!(fs_err::read_to_string(root.join("releases/current/app.txt")).unwrap(), "good");
+}
