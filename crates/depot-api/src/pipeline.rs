@@ -533,6 +533,8 @@ pub enum EventKind {
     Rollout,
     /// A configuration's rollout strategy changed.
     Strategy,
+    /// Someone read a stage's environment values (`depot env list --show`).
+    EnvRead,
 }
 
 impl EventKind {
@@ -554,6 +556,7 @@ impl EventKind {
             EventKind::Agent => "agent",
             EventKind::Rollout => "rollout",
             EventKind::Strategy => "strategy",
+            EventKind::EnvRead => "env-read",
         }
     }
 
@@ -575,6 +578,7 @@ impl EventKind {
             EventKind::Agent,
             EventKind::Rollout,
             EventKind::Strategy,
+            EventKind::EnvRead,
         ]
         .into_iter()
         .find(|kind| kind.as_str() == text)

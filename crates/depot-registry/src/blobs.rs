@@ -82,16 +82,14 @@ impl Registry {
         Ok(Upload { created: true, info: BlobInfo { digest, size } })
     }
 
-    /// The size of blob `digest` if `caller` may download it. A blob no version names (an upload
-    /// not pushed yet, a version deleted) is for operators. Agents read the layers of the
-    /// configurations their pattern matches (in any revision, so that one being deployed while
-    /// the next is written stays readable), environment layers included; viewers read layers
-    /// that are not environment layers.
-    pub async fn blob_for_download(&self, caller: &Caller, digest: &Digest) -> Result<u64> {
+    /// What `caller` downloads as blob `digest`, if it may: a blob of the store (its size), or an
+    /// environment layer, kept sealed in the database and opened here. A blob no version names
+    /// (an upload not pushed yet, a version deleted) is for operators. Agents read the layers of
+    /// the configurations their pattern matches (in any revision, so that one being deployed
+    /// while the next is written stays readable), environment layers included; viewers read
+    /// layers that are not environment layers.
+    pub async fn blob_for_download(&self, caller: &Caller, digest: &Digest) -> Result<Download> {
         caller.require(Need::Reader)?;
-        let Some(size) = self.inner.blobs.size(digest).await? else {
-            return Err(Error::refused(ErrorCode::UnknownBlob, format!("unknown blob {digest}")));
-        };
         let lookup = digest.clone();
         let access = self.store(move |metadata| metadata.blob_access(&lookup)).await?;
         let allowed = match caller.role {
@@ -99,8 +97,22 @@ impl Registry {
             Role::Agent => access.configs.iter().chain(&access.env_stages).any(|c| caller.may_read_config(c)),
             Role::Viewer => access.referenced && access.env_stages.is_empty(),
         };
+        let sealed = if access.env_stages.is_empty() {
+            None
+        } else {
+            let lookup = digest.clone();
+            self.store(move |metadata| metadata.env_archive(&lookup)).await?
+        };
+        let download = match sealed {
+            Some(archive) => Download::Sealed(Bytes::from(archive)),
+            // Not an environment layer, or one written before layers were sealed.
+            None => match self.inner.blobs.size(digest).await? {
+                Some(size) => Download::Stored(size),
+                None => return Err(Error::refused(ErrorCode::UnknownBlob, format!("unknown blob {digest}"))),
+            },
+        };
         if allowed {
-            return Ok(size);
+            return Ok(download);
         }
         let why = match access.env_stages.first() {
             Some(stage) => format!("{digest} is the environment layer of {stage}"),
@@ -113,6 +125,12 @@ impl Registry {
         Err(Error::refused(ErrorCode::Forbidden, format!("{why}; token {} may not read it", caller.name))
             .with_hint("operators, admins and the agents of the configurations using it may"))
     }
+}
+
+/// A blob to send: from the blob store, or an environment layer opened from its seal.
+pub enum Download {
+    Stored(u64),
+    Sealed(Bytes),
 }
 
 /// Streams the body to the writer and to the archive check.

@@ -25,7 +25,7 @@ use std::time::Duration;
 use depot_store::{Blobs, Metadata, StoreError};
 
 pub use access::{Caller, Need, new_token};
-pub use blobs::Upload;
+pub use blobs::{Download, Upload};
 pub use components::Pushed;
 pub use configs::ConfigAnswer;
 pub use error::{Error, Result};

@@ -117,8 +117,13 @@ impl Registry {
             )
             .with_hint("operators and admins may; viewers may list the names"));
         }
+        let actor = caller.name.clone();
         self.store(move |metadata| {
-            let env = metadata.stage_env(&name, &stage)?;
+            let env = if show {
+                metadata.read_stage_env(&name, &stage, &actor)?
+            } else {
+                metadata.stage_env(&name, &stage)?
+            };
             let mut vars = env.vars;
             if !show {
                 vars.values_mut().for_each(|value| *value = "********".to_owned());
@@ -171,13 +176,22 @@ impl Registry {
                 let config = current.config.clone();
                 return self.store(move |metadata| metadata.config(&config)).await;
             }
-            let (digest, size) = self.store_env_blob(&vars).await?;
+            let (archive, digest) = env_archive(&vars)?;
             let (pipeline, stage_name, change, actor) =
                 (name.clone(), stage.clone(), change.clone(), caller.name.clone());
             let written = self
                 .store(move |metadata| {
-                    metadata.record_blob(&digest, size)?;
-                    Ok(metadata.set_env(&pipeline, &stage_name, current.revision, &change, &vars, &digest, &actor))
+                    metadata.record_blob(&digest, archive.len() as u64)?;
+                    Ok(metadata.set_env(
+                        &pipeline,
+                        &stage_name,
+                        current.revision,
+                        &change,
+                        &vars,
+                        &archive,
+                        &digest,
+                        &actor,
+                    ))
                 })
                 .await?;
             match written {
@@ -192,22 +206,6 @@ impl Registry {
         .with_hint("try again"))
     }
 
-    /// Builds the environment layer (one dotenv file at [`ENV_FILE`]) and stores it as a blob, as
-    /// an upload would: written, verified, made durable, then visible. The caller records it.
-    async fn store_env_blob(&self, vars: &BTreeMap<String, String>) -> Result<(Digest, u64)> {
-        // A random note makes the digest, which viewers see, useless for confirming guessed values.
-        let nonce: [u8; 16] = rand::random();
-        let note: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
-        let text = depot_api::pipeline::render_dotenv(vars, &note);
-        let archive = depot_release::archive::pack_files(&[(ENV_FILE, text.as_bytes(), ENV_FILE_MODE)])
-            .map_err(|e| Error::Internal(format!("packing an environment layer: {e}")))?;
-        let digest = depot_release::digest::sha256_hex(&archive);
-        let digest = Digest::from_hex(&digest).expect("sha256 hex is a digest");
-        let size = archive.len() as u64;
-        self.inner.blobs.put(&digest, archive.into(), self.inner.policy.max_blob_size).await?;
-        Ok((digest, size))
-    }
-
     /// The pipeline's timeline, oldest first (with `stage`, only that stage's entries).
     pub async fn pipeline_history(
         &self,
@@ -218,4 +216,17 @@ impl Registry {
         caller.require(Need::Viewer)?;
         self.store(move |metadata| metadata.pipeline_history(&name, stage.as_ref())).await
     }
+}
+
+/// The environment layer (one dotenv file at [`ENV_FILE`]) and its digest. It is kept sealed in
+/// the database with the variables, never in the blob store.
+fn env_archive(vars: &BTreeMap<String, String>) -> Result<(Vec<u8>, Digest)> {
+    // A random note makes the digest, which viewers see, useless for confirming guessed values.
+    let nonce: [u8; 16] = rand::random();
+    let note: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
+    let text = depot_api::pipeline::render_dotenv(vars, &note);
+    let archive = depot_release::archive::pack_files(&[(ENV_FILE, text.as_bytes(), ENV_FILE_MODE)])
+        .map_err(|e| Error::Internal(format!("packing an environment layer: {e}")))?;
+    let digest = Digest::from_hex(&depot_release::digest::sha256_hex(&archive)).expect("sha256 hex is a digest");
+    Ok((archive, digest))
 }

@@ -47,9 +47,26 @@ pub fn open(
         None => format!("file://{}", data.join("blobs").display()),
     };
     let (metadata, blobs) = depot_store::open(&metadata_url, &blobs_url)?;
+    let key = options.secrets_key.clone().unwrap_or_else(|| default_secrets_key(data));
+    let (sealer, created) = depot_store::Sealer::load_or_create(&key)?;
+    if created {
+        tracing::warn!(
+            "created the secrets key {} (0600): it seals the stages' environment values; back it up apart from the \
+             data directory, and give every replica the same one (--secrets-key)",
+            key.display()
+        );
+    }
+    metadata.use_sealer(sealer);
     let registry = depot_registry::Registry::new(metadata, blobs, options.policy())?;
     let first = auth::ensure_admin_token(&registry, data)?;
     Ok((AppState::new(registry, options), first))
+}
+
+/// `DATA.secrets.key`, beside the data directory (not in it: a copy of the data directory
+/// must not carry the key to what it seals).
+pub fn default_secrets_key(data: &Path) -> std::path::PathBuf {
+    let name = data.file_name().map_or_else(|| "depot-data".into(), |n| n.to_string_lossy().into_owned());
+    data.with_file_name(format!("{name}.secrets.key"))
 }
 
 /// Checks that the blob store answers (what `/healthz` checks), for a start that fails at once
@@ -169,6 +186,7 @@ impl Default for ServerOptions {
             redirect_downloads: false,
             header_timeout: Duration::from_secs(10),
             max_connections: 10_000,
+            secrets_key: None,
         }
     }
 }

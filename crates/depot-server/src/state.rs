@@ -25,6 +25,8 @@ pub struct ServerOptions {
     pub header_timeout: Duration,
     /// Client connections served at once; one more is closed as soon as it is accepted.
     pub max_connections: usize,
+    /// The file of the key that seals environment values; `DATA.secrets.key` when `None`.
+    pub secrets_key: Option<std::path::PathBuf>,
 }
 
 impl ServerOptions {

@@ -13,6 +13,7 @@ pub mod rollout;
 mod rollouts;
 mod rows;
 pub mod rules;
+mod sealer;
 mod signatures;
 
 use std::path::PathBuf;
@@ -25,6 +26,7 @@ pub use metadata::{Added, Metadata, Retention};
 pub use pipelines::{BlobAccess, StageEnv};
 pub use private::create_private_dir;
 pub use rollouts::ConfigView;
+pub use sealer::Sealer;
 
 /// Opens the metadata and blob stores named by `metadata_url` (see [`open_metadata`]) and
 /// `blobs_url` (see [`open_blobs`]).

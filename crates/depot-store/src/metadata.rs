@@ -45,6 +45,8 @@ pub struct Retention {
 pub struct Metadata {
     backend: Arc<dyn Backend>,
     subscribers: Arc<Mutex<Vec<Publish>>>,
+    /// The key environment values are sealed with ([`Metadata::use_sealer`]).
+    sealer: Arc<std::sync::OnceLock<crate::Sealer>>,
 }
 
 impl Metadata {
@@ -60,13 +62,13 @@ impl Metadata {
 
     fn with_backend(backend: Arc<dyn Backend>) -> Result<Self> {
         db::migrations::migrate(&backend)?;
-        Ok(Metadata { backend, subscribers: Arc::default() })
+        Ok(Metadata { backend, subscribers: Arc::default(), sealer: Arc::default() })
     }
 
     /// The same database, without this handle's subscribers: for a subscriber that reads what
     /// changed (holding the handle itself would keep it alive forever).
     pub fn detached(&self) -> Metadata {
-        Metadata { backend: self.backend.clone(), subscribers: Arc::default() }
+        Metadata { backend: self.backend.clone(), subscribers: Arc::default(), sealer: self.sealer.clone() }
     }
 
     /// Calls `publish` with every change committed from now on: each configuration that gets a
@@ -88,6 +90,16 @@ impl Metadata {
             }))?;
         }
         Ok(())
+    }
+
+    /// Seals stages' environment values with `sealer` from now on (once; later calls are
+    /// ignored). Without one, writing environment values is refused.
+    pub fn use_sealer(&self, sealer: crate::Sealer) {
+        let _ = self.sealer.set(sealer);
+    }
+
+    pub(crate) fn sealer(&self) -> Option<&crate::Sealer> {
+        self.sealer.get()
     }
 
     /// `sqlite` or `postgres`.
@@ -195,9 +207,13 @@ impl Metadata {
         })
     }
 
+    /// The blobs the blob store holds, by the metadata: every one recorded but the environment
+    /// layers kept sealed in the database.
     pub fn known_blobs(&self) -> Result<HashSet<String>> {
         self.read(|tx| {
-            let mut statement = tx.prepare("SELECT digest FROM blobs")?;
+            let mut statement = tx.prepare(
+                "SELECT digest FROM blobs WHERE digest NOT IN (SELECT digest FROM env_versions WHERE archive IS NOT NULL)",
+            )?;
             let rows = statement.query_map((), |row| row.get::<_, String>(0))?;
             rows.collect::<std::result::Result<_, _>>()
         })
@@ -748,7 +764,7 @@ impl Metadata {
                     Ok(())
                 }
                 _ => {
-                    let report = &mask_report(tx, config, report)?;
+                    let report = &mask_report(tx, config, report, self.sealer())?;
                     let json = serde_json::to_string(report).map_err(|e| StoreError::Invalid(e.to_string()))?;
                     if outcome && !same_as_stored {
                         let mut summary = format!("{host}: {} on revision {}", report.state.as_str(), report.revision);

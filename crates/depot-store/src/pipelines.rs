@@ -447,13 +447,27 @@ impl Metadata {
     pub fn stage_env(&self, name: &PipelineName, stage: &StageName) -> Result<StageEnv> {
         self.read(|tx| {
             let config = find_stage(&load_pipeline(tx, name)?, stage)?.config.clone();
-            stage_env(tx, &config)
+            stage_env(tx, &config, self.sealer())
         })
     }
 
-    /// Writes a new version of the stage's environment layer (blob `digest`, already recorded,
-    /// holding `vars`) and a revision of the stage using it. `expect` is the revision the caller
-    /// read the variables from: a write in between is a conflict, and the caller reads again.
+    /// The stage's variables with their values, for `actor`: the read is recorded in the history
+    /// (who read which stage's values, when), in the same transaction.
+    pub fn read_stage_env(&self, name: &PipelineName, stage: &StageName, actor: &str) -> Result<StageEnv> {
+        self.transaction(|tx| {
+            let config = find_stage(&load_pipeline(tx, name)?, stage)?.config.clone();
+            let env = stage_env(tx, &config, self.sealer())?;
+            let summary = format!("{actor} read the values of {name}/{stage} (env {})", env.version.unwrap_or(0));
+            record_event(tx, EventKind::EnvRead, actor, None, Some(&config), Some(env.revision), &summary)?;
+            Ok(env)
+        })
+    }
+
+    /// Writes a new version of the stage's environment layer (`archive`, whose digest is
+    /// `digest`, already recorded, holding `vars`) and a revision of the stage using it. The
+    /// variables and the archive are stored sealed, never in the blob store. `expect` is the
+    /// revision the caller read the variables from: a write in between is a conflict, and the
+    /// caller reads again.
     #[allow(clippy::too_many_arguments)]
     pub fn set_env(
         &self,
@@ -462,9 +476,13 @@ impl Metadata {
         expect: u64,
         change: &EnvChange,
         vars: &BTreeMap<String, String>,
+        archive: &[u8],
         digest: &Digest,
         actor: &str,
     ) -> Result<Config> {
+        let sealer = self.sealer().ok_or_else(crate::sealer::no_key)?;
+        let sealed_vars = sealer.seal(serde_json::to_string(vars).expect("variables serialise").as_bytes());
+        let sealed_archive = sealer.seal(archive);
         self.transaction(|tx| {
             let config_name = find_stage(&load_pipeline(tx, name)?, stage)?.config.clone();
             let current = current_config(tx, &config_name)?;
@@ -479,15 +497,9 @@ impl Metadata {
             let labels = BTreeMap::from([("generated".to_owned(), "depot env".to_owned())]);
             insert_version(tx, &component, &version, digest, &labels, actor)?;
             tx.execute(
-                "INSERT INTO env_versions (config, version, vars, digest, at, actor) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![
-                    config_name.as_str(),
-                    next,
-                    serde_json::to_string(vars).expect("variables serialise"),
-                    digest.as_str(),
-                    now(),
-                    actor
-                ],
+                "INSERT INTO env_versions (config, version, vars, digest, at, actor, archive)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![config_name.as_str(), next, sealed_vars, digest.as_str(), now(), actor, sealed_archive],
             )?;
             let layer = Layer { component: component.clone(), version, digest: digest.clone(), channel: None };
             let mut layers = current.layers.clone();
@@ -505,6 +517,20 @@ impl Metadata {
             let summary = format!("env {next}: {}", parts.join("; "));
             write_revision(tx, &config_name, current.revision + 1, &layers, &summary, EventKind::Env, actor)
         })
+    }
+
+    /// The environment layer archive `digest`, unsealed, if it is one.
+    pub fn env_archive(&self, digest: &Digest) -> Result<Option<Vec<u8>>> {
+        let sealed: Option<Option<String>> = self.read(|tx| {
+            tx.query_row("SELECT archive FROM env_versions WHERE digest = ?1 LIMIT 1", [digest.as_str()], |row| {
+                row.get(0)
+            })
+            .optional()
+        })?;
+        match sealed.flatten() {
+            Some(text) => Ok(Some(self.sealer().ok_or_else(crate::sealer::no_key)?.unseal(&text)?)),
+            None => Ok(None),
+        }
     }
 
     /// Who may download a blob besides operators: whether a version names it, and the stages
@@ -862,7 +888,7 @@ fn promotions(tx: &Tx<'_>, name: &PipelineName, state: Option<PromotionState>) -
     rows.into_iter().map(|raw| promotion(name, raw)).collect()
 }
 
-fn stage_env(tx: &Tx<'_>, config: &ConfigName) -> Result<StageEnv> {
+fn stage_env(tx: &Tx<'_>, config: &ConfigName, sealer: Option<&crate::Sealer>) -> Result<StageEnv> {
     let current = current_config(tx, config)?;
     let component = env_component(config);
     let version = current
@@ -884,7 +910,7 @@ fn stage_env(tx: &Tx<'_>, config: &ConfigName) -> Result<StageEnv> {
                 params![config.as_str(), version as i64],
                 |row| row.get(0),
             )?;
-            from_json(&vars)?
+            crate::sealer::open_vars(sealer, &vars)?
         }
     };
     Ok(StageEnv { config: config.clone(), revision: current.revision, version, vars })

@@ -622,7 +622,12 @@ pub(crate) fn env_owner(tx: &Tx<'_>, component: &ComponentName) -> Result<Option
 /// `report` with the values of the configuration's environment layers masked in its error and
 /// output, which viewers read in `depot status` and the history. Every version's values: the
 /// agent may run an older one than the stage's latest.
-pub(crate) fn mask_report(tx: &Tx<'_>, config: &ConfigName, report: &AgentReport) -> Result<AgentReport> {
+pub(crate) fn mask_report(
+    tx: &Tx<'_>,
+    config: &ConfigName,
+    report: &AgentReport,
+    sealer: Option<&crate::Sealer>,
+) -> Result<AgentReport> {
     let mut masked = report.clone();
     if report.error.is_none() && report.output_tail.is_none() {
         return Ok(masked);
@@ -630,7 +635,7 @@ pub(crate) fn mask_report(tx: &Tx<'_>, config: &ConfigName, report: &AgentReport
     let mut statement = tx.prepare("SELECT vars FROM env_versions WHERE config = ?1")?;
     let mut values = BTreeSet::new();
     for vars in statement.query_map([config.as_str()], |row| row.get::<_, String>(0))? {
-        values.extend(from_json::<BTreeMap<String, String>>(&vars?)?.into_values());
+        values.extend(crate::sealer::open_vars(sealer, &vars?)?.into_values());
     }
     if values.is_empty() {
         return Ok(masked);

@@ -18,6 +18,9 @@ fn backends() -> Vec<Fresh> {
     let dir = tempfile::tempdir().unwrap();
     let sqlite = Metadata::open_sqlite(&dir.path().join("depot.db")).unwrap();
     let postgres = Metadata::open_postgres(&depot_testkit::Postgres::fresh_database()).unwrap();
+    for store in [&sqlite, &postgres] {
+        store.use_sealer(depot_store::Sealer::generate().0);
+    }
     vec![Fresh { _dir: dir, store: sqlite }, Fresh { _dir: tempfile::tempdir().unwrap(), store: postgres }]
 }
 
@@ -606,7 +609,7 @@ fn promotion_keeps_the_pipelines_layer_order_and_retention_keeps_environment_lay
             let revision = store.config(&config("shop-prod")).unwrap().revision;
             let change = EnvChange { set: [("N".to_owned(), n.to_string())].into(), unset: Vec::new() };
             let vars = change.set.clone();
-            store.set_env(&shop, &prod, revision, &change, &vars, &digest(100 + n), "ci").unwrap();
+            store.set_env(&shop, &prod, revision, &change, &vars, b"archive", &digest(100 + n), "ci").unwrap();
         }
         let removed = store.apply_retention(2).unwrap().removed;
         assert!(removed.iter().all(|r| r.component.as_str() != "shop-prod.env"), "{removed:?}");
@@ -691,7 +694,7 @@ fn agent_reports_keep_the_stages_environment_values_masked() {
             let revision = store.config(&config("shop-dev")).unwrap().revision;
             let vars: BTreeMap<String, String> = [("TOKEN".to_owned(), value.to_owned())].into();
             let change = EnvChange { set: vars.clone(), unset: Vec::new() };
-            store.set_env(&shop, &dev, revision, &change, &vars, &digest(100 + n as u8), "ci").unwrap();
+            store.set_env(&shop, &dev, revision, &change, &vars, b"archive", &digest(100 + n as u8), "ci").unwrap();
         }
         let hash = store.config(&config("shop-dev")).unwrap().hash;
         let mut failed = report(3, &hash, AgentState::Failed, "2026-01-01T00:00:10Z");
@@ -780,7 +783,7 @@ fn migrations_are_recorded_and_a_newer_schema_is_refused() {
     Metadata::open_sqlite(&path).unwrap();
     let connection = rusqlite::Connection::open(&path).unwrap();
     let versions: i64 = connection.query_row("SELECT COUNT(*) FROM schema_migrations", [], |row| row.get(0)).unwrap();
-    assert_eq!(versions, 3);
+    assert_eq!(versions, 4);
     connection.execute("INSERT INTO schema_migrations VALUES (999, 'later')", []).unwrap();
     let error = Metadata::open_sqlite(&path).err().expect("a newer schema is refused").to_string();
     assert!(error.contains("schema version 999, newer than this depot knows"), "{error}");
@@ -790,7 +793,7 @@ fn migrations_are_recorded_and_a_newer_schema_is_refused() {
     Metadata::open_postgres(&url).unwrap();
     let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
     let versions: i64 = client.query_one("SELECT COUNT(*) FROM schema_migrations", &[]).unwrap().get(0);
-    assert_eq!(versions, 3);
+    assert_eq!(versions, 4);
     client.batch_execute("INSERT INTO schema_migrations VALUES (999, 'later')").unwrap();
     let error = Metadata::open_postgres(&url).err().expect("a newer schema is refused").to_string();
     assert!(error.contains("schema version 999, newer than this depot knows"), "{error}");

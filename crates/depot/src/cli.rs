@@ -487,6 +487,14 @@ pub struct ServeArgs {
     /// open-file limit left after 128 for the registry's own files].
     #[arg(long, value_name = "N")]
     pub max_connections: Option<usize>,
+
+    /// The key that seals stage environment values at rest (in the database, its WAL and
+    /// backups; environment layers are kept sealed there too, never in the blob store). Keep it
+    /// outside the data directory and back it up apart from it: without it the values cannot be
+    /// read. Created (0600) when missing. Replicas share one [default: DATA.secrets.key, beside
+    /// the data directory].
+    #[arg(long, env = "DEPOT_SECRETS_KEY", value_name = "FILE")]
+    pub secrets_key: Option<PathBuf>,
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use depot_api::Digest;
 use depot_api::types::BlobInfo;
+use depot_registry::Download;
 use futures_util::StreamExt;
 
 use crate::auth::{Operator, Reader};
@@ -52,7 +53,7 @@ pub async fn download(
     request: Request,
 ) -> Result<Response, ApiError> {
     let digest = Digest::parse(&digest)?;
-    let size = state.registry.blob_for_download(&caller, &digest).await?;
+    let download = state.registry.blob_for_download(&caller, &digest).await?;
     let etag = HeaderValue::from_str(&format!("\"{digest}\"")).expect("a digest is a valid header value");
     let matches =
         request.headers().get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).is_some_and(|v| {
@@ -62,6 +63,22 @@ pub async fn download(
         return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response());
     }
     let is_head = request.method() == axum::http::Method::HEAD;
+    let size = match download {
+        Download::Stored(size) => size,
+        // An environment layer, opened from its seal: small, and sent whole (never redirected
+        // to the blob store, which does not hold it).
+        Download::Sealed(archive) => {
+            let length = archive.len() as u64;
+            let body = if is_head { Body::empty() } else { Body::from(archive) };
+            let response = Response::builder()
+                .header(header::ETAG, etag)
+                .header(header::CONTENT_TYPE, "application/octet-stream")
+                .header(header::CONTENT_LENGTH, length)
+                .header(header::CACHE_CONTROL, "no-store")
+                .body(body);
+            return response.map_err(ApiError::internal);
+        }
+    };
     // HEAD stays here: a presigned URL is signed for GET only, and the size is at hand.
     if !is_head
         && state.options.redirect_downloads

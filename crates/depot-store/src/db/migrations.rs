@@ -18,6 +18,7 @@ const MIGRATIONS: &[Migration] = &[
     Migration { version: 1, sqlite: SQLITE_1, postgres: POSTGRES_1 },
     Migration { version: 2, sqlite: SQLITE_2, postgres: POSTGRES_2 },
     Migration { version: 3, sqlite: SQLITE_3, postgres: POSTGRES_3 },
+    Migration { version: 4, sqlite: SQLITE_4, postgres: POSTGRES_4 },
 ];
 
 /// Brings the database to the newest schema this depot knows.
@@ -394,3 +395,9 @@ CREATE TABLE signatures (
     PRIMARY KEY (component, version, fingerprint)
 );
 "#;
+
+/// Environment layers kept sealed in the database instead of the blob store (with the secrets
+/// key), so that no copy of the blob store holds a stage's values.
+const SQLITE_4: &str = "ALTER TABLE env_versions ADD COLUMN archive TEXT;";
+
+const POSTGRES_4: &str = r#"ALTER TABLE env_versions ADD COLUMN archive TEXT COLLATE "C";"#;

@@ -28,6 +28,7 @@ struct FileSettings {
     tls_key: Option<PathBuf>,
     header_timeout: Option<String>,
     max_connections: Option<usize>,
+    secrets_key: Option<PathBuf>,
 }
 
 /// A size in the settings file: a number of bytes, or a string such as `"10 GiB"`.
@@ -91,6 +92,7 @@ impl Settings {
                 || file.redirect_downloads.unwrap_or(defaults.redirect_downloads),
             header_timeout: header_timeout.unwrap_or(defaults.header_timeout),
             max_connections: args.max_connections.or(file.max_connections).unwrap_or_else(default_max_connections),
+            secrets_key: args.secrets_key.or(from_file(file.secrets_key)),
             ..defaults
         };
         let tls = match (args.tls_cert.or(from_file(file.tls_cert)), args.tls_key.or(from_file(file.tls_key))) {

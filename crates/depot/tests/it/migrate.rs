@@ -38,7 +38,13 @@ fn reads(ctx: &TestContext, url: &str, token: &str) -> Vec<(String, serde_json::
                     .unwrap(),
             )
             .success();
-            (query.join(" "), run.json())
+            let mut json = run.json();
+            // Reading the values (the last query) is itself recorded; the migrated history has
+            // the reads made before the migration, which the same query then did not.
+            if let Some(events) = json.as_array_mut() {
+                events.retain(|event| event["kind"] != "env-read");
+            }
+            (query.join(" "), json)
         })
         .collect()
 }
@@ -95,13 +101,18 @@ fn an_embedded_registry_moves_to_postgres_and_answers_every_read_as_before() {
     assert!(migrated.stderr.contains("verified: every row of the source is in the target"), "{}", migrated.stderr);
     let report = migrated.json();
     assert_eq!(report["verified"], true);
-    assert!(report["blobs_copied"].as_u64().unwrap() >= 4, "{report}");
+    // The application's layers; the environment layer is kept sealed in the database, not among them.
+    assert!(report["blobs_copied"].as_u64().unwrap() >= 3, "{report}");
     // Run again, it resumes: nothing left to copy, and still verified.
     let again = migrate().success().json();
     assert!(again["tables"].as_array().unwrap().iter().all(|t| t["copied"] == 0), "{again}");
     assert_eq!(again["blobs_copied"], 0);
 
-    let new: Server = spawn_server(s3_command(&ctx, &new_data, &bucket, &["--metadata", &database]));
+    // The same secrets key: it opens the environment values the database holds sealed.
+    let key = ctx.path("registry-data.secrets.key");
+    let key = key.to_str().unwrap();
+    let new: Server =
+        spawn_server(s3_command(&ctx, &new_data, &bucket, &["--metadata", &database, "--secrets-key", key]));
     let url = format!("http://{}", new.address);
     let after = reads(&ctx, &url, &admin);
     for ((query, old), (_, new)) in before.iter().zip(&after) {

@@ -187,3 +187,58 @@ fn the_agent_masks_environment_values_before_cutting_its_report_and_keeps_its_fi
         assert_eq!(mode(&file), 0o600, "{}", file.display());
     }
 }
+
+/// Every file under `dir` that holds `needle`.
+fn holding(dir: &Path, needle: &str) -> Vec<String> {
+    walk(dir)
+        .into_iter()
+        .filter(|path| path.is_file())
+        .filter(|path| fs_err::read(path).unwrap().windows(needle.len()).any(|w| w == needle.as_bytes()))
+        .map(|path| path.display().to_string())
+        .collect()
+}
+
+/// A stage's values are sealed at rest: after `env set`, a deploy that reads them, `env list
+/// --show` and a `kill -9` of the registry, no file of its data directory (database, WAL,
+/// blobs, anything) holds a value, and the registry's log does not either; the key lives beside
+/// the data directory, not in it; every read of the values is in the history.
+#[test]
+fn environment_values_are_sealed_at_rest_and_every_read_of_them_is_recorded() {
+    let ctx = TestContext::new();
+    let registry = Registry::start(&ctx, &[]);
+    let secret = "Sealed-9f3b1c77e2-VALUE";
+    registry.run(&ctx, &["push", "web", "1.0.0", &tree(&ctx, "v1", "v1")]).success();
+    registry.run(&ctx, &["pipeline", "create", "web", "--component", "web", "--stage", "prod"]).success();
+    registry.run(&ctx, &["env", "set", "web/prod", &format!("DB_PASSWORD={secret}"), "MODE=live"]).success();
+    let token = registry.run(&ctx, &["token", "create", "host-1", "--role", "agent", "--config", "web-prod"]);
+    let token = token.success().stdout.trim().to_owned();
+    let root = ctx.path("host-1");
+    let args = ["agent", "--config", "web-prod", "--name", "host-1", "--once", "--root", root.to_str().unwrap()];
+    registry.run_as(&ctx, &token, &args).success();
+    let deployed = fs_err::read_to_string(root.join("releases/current/config/app.env")).unwrap();
+    assert!(deployed.contains(secret), "the host gets the value: {deployed}");
+    let shown = registry.run(&ctx, &["env", "list", "web/prod", "--show"]).success().stdout;
+    assert!(shown.contains(secret), "operators still read it: {shown}");
+    let history = registry.run(&ctx, &["history", "web"]).success().stdout;
+    assert!(history.contains("admin read the values of web/prod"), "{history}");
+
+    let data = ctx.path("registry-data");
+    assert_eq!(holding(&data, secret), Vec::<String>::new(), "while it runs");
+    assert_eq!(holding(&data, "MODE=live"), Vec::<String>::new(), "no dotenv text either");
+    let mut registry = registry;
+    registry.child.kill().unwrap(); // SIGKILL
+    registry.child.wait().unwrap();
+    assert_eq!(holding(&data, secret), Vec::<String>::new(), "after kill -9 (the WAL as it was left)");
+    assert!(!registry.log().contains(secret), "the registry's log");
+    let key = ctx.path("registry-data.secrets.key");
+    assert_eq!(mode(&key), 0o600);
+    assert!(
+        !walk(&data).iter().any(|p| p.ends_with("registry-data.secrets.key")),
+        "the key is not in the data directory"
+    );
+
+    // Back up: the values still open with the key.
+    let registry = Registry::start(&ctx, &[]);
+    let shown = registry.run(&ctx, &["env", "list", "web/prod", "--show"]).success().stdout;
+    assert!(shown.contains(secret), "{shown}");
+}
