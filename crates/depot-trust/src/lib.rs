@@ -129,7 +129,14 @@ fn sign_with_agent(public: &Path, message: &str) -> Result<Signature, Error> {
     if !output.status.success() {
         return Err(failed(String::from_utf8_lossy(&output.stderr).trim().to_owned()));
     }
-    Signature::parse(&String::from_utf8_lossy(&output.stdout))
+    let signature = Signature::parse(&String::from_utf8_lossy(&output.stdout))?;
+    // What came back must be this key's signature of this message (ssh-keygen may fall back
+    // to another key, or read a passphrase from the message).
+    let key = PublicKey::read_openssh_file(public).map_err(|e| failed(e.to_string()))?;
+    if signature.sig.public_key() != key.key_data() || !signature.signs(message) {
+        return Err(failed("ssh-keygen returned a signature by another key, or of another text".to_owned()));
+    }
+    Ok(signature)
 }
 
 /// What a host trusts: the keys of an allowed_signers file, less the revoked ones.
@@ -204,18 +211,34 @@ impl Trust {
     }
 }
 
-/// A file's text, refused when others may write it.
+/// A file's text, refused when anyone but its owner (root or this user) may change it: the
+/// file (a symlink is followed) and the directory that holds it must be owned by root or by
+/// this user, and not writable by group or others.
 fn read_private(path: &Path) -> Result<String, Error> {
     use std::os::unix::fs::MetadataExt;
     let file = |message: String| Error::File { path: path.display().to_string(), message };
-    let metadata = std::fs::metadata(path).map_err(|e| file(e.to_string()))?;
-    if metadata.mode() & 0o022 != 0 {
-        return Err(file(format!(
-            "others may write it (mode {:o}): a trust file anyone can change trusts anyone; chmod go-w it",
-            metadata.mode() & 0o7777
-        )));
+    let real = std::fs::canonicalize(path).map_err(|e| file(e.to_string()))?;
+    let me = rustix::process::geteuid().as_raw();
+    let mut checked = vec![real.clone()];
+    checked.extend(real.parent().map(Path::to_path_buf));
+    for each in &checked {
+        let metadata = std::fs::metadata(each).map_err(|e| file(e.to_string()))?;
+        if metadata.uid() != 0 && metadata.uid() != me {
+            return Err(file(format!(
+                "{} belongs to user {}, neither root nor this user: a trust file another user can change trusts anyone",
+                each.display(),
+                metadata.uid()
+            )));
+        }
+        if metadata.mode() & 0o022 != 0 {
+            return Err(file(format!(
+                "others may write {} (mode {:o}): a trust file anyone can change trusts anyone; chmod go-w it",
+                each.display(),
+                metadata.mode() & 0o7777
+            )));
+        }
     }
-    std::fs::read_to_string(path).map_err(|e| file(e.to_string()))
+    std::fs::read_to_string(&real).map_err(|e| file(e.to_string()))
 }
 
 /// Public keys, one per line (`ssh-ed25519 AAAA… comment`); blank lines and `#` comments allowed.

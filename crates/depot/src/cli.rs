@@ -975,8 +975,9 @@ pub struct AgentArgs {
     /// Deploy only layers signed by a key of this allowed_signers file (the format of
     /// `ssh-keygen -Y verify` and git: principals, options namespaces/valid-after/valid-before,
     /// key). A layer without such a signature is refused before it is unpacked, and reported
-    /// `untrusted`. Environment layers, which the registry writes, carry only config/app.env
-    /// [else `trust` in the settings file].
+    /// `untrusted`. The environment layer, which the registry writes, must be config/app.env
+    /// alone, exactly as the registry writes it, with no loader variable (LD_*, BASH_ENV,
+    /// NODE_OPTIONS, …) [else `trust` in the settings file].
     #[arg(long, value_name = "FILE")]
     pub trust: Option<PathBuf>,
 

@@ -120,25 +120,46 @@ pub fn decoder<'a>(raw: impl Read + 'a) -> Result<Box<dyn Read + 'a>> {
 pub enum EntryKind {
     Directory,
     File,
-    /// A link, a device, anything else.
+    /// A link, a device, a sparse file, anything else.
     Other,
 }
 
-/// The path (as written, `./` and a trailing `/` removed) and kind of every entry of an
-/// archive, within `limits`, without writing anything.
-pub fn list(raw: impl Read, limits: crate::stage::Limits) -> Result<Vec<(String, EntryKind)>> {
+/// One entry as [`list`] reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    /// The path staging would use (a sparse file's real name included), as written, with `./`
+    /// and a trailing `/` removed.
+    pub path: String,
+    pub kind: EntryKind,
+    /// A file's content (empty for anything else).
+    pub data: Vec<u8>,
+}
+
+/// Every entry of an archive with its content, within `limits`, without writing anything: for
+/// small archives whose every byte must be looked at (an environment layer).
+pub fn list(raw: impl Read, limits: crate::stage::Limits) -> Result<Vec<Listed>> {
     let mut entries = Vec::new();
-    walk_entries(decoder(raw)?, limits, |entry| {
-        let path = entry.path().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
-        let path = path.trim_start_matches("./").trim_end_matches('/').to_owned();
-        let kind = if is_directory(&entry) {
-            EntryKind::Directory
-        } else if is_file(&entry) {
-            EntryKind::File
-        } else {
-            EntryKind::Other
+    walk_entries(decoder(raw)?, limits, |mut entry| {
+        let sparse = PaxSparse::of(&mut entry)?;
+        let path = match sparse.as_ref().and_then(|sparse| sparse.name.clone()) {
+            Some(name) => name,
+            None => entry.path().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default(),
         };
-        entries.push((path, kind));
+        let path = path.trim_start_matches("./").trim_end_matches('/').to_owned();
+        let gnu_sparse = entry.header().entry_type().is_gnu_sparse();
+        let (kind, mut data) = (
+            match () {
+                _ if sparse.is_some() || gnu_sparse => EntryKind::Other,
+                _ if is_directory(&entry) => EntryKind::Directory,
+                _ if is_file(&entry) => EntryKind::File,
+                _ => EntryKind::Other,
+            },
+            Vec::new(),
+        );
+        if kind == EntryKind::File {
+            entry.read_to_end(&mut data).map_err(Error::corrupt)?;
+        }
+        entries.push(Listed { path, kind, data });
         Ok(())
     })?;
     Ok(entries)

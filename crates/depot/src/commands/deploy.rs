@@ -11,19 +11,32 @@ use crate::cli::DeployArgs;
 use crate::printer::{Printer, human_bytes};
 
 /// Checks `--signature` against `--trust` for `--component`, `--version` and the archive's
-/// digest (hashed now for a local file; `--sha256` for a URL, which the download then matches).
-/// Returns the digest the deploy must find.
-fn verify(args: &DeployArgs, trust: &std::path::Path, source: &ArtifactSource) -> anyhow::Result<String> {
-    let hex = match (source, &args.sha256) {
+/// digest, before anything is unpacked. A local file is first copied, as it is hashed, into
+/// R/.depot/verified/, and the deploy reads that copy: a file changed after the check
+/// cannot reach the release. A URL needs `--sha256`, which the download must then match.
+/// Returns the digest the deploy must find, and the copy (kept until the deploy is done).
+fn verify(
+    args: &DeployArgs,
+    trust: &std::path::Path,
+    source: &ArtifactSource,
+    root: &ReleaseRoot,
+) -> anyhow::Result<(String, Option<tempfile::NamedTempFile>)> {
+    let (hex, copy) = match (source, &args.sha256) {
         (ArtifactSource::Path(path), expected) => {
-            let hex =
-                depot_release::digest::sha256_file(path).with_context(|| format!("cannot read {}", path.display()))?;
+            // Beside the engine's own temporary directory, which it empties when it starts.
+            let dir = root.path().join(".depot/verified");
+            fs_err::create_dir_all(&dir)?;
+            let mut copy = tempfile::Builder::new().prefix(".trusted-").tempfile_in(&dir)?;
+            let mut hashing = depot_release::digest::HashingWriter::new(copy.as_file_mut());
+            std::io::copy(&mut fs_err::File::open(path)?, &mut hashing)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            let (_, hex, _) = hashing.finish();
             if let Some(expected) = expected.as_ref().filter(|e| **e != hex) {
                 anyhow::bail!("{} has sha256 {hex}, not the --sha256 {expected}; nothing was changed", path.display());
             }
-            hex
+            (hex, Some(copy))
         }
-        (ArtifactSource::Url(_), Some(expected)) => expected.clone(),
+        (ArtifactSource::Url(_), Some(expected)) => (expected.clone(), None),
         (ArtifactSource::Url(url), None) => {
             return Err(crate::printer::hinted(
                 format!("--trust needs the digest of {url} before downloading it"),
@@ -38,7 +51,7 @@ fn verify(args: &DeployArgs, trust: &std::path::Path, source: &ArtifactSource) -
     let digest = depot_api::Digest::from_hex(&hex).expect("sha256 hex is a digest");
     let message = depot_trust::message(component, &args.version, &digest);
     match trust.verify(&message, &[text], chrono::Utc::now()) {
-        Ok(_) => Ok(hex),
+        Ok(_) => Ok((hex, copy)),
         Err(reason) => Err(crate::printer::hinted(
             format!("{component} {} ({digest}) is not trusted: {reason}; nothing was unpacked", args.version),
             "deploy only what a key of the --trust file signed for this component and version",
@@ -49,16 +62,22 @@ fn verify(args: &DeployArgs, trust: &std::path::Path, source: &ArtifactSource) -
 pub fn run(args: DeployArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
     let root = ReleaseRoot::new(&args.root.root)?;
     let config = RootConfig::load(root.path())?;
-    let source = match (&args.artifact_path, &args.artifact_url) {
+    let mut source = match (&args.artifact_path, &args.artifact_url) {
         (Some(path), _) => ArtifactSource::Path(path.clone()),
         (None, Some(url)) => ArtifactSource::Url(url.clone()),
         (None, None) => unreachable!("clap requires one artifact source"),
     };
     // A signed archive is checked before anything is unpacked; staging then checks the content
     // against the same digest.
-    let sha256 = match &args.trust {
-        Some(trust) => Some(verify(&args, trust, &source)?),
-        None => args.sha256.clone(),
+    let (sha256, _copy) = match &args.trust {
+        Some(trust) => {
+            let (hex, copy) = verify(&args, trust, &source, &root)?;
+            if let Some(copy) = &copy {
+                source = ArtifactSource::Path(copy.path().to_owned());
+            }
+            (Some(hex), copy)
+        }
+        None => (args.sha256.clone(), None),
     };
     let ca_pem = match &args.ca_cert {
         Some(path) => Some(fs_err::read(path).context("cannot read the --ca-cert file")?),
