@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use sha2::Digest as _;
 
@@ -394,4 +395,45 @@ fn a_real_environment_layer_passes_and_nothing_else_passes_as_one() {
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert!(run.stderr.contains("config/app.env is not exactly as the registry writes it"), "{}", run.stderr);
     assert_eq!(fs_err::read_to_string(root.join("releases/current/app.txt")).unwrap(), "signed app");
+}
+
+/// A key added to the trust file counts after `depot agent retry` (SIGHUP), with no restart.
+#[test]
+fn a_running_agent_reads_its_trust_file_again_on_retry() {
+    let ctx = TestContext::new();
+    let registry = Registry::start(&ctx, &[]);
+    let (alice, bob) = (keygen(&ctx, "alice"), keygen(&ctx, "bob"));
+    let trust = private_file(&ctx, "allowed_signers", &[format!("alice@example.com {}", public(&alice))]);
+    registry
+        .run(&ctx, &["push", "web", "1.0.0", &tree(&ctx, "v1", "by bob"), "--sign", bob.to_str().unwrap()])
+        .success();
+    registry.run(&ctx, &["config", "create", "web-prod", "--layer", "web:1.0.0"]).success();
+    let token = agent_token(&ctx, &registry);
+    let agent = crate::agent::Agent::start_on(
+        &ctx,
+        &registry,
+        &token,
+        "host-1",
+        "web-prod",
+        &["--trust", trust.to_str().unwrap()],
+    );
+    let state = || registry.run(&ctx, &["status", "web-prod", "--json"]).json()[0]["state"].as_str().map(str::to_owned);
+    crate::agent::wait_until(
+        "host-1 untrusted",
+        Duration::from_secs(30),
+        || state().as_deref() == Some("untrusted"),
+        || agent.log(),
+    );
+
+    fs_err::write(&trust, format!("alice@example.com {}\nbob@example.com {}\n", public(&alice), public(&bob))).unwrap();
+    let root = ctx.path("host-1");
+    ctx.run(&["agent", "retry", "--root", root.to_str().unwrap()]).success();
+    crate::agent::wait_until(
+        "host-1 active",
+        Duration::from_secs(30),
+        || state().as_deref() == Some("active"),
+        || agent.log(),
+    );
+    assert_eq!(fs_err::read_to_string(root.join("releases/current/app.txt")).unwrap(), "by bob");
+    assert!(agent.log().contains("is signed by bob@example.com"), "{}", agent.log());
 }

@@ -73,8 +73,9 @@ pub struct Agent<'a> {
 
 /// What every deploy of the agent shares; the release and its layers come from the configuration.
 pub struct Settings {
-    /// Whose signatures a layer needs (`--trust`); none: any layer the registry names.
-    pub trust: Option<depot_trust::Trust>,
+    /// Whose signatures a layer needs (`--trust`); none: any layer the registry names. Read
+    /// again on SIGHUP (`depot agent retry`), so a key added or revoked counts without a restart.
+    pub trust: std::cell::RefCell<Option<depot_trust::Trust>>,
     pub keep: usize,
     pub limits: depot_release::stage::Limits,
     pub validate: Option<String>,
@@ -341,7 +342,8 @@ impl Agent<'_> {
     /// dotenv file as the registry writes it (see [`check_env_layer`]), so that a registry that
     /// labels other content as the environment layer gains nothing.
     fn verify(&self, config: &Config) -> anyhow::Result<()> {
-        let Some(trust) = &self.settings.trust else { return Ok(()) };
+        let trust = self.settings.trust.borrow();
+        let Some(trust) = trust.as_ref() else { return Ok(()) };
         let env = depot_api::pipeline::env_component(&config.name);
         for layer in &config.layers {
             let untrusted = |reason: String| Untrusted {

@@ -80,15 +80,14 @@ fn follow(args: AgentArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
     let (events, receiver) = mpsc::channel();
     let stopping = Arc::new(AtomicBool::new(false));
     watch_signals(events.clone(), stopping.clone())?;
-    let trust = match args.trust.or(file.trust.clone()) {
-        Some(path) => {
-            let revoked = args.revoked_keys.or(file.revoked_keys.clone());
-            Some(depot_trust::Trust::load(&path, revoked.as_deref())?)
-        }
+    let trust_files =
+        args.trust.or(file.trust.clone()).map(|path| (path, args.revoked_keys.or(file.revoked_keys.clone())));
+    let trust = match &trust_files {
+        Some((path, revoked)) => Some(depot_trust::Trust::load(path, revoked.as_deref())?),
         None => None,
     };
     let settings = Settings {
-        trust,
+        trust: std::cell::RefCell::new(trust),
         keep: keep(args.policy.keep, &root_config),
         limits: root_config.limits.resolve(None, None),
         validate: args.policy.validate.or(root_config.deploy.validate.clone()),
@@ -160,6 +159,12 @@ fn follow(args: AgentArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
         match event {
             Event::Signal(SIGHUP) => {
                 printer.message("depot agent: SIGHUP, checking the configuration again");
+                if let Some((path, revoked)) = &trust_files {
+                    match depot_trust::Trust::load(path, revoked.as_deref()) {
+                        Ok(trust) => *agent.settings.trust.borrow_mut() = Some(trust),
+                        Err(error) => printer.message(format!("warning: {error}; the keys read before still apply")),
+                    }
+                }
                 if let Some(config) = &last {
                     agent.cycle(config)?;
                 }
