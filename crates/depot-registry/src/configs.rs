@@ -55,8 +55,8 @@ impl Registry {
         let wait = wait.min(self.inner.policy.max_wait);
         let mut waiting = self.inner.watchers.subscribe(name);
         let view = self.config_view(name).await?;
-        if view.answer(host, after).is_some() {
-            return Ok(ConfigAnswer::Config(view.view.config_for(host).clone()));
+        if crate::watch::answer(&view, host, after).is_some() {
+            return Ok(ConfigAnswer::Config(view.config_for(host).clone()));
         }
         drop(view);
         if let Some(json) = waiting.until_answer(host, after, tokio::time::Instant::now() + wait).await {
@@ -64,20 +64,21 @@ impl Registry {
         }
         drop(waiting);
         // The wait ended with no change for this host, or the configuration was deleted (not-found).
-        Ok(ConfigAnswer::Config(self.config_view(name).await?.view.config_for(host).clone()))
+        Ok(ConfigAnswer::Config(self.config_view(name).await?.config_for(host).clone()))
     }
 
     /// The configuration `host` may run now (no host: the current revision).
     pub async fn config_for_host(&self, caller: &Caller, name: &ConfigName, host: Option<&HostName>) -> Result<Config> {
         caller.require(Need::Reader)?;
         caller.require_config(name, "read")?;
-        Ok(self.config_view(name).await?.view.config_for(host).clone())
+        Ok(self.config_view(name).await?.config_for(host).clone())
     }
 
-    async fn config_view(&self, name: &ConfigName) -> Result<crate::watch::Snapshot> {
+    /// What the configuration's agents may run now, read from the store (nothing serialized:
+    /// only the watchers' announcements share JSON).
+    async fn config_view(&self, name: &ConfigName) -> Result<depot_store::ConfigView> {
         let name = name.clone();
-        let view = self.store(move |metadata| metadata.config_view(&name)).await?;
-        Ok(crate::watch::Snapshot::new(view))
+        self.store(move |metadata| metadata.config_view(&name)).await
     }
 
     pub async fn set_layers(

@@ -34,22 +34,27 @@ impl Snapshot {
         Snapshot { view, json }
     }
 
-    /// The revision `host` may run, when a blocking query that waits to pass `after` must answer
-    /// with it: a host's query answers when its revision differs from the one it runs (a rollout
-    /// may send it back), a query with no host when the configuration has a newer revision.
+    /// See [`answer`].
     pub fn answer(&self, host: Option<&HostName>, after: u64) -> Option<u64> {
-        let revision = self.view.revision_for(host);
-        let answers = match host {
-            Some(_) => revision != after,
-            None => revision > after,
-        };
-        answers.then_some(revision)
+        answer(&self.view, host, after)
     }
 
     /// The JSON of `revision` (one of the view's).
     pub fn json(&self, revision: u64) -> Option<Bytes> {
         self.json.get(&revision).cloned()
     }
+}
+
+/// The revision `host` may run, when a blocking query that waits to pass `after` must answer
+/// with it: a host's query answers when its revision differs from the one it runs (a rollout
+/// may send it back), a query with no host when the configuration has a newer revision.
+pub(crate) fn answer(view: &ConfigView, host: Option<&HostName>, after: u64) -> Option<u64> {
+    let revision = view.revision_for(host);
+    let answers = match host {
+        Some(_) => revision != after,
+        None => revision > after,
+    };
+    answers.then_some(revision)
 }
 
 /// What a configuration's channel last announced.
