@@ -337,30 +337,11 @@ fn a_real_environment_layer_passes_and_nothing_else_passes_as_one() {
     let old = registry.run(&ctx, &["show-version", "old", "1.0.0", "--json"]).success().json();
     let old = old["digest"].as_str().unwrap().to_owned();
     relabel_as_env(&ctx, &old);
-    let untrusted = ["--config", "web-prod"];
-    let run = registry.run_as(
-        &ctx,
-        &token,
-        &[&["agent", "--name", "host-0", "--once", "--root", ctx.path("host-0").to_str().unwrap()][..], &untrusted[..]]
-            .concat(),
-    );
+    let host0 = ctx.path("host-0");
+    let args = ["agent", "--config", "web-prod", "--name", "host-0", "--once", "--root", host0.to_str().unwrap()];
+    let run = registry.run_as(&ctx, &token, &args);
     assert_eq!(run.code, 0, "without --trust a host takes what the registry names: {}", run.stderr);
-    let run = registry.run_as(
-        &ctx,
-        &token,
-        &[
-            "agent",
-            "--config",
-            "web-prod",
-            "--name",
-            "host-1",
-            "--once",
-            "--root",
-            root.to_str().unwrap(),
-            "--trust",
-            trust.to_str().unwrap(),
-        ],
-    );
+    let run = once(&ctx, &registry, &token, &root, &trust, &[]);
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert!(run.stderr.contains("may hold config/app.env alone, and this one holds"), "{}", run.stderr);
     assert_eq!(fs_err::read_to_string(root.join("releases/current/app.txt")).unwrap(), "signed app");
@@ -376,22 +357,7 @@ fn a_real_environment_layer_passes_and_nothing_else_passes_as_one() {
     registry.run(&ctx, &["push", "payload", "1.0.0", payload.to_str().unwrap()]).success();
     let payload = registry.run(&ctx, &["show-version", "payload", "1.0.0", "--json"]).success().json();
     relabel_as_env(&ctx, payload["digest"].as_str().unwrap());
-    let run = registry.run_as(
-        &ctx,
-        &token,
-        &[
-            "agent",
-            "--config",
-            "web-prod",
-            "--name",
-            "host-1",
-            "--once",
-            "--root",
-            root.to_str().unwrap(),
-            "--trust",
-            trust.to_str().unwrap(),
-        ],
-    );
+    let run = once(&ctx, &registry, &token, &root, &trust, &[]);
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert!(run.stderr.contains("config/app.env is not exactly as the registry writes it"), "{}", run.stderr);
     assert_eq!(fs_err::read_to_string(root.join("releases/current/app.txt")).unwrap(), "signed app");
