@@ -56,7 +56,9 @@ pub fn open(
             key.display()
         );
     }
-    metadata.use_sealer(sealer);
+    metadata
+        .use_sealer(sealer)
+        .map_err(|e| depot_store::StoreError::Invalid(format!("secrets key {}: {e}", key.display())))?;
     let registry = depot_registry::Registry::new(metadata, blobs, options.policy())?;
     let first = auth::ensure_admin_token(&registry, data)?;
     Ok((AppState::new(registry, options), first))

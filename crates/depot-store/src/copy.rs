@@ -26,6 +26,7 @@ const TABLES: &[&str] = &[
     "tokens",
     "rollouts",
     "signatures",
+    "settings",
 ];
 
 /// Columns numbered by the database (an identity on PostgreSQL, AUTOINCREMENT on SQLite): the

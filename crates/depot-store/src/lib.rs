@@ -26,7 +26,7 @@ pub use metadata::{Added, Metadata, Retention};
 pub use pipelines::{BlobAccess, StageEnv};
 pub use private::create_private_dir;
 pub use rollouts::ConfigView;
-pub use sealer::Sealer;
+pub use sealer::{Resealed, Sealer};
 
 /// Opens the metadata and blob stores named by `metadata_url` (see [`open_metadata`]) and
 /// `blobs_url` (see [`open_blobs`]).

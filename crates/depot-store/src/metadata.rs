@@ -92,9 +92,9 @@ impl Metadata {
         Ok(())
     }
 
-    /// Seals stages' environment values with `sealer` from now on (once; later calls are
-    /// ignored). Without one, writing environment values is refused.
-    pub fn use_sealer(&self, sealer: crate::Sealer) {
+    /// Seals with `sealer` from now on (once; later calls are ignored): see
+    /// [`Metadata::use_sealer`], which checks it first.
+    pub(crate) fn set_sealer(&self, sealer: crate::Sealer) {
         let _ = self.sealer.set(sealer);
     }
 

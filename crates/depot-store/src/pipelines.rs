@@ -484,6 +484,7 @@ impl Metadata {
         let sealed_vars = sealer.seal(serde_json::to_string(vars).expect("variables serialise").as_bytes());
         let sealed_archive = sealer.seal(archive);
         self.transaction(|tx| {
+            crate::sealer::check_key(tx, sealer)?;
             let config_name = find_stage(&load_pipeline(tx, name)?, stage)?.config.clone();
             let current = current_config(tx, &config_name)?;
             check_revision(&config_name, Some(expect), current.revision)?;
@@ -521,16 +522,19 @@ impl Metadata {
 
     /// The environment layer archive `digest`, unsealed, if it is one.
     pub fn env_archive(&self, digest: &Digest) -> Result<Option<Vec<u8>>> {
-        let sealed: Option<Option<String>> = self.read(|tx| {
-            tx.query_row("SELECT archive FROM env_versions WHERE digest = ?1 LIMIT 1", [digest.as_str()], |row| {
-                row.get(0)
-            })
-            .optional()
-        })?;
-        match sealed.flatten() {
-            Some(text) => Ok(Some(self.sealer().ok_or_else(crate::sealer::no_key)?.unseal(&text)?)),
-            None => Ok(None),
-        }
+        self.read(|tx| {
+            let sealed: Option<Option<String>> = tx
+                .query_row("SELECT archive FROM env_versions WHERE digest = ?1 LIMIT 1", [digest.as_str()], |row| {
+                    row.get(0)
+                })
+                .optional()?;
+            match sealed.flatten() {
+                Some(text) => {
+                    Ok(Some(crate::sealer::open(tx, self.sealer().ok_or_else(crate::sealer::no_key)?, &text)?))
+                }
+                None => Ok(None),
+            }
+        })
     }
 
     /// Who may download a blob besides operators: whether a version names it, and the stages
@@ -910,7 +914,7 @@ fn stage_env(tx: &Tx<'_>, config: &ConfigName, sealer: Option<&crate::Sealer>) -
                 params![config.as_str(), version as i64],
                 |row| row.get(0),
             )?;
-            crate::sealer::open_vars(sealer, &vars)?
+            crate::sealer::open_vars(tx, sealer, &vars)?
         }
     };
     Ok(StageEnv { config: config.clone(), revision: current.revision, version, vars })

@@ -635,7 +635,7 @@ pub(crate) fn mask_report(
     let mut statement = tx.prepare("SELECT vars FROM env_versions WHERE config = ?1")?;
     let mut values = BTreeSet::new();
     for vars in statement.query_map([config.as_str()], |row| row.get::<_, String>(0))? {
-        values.extend(crate::sealer::open_vars(sealer, &vars?)?.into_values());
+        values.extend(crate::sealer::open_vars(tx, sealer, &vars?)?.into_values());
     }
     if values.is_empty() {
         return Ok(masked);

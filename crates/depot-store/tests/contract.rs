@@ -19,7 +19,7 @@ fn backends() -> Vec<Fresh> {
     let sqlite = Metadata::open_sqlite(&dir.path().join("depot.db")).unwrap();
     let postgres = Metadata::open_postgres(&depot_testkit::Postgres::fresh_database()).unwrap();
     for store in [&sqlite, &postgres] {
-        store.use_sealer(depot_store::Sealer::generate().0);
+        store.use_sealer(depot_store::Sealer::generate().0).unwrap();
     }
     vec![Fresh { _dir: dir, store: sqlite }, Fresh { _dir: tempfile::tempdir().unwrap(), store: postgres }]
 }
@@ -1032,5 +1032,53 @@ fn rollouts_start_hosts_from_what_they_run_hold_their_versions_and_forget_hosts_
         store.report_agent(&edge, &host("e0"), "fleet", &report(1, &first.hash, AgentState::Active, later)).unwrap();
         let status = store.rollout_status(&edge).unwrap().unwrap();
         assert!(status.batches.iter().flat_map(|b| &b.hosts).any(|h| h.host.as_str() == "e0"), "it joins again");
+    }
+}
+
+#[test]
+fn rotating_the_secrets_key_reseals_everything_and_refuses_the_old_key() {
+    use depot_api::pipeline::EnvChange;
+    use depot_api::{PipelineName, StageName};
+    use depot_store::Sealer;
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = dir.path().join("depot.db");
+    let postgres = depot_testkit::Postgres::fresh_database();
+    let open = |engine: usize| match engine {
+        0 => Metadata::open_sqlite(&sqlite).unwrap(),
+        _ => Metadata::open_postgres(&postgres).unwrap(),
+    };
+    for engine in 0..2 {
+        let (old, new) = (Sealer::generate().0, Sealer::generate().0);
+        let running = open(engine);
+        running.use_sealer(old.clone()).unwrap();
+        push(&running, "api", "1.0.0", 1);
+        running.create_pipeline(&pipeline_request("shop", &["api"], &["dev", "prod"]), "ci").unwrap();
+        let (shop, dev) = (PipelineName::parse("shop").unwrap(), StageName::parse("dev").unwrap());
+        let change = EnvChange { set: [("TOKEN".to_owned(), "s3cret".to_owned())].into(), unset: Vec::new() };
+        running.record_blob(&digest(100), 13).unwrap();
+        running.record_blob(&digest(101), 1).unwrap();
+        let revision = running.config(&config("shop-dev")).unwrap().revision;
+        running.set_env(&shop, &dev, revision, &change, &change.set, b"TOKEN=s3cret\n", &digest(100), "ci").unwrap();
+
+        let rotating = open(engine);
+        let done = rotating.reseal(&old, &new).unwrap();
+        assert_eq!((done.env_versions, done.already), (1, false));
+        let again = rotating.reseal(&old, &new).unwrap();
+        assert!(again.already, "a rotation run again after it committed finds the work done");
+
+        // A registry still holding the old key writes nothing sealed with it.
+        let revision = running.config(&config("shop-dev")).unwrap().revision;
+        let error = running.set_env(&shop, &dev, revision, &change, &change.set, b"x", &digest(101), "ci").unwrap_err();
+        assert!(error.to_string().contains("secrets key was rotated"), "{error}");
+        // One started with the old key is refused; the new key opens every value.
+        let error = open(engine).use_sealer(old.clone()).unwrap_err();
+        assert!(error.to_string().contains(&format!("sealed with secrets key {}", new.id())), "{error}");
+        let restarted = open(engine);
+        restarted.use_sealer(new.clone()).unwrap();
+        assert_eq!(restarted.stage_env(&shop, &dev).unwrap().vars["TOKEN"], "s3cret");
+        assert_eq!(restarted.env_archive(&digest(100)).unwrap().unwrap(), b"TOKEN=s3cret\n");
+        // The old key opens nothing any more.
+        let error = rotating.reseal(&old, &Sealer::generate().0).unwrap_err();
+        assert!(error.to_string().contains("not with the key given"), "{error}");
     }
 }

@@ -1373,6 +1373,7 @@ pub struct AdminArgs {
 #[derive(Debug, Subcommand)]
 pub enum AdminCommand {
     Migrate(MigrateArgs),
+    RotateKey(RotateKeyArgs),
 }
 
 /// Copy a whole registry to other storage: from the embedded defaults to PostgreSQL, say.
@@ -1400,6 +1401,36 @@ pub struct MigrateArgs {
     /// source's blob store, when only metadata moves].
     #[arg(long, value_name = "URLS")]
     pub to: String,
+}
+
+/// Replace the key that seals stage environment values, re-sealing every value with a new one.
+///
+/// Writes a new key to KEY.next (0600), re-seals every stage's values and environment layers
+/// with it in one transaction that also records it as the database's key, then keeps the old key
+/// as KEY.old and moves the new one to KEY. Run it with the registry stopped, then start every
+/// replica with the new KEY. A registry still running on the old key refuses to write values,
+/// and one started with the old key refuses to start, so nothing is ever sealed with a key the
+/// database does not record. Interrupted at any point, the same command run again finishes the
+/// rotation. KEY.old opens backups taken before the rotation: delete it when none is needed
+/// (at once if the old key leaked: a copy sealed with it is no longer safe in any case).
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  depot admin rotate-key --data /var/lib/depot
+  depot admin rotate-key --metadata postgres://depot@db.internal/depot --secrets-key /etc/depot/secrets.key --json")]
+pub struct RotateKeyArgs {
+    /// The registry's data directory [default: depot-data].
+    #[arg(long, env = "DEPOT_DATA", value_name = "DIR")]
+    pub data: Option<PathBuf>,
+
+    /// Where the metadata lives, as for `depot serve --metadata` [default: sqlite:// in the data
+    /// directory].
+    #[arg(long, env = "DEPOT_METADATA", value_name = "URL")]
+    pub metadata: Option<String>,
+
+    /// The key file the registry seals with [default: DATA.secrets.key, beside the data
+    /// directory].
+    #[arg(long, env = "DEPOT_SECRETS_KEY", value_name = "FILE")]
+    pub secrets_key: Option<PathBuf>,
 }
 
 fn parse_label(text: &str) -> Result<(String, String), String> {

@@ -19,6 +19,7 @@ const MIGRATIONS: &[Migration] = &[
     Migration { version: 2, sqlite: SQLITE_2, postgres: POSTGRES_2 },
     Migration { version: 3, sqlite: SQLITE_3, postgres: POSTGRES_3 },
     Migration { version: 4, sqlite: SQLITE_4, postgres: POSTGRES_4 },
+    Migration { version: 5, sqlite: SQLITE_5, postgres: POSTGRES_5 },
 ];
 
 /// Brings the database to the newest schema this depot knows.
@@ -401,3 +402,10 @@ CREATE TABLE signatures (
 const SQLITE_4: &str = "ALTER TABLE env_versions ADD COLUMN archive TEXT;";
 
 const POSTGRES_4: &str = r#"ALTER TABLE env_versions ADD COLUMN archive TEXT COLLATE "C";"#;
+
+/// The registry's own settings, one value per name: `secrets-key-id`, the id of the key the
+/// stages' values are sealed with.
+const SQLITE_5: &str = "CREATE TABLE settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);";
+
+const POSTGRES_5: &str =
+    r#"CREATE TABLE settings (name TEXT COLLATE "C" PRIMARY KEY, value TEXT COLLATE "C" NOT NULL);"#;

@@ -1,15 +1,17 @@
 //! `depot admin migrate`: a registry's metadata and blobs, copied to other storage and checked.
+//! `depot admin rotate-key`: the stages' values re-sealed with a new secrets key.
 
 use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use depot_api::Digest;
+use depot_release::killpoint;
 use depot_store::Blobs;
 use futures_util::StreamExt;
 use sha2::{Digest as _, Sha256};
 
-use crate::cli::MigrateArgs;
+use crate::cli::{MigrateArgs, RotateKeyArgs};
 use crate::printer::{Printer, hinted};
 
 /// Where a registry keeps its metadata and blobs.
@@ -135,4 +137,92 @@ async fn verify_blob(blobs: &Blobs, digest: &Digest) -> anyhow::Result<()> {
     let actual: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
     anyhow::ensure!(actual == digest.hex(), "blob {digest} holds content whose sha256 is {actual}");
     Ok(())
+}
+
+#[derive(serde::Serialize)]
+struct RotationReport {
+    key: std::path::PathBuf,
+    key_id: String,
+    old_key: std::path::PathBuf,
+    old_key_id: String,
+    #[serde(flatten)]
+    resealed: depot_store::Resealed,
+}
+
+pub fn rotate_key(args: RotateKeyArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
+    let data = args.data.unwrap_or_else(|| "depot-data".into());
+    let key = args.secrets_key.unwrap_or_else(|| depot_server::default_secrets_key(&data));
+    let metadata_url = match args.metadata {
+        Some(url) => url,
+        None => {
+            let db = data.join("depot.db");
+            if !db.is_file() {
+                return Err(hinted(
+                    format!("{} holds no depot.db", data.display()),
+                    "name the registry's data directory with --data, or its database with --metadata",
+                ));
+            }
+            format!("sqlite://{}", fs_err::canonicalize(db)?.display())
+        }
+    };
+    let sibling = |suffix: &str| {
+        let mut name = key.clone().into_os_string();
+        name.push(suffix);
+        std::path::PathBuf::from(name)
+    };
+    let (next_path, old_path) = (sibling(".next"), sibling(".old"));
+    let old = depot_store::Sealer::load(&key)?.ok_or_else(|| {
+        hinted(
+            format!("there is no secrets key at {}", key.display()),
+            "give the registry's key file with --secrets-key",
+        )
+    })?;
+    // A key left by an interrupted rotation is the one to finish with: the database may be
+    // sealed with it already.
+    let new = match depot_store::Sealer::load(&next_path)? {
+        Some(new) => {
+            printer.message(format!("Finishing the rotation to the key in {}", next_path.display()));
+            new
+        }
+        None => depot_store::Sealer::create(&next_path)?,
+    };
+    killpoint::reached("rotate-key-created");
+    let metadata = depot_store::open_metadata(&metadata_url).context("cannot open the registry's metadata")?;
+    let resealed = metadata.reseal(&old, &new).context("nothing was re-sealed")?;
+    killpoint::reached("rotate-key-resealed");
+    // The old key is kept (for backups sealed with it) before the new one replaces it; KEY
+    // exists at every moment, holding the old key or the new.
+    let link = sibling(".old.tmp");
+    let _ = fs_err::remove_file(&link);
+    fs_err::hard_link(&key, &link)?;
+    fs_err::rename(&link, &old_path)?;
+    killpoint::reached("rotate-key-kept-old");
+    fs_err::rename(&next_path, &key)?;
+    if let Some(dir) = key.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fs_err::File::open(dir)?.sync_all()?;
+    }
+    let report = RotationReport {
+        key: key.clone(),
+        key_id: new.id().to_owned(),
+        old_key: old_path.clone(),
+        old_key_id: old.id().to_owned(),
+        resealed,
+    };
+    if printer.json {
+        printer.json(&report);
+    } else {
+        printer.data(format!(
+            "Re-sealed {} environment versions with key {} in {}",
+            report.resealed.env_versions,
+            new.id(),
+            key.display()
+        ));
+        printer.message(format!(
+            "The old key {} is in {}: it opens backups taken before now; delete it when none is needed. Start every \
+             replica with the new key.",
+            old.id(),
+            old_path.display()
+        ));
+    }
+    Ok(ExitCode::SUCCESS)
 }

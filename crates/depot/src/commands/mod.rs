@@ -64,6 +64,7 @@ pub fn run(command: Command, printer: &Printer) -> anyhow::Result<ExitCode> {
         Command::Man(args) => manual::man(args, printer),
         Command::Admin(args) => match args.command {
             crate::cli::AdminCommand::Migrate(args) => admin::migrate(args, printer),
+            crate::cli::AdminCommand::RotateKey(args) => admin::rotate_key(args, printer),
         },
     }
 }

@@ -242,3 +242,73 @@ fn environment_values_are_sealed_at_rest_and_every_read_of_them_is_recorded() {
     let shown = registry.run(&ctx, &["env", "list", "web/prod", "--show"]).success().stdout;
     assert!(shown.contains(secret), "{shown}");
 }
+
+/// `depot admin rotate-key` re-seals every value with a new key: the old key opens nothing the
+/// database holds, a registry still running on it writes nothing, one started with it is
+/// refused, and a rotation killed at any step is finished by running the command again.
+#[test]
+fn rotating_the_secrets_key_reseals_every_value_and_survives_a_kill_at_every_step() {
+    let ctx = TestContext::new();
+    let secret = "Rotated-51c0ffee-VALUE";
+    let data = ctx.path("registry-data");
+    let key = ctx.path("registry-data.secrets.key");
+    let data_arg = data.to_str().unwrap().to_owned();
+    let rotate = |kill_at: Option<&str>| {
+        let mut command = ctx.command();
+        command.args(["admin", "rotate-key", "--data", &data_arg, "--json"]);
+        if let Some(step) = kill_at {
+            command.env("DEPOT_TEST_KILL_AT", step);
+        }
+        Run::from(command.output().expect("run depot"))
+    };
+    let registry = Registry::start(&ctx, &[]);
+    registry.run(&ctx, &["push", "web", "1.0.0", &tree(&ctx, "v1", "v1")]).success();
+    registry.run(&ctx, &["pipeline", "create", "web", "--component", "web", "--stage", "prod"]).success();
+    registry.run(&ctx, &["env", "set", "web/prod", &format!("DB_PASSWORD={secret}")]).success();
+    let first = fs_err::read_to_string(&key).unwrap();
+
+    // Rotated under a running registry: it can no longer seal with its stale key.
+    let report = rotate(None).success().json();
+    assert_eq!(report["env_versions"], 1, "{report}");
+    let second = fs_err::read_to_string(&key).unwrap();
+    assert_ne!(first, second);
+    assert_eq!(fs_err::read_to_string(ctx.path("registry-data.secrets.key.old")).unwrap(), first);
+    assert_eq!(mode(&key), 0o600);
+    assert!(!ctx.path("registry-data.secrets.key.next").exists());
+    let refused = registry.run(&ctx, &["env", "set", "web/prod", "MODE=stale"]).failure();
+    assert!(refused.stderr.contains("the secrets key was rotated"), "{}", refused.stderr);
+    drop(registry);
+
+    // The old key no longer starts the registry; it names both keys.
+    let old = ctx.path("registry-data.secrets.key.old");
+    let refused = ctx
+        .run(&["serve", "--listen", "127.0.0.1:0", "--data", &data_arg, "--secrets-key", old.to_str().unwrap()])
+        .failure();
+    assert!(
+        refused.stderr.contains("is not") || refused.stderr.contains("not with the key given"),
+        "{}",
+        refused.stderr
+    );
+    let registry = Registry::start(&ctx, &[]);
+    let shown = registry.run(&ctx, &["env", "list", "web/prod", "--show"]).success().stdout;
+    assert!(shown.contains(secret), "{shown}");
+    drop(registry);
+
+    // Killed at each step, then run again: the registry opens its values with KEY at the end.
+    for step in ["rotate-key-created", "rotate-key-resealed", "rotate-key-kept-old"] {
+        let before = fs_err::read_to_string(&key).unwrap();
+        let killed = rotate(Some(step));
+        assert_eq!(killed.code, -1, "{step}: killed by its signal: {killed:?}");
+        assert_eq!(fs_err::read_to_string(&key).unwrap(), before, "{step}: KEY still holds the old key");
+        let finished = rotate(None).success().json();
+        assert_eq!(finished["already"], step != "rotate-key-created", "{step}: {finished}");
+        let after = fs_err::read_to_string(&key).unwrap();
+        assert_ne!(after, before, "{step}: rotated");
+        assert_eq!(fs_err::read_to_string(&old).unwrap(), before, "{step}: the old key kept");
+        let registry = Registry::start(&ctx, &[]);
+        let shown = registry.run(&ctx, &["env", "list", "web/prod", "--show"]).success().stdout;
+        assert!(shown.contains(secret), "{step}: {shown}");
+    }
+    let registry = Registry::start(&ctx, &[]);
+    registry.run(&ctx, &["env", "set", "web/prod", "MODE=rotated"]).success();
+}
