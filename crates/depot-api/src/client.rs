@@ -478,6 +478,30 @@ impl Client {
         self.send_json(Method::POST, &path, request)
     }
 
+    /// `GET /api/v1/components/{component}/policy`; `None` when it has none.
+    pub fn policy(&self, component: &ComponentName) -> Result<Option<crate::types::SignaturePolicy>, ClientError> {
+        match self.get_json(&["api", "v1", "components", component.as_str(), "policy"]) {
+            Err(error) if error.code() == Some(crate::ErrorCode::NotFound) => Ok(None),
+            result => result.map(Some),
+        }
+    }
+
+    /// `PUT /api/v1/components/{component}/policy`
+    pub fn set_policy(
+        &self,
+        component: &ComponentName,
+        request: &crate::types::SetPolicy,
+    ) -> Result<crate::types::SignaturePolicy, ClientError> {
+        self.send_json(Method::PUT, &["api", "v1", "components", component.as_str(), "policy"], request)
+    }
+
+    /// `DELETE /api/v1/components/{component}/policy`
+    pub fn remove_policy(&self, component: &ComponentName) -> Result<(), ClientError> {
+        let url = self.url(&["api", "v1", "components", component.as_str(), "policy"]);
+        self.send(self.http.delete(url.clone()), &url, METADATA_TIMEOUT)?;
+        Ok(())
+    }
+
     /// `GET /api/v1/blobs/{digest}/signatures`
     pub fn blob_signatures(&self, digest: &Digest) -> Result<Vec<crate::types::BlobSignatures>, ClientError> {
         self.get_json(&["api", "v1", "blobs", digest.as_str(), "signatures"])

@@ -31,6 +31,8 @@ pub enum ErrorCode {
     InUse,
     /// The rollout is not in a state that allows this (pause a rollout that is not running).
     RolloutState,
+    /// The component's signature policy requires signatures the version lacks.
+    SignatureRequired,
     DigestMismatch,
     NotAnArchive,
     TooLarge,
@@ -69,6 +71,7 @@ impl ErrorCode {
             ErrorCode::ConfigConflict => "config-conflict",
             ErrorCode::InUse => "in-use",
             ErrorCode::RolloutState => "rollout-state",
+            ErrorCode::SignatureRequired => "signature-required",
             ErrorCode::DigestMismatch => "digest-mismatch",
             ErrorCode::NotAnArchive => "not-an-archive",
             ErrorCode::TooLarge => "too-large",
@@ -108,7 +111,8 @@ impl ErrorCode {
             | ErrorCode::GateClosed
             | ErrorCode::ConfigConflict
             | ErrorCode::InUse
-            | ErrorCode::RolloutState => 409,
+            | ErrorCode::RolloutState
+            | ErrorCode::SignatureRequired => 409,
             ErrorCode::TooLarge => 413,
             ErrorCode::Internal => 500,
             ErrorCode::Unavailable => 503,

@@ -535,6 +535,8 @@ pub enum EventKind {
     Strategy,
     /// Someone read a stage's environment values (`depot env list --show`).
     EnvRead,
+    /// A component's signature policy was set or removed.
+    Policy,
 }
 
 impl EventKind {
@@ -557,6 +559,7 @@ impl EventKind {
             EventKind::Rollout => "rollout",
             EventKind::Strategy => "strategy",
             EventKind::EnvRead => "env-read",
+            EventKind::Policy => "policy",
         }
     }
 
@@ -579,6 +582,7 @@ impl EventKind {
             EventKind::Rollout,
             EventKind::Strategy,
             EventKind::EnvRead,
+            EventKind::Policy,
         ]
         .into_iter()
         .find(|kind| kind.as_str() == text)

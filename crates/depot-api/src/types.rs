@@ -79,6 +79,11 @@ pub struct PushVersion {
     /// then moves no channel. Without this such a label is refused, naming the semver meant.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub free_form: bool,
+    /// SSHSIG signatures of the version (PEM, namespace `depot`, over the text of `depot sign
+    /// --print-message`), attached with it: a component whose policy requires signatures takes a
+    /// new version only with enough of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signatures: Vec<String>,
 }
 
 /// `PUT /api/v1/components/{component}/channels/{channel}`: points a manual channel at a version.
@@ -131,6 +136,42 @@ pub struct SignatureInfo {
 pub struct AddSignature {
     /// An SSHSIG signature in PEM, namespace `depot`, over the text of `depot sign --print-message`.
     pub signature: String,
+}
+
+/// `GET|PUT /api/v1/components/{component}/policy`: the signatures a component's versions need
+/// before the registry takes them (pushed) or puts them in a configuration (set, bumped,
+/// promoted). Hosts never rely on it: they check signatures themselves (`depot agent --trust`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SignaturePolicy {
+    pub component: ComponentName,
+    /// Valid signatures needed, each by another trusted key.
+    pub require_signatures: u32,
+    /// The trusted keys, in the allowed_signers format (`principals [options] key`), as set.
+    pub allowed_signers: String,
+    /// Each trusted key: its principals and `SHA256:…` fingerprint.
+    pub keys: Vec<TrustedKey>,
+    pub updated_by: String,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TrustedKey {
+    pub principals: String,
+    pub fingerprint: String,
+}
+
+/// `PUT /api/v1/components/{component}/policy`
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct SetPolicy {
+    /// Valid signatures needed, each by another trusted key: 1 or more.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 100))]
+    pub require_signatures: u32,
+    /// The trusted keys in the allowed_signers format; at least `require_signatures` of them.
+    pub allowed_signers: String,
 }
 
 /// `GET /api/v1/blobs/{digest}/signatures`: the signatures of each version with that content.

@@ -69,6 +69,11 @@ impl Registry {
                 ));
             }
         }
+        let signatures = request
+            .signatures
+            .iter()
+            .map(|pem| crate::signatures::checked(caller, &component, &version, &request.digest, pem))
+            .collect::<Result<Vec<_>>>()?;
         let (actor, max_versions) = (caller.name.clone(), self.inner.policy.max_versions);
         let (pushed, moved) = self
             .store(move |metadata| {
@@ -78,6 +83,7 @@ impl Registry {
                     &request.digest,
                     &request.labels,
                     &request.channels,
+                    &signatures,
                     &actor,
                 )?;
                 let mut moved = added.moved;

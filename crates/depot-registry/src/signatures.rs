@@ -2,7 +2,7 @@
 //! and digest with the key they name, and read by the hosts that decide whether they trust it.
 
 use chrono::Utc;
-use depot_api::types::{BlobSignatures, SignatureInfo, VersionInfo};
+use depot_api::types::{BlobSignatures, SetPolicy, SignatureInfo, SignaturePolicy, VersionInfo};
 use depot_api::{ComponentName, Digest, VersionLabel};
 
 use crate::{Caller, Error, Need, Registry, Result};
@@ -19,27 +19,45 @@ impl Registry {
         pem: &str,
     ) -> Result<VersionInfo> {
         caller.require(Need::Operator)?;
-        let signature = depot_trust::Signature::parse(pem).map_err(|e| {
-            Error::invalid(e.to_string()).with_hint("sign with `depot sign`, or `ssh-keygen -Y sign -n depot` over the text of `depot sign --print-message`")
-        })?;
         let info = self.version(caller, component.clone(), version.clone()).await?;
-        let message = depot_trust::message(&component, &version, &info.digest);
-        if !signature.signs(&message) {
-            return Err(Error::invalid(format!(
-                "the signature by {} is not over {component} {version} with digest {}",
-                signature.fingerprint(),
-                info.digest
-            ))
-            .with_hint(format!("sign the text of `depot sign {component} {version} --print-message`")));
-        }
-        let record = SignatureInfo {
-            fingerprint: signature.fingerprint(),
-            key_type: signature.key_type(),
-            signature: signature.pem().to_owned(),
-            added_by: caller.name.clone(),
-            added_at: Utc::now(),
-        };
+        let record = checked(caller, &component, &version, &info.digest, pem)?;
         self.store(move |metadata| metadata.add_signature(&component, &version, &record)).await
+    }
+
+    /// `component`'s signature policy, if it has one.
+    pub async fn signature_policy(&self, caller: &Caller, component: ComponentName) -> Result<Option<SignaturePolicy>> {
+        caller.require(Need::Viewer)?;
+        self.store(move |metadata| metadata.policy(&component)).await
+    }
+
+    /// Sets `component`'s signature policy (admins): from now on a version of it needs
+    /// `require_signatures` valid signatures by different keys of `allowed_signers` to be pushed,
+    /// or to be brought into a configuration.
+    pub async fn set_signature_policy(
+        &self,
+        caller: &Caller,
+        component: ComponentName,
+        request: SetPolicy,
+    ) -> Result<SignaturePolicy> {
+        caller.require(Need::Admin)?;
+        let actor = caller.name.clone();
+        let set = self
+            .store(move |metadata| {
+                metadata.set_policy(&component, Some((request.require_signatures, &request.allowed_signers)), &actor)
+            })
+            .await?;
+        Ok(set.expect("the policy just set"))
+    }
+
+    /// Removes `component`'s signature policy (admins); the policy removed, if it had one.
+    pub async fn remove_signature_policy(
+        &self,
+        caller: &Caller,
+        component: ComponentName,
+    ) -> Result<Option<SignaturePolicy>> {
+        caller.require(Need::Admin)?;
+        let actor = caller.name.clone();
+        self.store(move |metadata| metadata.set_policy(&component, None, &actor)).await
     }
 
     /// The signatures of the versions whose content is `digest`, for whoever may download it
@@ -49,4 +67,35 @@ impl Registry {
         let digest = digest.clone();
         self.store(move |metadata| metadata.blob_signatures(&digest)).await
     }
+}
+
+/// The record of `pem`, once it is known to be a valid signature of `component` `version` with
+/// content `digest` by the key it names.
+pub(crate) fn checked(
+    caller: &Caller,
+    component: &ComponentName,
+    version: &VersionLabel,
+    digest: &Digest,
+    pem: &str,
+) -> Result<SignatureInfo> {
+    let signature = depot_trust::Signature::parse(pem).map_err(|e| {
+        Error::invalid(e.to_string()).with_hint(
+            "sign with `depot sign`, or `ssh-keygen -Y sign -n depot` over the text of `depot sign --print-message`",
+        )
+    })?;
+    let message = depot_trust::message(component, version, digest);
+    if !signature.signs(&message) {
+        return Err(Error::invalid(format!(
+            "the signature by {} is not over {component} {version} with digest {digest}",
+            signature.fingerprint(),
+        ))
+        .with_hint(format!("sign the text of `depot sign {component} {version} --print-message`")));
+    }
+    Ok(SignatureInfo {
+        fingerprint: signature.fingerprint(),
+        key_type: signature.key_type(),
+        signature: signature.pem().to_owned(),
+        added_by: caller.name.clone(),
+        added_at: Utc::now(),
+    })
 }

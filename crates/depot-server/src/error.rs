@@ -113,6 +113,13 @@ pub fn store_error_body(error: &StoreError) -> ErrorBody {
                 (ErrorCode::InUse, Some(format!("change or delete configuration {config} first")))
             }
             StoreError::Invalid(_) => (ErrorCode::InvalidRequest, None),
+            StoreError::Unsigned { component, version, .. } => (
+                ErrorCode::SignatureRequired,
+                Some(format!(
+                    "sign it with a key the policy trusts (`depot policy show {component}`): `depot sign {component} \
+                     {version} --key KEY`, or push with --sign KEY"
+                )),
+            ),
             StoreError::UnknownPipeline(_) => {
                 (ErrorCode::UnknownPipeline, Some("list pipelines with `depot pipeline list`".to_owned()))
             }

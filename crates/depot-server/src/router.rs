@@ -25,6 +25,10 @@ pub fn router(state: AppState) -> Router {
         .route("/components/{component}", axum::routing::delete(components::delete_component))
         .route("/components/{component}/versions", get(components::versions))
         .route(
+            "/components/{component}/policy",
+            get(components::policy).put(components::set_policy).delete(components::remove_policy),
+        )
+        .route(
             "/components/{component}/versions/{version}",
             put(components::push_version).get(components::version).delete(components::delete_version),
         )

@@ -27,6 +27,7 @@ const TABLES: &[&str] = &[
     "rollouts",
     "signatures",
     "settings",
+    "policies",
 ];
 
 /// Columns numbered by the database (an identity on PostgreSQL, AUTOINCREMENT on SQLite): the

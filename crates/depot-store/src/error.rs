@@ -54,6 +54,9 @@ pub enum StoreError {
     InUse { what: String, config: ConfigName },
     #[error("{0}")]
     Invalid(String),
+    /// The component's signature policy refused a version that lacks signatures.
+    #[error("{message}")]
+    Unsigned { component: ComponentName, version: VersionLabel, message: String },
     #[error("{config} is stage {stage} of pipeline {pipeline}: it receives versions by promotion, through its gate")]
     PromotedOnly { config: ConfigName, pipeline: PipelineName, stage: StageName },
     /// `stage` is `APP/STAGE`.

@@ -8,6 +8,7 @@ pub mod db;
 mod error;
 mod metadata;
 mod pipelines;
+mod policies;
 mod private;
 pub mod rollout;
 mod rollouts;

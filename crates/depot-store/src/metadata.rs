@@ -224,6 +224,7 @@ impl Metadata {
     /// Adds a version; the same digest again is a no-op (`created` false), another digest is
     /// refused. A stable semver version moves the component's rolling channels, and with them the
     /// configurations that track them.
+    #[allow(clippy::too_many_arguments)]
     pub fn add_version(
         &self,
         component: &ComponentName,
@@ -231,15 +232,23 @@ impl Metadata {
         digest: &Digest,
         labels: &BTreeMap<String, String>,
         build_channels: &[VersionLabel],
+        signatures: &[depot_api::types::SignatureInfo],
         creator: &str,
     ) -> Result<Added> {
         self.transaction(|tx| {
             refuse_env_component(tx, component)?;
             if let Some(existing) = find_version(tx, component, version)? {
                 if &existing.digest == digest {
-                    // Pushed again (a retried CI job): its build channels still move.
+                    // Pushed again (a retried CI job): its build channels still move, and its
+                    // signatures join the version's.
+                    for signature in signatures {
+                        crate::signatures::insert(tx, component, version, signature)?;
+                    }
                     let moved = set_build_channels(tx, component, version, build_channels, creator)?;
-                    return Ok(Added { info: existing, created: false, moved });
+                    let mut info = [find_version(tx, component, version)?.expect("the version exists")];
+                    crate::signatures::attach(tx, &mut info)?;
+                    let [info] = info;
+                    return Ok(Added { info, created: false, moved });
                 }
                 let mut statement = tx.prepare("SELECT version FROM versions WHERE component = ?1")?;
                 let labels = statement
@@ -259,7 +268,13 @@ impl Metadata {
                 return Err(StoreError::UnknownBlob(digest.clone()));
             }
             insert_version(tx, component, version, digest, labels, creator)?;
-            let info = find_version(tx, component, version)?.expect("the version was just inserted");
+            for signature in signatures {
+                crate::signatures::insert(tx, component, version, signature)?;
+            }
+            crate::policies::require_signed(tx, component, version, digest)?;
+            let mut info = [find_version(tx, component, version)?.expect("the version was just inserted")];
+            crate::signatures::attach(tx, &mut info)?;
+            let [info] = info;
             let summary = format!("pushed {component} {version} ({})", &digest.hex()[..12]);
             record_event(tx, EventKind::Push, creator, Some(component), None, None, &summary)?;
             let mut moved = update_channels(tx, component, creator, &format!("pushed {version}"))?;

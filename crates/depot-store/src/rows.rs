@@ -442,6 +442,20 @@ pub(crate) fn write_revision(
     kind: EventKind,
     actor: &str,
 ) -> Result<Config> {
+    let before: Vec<Layer> = match revision {
+        1 => Vec::new(),
+        _ => tx
+            .query_row(
+                "SELECT layers FROM config_revisions WHERE config = ?1 AND revision = ?2",
+                params![name.as_str(), revision as i64 - 1],
+                |row| row.get::<_, String>(0),
+            )
+            .optional()?
+            .map(|text| from_json(&text))
+            .transpose()?
+            .unwrap_or_default(),
+    };
+    crate::policies::require_signed_layers(tx, kind, &before, layers)?;
     let hash = config_hash(layers);
     let at = now();
     tx.execute(

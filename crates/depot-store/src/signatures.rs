@@ -19,21 +19,7 @@ impl Metadata {
     ) -> Result<VersionInfo> {
         self.transaction(|tx| {
             resolve_version(tx, component, version)?;
-            tx.execute(
-                "INSERT INTO signatures (component, version, fingerprint, key_type, signature, added_by, added_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                 ON CONFLICT (component, version, fingerprint) DO UPDATE SET key_type = excluded.key_type,
-                 signature = excluded.signature, added_by = excluded.added_by, added_at = excluded.added_at",
-                params![
-                    component.as_str(),
-                    version.as_str(),
-                    signature.fingerprint,
-                    signature.key_type,
-                    signature.signature,
-                    signature.added_by,
-                    now()
-                ],
-            )?;
+            insert(tx, component, version, signature)?;
             let mut info = [resolve_version(tx, component, version)?];
             attach(tx, &mut info)?;
             let [info] = info;
@@ -61,6 +47,31 @@ impl Metadata {
     }
 }
 
+/// Attaches `signature` to a version (replacing the one of the same key).
+pub(crate) fn insert(
+    tx: &Tx<'_>,
+    component: &ComponentName,
+    version: &VersionLabel,
+    signature: &SignatureInfo,
+) -> Result<()> {
+    tx.execute(
+        "INSERT INTO signatures (component, version, fingerprint, key_type, signature, added_by, added_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (component, version, fingerprint) DO UPDATE SET key_type = excluded.key_type,
+         signature = excluded.signature, added_by = excluded.added_by, added_at = excluded.added_at",
+        params![
+            component.as_str(),
+            version.as_str(),
+            signature.fingerprint,
+            signature.key_type,
+            signature.signature,
+            signature.added_by,
+            now()
+        ],
+    )?;
+    Ok(())
+}
+
 /// Fills in each version's signatures.
 pub(crate) fn attach(tx: &Tx<'_>, versions: &mut [VersionInfo]) -> Result<()> {
     for info in versions {
@@ -69,7 +80,7 @@ pub(crate) fn attach(tx: &Tx<'_>, versions: &mut [VersionInfo]) -> Result<()> {
     Ok(())
 }
 
-fn of_version(tx: &Tx<'_>, component: &ComponentName, version: &VersionLabel) -> Result<Vec<SignatureInfo>> {
+pub(crate) fn of_version(tx: &Tx<'_>, component: &ComponentName, version: &VersionLabel) -> Result<Vec<SignatureInfo>> {
     let mut statement = tx.prepare(
         "SELECT fingerprint, key_type, signature, added_by, added_at FROM signatures
          WHERE component = ?1 AND version = ?2 ORDER BY added_at, fingerprint",

@@ -43,20 +43,23 @@ fn layer(text: &str) -> LayerRef {
 /// Records blob `n` and pushes it as `component:label`.
 fn push(store: &Metadata, component_name: &str, label: &str, n: u8) {
     store.record_blob(&digest(n), 100 + n as u64).unwrap();
-    store.add_version(&component(component_name), &version(label), &digest(n), &BTreeMap::new(), &[], "ci").unwrap();
+    store
+        .add_version(&component(component_name), &version(label), &digest(n), &BTreeMap::new(), &[], &[], "ci")
+        .unwrap();
 }
 
 #[test]
 fn versions_are_immutable() {
     for Fresh { store, .. } in backends() {
         push(&store, "web", "1.0.0", 1);
-        let again =
-            store.add_version(&component("web"), &version("1.0.0"), &digest(1), &BTreeMap::new(), &[], "ci").unwrap();
+        let again = store
+            .add_version(&component("web"), &version("1.0.0"), &digest(1), &BTreeMap::new(), &[], &[], "ci")
+            .unwrap();
         assert!(!again.created, "the same digest again is a no-op");
         assert_eq!(again.info.digest, digest(1));
         store.record_blob(&digest(2), 5).unwrap();
         let error = store
-            .add_version(&component("web"), &version("1.0.0"), &digest(2), &BTreeMap::new(), &[], "ci")
+            .add_version(&component("web"), &version("1.0.0"), &digest(2), &BTreeMap::new(), &[], &[], "ci")
             .unwrap_err();
         assert!(matches!(error, StoreError::VersionExists { .. }), "{error}");
         // The error names the version to cut instead: the next patch of the refused version's
@@ -67,7 +70,7 @@ fn versions_are_immutable() {
         store.record_blob(&digest(5), 5).unwrap();
         let hint = |label: &str| {
             let error = store
-                .add_version(&component("web"), &version(label), &digest(5), &BTreeMap::new(), &[], "ci")
+                .add_version(&component("web"), &version(label), &digest(5), &BTreeMap::new(), &[], &[], "ci")
                 .unwrap_err();
             match error {
                 StoreError::VersionExists { next, .. } => next.unwrap(),
@@ -78,7 +81,7 @@ fn versions_are_immutable() {
         assert_eq!(hint("1.9.0"), "1.9.1");
         assert_eq!(hint("1.11.0-rc.1"), "1.11.0-rc.2");
         let unknown = store
-            .add_version(&component("web"), &version("2.0.0"), &digest(9), &BTreeMap::new(), &[], "ci")
+            .add_version(&component("web"), &version("2.0.0"), &digest(9), &BTreeMap::new(), &[], &[], "ci")
             .unwrap_err();
         assert!(matches!(unknown, StoreError::UnknownBlob(_)));
     }
@@ -89,7 +92,7 @@ fn versions_keep_labels_creator_and_their_order() {
     for Fresh { store, .. } in backends() {
         store.record_blob(&digest(1), 10).unwrap();
         let labels = BTreeMap::from([("git_sha".to_owned(), "abc123".to_owned())]);
-        store.add_version(&component("web"), &version("b"), &digest(1), &labels, &[], "alice").unwrap();
+        store.add_version(&component("web"), &version("b"), &digest(1), &labels, &[], &[], "alice").unwrap();
         push(&store, "web", "a", 2);
         let versions = store.versions(&component("web")).unwrap();
         assert_eq!(versions.iter().map(|v| v.version.as_str()).collect::<Vec<_>>(), ["b", "a"], "push order");
@@ -355,8 +358,9 @@ fn channels_follow_stable_pushes_and_tracking_configurations_follow_them() {
 
         // A stable push moves the channels, and the configurations tracking them.
         store.record_blob(&digest(2), 5).unwrap();
-        let added =
-            store.add_version(&component("web"), &version("1.4.1"), &digest(2), &BTreeMap::new(), &[], "ci").unwrap();
+        let added = store
+            .add_version(&component("web"), &version("1.4.1"), &digest(2), &BTreeMap::new(), &[], &[], "ci")
+            .unwrap();
         let moved: Vec<&str> = added.moved.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(moved, ["minor", "prod"]);
         assert_eq!(layer_of(&store, "prod"), (2, "1.4.1".into(), Some("latest".into())));
@@ -480,18 +484,20 @@ fn build_and_manual_channels_are_kept_apart_from_the_rolling_ones() {
         store.record_blob(&digest(2), 5).unwrap();
         let edge = [version("edge"), version("sha-3f9c2e1")];
         store
-            .add_version(&component("web"), &version("1.1.0-dev.1"), &digest(2), &BTreeMap::new(), &edge, "ci")
+            .add_version(&component("web"), &version("1.1.0-dev.1"), &digest(2), &BTreeMap::new(), &edge, &[], "ci")
             .unwrap();
         // The same push again (a retried job) moves its build channels all the same.
         store.record_blob(&digest(7), 5).unwrap();
-        store.add_version(&component("web"), &version("1.1.0-dev.2"), &digest(7), &BTreeMap::new(), &[], "ci").unwrap();
+        store
+            .add_version(&component("web"), &version("1.1.0-dev.2"), &digest(7), &BTreeMap::new(), &[], &[], "ci")
+            .unwrap();
         let again = [version("edge")];
         store
-            .add_version(&component("web"), &version("1.1.0-dev.2"), &digest(7), &BTreeMap::new(), &again, "ci")
+            .add_version(&component("web"), &version("1.1.0-dev.2"), &digest(7), &BTreeMap::new(), &again, &[], "ci")
             .unwrap();
         assert_eq!(channel_map(&store, "web")["edge"], "1.1.0-dev.2");
         store
-            .add_version(&component("web"), &version("1.1.0-dev.1"), &digest(2), &BTreeMap::new(), &edge, "ci")
+            .add_version(&component("web"), &version("1.1.0-dev.1"), &digest(2), &BTreeMap::new(), &edge, &[], "ci")
             .unwrap();
         let channels = store.channels(&component("web")).unwrap();
         let kinds: BTreeMap<String, (String, String)> = channels
@@ -783,7 +789,7 @@ fn migrations_are_recorded_and_a_newer_schema_is_refused() {
     Metadata::open_sqlite(&path).unwrap();
     let connection = rusqlite::Connection::open(&path).unwrap();
     let versions: i64 = connection.query_row("SELECT COUNT(*) FROM schema_migrations", [], |row| row.get(0)).unwrap();
-    assert_eq!(versions, 4);
+    assert_eq!(versions, 6);
     connection.execute("INSERT INTO schema_migrations VALUES (999, 'later')", []).unwrap();
     let error = Metadata::open_sqlite(&path).err().expect("a newer schema is refused").to_string();
     assert!(error.contains("schema version 999, newer than this depot knows"), "{error}");
@@ -793,7 +799,7 @@ fn migrations_are_recorded_and_a_newer_schema_is_refused() {
     Metadata::open_postgres(&url).unwrap();
     let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
     let versions: i64 = client.query_one("SELECT COUNT(*) FROM schema_migrations", &[]).unwrap().get(0);
-    assert_eq!(versions, 4);
+    assert_eq!(versions, 6);
     client.batch_execute("INSERT INTO schema_migrations VALUES (999, 'later')").unwrap();
     let error = Metadata::open_postgres(&url).err().expect("a newer schema is refused").to_string();
     assert!(error.contains("schema version 999, newer than this depot knows"), "{error}");
@@ -1080,5 +1086,73 @@ fn rotating_the_secrets_key_reseals_everything_and_refuses_the_old_key() {
         // The old key opens nothing any more.
         let error = rotating.reseal(&old, &Sealer::generate().0).unwrap_err();
         assert!(error.to_string().contains("not with the key given"), "{error}");
+    }
+}
+
+/// A signature of `component` `label` (content `digest(n)`) by the ed25519 key of `seed`, as the
+/// registry records it once checked.
+fn signed(seed: u8, component_name: &str, label: &str, n: u8) -> depot_api::types::SignatureInfo {
+    let key = ssh_key::PrivateKey::from(ssh_key::private::Ed25519Keypair::from_seed(&[seed; 32]));
+    let message = depot_trust::message(&component(component_name), &version(label), &digest(n));
+    let signature = depot_trust::sign(&key, &message).unwrap();
+    depot_api::types::SignatureInfo {
+        fingerprint: signature.fingerprint(),
+        key_type: signature.key_type(),
+        signature: signature.pem().to_owned(),
+        added_by: "ci".to_owned(),
+        added_at: chrono::Utc::now(),
+    }
+}
+
+fn allowed_signer(seed: u8, name: &str) -> String {
+    let key = ssh_key::PrivateKey::from(ssh_key::private::Ed25519Keypair::from_seed(&[seed; 32]));
+    format!("{name} {}", key.public_key().to_openssh().unwrap())
+}
+
+#[test]
+fn a_signature_policy_holds_pushes_and_promotions_but_not_channels_stepping_back() {
+    use depot_api::pipeline::Promote;
+    use depot_api::{PipelineName, StageName};
+    for Fresh { store, .. } in backends() {
+        push(&store, "api", "1.0.0", 1);
+        store.create_pipeline(&pipeline_request("shop", &["api"], &["dev", "prod"]), "ci").unwrap();
+        let (shop, prod) = (PipelineName::parse("shop").unwrap(), StageName::parse("prod").unwrap());
+        let promote = Promote { to: prod.clone(), from: None, components: Vec::new(), force: false };
+        let policy = allowed_signer(1, "alice");
+        store.set_policy(&component("api"), Some((1, &policy)), "admin").unwrap();
+
+        // Pushed: unsigned or signed by a stranger, refused whole; signed by alice, taken.
+        store.record_blob(&digest(2), 10).unwrap();
+        let add = |signatures: &[depot_api::types::SignatureInfo]| {
+            store.add_version(&component("api"), &version("1.1.0"), &digest(2), &BTreeMap::new(), &[], signatures, "ci")
+        };
+        for signatures in [vec![], vec![signed(9, "api", "1.1.0", 2)], vec![signed(1, "api", "1.0.0", 2)]] {
+            let error = add(&signatures).unwrap_err();
+            assert!(matches!(error, StoreError::Unsigned { .. }), "{error}");
+            assert_eq!(store.versions(&component("api")).unwrap().len(), 1, "nothing half-made");
+        }
+        let added = add(&[signed(1, "api", "1.1.0", 2)]).unwrap();
+        assert_eq!(added.info.signatures.len(), 1);
+        assert_eq!(store.config(&config("shop-dev")).unwrap().layers[0].version, version("1.1.0"), "dev follows");
+        store.promote(&shop, &promote, "ci").unwrap();
+        assert_eq!(store.config(&config("shop-prod")).unwrap().layers[0].version, version("1.1.0"));
+
+        // An unsigned version pushed while no policy held reaches dev by its channel, but is
+        // not promoted once the policy is back.
+        store.set_policy(&component("api"), None, "admin").unwrap();
+        push(&store, "api", "1.2.0", 3);
+        store.set_policy(&component("api"), Some((1, &policy)), "admin").unwrap();
+        assert_eq!(store.config(&config("shop-dev")).unwrap().layers[0].version, version("1.2.0"));
+        let error = store.promote(&shop, &promote, "ci").unwrap_err();
+        assert!(error.to_string().contains("api 1.2.0 has 0 valid signature(s)"), "{error}");
+        assert_eq!(store.config(&config("shop-prod")).unwrap().layers[0].version, version("1.1.0"));
+        // Going back is never held: a deprecation steps the channel back onto unsigned 1.0.0.
+        store.set_policy(&component("api"), None, "admin").unwrap();
+        push(&store, "api", "1.3.0", 4);
+        store.set_policy(&component("api"), Some((1, &policy)), "admin").unwrap();
+        for label in ["1.3.0", "1.2.0", "1.1.0"] {
+            store.deprecate(&component("api"), &version(label), "bad", None, "ci", false).unwrap();
+        }
+        assert_eq!(store.config(&config("shop-dev")).unwrap().layers[0].version, version("1.0.0"));
     }
 }

@@ -30,6 +30,11 @@ pub struct Signer {
 }
 
 impl Signer {
+    /// The key's `SHA256:…` fingerprint.
+    pub fn fingerprint(&self) -> String {
+        self.key.fingerprint(ssh_key::HashAlg::Sha256).to_string()
+    }
+
     /// Whether the key may sign in `namespace` at `now`; why not otherwise.
     pub fn allows(&self, namespace: &str, now: DateTime<Utc>) -> Result<(), String> {
         if let Some(namespaces) = &self.namespaces
@@ -77,6 +82,11 @@ impl AllowedSigners {
 
     pub fn is_empty(&self) -> bool {
         self.signers.is_empty()
+    }
+
+    /// Every line, in the file's order.
+    pub fn signers(&self) -> &[Signer] {
+        &self.signers
     }
 }
 

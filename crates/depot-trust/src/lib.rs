@@ -177,37 +177,47 @@ impl Trust {
         if signatures.is_empty() {
             return Err("it has no signature".to_owned());
         }
-        let mut reasons = Vec::new();
-        for text in signatures {
-            let signature = match Signature::parse(text) {
-                Ok(signature) => signature,
-                Err(error) => {
-                    reasons.push(error.to_string());
-                    continue;
-                }
-            };
-            let fingerprint = signature.fingerprint();
-            let key = signature.sig.public_key();
-            if self.revoked.iter().any(|revoked| revoked.key_data() == key) {
-                reasons.push(format!("{fingerprint} is revoked"));
-                continue;
-            }
-            let signers: Vec<&Signer> = self.signers.for_key(key).collect();
-            if signers.is_empty() {
-                reasons.push(format!("{fingerprint} is not a trusted key"));
-                continue;
-            }
-            if !signature.signs(message) {
-                reasons.push(format!("{fingerprint}'s signature is not over this component, version and digest"));
-                continue;
-            }
-            if let Some(signer) = signers.iter().find(|s| s.allows(NAMESPACE, now).is_ok()) {
-                return Ok(Verified { signer: signer.principals.clone(), fingerprint });
-            }
-            let why: Vec<String> = signers.iter().filter_map(|s| s.allows(NAMESPACE, now).err()).collect();
-            reasons.push(format!("{fingerprint}: {}", why.join(", ")));
+        let (mut verified, reasons) = self.verify_all(message, signatures, now);
+        match verified.is_empty() {
+            false => Ok(verified.swap_remove(0)),
+            true => Err(reasons.join("; ")),
         }
-        Err(reasons.join("; "))
+    }
+
+    /// Every one of `signatures` that a trusted key, not revoked and valid at `now`, made over
+    /// `message`, one per key (a key counts once however often it signed), and why each other
+    /// signature does not count.
+    pub fn verify_all(&self, message: &str, signatures: &[String], now: DateTime<Utc>) -> (Vec<Verified>, Vec<String>) {
+        let (mut verified, mut reasons): (Vec<Verified>, Vec<String>) = (Vec::new(), Vec::new());
+        for text in signatures {
+            match self.check(message, text, now) {
+                Ok(found) if verified.iter().any(|v| v.fingerprint == found.fingerprint) => {}
+                Ok(found) => verified.push(found),
+                Err(reason) => reasons.push(reason),
+            }
+        }
+        (verified, reasons)
+    }
+
+    fn check(&self, message: &str, text: &str, now: DateTime<Utc>) -> Result<Verified, String> {
+        let signature = Signature::parse(text).map_err(|e| e.to_string())?;
+        let fingerprint = signature.fingerprint();
+        let key = signature.sig.public_key();
+        if self.revoked.iter().any(|revoked| revoked.key_data() == key) {
+            return Err(format!("{fingerprint} is revoked"));
+        }
+        let signers: Vec<&Signer> = self.signers.for_key(key).collect();
+        if signers.is_empty() {
+            return Err(format!("{fingerprint} is not a trusted key"));
+        }
+        if !signature.signs(message) {
+            return Err(format!("{fingerprint}'s signature is not over this component, version and digest"));
+        }
+        if let Some(signer) = signers.iter().find(|s| s.allows(NAMESPACE, now).is_ok()) {
+            return Ok(Verified { signer: signer.principals.clone(), fingerprint });
+        }
+        let why: Vec<String> = signers.iter().filter_map(|s| s.allows(NAMESPACE, now).err()).collect();
+        Err(format!("{fingerprint}: {}", why.join(", ")))
     }
 }
 

@@ -45,6 +45,7 @@ pub enum Command {
     Serve(ServeArgs),
     Push(PushArgs),
     Sign(SignArgs),
+    Policy(PolicyArgs),
     Components(ComponentsArgs),
     Versions(VersionsArgs),
     ShowVersion(ShowVersionArgs),
@@ -383,6 +384,10 @@ fn parse_version(text: &str) -> Result<VersionLabel, String> {
     VersionLabel::parse(text).map_err(|e| e.to_string())
 }
 
+fn parse_digest(text: &str) -> Result<depot_api::Digest, String> {
+    depot_api::Digest::parse(text.trim()).map_err(|e| e.to_string())
+}
+
 fn parse_duration(text: &str) -> Result<Duration, String> {
     depot_release::config::parse_duration(text)
 }
@@ -568,9 +573,16 @@ pub struct PushArgs {
     pub free_form: bool,
 
     /// Sign the version with this SSH key (see `depot sign`): an unencrypted OpenSSH private
-    /// key, or a public key (.pub) whose private half ssh-agent holds.
+    /// key, or a public key (.pub) whose private half ssh-agent holds. Repeat for several
+    /// keys. The signatures go with the version, so a component whose policy requires them
+    /// (`depot policy`) takes it.
     #[arg(long, value_name = "KEY")]
-    pub sign: Option<PathBuf>,
+    pub sign: Vec<PathBuf>,
+
+    /// Attach this signature made beforehand (`ssh-keygen -Y sign -n depot` over the text of
+    /// `depot sign COMPONENT VERSION --digest DIGEST --print-message`). Repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub signature: Vec<PathBuf>,
 
     #[command(flatten)]
     pub registry: RegistryArgs,
@@ -605,6 +617,69 @@ pub struct SignArgs {
     /// Print the text a signature of this version covers, and attach nothing.
     #[arg(long, conflicts_with_all = ["key", "signature"])]
     pub print_message: bool,
+
+    /// With --print-message: the content's digest (`sha256:…`, as `depot pack` prints it), so
+    /// that the text is printed without asking a registry, to sign a version before it is
+    /// pushed.
+    #[arg(long, requires = "print_message", value_parser = parse_digest)]
+    pub digest: Option<depot_api::Digest>,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// A component's signature policy: the signatures its versions need before the registry takes
+/// them.
+///
+/// With a policy, a new version of the component is refused unless it comes with N valid
+/// signatures by different keys of the policy's allowed_signers file, and so is any
+/// configuration write (create, set, bump, promotion) that brings in a version without them
+/// under the policy as it stands. Rollbacks, and channels that step back when a version is
+/// deprecated, are never held. This protects the registry from a stolen operator token; hosts
+/// do not rely on it and check signatures themselves (`depot agent --trust`).
+#[derive(Debug, Args)]
+pub struct PolicyArgs {
+    #[command(subcommand)]
+    pub command: PolicyCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    Set(PolicySetArgs),
+    Show(PolicyShowArgs),
+    Unset(PolicyShowArgs),
+}
+
+/// Require signatures on a component's versions (admin).
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  depot policy set web --require-signatures 1 --trusted /etc/depot/allowed_signers
+  depot policy set web --require-signatures 2 --trusted release-team.allowed_signers
+  depot push web 1.4.2 ./dist --sign ~/.ssh/id_ed25519 --signature release-manager.sig")]
+pub struct PolicySetArgs {
+    pub component: ComponentName,
+
+    /// Valid signatures each version needs, each by another trusted key.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub require_signatures: u32,
+
+    /// The trusted keys: an allowed_signers file (`principals [options] key`, as git and
+    /// `ssh-keygen -Y verify` read), with at least N keys.
+    #[arg(long, value_name = "FILE")]
+    pub trusted: PathBuf,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// Show a component's signature policy (`policy show`), or remove it (`policy unset`, admin).
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  depot policy show web
+  depot policy show web --json
+  depot policy unset web")]
+pub struct PolicyShowArgs {
+    pub component: ComponentName,
 
     #[command(flatten)]
     pub registry: RegistryArgs,

@@ -148,3 +148,40 @@ pub async fn add_signature(
     let (component, version) = (ComponentName::parse(&component)?, VersionLabel::parse(&version)?);
     Ok(Json(state.registry.add_signature(&caller, component, version, &request.signature).await?))
 }
+
+/// `GET …/policy`: the component's signature policy; 404 when it has none.
+#[utoipa::path(get, path = "/api/v1/components/{component}/policy", tag = "components", params(("component" = depot_api::ComponentName, Path)), responses((status = 200, body = depot_api::types::SignaturePolicy), (status = 404, description = "the component has no signature policy", body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
+pub async fn policy(
+    Viewer(caller): Viewer,
+    State(state): State<AppState>,
+    Path(component): Path<String>,
+) -> Result<Json<depot_api::types::SignaturePolicy>, ApiError> {
+    let component = ComponentName::parse(&component)?;
+    match state.registry.signature_policy(&caller, component.clone()).await? {
+        Some(policy) => Ok(Json(policy)),
+        None => Err(ApiError::new(depot_api::ErrorCode::NotFound, format!("{component} has no signature policy"))),
+    }
+}
+
+/// `PUT …/policy` (admin): the signatures each new version of the component needs, and the keys
+/// that count, in the allowed_signers format.
+#[utoipa::path(put, path = "/api/v1/components/{component}/policy", tag = "components", params(("component" = depot_api::ComponentName, Path)), request_body = depot_api::types::SetPolicy, responses((status = 200, body = depot_api::types::SignaturePolicy), (status = 400, description = "not allowed_signers text, or fewer keys than signatures required", body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
+pub async fn set_policy(
+    Admin(caller): Admin,
+    State(state): State<AppState>,
+    Path(component): Path<String>,
+    Json(request): Json<depot_api::types::SetPolicy>,
+) -> Result<Json<depot_api::types::SignaturePolicy>, ApiError> {
+    Ok(Json(state.registry.set_signature_policy(&caller, ComponentName::parse(&component)?, request).await?))
+}
+
+/// `DELETE …/policy` (admin): versions of the component need no signature any more.
+#[utoipa::path(delete, path = "/api/v1/components/{component}/policy", tag = "components", params(("component" = depot_api::ComponentName, Path)), responses((status = 204, description = "removed, or there was none"), (status = 400, body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
+pub async fn remove_policy(
+    Admin(caller): Admin,
+    State(state): State<AppState>,
+    Path(component): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.registry.remove_signature_policy(&caller, ComponentName::parse(&component)?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -20,6 +20,7 @@ const MIGRATIONS: &[Migration] = &[
     Migration { version: 3, sqlite: SQLITE_3, postgres: POSTGRES_3 },
     Migration { version: 4, sqlite: SQLITE_4, postgres: POSTGRES_4 },
     Migration { version: 5, sqlite: SQLITE_5, postgres: POSTGRES_5 },
+    Migration { version: 6, sqlite: SQLITE_6, postgres: POSTGRES_6 },
 ];
 
 /// Brings the database to the newest schema this depot knows.
@@ -409,3 +410,24 @@ const SQLITE_5: &str = "CREATE TABLE settings (name TEXT PRIMARY KEY, value TEXT
 
 const POSTGRES_5: &str =
     r#"CREATE TABLE settings (name TEXT COLLATE "C" PRIMARY KEY, value TEXT COLLATE "C" NOT NULL);"#;
+
+/// Signature policies: the signatures a component's versions need, and the keys that count.
+const SQLITE_6: &str = "
+CREATE TABLE policies (
+    component TEXT PRIMARY KEY,
+    require_signatures INTEGER NOT NULL,
+    allowed_signers TEXT NOT NULL,
+    updated_by TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+";
+
+const POSTGRES_6: &str = r#"
+CREATE TABLE policies (
+    component TEXT COLLATE "C" PRIMARY KEY,
+    require_signatures BIGINT NOT NULL,
+    allowed_signers TEXT COLLATE "C" NOT NULL,
+    updated_by TEXT COLLATE "C" NOT NULL,
+    updated_at TEXT COLLATE "C" NOT NULL
+);
+"#;

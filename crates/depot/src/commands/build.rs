@@ -76,6 +76,7 @@ pub fn run(args: BuildArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
                 labels: BTreeMap::new(),
                 channels: Vec::new(),
                 free_form: false,
+                signatures: Vec::new(),
             };
             Some(super::registry::push::register(client, component, &version, &request, &packed.path, printer)?)
         }

@@ -25,6 +25,14 @@ fn keygen(ctx: &TestContext, name: &str) -> PathBuf {
     path
 }
 
+/// `ssh-keygen -Y sign -n depot -f KEY FILE`, OpenSSH's own signature of FILE: `FILE.sig`.
+fn ssh_keygen_sign(key: &Path, file: &Path) -> PathBuf {
+    let sign =
+        Command::new("ssh-keygen").args(["-q", "-Y", "sign", "-n", "depot", "-f"]).arg(key).arg(file).output().unwrap();
+    assert!(sign.status.success(), "{}", String::from_utf8_lossy(&sign.stderr));
+    PathBuf::from(format!("{}.sig", file.display()))
+}
+
 fn public(key: &Path) -> String {
     fs_err::read_to_string(key.with_extension("pub")).unwrap().trim().to_owned()
 }
@@ -106,13 +114,7 @@ fn signatures_made_by_depot_verify_with_ssh_keygen_and_the_other_way_round() {
     registry.run(&ctx, &["push", "web", "1.1.0", &tree(&ctx, "v2", "two")]).success();
     let message = registry.run(&ctx, &["sign", "web", "1.1.0", "--print-message"]).success().stdout;
     fs_err::write(ctx.path("m2"), &message).unwrap();
-    let sign = Command::new("ssh-keygen")
-        .args(["-q", "-Y", "sign", "-n", "depot", "-f"])
-        .arg(&bob)
-        .arg(ctx.path("m2"))
-        .output()
-        .unwrap();
-    assert!(sign.status.success(), "{}", String::from_utf8_lossy(&sign.stderr));
+    ssh_keygen_sign(&bob, &ctx.path("m2"));
     let sig = ctx.path("m2.sig");
     registry.run(&ctx, &["sign", "web", "1.1.0", "--signature", sig.to_str().unwrap()]).success();
     // The same signature on another version is refused by the registry.
@@ -252,13 +254,7 @@ fn a_local_deploy_with_trust_takes_only_a_signed_archive() {
     };
     let (good, evil) = (tar("good", "good"), tar("evil", "evil"));
     fs_err::write(ctx.path("msg"), message("app", "1.0.0", &good)).unwrap();
-    let sign = Command::new("ssh-keygen")
-        .args(["-q", "-Y", "sign", "-n", "depot", "-f"])
-        .arg(&key)
-        .arg(ctx.path("msg"))
-        .output()
-        .unwrap();
-    assert!(sign.status.success(), "{}", String::from_utf8_lossy(&sign.stderr));
+    ssh_keygen_sign(&key, &ctx.path("msg"));
     let root = ctx.path("root");
     let deploy = |archive: &Path, component: &str| {
         ctx.run(&[
@@ -402,4 +398,93 @@ fn a_running_agent_reads_its_trust_file_again_on_retry() {
     );
     assert_eq!(fs_err::read_to_string(root.join("releases/current/app.txt")).unwrap(), "by bob");
     assert!(agent.log().contains("is signed by bob@example.com"), "{}", agent.log());
+}
+
+/// `depot policy set` makes the registry refuse versions, and configuration writes that bring
+/// one in, without N valid signatures by different trusted keys; going back is never held.
+#[test]
+fn a_signature_policy_refuses_versions_and_writes_without_enough_trusted_signatures() {
+    let ctx = TestContext::new();
+    let registry = Registry::start(&ctx, &[]);
+    let (alice, bob, carol) = (keygen(&ctx, "alice"), keygen(&ctx, "bob"), keygen(&ctx, "carol"));
+    let key = |path: &PathBuf| path.to_str().unwrap().to_owned();
+    // Before the policy: an unsigned version, in a configuration.
+    registry.run(&ctx, &["push", "web", "0.9.0", &tree(&ctx, "v0", "zero")]).success();
+    registry.run(&ctx, &["config", "create", "site", "--layer", "web:0.9.0"]).success();
+    registry
+        .run(&ctx, &["pipeline", "create", "web", "--component", "web", "--stage", "dev", "--stage", "prod"])
+        .success();
+
+    let trusted = private_file(
+        &ctx,
+        "team.allowed_signers",
+        &[format!("alice@example.com {}", public(&alice)), format!("bob@example.com {}", public(&bob))],
+    );
+    let operator = registry.run(&ctx, &["token", "create", "ci", "--role", "operator"]).success().stdout;
+    let set = ["policy", "set", "web", "--require-signatures", "2", "--trusted", trusted.to_str().unwrap()];
+    let refused = registry.run_as(&ctx, operator.trim(), &set).failure();
+    assert!(refused.stderr.contains("forbidden") || refused.stderr.contains("role"), "{}", refused.stderr);
+    let too_many = ["policy", "set", "web", "--require-signatures", "3", "--trusted", trusted.to_str().unwrap()];
+    let refused = registry.run(&ctx, &too_many).failure();
+    assert!(refused.stderr.contains("as many trusted keys (2 given)"), "{}", refused.stderr);
+    registry.run(&ctx, &set).success();
+    let shown = registry.run(&ctx, &["policy", "show", "web", "--json"]).success().json();
+    assert_eq!(shown["require_signatures"], 2);
+    assert_eq!(shown["keys"].as_array().unwrap().len(), 2, "{shown}");
+
+    // Refused, with nothing created: unsigned; one key; one key twice; a stranger's key.
+    let v1 = tree(&ctx, "v1", "one");
+    for (signers, why) in [
+        (vec![], "has 0 valid signature(s) from keys its policy trusts, of the 2 it requires"),
+        (vec![key(&alice)], "has 1 valid signature(s) (by alice@example.com)"),
+        (vec![key(&alice), key(&alice)], "has 1 valid signature(s) (by alice@example.com)"),
+        (vec![key(&alice), key(&carol)], "is not a trusted key"),
+    ] {
+        let mut args = vec!["push", "web", "1.0.0", v1.as_str()];
+        for signer in &signers {
+            args.extend(["--sign", signer.as_str()]);
+        }
+        let refused = registry.run(&ctx, &args).failure();
+        assert!(refused.stderr.contains(why), "{signers:?}: {}", refused.stderr);
+        assert!(refused.stderr.contains("depot policy show web"), "the hint: {}", refused.stderr);
+    }
+    let versions = registry.run(&ctx, &["versions", "web", "--json"]).success().json();
+    assert_eq!(versions.as_array().unwrap().len(), 1, "only 0.9.0: {versions}");
+
+    // Bob signs beforehand with OpenSSH, over the text depot prints without asking the registry.
+    let archive = ctx.path("web.tar.zst");
+    let archive = archive.to_str().unwrap();
+    let packed = registry.run(&ctx, &["pack", v1.as_str(), "--version", "1.0.0", "-o", archive]);
+    let digest = packed.success().stdout.split_whitespace().next().unwrap().to_owned();
+    let message = ctx.run(&["sign", "web", "1.0.0", "--digest", &digest, "--print-message"]).success().stdout;
+    fs_err::write(ctx.path("bob.msg"), &message).unwrap();
+    ssh_keygen_sign(&bob, &ctx.path("bob.msg"));
+    let bob_sig = ctx.path("bob.msg.sig");
+    let pushed = registry
+        .run(&ctx, &["push", "web", "1.0.0", archive, "--sign", &key(&alice), "--signature", bob_sig.to_str().unwrap()])
+        .success();
+    assert!(pushed.stderr.contains("Pushed web 1.0.0"), "{}", pushed.stderr);
+
+    // Configuration writes: a signed version comes in; an unsigned one does not, by set or
+    // create; a rollback to it is not held.
+    registry.run(&ctx, &["config", "set", "site", "web:1.0.0"]).success();
+    let refused = registry.run(&ctx, &["config", "set", "site", "web:0.9.0"]).failure();
+    assert!(refused.stderr.contains("web 0.9.0 has 0 valid signature(s)"), "{}", refused.stderr);
+    let refused = registry.run(&ctx, &["config", "create", "other", "--layer", "web:0.9.0"]).failure();
+    assert!(refused.stderr.contains("signature"), "{}", refused.stderr);
+    registry.run(&ctx, &["config", "rollback", "site"]).success();
+    let site = registry.run(&ctx, &["config", "show", "site", "--json"]).success().json();
+    assert_eq!(site["layers"][0]["version"], "0.9.0", "rolled back: {site}");
+
+    // A promotion of a signed version passes.
+    registry.run(&ctx, &["promote", "web", "--to", "prod"]).success();
+    let prod = registry.run(&ctx, &["config", "show", "web-prod", "--json"]).success().json();
+    assert_eq!(prod["layers"][0]["version"], "1.0.0", "{prod}");
+
+    let history = registry.run(&ctx, &["history", "web"]).success().stdout;
+    assert!(history.contains("policy of web: 2 signature(s) required, from 2 trusted key(s)"), "{history}");
+    registry.run(&ctx, &["policy", "unset", "web"]).success();
+    registry.run(&ctx, &["push", "web", "1.1.0", &tree(&ctx, "v2", "two")]).success();
+    let shown = registry.run(&ctx, &["policy", "show", "web"]).success().stdout;
+    assert!(shown.contains("no signature policy"), "{shown}");
 }

@@ -64,12 +64,17 @@ pub fn run(args: PushArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
         Some(_) => build_channels(args.git_sha.as_deref(), printer)?,
         None => Vec::new(),
     };
-    let request = PushVersion { digest: digest.clone(), labels, channels, free_form: args.free_form };
-    let mut info = register(&client, &args.component, &args.version, &request, &archive, printer)?;
-    if let Some(key) = &args.sign {
-        info = super::sign::sign(&client, &info, key, printer)?;
+    let signatures = super::sign::signatures(&args.component, &args.version, &digest, &args.sign, &args.signature)?;
+    let request = PushVersion { digest: digest.clone(), labels, channels, free_form: args.free_form, signatures };
+    let info = &register(&client, &args.component, &args.version, &request, &archive, printer)?;
+    if !request.signatures.is_empty() {
+        printer.message(format!(
+            "Signed {} {} with {}",
+            info.component,
+            info.version,
+            info.signatures.iter().map(|s| s.fingerprint.as_str()).collect::<Vec<_>>().join(", ")
+        ));
     }
-    let info = &info;
     if printer.json {
         printer.json(info);
     } else {

@@ -7,10 +7,15 @@ use anyhow::Context;
 use depot_api::client::Client;
 use depot_api::types::{AddSignature, VersionInfo};
 
-use crate::cli::{ShowVersionArgs, SignArgs};
+use crate::cli::{PolicyCommand, ShowVersionArgs, SignArgs};
 use crate::printer::Printer;
 
 pub fn run(args: SignArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
+    if let Some(digest) = &args.digest {
+        // Before the version exists: the text is known from its name and content alone.
+        print!("{}", depot_trust::message(&args.component, &args.version, digest));
+        return Ok(ExitCode::SUCCESS);
+    }
     let client = super::connect(&args.registry)?;
     let info = client.version(&args.component, &args.version)?;
     if args.print_message {
@@ -38,6 +43,28 @@ pub fn run(args: SignArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
         printer.json(&info);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The signatures a push sends with a version: made now with each of `keys`, and read from each
+/// of `files` (made beforehand over the same text).
+pub(crate) fn signatures(
+    component: &depot_api::ComponentName,
+    version: &depot_api::VersionLabel,
+    digest: &depot_api::Digest,
+    keys: &[std::path::PathBuf],
+    files: &[std::path::PathBuf],
+) -> anyhow::Result<Vec<String>> {
+    let message = depot_trust::message(component, version, digest);
+    let mut signatures = Vec::new();
+    for key in keys {
+        let signature = depot_trust::sign_with(key, &message)
+            .with_context(|| format!("cannot sign {component} {version} with {}", key.display()))?;
+        signatures.push(signature.pem().to_owned());
+    }
+    for file in files {
+        signatures.push(fs_err::read_to_string(file)?);
+    }
+    Ok(signatures)
 }
 
 /// Signs `info` with `key` and attaches the signature; the version with all its signatures.
@@ -90,4 +117,50 @@ pub fn show(args: ShowVersionArgs, printer: &Printer) -> anyhow::Result<ExitCode
         ));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `depot policy set|show|unset`.
+pub fn policy(command: PolicyCommand, printer: &Printer) -> anyhow::Result<ExitCode> {
+    match command {
+        PolicyCommand::Set(args) => {
+            let client = super::connect(&args.registry)?;
+            let allowed_signers = fs_err::read_to_string(&args.trusted)?;
+            let request = depot_api::types::SetPolicy { require_signatures: args.require_signatures, allowed_signers };
+            let policy = client.set_policy(&args.component, &request)?;
+            printer.message(format!(
+                "{} now requires {} signature(s) from {} trusted key(s) on each new version",
+                policy.component,
+                policy.require_signatures,
+                policy.keys.len()
+            ));
+            show_policy(&policy, printer);
+        }
+        PolicyCommand::Show(args) => {
+            let client = super::connect(&args.registry)?;
+            match client.policy(&args.component)? {
+                Some(policy) => show_policy(&policy, printer),
+                None if printer.json => printer.json(&serde_json::Value::Null),
+                None => printer.data(format!("{} has no signature policy: versions need no signature", args.component)),
+            }
+        }
+        PolicyCommand::Unset(args) => {
+            let client = super::connect(&args.registry)?;
+            client.remove_policy(&args.component)?;
+            printer.message(format!("{} has no signature policy now: versions need no signature", args.component));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn show_policy(policy: &depot_api::types::SignaturePolicy, printer: &Printer) {
+    if printer.json {
+        printer.json(policy);
+        return;
+    }
+    printer.data(format!("component:          {}", policy.component));
+    printer.data(format!("require signatures: {}", policy.require_signatures));
+    for key in &policy.keys {
+        printer.data(format!("trusted key:        {}  {}", key.fingerprint, key.principals));
+    }
+    printer.data(format!("set:                {} by {}", super::time(&policy.updated_at), policy.updated_by));
 }
