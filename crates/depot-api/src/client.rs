@@ -478,6 +478,46 @@ impl Client {
         self.send_json(Method::POST, &path, request)
     }
 
+    /// `POST /api/v1/components/{component}/versions/{version}/attestations`
+    pub fn add_attestation(
+        &self,
+        component: &ComponentName,
+        version: &VersionLabel,
+        request: &crate::types::AddAttestation,
+    ) -> Result<crate::types::AttestationInfo, ClientError> {
+        let path = ["api", "v1", "components", component.as_str(), "versions", version.as_str(), "attestations"];
+        self.send_json(Method::POST, &path, request)
+    }
+
+    /// `GET /api/v1/components/{component}/versions/{version}/attestations`
+    pub fn attestations(
+        &self,
+        component: &ComponentName,
+        version: &VersionLabel,
+    ) -> Result<Vec<crate::types::AttestationInfo>, ClientError> {
+        self.get_json(&["api", "v1", "components", component.as_str(), "versions", version.as_str(), "attestations"])
+    }
+
+    /// `GET /api/v1/components/{component}/versions/{version}/attestations/{digest}`
+    pub fn attestation(
+        &self,
+        component: &ComponentName,
+        version: &VersionLabel,
+        digest: &Digest,
+    ) -> Result<crate::types::AttestationInfo, ClientError> {
+        let path = [
+            "api",
+            "v1",
+            "components",
+            component.as_str(),
+            "versions",
+            version.as_str(),
+            "attestations",
+            digest.as_str(),
+        ];
+        self.get_json(&path)
+    }
+
     /// `GET /api/v1/components/{component}/policy`; `None` when it has none.
     pub fn policy(&self, component: &ComponentName) -> Result<Option<crate::types::SignaturePolicy>, ClientError> {
         match self.get_json(&["api", "v1", "components", component.as_str(), "policy"]) {

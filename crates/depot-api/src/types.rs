@@ -169,6 +169,7 @@ pub struct TrustedKey {
 pub struct SetPolicy {
     /// Valid signatures needed, each by another trusted key: 1 or more.
     #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 100))]
+    #[serde(deserialize_with = "crate::bounded::count")]
     pub require_signatures: u32,
     /// The trusted keys in the allowed_signers format; at least `require_signatures` of them.
     pub allowed_signers: String,
@@ -181,6 +182,41 @@ pub struct BlobSignatures {
     pub component: ComponentName,
     pub version: VersionLabel,
     pub signatures: Vec<SignatureInfo>,
+    /// The version's attestations, each with its statement, for hosts that require one.
+    #[serde(default)]
+    pub attestations: Vec<AttestationInfo>,
+}
+
+/// An attestation of a version: an in-toto statement (an SBOM, SLSA provenance) whose subjects
+/// include the version's content, with the signatures made over it (SSHSIG, namespace `depot`,
+/// over `depot_trust::attestation::message`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AttestationInfo {
+    /// The sha256 of the statement's bytes.
+    pub digest: Digest,
+    /// `https://slsa.dev/provenance/v1`, `https://cyclonedx.org/bom`, `https://spdx.dev/Document`, …
+    pub predicate_type: String,
+    /// The statement's size in bytes.
+    pub size: u64,
+    pub signatures: Vec<SignatureInfo>,
+    pub added_by: String,
+    pub added_at: DateTime<Utc>,
+    /// The statement's text, where asked for (hosts' `GET /blobs/{digest}/signatures`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statement: Option<String>,
+}
+
+/// `POST /api/v1/components/{component}/versions/{version}/attestations`
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct AddAttestation {
+    /// The in-toto statement, as text: its bytes are what its digest and signatures cover.
+    pub statement: String,
+    /// SSHSIG signatures over the attestation's signed text, one per key.
+    #[serde(default)]
+    pub signatures: Vec<String>,
 }
 
 /// `PUT …/versions/{version}/deprecation`: the version, and what its deprecation did to the

@@ -2,7 +2,9 @@
 //! and digest with the key they name, and read by the hosts that decide whether they trust it.
 
 use chrono::Utc;
-use depot_api::types::{BlobSignatures, SetPolicy, SignatureInfo, SignaturePolicy, VersionInfo};
+use depot_api::types::{
+    AddAttestation, AttestationInfo, BlobSignatures, SetPolicy, SignatureInfo, SignaturePolicy, VersionInfo,
+};
 use depot_api::{ComponentName, Digest, VersionLabel};
 
 use crate::{Caller, Error, Need, Registry, Result};
@@ -78,18 +80,21 @@ pub(crate) fn checked(
     digest: &Digest,
     pem: &str,
 ) -> Result<SignatureInfo> {
+    let message = depot_trust::message(component, version, digest);
+    checked_over(caller, &message, pem, &format!("{component} {version} with digest {digest}"))
+        .map_err(|e| e.with_hint(format!("sign the text of `depot sign {component} {version} --print-message`")))
+}
+
+/// The record of `pem`, once it is known to be a valid signature of `message` (which names
+/// `what`) by the key it names.
+fn checked_over(caller: &Caller, message: &str, pem: &str, what: &str) -> Result<SignatureInfo> {
     let signature = depot_trust::Signature::parse(pem).map_err(|e| {
         Error::invalid(e.to_string()).with_hint(
             "sign with `depot sign`, or `ssh-keygen -Y sign -n depot` over the text of `depot sign --print-message`",
         )
     })?;
-    let message = depot_trust::message(component, version, digest);
-    if !signature.signs(&message) {
-        return Err(Error::invalid(format!(
-            "the signature by {} is not over {component} {version} with digest {digest}",
-            signature.fingerprint(),
-        ))
-        .with_hint(format!("sign the text of `depot sign {component} {version} --print-message`")));
+    if !signature.signs(message) {
+        return Err(Error::invalid(format!("the signature by {} is not over {what}", signature.fingerprint())));
     }
     Ok(SignatureInfo {
         fingerprint: signature.fingerprint(),
@@ -98,4 +103,80 @@ pub(crate) fn checked(
         added_by: caller.name.clone(),
         added_at: Utc::now(),
     })
+}
+
+impl Registry {
+    /// Attaches an attestation to a version: an in-toto statement whose subjects include the
+    /// version's content, with signatures valid over it (each by the key it names; whether
+    /// that key is trusted is for each host to decide).
+    pub async fn add_attestation(
+        &self,
+        caller: &Caller,
+        component: ComponentName,
+        version: VersionLabel,
+        request: AddAttestation,
+    ) -> Result<AttestationInfo> {
+        caller.require(Need::Operator)?;
+        let info = self.version(caller, component.clone(), version.clone()).await?;
+        let statement = depot_trust::attestation::Statement::parse(request.statement.as_bytes()).map_err(|e| {
+            Error::invalid(e.to_string())
+                .with_hint("attach an in-toto statement, or a CycloneDX or SPDX JSON document (`depot attest`)")
+        })?;
+        if !statement.covers(&info.digest) {
+            return Err(Error::invalid(format!(
+                "the statement's subjects do not include {component} {version}'s content {}",
+                info.digest
+            )));
+        }
+        let message = depot_trust::attestation::message(
+            &component,
+            &version,
+            &info.digest,
+            &statement.digest,
+            &statement.predicate_type,
+        );
+        let what = format!("attestation {} of {component} {version}", statement.digest);
+        let signatures = request
+            .signatures
+            .iter()
+            .map(|pem| checked_over(caller, &message, pem, &what))
+            .collect::<Result<Vec<_>>>()?;
+        let actor = caller.name.clone();
+        self.store(move |metadata| {
+            metadata.add_attestation(
+                &component,
+                &version,
+                &statement.digest,
+                &statement.predicate_type,
+                &request.statement,
+                &signatures,
+                &actor,
+            )
+        })
+        .await
+    }
+
+    /// A version's attestations, without their statements.
+    pub async fn attestations(
+        &self,
+        caller: &Caller,
+        component: ComponentName,
+        version: VersionLabel,
+    ) -> Result<Vec<AttestationInfo>> {
+        caller.require(Need::Viewer)?;
+        self.store(move |metadata| metadata.attestations(&component, &version, false)).await
+    }
+
+    /// One attestation of a version, with its statement.
+    pub async fn attestation(
+        &self,
+        caller: &Caller,
+        component: ComponentName,
+        version: VersionLabel,
+        digest: Digest,
+    ) -> Result<Option<AttestationInfo>> {
+        caller.require(Need::Viewer)?;
+        let all = self.store(move |metadata| metadata.attestations(&component, &version, true)).await?;
+        Ok(all.into_iter().find(|a| a.digest == digest))
+    }
 }

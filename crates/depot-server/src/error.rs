@@ -113,6 +113,10 @@ pub fn store_error_body(error: &StoreError) -> ErrorBody {
                 (ErrorCode::InUse, Some(format!("change or delete configuration {config} first")))
             }
             StoreError::Invalid(_) => (ErrorCode::InvalidRequest, None),
+            StoreError::KeyRotated { .. } => (
+                ErrorCode::Unavailable,
+                Some("restart this registry with the new secrets key file (--secrets-key)".to_owned()),
+            ),
             StoreError::Unsigned { component, version, .. } => (
                 ErrorCode::SignatureRequired,
                 Some(format!(

@@ -34,6 +34,13 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/components/{component}/versions/{version}/signatures", post(components::add_signature))
         .route(
+            "/components/{component}/versions/{version}/attestations",
+            get(components::attestations)
+                .post(components::add_attestation)
+                .layer(axum::extract::DefaultBodyLimit::max(components::ATTESTATION_BODY_LIMIT)),
+        )
+        .route("/components/{component}/versions/{version}/attestations/{digest}", get(components::attestation))
+        .route(
             "/components/{component}/versions/{version}/deprecation",
             put(components::deprecate).delete(components::undeprecate),
         )

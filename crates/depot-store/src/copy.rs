@@ -28,6 +28,7 @@ const TABLES: &[&str] = &[
     "signatures",
     "settings",
     "policies",
+    "attestations",
 ];
 
 /// Columns numbered by the database (an identity on PostgreSQL, AUTOINCREMENT on SQLite): the

@@ -54,6 +54,10 @@ pub enum StoreError {
     InUse { what: String, config: ConfigName },
     #[error("{0}")]
     Invalid(String),
+    /// This registry holds a secrets key the database no longer records: it was rotated while
+    /// the registry ran. Another replica (restarted with the new key) can answer.
+    #[error("the secrets key was rotated: the database is sealed with key {recorded}, this registry holds key {held}")]
+    KeyRotated { recorded: String, held: String },
     /// The component's signature policy refused a version that lacks signatures.
     #[error("{message}")]
     Unsigned { component: ComponentName, version: VersionLabel, message: String },

@@ -2,6 +2,7 @@
 //! history, tokens) and blobs (archives named by their sha256). This is the only crate that knows
 //! SQL or how blobs are laid out. The backend is chosen in one place, [`open`], from URLs.
 
+mod attestations;
 mod blobs;
 mod copy;
 pub mod db;

@@ -107,9 +107,16 @@ impl Metadata {
         self.backend.engine_name()
     }
 
-    /// Checks that the database answers.
+    /// Checks that the database answers, and records the secrets key this handle seals with
+    /// (a replica left with a rotated-out key is not healthy).
     pub fn ping(&self) -> Result<()> {
-        self.read(|tx| tx.query_row("SELECT 1", (), |_| Ok(())))
+        self.read(|tx| {
+            tx.query_row("SELECT 1", (), |_| Ok(()))?;
+            match self.sealer() {
+                Some(sealer) => crate::sealer::check_key(tx, sealer),
+                None => Ok(()),
+            }
+        })
     }
 
     /// One write transaction: writes run one at a time, across every process that shares the

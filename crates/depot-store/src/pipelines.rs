@@ -83,6 +83,13 @@ impl Metadata {
                         spec.name
                     )));
                 }
+                if tx.prepare("SELECT 1 FROM policies WHERE component = ?1")?.exists([env.as_str()])? {
+                    return Err(StoreError::Invalid(format!(
+                        "component {env} has a signature policy; stage {} would generate it from its environment, \
+                         which no one signs (remove the policy, or choose another pipeline name)",
+                        spec.name
+                    )));
+                }
                 if tx.prepare("SELECT 1 FROM configs WHERE name = ?1")?.exists([config.as_str()])? {
                     return Err(StoreError::Invalid(format!(
                         "configuration {config} already exists; a pipeline's stages are configurations of their own \

@@ -26,9 +26,10 @@ impl Metadata {
     ) -> Result<Option<SignaturePolicy>> {
         if let Some((required, text)) = policy {
             let keys = trusted_keys(text)?;
-            if required == 0 || keys.len() < required as usize {
+            if !(1..=100).contains(&required) || keys.len() < required as usize {
                 return Err(StoreError::Invalid(format!(
-                    "a policy requiring {required} signatures needs at least 1, and as many trusted keys ({} given)",
+                    "a policy requiring {required} signatures needs from 1 to 100, and as many distinct keys that may \
+                     sign in namespace depot ({} given)",
                     keys.len()
                 )));
             }
@@ -143,17 +144,37 @@ pub(crate) fn require_signed(
 }
 
 /// Refuses a configuration write of `kind` that brings in (against `before`) a version without
-/// the signatures its component's policy requires. Only writes that bring in new content are
-/// held: see the module's documentation.
+/// the signatures its component's policy requires. Going back is not held (see the module's
+/// documentation): a rollback, and a channel move onto a version pushed before the one the
+/// configuration had; every other write, channel moves forward included, is.
 pub(crate) fn require_signed_layers(tx: &Tx<'_>, kind: EventKind, before: &[Layer], layers: &[Layer]) -> Result<()> {
-    if !matches!(kind, EventKind::Create | EventKind::Set | EventKind::Bump | EventKind::Promote) {
+    if matches!(kind, EventKind::Rollback | EventKind::Env) {
         return Ok(());
     }
     for layer in layers {
-        let known = before.iter().any(|b| b.component == layer.component && b.version == layer.version);
-        if !known {
-            require_signed(tx, &layer.component, &layer.version, &layer.digest)?;
+        let had = before.iter().find(|b| b.component == layer.component);
+        if had.is_some_and(|b| b.version == layer.version) {
+            continue;
         }
+        if kind == EventKind::Channel
+            && let Some(had) = had
+            && pushed_order(tx, &layer.component, &layer.version)? < pushed_order(tx, &had.component, &had.version)?
+        {
+            continue;
+        }
+        require_signed(tx, &layer.component, &layer.version, &layer.digest)?;
     }
     Ok(())
+}
+
+/// Where a version stands in its component's push order (0 if it is gone).
+fn pushed_order(tx: &Tx<'_>, component: &ComponentName, version: &VersionLabel) -> Result<i64> {
+    let seq: Option<i64> = tx
+        .query_row(
+            "SELECT seq FROM versions WHERE component = ?1 AND version = ?2",
+            params![component.as_str(), version.as_str()],
+            |row| row.get(0),
+        )
+        .optional()?;
+    Ok(seq.unwrap_or(0))
 }

@@ -218,10 +218,12 @@ pub(crate) fn layer_version(layer: &Layer) -> String {
 }
 
 pub(crate) fn delete_version_rows(tx: &Tx<'_>, component: &ComponentName, version: &VersionLabel) -> Result<()> {
-    tx.execute(
-        "DELETE FROM signatures WHERE component = ?1 AND version = ?2",
-        params![component.as_str(), version.as_str()],
-    )?;
+    for table in ["signatures", "attestations"] {
+        tx.execute(
+            &format!("DELETE FROM {table} WHERE component = ?1 AND version = ?2"),
+            params![component.as_str(), version.as_str()],
+        )?;
+    }
     // Build and manual channels naming it go with it (rolling ones are recomputed by the caller).
     let mut statement =
         tx.prepare("SELECT name FROM channels WHERE component = ?1 AND version = ?2 AND kind != 'rolling'")?;

@@ -81,7 +81,9 @@ impl Sealer {
         Ok(Some(Sealer::from_key(&key)))
     }
 
-    /// Writes a new random key to `path` (mode 0600, synced; refused if the file exists).
+    /// Writes a new random key to `path` (mode 0600; refused if the file exists). The key is
+    /// written and synced under a temporary name first and then linked into place, so `path`
+    /// never holds part of a key, whenever the process stops.
     pub fn create(path: &Path) -> Result<Self> {
         let bad = |message: String| StoreError::Invalid(format!("secrets key {}: {message}", path.display()));
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty() && !p.exists()) {
@@ -89,13 +91,21 @@ impl Sealer {
         }
         let (sealer, key) = Sealer::generate();
         let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+        let mut temp = path.as_os_str().to_owned();
+        temp.push(".tmp");
+        let temp = std::path::PathBuf::from(temp);
+        let _ = std::fs::remove_file(&temp);
         let mut file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode_private()
-            .open(path)
+            .open(&temp)
             .map_err(|e| bad(e.to_string()))?;
         file.write_all(format!("{hex}\n").as_bytes()).and_then(|()| file.sync_all()).map_err(|e| bad(e.to_string()))?;
+        // A link, not a rename: it fails rather than replace a key that appeared meanwhile.
+        let linked = std::fs::hard_link(&temp, path).map_err(|e| bad(e.to_string()));
+        let _ = std::fs::remove_file(&temp);
+        linked?;
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             fs_err::File::open(parent).and_then(|dir| dir.sync_all()).map_err(|e| bad(e.to_string()))?;
         }
@@ -220,11 +230,7 @@ pub(crate) fn open(tx: &Tx<'_>, sealer: &Sealer, text: &str) -> Result<Vec<u8>> 
 /// on the old key after `depot admin rotate-key`.
 pub(crate) fn check_key(tx: &Tx<'_>, sealer: &Sealer) -> Result<()> {
     match recorded_key(tx)? {
-        Some(id) if id != sealer.id() => Err(StoreError::Invalid(format!(
-            "the secrets key was rotated: the database is sealed with key {id}, this registry holds key {}; \
-             restart it with the new key file",
-            sealer.id()
-        ))),
+        Some(id) if id != sealer.id() => Err(StoreError::KeyRotated { recorded: id, held: sealer.id().to_owned() }),
         _ => Ok(()),
     }
 }

@@ -40,7 +40,8 @@ impl Metadata {
                 let (component, version) =
                     (parse(ComponentName::parse(&component))?, parse(VersionLabel::parse(&version))?);
                 let signatures = of_version(tx, &component, &version)?;
-                found.push(BlobSignatures { component, version, signatures });
+                let attestations = crate::attestations::of_version(tx, &component, &version, true)?;
+                found.push(BlobSignatures { component, version, signatures, attestations });
             }
             Ok(found)
         })

@@ -789,7 +789,7 @@ fn migrations_are_recorded_and_a_newer_schema_is_refused() {
     Metadata::open_sqlite(&path).unwrap();
     let connection = rusqlite::Connection::open(&path).unwrap();
     let versions: i64 = connection.query_row("SELECT COUNT(*) FROM schema_migrations", [], |row| row.get(0)).unwrap();
-    assert_eq!(versions, 6);
+    assert_eq!(versions, 7);
     connection.execute("INSERT INTO schema_migrations VALUES (999, 'later')", []).unwrap();
     let error = Metadata::open_sqlite(&path).err().expect("a newer schema is refused").to_string();
     assert!(error.contains("schema version 999, newer than this depot knows"), "{error}");
@@ -799,7 +799,7 @@ fn migrations_are_recorded_and_a_newer_schema_is_refused() {
     Metadata::open_postgres(&url).unwrap();
     let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
     let versions: i64 = client.query_one("SELECT COUNT(*) FROM schema_migrations", &[]).unwrap().get(0);
-    assert_eq!(versions, 6);
+    assert_eq!(versions, 7);
     client.batch_execute("INSERT INTO schema_migrations VALUES (999, 'later')").unwrap();
     let error = Metadata::open_postgres(&url).err().expect("a newer schema is refused").to_string();
     assert!(error.contains("schema version 999, newer than this depot knows"), "{error}");
@@ -1153,6 +1153,10 @@ fn a_signature_policy_holds_pushes_and_promotions_but_not_channels_stepping_back
         for label in ["1.3.0", "1.2.0", "1.1.0"] {
             store.deprecate(&component("api"), &version(label), "bad", None, "ci", false).unwrap();
         }
+        assert_eq!(store.config(&config("shop-dev")).unwrap().layers[0].version, version("1.0.0"));
+        // Forward is held, by channel too: undeprecating unsigned 1.3.0 would move dev onto it.
+        let error = store.undeprecate(&component("api"), &version("1.3.0"), "ci").unwrap_err();
+        assert!(matches!(error, StoreError::Unsigned { .. }), "{error}");
         assert_eq!(store.config(&config("shop-dev")).unwrap().layers[0].version, version("1.0.0"));
     }
 }

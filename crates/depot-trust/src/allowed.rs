@@ -30,6 +30,12 @@ pub struct Signer {
 }
 
 impl Signer {
+    /// Whether the key may sign in `namespace` at some time: not a certificate authority, and
+    /// not limited to other namespaces.
+    pub fn signs_in(&self, namespace: &str) -> bool {
+        !self.cert_authority && self.namespaces.as_ref().is_none_or(|n| n.iter().any(|n| n == namespace))
+    }
+
     /// The key's `SHA256:…` fingerprint.
     pub fn fingerprint(&self) -> String {
         self.key.fingerprint(ssh_key::HashAlg::Sha256).to_string()

@@ -7,6 +7,7 @@
 //! `ssh-keygen -Y sign -n depot` signs over the same message.
 
 mod allowed;
+pub mod attestation;
 
 use std::io::Write;
 use std::path::Path;
@@ -37,6 +38,8 @@ pub enum Error {
     SshKeygen { key: String, message: String },
     #[error("cannot sign: {0}")]
     Sign(String),
+    #[error("not an attestation: {0}")]
+    Statement(String),
 }
 
 /// The bytes a signature of `component` `version` with content `digest` covers.
@@ -315,6 +318,19 @@ mod tests {
         assert_eq!(trust.verify(&message, &[], now).unwrap_err(), "it has no signature");
         // Several signatures: one good one is enough.
         assert!(trust.verify(&message, &[forged.pem().to_owned(), signed.pem().to_owned()], now).is_ok());
+        // Counting them, a key counts once however often it signed.
+        let again = sign(&alice, &message).unwrap();
+        let both = Trust::new(
+            AllowedSigners::parse(&(line("alice", "", &alice) + &line("bob", "", &key(3))), "allowed_signers").unwrap(),
+            Vec::new(),
+        );
+        let (valid, reasons) =
+            both.verify_all(&message, &[signed.pem().to_owned(), again.pem().to_owned(), forged.pem().to_owned()], now);
+        assert_eq!(valid.len(), 1, "alice once");
+        assert_eq!(reasons.len(), 1, "mallory's: {reasons:?}");
+        let bob = sign(&key(3), &message).unwrap();
+        let (valid, _) = both.verify_all(&message, &[signed.pem().to_owned(), bob.pem().to_owned()], now);
+        assert_eq!(valid.iter().map(|v| v.signer.as_str()).collect::<Vec<_>>(), ["alice", "bob"]);
     }
 
     #[test]

@@ -46,6 +46,8 @@ pub enum Command {
     Push(PushArgs),
     Sign(SignArgs),
     Policy(PolicyArgs),
+    Attest(AttestArgs),
+    Attestations(AttestationsArgs),
     Components(ComponentsArgs),
     Versions(VersionsArgs),
     ShowVersion(ShowVersionArgs),
@@ -537,7 +539,8 @@ pub struct RegistryArgs {
   depot push web 1.4.2 ./build                        # packs ./build, uploads, prints sha256:…
   depot push web 1.4.2 web-1.4.2.tar.zst --label git=3f9c2e1 --label branch=main
   depot push web 1.4.2 ./build --format gz --json     # the version: digest, size, labels, …
-  depot push web 1.5.0-dev.42 ./build --channel edge  # a main-branch build: edge, nightly-DATE, sha-…")]
+  depot push web 1.5.0-dev.42 ./build --channel edge  # a main-branch build: edge, nightly-DATE, sha-…
+  depot push web 1.4.2 ./build --sign ~/.ssh/id_ed25519 --attach sbom.cdx.json")]
 pub struct PushArgs {
     /// The component (`web`, `config-prod`).
     pub component: ComponentName,
@@ -584,6 +587,11 @@ pub struct PushArgs {
     #[arg(long, value_name = "FILE")]
     pub signature: Vec<PathBuf>,
 
+    /// Attach this attestation to the version (see `depot attest`): a CycloneDX or SPDX JSON
+    /// SBOM, or an in-toto statement; signed with each --sign key. Repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub attach: Vec<PathBuf>,
+
     #[command(flatten)]
     pub registry: RegistryArgs,
 }
@@ -623,6 +631,57 @@ pub struct SignArgs {
     /// pushed.
     #[arg(long, requires = "print_message", value_parser = parse_digest)]
     pub digest: Option<depot_api::Digest>,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// Attach an attestation to a version: an SBOM or an in-toto statement, signed like a version.
+///
+/// A CycloneDX JSON (`bomFormat`) or SPDX JSON (`spdxVersion`) document becomes the predicate of
+/// an in-toto statement (predicate types https://cyclonedx.org/bom and https://spdx.dev/Document)
+/// whose subject is the version's content; an in-toto statement (SLSA provenance from `depot
+/// build`, or another tool's) is attached as it is, and its subjects must include the version's
+/// sha256. Each --sign key signs it (SSHSIG, namespace `depot`, over the component, version,
+/// content and the statement's sha256), and a host with `depot agent --trust FILE
+/// --require-attestation TYPE` deploys only content with such an attestation by a trusted key.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  depot attest web 1.4.2 sbom.cdx.json --sign ~/.ssh/id_ed25519
+  depot attest web 1.4.2 web-1.4.2.provenance.json --sign ~/.ssh/id_ed25519.pub
+  syft dir:./build -o spdx-json > sbom.spdx.json && depot attest web 1.4.2 sbom.spdx.json")]
+pub struct AttestArgs {
+    pub component: ComponentName,
+
+    pub version: VersionLabel,
+
+    /// The document: CycloneDX or SPDX JSON, or an in-toto statement.
+    pub file: PathBuf,
+
+    /// Sign it with this SSH key: an unencrypted OpenSSH private key, or a public key (.pub)
+    /// whose private half ssh-agent holds. Repeatable.
+    #[arg(long, value_name = "KEY")]
+    pub sign: Vec<PathBuf>,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// List a version's attestations, or print one.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  depot attestations web 1.4.2
+  depot attestations web 1.4.2 --get provenance > provenance.json
+  depot attestations web 1.4.2 --get sha256:3f9c… --json")]
+pub struct AttestationsArgs {
+    pub component: ComponentName,
+
+    pub version: VersionLabel,
+
+    /// Print this attestation's statement: its digest (`sha256:…`), or its type (`provenance`,
+    /// `cyclonedx`, `spdx`, or a predicate type URI; the newest of that type).
+    #[arg(long, value_name = "DIGEST|TYPE")]
+    pub get: Option<String>,
 
     #[command(flatten)]
     pub registry: RegistryArgs,
@@ -1061,6 +1120,13 @@ pub struct AgentArgs {
     #[arg(long, value_name = "FILE", requires = "trust")]
     pub revoked_keys: Option<PathBuf>,
 
+    /// With --trust, each layer (but the environment layer) also needs an attestation of this
+    /// type about its content, signed by a trusted key: `provenance` (SLSA provenance, as
+    /// `depot build` records it), `cyclonedx`, `spdx`, or a predicate type URI. Repeatable
+    /// [else `require_attestations` in the settings file].
+    #[arg(long, value_name = "TYPE")]
+    pub require_attestation: Vec<String>,
+
     #[command(flatten)]
     pub policy: DeployPolicyArgs,
 
@@ -1481,13 +1547,14 @@ pub struct MigrateArgs {
 /// Replace the key that seals stage environment values, re-sealing every value with a new one.
 ///
 /// Writes a new key to KEY.next (0600), re-seals every stage's values and environment layers
-/// with it in one transaction that also records it as the database's key, then keeps the old key
-/// as KEY.old and moves the new one to KEY. Run it with the registry stopped, then start every
-/// replica with the new KEY. A registry still running on the old key refuses to write values,
-/// and one started with the old key refuses to start, so nothing is ever sealed with a key the
-/// database does not record. Interrupted at any point, the same command run again finishes the
-/// rotation. KEY.old opens backups taken before the rotation: delete it when none is needed
-/// (at once if the old key leaked: a copy sealed with it is no longer safe in any case).
+/// with it in one transaction that also records it as the database's key, then keeps the old
+/// key as KEY.old-ID (ID: its public id) and moves the new one to KEY. Run it with the registry
+/// stopped, then start every replica with the new KEY. A registry still running on the old key
+/// refuses to write values and reports itself unhealthy, and one started with the old key
+/// refuses to start, so nothing is ever sealed with a key the database does not record.
+/// Interrupted at any point, the same command run again finishes the rotation. KEY.old-ID opens
+/// backups taken before the rotation: delete it when none is needed (at once if the old key
+/// leaked: a copy sealed with it is no longer safe in any case).
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   depot admin rotate-key --data /var/lib/depot
@@ -1637,9 +1704,19 @@ pub struct BuildArgs {
     #[arg(long, value_enum, default_value_t = Format::Zst)]
     pub format: Format,
 
-    /// Push the archive as a version of this component.
+    /// Push the archive as a version of this component, with its provenance attached.
     #[arg(long, value_name = "COMPONENT")]
     pub push: Option<ComponentName>,
+
+    /// With --push: sign the version and its provenance with this SSH key (see `depot sign`).
+    /// Repeatable.
+    #[arg(long, value_name = "KEY", requires = "push")]
+    pub sign: Vec<PathBuf>,
+
+    /// The builder's id in the provenance: a URI naming this build system [default:
+    /// urn:depot:builder:HOSTNAME].
+    #[arg(long, value_name = "URI")]
+    pub builder_id: Option<String>,
 
     #[command(flatten)]
     pub registry: RegistryArgs,

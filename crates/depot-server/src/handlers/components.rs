@@ -41,7 +41,7 @@ pub async fn version(
 
 /// `PUT …/versions/{version}`: the same digest again is a success (200); another is refused.
 /// A new version may push the oldest unused ones out (retention).
-#[utoipa::path(put, path = "/api/v1/components/{component}/versions/{version}", tag = "components", params(("component" = depot_api::ComponentName, Path), ("version" = depot_api::VersionLabel, Path)), request_body = PushVersion, responses((status = 201, body = VersionInfo), (status = 200, description = "already there with this digest", body = VersionInfo), (status = 409, description = "version-exists", body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
+#[utoipa::path(put, path = "/api/v1/components/{component}/versions/{version}", tag = "components", params(("component" = depot_api::ComponentName, Path), ("version" = depot_api::VersionLabel, Path)), request_body = PushVersion, responses((status = 201, body = VersionInfo), (status = 200, description = "already there with this digest", body = VersionInfo), (status = 409, description = "version-exists, or signature-required: a version lacks the signatures its component's policy requires", body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
 pub async fn push_version(
     Operator(caller): Operator,
     State(state): State<AppState>,
@@ -72,7 +72,7 @@ pub async fn deprecate(
 }
 
 /// `DELETE …/versions/{version}/deprecation`: the version returns to the channels.
-#[utoipa::path(delete, path = "/api/v1/components/{component}/versions/{version}/deprecation", tag = "components", params(("component" = depot_api::ComponentName, Path), ("version" = depot_api::VersionLabel, Path)), responses((status = 200, body = VersionInfo), (status = 404, body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
+#[utoipa::path(delete, path = "/api/v1/components/{component}/versions/{version}/deprecation", tag = "components", params(("component" = depot_api::ComponentName, Path), ("version" = depot_api::VersionLabel, Path)), responses((status = 409, description = "signature-required: a version lacks the signatures its component's policy requires (a channel would move onto it)", body = ErrorBody), (status = 200, body = VersionInfo), (status = 404, body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
 pub async fn undeprecate(
     Operator(caller): Operator,
     State(state): State<AppState>,
@@ -113,7 +113,7 @@ pub async fn delete_component(
 }
 
 /// `PUT …/channels/{channel}`: points a manual channel at a version (admin).
-#[utoipa::path(put, path = "/api/v1/components/{component}/channels/{channel}", tag = "components", params(("component" = depot_api::ComponentName, Path), ("channel" = depot_api::VersionLabel, Path)), request_body = SetChannel, responses((status = 200, body = ChannelInfo), (status = 400, description = "a reserved name", body = ErrorBody), (status = 404, body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
+#[utoipa::path(put, path = "/api/v1/components/{component}/channels/{channel}", tag = "components", params(("component" = depot_api::ComponentName, Path), ("channel" = depot_api::VersionLabel, Path)), request_body = SetChannel, responses((status = 409, description = "signature-required: a version lacks the signatures its component's policy requires", body = ErrorBody), (status = 200, body = ChannelInfo), (status = 400, description = "a reserved name", body = ErrorBody), (status = 404, body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
 pub async fn set_channel(
     Admin(caller): Admin,
     State(state): State<AppState>,
@@ -184,4 +184,50 @@ pub async fn remove_policy(
 ) -> Result<StatusCode, ApiError> {
     state.registry.remove_signature_policy(&caller, ComponentName::parse(&component)?).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The largest attestation request: a statement of `MAX_STATEMENT_BYTES` escaped in JSON, and
+/// its signatures.
+pub const ATTESTATION_BODY_LIMIT: usize = 2 * depot_trust::attestation::MAX_STATEMENT_BYTES + 64 * 1024;
+
+/// `POST …/versions/{version}/attestations`: an in-toto statement about the version (its
+/// subjects must include the version's content), with signatures checked valid over it.
+#[utoipa::path(post, path = "/api/v1/components/{component}/versions/{version}/attestations", tag = "components", params(("component" = depot_api::ComponentName, Path), ("version" = depot_api::VersionLabel, Path)), request_body = depot_api::types::AddAttestation, responses((status = 200, description = "the attestation with every signature", body = depot_api::types::AttestationInfo), (status = 400, description = "not an in-toto statement about this version's content, or a signature not over it", body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, description = "the statement is larger than the registry keeps", body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
+pub async fn add_attestation(
+    Operator(caller): Operator,
+    State(state): State<AppState>,
+    Path((component, version)): Path<(String, String)>,
+    Json(request): Json<depot_api::types::AddAttestation>,
+) -> Result<Json<depot_api::types::AttestationInfo>, ApiError> {
+    let (component, version) = (ComponentName::parse(&component)?, VersionLabel::parse(&version)?);
+    Ok(Json(state.registry.add_attestation(&caller, component, version, request).await?))
+}
+
+/// `GET …/versions/{version}/attestations`: the version's attestations, without their statements.
+#[utoipa::path(get, path = "/api/v1/components/{component}/versions/{version}/attestations", tag = "components", params(("component" = depot_api::ComponentName, Path), ("version" = depot_api::VersionLabel, Path)), responses((status = 200, body = [depot_api::types::AttestationInfo]), (status = 404, body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
+pub async fn attestations(
+    Viewer(caller): Viewer,
+    State(state): State<AppState>,
+    Path((component, version)): Path<(String, String)>,
+) -> Result<Json<Vec<depot_api::types::AttestationInfo>>, ApiError> {
+    let (component, version) = (ComponentName::parse(&component)?, VersionLabel::parse(&version)?);
+    Ok(Json(state.registry.attestations(&caller, component, version).await?))
+}
+
+/// `GET …/versions/{version}/attestations/{digest}`: one attestation, with its statement.
+#[utoipa::path(get, path = "/api/v1/components/{component}/versions/{version}/attestations/{digest}", tag = "components", params(("component" = depot_api::ComponentName, Path), ("version" = depot_api::VersionLabel, Path), ("digest" = depot_api::Digest, Path)), responses((status = 200, body = depot_api::types::AttestationInfo), (status = 404, body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
+pub async fn attestation(
+    Viewer(caller): Viewer,
+    State(state): State<AppState>,
+    Path((component, version, digest)): Path<(String, String, String)>,
+) -> Result<Json<depot_api::types::AttestationInfo>, ApiError> {
+    let (component, version) = (ComponentName::parse(&component)?, VersionLabel::parse(&version)?);
+    let digest = depot_api::Digest::parse(&digest)?;
+    match state.registry.attestation(&caller, component.clone(), version.clone(), digest.clone()).await? {
+        Some(found) => Ok(Json(found)),
+        None => Err(ApiError::new(
+            depot_api::ErrorCode::NotFound,
+            format!("{component} {version} has no attestation {digest}"),
+        )),
+    }
 }

@@ -20,7 +20,7 @@ pub async fn list(Viewer(caller): Viewer, State(state): State<AppState>) -> Resu
     Ok(Json(state.registry.configs(&caller).await?))
 }
 
-#[utoipa::path(post, path = "/api/v1/configs", tag = "configs", request_body = CreateConfig, responses((status = 201, body = Config), (status = 409, description = "config-exists", body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
+#[utoipa::path(post, path = "/api/v1/configs", tag = "configs", request_body = CreateConfig, responses((status = 201, body = Config), (status = 409, description = "config-exists, or signature-required: a version lacks the signatures its component's policy requires", body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
 pub async fn create(
     Operator(caller): Operator,
     State(state): State<AppState>,
@@ -62,7 +62,7 @@ pub async fn show(
     })
 }
 
-#[utoipa::path(patch, path = "/api/v1/configs/{name}", tag = "configs", params(("name" = depot_api::ConfigName, Path)), request_body = SetLayers, responses((status = 200, body = Config), (status = 409, description = "config-conflict", body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
+#[utoipa::path(patch, path = "/api/v1/configs/{name}", tag = "configs", params(("name" = depot_api::ConfigName, Path)), request_body = SetLayers, responses((status = 200, body = Config), (status = 409, description = "config-conflict, or signature-required: a version lacks the signatures its component's policy requires", body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
 pub async fn set_layers(
     Operator(caller): Operator,
     State(state): State<AppState>,
@@ -73,7 +73,7 @@ pub async fn set_layers(
     Ok(Json(state.registry.set_layers(&caller, name, request.layers, request.expect_revision).await?))
 }
 
-#[utoipa::path(post, path = "/api/v1/configs/{name}/bump", tag = "configs", params(("name" = depot_api::ConfigName, Path)), request_body = BumpLayer, responses((status = 200, body = BumpResult), (status = 409, description = "config-conflict", body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
+#[utoipa::path(post, path = "/api/v1/configs/{name}/bump", tag = "configs", params(("name" = depot_api::ConfigName, Path)), request_body = BumpLayer, responses((status = 200, body = BumpResult), (status = 409, description = "config-conflict, or signature-required: a version lacks the signatures its component's policy requires", body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
 pub async fn bump(
     Operator(caller): Operator,
     State(state): State<AppState>,

@@ -18,7 +18,7 @@ pub async fn list(Viewer(caller): Viewer, State(state): State<AppState>) -> Resu
     Ok(Json(state.registry.pipelines(&caller).await?))
 }
 
-#[utoipa::path(post, path = "/api/v1/pipelines", tag = "pipelines", request_body = CreatePipeline, responses((status = 201, body = Pipeline), (status = 409, description = "pipeline-exists", body = ErrorBody), (status = 400, body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
+#[utoipa::path(post, path = "/api/v1/pipelines", tag = "pipelines", request_body = CreatePipeline, responses((status = 201, body = Pipeline), (status = 409, description = "pipeline-exists, or signature-required: a version lacks the signatures its component's policy requires", body = ErrorBody), (status = 400, body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
 pub async fn create(
     Operator(caller): Operator,
     State(state): State<AppState>,
@@ -47,7 +47,7 @@ pub async fn set_gate(
     Ok(Json(state.registry.set_gate(&caller, name, stage, request.gate).await?))
 }
 
-#[utoipa::path(post, path = "/api/v1/pipelines/{name}/promotions", tag = "pipelines", params(("name" = depot_api::PipelineName, Path)), request_body = Promote, responses((status = 200, description = "applied, or unchanged: the target already runs these versions", body = Promotion), (status = 202, description = "pending: the target stage's gate asks for approval", body = Promotion), (status = 409, description = "gate-closed: the require-healthy gate refused", body = ErrorBody), (status = 404, body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
+#[utoipa::path(post, path = "/api/v1/pipelines/{name}/promotions", tag = "pipelines", params(("name" = depot_api::PipelineName, Path)), request_body = Promote, responses((status = 200, description = "applied, or unchanged: the target already runs these versions", body = Promotion), (status = 202, description = "pending: the target stage's gate asks for approval", body = Promotion), (status = 409, description = "gate-closed: the require-healthy gate refused; or signature-required: a version lacks the signatures its component's policy requires", body = ErrorBody), (status = 404, body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
 pub async fn promote(
     Operator(caller): Operator,
     State(state): State<AppState>,
@@ -57,7 +57,7 @@ pub async fn promote(
     Ok(promoted(state.registry.promote(&caller, PipelineName::parse(&name)?, request).await?))
 }
 
-#[utoipa::path(post, path = "/api/v1/pipelines/{name}/promotions/{id}/approval", tag = "pipelines", params(("name" = depot_api::PipelineName, Path), ("id" = u64, Path)), responses((status = 200, body = Promotion), (status = 404, description = "unknown-promotion: nothing with this id waits", body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this, or the caller asked for the promotion", body = ErrorBody)), security(("token" = [])))]
+#[utoipa::path(post, path = "/api/v1/pipelines/{name}/promotions/{id}/approval", tag = "pipelines", params(("name" = depot_api::PipelineName, Path), ("id" = u64, Path)), responses((status = 409, description = "gate-closed, or signature-required: a version lacks the signatures its component's policy requires", body = ErrorBody), (status = 200, body = Promotion), (status = 404, description = "unknown-promotion: nothing with this id waits", body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this, or the caller asked for the promotion", body = ErrorBody)), security(("token" = [])))]
 pub async fn approve(
     Operator(caller): Operator,
     State(state): State<AppState>,

@@ -21,6 +21,7 @@ const MIGRATIONS: &[Migration] = &[
     Migration { version: 4, sqlite: SQLITE_4, postgres: POSTGRES_4 },
     Migration { version: 5, sqlite: SQLITE_5, postgres: POSTGRES_5 },
     Migration { version: 6, sqlite: SQLITE_6, postgres: POSTGRES_6 },
+    Migration { version: 7, sqlite: SQLITE_7, postgres: POSTGRES_7 },
 ];
 
 /// Brings the database to the newest schema this depot knows.
@@ -429,5 +430,34 @@ CREATE TABLE policies (
     allowed_signers TEXT COLLATE "C" NOT NULL,
     updated_by TEXT COLLATE "C" NOT NULL,
     updated_at TEXT COLLATE "C" NOT NULL
+);
+"#;
+
+/// Attestations: in-toto statements about versions, with their signatures (JSON).
+const SQLITE_7: &str = "
+CREATE TABLE attestations (
+    component TEXT NOT NULL,
+    version TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    predicate_type TEXT NOT NULL,
+    statement TEXT NOT NULL,
+    signatures TEXT NOT NULL,
+    added_by TEXT NOT NULL,
+    added_at TEXT NOT NULL,
+    PRIMARY KEY (component, version, digest)
+);
+";
+
+const POSTGRES_7: &str = r#"
+CREATE TABLE attestations (
+    component TEXT COLLATE "C" NOT NULL,
+    version TEXT COLLATE "C" NOT NULL,
+    digest TEXT COLLATE "C" NOT NULL,
+    predicate_type TEXT COLLATE "C" NOT NULL,
+    statement TEXT COLLATE "C" NOT NULL,
+    signatures TEXT COLLATE "C" NOT NULL,
+    added_by TEXT COLLATE "C" NOT NULL,
+    added_at TEXT COLLATE "C" NOT NULL,
+    PRIMARY KEY (component, version, digest)
 );
 "#;

@@ -170,13 +170,15 @@ pub fn rotate_key(args: RotateKeyArgs, printer: &Printer) -> anyhow::Result<Exit
         name.push(suffix);
         std::path::PathBuf::from(name)
     };
-    let (next_path, old_path) = (sibling(".next"), sibling(".old"));
+    let next_path = sibling(".next");
     let old = depot_store::Sealer::load(&key)?.ok_or_else(|| {
         hinted(
             format!("there is no secrets key at {}", key.display()),
             "give the registry's key file with --secrets-key",
         )
     })?;
+    // Each old key keeps a name of its own: rotating twice loses neither.
+    let old_path = sibling(&format!(".old-{}", old.id()));
     // A key left by an interrupted rotation is the one to finish with: the database may be
     // sealed with it already.
     let new = match depot_store::Sealer::load(&next_path)? {
@@ -192,10 +194,13 @@ pub fn rotate_key(args: RotateKeyArgs, printer: &Printer) -> anyhow::Result<Exit
     killpoint::reached("rotate-key-resealed");
     // The old key is kept (for backups sealed with it) before the new one replaces it; KEY
     // exists at every moment, holding the old key or the new.
-    let link = sibling(".old.tmp");
+    let link = sibling(&format!(".old-{}.tmp", old.id()));
     let _ = fs_err::remove_file(&link);
     fs_err::hard_link(&key, &link)?;
     fs_err::rename(&link, &old_path)?;
+    // Run again after a kill, the old key may be there already: a rename between two links
+    // of one file does nothing, and leaves the temporary name.
+    let _ = std::fs::remove_file(&link);
     killpoint::reached("rotate-key-kept-old");
     fs_err::rename(&next_path, &key)?;
     if let Some(dir) = key.parent().filter(|p| !p.as_os_str().is_empty()) {

@@ -1,5 +1,6 @@
 //! `depot build`: seed 000's builder. Runs the project's build command, packs the outputs
-//! reproducibly, and optionally pushes them.
+//! reproducibly, records their SLSA provenance (an in-toto statement), and optionally pushes
+//! them with it, signed.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -35,6 +36,11 @@ pub fn run(args: BuildArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
     let log = out_dir.join(format!("{name}-{version}.build.log"));
 
     printer.message(format!("Building {name} {version}: `{command}` (output kept in {})", log.display()));
+    let started = chrono::Utc::now();
+    let source = Source::of(&dir);
+    if source.dirty {
+        printer.message("The checkout has changes not committed: its provenance says so (internalParameters.dirty)");
+    }
     // The log is written outside DIR while the build runs and packs, so it is never packed.
     let temp_log = tempfile::Builder::new().prefix("depot-build-").suffix(".log").tempfile()?;
     let keep_log = || -> anyhow::Result<()> {
@@ -69,21 +75,37 @@ pub fn run(args: BuildArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
         packed.path.display(),
         human_bytes(packed.size)
     ));
+    let digest = Digest::from_hex(&packed.sha256)?;
+    let provenance = Provenance {
+        command: &command,
+        version: &version,
+        source: &source,
+        depot_toml: &dir.join("depot.toml"),
+        log: &log,
+        builder_id: args.builder_id.clone().unwrap_or_else(default_builder_id),
+        started,
+    }
+    .statement(&packed.path, &digest)?;
+    let provenance_path = out_dir.join(format!("{name}-{version}.provenance.json"));
+    fs_err::write(&provenance_path, &provenance)?;
+    printer.message(format!("Recorded its provenance in {}", provenance_path.display()));
     let pushed = match (&args.push, &client) {
         (Some(component), Some(client)) => {
-            let request = PushVersion {
-                digest: Digest::from_hex(&packed.sha256)?,
-                labels: BTreeMap::new(),
-                channels: Vec::new(),
-                free_form: false,
-                signatures: Vec::new(),
-            };
-            Some(super::registry::push::register(client, component, &version, &request, &packed.path, printer)?)
+            let signatures = super::registry::sign::signatures(component, &version, &digest, &args.sign, &[])?;
+            let attestation =
+                super::registry::attest::prepare(component, &version, &digest, &provenance_path, &args.sign)?;
+            let request =
+                PushVersion { digest, labels: BTreeMap::new(), channels: Vec::new(), free_form: false, signatures };
+            let info = super::registry::push::register(client, component, &version, &request, &packed.path, printer)?;
+            super::registry::attest::send(client, component, &version, &provenance_path, &attestation, printer)?;
+            Some(info)
         }
         _ => None,
     };
     if printer.json {
-        printer.json(&serde_json::json!({ "archive": packed, "log": log, "pushed": pushed }));
+        printer.json(&serde_json::json!({
+            "archive": packed, "log": log, "provenance": provenance_path, "pushed": pushed
+        }));
     } else {
         printer.data(format!("sha256:{}  {}", packed.sha256, packed.path.display()));
     }
@@ -168,4 +190,94 @@ fn run_logged(command: &str, dir: &Path, version: &VersionLabel, log: &Path, kep
         ));
     }
     Ok(())
+}
+
+/// Where the build's source came from: the git checkout holding DIR, if it is one.
+#[derive(Debug, Default)]
+struct Source {
+    /// The remote `origin`'s URL, as `git+URL`; else the checkout's path.
+    uri: Option<String>,
+    commit: Option<String>,
+    /// DIR within the checkout.
+    path: Option<String>,
+    /// Whether the checkout had changes not committed (then the commit does not say it all).
+    dirty: bool,
+}
+
+impl Source {
+    fn of(dir: &Path) -> Self {
+        let git = |args: &[&str]| -> Option<String> {
+            let output = Command::new("git").args(args).current_dir(dir).stderr(Stdio::null()).output().ok()?;
+            output.status.success().then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+        };
+        let Some(commit) = git(&["rev-parse", "HEAD"]) else { return Source::default() };
+        let top = git(&["rev-parse", "--show-toplevel"]);
+        let uri = git(&["remote", "get-url", "origin"]).or(top.clone()).map(|url| format!("git+{url}"));
+        let path = git(&["rev-parse", "--show-prefix"]).map(|p| p.trim_end_matches('/').to_owned());
+        let dirty = git(&["status", "--porcelain"]).is_some_and(|s| !s.is_empty());
+        Source { uri, commit: Some(commit), path, dirty }
+    }
+}
+
+/// `urn:depot:builder:HOSTNAME`.
+fn default_builder_id() -> String {
+    format!("urn:depot:builder:{}", rustix::system::uname().nodename().to_string_lossy())
+}
+
+/// What SLSA provenance (v1) says of a build.
+struct Provenance<'a> {
+    command: &'a str,
+    version: &'a VersionLabel,
+    source: &'a Source,
+    depot_toml: &'a Path,
+    log: &'a Path,
+    builder_id: String,
+    started: chrono::DateTime<chrono::Utc>,
+}
+
+impl Provenance<'_> {
+    /// The in-toto statement: the archive as its subject, the source commit and depot.toml as
+    /// its inputs (by digest), the log as a byproduct.
+    fn statement(&self, archive: &Path, digest: &Digest) -> anyhow::Result<Vec<u8>> {
+        let file_digest = |path: &Path| -> anyhow::Result<String> {
+            Ok(depot_trust::attestation::sha256(&fs_err::read(path)?).hex().to_owned())
+        };
+        let mut dependencies = Vec::new();
+        if let (Some(uri), Some(commit)) = (&self.source.uri, &self.source.commit) {
+            dependencies.push(serde_json::json!({ "uri": uri, "digest": { "gitCommit": commit } }));
+        }
+        dependencies.push(serde_json::json!({
+            "name": "depot.toml", "digest": { "sha256": file_digest(self.depot_toml)? }
+        }));
+        let name = archive.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let statement = serde_json::json!({
+            "_type": depot_trust::attestation::STATEMENT_V1,
+            "subject": [{ "name": name, "digest": { "sha256": digest.hex() } }],
+            "predicateType": depot_trust::attestation::SLSA_PROVENANCE_V1,
+            "predicate": {
+                "buildDefinition": {
+                    "buildType": "urn:depot:build:v1",
+                    "externalParameters": {
+                        "command": self.command,
+                        "version": self.version.as_str(),
+                        "source": { "uri": self.source.uri, "commit": self.source.commit, "path": self.source.path },
+                    },
+                    "internalParameters": { "dirty": self.source.dirty },
+                    "resolvedDependencies": dependencies,
+                },
+                "runDetails": {
+                    "builder": { "id": self.builder_id, "version": { "depot": env!("CARGO_PKG_VERSION") } },
+                    "metadata": {
+                        "startedOn": self.started.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                        "finishedOn": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    },
+                    "byproducts": [{
+                        "name": self.log.file_name().map(|n| n.to_string_lossy().into_owned()),
+                        "digest": { "sha256": file_digest(self.log)? },
+                    }],
+                },
+            },
+        });
+        Ok(serde_json::to_vec_pretty(&statement)?)
+    }
 }

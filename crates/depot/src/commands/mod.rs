@@ -54,6 +54,8 @@ pub fn run(command: Command, printer: &Printer) -> anyhow::Result<ExitCode> {
         Command::Pipeline(args) => registry::pipeline::run(args.command, printer),
         Command::Sign(args) => registry::sign::run(args, printer),
         Command::Policy(args) => registry::sign::policy(args.command, printer),
+        Command::Attest(args) => registry::attest::run(args, printer),
+        Command::Attestations(args) => registry::attest::list(args, printer),
         Command::ShowVersion(args) => registry::sign::show(args, printer),
         Command::Rollout(args) => registry::rollout::run(args.command, printer),
         Command::Promote(args) => registry::pipeline::promote(args, printer),

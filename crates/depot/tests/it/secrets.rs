@@ -243,6 +243,17 @@ fn environment_values_are_sealed_at_rest_and_every_read_of_them_is_recorded() {
     assert!(shown.contains(secret), "{shown}");
 }
 
+/// Where `depot admin rotate-key` keeps the old key whose file text is `text`: KEY.old-ID.
+fn old_key(ctx: &TestContext, text: &str) -> std::path::PathBuf {
+    let found: Vec<_> = walk(&ctx.path(""))
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains("secrets.key.old-"))
+        .filter(|p| fs_err::read_to_string(p).unwrap() == text)
+        .collect();
+    assert_eq!(found.len(), 1, "one old key file holds it: {found:?}");
+    found.into_iter().next().unwrap()
+}
+
 /// `depot admin rotate-key` re-seals every value with a new key: the old key opens nothing the
 /// database holds, a registry still running on it writes nothing, one started with it is
 /// refused, and a rotation killed at any step is finished by running the command again.
@@ -272,15 +283,19 @@ fn rotating_the_secrets_key_reseals_every_value_and_survives_a_kill_at_every_ste
     assert_eq!(report["env_versions"], 1, "{report}");
     let second = fs_err::read_to_string(&key).unwrap();
     assert_ne!(first, second);
-    assert_eq!(fs_err::read_to_string(ctx.path("registry-data.secrets.key.old")).unwrap(), first);
+    assert_eq!(fs_err::read_to_string(old_key(&ctx, &first)).unwrap(), first);
     assert_eq!(mode(&key), 0o600);
     assert!(!ctx.path("registry-data.secrets.key.next").exists());
     let refused = registry.run(&ctx, &["env", "set", "web/prod", "MODE=stale"]).failure();
     assert!(refused.stderr.contains("the secrets key was rotated"), "{}", refused.stderr);
+    assert!(refused.stderr.contains("(unavailable)"), "503: another replica may answer: {}", refused.stderr);
+    let address = registry.url.trim_start_matches("http://");
+    let (status, body) = crate::serve::http(address, "GET", "/healthz", "", b"");
+    assert_eq!(status, 503, "a replica left with the old key is taken out of rotation: {body}");
     drop(registry);
 
     // The old key no longer starts the registry; it names both keys.
-    let old = ctx.path("registry-data.secrets.key.old");
+    let old = old_key(&ctx, &first);
     let refused = ctx
         .run(&["serve", "--listen", "127.0.0.1:0", "--data", &data_arg, "--secrets-key", old.to_str().unwrap()])
         .failure();
@@ -304,7 +319,7 @@ fn rotating_the_secrets_key_reseals_every_value_and_survives_a_kill_at_every_ste
         assert_eq!(finished["already"], step != "rotate-key-created", "{step}: {finished}");
         let after = fs_err::read_to_string(&key).unwrap();
         assert_ne!(after, before, "{step}: rotated");
-        assert_eq!(fs_err::read_to_string(&old).unwrap(), before, "{step}: the old key kept");
+        assert_eq!(fs_err::read_to_string(old_key(&ctx, &before)).unwrap(), before, "{step}: the old key kept");
         let registry = Registry::start(&ctx, &[]);
         let shown = registry.run(&ctx, &["env", "list", "web/prod", "--show"]).success().stdout;
         assert!(shown.contains(secret), "{step}: {shown}");

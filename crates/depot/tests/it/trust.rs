@@ -426,7 +426,7 @@ fn a_signature_policy_refuses_versions_and_writes_without_enough_trusted_signatu
     assert!(refused.stderr.contains("forbidden") || refused.stderr.contains("role"), "{}", refused.stderr);
     let too_many = ["policy", "set", "web", "--require-signatures", "3", "--trusted", trusted.to_str().unwrap()];
     let refused = registry.run(&ctx, &too_many).failure();
-    assert!(refused.stderr.contains("as many trusted keys (2 given)"), "{}", refused.stderr);
+    assert!(refused.stderr.contains("namespace depot (2 given)"), "{}", refused.stderr);
     registry.run(&ctx, &set).success();
     let shown = registry.run(&ctx, &["policy", "show", "web", "--json"]).success().json();
     assert_eq!(shown["require_signatures"], 2);
@@ -487,4 +487,143 @@ fn a_signature_policy_refuses_versions_and_writes_without_enough_trusted_signatu
     registry.run(&ctx, &["push", "web", "1.1.0", &tree(&ctx, "v2", "two")]).success();
     let shown = registry.run(&ctx, &["policy", "show", "web"]).success().stdout;
     assert!(shown.contains("no signature policy"), "{shown}");
+}
+
+/// `git init`, add everything and commit in `dir`; the commit's sha.
+fn git_commit(dir: &Path) -> String {
+    let git = |args: &[&str]| {
+        let output = Command::new("git")
+            .args(["-c", "user.name=ci", "-c", "user.email=ci@example.com", "-c", "init.defaultBranch=main"])
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    };
+    git(&["init", "-q"]);
+    git(&["add", "-A"]);
+    git(&["commit", "-q", "-m", "source"]);
+    git(&["rev-parse", "HEAD"])
+}
+
+/// `depot build` records SLSA provenance and pushes it signed; SBOMs attach as in-toto
+/// statements; a host that requires provenance deploys only content with provenance a trusted
+/// key signed, and refuses the rest before unpacking.
+#[test]
+fn attestations_are_recorded_signed_listed_and_required_by_hosts() {
+    let ctx = TestContext::new();
+    let registry = Registry::start(&ctx, &[]);
+    let (alice, carol) = (keygen(&ctx, "alice"), keygen(&ctx, "carol"));
+    let key = |path: &PathBuf| path.to_str().unwrap().to_owned();
+    let dir = ctx.tree("proj", &[("src/app.txt", "one\n")]);
+    fs_err::write(
+        dir.join("depot.toml"),
+        "[build]\ncommand = \"mkdir -p out && cp src/app.txt out/app.txt\"\n\n[package]\nname = \"web\"\ninclude = { \"out/app.txt\" = \"app.txt\" }\n",
+    )
+    .unwrap();
+    let commit = git_commit(&dir);
+    let built = registry
+        .run(&ctx, &["build", dir.to_str().unwrap(), "--version", "1.0.0", "--push", "web", "--sign", &key(&alice)])
+        .success();
+    assert!(built.stderr.contains("Attached"), "{}", built.stderr);
+
+    // The provenance: the archive as subject, the commit and depot.toml as inputs.
+    let provenance = fs_err::read_to_string(ctx.path("web-1.0.0.provenance.json")).unwrap();
+    let statement: serde_json::Value = serde_json::from_str(&provenance).unwrap();
+    let archive = fs_err::read(ctx.path("web-1.0.0.tar.zst")).unwrap();
+    let archive_hex: String = sha2::Sha256::digest(&archive).iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(statement["predicateType"], "https://slsa.dev/provenance/v1");
+    assert_eq!(statement["subject"][0]["digest"]["sha256"], archive_hex.as_str());
+    let inputs = &statement["predicate"]["buildDefinition"]["resolvedDependencies"];
+    assert_eq!(inputs[0]["digest"]["gitCommit"], commit.as_str(), "{statement}");
+    assert_eq!(inputs[1]["name"], "depot.toml");
+    assert_eq!(statement["predicate"]["buildDefinition"]["internalParameters"]["dirty"], false);
+    let listed = registry.run(&ctx, &["attestations", "web", "1.0.0", "--json"]).success().json();
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed[0]["signatures"].as_array().unwrap().len(), 1);
+    let fetched = registry.run(&ctx, &["attestations", "web", "1.0.0", "--get", "provenance"]).success().stdout;
+    assert_eq!(fetched.trim_end(), provenance.trim_end(), "the statement byte for byte");
+
+    // SBOMs: CycloneDX and SPDX wrapped as statements; anything else refused before the push.
+    let cyclonedx = ctx.path("sbom.cdx.json");
+    fs_err::write(&cyclonedx, r#"{"bomFormat":"CycloneDX","specVersion":"1.5","components":[]}"#).unwrap();
+    let spdx = ctx.path("sbom.spdx.json");
+    fs_err::write(&spdx, r#"{"spdxVersion":"SPDX-2.3","SPDXID":"SPDXRef-DOCUMENT","name":"web"}"#).unwrap();
+    let v2 = tree(&ctx, "v2", "two");
+    let junk = ctx.path("junk.json");
+    fs_err::write(&junk, r#"{"hello":"world"}"#).unwrap();
+    let refused = registry.run(&ctx, &["push", "web", "1.1.0", &v2, "--attach", junk.to_str().unwrap()]).failure();
+    assert!(refused.stderr.contains("neither CycloneDX JSON"), "{}", refused.stderr);
+    assert!(registry.run(&ctx, &["show-version", "web", "1.1.0"]).code != 0, "nothing pushed");
+    let attach = ["--attach", cyclonedx.to_str().unwrap(), "--attach", spdx.to_str().unwrap()];
+    let alice_key = key(&alice);
+    let mut args = vec!["push", "web", "1.1.0", v2.as_str(), "--sign", alice_key.as_str()];
+    args.extend(attach);
+    registry.run(&ctx, &args).success();
+    let listed = registry.run(&ctx, &["attestations", "web", "1.1.0"]).success().stdout;
+    assert!(listed.contains("https://cyclonedx.org/bom") && listed.contains("https://spdx.dev/Document"), "{listed}");
+
+    // Hosts that require provenance.
+    registry.run(&ctx, &["config", "create", "web-prod", "--layer", "web:1.0.0"]).success();
+    let token = agent_token(&ctx, &registry);
+    let trust = private_file(&ctx, "host-trust", &[format!("alice@example.com {}", public(&alice))]);
+    let root = ctx.path("host-1");
+    let require = ["--require-attestation", "provenance"];
+    let run = once(&ctx, &registry, &token, &root, &trust, &require);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("has a https://slsa.dev/provenance/v1 attestation signed by alice@example.com"),
+        "{}",
+        run.stderr
+    );
+    let before = releases(&root);
+
+    // 1.1.0 is signed, with SBOMs, but no provenance; then provenance by an untrusted key.
+    registry.run(&ctx, &["config", "set", "web-prod", "web:1.1.0"]).success();
+    let run = once(&ctx, &registry, &token, &root, &trust, &require);
+    assert_ne!(run.code, 0);
+    assert!(
+        run.stderr.contains("has no https://slsa.dev/provenance/v1 attestation signed by a trusted key"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(releases(&root), before, "nothing unpacked");
+    assert_eq!(host_status(&ctx, &registry)["state"], "untrusted");
+    let v2_digest = registry.run(&ctx, &["show-version", "web", "1.1.0", "--json"]).success().json()["digest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let claim = serde_json::json!({
+        "_type": "https://in-toto.io/Statement/v1",
+        "subject": [{ "name": "web", "digest": { "sha256": v2_digest.trim_start_matches("sha256:") } }],
+        "predicateType": "https://slsa.dev/provenance/v1",
+        "predicate": { "buildDefinition": { "buildType": "urn:example:forged" } },
+    });
+    let forged = ctx.path("forged.json");
+    fs_err::write(&forged, claim.to_string()).unwrap();
+    registry.run(&ctx, &["attest", "web", "1.1.0", forged.to_str().unwrap(), "--sign", &key(&carol)]).success();
+    ctx.run(&["agent", "retry", "--root", root.to_str().unwrap()]).success();
+    let run = once(&ctx, &registry, &token, &root, &trust, &require);
+    assert!(run.stderr.contains("is not a trusted key"), "{}", run.stderr);
+    assert_eq!(releases(&root), before, "nothing unpacked");
+    // A statement about other content is refused by the registry.
+    let refused = registry.run(&ctx, &["attest", "web", "1.0.0", forged.to_str().unwrap()]).failure();
+    assert!(refused.stderr.contains("subjects do not include"), "{}", refused.stderr);
+    // Without a trust file, requiring attestations is refused at start.
+    let refused = registry.run_as(
+        &ctx,
+        &token,
+        &[
+            "agent",
+            "--config",
+            "web-prod",
+            "--once",
+            "--root",
+            root.to_str().unwrap(),
+            "--require-attestation",
+            "provenance",
+        ],
+    );
+    assert!(refused.stderr.contains("needs the keys that sign them"), "{}", refused.stderr);
 }

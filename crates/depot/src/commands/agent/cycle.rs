@@ -76,6 +76,9 @@ pub struct Settings {
     /// Whose signatures a layer needs (`--trust`); none: any layer the registry names. Read
     /// again on SIGHUP (`depot agent retry`), so a key added or revoked counts without a restart.
     pub trust: std::cell::RefCell<Option<depot_trust::Trust>>,
+    /// Predicate types of the attestations each layer needs (`--require-attestation`), each
+    /// signed by a key `trust` holds.
+    pub require_attestations: Vec<String>,
     pub keep: usize,
     pub limits: depot_release::stage::Limits,
     pub validate: Option<String>,
@@ -370,17 +373,38 @@ impl Agent<'_> {
                     );
                 }
             };
-            let signatures: Vec<String> = found
-                .into_iter()
-                .filter(|s| s.component == layer.component && s.version == layer.version)
-                .flat_map(|s| s.signatures.into_iter().map(|s| s.signature))
-                .collect();
+            let Some(this) = found.into_iter().find(|s| s.component == layer.component && s.version == layer.version)
+            else {
+                return Err(untrusted("it has no signature".to_owned()).into());
+            };
+            let signatures: Vec<String> = this.signatures.iter().map(|s| s.signature.clone()).collect();
             let message = depot_trust::message(&layer.component, &layer.version, &layer.digest);
-            let verified = trust.verify(&message, &signatures, chrono::Utc::now()).map_err(untrusted)?;
+            let now = chrono::Utc::now();
+            let verified = trust.verify(&message, &signatures, now).map_err(untrusted)?;
             self.printer.message(format!(
                 "layer {} {} is signed by {} ({})",
                 layer.component, layer.version, verified.signer, verified.fingerprint
             ));
+            for kind in &self.settings.require_attestations {
+                let mut reasons = Vec::new();
+                let attested = this.attestations.iter().find_map(|attestation| {
+                    trust
+                        .verify_attestation(&layer.component, &layer.version, &layer.digest, attestation, kind, now)
+                        .map_err(|why| reasons.push(format!("{}: {why}", attestation.digest)))
+                        .ok()
+                });
+                let Some(attested) = attested else {
+                    let why = match reasons.is_empty() {
+                        true => String::new(),
+                        false => format!(" ({})", reasons.join("; ")),
+                    };
+                    return Err(untrusted(format!("it has no {kind} attestation signed by a trusted key{why}")).into());
+                };
+                self.printer.message(format!(
+                    "layer {} {} has a {kind} attestation signed by {} ({})",
+                    layer.component, layer.version, attested.signer, attested.fingerprint
+                ));
+            }
         }
         Ok(())
     }

@@ -86,8 +86,21 @@ fn follow(args: AgentArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
         Some((path, revoked)) => Some(depot_trust::Trust::load(path, revoked.as_deref())?),
         None => None,
     };
+    let required = match args.require_attestation.is_empty() {
+        true => file.require_attestations.clone(),
+        false => args.require_attestation.clone(),
+    };
+    if !required.is_empty() && trust.is_none() {
+        return Err(crate::printer::hinted(
+            "requiring attestations needs the keys that sign them",
+            "give --trust FILE (an allowed_signers file) with --require-attestation",
+        ));
+    }
+    let require_attestations =
+        required.iter().map(|name| depot_trust::attestation::predicate_type(name).to_owned()).collect();
     let settings = Settings {
         trust: std::cell::RefCell::new(trust),
+        require_attestations,
         keep: keep(args.policy.keep, &root_config),
         limits: root_config.limits.resolve(None, None),
         validate: args.policy.validate.or(root_config.deploy.validate.clone()),

@@ -26,6 +26,9 @@ pub struct AgentSettings {
     pub trust: Option<PathBuf>,
     /// Public keys never to trust.
     pub revoked_keys: Option<PathBuf>,
+    /// Attestation types each layer needs, signed by a trusted key.
+    #[serde(default)]
+    pub require_attestations: Vec<String>,
     #[serde(default)]
     pub deploy: DeployDefaults,
     /// Where it was read from; none when there is no file.
@@ -63,7 +66,8 @@ impl AgentSettings {
         let mut settings: AgentSettings = toml::from_str(&text).map_err(|e| {
             hinted(
                 format!("{} is not valid: {}", path.display(), e.message()),
-                "the keys are config, root, name, registry, token, ca_cert, trust, revoked_keys and a [deploy] table \
+                "the keys are config, root, name, registry, token, ca_cert, trust, revoked_keys, \
+                 require_attestations and a [deploy] table \
                  (see `depot agent --help`)",
             )
         })?;

@@ -2,6 +2,7 @@
 //! (`client_config.rs`), makes its calls through `depot_api::client::Client`, and prints the API's
 //! own types with `--json`. API errors reach `main.rs` as `ClientError`s, whose hint it prints.
 
+pub mod attest;
 pub mod channels;
 pub mod components;
 pub mod config_bump;

@@ -65,8 +65,29 @@ pub fn run(args: PushArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
         None => Vec::new(),
     };
     let signatures = super::sign::signatures(&args.component, &args.version, &digest, &args.sign, &args.signature)?;
+    let attestations = args
+        .attach
+        .iter()
+        .map(|file| super::attest::prepare(&args.component, &args.version, &digest, file, &args.sign))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let request = PushVersion { digest: digest.clone(), labels, channels, free_form: args.free_form, signatures };
     let info = &register(&client, &args.component, &args.version, &request, &archive, printer)?;
+    for pem in &request.signatures {
+        // A registry that predates signed pushes drops them without a word.
+        let fingerprint = depot_trust::Signature::parse(pem)?.fingerprint();
+        if !info.signatures.iter().any(|s| s.fingerprint == fingerprint) {
+            return Err(crate::printer::hinted(
+                format!(
+                    "the registry did not keep the signature by {fingerprint} of {} {}",
+                    info.component, info.version
+                ),
+                format!(
+                    "it may be older than this depot: attach it with `depot sign {} {} --key KEY`",
+                    info.component, info.version
+                ),
+            ));
+        }
+    }
     if !request.signatures.is_empty() {
         printer.message(format!(
             "Signed {} {} with {}",
@@ -74,6 +95,9 @@ pub fn run(args: PushArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
             info.version,
             info.signatures.iter().map(|s| s.fingerprint.as_str()).collect::<Vec<_>>().join(", ")
         ));
+    }
+    for (file, attestation) in args.attach.iter().zip(&attestations) {
+        super::attest::send(&client, &info.component, &info.version, file, attestation, printer)?;
     }
     if printer.json {
         printer.json(info);
