@@ -127,6 +127,10 @@ pub struct SignatureInfo {
     pub signature: String,
     pub added_by: String,
     pub added_at: DateTime<Utc>,
+    /// Who the key belongs to: its principals in the component's signature policy, when the
+    /// policy trusts it (`depot policy`); otherwise unknown to the registry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signer: Option<String>,
 }
 
 /// `POST /api/v1/components/{component}/versions/{version}/signatures`
@@ -182,7 +186,8 @@ pub struct BlobSignatures {
     pub component: ComponentName,
     pub version: VersionLabel,
     pub signatures: Vec<SignatureInfo>,
-    /// The version's attestations, each with its statement, for hosts that require one.
+    /// The version's attestations, without their statements (a host that requires one fetches
+    /// the statements of that type).
     #[serde(default)]
     pub attestations: Vec<AttestationInfo>,
 }

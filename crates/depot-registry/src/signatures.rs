@@ -81,14 +81,20 @@ pub(crate) fn checked(
     pem: &str,
 ) -> Result<SignatureInfo> {
     let message = depot_trust::message(component, version, digest);
-    checked_over(caller, &message, pem, &format!("{component} {version} with digest {digest}"))
+    checked_over(caller, depot_trust::NAMESPACE, &message, pem, &format!("{component} {version} with digest {digest}"))
         .map_err(|e| e.with_hint(format!("sign the text of `depot sign {component} {version} --print-message`")))
 }
 
-/// The record of `pem`, once it is known to be a valid signature of `message` (which names
+/// The record of `pem`, once it is known to be a valid signature in `namespace` of `message` (which names
 /// `what`) by the key it names.
-fn checked_over(caller: &Caller, message: &str, pem: &str, what: &str) -> Result<SignatureInfo> {
-    let signature = depot_trust::Signature::parse(pem).map_err(|e| {
+fn checked_over(
+    caller: &Caller,
+    namespace: &'static str,
+    message: &str,
+    pem: &str,
+    what: &str,
+) -> Result<SignatureInfo> {
+    let signature = depot_trust::Signature::parse_in(pem, namespace).map_err(|e| {
         Error::invalid(e.to_string()).with_hint(
             "sign with `depot sign`, or `ssh-keygen -Y sign -n depot` over the text of `depot sign --print-message`",
         )
@@ -102,6 +108,7 @@ fn checked_over(caller: &Caller, message: &str, pem: &str, what: &str) -> Result
         signature: signature.pem().to_owned(),
         added_by: caller.name.clone(),
         added_at: Utc::now(),
+        signer: None,
     })
 }
 
@@ -139,7 +146,7 @@ impl Registry {
         let signatures = request
             .signatures
             .iter()
-            .map(|pem| checked_over(caller, &message, pem, &what))
+            .map(|pem| checked_over(caller, depot_trust::attestation::NAMESPACE, &message, pem, &what))
             .collect::<Result<Vec<_>>>()?;
         let actor = caller.name.clone();
         self.store(move |metadata| {
@@ -167,7 +174,8 @@ impl Registry {
         self.store(move |metadata| metadata.attestations(&component, &version, false)).await
     }
 
-    /// One attestation of a version, with its statement.
+    /// One attestation of a version, with its statement: for whoever may read versions, and for
+    /// the agents that may download the version's content (hosts that require attestations).
     pub async fn attestation(
         &self,
         caller: &Caller,
@@ -175,8 +183,15 @@ impl Registry {
         version: VersionLabel,
         digest: Digest,
     ) -> Result<Option<AttestationInfo>> {
-        caller.require(Need::Viewer)?;
-        let all = self.store(move |metadata| metadata.attestations(&component, &version, true)).await?;
-        Ok(all.into_iter().find(|a| a.digest == digest))
+        if caller.role == depot_api::types::Role::Agent {
+            let info = self.store({
+                let (component, version) = (component.clone(), version.clone());
+                move |metadata| metadata.version(&component, &version)
+            });
+            self.blob_for_download(caller, &info.await?.digest).await?;
+        } else {
+            caller.require(Need::Viewer)?;
+        }
+        self.store(move |metadata| metadata.attestation(&component, &version, &digest)).await
     }
 }

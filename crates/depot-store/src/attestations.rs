@@ -7,7 +7,7 @@ use depot_api::{ComponentName, Digest, VersionLabel};
 
 use crate::db::{OptionalExtension, Tx, params};
 use crate::rows::{from_json, now, parse, parse_time, resolve_version};
-use crate::{Metadata, Result};
+use crate::{Metadata, Result, StoreError};
 
 impl Metadata {
     /// Attaches `statement` (sha256 `digest`, of `predicate_type`) to a version with
@@ -24,6 +24,7 @@ impl Metadata {
         actor: &str,
     ) -> Result<AttestationInfo> {
         self.transaction(|tx| {
+            crate::rows::refuse_env_component(tx, component)?;
             resolve_version(tx, component, version)?;
             let existing: Option<String> = tx
                 .query_row(
@@ -32,6 +33,18 @@ impl Metadata {
                     |row| row.get(0),
                 )
                 .optional()?;
+            if existing.is_none() {
+                let count: i64 = tx.query_row(
+                    "SELECT COUNT(*) FROM attestations WHERE component = ?1 AND version = ?2",
+                    params![component.as_str(), version.as_str()],
+                    |row| row.get(0),
+                )?;
+                if count as usize >= depot_trust::attestation::MAX_PER_VERSION {
+                    return Err(StoreError::Invalid(format!(
+                        "{component} {version} has {count} attestations, the most a version keeps"
+                    )));
+                }
+            }
             let mut all: Vec<SignatureInfo> = existing.map(|text| from_json(&text)).transpose()?.unwrap_or_default();
             for signature in signatures {
                 all.retain(|s| s.fingerprint != signature.fingerprint);
@@ -39,13 +52,25 @@ impl Metadata {
             }
             let all = serde_json::to_string(&all).expect("signatures serialise");
             tx.execute(
-                "INSERT INTO attestations (component, version, digest, predicate_type, statement, signatures, added_by, added_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                "INSERT INTO attestations (component, version, digest, predicate_type, statement, size, signatures, added_by, added_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
                  ON CONFLICT (component, version, digest) DO UPDATE SET signatures = excluded.signatures",
-                params![component.as_str(), version.as_str(), digest.as_str(), predicate_type, statement, all, actor, now()],
+                params![component.as_str(), version.as_str(), digest.as_str(), predicate_type, statement, statement.len() as i64, all, actor, now()],
             )?;
-            let found = of_version(tx, component, version, true)?;
-            Ok(found.into_iter().find(|a| &a.digest == digest).expect("the attestation was just written"))
+            Ok(one(tx, component, version, digest, false)?.expect("the attestation was just written"))
+        })
+    }
+
+    /// One attestation of a version, with its statement.
+    pub fn attestation(
+        &self,
+        component: &ComponentName,
+        version: &VersionLabel,
+        digest: &Digest,
+    ) -> Result<Option<AttestationInfo>> {
+        self.read(|tx| {
+            resolve_version(tx, component, version)?;
+            one(tx, component, version, digest, true)
         })
     }
 
@@ -63,31 +88,51 @@ impl Metadata {
     }
 }
 
-/// The attestations of a version.
+/// The attestations of a version; with their statements' text when `statements`.
 pub(crate) fn of_version(
     tx: &Tx<'_>,
     component: &ComponentName,
     version: &VersionLabel,
     statements: bool,
 ) -> Result<Vec<AttestationInfo>> {
+    select(tx, "", params![component.as_str(), version.as_str()], statements)
+}
+
+fn one(
+    tx: &Tx<'_>,
+    component: &ComponentName,
+    version: &VersionLabel,
+    digest: &Digest,
+    statements: bool,
+) -> Result<Option<AttestationInfo>> {
+    let found =
+        select(tx, "AND digest = ?3", params![component.as_str(), version.as_str(), digest.as_str()], statements)?;
+    Ok(found.into_iter().next())
+}
+
+/// The attestations of version `?1` of component `?2` that `filter` keeps; a statement's text is
+/// read only when asked for.
+fn select(tx: &Tx<'_>, filter: &str, params: Vec<crate::db::Value>, statements: bool) -> Result<Vec<AttestationInfo>> {
+    let text = if statements { "statement" } else { "NULL" };
     let rows = tx.rows(
-        "SELECT digest, predicate_type, statement, signatures, added_by, added_at FROM attestations
-         WHERE component = ?1 AND version = ?2 ORDER BY added_at, digest",
-        params![component.as_str(), version.as_str()],
+        &format!(
+            "SELECT digest, predicate_type, size, signatures, added_by, added_at, {text} FROM attestations
+             WHERE component = ?1 AND version = ?2 {filter} ORDER BY added_at, digest"
+        ),
+        params,
     )?;
     let mut found = Vec::new();
     for row in rows {
-        let statement: String = row.get(2)?;
         let signatures: String = row.get(3)?;
         let added_at: String = row.get(5)?;
         found.push(AttestationInfo {
             digest: parse(Digest::parse(&row.get::<_, String>(0)?))?,
             predicate_type: row.get(1)?,
-            size: statement.len() as u64,
+            size: row.get::<_, i64>(2)? as u64,
             signatures: from_json(&signatures)?,
             added_by: row.get(4)?,
             added_at: parse_time(&added_at)?,
-            statement: statements.then_some(statement),
+            statement: row.get(6)?,
         });
     }
     Ok(found)

@@ -356,7 +356,7 @@ impl Metadata {
                 return Err(StoreError::InUse { what: format!("component {component}"), config });
             }
             let removed = tx.execute("DELETE FROM versions WHERE component = ?1", [component.as_str()])? as u64;
-            for table in ["deprecations", "channels", "channel_moves", "signatures"] {
+            for table in ["deprecations", "channels", "channel_moves", "signatures", "attestations"] {
                 tx.execute(&format!("DELETE FROM {table} WHERE component = ?1"), [component.as_str()])?;
             }
             Ok(removed)

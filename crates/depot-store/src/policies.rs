@@ -68,18 +68,22 @@ impl Metadata {
     }
 }
 
-/// Each trusted key of an allowed_signers text.
+/// Each key of an allowed_signers text that may sign depot's signatures, once (a key listed
+/// twice, a certificate authority or a key limited to other namespaces would count for nothing).
 fn trusted_keys(text: &str) -> Result<Vec<TrustedKey>> {
     let signers =
         AllowedSigners::parse(text, "the policy's allowed_signers").map_err(|e| StoreError::Invalid(e.to_string()))?;
-    Ok(signers
-        .signers()
-        .iter()
-        .map(|s| TrustedKey { principals: s.principals.clone(), fingerprint: s.fingerprint() })
-        .collect())
+    let mut keys: Vec<TrustedKey> = Vec::new();
+    for signer in signers.signers().iter().filter(|s| s.signs_in(depot_trust::NAMESPACE)) {
+        let fingerprint = signer.fingerprint();
+        if !keys.iter().any(|k| k.fingerprint == fingerprint) {
+            keys.push(TrustedKey { principals: signer.principals.clone(), fingerprint });
+        }
+    }
+    Ok(keys)
 }
 
-fn policy_of(tx: &Tx<'_>, component: &ComponentName) -> Result<Option<SignaturePolicy>> {
+pub(crate) fn policy_of(tx: &Tx<'_>, component: &ComponentName) -> Result<Option<SignaturePolicy>> {
     let row = tx
         .query_row(
             "SELECT require_signatures, allowed_signers, updated_by, updated_at FROM policies WHERE component = ?1",

@@ -40,7 +40,7 @@ impl Metadata {
                 let (component, version) =
                     (parse(ComponentName::parse(&component))?, parse(VersionLabel::parse(&version))?);
                 let signatures = of_version(tx, &component, &version)?;
-                let attestations = crate::attestations::of_version(tx, &component, &version, true)?;
+                let attestations = crate::attestations::of_version(tx, &component, &version, false)?;
                 found.push(BlobSignatures { component, version, signatures, attestations });
             }
             Ok(found)
@@ -98,7 +98,20 @@ pub(crate) fn of_version(tx: &Tx<'_>, component: &ComponentName, version: &Versi
     let mut signatures = Vec::new();
     for row in rows {
         let (fingerprint, key_type, signature, added_by, added_at) = row?;
-        signatures.push(SignatureInfo { fingerprint, key_type, signature, added_by, added_at: parse_time(&added_at)? });
+        signatures.push(SignatureInfo {
+            fingerprint,
+            key_type,
+            signature,
+            added_by,
+            added_at: parse_time(&added_at)?,
+            signer: None,
+        });
+    }
+    if let Some(policy) = crate::policies::policy_of(tx, component)? {
+        for signature in &mut signatures {
+            let key = policy.keys.iter().find(|k| k.fingerprint == signature.fingerprint);
+            signature.signer = key.map(|k| k.principals.clone());
+        }
     }
     Ok(signatures)
 }

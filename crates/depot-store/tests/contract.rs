@@ -1101,6 +1101,7 @@ fn signed(seed: u8, component_name: &str, label: &str, n: u8) -> depot_api::type
         signature: signature.pem().to_owned(),
         added_by: "ci".to_owned(),
         added_at: chrono::Utc::now(),
+        signer: None,
     }
 }
 
@@ -1158,5 +1159,50 @@ fn a_signature_policy_holds_pushes_and_promotions_but_not_channels_stepping_back
         let error = store.undeprecate(&component("api"), &version("1.3.0"), "ci").unwrap_err();
         assert!(matches!(error, StoreError::Unsigned { .. }), "{error}");
         assert_eq!(store.config(&config("shop-dev")).unwrap().layers[0].version, version("1.0.0"));
+    }
+}
+
+#[test]
+fn attestations_are_kept_whole_capped_per_version_and_go_with_their_version() {
+    for Fresh { store, .. } in backends() {
+        push(&store, "web", "1.0.0", 1);
+        let statement = |n: usize| {
+            format!(
+                r#"{{"_type":"https://in-toto.io/Statement/v1","subject":[{{"digest":{{"sha256":"{}"}}}}],"predicateType":"urn:test:{n}"}}"#,
+                digest(1).hex()
+            )
+        };
+        let attach = |n: usize| {
+            let text = statement(n);
+            let parsed = depot_trust::attestation::Statement::parse(text.as_bytes()).unwrap();
+            store.add_attestation(
+                &component("web"),
+                &version("1.0.0"),
+                &parsed.digest,
+                &parsed.predicate_type,
+                &text,
+                &[],
+                "ci",
+            )
+        };
+        let first = attach(0).unwrap();
+        assert_eq!(first.size, statement(0).len() as u64);
+        assert_eq!(first.statement, None, "the answer to an attach is short");
+        let read = store.attestation(&component("web"), &version("1.0.0"), &first.digest).unwrap().unwrap();
+        assert_eq!(read.statement.as_deref(), Some(statement(0).as_str()), "byte for byte");
+        assert_eq!(attach(0).unwrap().digest, first.digest, "attached again: the same one");
+        for n in 1..depot_trust::attestation::MAX_PER_VERSION {
+            attach(n).unwrap();
+        }
+        let error = attach(999).unwrap_err();
+        assert!(error.to_string().contains("the most a version keeps"), "{error}");
+        let listed = store.attestations(&component("web"), &version("1.0.0"), false).unwrap();
+        assert_eq!(listed.len(), depot_trust::attestation::MAX_PER_VERSION);
+        assert!(listed.iter().all(|a| a.statement.is_none()));
+
+        // Gone with the component: pushed again, the version has none.
+        store.delete_component(&component("web")).unwrap();
+        push(&store, "web", "1.0.0", 1);
+        assert!(store.attestations(&component("web"), &version("1.0.0"), false).unwrap().is_empty());
     }
 }

@@ -18,6 +18,14 @@ pub const CYCLONEDX: &str = "https://cyclonedx.org/bom";
 /// An SPDX document as a predicate.
 pub const SPDX: &str = "https://spdx.dev/Document";
 
+/// The SSHSIG namespace of attestation signatures: an allowed_signers line with
+/// `namespaces="depot-attestation"` trusts a key (a build system's) to attest but not to release,
+/// and `namespaces="depot"` the other way round; a line without `namespaces` trusts both.
+pub const NAMESPACE: &str = "depot-attestation";
+
+/// The most attestations a version keeps.
+pub const MAX_PER_VERSION: usize = 32;
+
 /// The largest statement the registry keeps (an SBOM of a large tree runs to megabytes).
 pub const MAX_STATEMENT_BYTES: usize = 16 * 1024 * 1024;
 
@@ -158,7 +166,7 @@ impl Trust {
         if signatures.is_empty() {
             return Err("it has no signature".to_owned());
         }
-        let (mut verified, reasons) = self.verify_all(&message, &signatures, now);
+        let (mut verified, reasons) = self.verify_all_in(NAMESPACE, &message, &signatures, now);
         match verified.is_empty() {
             false => Ok(verified.swap_remove(0)),
             true => Err(reasons.join("; ")),
@@ -167,7 +175,7 @@ impl Trust {
 }
 
 /// Signs attestation `statement` of `component` `version` (content `digest`) with the key at
-/// `key`, as [`crate::sign_with`] does.
+/// `key`, as [`crate::sign_with`] does, in the namespace [`NAMESPACE`].
 pub fn sign_statement(
     key: &std::path::Path,
     component: &ComponentName,
@@ -176,12 +184,93 @@ pub fn sign_statement(
     statement: &[u8],
 ) -> Result<Signature, Error> {
     let parsed = Statement::parse(statement)?;
-    crate::sign_with(key, &message(component, version, digest, &parsed.digest, &parsed.predicate_type))
+    crate::sign_with_in(key, NAMESPACE, &message(component, version, digest, &parsed.digest, &parsed.predicate_type))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::AllowedSigners;
+    use chrono::Utc;
+    use depot_api::types::{AttestationInfo, SignatureInfo};
+    use ssh_key::PrivateKey;
+
+    fn key(seed: u8) -> PrivateKey {
+        PrivateKey::from(ssh_key::private::Ed25519Keypair::from_seed(&[seed; 32]))
+    }
+
+    fn names() -> (ComponentName, VersionLabel) {
+        (ComponentName::parse("web").unwrap(), VersionLabel::parse("1.0.0").unwrap())
+    }
+
+    /// `statement`, with `signatures` in PEM, as the registry serves it.
+    fn served(statement: &[u8], signatures: &[String]) -> AttestationInfo {
+        AttestationInfo {
+            digest: sha256(statement),
+            predicate_type: Statement::parse(statement).map(|s| s.predicate_type).unwrap_or_default(),
+            size: statement.len() as u64,
+            signatures: signatures
+                .iter()
+                .map(|pem| SignatureInfo {
+                    fingerprint: String::new(),
+                    key_type: String::new(),
+                    signature: pem.clone(),
+                    added_by: "ci".to_owned(),
+                    added_at: Utc::now(),
+                    signer: None,
+                })
+                .collect(),
+            added_by: "ci".to_owned(),
+            added_at: Utc::now(),
+            statement: Some(String::from_utf8(statement.to_vec()).unwrap()),
+        }
+    }
+
+    #[test]
+    fn a_host_takes_an_attestation_only_as_signed_over_that_statement_version_and_content() {
+        let (web, v1) = names();
+        let alice = key(1);
+        let line = |options: &str| format!("alice {options} {}", alice.public_key().to_openssh().unwrap());
+        let trust = Trust::new(AllowedSigners::parse(&line(""), "allowed").unwrap(), Vec::new());
+        let provenance = br#"{"_type":"https://in-toto.io/Statement/v1","subject":[{"name":"web","digest":{"sha256":"0101010101010101010101010101010101010101010101010101010101010101"}}],"predicateType":"https://slsa.dev/provenance/v1","predicate":{}}"#;
+        let statement = Statement::parse(provenance).unwrap();
+        let sign = |version: &VersionLabel, digest: &Digest, namespace: &str| {
+            let text = message(&web, version, digest, &statement.digest, SLSA_PROVENANCE_V1);
+            crate::sign_in(&alice, namespace, &text).unwrap().pem().to_owned()
+        };
+        let good = [sign(&v1, &digest(1), NAMESPACE)];
+        let check = |info: &AttestationInfo, version: &VersionLabel, content: &Digest, kind: &str| {
+            trust.verify_attestation(&web, version, content, info, kind, Utc::now())
+        };
+        assert_eq!(check(&served(provenance, &good), &v1, &digest(1), SLSA_PROVENANCE_V1).unwrap().signer, "alice");
+
+        // Another type asked for; other content; another version (the signature names 1.0.0).
+        let why = check(&served(provenance, &good), &v1, &digest(1), CYCLONEDX).unwrap_err();
+        assert!(why.contains("not a https://cyclonedx.org/bom"), "{why}");
+        let why = check(&served(provenance, &good), &v1, &digest(2), SLSA_PROVENANCE_V1).unwrap_err();
+        assert!(why.contains("subjects do not include"), "{why}");
+        let v2 = VersionLabel::parse("2.0.0").unwrap();
+        let why = check(&served(provenance, &good), &v2, &digest(1), SLSA_PROVENANCE_V1).unwrap_err();
+        assert!(why.contains("not over"), "replayed onto 2.0.0: {why}");
+        // The statement edited under its signatures (the registry's digest is not believed).
+        let edited =
+            String::from_utf8(provenance.to_vec()).unwrap().replace("\"predicate\":{}", "\"predicate\":{\"x\":1}");
+        let mut info = served(edited.as_bytes(), &good);
+        info.digest = statement.digest.clone();
+        let why = check(&info, &v1, &digest(1), SLSA_PROVENANCE_V1).unwrap_err();
+        assert!(why.contains("not over"), "edited: {why}");
+        // A version's signature (namespace depot) does not count as an attestation's.
+        let version_signature = crate::sign(&alice, &crate::message(&web, &v1, &digest(1))).unwrap().pem().to_owned();
+        let why = check(&served(provenance, &[version_signature]), &v1, &digest(1), SLSA_PROVENANCE_V1).unwrap_err();
+        assert!(why.contains("namespace `depot`, not `depot-attestation`"), "{why}");
+        // A key allowed to release but not to attest.
+        let release_only =
+            Trust::new(AllowedSigners::parse(&line("namespaces=\"depot\""), "allowed").unwrap(), Vec::new());
+        let why = release_only
+            .verify_attestation(&web, &v1, &digest(1), &served(provenance, &good), SLSA_PROVENANCE_V1, Utc::now())
+            .unwrap_err();
+        assert!(why.contains("namespaces depot"), "{why}");
+    }
 
     fn digest(n: u8) -> Digest {
         Digest::from_hex(&format!("{n:02x}").repeat(32)).unwrap()

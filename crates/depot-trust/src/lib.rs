@@ -26,8 +26,8 @@ pub const NAMESPACE: &str = "depot";
 pub enum Error {
     #[error("not an SSH signature (-----BEGIN SSH SIGNATURE-----): {0}")]
     NotASignature(String),
-    #[error("the signature is for namespace `{0}`, not `depot` (sign with `ssh-keygen -Y sign -n depot`)")]
-    Namespace(String),
+    #[error("the signature is for namespace `{0}`, not `{1}` (sign with `ssh-keygen -Y sign -n {1}`)")]
+    Namespace(String, &'static str),
     #[error("{path}: {message}")]
     File { path: String, message: String },
     #[error("{path} line {line}: {message}")]
@@ -57,9 +57,14 @@ pub struct Signature {
 impl Signature {
     /// Reads the PEM text (`-----BEGIN SSH SIGNATURE-----`); the namespace must be `depot`.
     pub fn parse(pem: &str) -> Result<Self, Error> {
+        Signature::parse_in(pem, NAMESPACE)
+    }
+
+    /// Reads the PEM text of a signature in `namespace`.
+    pub fn parse_in(pem: &str, namespace: &'static str) -> Result<Self, Error> {
         let sig = SshSig::from_pem(pem.trim()).map_err(|e| Error::NotASignature(e.to_string()))?;
-        if sig.namespace() != NAMESPACE {
-            return Err(Error::Namespace(sig.namespace().to_owned()));
+        if sig.namespace() != namespace {
+            return Err(Error::Namespace(sig.namespace().to_owned(), namespace));
         }
         Ok(Signature { pem: sig.to_pem(LineEnding::LF).map_err(|e| Error::NotASignature(e.to_string()))?, sig })
     }
@@ -85,13 +90,18 @@ impl Signature {
     /// Whether the signature is valid over `message` with the key it names (which says nothing
     /// of whether that key is trusted).
     pub fn signs(&self, message: &str) -> bool {
-        self.public_key().verify(NAMESPACE, message.as_bytes(), &self.sig).is_ok()
+        self.public_key().verify(self.sig.namespace(), message.as_bytes(), &self.sig).is_ok()
     }
 }
 
 /// Signs `message` with the key at `path`: an unencrypted OpenSSH private key, or a public key
 /// (`.pub`) whose private half ssh-agent holds, through OpenSSH's own `ssh-keygen -Y sign`.
 pub fn sign_with(path: &Path, message: &str) -> Result<Signature, Error> {
+    sign_with_in(path, NAMESPACE, message)
+}
+
+/// [`sign_with`] in `namespace`.
+pub fn sign_with_in(path: &Path, namespace: &'static str, message: &str) -> Result<Signature, Error> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Error::File { path: path.display().to_string(), message: e.to_string() })?;
     if text.trim_start().starts_with("-----BEGIN OPENSSH PRIVATE KEY-----") {
@@ -100,27 +110,32 @@ pub fn sign_with(path: &Path, message: &str) -> Result<Signature, Error> {
         if key.is_encrypted() {
             return Err(Error::Encrypted(path.display().to_string()));
         }
-        return sign(&key, message);
+        return sign_in(&key, namespace, message);
     }
     PublicKey::from_openssh(text.trim()).map_err(|e| Error::File {
         path: path.display().to_string(),
         message: format!("neither an OpenSSH private key nor a public key: {e}"),
     })?;
-    sign_with_agent(path, message)
+    sign_with_agent(path, namespace, message)
 }
 
 /// Signs with an in-memory key (SHA-512, as `ssh-keygen` does).
 pub fn sign(key: &PrivateKey, message: &str) -> Result<Signature, Error> {
-    let sig = key.sign(NAMESPACE, HashAlg::Sha512, message.as_bytes()).map_err(|e| Error::Sign(e.to_string()))?;
+    sign_in(key, NAMESPACE, message)
+}
+
+/// [`sign`] in `namespace`.
+pub fn sign_in(key: &PrivateKey, namespace: &str, message: &str) -> Result<Signature, Error> {
+    let sig = key.sign(namespace, HashAlg::Sha512, message.as_bytes()).map_err(|e| Error::Sign(e.to_string()))?;
     let pem = sig.to_pem(LineEnding::LF).map_err(|e| Error::Sign(e.to_string()))?;
     Ok(Signature { sig, pem })
 }
 
 /// `ssh-keygen -Y sign -n depot -f KEY.pub`, the message on stdin: ssh-agent signs.
-fn sign_with_agent(public: &Path, message: &str) -> Result<Signature, Error> {
+fn sign_with_agent(public: &Path, namespace: &'static str, message: &str) -> Result<Signature, Error> {
     let failed = |message: String| Error::SshKeygen { key: public.display().to_string(), message };
     let mut child = Command::new("ssh-keygen")
-        .args(["-q", "-Y", "sign", "-n", NAMESPACE, "-f"])
+        .args(["-q", "-Y", "sign", "-n", namespace, "-f"])
         .arg(public)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -132,7 +147,7 @@ fn sign_with_agent(public: &Path, message: &str) -> Result<Signature, Error> {
     if !output.status.success() {
         return Err(failed(String::from_utf8_lossy(&output.stderr).trim().to_owned()));
     }
-    let signature = Signature::parse(&String::from_utf8_lossy(&output.stdout))?;
+    let signature = Signature::parse_in(&String::from_utf8_lossy(&output.stdout), namespace)?;
     // What came back must be this key's signature of this message (ssh-keygen may fall back
     // to another key, or read a passphrase from the message).
     let key = PublicKey::read_openssh_file(public).map_err(|e| failed(e.to_string()))?;
@@ -191,9 +206,20 @@ impl Trust {
     /// `message`, one per key (a key counts once however often it signed), and why each other
     /// signature does not count.
     pub fn verify_all(&self, message: &str, signatures: &[String], now: DateTime<Utc>) -> (Vec<Verified>, Vec<String>) {
+        self.verify_all_in(NAMESPACE, message, signatures, now)
+    }
+
+    /// [`Trust::verify_all`] for signatures in `namespace`, by keys allowed to sign in it.
+    pub fn verify_all_in(
+        &self,
+        namespace: &'static str,
+        message: &str,
+        signatures: &[String],
+        now: DateTime<Utc>,
+    ) -> (Vec<Verified>, Vec<String>) {
         let (mut verified, mut reasons): (Vec<Verified>, Vec<String>) = (Vec::new(), Vec::new());
         for text in signatures {
-            match self.check(message, text, now) {
+            match self.check(namespace, message, text, now) {
                 Ok(found) if verified.iter().any(|v| v.fingerprint == found.fingerprint) => {}
                 Ok(found) => verified.push(found),
                 Err(reason) => reasons.push(reason),
@@ -202,8 +228,14 @@ impl Trust {
         (verified, reasons)
     }
 
-    fn check(&self, message: &str, text: &str, now: DateTime<Utc>) -> Result<Verified, String> {
-        let signature = Signature::parse(text).map_err(|e| e.to_string())?;
+    fn check(
+        &self,
+        namespace: &'static str,
+        message: &str,
+        text: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Verified, String> {
+        let signature = Signature::parse_in(text, namespace).map_err(|e| e.to_string())?;
         let fingerprint = signature.fingerprint();
         let key = signature.sig.public_key();
         if self.revoked.iter().any(|revoked| revoked.key_data() == key) {
@@ -216,10 +248,10 @@ impl Trust {
         if !signature.signs(message) {
             return Err(format!("{fingerprint}'s signature is not over this component, version and digest"));
         }
-        if let Some(signer) = signers.iter().find(|s| s.allows(NAMESPACE, now).is_ok()) {
+        if let Some(signer) = signers.iter().find(|s| s.allows(namespace, now).is_ok()) {
             return Ok(Verified { signer: signer.principals.clone(), fingerprint });
         }
-        let why: Vec<String> = signers.iter().filter_map(|s| s.allows(NAMESPACE, now).err()).collect();
+        let why: Vec<String> = signers.iter().filter_map(|s| s.allows(namespace, now).err()).collect();
         Err(format!("{fingerprint}: {}", why.join(", ")))
     }
 }
@@ -364,7 +396,7 @@ mod tests {
     fn a_signature_of_another_namespace_is_refused() {
         let alice = key(1);
         let sig = alice.sign("git", HashAlg::Sha512, b"x").unwrap().to_pem(LineEnding::LF).unwrap();
-        assert!(matches!(Signature::parse(&sig), Err(Error::Namespace(ns)) if ns == "git"));
+        assert!(matches!(Signature::parse(&sig), Err(Error::Namespace(ns, _)) if ns == "git"));
         assert!(matches!(Signature::parse("hello"), Err(Error::NotASignature(_))));
     }
 }

@@ -642,9 +642,10 @@ pub struct SignArgs {
 /// an in-toto statement (predicate types https://cyclonedx.org/bom and https://spdx.dev/Document)
 /// whose subject is the version's content; an in-toto statement (SLSA provenance from `depot
 /// build`, or another tool's) is attached as it is, and its subjects must include the version's
-/// sha256. Each --sign key signs it (SSHSIG, namespace `depot`, over the component, version,
-/// content and the statement's sha256), and a host with `depot agent --trust FILE
-/// --require-attestation TYPE` deploys only content with such an attestation by a trusted key.
+/// sha256. Each --sign key signs it (SSHSIG, namespace `depot-attestation`, over the component,
+/// version, content and the statement's sha256), and a host with `depot agent --trust FILE
+/// --require-attestation TYPE` deploys only content with such an attestation by a trusted key
+/// (one whose allowed_signers line names no namespaces, or `depot-attestation`).
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:
   depot attest web 1.4.2 sbom.cdx.json --sign ~/.ssh/id_ed25519

@@ -5,7 +5,7 @@ use depot_api::types::{
 };
 use depot_api::{ComponentName, VersionLabel};
 
-use crate::auth::{Admin, Operator, Viewer};
+use crate::auth::{Admin, Operator, Reader, Viewer};
 use crate::error::ApiError;
 use crate::extract::Json;
 use crate::extract::Path;
@@ -214,10 +214,11 @@ pub async fn attestations(
     Ok(Json(state.registry.attestations(&caller, component, version).await?))
 }
 
-/// `GET …/versions/{version}/attestations/{digest}`: one attestation, with its statement.
+/// `GET …/versions/{version}/attestations/{digest}`: one attestation, with its statement (also
+/// for the agents that may download the version's content).
 #[utoipa::path(get, path = "/api/v1/components/{component}/versions/{version}/attestations/{digest}", tag = "components", params(("component" = depot_api::ComponentName, Path), ("version" = depot_api::VersionLabel, Path), ("digest" = depot_api::Digest, Path)), responses((status = 200, body = depot_api::types::AttestationInfo), (status = 404, body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
 pub async fn attestation(
-    Viewer(caller): Viewer,
+    Reader(caller): Reader,
     State(state): State<AppState>,
     Path((component, version, digest)): Path<(String, String, String)>,
 ) -> Result<Json<depot_api::types::AttestationInfo>, ApiError> {

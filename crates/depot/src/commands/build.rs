@@ -212,10 +212,30 @@ impl Source {
         };
         let Some(commit) = git(&["rev-parse", "HEAD"]) else { return Source::default() };
         let top = git(&["rev-parse", "--show-toplevel"]);
-        let uri = git(&["remote", "get-url", "origin"]).or(top.clone()).map(|url| format!("git+{url}"));
+        let uri = git(&["remote", "get-url", "origin"])
+            .map(|url| remote_uri(&url))
+            .or(top.map(|t| format!("git+file://{t}")));
         let path = git(&["rev-parse", "--show-prefix"]).map(|p| p.trim_end_matches('/').to_owned());
         let dirty = git(&["status", "--porcelain"]).is_some_and(|s| !s.is_empty());
         Source { uri, commit: Some(commit), path, dirty }
+    }
+}
+
+/// A remote's URL as a URI for the provenance, without credentials: `https://user:TOKEN@host/x`
+/// (as CI systems set `origin`) becomes `git+https://host/x`, and scp-like `git@host:org/x`
+/// becomes `git+ssh://git@host/org/x`.
+fn remote_uri(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
+            let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+            let scheme = scheme.strip_prefix("git+").unwrap_or(scheme);
+            format!("git+{scheme}://{host}/{path}")
+        }
+        None => match url.split_once(':') {
+            Some((host, path)) if !host.contains('/') => format!("git+ssh://{host}/{}", path.trim_start_matches('/')),
+            _ => format!("git+file://{url}"),
+        },
     }
 }
 
@@ -250,6 +270,13 @@ impl Provenance<'_> {
             "name": "depot.toml", "digest": { "sha256": file_digest(self.depot_toml)? }
         }));
         let name = archive.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        // Only what is known: a build outside a git checkout names no source.
+        let mut source = serde_json::Map::new();
+        for (key, value) in [("uri", &self.source.uri), ("commit", &self.source.commit), ("path", &self.source.path)] {
+            if let Some(value) = value {
+                source.insert(key.to_owned(), value.clone().into());
+            }
+        }
         let statement = serde_json::json!({
             "_type": depot_trust::attestation::STATEMENT_V1,
             "subject": [{ "name": name, "digest": { "sha256": digest.hex() } }],
@@ -260,7 +287,7 @@ impl Provenance<'_> {
                     "externalParameters": {
                         "command": self.command,
                         "version": self.version.as_str(),
-                        "source": { "uri": self.source.uri, "commit": self.source.commit, "path": self.source.path },
+                        "source": source,
                     },
                     "internalParameters": { "dirty": self.source.dirty },
                     "resolvedDependencies": dependencies,
@@ -279,5 +306,24 @@ impl Provenance<'_> {
             },
         });
         Ok(serde_json::to_vec_pretty(&statement)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_remote_is_named_without_its_credentials() {
+        for (url, uri) in [
+            (
+                "https://gitlab-ci-token:glcbt-SECRET@gitlab.example.com/org/app.git",
+                "git+https://gitlab.example.com/org/app.git",
+            ),
+            ("https://github.com/org/app", "git+https://github.com/org/app"),
+            ("ssh://git@host:2222/org/app.git", "git+ssh://host:2222/org/app.git"),
+            ("git@github.com:org/app.git", "git+ssh://git@github.com/org/app.git"),
+            ("/srv/git/app.git", "git+file:///srv/git/app.git"),
+        ] {
+            assert_eq!(super::remote_uri(url), uri, "{url}");
+        }
     }
 }

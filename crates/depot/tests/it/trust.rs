@@ -464,6 +464,11 @@ fn a_signature_policy_refuses_versions_and_writes_without_enough_trusted_signatu
         .run(&ctx, &["push", "web", "1.0.0", archive, "--sign", &key(&alice), "--signature", bob_sig.to_str().unwrap()])
         .success();
     assert!(pushed.stderr.contains("Pushed web 1.0.0"), "{}", pushed.stderr);
+    let shown = registry.run(&ctx, &["show-version", "web", "1.0.0", "--json"]).success().json();
+    let mut signers: Vec<&str> =
+        shown["signatures"].as_array().unwrap().iter().map(|s| s["signer"].as_str().unwrap()).collect();
+    signers.sort();
+    assert_eq!(signers, ["alice@example.com", "bob@example.com"], "named by the policy: {shown}");
 
     // Configuration writes: a signed version comes in; an unsigned one does not, by set or
     // create; a rollback to it is not held.

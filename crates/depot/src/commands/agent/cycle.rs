@@ -386,13 +386,30 @@ impl Agent<'_> {
                 layer.component, layer.version, verified.signer, verified.fingerprint
             ));
             for kind in &self.settings.require_attestations {
-                let mut reasons = Vec::new();
-                let attested = this.attestations.iter().find_map(|attestation| {
-                    trust
-                        .verify_attestation(&layer.component, &layer.version, &layer.digest, attestation, kind, now)
-                        .map_err(|why| reasons.push(format!("{}: {why}", attestation.digest)))
-                        .ok()
-                });
+                // The registry's summary only picks the candidates (newest first, a few at most);
+                // each is judged from its own statement, hashed and parsed here.
+                let (mut reasons, mut attested) = (Vec::new(), None);
+                for candidate in this.attestations.iter().rev().filter(|a| &a.predicate_type == kind).take(8) {
+                    let call = |client: &depot_api::client::Client| {
+                        client.attestation(&layer.component, &layer.version, &candidate.digest)
+                    };
+                    let fetched = match self.registries.call(call) {
+                        Ok(fetched) => fetched,
+                        Err(e) if transient(&e) => return Err(NotTried::Unreachable(e).into()),
+                        Err(e) => {
+                            reasons.push(format!("{}: {e}", candidate.digest));
+                            continue;
+                        }
+                    };
+                    match trust.verify_attestation(&layer.component, &layer.version, &layer.digest, &fetched, kind, now)
+                    {
+                        Ok(verified) => {
+                            attested = Some(verified);
+                            break;
+                        }
+                        Err(why) => reasons.push(format!("{}: {why}", candidate.digest)),
+                    }
+                }
                 let Some(attested) = attested else {
                     let why = match reasons.is_empty() {
                         true => String::new(),

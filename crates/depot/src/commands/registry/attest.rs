@@ -99,20 +99,26 @@ pub fn list(args: AttestationsArgs, printer: &Printer) -> anyhow::Result<ExitCod
         Ok(digest) => digest,
         Err(_) => {
             let kind = depot_trust::attestation::predicate_type(wanted);
-            let newest = all.iter().rev().find(|a| a.predicate_type == kind).ok_or_else(|| {
-                hinted(
-                    format!("{} {} has no attestation of type {kind}", args.component, args.version),
-                    format!("list them with `depot attestations {} {}`", args.component, args.version),
-                )
-            })?;
+            // The newest signed one of that type, else the newest.
+            let of_kind = || all.iter().rev().filter(|a| a.predicate_type == kind);
+            let newest =
+                of_kind().find(|a| !a.signatures.is_empty()).or_else(|| of_kind().next()).ok_or_else(|| {
+                    hinted(
+                        format!("{} {} has no attestation of type {kind}", args.component, args.version),
+                        format!("list them with `depot attestations {} {}`", args.component, args.version),
+                    )
+                })?;
             newest.digest.clone()
         }
     };
     let found = client.attestation(&args.component, &args.version, &digest)?;
+    let statement = found.statement.as_deref().unwrap_or_default();
+    if depot_trust::attestation::sha256(statement.as_bytes()) != digest {
+        anyhow::bail!("the registry served a statement that is not {digest}: it does not hash to its digest");
+    }
     if printer.json {
         printer.json(&found);
     } else {
-        let statement = found.statement.unwrap_or_default();
         printer.data(statement.trim_end());
     }
     Ok(ExitCode::SUCCESS)

@@ -108,8 +108,9 @@ pub fn show(args: ShowVersionArgs, printer: &Printer) -> anyhow::Result<ExitCode
         printer.data("signatures: none");
     }
     for signature in &info.signatures {
+        let signer = signature.signer.as_ref().map(|s| format!(" {s}")).unwrap_or_default();
         printer.data(format!(
-            "signature: {} {} (added by {} at {})",
+            "signature: {} {}{signer} (added by {} at {})",
             signature.key_type,
             signature.fingerprint,
             signature.added_by,
