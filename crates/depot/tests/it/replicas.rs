@@ -14,9 +14,11 @@ use crate::serve::{Server, create_prod, http, kill9, push, s3_command, spawn_ser
 use depot_testkit::garage::{Bucket, Garage};
 
 /// A replica of the registry whose metadata is in `database` and blobs in `bucket`, with its
-/// own data directory `data` (which holds only the admin token of the first to start).
+/// own data directory `data` (which holds only the admin token of the first to start), and the
+/// secrets key every replica shares.
 fn replica(ctx: &TestContext, data: &Path, database: &str, bucket: &Bucket) -> Server {
-    spawn_server(s3_command(ctx, data, bucket, &["--metadata", database]))
+    let key = ctx.path("replicas.secrets.key");
+    spawn_server(s3_command(ctx, data, bucket, &["--metadata", database, "--secrets-key", key.to_str().unwrap()]))
 }
 
 /// The configuration `prod` as `server` answers it.
@@ -44,6 +46,11 @@ fn three_replicas_on_one_postgres_act_as_one_registry() {
     let c = replica(&ctx, &ctx.path("data-c"), &database, &bucket);
     assert!(a.stderr.contains("metadata in postgres"), "{}", a.stderr);
     assert!(!ctx.path("data-b/admin.token").exists(), "one registry, one admin token");
+    // A replica with a key of its own would seal what the others cannot open: it does not start.
+    let mut command = s3_command(&ctx, &ctx.path("data-d"), &bucket, &["--metadata", &database]);
+    let refused = command.output().unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && stderr.contains("not with the key given"), "{stderr}");
 
     // Written through one, read through the others: versions, configurations, tokens.
     let v1 = fs_err::read(ctx.release("1.0.0", &[("app.txt", "one\n")])).unwrap();
