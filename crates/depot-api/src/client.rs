@@ -478,6 +478,31 @@ impl Client {
         self.send_json(Method::POST, &path, request)
     }
 
+    /// `POST /api/v1/keys`
+    pub fn add_ssh_key(&self, request: &crate::types::AddSshKey) -> Result<crate::types::SshKeyInfo, ClientError> {
+        self.send_json(Method::POST, &["api", "v1", "keys"], request)
+    }
+
+    /// `POST /api/v1/keys/import`
+    pub fn import_ssh_keys(
+        &self,
+        request: &crate::types::ImportSshKeys,
+    ) -> Result<Vec<crate::types::SshKeyInfo>, ClientError> {
+        self.send_json(Method::POST, &["api", "v1", "keys", "import"], request)
+    }
+
+    /// `GET /api/v1/keys`
+    pub fn ssh_keys(&self) -> Result<Vec<crate::types::SshKeyInfo>, ClientError> {
+        self.get_json(&["api", "v1", "keys"])
+    }
+
+    /// `DELETE /api/v1/keys/{name}`
+    pub fn revoke_ssh_key(&self, name: &TokenName) -> Result<(), ClientError> {
+        let url = self.url(&["api", "v1", "keys", name.as_str()]);
+        self.send(self.http.delete(url.clone()), &url, METADATA_TIMEOUT)?;
+        Ok(())
+    }
+
     /// `POST /api/v1/components/{component}/versions/{version}/attestations`
     pub fn add_attestation(
         &self,

@@ -566,6 +566,48 @@ pub struct TokenInfo {
     pub created_by: String,
 }
 
+/// `POST /api/v1/keys`: an SSH public key for the SSH front-end, with a role like a token's.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct AddSshKey {
+    pub name: TokenName,
+    pub role: Role,
+    /// For agent keys: the configurations they may read, as a glob (`web-*`).
+    #[serde(default)]
+    pub config_pattern: Option<String>,
+    /// One OpenSSH public key line (`ssh-ed25519 AAAA… comment`).
+    pub public_key: String,
+}
+
+/// `POST /api/v1/keys/import`: every key of an authorized_keys file, with one role.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ImportSshKeys {
+    pub role: Role,
+    #[serde(default)]
+    pub config_pattern: Option<String>,
+    /// The file's text: one key a line, blank lines and `#` comments allowed; options before
+    /// the key type are ignored. Each key is named from its comment (`alice@laptop` →
+    /// `alice-laptop`), else from its fingerprint.
+    pub authorized_keys: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SshKeyInfo {
+    pub name: TokenName,
+    /// `SHA256:…`, as `ssh-keygen -l` prints it.
+    pub fingerprint: String,
+    /// The key as given, one OpenSSH line.
+    pub public_key: String,
+    pub role: Role,
+    pub config_pattern: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub created_by: String,
+}
+
 /// The secret is shown once, in this response.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

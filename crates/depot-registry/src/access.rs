@@ -84,6 +84,24 @@ impl Caller {
     }
 }
 
+/// Only agents are limited to a configuration pattern, and each must name one (`what` names the
+/// token or key in the error).
+pub(crate) fn check_pattern(what: &str, role: Role, pattern: Option<&str>) -> Result<()> {
+    match (pattern, role) {
+        (Some(_), role) if role != Role::Agent => {
+            Err(Error::invalid("only agent tokens and keys are limited to configuration patterns"))
+        }
+        (None, Role::Agent) => Err(Error::invalid(format!("{what} names no configuration pattern")).with_hint(
+            "give the configurations it may read, such as `web-*`; `*` lets it read every configuration, and with \
+             them every stage's environment variables",
+        )),
+        (Some(pattern), _) => globset::Glob::new(pattern)
+            .map(|_| ())
+            .map_err(|e| Error::invalid(format!("invalid configuration pattern `{pattern}`: {e}"))),
+        (None, _) => Ok(()),
+    }
+}
+
 fn pattern_matches(pattern: &str, name: &ConfigName) -> bool {
     globset::Glob::new(pattern).map(|g| g.compile_matcher().is_match(name.as_str())).unwrap_or(false)
 }
@@ -125,23 +143,7 @@ impl Registry {
     /// their environment layers, so one for every configuration is asked for explicitly (`*`).
     pub async fn create_token(&self, caller: &Caller, request: CreateToken) -> Result<TokenCreated> {
         caller.require(Need::Admin)?;
-        match (&request.config_pattern, request.role) {
-            (Some(_), role) if role != Role::Agent => {
-                return Err(Error::invalid("only agent tokens are limited to configuration patterns"));
-            }
-            (None, Role::Agent) => {
-                return Err(Error::invalid(format!("agent token {} names no configuration pattern", request.name))
-                    .with_hint(
-                        "give the configurations it may read, such as `web-*`; `*` lets it read every configuration, \
-                     and with them every stage's environment variables",
-                    ));
-            }
-            (Some(pattern), _) => {
-                globset::Glob::new(pattern)
-                    .map_err(|e| Error::invalid(format!("invalid configuration pattern `{pattern}`: {e}")))?;
-            }
-            (None, _) => {}
-        }
+        check_pattern(&format!("agent token {}", request.name), request.role, request.config_pattern.as_deref())?;
         let actor = caller.name.clone();
         self.store(move |metadata| {
             let (token, hash) = new_token(&request.name);

@@ -24,6 +24,23 @@ impl Registry {
         self.store(|metadata| metadata.configs()).await
     }
 
+    /// The configurations `caller` may read: every one, or for an agent those its pattern
+    /// matches.
+    pub async fn readable_configs(&self, caller: &Caller) -> Result<Vec<ConfigSummary>> {
+        caller.require(Need::Reader)?;
+        let all = self.store(|metadata| metadata.configs()).await?;
+        Ok(all.into_iter().filter(|c| caller.may_read_config(&c.name)).collect())
+    }
+
+    /// The versions of `config`'s layers, for whoever may read the configuration (an agent
+    /// reads no version list, but may know when the layers it runs were pushed).
+    pub async fn layer_versions(&self, caller: &Caller, config: &Config) -> Result<Vec<depot_api::types::VersionInfo>> {
+        caller.require(Need::Reader)?;
+        caller.require_config(&config.name, "read")?;
+        let layers = config.layers.clone();
+        self.store(move |metadata| layers.iter().map(|l| metadata.version(&l.component, &l.version)).collect()).await
+    }
+
     pub async fn create_config(&self, caller: &Caller, name: ConfigName, layers: Vec<LayerRef>) -> Result<Config> {
         caller.require(Need::Operator)?;
         let actor = caller.name.clone();
@@ -91,6 +108,13 @@ impl Registry {
         caller.require(Need::Operator)?;
         let actor = caller.name.clone();
         self.store(move |metadata| metadata.set_layers(&name, &layers, expect_revision, &actor)).await
+    }
+
+    /// Replaces every layer of `name` with `layers`, in one new revision.
+    pub async fn replace_layers(&self, caller: &Caller, name: ConfigName, layers: Vec<LayerRef>) -> Result<Config> {
+        caller.require(Need::Operator)?;
+        let actor = caller.name.clone();
+        self.store(move |metadata| metadata.replace_layers(&name, &layers, &actor)).await
     }
 
     pub async fn bump(

@@ -14,6 +14,7 @@ mod components;
 mod configs;
 mod error;
 mod gc;
+mod keys;
 mod pipelines;
 mod rollouts;
 mod signatures;

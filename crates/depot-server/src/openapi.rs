@@ -23,6 +23,7 @@ use crate::handlers::{admin, agents, blobs, components, configs, pipelines, toke
         pipelines::list, pipelines::create, pipelines::show, pipelines::set_gate, pipelines::promote,
         pipelines::approve, pipelines::reject, pipelines::delete, pipelines::rollback, pipelines::env, pipelines::set_env, pipelines::history,
         tokens::whoami, tokens::create, tokens::list, tokens::revoke,
+        tokens::add_key, tokens::import_keys, tokens::keys, tokens::revoke_key,
         admin::healthz, admin::metrics, admin::gc,
     ),
     components(schemas(
@@ -30,7 +31,7 @@ use crate::handlers::{admin, agents, blobs, components, configs, pipelines, toke
         depot_api::Digest, depot_api::PipelineName, depot_api::StageName, depot_api::TokenName, depot_api::HostName, BlobInfo, PushVersion, VersionInfo, ComponentSummary, LayerRef, Layer, Config,
         ConfigSummary, CreateConfig, SetLayers, BumpLayer, BumpResult, RollbackConfig, HistoryEntry, CreateToken,
         TokenInfo, TokenCreated, GcReport, WhoAmI, AgentState, AgentReport, AgentStatus, Deprecation, Deprecated, VersionUse, DeprecateVersion,
-        ChannelInfo, ChannelMove, SetChannel, SignaturePolicy, TrustedKey, SetPolicy, AttestationInfo, AddAttestation, depot_api::semver_order::ChannelKind,
+        ChannelInfo, ChannelMove, SetChannel, SignaturePolicy, TrustedKey, SetPolicy, AttestationInfo, AddAttestation, AddSshKey, ImportSshKeys, SshKeyInfo, depot_api::semver_order::ChannelKind,
         depot_api::pipeline::StageRef, depot_api::pipeline::StageSpec, depot_api::pipeline::CreatePipeline,
         depot_api::pipeline::Stage, depot_api::pipeline::Pipeline, depot_api::pipeline::Gate,
         depot_api::pipeline::SetGate, depot_api::pipeline::StageHealth, depot_api::pipeline::StageStatus,

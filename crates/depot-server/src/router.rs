@@ -69,6 +69,9 @@ pub fn router(state: AppState) -> Router {
         .route("/pipelines/{name}/stages/{stage}/env", get(pipelines::env).patch(pipelines::set_env))
         .route("/tokens", get(tokens::list).post(tokens::create))
         .route("/tokens/{name}", axum::routing::delete(tokens::revoke))
+        .route("/keys", get(tokens::keys).post(tokens::add_key))
+        .route("/keys/import", post(tokens::import_keys))
+        .route("/keys/{name}", axum::routing::delete(tokens::revoke_key))
         .route("/gc", post(admin::gc))
         .route("/openapi.json", get(crate::openapi::document));
     Router::new()

@@ -29,6 +29,7 @@ const TABLES: &[&str] = &[
     "settings",
     "policies",
     "attestations",
+    "ssh_keys",
 ];
 
 /// Columns numbered by the database (an identity on PostgreSQL, AUTOINCREMENT on SQLite): the

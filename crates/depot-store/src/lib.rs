@@ -17,6 +17,7 @@ mod rows;
 pub mod rules;
 mod sealer;
 mod signatures;
+mod ssh_keys;
 
 use std::path::PathBuf;
 

@@ -608,6 +608,25 @@ impl Metadata {
         })
     }
 
+    /// Replaces the whole list of layers with `layers`, in that order, in one new revision (seed
+    /// 001's `addconf` on an existing name): nothing changes when it is the same list.
+    pub fn replace_layers(&self, name: &ConfigName, layers: &[LayerRef], actor: &str) -> Result<Config> {
+        self.transaction(|tx| {
+            let current = current_config(tx, name)?;
+            check_one_layer_per_component(layers)?;
+            let mut components: Vec<&ComponentName> = layers.iter().map(|l| &l.component).collect();
+            components.extend(current.layers.iter().map(|l| &l.component));
+            check_manual_change(tx, name, &components)?;
+            let next = layers.iter().map(|layer| resolve_layer(tx, layer)).collect::<Result<Vec<_>>>()?;
+            if next == current.layers {
+                return Ok(current);
+            }
+            let change =
+                format!("layers replaced: {}", next.iter().map(|l| l.to_string()).collect::<Vec<_>>().join(", "));
+            write_revision(tx, name, current.revision + 1, &next, &change, EventKind::Set, actor)
+        })
+    }
+
     /// Moves one layer to the component's newest version ([`semver_order`]) that is not
     /// deprecated: the newest stable one when the layer is on a stable version, so that a bump
     /// never lands on a release candidate by surprise. The layer is pinned to it.

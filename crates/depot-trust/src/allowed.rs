@@ -97,7 +97,7 @@ impl AllowedSigners {
 }
 
 /// A key type as the first word of an OpenSSH public key.
-fn is_key_type(word: &str) -> bool {
+pub(crate) fn is_key_type(word: &str) -> bool {
     word.starts_with("ssh-") || word.starts_with("ecdsa-sha2-") || word.starts_with("sk-")
 }
 
@@ -136,7 +136,7 @@ fn parse_line(line: &str) -> Result<Signer, String> {
 }
 
 /// The first field (up to whitespace outside double quotes) and the rest, trimmed.
-fn split_field(text: &str) -> (&str, &str) {
+pub(crate) fn split_field(text: &str) -> (&str, &str) {
     let mut quoted = false;
     for (i, c) in text.char_indices() {
         match c {

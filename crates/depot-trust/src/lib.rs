@@ -8,6 +8,7 @@
 
 mod allowed;
 pub mod attestation;
+pub mod keys;
 
 use std::io::Write;
 use std::path::Path;

@@ -59,6 +59,7 @@ pub enum Command {
     Config(ConfigArgs),
     Delete(DeleteArgs),
     Token(TokenArgs),
+    Key(KeyArgs),
     Gc(GcArgs),
     Status(StatusArgs),
     Agent(AgentArgs),
@@ -502,6 +503,22 @@ pub struct ServeArgs {
     /// the data directory].
     #[arg(long, env = "DEPOT_SECRETS_KEY", value_name = "FILE")]
     pub secrets_key: Option<PathBuf>,
+
+    /// Also serve seed 001's SSH interface on this address (`127.0.0.1:2022`): console commands
+    /// over `ssh`, uploads and seed 001's agents over `sftp`, with the keys of `depot key`. Its
+    /// host key is made on the first start (DATA/ssh_host_ed25519_key) and its fingerprint
+    /// printed [default: off].
+    #[arg(long, env = "DEPOT_SSH_LISTEN", value_name = "ADDRESS")]
+    pub ssh_listen: Option<String>,
+
+    /// SSH sessions open at once; more are closed as they arrive [default: 64].
+    #[arg(long, value_name = "N", requires = "ssh_listen")]
+    pub ssh_max_sessions: Option<usize>,
+
+    /// The longest an SSH connection lives; one with an upload in progress lives until the
+    /// upload ends [default: 30m, as seed 001's -deadline].
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION", requires = "ssh_listen")]
+    pub ssh_lifetime: Option<Duration>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1454,18 +1471,25 @@ pub struct TokenCreateArgs {
     /// The token's name (`ci`, `web-01`); it prefixes the secret.
     pub name: TokenName,
 
-    /// What the token may do.
+    #[command(flatten)]
+    pub access: AccessArgs,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// What a token or an SSH key may do.
+#[derive(Debug, Args)]
+pub struct AccessArgs {
+    /// What the token or key may do.
     #[arg(long, value_parser = PossibleValuesParser::new(["admin", "operator", "agent", "viewer"])
         .map(|role| role.parse::<Role>().expect("a listed role")))]
     pub role: Role,
 
-    /// For agent tokens (required): the configurations they may read, with their layers and
+    /// For agents (required): the configurations they may read, with their layers and
     /// environment variables, as a glob (`web-*`; `*` for every configuration).
     #[arg(long = "config", value_name = "PATTERN", required_if_eq("role", "agent"))]
     pub config_pattern: Option<String>,
-
-    #[command(flatten)]
-    pub registry: RegistryArgs,
 }
 
 /// List the tokens: name, role, pattern, creation (never the secrets, which the registry does not
@@ -1486,6 +1510,95 @@ pub struct TokenListArgs {
 pub struct TokenRevokeArgs {
     /// The token's name.
     pub name: TokenName,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// Add, import, list and revoke the SSH keys of the SSH front-end (admin only).
+///
+/// A key has a role like a token's. Over SSH (`depot serve --ssh-listen`), user `deploy-agent`
+/// is an agent session (read-only SFTP of configs/ and files/, as seed 001's agents use it); any
+/// other user name is an operator session (console commands, SFTP uploads). The history names
+/// the key that did each thing (`key:NAME`).
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  depot key add alice --role operator --public-key ~/.ssh/id_ed25519.pub
+  depot key add web-01 --role agent --config 'web-*' --public-key web-01.pub
+  depot key import --role operator /etc/deploy-registry/operator.keys
+  depot key import --role agent --config '*' /etc/deploy-registry/service.keys
+  depot key list
+  depot key revoke alice")]
+pub struct KeyArgs {
+    #[command(subcommand)]
+    pub command: KeyCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    Add(KeyAddArgs),
+    Import(KeyImportArgs),
+    List(KeyListArgs),
+    Revoke(KeyRevokeArgs),
+}
+
+/// List the SSH keys: name, role, pattern, fingerprint, creation.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  depot key list
+  depot key list --json")]
+pub struct KeyListArgs {
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// Revoke an SSH key: sessions it opens from now on are refused.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  depot key revoke alice")]
+pub struct KeyRevokeArgs {
+    /// The key's name.
+    pub name: TokenName,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// Add one SSH public key.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  depot key add alice --role operator --public-key ~/.ssh/id_ed25519.pub
+  depot key add web-01 --role agent --config 'web-*' --public-key web-01.pub")]
+pub struct KeyAddArgs {
+    /// The key's name, as the history shows it (`key:NAME`).
+    pub name: TokenName,
+
+    #[command(flatten)]
+    pub access: AccessArgs,
+
+    /// The public key file (`id_ed25519.pub`: one OpenSSH key line).
+    #[arg(long, value_name = "FILE")]
+    pub public_key: PathBuf,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// Add every key of an authorized_keys file, with one role: all of them, or none.
+///
+/// Blank lines, `#` comments and options before the key type are allowed (options are not
+/// kept). Each key is named after its comment (`alice@laptop` → `alice-laptop`), or its
+/// fingerprint when it has none.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  depot key import --role operator /etc/deploy-registry/operator.keys
+  depot key import --role agent --config '*' /etc/deploy-registry/service.keys --json")]
+pub struct KeyImportArgs {
+    /// The authorized_keys file.
+    pub file: PathBuf,
+
+    #[command(flatten)]
+    pub access: AccessArgs,
 
     #[command(flatten)]
     pub registry: RegistryArgs,

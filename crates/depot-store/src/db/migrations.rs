@@ -22,6 +22,7 @@ const MIGRATIONS: &[Migration] = &[
     Migration { version: 5, sqlite: SQLITE_5, postgres: POSTGRES_5 },
     Migration { version: 6, sqlite: SQLITE_6, postgres: POSTGRES_6 },
     Migration { version: 7, sqlite: SQLITE_7, postgres: POSTGRES_7 },
+    Migration { version: 8, sqlite: SQLITE_8, postgres: POSTGRES_8 },
 ];
 
 /// Brings the database to the newest schema this depot knows.
@@ -461,5 +462,31 @@ CREATE TABLE attestations (
     added_by TEXT COLLATE "C" NOT NULL,
     added_at TEXT COLLATE "C" NOT NULL,
     PRIMARY KEY (component, version, digest)
+);
+"#;
+
+/// SSH keys (the SSH front-end's operators and agents): like tokens, with a role and, for agents,
+/// a configuration pattern; found by their SHA256 fingerprint.
+const SQLITE_8: &str = "
+CREATE TABLE ssh_keys (
+    name TEXT PRIMARY KEY,
+    fingerprint TEXT NOT NULL UNIQUE,
+    public_key TEXT NOT NULL,
+    role TEXT NOT NULL,
+    config_pattern TEXT,
+    created_at TEXT NOT NULL,
+    created_by TEXT NOT NULL
+);
+";
+
+const POSTGRES_8: &str = r#"
+CREATE TABLE ssh_keys (
+    name TEXT COLLATE "C" PRIMARY KEY,
+    fingerprint TEXT COLLATE "C" NOT NULL UNIQUE,
+    public_key TEXT COLLATE "C" NOT NULL,
+    role TEXT COLLATE "C" NOT NULL,
+    config_pattern TEXT COLLATE "C",
+    created_at TEXT COLLATE "C" NOT NULL,
+    created_by TEXT COLLATE "C" NOT NULL
 );
 "#;

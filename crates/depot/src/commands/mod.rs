@@ -46,6 +46,7 @@ pub fn run(command: Command, printer: &Printer) -> anyhow::Result<ExitCode> {
         Command::Config(args) => registry::run_config(args.command, printer),
         Command::Delete(args) => registry::run_delete(args.command, printer),
         Command::Token(args) => registry::run_token(args.command, printer),
+        Command::Key(args) => registry::keys::run(args.command, printer),
         Command::Gc(args) => registry::gc::run(args, printer),
         Command::Status(args) => registry::status::run(args, printer),
         Command::Agent(args) => agent::run(args, printer),

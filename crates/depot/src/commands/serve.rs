@@ -155,6 +155,7 @@ pub fn run(args: ServeArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
     raise_open_file_limit();
+    let ssh = args.ssh_listen.clone().map(|listen| (listen, args.ssh_max_sessions, args.ssh_lifetime));
     let settings = Settings::resolve(args)?;
     // Checked before anything is created or bound: a wrong file fails the start, not a handshake.
     let tls = match &settings.tls {
@@ -203,6 +204,22 @@ pub fn run(args: ServeArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
             "warning: listening on {address} without TLS: tokens and environment values cross the network in the \
              clear\nhint: give --tls-cert and --tls-key, or listen on 127.0.0.1 behind a proxy that speaks TLS"
         ));
+    }
+    if let Some((listen, max_sessions, lifetime)) = ssh {
+        let options = depot_ssh::SshOptions {
+            data: data.clone(),
+            max_sessions: max_sessions.unwrap_or(64),
+            // As long as an HTTP client has to send its request header.
+            handshake_timeout: state.options.header_timeout,
+            lifetime: lifetime.unwrap_or(std::time::Duration::from_secs(30 * 60)),
+        };
+        let listener = bind(&listen).with_context(|| format!("failed to listen for SSH on {listen}"))?;
+        listener.set_nonblocking(true)?;
+        let server = {
+            let _runtime = runtime.enter();
+            depot_ssh::start(state.registry.clone(), tokio::net::TcpListener::from_std(listener)?, options)?
+        };
+        printer.message(format!("SSH console on {} (host key {})", server.address, server.fingerprint));
     }
     let shutdown = {
         let _runtime = runtime.enter();

@@ -21,4 +21,5 @@ mod rollout;
 mod safety;
 mod secrets;
 mod serve;
+mod ssh;
 mod trust;

@@ -194,10 +194,20 @@ fn a_replica_killed_during_writes_and_uploads_loses_nothing_it_acknowledged() {
     let acknowledged = writer.join().unwrap();
     assert!(acknowledged.len() > 3, "writes were under way when A was killed");
 
-    // B has every revision A acknowledged, with the layers it acknowledged, and no gap.
-    let (status, body) = http(&b.address, "GET", "/api/v1/configs/prod/history", &token, b"");
-    assert_eq!(status, 200, "{body}");
-    let history: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+    // B has every revision A acknowledged, with the layers it acknowledged, and no gap. A COMMIT
+    // that A sent just before it died may still land in PostgreSQL a moment later: read until
+    // the history and the configuration agree.
+    let started = Instant::now();
+    let history: Vec<serde_json::Value> = loop {
+        let (status, body) = http(&b.address, "GET", "/api/v1/configs/prod/history", &token, b"");
+        assert_eq!(status, 200, "{body}");
+        let history: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+        let last = history.iter().filter_map(|h| h["revision"].as_u64()).max();
+        if last == prod(&b, &token)["revision"].as_u64() || started.elapsed() > Duration::from_secs(5) {
+            break history;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
     for (revision, version) in &acknowledged {
         let entry = history.iter().find(|h| h["revision"] == *revision);
         let entry = entry.unwrap_or_else(|| panic!("acknowledged revision {revision} is lost"));

@@ -18,6 +18,7 @@ pub mod delete_version;
 pub mod deprecate;
 pub mod env;
 pub mod gc;
+pub mod keys;
 pub mod pipeline;
 pub mod push;
 pub mod rollout;
@@ -253,8 +254,8 @@ mod tests {
             panic!("not token")
         };
         let crate::cli::TokenCommand::Create(create) = token.command else { panic!("not create") };
-        assert_eq!(create.role, Role::Agent);
-        assert_eq!(create.config_pattern.as_deref(), Some("web-*"));
+        assert_eq!(create.access.role, Role::Agent);
+        assert_eq!(create.access.config_pattern.as_deref(), Some("web-*"));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use crate::printer::Printer;
 
 pub fn run(args: TokenCreateArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
     let client = super::connect(&args.registry)?;
-    let request = CreateToken { name: args.name, role: args.role, config_pattern: args.config_pattern };
+    let request = CreateToken { name: args.name, role: args.access.role, config_pattern: args.access.config_pattern };
     let created = client.create_token(&request)?;
     if printer.json {
         printer.json(&created);

@@ -1,0 +1,282 @@
+//! Seed 001's SSH interface, driven by OpenSSH's own `ssh` and `sftp`: every console command
+//! with the seed's output and errors, uploads then `addver` (across a restart), the agents'
+//! read-only tree, and who may do what.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+use crate::registry::Registry;
+
+/// A registry with `--ssh-listen 127.0.0.1:0`, and the SSH port it printed.
+fn start(ctx: &TestContext) -> (Registry, u16) {
+    let registry = Registry::start(ctx, &["--ssh-listen", "127.0.0.1:0"]);
+    let started = Instant::now();
+    loop {
+        if let Some(rest) = registry.log().split("SSH console on 127.0.0.1:").nth(1) {
+            let port = rest.split_whitespace().next().unwrap().parse().unwrap();
+            return (registry, port);
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "no SSH line: {}", registry.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `ssh-keygen -t ed25519` at keys/NAME (comment NAME@test), registered with `depot key add`.
+fn key(ctx: &TestContext, registry: &Registry, name: &str, role: &str, pattern: Option<&str>) -> PathBuf {
+    let path = ctx.path(&format!("keys/{name}"));
+    fs_err::create_dir_all(path.parent().unwrap()).unwrap();
+    let made = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", &format!("{name}@test"), "-f"])
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let public = format!("{}.pub", path.display());
+    let mut args = vec!["key", "add", name, "--role", role, "--public-key", &public];
+    if let Some(pattern) = pattern {
+        args.extend(["--config", pattern]);
+    }
+    registry.run(ctx, &args).success();
+    path
+}
+
+fn options(key: &Path) -> Vec<String> {
+    [
+        "-F",
+        "/dev/null",
+        "-i",
+        key.to_str().unwrap(),
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        "-o",
+        "LogLevel=ERROR",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// `ssh -p PORT USER@127.0.0.1 COMMAND`.
+fn ssh(port: u16, key: &Path, user: &str, command: &str) -> Run {
+    let output = Command::new("ssh")
+        .args(options(key))
+        .args(["-p", &port.to_string(), &format!("{user}@127.0.0.1"), command])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    Run::from(output)
+}
+
+/// `sftp -b -` with `batch` on its standard input; `-b` stops at the first command that fails.
+fn sftp(port: u16, key: &Path, user: &str, batch: &str, dir: &Path) -> Run {
+    let mut child = Command::new("sftp")
+        .args(options(key))
+        .args(["-P", &port.to_string(), "-b", "-", &format!("{user}@127.0.0.1")])
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(batch.as_bytes()).unwrap();
+    Run::from(child.wait_with_output().unwrap())
+}
+
+/// A .tar.gz made by GNU tar holding `name` with `text`; its path and sha256.
+fn archive(ctx: &TestContext, name: &str, text: &str) -> (PathBuf, String) {
+    let dir = ctx.tree(&format!("src-{name}"), &[(name, text)]);
+    let path = ctx.path(&format!("{name}.tar.gz"));
+    let status = Command::new("tar").arg("czf").arg(&path).arg("-C").arg(&dir).arg(name).status().unwrap();
+    assert!(status.success());
+    let hex: String =
+        sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(fs_err::read(&path).unwrap()))
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+    (path, hex)
+}
+
+fn upload(ctx: &TestContext, port: u16, key: &Path, file: &Path) {
+    let put = sftp(port, key, "ops", &format!("put {}\n", file.display()), &ctx.path(""));
+    assert_eq!(put.code, 0, "sftp put: {}{}", put.stdout, put.stderr);
+}
+
+#[test]
+fn the_console_speaks_seed_001s_commands_with_its_output_and_errors() {
+    let ctx = TestContext::new();
+    let (registry, port) = start(&ctx);
+    let alice = key(&ctx, &registry, "alice", "operator", None);
+    let run = |command: &str| ssh(port, &alice, "alice", command);
+    let (code_v1, code_v1_hash) = archive(&ctx, "program.txt", "program body v1\n");
+    let (config_v1, config_v1_hash) = archive(&ctx, "config.txt", "config v1\n");
+    upload(&ctx, port, &alice, &code_v1);
+    upload(&ctx, port, &alice, &config_v1);
+
+    let added = run(&format!("addver -name code -version v01 -hash {code_v1_hash}"));
+    assert_eq!((added.code, added.stdout.as_str()), (0, ""));
+    run(&format!("addver -name=config -version=v01 -hash={config_v1_hash}")).success();
+    let again = run(&format!("addver -name code -version v01 -hash {code_v1_hash}"));
+    assert_eq!((again.code, again.stdout.as_str()), (1, "version \"v01\" already exists\n"));
+    let missing = run(&format!("addver -name code -version v02 -hash {}", "ab".repeat(32)));
+    assert_eq!((missing.code, missing.stdout.as_str()), (1, "no uploaded file with given hash found\n"));
+
+    assert_eq!(run("components").success().stdout, "code\nconfig\n");
+    let showcomp = run("showcomp -name config").success().stdout;
+    let line = showcomp.lines().next().unwrap();
+    assert!(line.ends_with("   v01   ") && line.len() == "2026-12-06T00:00:00Z   v01   ".len(), "{showcomp:?}");
+    let unknown = run("showcomp -name nope");
+    assert_eq!((unknown.code, unknown.stdout.as_str()), (1, "\"nope\" component not found\n"), "the seed's hole, said");
+
+    let duplicate = run("addconf -name project1 -layer code:v01 -layer code:v01");
+    assert_eq!((duplicate.code, duplicate.stdout.as_str()), (1, "duplicate component \"code\"\n"));
+    run("addconf -name project1 -layer code:v01 -layer config:v01").success();
+    assert_eq!(run("configurations").success().stdout, "project1\n");
+    let showconf = run("showconf -name project1").success().stdout;
+    let rows: Vec<&str> = showconf.lines().collect();
+    assert_eq!(rows.len(), 2, "{showconf:?}");
+    assert!(rows[0].starts_with("code     v01   20") && rows[0].ends_with("Z   "), "{showconf:?}");
+    assert!(rows[1].starts_with("config   v01   20"), "{showconf:?}");
+    let verbose = run("showconf -name project1 -v").success().stdout;
+    let expected_hash = {
+        let text = format!("{code_v1_hash}\n{config_v1_hash}\n");
+        let digest = <sha2::Sha256 as sha2::Digest>::digest(text.as_bytes());
+        digest.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    };
+    assert!(verbose.starts_with("Name:\tproject1\nMtime:\t20"), "{verbose:?}");
+    assert!(verbose.contains(&format!("\nHash:\t{expected_hash}\n\ncode     v01")), "the seed's hash: {verbose:?}");
+
+    // A second version, then changeconf, bumpconf (its undo line, pasted back as it is).
+    let (config_v2, config_v2_hash) = archive(&ctx, "config.txt", "config v2\n");
+    upload(&ctx, port, &alice, &config_v2);
+    run(&format!("addver -name config -version v02 -hash {config_v2_hash}")).success();
+    let bumped = run("bumpconf -name project1 -component config").success().stdout;
+    assert_eq!(bumped, "to roll back run:\n\tchangeconf -name=\"project1\" -component=\"config\" -version=\"v01\"\n");
+    assert_eq!(run("bumpconf -name project1 -component config").success().stdout, "", "nothing changed");
+    run(bumped.lines().nth(1).unwrap().trim()).success();
+    assert!(run("showconf -name project1").success().stdout.contains("config   v01"));
+    for (command, error) in [
+        ("changeconf -name nope -component config -version v01", "configuration \"nope\" not found"),
+        (
+            "changeconf -name project1 -component other -version v01",
+            "configuration has no layer for component \"other\"",
+        ),
+        (
+            "changeconf -name project1 -component config -version v09",
+            "no version \"v09\" for component \"config\" found",
+        ),
+        ("delver -name config -version v01", "version is used by configuration \"project1\""),
+        ("delcomp -name code", "component is used by configuration \"project1\""),
+        ("delcomp -name nope", "\"nope\" component not found"),
+        ("delconf -name project1", "Run command with -force flag to confirm removal"),
+        ("delconf -name nope -force", "\"nope\" configuration not found"),
+        ("addver -name code -bogus 1", "flag provided but not defined: -bogus"),
+        ("showconf -name", "flag needs an argument: -name"),
+    ] {
+        let refused = run(command);
+        assert_eq!((refused.code, refused.stdout.as_str()), (1, format!("{error}\n").as_str()), "{command}");
+    }
+    // addconf on an existing name replaces it, as a new revision: the history keeps the old.
+    run("addconf -name project1 -layer code:v01").success();
+    assert!(!run("showconf -name project1").success().stdout.contains("config"));
+    let history = registry.run(&ctx, &["config", "history", "project1", "--json"]).success().json();
+    assert!(history.as_array().unwrap().len() >= 4, "{history}");
+    assert!(history.to_string().contains("key:alice"), "the key's name in the history: {history}");
+    run("delver -name config -version v02").success();
+    run("delconf -name project1 -force").success();
+    assert_eq!(run("configurations").success().stdout, "");
+    let help = run("help").success().stdout;
+    for command in
+        ["addver", "addconf", "bumpconf", "changeconf", "showconf", "showcomp", "delver", "delcomp", "delconf"]
+    {
+        assert!(help.contains(command), "{help}");
+    }
+
+    // The interactive console: a prompt, a command, exit.
+    let mut shell = Command::new("ssh")
+        .args(options(&alice))
+        .args(["-tt", "-p", &port.to_string(), "alice@127.0.0.1"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    shell.stdin.take().unwrap().write_all(b"components\rexit\r").unwrap();
+    let output = shell.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{text}");
+    assert!(text.contains("> ") && text.contains("code\r\nconfig\r\n"), "{text:?}");
+}
+
+#[test]
+fn uploads_survive_a_restart_agents_read_only_their_tree_and_roles_hold() {
+    let ctx = TestContext::new();
+    let (registry, port) = start(&ctx);
+    let alice = key(&ctx, &registry, "alice", "operator", None);
+    let web = key(&ctx, &registry, "web-01", "agent", Some("web-*"));
+    let viewer = key(&ctx, &registry, "auditor", "viewer", None);
+    let (web_v1, web_hash) = archive(&ctx, "index.html", "web v1\n");
+    let (db_v1, db_hash) = archive(&ctx, "schema.sql", "db v1\n");
+    upload(&ctx, port, &alice, &web_v1);
+    upload(&ctx, port, &alice, &db_v1);
+
+    // A restart between upload and addver: the upload is kept.
+    let mut registry = registry;
+    registry.child.kill().unwrap();
+    registry.child.wait().unwrap();
+    let (registry, port) = start(&ctx);
+    ssh(port, &alice, "alice", &format!("addver -name site -version v1 -hash {web_hash}")).success();
+    ssh(port, &alice, "alice", &format!("addver -name db -version v1 -hash {db_hash}")).success();
+    ssh(port, &alice, "alice", "addconf -name web-prod -layer site:v1").success();
+    ssh(port, &alice, "alice", "addconf -name db-prod -layer db:v1").success();
+
+    // The agent's tree: only what its pattern allows.
+    let dir = ctx.path("agent");
+    fs_err::create_dir_all(&dir).unwrap();
+    let listing = sftp(port, &web, "deploy-agent", "ls configs\n", &dir);
+    assert_eq!(listing.code, 0, "{}", listing.stderr);
+    assert!(listing.stdout.contains("web-prod.json") && !listing.stdout.contains("db-prod"), "{}", listing.stdout);
+    let got = sftp(port, &web, "deploy-agent", &format!("get configs/web-prod.json\nget files/{web_hash}\n"), &dir);
+    assert_eq!(got.code, 0, "{}", got.stderr);
+    assert_eq!(fs_err::read(dir.join(&web_hash)).unwrap(), fs_err::read(&web_v1).unwrap());
+    let document: serde_json::Value =
+        serde_json::from_slice(&fs_err::read(dir.join("web-prod.json")).unwrap()).unwrap();
+    assert_eq!(document["Name"], "web-prod");
+    assert_eq!(document["Layers"][0]["File"], format!("files/{web_hash}"));
+    assert_eq!(document["Layers"][0]["Version"], "v1");
+    for refused in [
+        format!("get files/{db_hash}\n"),
+        "get configs/db-prod.json\n".to_owned(),
+        format!("put {}\n", web_v1.display()),
+        "mkdir x\n".to_owned(),
+    ] {
+        let run = sftp(port, &web, "deploy-agent", &refused, &dir);
+        assert_ne!(run.code, 0, "{refused}: {}", run.stdout);
+    }
+    let exec = ssh(port, &web, "deploy-agent", "components");
+    assert_eq!(exec.code, 1);
+    assert!(exec.stdout.contains("run no command"), "{}", exec.stdout);
+    // An agent key is an agent's only; an unknown key is nobody's.
+    assert_eq!(ssh(port, &web, "ops", "components").code, 255);
+    let stranger = ctx.path("keys/stranger");
+    Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&stranger).status().unwrap();
+    assert_eq!(ssh(port, &stranger, "ops", "components").code, 255);
+    // A viewer reads, and writes nothing.
+    assert_eq!(ssh(port, &viewer, "auditor", "components").success().stdout, "db\nsite\n");
+    let refused = ssh(port, &viewer, "auditor", "addconf -name x -layer db:v1");
+    assert_eq!(refused.code, 1);
+    assert!(refused.stdout.contains("permission denied"), "{}", refused.stdout);
+    let (other, _) = archive(&ctx, "other.txt", "other\n");
+    assert_ne!(sftp(port, &viewer, "auditor", &format!("put {}\n", other.display()), &ctx.path("")).code, 0);
+    // A revoked key is refused at once.
+    registry.run(&ctx, &["key", "revoke", "alice"]).success();
+    assert_eq!(ssh(port, &alice, "alice", "components").code, 255);
+}
