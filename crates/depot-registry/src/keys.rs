@@ -11,6 +11,7 @@ impl Registry {
     /// Adds one key (admins).
     pub async fn add_ssh_key(&self, caller: &Caller, request: AddSshKey) -> Result<SshKeyInfo> {
         caller.require(Need::Admin)?;
+        refuse_admin(request.role)?;
         check_pattern(&format!("agent key {}", request.name), request.role, request.config_pattern.as_deref())?;
         let key = depot_trust::keys::public_key(&request.public_key).map_err(Error::invalid)?;
         let info = key_info(caller, request.name, request.role, request.config_pattern, key);
@@ -22,6 +23,7 @@ impl Registry {
     /// comment (`alice@laptop` → `alice-laptop`) or, without one, its fingerprint.
     pub async fn import_ssh_keys(&self, caller: &Caller, request: ImportSshKeys) -> Result<Vec<SshKeyInfo>> {
         caller.require(Need::Admin)?;
+        refuse_admin(request.role)?;
         check_pattern("an agent key", request.role, request.config_pattern.as_deref())?;
         let keys = depot_trust::keys::authorized_keys(&request.authorized_keys, "the authorized_keys file")
             .map_err(|e| Error::invalid(e.to_string()))?;
@@ -71,6 +73,15 @@ impl Registry {
             role: key.role,
             config_pattern: key.config_pattern,
         }))
+    }
+}
+
+/// Keys run the console, upload, or read as agents: tokens and gates stay with admin tokens.
+fn refuse_admin(role: Role) -> Result<()> {
+    match role {
+        Role::Admin => Err(Error::invalid("SSH keys are operator, agent or viewer keys")
+            .with_hint("manage tokens, keys and gates with an admin token over HTTP")),
+        _ => Ok(()),
     }
 }
 

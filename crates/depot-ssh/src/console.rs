@@ -365,7 +365,10 @@ async fn change_layer(
         return Err(Output::fail(format!("configuration has no layer for component {:?}", component.as_str())));
     };
     let old = old.version.clone();
-    registry.set_layers(caller, name.clone(), vec![LayerRef { component, version }], None).await.map_err(seed_error)?;
+    registry
+        .set_layers(caller, name.clone(), vec![LayerRef { component, version }], Some(found.revision))
+        .await
+        .map_err(seed_error)?;
     Ok(Some(old))
 }
 

@@ -140,7 +140,7 @@ async fn connection(
     peer: SocketAddr,
 ) {
     let authenticated = Arc::new(AtomicBool::new(false));
-    let uploads = Arc::new(AtomicUsize::new(0));
+    let uploads = Arc::new(Activity::default());
     let stream = Deadline {
         inner: socket,
         deadline: Box::pin(tokio::time::sleep(options.handshake_timeout)),
@@ -157,8 +157,8 @@ async fn connection(
     let handle = running.handle();
     let lifetime = async {
         tokio::time::sleep(options.lifetime).await;
-        // An upload in progress is never cut: the lifetime waits for it.
-        while uploads.load(Ordering::SeqCst) > 0 {
+        // An upload in progress is never cut: the lifetime waits for it, as long as it moves.
+        while uploads.busy() {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     };
@@ -174,6 +174,42 @@ async fn connection(
                 .disconnect(russh::Disconnect::ByApplication, "connection lifetime reached".to_owned(), "en".to_owned())
                 .await;
         }
+    }
+}
+
+/// The uploads of one connection: how many are open, and when one last received data.
+#[derive(Debug, Default)]
+pub struct Activity {
+    open: AtomicUsize,
+    /// Seconds since the Unix epoch of the last write.
+    last: std::sync::atomic::AtomicU64,
+}
+
+/// An open upload that received nothing for this long no longer holds its connection open.
+const IDLE_UPLOAD: Duration = Duration::from_secs(30);
+
+impl Activity {
+    fn now() -> u64 {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    }
+
+    pub fn begin(&self) {
+        self.open.fetch_add(1, Ordering::SeqCst);
+        self.touch();
+    }
+
+    pub fn touch(&self) {
+        self.last.store(Self::now(), Ordering::SeqCst);
+    }
+
+    pub fn end(&self) {
+        self.open.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Whether an upload is open and received data lately.
+    fn busy(&self) -> bool {
+        self.open.load(Ordering::SeqCst) > 0
+            && Self::now().saturating_sub(self.last.load(Ordering::SeqCst)) < IDLE_UPLOAD.as_secs()
     }
 }
 

@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use depot_registry::{Caller, Registry};
 use russh::keys::ssh_key::HashAlg;
@@ -22,8 +22,10 @@ pub struct Session {
     spool: PathBuf,
     peer: SocketAddr,
     authenticated: Arc<AtomicBool>,
-    uploads: Arc<AtomicUsize>,
+    uploads: Arc<crate::Activity>,
     caller: Option<Caller>,
+    /// The key's `SHA256:…` fingerprint: each command checks it is still known.
+    fingerprint: String,
     agent: bool,
     channels: HashMap<ChannelId, Channel<Msg>>,
     ptys: HashSet<ChannelId>,
@@ -37,7 +39,7 @@ impl Session {
         spool: PathBuf,
         peer: SocketAddr,
         authenticated: Arc<AtomicBool>,
-        uploads: Arc<AtomicUsize>,
+        uploads: Arc<crate::Activity>,
     ) -> Self {
         Session {
             registry,
@@ -46,6 +48,7 @@ impl Session {
             authenticated,
             uploads,
             caller: None,
+            fingerprint: String::new(),
             agent: false,
             channels: HashMap::new(),
             ptys: HashSet::new(),
@@ -77,6 +80,25 @@ impl Session {
 
     fn caller(&self) -> Result<&Caller, russh::Error> {
         self.caller.as_ref().ok_or(russh::Error::Inconsistent)
+    }
+
+    /// The key's caller as the registry knows it now: a key revoked (or given another role)
+    /// during the session counts from its next command.
+    async fn current(&mut self) -> Option<Caller> {
+        let found = self.registry.authenticate_ssh_key(&self.fingerprint).await.ok().flatten();
+        if found.is_none() {
+            tracing::info!(peer = %self.peer, key = ?self.caller.as_ref().map(|c| &c.name), "SSH key revoked during its session");
+        }
+        self.caller = found.clone();
+        found
+    }
+
+    /// Runs one console line as the key's current caller.
+    async fn command(&mut self, line: &str) -> crate::console::Output {
+        match self.current().await {
+            Some(caller) => crate::console::run(&self.registry, &caller, line).await,
+            None => crate::console::Output { text: "the key of this session was revoked\n".to_owned(), status: 1 },
+        }
     }
 
     /// Sends `text` on the channel (CRLF on a terminal), then, if `status` is given, ends it.
@@ -123,6 +145,7 @@ impl russh::server::Handler for Session {
             return Ok(Auth::reject());
         };
         tracing::info!(peer = %self.peer, %user, key = %caller.name, "SSH session opened");
+        self.fingerprint = key.public_key.fingerprint(HashAlg::Sha256).to_string();
         self.agent = user == AGENT_USER;
         self.caller = Some(caller);
         Ok(Auth::Accept)
@@ -175,7 +198,7 @@ impl russh::server::Handler for Session {
             return self.send(channel, &text, Some(1), session);
         }
         let line = String::from_utf8_lossy(data).into_owned();
-        let output = crate::console::run(&self.registry, self.caller()?, &line).await;
+        let output = self.command(&line).await;
         self.send(channel, &output.text, Some(output.status), session)
     }
 
@@ -210,7 +233,11 @@ impl russh::server::Handler for Session {
                         self.shells.remove(&channel);
                         return self.send(channel, "", Some(0), session);
                     }
-                    let output = crate::console::run(&self.registry, self.caller()?, line).await;
+                    let output = self.command(line).await;
+                    if output.text.starts_with("the key of this session was revoked") {
+                        self.shells.remove(&channel);
+                        return self.send(channel, &output.text, Some(1), session);
+                    }
                     self.send(channel, &format!("{}{PROMPT}", output.text), None, session)?;
                 }
                 // Ctrl-D on an empty line leaves; Ctrl-C drops the line.
@@ -254,10 +281,29 @@ impl russh::server::Handler for Session {
         if self.agent {
             russh_sftp::server::run(open.into_stream(), crate::sftp::Tree::new(registry, caller)).await;
         } else {
-            let uploads = crate::sftp::Uploads::new(registry, caller, self.spool.clone(), self.uploads.clone());
+            let uploads = crate::sftp::Uploads::new(
+                registry,
+                caller,
+                self.fingerprint.clone(),
+                self.spool.clone(),
+                self.uploads.clone(),
+            );
             russh_sftp::server::run(open.into_stream(), uploads).await;
         }
         Ok(())
+    }
+
+    /// The end of a console's input (`echo components | ssh host`): what is left of the line
+    /// runs, and the session ends, as seed 001's console did.
+    async fn channel_eof(&mut self, channel: ChannelId, session: &mut SshSession) -> Result<(), Self::Error> {
+        let Some(line) = self.shells.remove(&channel) else { return Ok(()) };
+        let mut status = 0;
+        if !line.trim().is_empty() && line.trim() != "exit" {
+            let output = self.command(line.trim()).await;
+            self.send(channel, &output.text, None, session)?;
+            status = output.status;
+        }
+        self.send(channel, "", Some(status), session)
     }
 
     async fn channel_close(&mut self, channel: ChannelId, _session: &mut SshSession) -> Result<(), Self::Error> {

@@ -7,7 +7,6 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use depot_api::Digest;
@@ -45,13 +44,17 @@ fn normalize(path: &str) -> String {
     format!("/{}", parts.join("/"))
 }
 
+/// Files an operator's session may have open for upload at once.
+const MAX_OPEN_UPLOADS: usize = 16;
+
 /// An operator's session: uploads only.
 pub struct Uploads {
-    pub registry: Registry,
-    pub caller: Caller,
-    pub spool: PathBuf,
-    /// Uploads in progress on this connection: its lifetime never cuts one.
-    pub in_progress: Arc<AtomicUsize>,
+    registry: Registry,
+    caller: Caller,
+    /// The key's fingerprint: checked again at each open, so that a revoked key uploads nothing more.
+    fingerprint: String,
+    spool: PathBuf,
+    activity: Arc<crate::Activity>,
     files: HashMap<String, Upload>,
     next: u64,
 }
@@ -62,11 +65,19 @@ struct Upload {
     file: tokio::fs::File,
     hasher: Sha256,
     size: u64,
+    /// A write failed or went past the size limit: the upload is discarded at close.
+    failed: Option<String>,
 }
 
 impl Uploads {
-    pub fn new(registry: Registry, caller: Caller, spool: PathBuf, in_progress: Arc<AtomicUsize>) -> Self {
-        Uploads { registry, caller, spool, in_progress, files: HashMap::new(), next: 0 }
+    pub fn new(
+        registry: Registry,
+        caller: Caller,
+        fingerprint: String,
+        spool: PathBuf,
+        activity: Arc<crate::Activity>,
+    ) -> Self {
+        Uploads { registry, caller, fingerprint, spool, activity, files: HashMap::new(), next: 0 }
     }
 
     fn refuse(&self) -> StatusCode {
@@ -74,7 +85,18 @@ impl Uploads {
     }
 
     async fn finish(&mut self, upload: Upload) -> Result<Digest, String> {
-        let Upload { name, path, mut file, hasher, size } = upload;
+        let path = upload.path.clone();
+        let result = self.store(upload).await;
+        // Stored or not, the spool file goes.
+        let _ = tokio::fs::remove_file(&path).await;
+        result
+    }
+
+    async fn store(&mut self, upload: Upload) -> Result<Digest, String> {
+        let Upload { name, path, mut file, hasher, size, failed } = upload;
+        if let Some(why) = failed {
+            return Err(why);
+        }
         file.flush().await.map_err(|e| e.to_string())?;
         file.sync_all().await.map_err(|e| e.to_string())?;
         drop(file);
@@ -83,7 +105,6 @@ impl Uploads {
         let body = tokio::fs::File::open(&path).await.map_err(|e| e.to_string())?;
         let stream = tokio_util_stream(body);
         let stored = self.registry.upload(&self.caller, digest.clone(), stream).await;
-        let _ = tokio::fs::remove_file(&path).await;
         match stored {
             Ok(_) => {
                 tracing::info!(upload = %name, %digest, size, by = %self.caller.name, "stored an SFTP upload");
@@ -160,6 +181,14 @@ impl russh_sftp::server::Handler for Uploads {
         if !pflags.contains(OpenFlags::WRITE) || pflags.contains(OpenFlags::READ) {
             return Err(self.refuse());
         }
+        // Checked before a byte is spooled: the key still known, and allowed to push.
+        match self.registry.authenticate_ssh_key(&self.fingerprint).await {
+            Ok(Some(caller)) if caller.require(depot_registry::Need::Operator).is_ok() => self.caller = caller,
+            _ => return Err(self.refuse()),
+        }
+        if self.files.len() >= MAX_OPEN_UPLOADS {
+            return Err(StatusCode::Failure);
+        }
         self.next += 1;
         let handle = format!("upload-{}", self.next);
         let path = self.spool.join(format!("{}-{}.part", std::process::id(), rand::random::<u64>()));
@@ -170,21 +199,36 @@ impl russh_sftp::server::Handler for Uploads {
                     StatusCode::Failure
                 },
             )?;
-        self.in_progress.fetch_add(1, Ordering::SeqCst);
-        self.files.insert(handle.clone(), Upload { name: filename, path, file, hasher: Sha256::new(), size: 0 });
+        self.activity.begin();
+        let upload = Upload { name: filename, path, file, hasher: Sha256::new(), size: 0, failed: None };
+        self.files.insert(handle.clone(), upload);
         Ok(Handle { id, handle })
     }
 
     async fn write(&mut self, id: u32, handle: String, offset: u64, data: Vec<u8>) -> Result<Status, Self::Error> {
+        let limit = self.registry.policy().max_blob_size;
         let upload = self.files.get_mut(&handle).ok_or(StatusCode::Failure)?;
-        if offset != upload.size {
+        self.activity.touch();
+        let why = if upload.failed.is_some() {
+            None
+        } else if offset != upload.size {
             // Hashed as it arrives: written in order, as `put` does.
-            return Err(StatusCode::Failure);
+            Some(format!("writes arrived out of order (at {offset}, expected {})", upload.size))
+        } else if upload.size + data.len() as u64 > limit {
+            Some(format!("the upload is larger than the registry takes ({limit} bytes, --max-blob-size)"))
+        } else if let Err(error) = upload.file.write_all(&data).await {
+            Some(format!("cannot spool the upload: {error}"))
+        } else {
+            upload.hasher.update(&data);
+            upload.size += data.len() as u64;
+            return Ok(status(id));
+        };
+        if let Some(why) = why {
+            upload.failed = Some(why);
+            // Nothing more of it is kept.
+            let _ = upload.file.set_len(0).await;
         }
-        upload.file.write_all(&data).await.map_err(|_| StatusCode::Failure)?;
-        upload.hasher.update(&data);
-        upload.size += data.len() as u64;
-        Ok(status(id))
+        Err(StatusCode::Failure)
     }
 
     async fn fsetstat(&mut self, id: u32, _handle: String, _attrs: FileAttributes) -> Result<Status, Self::Error> {
@@ -205,7 +249,7 @@ impl russh_sftp::server::Handler for Uploads {
             return Ok(status(id));
         };
         let result = self.finish(upload).await;
-        self.in_progress.fetch_sub(1, Ordering::SeqCst);
+        self.activity.end();
         match result {
             Ok(digest) => Ok(Status { error_message: format!("stored as {digest}"), ..status(id) }),
             Err(message) => Ok(Status {
@@ -235,7 +279,7 @@ impl Drop for Uploads {
         // A connection gone mid-upload: its spool files go, nothing was stored.
         for (_, upload) in self.files.drain() {
             let _ = std::fs::remove_file(&upload.path);
-            self.in_progress.fetch_sub(1, Ordering::SeqCst);
+            self.activity.end();
         }
     }
 }
@@ -430,17 +474,22 @@ impl russh_sftp::server::Handler for Tree {
                 }
                 let (at, body, pending) = stream.as_mut().expect("opened above");
                 let body = body.get_mut().map_err(|_| StatusCode::Failure)?;
-                while pending.is_empty() {
-                    match body.next().await {
-                        Some(Ok(chunk)) => *pending = chunk,
-                        Some(Err(_)) => return Err(StatusCode::Failure),
-                        None => return Err(StatusCode::Eof),
+                // A whole reply: a short one makes the client ask again further on, which would
+                // open the blob again.
+                let mut reply = bytes::BytesMut::new();
+                while reply.len() < len as usize {
+                    if pending.is_empty() {
+                        match body.next().await {
+                            Some(Ok(chunk)) => *pending = chunk,
+                            Some(Err(_)) => return Err(StatusCode::Failure),
+                            None => break,
+                        }
                     }
+                    let take = pending.len().min(len as usize - reply.len());
+                    reply.extend_from_slice(&pending.split_to(take));
                 }
-                let take = pending.len().min(len as usize);
-                let chunk = pending.split_to(take);
-                *at += take as u64;
-                chunk
+                *at += reply.len() as u64;
+                reply.freeze()
             }
         };
         if data.is_empty() {

@@ -26,8 +26,10 @@ pub fn public_key(text: &str) -> Result<KeyLine, String> {
     })
 }
 
-/// Every key of an authorized_keys file (`[OPTIONS] KEYTYPE BASE64 [COMMENT]` a line; blank
-/// lines and `#` comments allowed; the options are not kept); `path` names it in errors.
+/// Every key of an authorized_keys file (`KEYTYPE BASE64 [COMMENT]` a line; blank lines and `#`
+/// comments allowed); `path` names it in errors. A line with options (`from=`, `command=`,
+/// `restrict`, …) is refused: depot would not keep them, and the key would do more than the
+/// line allows.
 pub fn authorized_keys(text: &str, path: &str) -> Result<Vec<KeyLine>, Error> {
     let mut keys = Vec::new();
     for (index, line) in text.lines().enumerate() {
@@ -35,13 +37,15 @@ pub fn authorized_keys(text: &str, path: &str) -> Result<Vec<KeyLine>, Error> {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let (first, rest) = split_field(line);
-        let key = if is_key_type(first) { line } else { rest };
-        keys.push(public_key(key).map_err(|message| Error::Line {
-            path: path.to_owned(),
-            line: index + 1,
-            message,
-        })?);
+        let error = |message: String| Error::Line { path: path.to_owned(), line: index + 1, message };
+        let (first, _) = split_field(line);
+        if !is_key_type(first) {
+            return Err(error(format!(
+                "options (`{first}`) are not kept by depot, so the key would do more than this line allows; \
+                 remove them and limit the key with --role and --config"
+            )));
+        }
+        keys.push(public_key(line).map_err(error)?);
     }
     Ok(keys)
 }
@@ -49,13 +53,14 @@ pub fn authorized_keys(text: &str, path: &str) -> Result<Vec<KeyLine>, Error> {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn authorized_keys_take_options_comments_and_blank_lines() {
+    fn authorized_keys_take_comments_and_blank_lines_and_refuse_options() {
         let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGa+ORmr2yYzo46C5HXaIsJqF+zQl3YUFbrJv4gQKpHo alice@laptop";
-        let text = format!("# operators\n\n{key}\nno-pty,command=\"echo hi there\" {key}\n");
-        let keys = super::authorized_keys(&text, "ops.keys").unwrap();
-        assert_eq!(keys.len(), 2);
-        assert_eq!(keys[0], keys[1], "options are dropped");
+        let keys = super::authorized_keys(&format!("# operators\n\n{key}\n"), "ops.keys").unwrap();
+        assert_eq!(keys.len(), 1);
         assert_eq!(keys[0].comment, "alice@laptop");
+        let optioned = format!("{key}\nno-pty,command=\"echo hi there\" {key}\n");
+        let error = super::authorized_keys(&optioned, "ops.keys").unwrap_err().to_string();
+        assert!(error.starts_with("ops.keys line 2: options (`no-pty,command=\"echo hi there\"`)"), "{error}");
         assert!(keys[0].fingerprint.starts_with("SHA256:"));
         let error = super::authorized_keys("ssh-ed25519 AAAAnotbase64\n", "ops.keys").unwrap_err().to_string();
         assert!(error.starts_with("ops.keys line 1: not an OpenSSH public key"), "{error}");

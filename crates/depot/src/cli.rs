@@ -1481,7 +1481,7 @@ pub struct TokenCreateArgs {
 /// What a token or an SSH key may do.
 #[derive(Debug, Args)]
 pub struct AccessArgs {
-    /// What the token or key may do.
+    /// What the token or key may do (SSH keys: operator, agent or viewer).
     #[arg(long, value_parser = PossibleValuesParser::new(["admin", "operator", "agent", "viewer"])
         .map(|role| role.parse::<Role>().expect("a listed role")))]
     pub role: Role,

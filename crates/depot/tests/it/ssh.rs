@@ -252,14 +252,15 @@ fn uploads_survive_a_restart_agents_read_only_their_tree_and_roles_hold() {
     assert_eq!(document["Name"], "web-prod");
     assert_eq!(document["Layers"][0]["File"], format!("files/{web_hash}"));
     assert_eq!(document["Layers"][0]["Version"], "v1");
-    for refused in [
-        format!("get files/{db_hash}\n"),
-        "get configs/db-prod.json\n".to_owned(),
-        format!("put {}\n", web_v1.display()),
-        "mkdir x\n".to_owned(),
+    for (refused, why) in [
+        (format!("get files/{db_hash}\n"), "not found"),
+        ("get configs/db-prod.json\n".to_owned(), "not found"),
+        (format!("put {}\n", web_v1.display()), "Permission denied"),
+        ("mkdir x\n".to_owned(), "Permission denied"),
     ] {
         let run = sftp(port, &web, "deploy-agent", &refused, &dir);
         assert_ne!(run.code, 0, "{refused}: {}", run.stdout);
+        assert!(run.stderr.contains(why), "{refused}: {}", run.stderr);
     }
     let exec = ssh(port, &web, "deploy-agent", "components");
     assert_eq!(exec.code, 1);
@@ -275,8 +276,193 @@ fn uploads_survive_a_restart_agents_read_only_their_tree_and_roles_hold() {
     assert_eq!(refused.code, 1);
     assert!(refused.stdout.contains("permission denied"), "{}", refused.stdout);
     let (other, _) = archive(&ctx, "other.txt", "other\n");
-    assert_ne!(sftp(port, &viewer, "auditor", &format!("put {}\n", other.display()), &ctx.path("")).code, 0);
+    let put = sftp(port, &viewer, "auditor", &format!("put {}\n", other.display()), &ctx.path(""));
+    assert!(put.code != 0 && put.stderr.contains("Permission denied"), "refused at open: {}", put.stderr);
     // A revoked key is refused at once.
     registry.run(&ctx, &["key", "revoke", "alice"]).success();
     assert_eq!(ssh(port, &alice, "alice", "components").code, 255);
+}
+
+/// An agent written from seed 001's description alone (tests/it/fixtures/seed-agent.sh: shell
+/// and sftp) converges on every change, made through the console or through HTTP.
+#[test]
+fn a_seed_001_agent_converges_on_changes_made_by_console_and_by_http() {
+    let ctx = TestContext::new();
+    let (registry, port) = start(&ctx);
+    let alice = key(&ctx, &registry, "alice", "operator", None);
+    let agent = key(&ctx, &registry, "host-1", "agent", Some("project1"));
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/fixtures/seed-agent.sh");
+    let dir = ctx.path("host-1");
+    let poll = || {
+        let output = Command::new("bash")
+            .arg(&script)
+            .args([&port.to_string(), agent.to_str().unwrap(), "project1", dir.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let run = Run::from(output);
+        assert_eq!(run.code, 0, "the seed agent: {}", run.stderr);
+        run.stdout.trim().to_owned()
+    };
+    let current = |file: &str| fs_err::read_to_string(dir.join("current").join(file)).unwrap();
+
+    let (code_v1, code_v1_hash) = archive(&ctx, "program.txt", "program body v1\n");
+    let (config_v1, config_v1_hash) = archive(&ctx, "config.txt", "config v1\n");
+    upload(&ctx, port, &alice, &code_v1);
+    upload(&ctx, port, &alice, &config_v1);
+    ssh(port, &alice, "alice", &format!("addver -name code -version v01 -hash {code_v1_hash}")).success();
+    ssh(port, &alice, "alice", &format!("addver -name config -version v01 -hash {config_v1_hash}")).success();
+    ssh(port, &alice, "alice", "addconf -name project1 -layer code:v01 -layer config:v01").success();
+    assert!(poll().starts_with("deployed "));
+    assert_eq!((current("program.txt"), current("config.txt")), ("program body v1\n".into(), "config v1\n".into()));
+    assert_eq!(poll(), "unchanged");
+
+    // Through the console: a new version of config.
+    let (config_v2, config_v2_hash) = archive(&ctx, "config.txt", "config v2\n");
+    upload(&ctx, port, &alice, &config_v2);
+    ssh(port, &alice, "alice", &format!("addver -name config -version v02 -hash {config_v2_hash}")).success();
+    ssh(port, &alice, "alice", "changeconf -name project1 -component config -version v02").success();
+    assert!(poll().starts_with("deployed "));
+    assert_eq!(current("config.txt"), "config v2\n");
+
+    // Through HTTP: depot's own client, back to v01.
+    registry.run(&ctx, &["config", "set", "project1", "config:v01"]).success();
+    assert!(poll().starts_with("deployed "));
+    assert_eq!(current("config.txt"), "config v1\n");
+    // A label that changes nothing but the name keeps the seed's hash: nothing to do.
+    ssh(port, &alice, "alice", &format!("addver -name config -version again -hash {config_v1_hash}")).success();
+    ssh(port, &alice, "alice", "changeconf -name project1 -component config -version again").success();
+    assert_eq!(poll(), "unchanged", "same content, same hash");
+}
+
+/// Keys come from authorized_keys files too (comments and blank lines, no options), never as
+/// admins; a key revoked during a session stops at its next command; a console fed by a pipe
+/// ends at its input's end; big files come whole.
+#[test]
+fn keys_import_revoke_mid_session_piped_consoles_and_big_files() {
+    let ctx = TestContext::new();
+    let (registry, port) = start(&ctx);
+    let bob = ctx.path("keys/bob");
+    fs_err::create_dir_all(bob.parent().unwrap()).unwrap();
+    Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "bob@laptop", "-f"])
+        .arg(&bob)
+        .status()
+        .unwrap();
+    let public = fs_err::read_to_string(format!("{}.pub", bob.display())).unwrap();
+    let file = ctx.path("operator.keys");
+    fs_err::write(&file, format!("# the operators\n\n{public}")).unwrap();
+    let file_arg = file.to_str().unwrap();
+    let refused = registry.run(&ctx, &["key", "import", "--role", "admin", file_arg]).failure();
+    assert!(refused.stderr.contains("operator, agent or viewer keys"), "{}", refused.stderr);
+    let imported = registry.run(&ctx, &["key", "import", "--role", "operator", file_arg, "--json"]).success().json();
+    assert_eq!(imported[0]["name"], "bob-laptop", "named after its comment: {imported}");
+    fs_err::write(&file, format!("command=\"/bin/true\" {public}")).unwrap();
+    let refused = registry.run(&ctx, &["key", "import", "--role", "operator", file_arg]).failure();
+    assert!(refused.stderr.contains("options (`command=\"/bin/true\"`) are not kept"), "{}", refused.stderr);
+
+    // A console fed by a pipe: each line runs, the end of input ends it.
+    let (big, big_hash) = {
+        let data: Vec<u8> = (0..3 * 1024 * 1024u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+        let dir = ctx.path("big");
+        fs_err::create_dir_all(&dir).unwrap();
+        fs_err::write(dir.join("blob.bin"), &data).unwrap();
+        let path = ctx.path("big.tar");
+        assert!(
+            Command::new("tar").arg("cf").arg(&path).arg("-C").arg(&dir).arg("blob.bin").status().unwrap().success()
+        );
+        let hex: String = <sha2::Sha256 as sha2::Digest>::digest(fs_err::read(&path).unwrap())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        (path, hex)
+    };
+    upload(&ctx, port, &bob, &big);
+    let mut console = Command::new("ssh")
+        .args(options(&bob))
+        .args(["-T", "-p", &port.to_string(), "bob@127.0.0.1"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = console.stdin.take().unwrap();
+    writeln!(input, "addver -name big -version v1 -hash {big_hash}").unwrap();
+    writeln!(input, "addconf -name big -layer big:v1").unwrap();
+    write!(input, "components").unwrap(); // no newline at the end
+    drop(input);
+    let output = console.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success() && text.contains("big\n"), "{text:?} {}", String::from_utf8_lossy(&output.stderr));
+
+    // An agent downloads the 3 MiB blob whole (several store chunks, many SFTP reads).
+    let agent = key(&ctx, &registry, "host-1", "agent", Some("big"));
+    let dir = ctx.path("agent");
+    fs_err::create_dir_all(&dir).unwrap();
+    sftp(port, &agent, "deploy-agent", &format!("get files/{big_hash}\n"), &dir).success();
+    assert_eq!(fs_err::read(dir.join(&big_hash)).unwrap(), fs_err::read(&big).unwrap());
+
+    // Revoked during a session: the next command is refused, and the console ends.
+    let mut console = Command::new("ssh")
+        .args(options(&bob))
+        .args(["-T", "-p", &port.to_string(), "bob@127.0.0.1"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = console.stdin.take().unwrap();
+    writeln!(input, "configurations").unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    registry.run(&ctx, &["key", "revoke", "bob-laptop"]).success();
+    writeln!(input, "delconf -name big -force").unwrap();
+    drop(input);
+    let output = console.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(text.contains("big\n") && text.contains("the key of this session was revoked"), "{text:?}");
+    assert!(registry.run(&ctx, &["configs"]).success().stdout.contains("big"), "nothing deleted");
+}
+
+/// A client that never authenticates is cut at the handshake timeout; sessions past the cap are
+/// closed as they arrive.
+#[test]
+fn silent_clients_are_cut_and_sessions_are_capped() {
+    use std::io::Read;
+    let ctx = TestContext::new();
+    let registry =
+        Registry::start(&ctx, &["--ssh-listen", "127.0.0.1:0", "--ssh-max-sessions", "1", "--header-timeout", "1s"]);
+    let started = Instant::now();
+    let port: u16 = loop {
+        if let Some(rest) = registry.log().split("SSH console on 127.0.0.1:").nth(1) {
+            break rest.split_whitespace().next().unwrap().parse().unwrap();
+        }
+        assert!(started.elapsed() < Duration::from_secs(10));
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let alice = key(&ctx, &registry, "alice", "operator", None);
+    // Silent: the server's version line, then nothing; closed after about a second.
+    let mut silent = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    silent.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let opened = Instant::now();
+    let mut buffer = [0u8; 4096];
+    while silent.read(&mut buffer).map(|n| n > 0).unwrap_or(false) {}
+    let waited = opened.elapsed();
+    assert!(waited >= Duration::from_millis(900) && waited < Duration::from_secs(5), "cut after {waited:?}");
+    // One session held open: a second is refused.
+    let mut held = Command::new("ssh")
+        .args(options(&alice))
+        .args(["-T", "-p", &port.to_string(), "alice@127.0.0.1"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = held.stdin.take().unwrap();
+    writeln!(input, "components").unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    assert_eq!(ssh(port, &alice, "alice", "components").code, 255, "past the cap");
+    drop(input);
+    assert!(held.wait().unwrap().success());
+    std::thread::sleep(Duration::from_millis(300));
+    ssh(port, &alice, "alice", "components").success();
 }
