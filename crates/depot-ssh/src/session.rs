@@ -17,6 +17,9 @@ pub const AGENT_USER: &str = "deploy-agent";
 
 const PROMPT: &str = "> ";
 
+/// Session channels opened and not yet running anything.
+const MAX_PENDING_CHANNELS: usize = 4;
+
 pub struct Session {
     registry: Registry,
     spool: PathBuf,
@@ -162,6 +165,12 @@ impl russh::server::Handler for Session {
         reply: ChannelOpenHandle,
         _session: &mut SshSession,
     ) -> Result<(), Self::Error> {
+        // A channel waits here, unread, until its request: a few at most, since an unread
+        // channel's queue filling up would stall the whole connection.
+        if self.channels.len() >= MAX_PENDING_CHANNELS {
+            reply.reject(russh::ChannelOpenFailure::ResourceShortage).await;
+            return Ok(());
+        }
         self.channels.insert(channel.id(), channel);
         reply.accept().await;
         Ok(())
