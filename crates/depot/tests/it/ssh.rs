@@ -193,6 +193,8 @@ fn the_console_speaks_seed_001s_commands_with_its_output_and_errors() {
     run("delver -name config -version v02").success();
     run("delconf -name project1 -force").success();
     assert_eq!(run("configurations").success().stdout, "");
+    run("delcomp -name config").success();
+    assert_eq!(run("components").success().stdout, "code\n");
     let help = run("help").success().stdout;
     for command in
         ["addver", "addconf", "bumpconf", "changeconf", "showconf", "showcomp", "delver", "delcomp", "delconf"]
@@ -213,7 +215,7 @@ fn the_console_speaks_seed_001s_commands_with_its_output_and_errors() {
     let output = shell.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{text}");
-    assert!(text.contains("> ") && text.contains("code\r\nconfig\r\n"), "{text:?}");
+    assert!(text.contains("> components\r\ncode\r\n> "), "{text:?}");
 }
 
 #[test]
@@ -429,8 +431,9 @@ fn keys_import_revoke_mid_session_piped_consoles_and_big_files() {
 fn silent_clients_are_cut_and_sessions_are_capped() {
     use std::io::Read;
     let ctx = TestContext::new();
-    let registry =
-        Registry::start(&ctx, &["--ssh-listen", "127.0.0.1:0", "--ssh-max-sessions", "1", "--header-timeout", "1s"]);
+    let flags =
+        ["--ssh-listen", "127.0.0.1:0", "--ssh-max-sessions", "1", "--header-timeout", "1s", "--ssh-lifetime", "3s"];
+    let registry = Registry::start(&ctx, &flags);
     let started = Instant::now();
     let port: u16 = loop {
         if let Some(rest) = registry.log().split("SSH console on 127.0.0.1:").nth(1) {
@@ -465,4 +468,21 @@ fn silent_clients_are_cut_and_sessions_are_capped() {
     assert!(held.wait().unwrap().success());
     std::thread::sleep(Duration::from_millis(300));
     ssh(port, &alice, "alice", "components").success();
+    // A connection past its lifetime (3 s here) is closed, idle or not.
+    let opened = Instant::now();
+    let mut idle = Command::new("ssh")
+        .args(options(&alice))
+        .args(["-T", "-p", &port.to_string(), "alice@127.0.0.1"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _input = idle.stdin.take().unwrap();
+    let status = idle.wait().unwrap();
+    let lived = opened.elapsed();
+    assert!(
+        !status.success() && lived >= Duration::from_secs(2) && lived < Duration::from_secs(10),
+        "{status:?} after {lived:?}"
+    );
 }
