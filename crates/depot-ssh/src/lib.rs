@@ -105,6 +105,7 @@ pub fn start(registry: Registry, listener: TcpListener, options: SshOptions) -> 
     });
     let address = listener.local_addr()?;
     let sessions = Arc::new(tokio::sync::Semaphore::new(options.max_sessions));
+    let unauthenticated = Arc::new(Unauthenticated::default());
     tokio::spawn(async move {
         loop {
             let (socket, peer) = match listener.accept().await {
@@ -115,6 +116,13 @@ pub fn start(registry: Registry, listener: TcpListener, options: SshOptions) -> 
                     continue;
                 }
             };
+            // One address may hold only a few connections that have not authenticated yet, so
+            // that silent clients from one place cannot take every session.
+            let Some(pending) = unauthenticated.admit(peer.ip()) else {
+                tracing::warn!(%peer, "SSH connection refused: {MAX_UNAUTHENTICATED_PER_ADDRESS} from this address have not authenticated yet");
+                drop(socket);
+                continue;
+            };
             let Ok(permit) = sessions.clone().try_acquire_owned() else {
                 tracing::warn!(%peer, "SSH session refused: {} sessions are open (--ssh-max-sessions)", options.max_sessions);
                 drop(socket);
@@ -123,7 +131,7 @@ pub fn start(registry: Registry, listener: TcpListener, options: SshOptions) -> 
             let _ = socket.set_nodelay(true);
             let (config, registry, options, spool) = (config.clone(), registry.clone(), options.clone(), spool.clone());
             tokio::spawn(async move {
-                connection(config, registry, options, spool, socket, peer).await;
+                connection(config, registry, options, spool, socket, peer, pending).await;
                 drop(permit);
             });
         }
@@ -138,6 +146,7 @@ async fn connection(
     spool: PathBuf,
     socket: tokio::net::TcpStream,
     peer: SocketAddr,
+    pending: Pending,
 ) {
     let authenticated = Arc::new(AtomicBool::new(false));
     let uploads = Arc::new(Activity::default());
@@ -146,7 +155,7 @@ async fn connection(
         deadline: Box::pin(tokio::time::sleep(options.handshake_timeout)),
         authenticated: authenticated.clone(),
     };
-    let handler = session::Session::new(registry, spool, peer, authenticated, uploads.clone());
+    let handler = session::Session::new(registry, spool, peer, authenticated, uploads.clone(), Arc::new(pending));
     let running = match russh::server::run_stream(config, stream, handler).await {
         Ok(running) => running,
         Err(error) => {
@@ -174,6 +183,56 @@ async fn connection(
                 .disconnect(russh::Disconnect::ByApplication, "connection lifetime reached".to_owned(), "en".to_owned())
                 .await;
         }
+    }
+}
+
+/// Connections from one address that may be waiting to authenticate at once.
+const MAX_UNAUTHENTICATED_PER_ADDRESS: usize = 10;
+
+/// Connections that have not authenticated yet, by address.
+#[derive(Debug, Default)]
+struct Unauthenticated {
+    counts: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
+}
+
+impl Unauthenticated {
+    fn admit(self: &Arc<Self>, ip: std::net::IpAddr) -> Option<Pending> {
+        let mut counts = self.counts.lock().expect("the counts lock is never poisoned");
+        let count = counts.entry(ip).or_default();
+        if *count >= MAX_UNAUTHENTICATED_PER_ADDRESS {
+            return None;
+        }
+        *count += 1;
+        Some(Pending { counts: self.clone(), ip, done: AtomicBool::new(false) })
+    }
+}
+
+/// One connection not authenticated yet: released when it authenticates or ends.
+#[derive(Debug)]
+pub struct Pending {
+    counts: Arc<Unauthenticated>,
+    ip: std::net::IpAddr,
+    done: AtomicBool,
+}
+
+impl Pending {
+    pub fn release(&self) {
+        if self.done.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let mut counts = self.counts.counts.lock().expect("the counts lock is never poisoned");
+        if let Some(count) = counts.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.ip);
+            }
+        }
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.release();
     }
 }
 

@@ -26,6 +26,7 @@ pub struct Session {
     peer: SocketAddr,
     authenticated: Arc<AtomicBool>,
     uploads: Arc<crate::Activity>,
+    pending: Arc<crate::Pending>,
     caller: Option<Caller>,
     /// The key's `SHA256:…` fingerprint: each command checks it is still known.
     fingerprint: String,
@@ -43,6 +44,7 @@ impl Session {
         peer: SocketAddr,
         authenticated: Arc<AtomicBool>,
         uploads: Arc<crate::Activity>,
+        pending: Arc<crate::Pending>,
     ) -> Self {
         Session {
             registry,
@@ -50,6 +52,7 @@ impl Session {
             peer,
             authenticated,
             uploads,
+            pending,
             caller: None,
             fingerprint: String::new(),
             agent: false,
@@ -156,6 +159,7 @@ impl russh::server::Handler for Session {
 
     async fn auth_succeeded(&mut self, _session: &mut SshSession) -> Result<(), Self::Error> {
         self.authenticated.store(true, Ordering::SeqCst);
+        self.pending.release();
         Ok(())
     }
 

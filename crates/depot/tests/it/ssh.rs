@@ -486,3 +486,27 @@ fn silent_clients_are_cut_and_sessions_are_capped() {
         "{status:?} after {lived:?}"
     );
 }
+
+/// Ten connections from one address that have not authenticated are the most it may hold: the
+/// eleventh is refused until they authenticate or are cut.
+#[test]
+fn one_address_holds_only_ten_unauthenticated_connections() {
+    let ctx = TestContext::new();
+    let registry = Registry::start(&ctx, &["--ssh-listen", "127.0.0.1:0", "--header-timeout", "2s"]);
+    let started = Instant::now();
+    let port: u16 = loop {
+        if let Some(rest) = registry.log().split("SSH console on 127.0.0.1:").nth(1) {
+            break rest.split_whitespace().next().unwrap().parse().unwrap();
+        }
+        assert!(started.elapsed() < Duration::from_secs(10));
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let alice = key(&ctx, &registry, "alice", "operator", None);
+    let silent: Vec<std::net::TcpStream> =
+        (0..10).map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(ssh(port, &alice, "alice", "components").code, 255, "the eleventh waiting connection");
+    drop(silent);
+    std::thread::sleep(Duration::from_millis(300));
+    ssh(port, &alice, "alice", "components").success();
+}
