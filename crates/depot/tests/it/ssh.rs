@@ -12,7 +12,14 @@ use crate::registry::Registry;
 
 /// A registry with `--ssh-listen 127.0.0.1:0`, and the SSH port it printed.
 fn start(ctx: &TestContext) -> (Registry, u16) {
-    let registry = Registry::start(ctx, &["--ssh-listen", "127.0.0.1:0"]);
+    start_with(ctx, &[])
+}
+
+/// The same, with more flags for `depot serve`.
+fn start_with(ctx: &TestContext, extra: &[&str]) -> (Registry, u16) {
+    let mut flags = vec!["--ssh-listen", "127.0.0.1:0"];
+    flags.extend(extra);
+    let registry = Registry::start(ctx, &flags);
     let started = Instant::now();
     loop {
         if let Some(rest) = registry.log().split("SSH console on 127.0.0.1:").nth(1) {
@@ -22,6 +29,18 @@ fn start(ctx: &TestContext) -> (Registry, u16) {
         assert!(started.elapsed() < Duration::from_secs(10), "no SSH line: {}", registry.log());
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// `ssh -T` (a console with no terminal) as USER, its standard streams piped.
+fn spawn_console(port: u16, key: &Path, user: &str) -> std::process::Child {
+    Command::new("ssh")
+        .args(options(key))
+        .args(["-T", "-p", &port.to_string(), &format!("{user}@127.0.0.1")])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
 }
 
 /// `ssh-keygen -t ed25519` at keys/NAME (comment NAME@test), registered with `depot key add`.
@@ -379,14 +398,7 @@ fn keys_import_revoke_mid_session_piped_consoles_and_big_files() {
         (path, hex)
     };
     upload(&ctx, port, &bob, &big);
-    let mut console = Command::new("ssh")
-        .args(options(&bob))
-        .args(["-T", "-p", &port.to_string(), "bob@127.0.0.1"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut console = spawn_console(port, &bob, "bob");
     let mut input = console.stdin.take().unwrap();
     writeln!(input, "addver -name big -version v1 -hash {big_hash}").unwrap();
     writeln!(input, "addconf -name big -layer big:v1").unwrap();
@@ -404,14 +416,7 @@ fn keys_import_revoke_mid_session_piped_consoles_and_big_files() {
     assert_eq!(fs_err::read(dir.join(&big_hash)).unwrap(), fs_err::read(&big).unwrap());
 
     // Revoked during a session: the next command is refused, and the console ends.
-    let mut console = Command::new("ssh")
-        .args(options(&bob))
-        .args(["-T", "-p", &port.to_string(), "bob@127.0.0.1"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut console = spawn_console(port, &bob, "bob");
     let mut input = console.stdin.take().unwrap();
     writeln!(input, "configurations").unwrap();
     std::thread::sleep(Duration::from_millis(500));
@@ -431,17 +436,8 @@ fn keys_import_revoke_mid_session_piped_consoles_and_big_files() {
 fn silent_clients_are_cut_and_sessions_are_capped() {
     use std::io::Read;
     let ctx = TestContext::new();
-    let flags =
-        ["--ssh-listen", "127.0.0.1:0", "--ssh-max-sessions", "1", "--header-timeout", "1s", "--ssh-lifetime", "3s"];
-    let registry = Registry::start(&ctx, &flags);
-    let started = Instant::now();
-    let port: u16 = loop {
-        if let Some(rest) = registry.log().split("SSH console on 127.0.0.1:").nth(1) {
-            break rest.split_whitespace().next().unwrap().parse().unwrap();
-        }
-        assert!(started.elapsed() < Duration::from_secs(10));
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let (registry, port) =
+        start_with(&ctx, &["--ssh-max-sessions", "1", "--header-timeout", "1s", "--ssh-lifetime", "3s"]);
     let alice = key(&ctx, &registry, "alice", "operator", None);
     // Silent: the server's version line, then nothing; closed after about a second.
     let mut silent = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -452,14 +448,7 @@ fn silent_clients_are_cut_and_sessions_are_capped() {
     let waited = opened.elapsed();
     assert!(waited >= Duration::from_millis(900) && waited < Duration::from_secs(5), "cut after {waited:?}");
     // One session held open: a second is refused.
-    let mut held = Command::new("ssh")
-        .args(options(&alice))
-        .args(["-T", "-p", &port.to_string(), "alice@127.0.0.1"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut held = spawn_console(port, &alice, "alice");
     let mut input = held.stdin.take().unwrap();
     writeln!(input, "components").unwrap();
     std::thread::sleep(Duration::from_millis(700));
@@ -470,14 +459,7 @@ fn silent_clients_are_cut_and_sessions_are_capped() {
     ssh(port, &alice, "alice", "components").success();
     // A connection past its lifetime (3 s here) is closed, idle or not.
     let opened = Instant::now();
-    let mut idle = Command::new("ssh")
-        .args(options(&alice))
-        .args(["-T", "-p", &port.to_string(), "alice@127.0.0.1"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut idle = spawn_console(port, &alice, "alice");
     let _input = idle.stdin.take().unwrap();
     let status = idle.wait().unwrap();
     let lived = opened.elapsed();
@@ -492,15 +474,7 @@ fn silent_clients_are_cut_and_sessions_are_capped() {
 #[test]
 fn one_address_holds_only_ten_unauthenticated_connections() {
     let ctx = TestContext::new();
-    let registry = Registry::start(&ctx, &["--ssh-listen", "127.0.0.1:0", "--header-timeout", "2s"]);
-    let started = Instant::now();
-    let port: u16 = loop {
-        if let Some(rest) = registry.log().split("SSH console on 127.0.0.1:").nth(1) {
-            break rest.split_whitespace().next().unwrap().parse().unwrap();
-        }
-        assert!(started.elapsed() < Duration::from_secs(10));
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let (registry, port) = start_with(&ctx, &["--header-timeout", "2s"]);
     let alice = key(&ctx, &registry, "alice", "operator", None);
     let silent: Vec<std::net::TcpStream> =
         (0..10).map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).unwrap()).collect();
