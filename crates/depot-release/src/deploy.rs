@@ -215,6 +215,7 @@ fn deploy_in(
             // unpacking it (nor reading it when the caller verified it).
             if let Some(expected) = &layer.sha256
                 && let Some(listing) = root.layer_listing(expected)
+                && crate::stage::listing_is_replayable(&listing)
             {
                 if !options.sha256_verified && known.is_none() {
                     check_digest(expected, &digest::sha256_file(path)?, path)?;

@@ -7,7 +7,11 @@
 //! new and every symlink in it was checked, nothing can be written outside it.
 //!
 //! Several archives (layers) may be staged in order into one release: a later layer's entry
-//! replaces an earlier layer's entry at the same path.
+//! replaces an earlier layer's entry at the same path, and a layer removes what earlier layers
+//! put somewhere with the whiteouts of OCI image layers: an empty file `DIR/.wh.NAME` removes
+//! `DIR/NAME`, and `DIR/.wh..wh..opq` empties `DIR` of earlier layers' entries. Whiteouts only
+//! ever touch earlier layers' entries (what the same layer puts stays), are never written, and
+//! remove only entries of the staged tree, so they cannot reach outside it either.
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::{self, Read};
@@ -309,6 +313,14 @@ impl<'s> Stager<'s> {
         if !seen_in_layer.insert(path.clone()) {
             return Err(Error::unsafe_entry(&path, "the path appears twice in the archive"));
         }
+        if let Some(whiteout) = Whiteout::of(&path) {
+            if archive::is_directory(&entry) {
+                return Err(Error::unsafe_entry(&path, "a directory named as an OCI whiteout (`.wh.` is reserved)"));
+            }
+            // What this layer stages now depends on what earlier layers staged: no listing.
+            self.depends_on_earlier = true;
+            return self.apply_whiteout(whiteout, seen_in_layer);
+        }
         self.check_ancestors(&path)?;
         let mode = entry.header().mode().map_err(Error::corrupt)?;
 
@@ -373,6 +385,70 @@ impl<'s> Stager<'s> {
             "this entry type is not supported"
         };
         Err(Error::unsafe_entry(&path, what))
+    }
+
+    /// Removes what a whiteout names, keeping whatever this layer put there (`seen_in_layer`).
+    fn apply_whiteout(&mut self, whiteout: Whiteout<'_>, seen_in_layer: &HashSet<String>) -> Result<()> {
+        match whiteout {
+            Whiteout::Remove(path) => {
+                if !seen_in_layer.contains(&path) {
+                    self.remove_earlier(&path, true, seen_in_layer)?;
+                }
+            }
+            Whiteout::Nothing => {}
+            Whiteout::Opaque(dir) => match dir {
+                // The directory itself stays: the layer that makes it opaque has it (created
+                // here if it does not say so; refused below a symlink or a file like any path).
+                Some(dir) => {
+                    self.check_ancestors(&format!("{dir}/"))?;
+                    self.remove_earlier(dir, false, seen_in_layer)?;
+                }
+                None => {
+                    let top: Vec<String> = self.entries.keys().filter(|p| !p.contains('/')).cloned().collect();
+                    for path in top {
+                        self.remove_earlier(&path, true, seen_in_layer)?;
+                    }
+                }
+            },
+        }
+        Ok(())
+    }
+
+    /// Removes the entries below `path` (and `path` itself with `itself`) that earlier layers
+    /// put, deepest first: an entry of this layer stays, and so do the directories above it.
+    fn remove_earlier(&mut self, path: &str, itself: bool, seen_in_layer: &HashSet<String>) -> Result<()> {
+        let prefix = format!("{path}/");
+        let mut doomed: Vec<String> = self
+            .entries
+            .range(prefix.clone()..)
+            .map(|(p, _)| p)
+            .take_while(|p| p.starts_with(&prefix))
+            .cloned()
+            .collect();
+        if itself && self.entries.contains_key(path) {
+            doomed.insert(0, path.to_owned());
+        }
+        // Children sort after their directory (`a` < `a-b` < `a/b` is no trouble: reversed, every
+        // child still comes before its parent).
+        for victim in doomed.into_iter().rev() {
+            if seen_in_layer.contains(&victim) {
+                continue;
+            }
+            let kind = self.entries.get(&victim).cloned();
+            match kind {
+                Some(EntryKind::Dir { .. }) => {
+                    let below = format!("{victim}/");
+                    let kept = self.entries.range(below.clone()..).next().is_some_and(|(p, _)| p.starts_with(&below));
+                    if !kept {
+                        fs_err::remove_dir(self.dir.join(&victim))?;
+                        self.entries.remove(&victim);
+                    }
+                }
+                Some(_) => self.remove_existing(&victim)?,
+                None => {}
+            }
+        }
+        Ok(())
     }
 
     /// A file of `size` bytes read from `content` into the store and placed at `path`; the
@@ -495,6 +571,50 @@ impl<'s> Stager<'s> {
         }
         Ok(())
     }
+}
+
+/// An OCI whiteout entry: what it removes. Every name starting with `.wh.` is one (the prefix
+/// is reserved by the OCI image format), and none is ever written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Whiteout<'p> {
+    /// `DIR/.wh.NAME`: `DIR/NAME` goes.
+    Remove(String),
+    /// `DIR/.wh..wh..opq`: what `DIR` (`None`: the root) held goes.
+    Opaque(Option<&'p str>),
+    /// Another `.wh..wh.` name (aufs' own bookkeeping, such as `.wh..wh.plnk`) or a bare `.wh.`:
+    /// it removes nothing.
+    Nothing,
+}
+
+/// The name prefix that marks a whiteout, and the name of an opaque one.
+const WHITEOUT_PREFIX: &str = ".wh.";
+const OPAQUE_WHITEOUT: &str = ".wh..wh..opq";
+
+impl<'p> Whiteout<'p> {
+    /// The whiteout a normalised path is, if its name says so.
+    fn of(path: &'p str) -> Option<Self> {
+        let (dir, name) = match path.rsplit_once('/') {
+            Some((dir, name)) => (Some(dir), name),
+            None => (None, path),
+        };
+        let removed = name.strip_prefix(WHITEOUT_PREFIX)?;
+        Some(if name == OPAQUE_WHITEOUT {
+            Whiteout::Opaque(dir)
+        } else if removed.is_empty() || removed.starts_with(WHITEOUT_PREFIX) {
+            Whiteout::Nothing
+        } else {
+            Whiteout::Remove(match dir {
+                Some(dir) => format!("{dir}/{removed}"),
+                None => removed.to_owned(),
+            })
+        })
+    }
+}
+
+/// Whether a kept layer listing can be replayed: one written before whiteouts were applied may
+/// list a whiteout as a file, and its archive must be unpacked again instead.
+pub fn listing_is_replayable(listing: &[ManifestEntry]) -> bool {
+    listing.iter().all(|entry| Whiteout::of(&entry.path).is_none())
 }
 
 /// A directory's mode in a release, from its mode in an archive or a listing: the owner (depot)

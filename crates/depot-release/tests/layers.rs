@@ -186,3 +186,128 @@ fn an_archive_staged_before_is_staged_again_without_reading_it() {
     let error = deploy(&root, &unverified, &NoProgress).unwrap_err();
     assert!(matches!(error, depot_release::Error::DigestMismatch { .. }), "{error}");
 }
+
+/// A plain tar (as image layers are) of `entries`: `name/` is a directory, `name` a file with
+/// the given text.
+fn layer_tar(dir: &Path, name: &str, entries: &[(&str, &str)]) -> PathBuf {
+    let path = dir.join(format!("{name}.tar"));
+    let mut builder = tar::Builder::new(fs_err::File::create(&path).unwrap());
+    for (entry, text) in entries {
+        let mut header = tar::Header::new_ustar();
+        if entry.ends_with('/') {
+            header.set_entry_type(tar::EntryType::Directory);
+            header.set_mode(0o755);
+            header.set_size(0);
+            builder.append_data(&mut header, entry, std::io::empty()).unwrap();
+        } else {
+            header.set_entry_type(tar::EntryType::Regular);
+            header.set_mode(0o644);
+            header.set_size(text.len() as u64);
+            builder.append_data(&mut header, entry, text.as_bytes()).unwrap();
+        }
+    }
+    builder.into_inner().unwrap();
+    path
+}
+
+/// Every path of a release below its root, with `/` after directories, sorted.
+fn tree(dir: &Path) -> Vec<String> {
+    let mut paths = Vec::new();
+    for entry in walkdir::WalkDir::new(dir).min_depth(1).sort_by_file_name() {
+        let entry = entry.unwrap();
+        let path = entry.path().strip_prefix(dir).unwrap().to_string_lossy().into_owned();
+        paths.push(if entry.file_type().is_dir() { format!("{path}/") } else { path });
+    }
+    paths
+}
+
+#[test]
+fn whiteouts_remove_what_earlier_layers_put_and_are_never_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = layer_tar(
+        dir.path(),
+        "base",
+        &[
+            ("a/", ""),
+            ("a/keep", "k\n"),
+            ("a/gone", "g\n"),
+            ("a/sub/", ""),
+            ("a/sub/x", "x\n"),
+            ("b/", ""),
+            ("b/old", "o\n"),
+            ("b/deep/", ""),
+            ("b/deep/older", "o\n"),
+            ("c/", ""),
+            ("c/y", "y1\n"),
+            ("d", "d\n"),
+            ("e/", ""),
+            ("e/f", "f\n"),
+        ],
+    );
+    let upper = layer_tar(
+        dir.path(),
+        "upper",
+        &[
+            (".wh.d", ""),
+            ("a/.wh.gone", ""),
+            // The same layer's own entry stays, whatever the order.
+            ("c/y", "y2\n"),
+            ("c/.wh.y", ""),
+            ("b/", ""),
+            ("b/.wh..wh..opq", ""),
+            ("b/new", "n\n"),
+            ("a/sub/y", "y\n"),
+            ("a/.wh.sub", ""),
+            // A whiteout of something no layer has, and aufs' own bookkeeping: nothing.
+            ("a/.wh.never", ""),
+            (".wh..wh.plnk", ""),
+            // Opaque in a directory this layer does not list: earlier content goes, it stays.
+            ("e/.wh..wh..opq", ""),
+        ],
+    );
+    let root = ReleaseRoot::new(&dir.path().join("root")).unwrap();
+    deploy(&root, &options("img-1", &[(&base, None), (&upper, None)]), &NoProgress).unwrap();
+    let release = root.release_dir(&VersionLabel::parse("img-1").unwrap());
+    assert_eq!(
+        tree(&release),
+        ["a/", "a/keep", "a/sub/", "a/sub/y", "b/", "b/new", "c/", "c/y", "e/"],
+        "whiteouts applied, markers not written"
+    );
+    assert_eq!(fs_err::read_to_string(release.join("c/y")).unwrap(), "y2\n");
+    let version = VersionLabel::parse("img-1").unwrap();
+    assert!(depot_release::verify::verify(&root, &version).unwrap().problems.is_empty());
+
+    // Again in the same root: base is replayed from its listing, upper (whose effect depends on
+    // what came before it) unpacked again; the same tree.
+    use depot_release::digest::sha256_file;
+    let (base_sha, upper_sha) = (sha256_file(&base).unwrap(), sha256_file(&upper).unwrap());
+    for (n, root) in [(2, &root), (3, &root)] {
+        let name = format!("img-{n}");
+        deploy(root, &options(&name, &[(&base, Some(&base_sha)), (&upper, Some(&upper_sha))]), &NoProgress).unwrap();
+        assert!(!root.path().join(format!(".depot/layers/{upper_sha}.json")).exists());
+        assert_eq!(
+            root.read_manifest(&VersionLabel::parse(&name).unwrap()).unwrap().summary.tree_digest,
+            root.read_manifest(&version).unwrap().summary.tree_digest
+        );
+    }
+
+    // A whiteout cannot reach outside: a path through a symlink removes nothing, and a directory
+    // named as a whiteout is refused.
+    let link = dir.path().join("link.tar");
+    {
+        let mut builder = tar::Builder::new(fs_err::File::create(&link).unwrap());
+        let mut header = tar::Header::new_ustar();
+        header.set_entry_type(tar::EntryType::Symlink);
+        header.set_size(0);
+        header.set_mode(0o777);
+        builder.append_link(&mut header, "out", "a").unwrap();
+        builder.into_inner().unwrap();
+    }
+    let through = layer_tar(dir.path(), "through", &[("out/.wh.keep", ""), ("out/.wh..wh..opq", "")]);
+    let error =
+        deploy(&root, &options("img-4", &[(&base, None), (&link, None), (&through, None)]), &NoProgress).unwrap_err();
+    assert!(error.to_string().contains("passes through the symlink `out`"), "{error}");
+    let named = layer_tar(dir.path(), "named", &[(".wh.dir/", "")]);
+    let error = deploy(&root, &options("img-5", &[(&named, None)]), &NoProgress).unwrap_err();
+    assert!(error.to_string().contains("`.wh.` is reserved"), "{error}");
+}

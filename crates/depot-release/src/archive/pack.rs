@@ -333,6 +333,14 @@ fn collect(
             }
             continue;
         }
+        if entry.file_name().to_str().is_some_and(|name| name.starts_with(".wh.")) {
+            return Err(Error::Pack {
+                path: entry.path().to_owned(),
+                reason: "names starting with `.wh.` are OCI whiteouts, which deploy applies instead of writing \
+                         them: rename it, or list it in `exclude` under [package] in depot.toml"
+                    .into(),
+            });
+        }
         let file_type = entry.file_type();
         if file_type.is_dir() {
             if include.is_none() {

@@ -396,6 +396,17 @@ fn special_files_are_refused() {
     pack_refused(&ctx, &dir, "1.0.0", &["sock", "special files"]);
 }
 
+#[test]
+fn whiteout_names_are_refused_unless_excluded() {
+    // Deploy would apply `.wh.x` as an OCI whiteout (remove `x`) instead of writing it: pack
+    // never makes an archive whose release differs from the directory.
+    let ctx = TestContext::new();
+    let dir = ctx.tree("wh", &[("a.txt", "a\n"), ("sub/.wh.a.txt", "")]);
+    pack_refused(&ctx, &dir, "1.0.0", &["sub/.wh.a.txt", "OCI whiteouts", "exclude"]);
+    fs_err::write(dir.join("depot.toml"), "[package]\nexclude = [\"**/.wh.*\", \"depot.toml\"]\n").unwrap();
+    ctx.run(&["pack", dir.to_str().unwrap(), "--version", "1.0.0"]).success();
+}
+
 // --- output ---------------------------------------------------------------------------------
 
 #[test]
