@@ -23,8 +23,8 @@ use crate::pipeline::{
 };
 use crate::types::{
     AgentReport, AgentStatus, BlobInfo, BumpLayer, BumpResult, ChannelInfo, ComponentSummary, Config, ConfigSummary,
-    CreateConfig, CreateToken, DeprecateVersion, Deprecated, GcReport, HistoryEntry, PushVersion, RollbackConfig,
-    SetChannel, SetLayers, TokenCreated, TokenInfo, VersionInfo, WhoAmI,
+    CreateConfig, CreateToken, DeprecateVersion, Deprecated, GcReport, HistoryEntry, PushVersion, ReplaceLayers,
+    RollbackConfig, SetChannel, SetLayers, TokenCreated, TokenInfo, VersionInfo, WhoAmI,
 };
 
 /// How long a request that moves only metadata may take.
@@ -455,6 +455,11 @@ impl Client {
     /// `PATCH /api/v1/configs/{name}`
     pub fn set_layers(&self, name: &ConfigName, request: &SetLayers) -> Result<Config, ClientError> {
         self.send_json(Method::PATCH, &["api", "v1", "configs", name.as_str()], request)
+    }
+
+    /// `PUT /api/v1/configs/{name}`
+    pub fn replace_layers(&self, name: &ConfigName, request: &ReplaceLayers) -> Result<Config, ClientError> {
+        self.send_json(Method::PUT, &["api", "v1", "configs", name.as_str()], request)
     }
 
     /// `POST /api/v1/configs/{name}/bump`

@@ -423,6 +423,17 @@ pub struct SetLayers {
     pub expect_revision: Option<u64>,
 }
 
+/// `PUT /api/v1/configs/{name}`: replace the whole list of layers with these, in this order, in
+/// one revision (the history keeps the old list).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ReplaceLayers {
+    pub layers: Vec<LayerRef>,
+    #[serde(default, deserialize_with = "crate::bounded::revision_opt")]
+    #[cfg_attr(feature = "openapi", schema(maximum = 9223372036854775807_u64, minimum = 0))]
+    pub expect_revision: Option<u64>,
+}
+
 /// `POST /api/v1/configs/{name}/bump`
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

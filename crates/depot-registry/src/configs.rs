@@ -111,10 +111,16 @@ impl Registry {
     }
 
     /// Replaces every layer of `name` with `layers`, in one new revision.
-    pub async fn replace_layers(&self, caller: &Caller, name: ConfigName, layers: Vec<LayerRef>) -> Result<Config> {
+    pub async fn replace_layers(
+        &self,
+        caller: &Caller,
+        name: ConfigName,
+        layers: Vec<LayerRef>,
+        expect_revision: Option<u64>,
+    ) -> Result<Config> {
         caller.require(Need::Operator)?;
         let actor = caller.name.clone();
-        self.store(move |metadata| metadata.replace_layers(&name, &layers, &actor)).await
+        self.store(move |metadata| metadata.replace_layers(&name, &layers, expect_revision, &actor)).await
     }
 
     pub async fn bump(

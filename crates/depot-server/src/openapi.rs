@@ -17,7 +17,7 @@ use crate::handlers::{admin, agents, blobs, components, configs, pipelines, toke
         components::channels, components::set_channel, components::remove_channel,
         components::policy, components::set_policy, components::remove_policy,
         components::add_attestation, components::attestations, components::attestation,
-        configs::list, configs::create, configs::show, configs::set_layers, configs::bump, configs::rollback,
+        configs::list, configs::create, configs::show, configs::set_layers, configs::replace_layers, configs::bump, configs::rollback,
         configs::history, configs::delete, configs::set_strategy, configs::rollout, configs::rollout_action,
         agents::report, agents::list,
         pipelines::list, pipelines::create, pipelines::show, pipelines::set_gate, pipelines::promote,
@@ -29,7 +29,7 @@ use crate::handlers::{admin, agents, blobs, components, configs, pipelines, toke
     components(schemas(
         ErrorBody, ErrorCode, Role, Archive, depot_api::ComponentName, depot_api::ConfigName, depot_api::VersionLabel,
         depot_api::Digest, depot_api::PipelineName, depot_api::StageName, depot_api::TokenName, depot_api::HostName, BlobInfo, PushVersion, VersionInfo, ComponentSummary, LayerRef, Layer, Config,
-        ConfigSummary, CreateConfig, SetLayers, BumpLayer, BumpResult, RollbackConfig, HistoryEntry, CreateToken,
+        ConfigSummary, CreateConfig, SetLayers, ReplaceLayers, BumpLayer, BumpResult, RollbackConfig, HistoryEntry, CreateToken,
         TokenInfo, TokenCreated, GcReport, WhoAmI, AgentState, AgentReport, AgentStatus, Deprecation, Deprecated, VersionUse, DeprecateVersion,
         ChannelInfo, ChannelMove, SetChannel, SignaturePolicy, TrustedKey, SetPolicy, AttestationInfo, AddAttestation, AddSshKey, ImportSshKeys, SshKeyInfo, depot_api::semver_order::ChannelKind,
         depot_api::pipeline::StageRef, depot_api::pipeline::StageSpec, depot_api::pipeline::CreatePipeline,

@@ -50,7 +50,10 @@ pub fn router(state: AppState) -> Router {
             put(components::set_channel).delete(components::remove_channel),
         )
         .route("/configs", get(configs::list).post(configs::create))
-        .route("/configs/{name}", get(configs::show).patch(configs::set_layers).delete(configs::delete))
+        .route(
+            "/configs/{name}",
+            get(configs::show).patch(configs::set_layers).put(configs::replace_layers).delete(configs::delete),
+        )
         .route("/configs/{name}/bump", post(configs::bump))
         .route("/configs/{name}/rollback", post(configs::rollback))
         .route("/configs/{name}/history", get(configs::history))

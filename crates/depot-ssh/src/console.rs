@@ -251,7 +251,9 @@ async fn execute(registry: &Registry, caller: &Caller, command: &str, flags: &Fl
             }
             // Create, or replace (a new revision: the history keeps the old one).
             match registry.config(caller, &name).await {
-                Ok(_) => registry.replace_layers(caller, name, layers).await.map_err(seed_error)?,
+                Ok(current) => {
+                    registry.replace_layers(caller, name, layers, Some(current.revision)).await.map_err(seed_error)?
+                }
                 Err(Error::Store(StoreError::UnknownConfig(_))) => {
                     registry.create_config(caller, name, layers).await.map_err(seed_error)?
                 }

@@ -610,9 +610,16 @@ impl Metadata {
 
     /// Replaces the whole list of layers with `layers`, in that order, in one new revision (seed
     /// 001's `addconf` on an existing name): nothing changes when it is the same list.
-    pub fn replace_layers(&self, name: &ConfigName, layers: &[LayerRef], actor: &str) -> Result<Config> {
+    pub fn replace_layers(
+        &self,
+        name: &ConfigName,
+        layers: &[LayerRef],
+        expect: Option<u64>,
+        actor: &str,
+    ) -> Result<Config> {
         self.transaction(|tx| {
             let current = current_config(tx, name)?;
+            check_revision(name, expect, current.revision)?;
             check_one_layer_per_component(layers)?;
             let mut components: Vec<&ComponentName> = layers.iter().map(|l| &l.component).collect();
             components.extend(current.layers.iter().map(|l| &l.component));

@@ -47,6 +47,7 @@ pub enum Command {
     Sign(SignArgs),
     Policy(PolicyArgs),
     Attest(AttestArgs),
+    Import(ImportArgs),
     Attestations(AttestationsArgs),
     Components(ComponentsArgs),
     Versions(VersionsArgs),
@@ -648,6 +649,91 @@ pub struct SignArgs {
     /// pushed.
     #[arg(long, requires = "print_message", value_parser = parse_digest)]
     pub digest: Option<depot_api::Digest>,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// Import a container image: one component version per layer, and a configuration of them.
+///
+/// Each layer becomes a version of the component `NAME.lN` (N counts from 1 at the bottom),
+/// labelled with the layer's digest (the sha256 of its uncompressed tar), so importing the same
+/// image again, or another image on the same base, reuses what the registry has. Layers are
+/// checked against their digests and converted: whiteouts are kept (deploy applies them,
+/// opaque directories included), absolute symlinks become relative to the image root, device
+/// nodes and fifos are skipped with a warning. Then the configuration NAME is created, or its
+/// layers replaced in one new revision. NAME defaults to the image's repository name
+/// (`registry.example.com/team/app:1.0` → `app`). Needs an operator token.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  docker save app:1.0 | depot import docker -
+  depot import docker app.tar --image app:1.0 --layer app-settings:prod-3
+  skopeo copy docker://debian:bookworm oci:debian-oci:bookworm
+  depot import oci debian-oci --platform linux/amd64 --name debian")]
+pub struct ImportArgs {
+    #[command(subcommand)]
+    pub command: ImportCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportCommand {
+    Docker(ImportDockerArgs),
+    Oci(ImportOciArgs),
+}
+
+/// Import an image from a `docker save` archive.
+///
+/// Both layouts `docker save` writes are read (Docker 25 and later write an OCI layout inside
+/// the archive). An archive of several images needs --image.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  docker save app:1.0 | depot import docker -
+  depot import docker images.tar --image app:1.0")]
+pub struct ImportDockerArgs {
+    /// The archive, or `-` to read it from standard input.
+    #[arg(value_name = "FILE|-")]
+    pub file: PathBuf,
+
+    #[command(flatten)]
+    pub options: ImportOptions,
+}
+
+/// Import an image from an OCI image layout directory.
+///
+/// As `skopeo copy … oci:DIR[:NAME]` and `buildah push … oci:DIR` write it. A layout of several
+/// images (names, or platforms of one multi-platform image) needs --image or --platform.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  skopeo copy docker://debian:bookworm oci:debian-oci:bookworm
+  depot import oci debian-oci --platform linux/amd64 --name debian")]
+pub struct ImportOciArgs {
+    /// The layout directory (it holds `oci-layout` and `index.json`).
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+
+    #[command(flatten)]
+    pub options: ImportOptions,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportOptions {
+    /// Which image, when the source holds several: a tag (`app:1.0`), an OCI `ref.name`, or the
+    /// short name depot would give it (`app`).
+    #[arg(long, value_name = "NAME")]
+    pub image: Option<String>,
+
+    /// Which platform of a multi-platform image: OS/ARCH[/VARIANT] (`linux/amd64`, `linux/arm64/v8`).
+    #[arg(long, value_name = "OS/ARCH")]
+    pub platform: Option<String>,
+
+    /// The configuration's name, and the prefix of the layers' components [default: the
+    /// image's repository name].
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+
+    /// A layer to add on top of the image's, COMPONENT:VERSION (settings, say); repeat in order.
+    #[arg(long = "layer", value_name = "COMPONENT:VERSION", value_parser = parse_layer)]
+    pub layers: Vec<LayerRef>,
 
     #[command(flatten)]
     pub registry: RegistryArgs,

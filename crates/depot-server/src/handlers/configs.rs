@@ -3,7 +3,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use depot_api::rollout::{RolloutRequest, RolloutStatus, Strategy};
 use depot_api::types::{
-    BumpLayer, BumpResult, Config, ConfigSummary, CreateConfig, HistoryEntry, RollbackConfig, SetLayers,
+    BumpLayer, BumpResult, Config, ConfigSummary, CreateConfig, HistoryEntry, ReplaceLayers, RollbackConfig, SetLayers,
 };
 use depot_api::{ConfigName, ErrorCode, HostName};
 
@@ -71,6 +71,17 @@ pub async fn set_layers(
 ) -> Result<Json<Config>, ApiError> {
     let name = ConfigName::parse(&name)?;
     Ok(Json(state.registry.set_layers(&caller, name, request.layers, request.expect_revision).await?))
+}
+
+#[utoipa::path(put, path = "/api/v1/configs/{name}", tag = "configs", params(("name" = depot_api::ConfigName, Path)), request_body = ReplaceLayers, responses((status = 200, body = Config), (status = 400, description = "invalid-request: a component twice, or a version that does not exist", body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, description = "config-conflict, or signature-required: a version lacks the signatures its component's policy requires", body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
+pub async fn replace_layers(
+    Operator(caller): Operator,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Json(request): Json<ReplaceLayers>,
+) -> Result<Json<Config>, ApiError> {
+    let name = ConfigName::parse(&name)?;
+    Ok(Json(state.registry.replace_layers(&caller, name, request.layers, request.expect_revision).await?))
 }
 
 #[utoipa::path(post, path = "/api/v1/configs/{name}/bump", tag = "configs", params(("name" = depot_api::ConfigName, Path)), request_body = BumpLayer, responses((status = 200, body = BumpResult), (status = 409, description = "config-conflict, or signature-required: a version lacks the signatures its component's policy requires", body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]

@@ -5,6 +5,7 @@ mod admin;
 mod agent;
 mod build;
 mod deploy;
+mod import;
 mod manual;
 mod pack;
 mod prune;
@@ -56,6 +57,7 @@ pub fn run(command: Command, printer: &Printer) -> anyhow::Result<ExitCode> {
         Command::Sign(args) => registry::sign::run(args, printer),
         Command::Policy(args) => registry::sign::policy(args.command, printer),
         Command::Attest(args) => registry::attest::run(args, printer),
+        Command::Import(args) => import::run(args.command, printer),
         Command::Attestations(args) => registry::attest::list(args, printer),
         Command::ShowVersion(args) => registry::sign::show(args, printer),
         Command::Rollout(args) => registry::rollout::run(args.command, printer),

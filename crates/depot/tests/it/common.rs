@@ -241,6 +241,12 @@ pub fn raw_tar(entries: &[RawEntry]) -> Vec<u8> {
     out
 }
 
+/// The sha256 of `data`, in hex.
+pub fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
+}
+
 pub fn zstd_bytes(data: &[u8]) -> Vec<u8> {
     zstd::encode_all(data, 3).unwrap()
 }

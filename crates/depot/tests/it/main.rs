@@ -11,6 +11,7 @@ mod deploy;
 mod download;
 mod help;
 mod http;
+mod import;
 mod migrate;
 mod pack;
 mod pipeline;

@@ -62,11 +62,6 @@ fn find(archive: &Path, path: &str) -> Option<Listed> {
     list(archive).into_iter().find(|e| e.path == path)
 }
 
-fn sha256_hex(data: &[u8]) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// `depot pack DIR --version V` plus `extra`.
 fn pack(ctx: &TestContext, dir: &Path, version: &str, extra: &[&str]) -> Run {
     let dir = dir.display().to_string();

@@ -6,8 +6,6 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 
-use sha2::Digest as _;
-
 use crate::common::*;
 
 /// A `depot serve` child process, killed on drop.
@@ -104,10 +102,6 @@ fn pushed_digest(run: &Run) -> String {
         run.stdout
     );
     digest
-}
-
-fn sha256_hex(data: &[u8]) -> String {
-    sha2::Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[test]

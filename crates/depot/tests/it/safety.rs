@@ -787,11 +787,6 @@ fn wrong_sha256_is_refused() {
     assert_eq!(ctx.current().as_deref(), Some(HOSTILE));
 }
 
-fn sha256_hex(data: &[u8]) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
-}
-
 // --- formats --------------------------------------------------------------------------------
 
 #[test]
