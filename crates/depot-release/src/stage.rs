@@ -313,9 +313,19 @@ impl<'s> Stager<'s> {
         if !seen_in_layer.insert(path.clone()) {
             return Err(Error::unsafe_entry(&path, "the path appears twice in the archive"));
         }
+        if let Some((dir, _)) = path.rsplit_once('/')
+            && dir.split('/').any(|part| part.starts_with(WHITEOUT_PREFIX))
+        {
+            return Err(Error::unsafe_entry(&path, "a directory named as an OCI whiteout (`.wh.` is reserved)"));
+        }
         if let Some(whiteout) = Whiteout::of(&path) {
             if archive::is_directory(&entry) {
                 return Err(Error::unsafe_entry(&path, "a directory named as an OCI whiteout (`.wh.` is reserved)"));
+            }
+            if let Whiteout::Remove(removed) = &whiteout
+                && removed.rsplit('/').next().is_some_and(|name| name == "." || name == "..")
+            {
+                return Err(Error::unsafe_entry(&path, "a whiteout of `.` or `..` names nothing to remove"));
             }
             // What this layer stages now depends on what earlier layers staged: no listing.
             self.depends_on_earlier = true;
@@ -390,11 +400,8 @@ impl<'s> Stager<'s> {
     /// Removes what a whiteout names, keeping whatever this layer put there (`seen_in_layer`).
     fn apply_whiteout(&mut self, whiteout: Whiteout<'_>, seen_in_layer: &HashSet<String>) -> Result<()> {
         match whiteout {
-            Whiteout::Remove(path) => {
-                if !seen_in_layer.contains(&path) {
-                    self.remove_earlier(&path, true, seen_in_layer)?;
-                }
-            }
+            // Whatever the order of the layer's entries: what this layer puts stays.
+            Whiteout::Remove(path) => self.remove_earlier(&path, true, seen_in_layer)?,
             Whiteout::Nothing => {}
             Whiteout::Opaque(dir) => match dir {
                 // The directory itself stays: the layer that makes it opaque has it (created
@@ -560,7 +567,19 @@ impl<'s> Stager<'s> {
         let full = self.dir.join(path);
         if let EntryKind::Dir { .. } = existing {
             let prefix = format!("{path}/");
-            self.entries.retain(|p, _| !p.starts_with(&prefix));
+            let below: Vec<String> = self
+                .entries
+                .range(prefix.clone()..)
+                .map(|(p, _)| p)
+                .take_while(|p| p.starts_with(&prefix))
+                .cloned()
+                .collect();
+            for gone in below {
+                if let Some(EntryKind::File { size, .. }) = self.entries.remove(&gone) {
+                    self.stats.files -= 1;
+                    self.stats.bytes -= size;
+                }
+            }
             fs_err::remove_dir_all(full)?;
         } else {
             if let EntryKind::File { size, .. } = existing {

@@ -242,6 +242,10 @@ fn whiteouts_remove_what_earlier_layers_put_and_are_never_written() {
             ("d", "d\n"),
             ("e/", ""),
             ("e/f", "f\n"),
+            ("g/", ""),
+            ("g/z", "z1\n"),
+            ("h/", ""),
+            ("h/old", "o\n"),
         ],
     );
     let upper = layer_tar(
@@ -253,6 +257,12 @@ fn whiteouts_remove_what_earlier_layers_put_and_are_never_written() {
             // The same layer's own entry stays, whatever the order.
             ("c/y", "y2\n"),
             ("c/.wh.y", ""),
+            ("g/.wh.z", ""),
+            ("g/z", "z2\n"),
+            // A directory this layer puts and whites out: only the earlier content goes.
+            ("h/", ""),
+            ("h/new", "n\n"),
+            (".wh.h", ""),
             ("b/", ""),
             ("b/.wh..wh..opq", ""),
             ("b/new", "n\n"),
@@ -270,10 +280,11 @@ fn whiteouts_remove_what_earlier_layers_put_and_are_never_written() {
     let release = root.release_dir(&VersionLabel::parse("img-1").unwrap());
     assert_eq!(
         tree(&release),
-        ["a/", "a/keep", "a/sub/", "a/sub/y", "b/", "b/new", "c/", "c/y", "e/"],
+        ["a/", "a/keep", "a/sub/", "a/sub/y", "b/", "b/new", "c/", "c/y", "e/", "g/", "g/z", "h/", "h/new"],
         "whiteouts applied, markers not written"
     );
     assert_eq!(fs_err::read_to_string(release.join("c/y")).unwrap(), "y2\n");
+    assert_eq!(fs_err::read_to_string(release.join("g/z")).unwrap(), "z2\n");
     let version = VersionLabel::parse("img-1").unwrap();
     assert!(depot_release::verify::verify(&root, &version).unwrap().problems.is_empty());
 
@@ -281,6 +292,10 @@ fn whiteouts_remove_what_earlier_layers_put_and_are_never_written() {
     // what came before it) unpacked again; the same tree.
     use depot_release::digest::sha256_file;
     let (base_sha, upper_sha) = (sha256_file(&base).unwrap(), sha256_file(&upper).unwrap());
+    assert!(root.path().join(format!(".depot/layers/{base_sha}.json")).exists(), "base keeps its listing");
+    // Without base's archive: its listing and the store are enough.
+    let moved = dir.path().join("base-moved.tar");
+    fs_err::rename(&base, &moved).unwrap();
     for (n, root) in [(2, &root), (3, &root)] {
         let name = format!("img-{n}");
         deploy(root, &options(&name, &[(&base, Some(&base_sha)), (&upper, Some(&upper_sha))]), &NoProgress).unwrap();
@@ -291,8 +306,11 @@ fn whiteouts_remove_what_earlier_layers_put_and_are_never_written() {
         );
     }
 
-    // A whiteout cannot reach outside: a path through a symlink removes nothing, and a directory
-    // named as a whiteout is refused.
+    fs_err::rename(&moved, &base).unwrap();
+
+    // A whiteout cannot reach outside: a path through a symlink removes nothing (what the
+    // symlink points at stays), an opaque one there is refused, and so is a directory named as
+    // a whiteout.
     let link = dir.path().join("link.tar");
     {
         let mut builder = tar::Builder::new(fs_err::File::create(&link).unwrap());
@@ -303,11 +321,20 @@ fn whiteouts_remove_what_earlier_layers_put_and_are_never_written() {
         builder.append_link(&mut header, "out", "a").unwrap();
         builder.into_inner().unwrap();
     }
-    let through = layer_tar(dir.path(), "through", &[("out/.wh.keep", ""), ("out/.wh..wh..opq", "")]);
+    let through = layer_tar(dir.path(), "through", &[("out/.wh.keep", "")]);
+    deploy(&root, &options("img-6", &[(&base, None), (&link, None), (&through, None)]), &NoProgress).unwrap();
+    let release = root.release_dir(&VersionLabel::parse("img-6").unwrap());
+    assert_eq!(fs_err::read_to_string(release.join("a/keep")).unwrap(), "k\n");
+    let through = layer_tar(dir.path(), "through-opaque", &[("out/.wh..wh..opq", "")]);
     let error =
         deploy(&root, &options("img-4", &[(&base, None), (&link, None), (&through, None)]), &NoProgress).unwrap_err();
     assert!(error.to_string().contains("passes through the symlink `out`"), "{error}");
-    let named = layer_tar(dir.path(), "named", &[(".wh.dir/", "")]);
-    let error = deploy(&root, &options("img-5", &[(&named, None)]), &NoProgress).unwrap_err();
-    assert!(error.to_string().contains("`.wh.` is reserved"), "{error}");
+    for (n, entries) in [[(".wh.dir/", "")], [(".wh.dir/child", "x")], [("a/.wh..", "")]].iter().enumerate() {
+        let named = layer_tar(dir.path(), &format!("named-{n}"), entries);
+        let error = deploy(&root, &options("img-5", &[(&base, None), (&named, None)]), &NoProgress).unwrap_err();
+        assert!(
+            error.to_string().contains("`.wh.` is reserved") || error.to_string().contains("names nothing"),
+            "{error}"
+        );
+    }
 }

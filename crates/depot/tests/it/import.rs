@@ -57,12 +57,23 @@ fn blob(layout: &Path, media_type: &str, bytes: &[u8]) -> serde_json::Value {
 /// An OCI layout holding one image of `layers` (uncompressed tars, stored as `compression`
 /// says) under each of `names`.
 fn oci_layout(layout: &Path, layers: &[(Vec<u8>, &str)], names: &[&str]) -> PathBuf {
+    oci_layout_claiming(layout, layers, names, &[])
+}
+
+/// [`oci_layout`] whose config claims other layer digests (`diff_ids`) for some layers.
+fn oci_layout_claiming(
+    layout: &Path,
+    layers: &[(Vec<u8>, &str)],
+    names: &[&str],
+    claims: &[(usize, String)],
+) -> PathBuf {
     fs_err::create_dir_all(layout).unwrap();
     fs_err::write(layout.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
     let mut descriptors = Vec::new();
     let mut diff_ids = Vec::new();
-    for (tar, compression) in layers {
-        diff_ids.push(format!("sha256:{}", sha256(tar)));
+    for (index, (tar, compression)) in layers.iter().enumerate() {
+        let claimed = claims.iter().find(|(i, _)| *i == index).map(|(_, d)| d.clone());
+        diff_ids.push(claimed.unwrap_or_else(|| format!("sha256:{}", sha256(tar))));
         descriptors.push(match *compression {
             "gzip" => blob(layout, "application/vnd.oci.image.layer.v1.tar+gzip", &gzip_bytes(tar)),
             "zstd" => blob(layout, "application/vnd.oci.image.layer.v1.tar+zstd", &zstd_bytes(tar)),
@@ -196,6 +207,11 @@ fn an_image_imports_as_layers_and_deploys_to_the_tree_it_describes() {
     ]);
     let registry = Registry::start(&ctx, &[]);
 
+    // The platform comes from the image's config when nothing else names it.
+    registry
+        .run(&ctx, &["import", "docker", archive.to_str().unwrap(), "--platform", "linux/arm64"])
+        .failure()
+        .stderr_contains("no image in the source matches");
     let run = registry.run(&ctx, &["import", "docker", archive.to_str().unwrap()]).success();
     assert!(
         run.stderr.contains("Importing registry.example.com/team/app:1.0: 3 layers as configuration app"),
@@ -238,7 +254,21 @@ fn an_image_imports_as_layers_and_deploys_to_the_tree_it_describes() {
         )
         .success();
     let oci = registry
-        .run(&ctx, &["import", "oci", layout.to_str().unwrap(), "--name", "app-oci", "--layer", "settings:1", "--json"])
+        .run(
+            &ctx,
+            &[
+                "import",
+                "oci",
+                layout.to_str().unwrap(),
+                "--name",
+                "app-oci",
+                "--layer",
+                "settings:1",
+                "--platform",
+                "linux/amd64",
+                "--json",
+            ],
+        )
         .success()
         .json();
     assert_eq!(oci["action"], "created");
@@ -266,7 +296,7 @@ fn an_image_imports_as_layers_and_deploys_to_the_tree_it_describes() {
 }
 
 #[test]
-fn an_import_refuses_ambiguous_and_damaged_images_and_pushes_nothing() {
+fn an_import_refuses_ambiguous_damaged_and_undeployable_images_and_pushes_nothing() {
     let ctx = TestContext::new();
     let (layers, _) = image_layers(&ctx);
     let layout = oci_layout(&ctx.path("layout"), &layers, &["app", "other"]);
@@ -283,20 +313,49 @@ fn an_import_refuses_ambiguous_and_damaged_images_and_pushes_nothing() {
     registry.run(&ctx, &["import", "oci", dir, "--image", "other"]).success();
     assert_eq!(config_layers(&ctx, &registry, "other").len(), 3);
 
-    // One byte of the middle layer's blob changed: refused by its digest, nothing pushed.
+    // A blob whose bytes are not what its name says (the same layer, compressed again), a
+    // layer whose content is not the config's digest, and a layer an agent would refuse: each
+    // refused before anything is pushed.
     let (middle, _) = &layers[1];
-    let damaged = ctx.path("damaged");
-    oci_layout(&damaged, &layers, &["broken"]);
+    let renamed = ctx.path("renamed");
+    oci_layout(&renamed, &layers, &["broken"]);
     let hex = sha256(&gzip_bytes(middle));
-    let path = damaged.join("blobs/sha256").join(&hex);
-    let mut bytes = fs_err::read(&path).unwrap();
-    let at = bytes.len() / 2;
-    bytes[at] ^= 0x55;
-    fs_err::write(&path, bytes).unwrap();
-    registry.run(&ctx, &["import", "oci", damaged.to_str().unwrap()]).failure().stderr_contains("layer 2 (broken.l2)");
+    let mut again = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    std::io::Write::write_all(&mut again, middle).unwrap();
+    fs_err::write(renamed.join("blobs/sha256").join(&hex), again.finish().unwrap()).unwrap();
+    registry
+        .run(&ctx, &["import", "oci", renamed.to_str().unwrap()])
+        .failure()
+        .stderr_contains("layer 2 (broken.l2)")
+        .stderr_contains("as its name says");
+    let claiming =
+        oci_layout_claiming(&ctx.path("claiming"), &layers, &["broken"], &[(2, format!("sha256:{}", "ab".repeat(32)))]);
+    registry
+        .run(&ctx, &["import", "oci", claiming.to_str().unwrap()])
+        .failure()
+        .stderr_contains("layer 3 (broken.l3)")
+        .stderr_contains("as the image says");
+    let escaping = layer(&ctx, "escaping", &["a/b/", "a/x -> b/../../../y"]);
+    let refused = oci_layout(&ctx.path("refused"), &[layers[0].clone(), (escaping, "gzip")], &["broken"]);
+    registry
+        .run(&ctx, &["import", "oci", refused.to_str().unwrap()])
+        .failure()
+        .stderr_contains("broken.l2 would not deploy")
+        .stderr_contains("outside the release")
+        .stderr_contains("nothing was pushed");
     let components = registry.run(&ctx, &["components", "--json"]).success().stdout;
-    assert!(!components.contains("broken.l2") && !components.contains("broken.l3"), "{components}");
+    assert!(!components.contains("broken."), "{components}");
     registry.run(&ctx, &["config", "show", "broken"]).failure();
+
+    // A version under the layer's name that this import did not make is not taken for it.
+    let (base, _) = &layers[0];
+    let fake = ctx.tree("fake", &[("x", "not the layer")]);
+    registry.run(&ctx, &["push", "forged.l1", &sha256(base), fake.to_str().unwrap(), "--free-form"]).success();
+    let forged = oci_layout(&ctx.path("forged"), &layers, &["forged"]);
+    registry
+        .run(&ctx, &["import", "oci", forged.to_str().unwrap()])
+        .failure()
+        .stderr_contains("was not imported from this layer");
 
     // Not an image at all.
     registry

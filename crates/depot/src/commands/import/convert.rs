@@ -84,7 +84,14 @@ fn copy_entry<W: Write>(
     builder: &mut tar::Builder<W>,
     converted: &mut Converted,
 ) -> anyhow::Result<()> {
-    let path = String::from_utf8(entry.path_bytes().into_owned()).map_err(|e| {
+    // A PAX sparse file (bsdtar's, GNU tar's with --format=posix) is written out whole under
+    // its real name, as staging would; GNU's old sparse type is expanded by the tar reader.
+    let sparse = depot_release::archive::PaxSparse::of(&mut entry).context("a sparse file's map")?;
+    let raw = match sparse.as_ref().and_then(|s| s.name.clone()) {
+        Some(name) => name.into_bytes(),
+        None => entry.path_bytes().into_owned(),
+    };
+    let path = String::from_utf8(raw).map_err(|e| {
         anyhow::anyhow!("the layer has a path that is not UTF-8: {}", String::from_utf8_lossy(e.as_bytes()))
     })?;
     let kind = entry.header().entry_type();
@@ -102,6 +109,12 @@ fn copy_entry<W: Write>(
         header.set_entry_type(tar::EntryType::Directory);
         header.set_size(0);
         builder.append_data(&mut header, &path, io::empty())?;
+    } else if let Some(sparse) = sparse {
+        header.set_entry_type(tar::EntryType::Regular);
+        header.set_size(sparse.real_size);
+        let stored = entry.size();
+        let content = sparse.reader(&mut entry, stored).context("a sparse file")?;
+        builder.append_data(&mut header, &path, content)?;
     } else if kind.is_file() || kind.is_gnu_sparse() || matches!(kind, tar::EntryType::Continuous) {
         header.set_entry_type(tar::EntryType::Regular);
         header.set_size(entry.size());

@@ -16,8 +16,10 @@ use crate::printer::hinted;
 /// The largest JSON document (manifest, index, config) read from an image.
 const MAX_JSON: u64 = 16 * 1024 * 1024;
 
-/// How deep image indexes may nest (an index of indexes…).
+/// How deep image indexes may nest (an index of indexes…), and how many images a layout may
+/// list in all.
 const MAX_INDEX_DEPTH: usize = 4;
+const MAX_DESCRIPTORS: usize = 1024;
 
 /// Docker's media types for manifests and lists, which OCI layouts copied from Docker keep.
 const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
@@ -148,7 +150,11 @@ impl Source {
         let chosen: Vec<&Candidate> = candidates
             .iter()
             .filter(|c| selector.image.is_none_or(|name| c.answers_to(name)))
-            .filter(|c| selector.platform.is_none_or(|p| c.platform.as_deref() == Some(p)))
+            .filter(|c| {
+                selector
+                    .platform
+                    .is_none_or(|want| self.platform_of(c).is_some_and(|have| platform_matches(&have, want)))
+            })
             .collect();
         let described = || {
             candidates
@@ -225,6 +231,9 @@ impl Source {
             bail!("image indexes nest deeper than {MAX_INDEX_DEPTH} levels");
         }
         for descriptor in index.manifests() {
+            if candidates.len() + depth > MAX_DESCRIPTORS {
+                bail!("the layout lists more than {MAX_DESCRIPTORS} images");
+            }
             let name =
                 descriptor.annotations().as_ref().and_then(|a| a.get(REF_NAME)).map(String::as_str).or(reference);
             let platform = descriptor.platform().as_ref().map(|p| {
@@ -263,6 +272,25 @@ impl Source {
             }
         }
         Ok(())
+    }
+
+    /// A candidate's platform, `OS/ARCH[/VARIANT]`: from its index entry, else its config.
+    fn platform_of(&self, candidate: &Candidate) -> Option<String> {
+        if let Some(platform) = &candidate.platform {
+            return Some(platform.clone());
+        }
+        let config: ImageConfiguration = match &candidate.manifest {
+            ManifestSource::Docker { config, .. } => serde_json::from_slice(&self.read_member(config).ok()?).ok()?,
+            ManifestSource::Oci(descriptor) => {
+                let manifest: ImageManifest = serde_json::from_slice(&self.read_blob(descriptor).ok()?).ok()?;
+                serde_json::from_slice(&self.read_blob(manifest.config()).ok()?).ok()?
+            }
+        };
+        let mut platform = format!("{}/{}", config.os(), config.architecture());
+        if let Some(variant) = config.variant() {
+            platform = format!("{platform}/{variant}");
+        }
+        Some(platform)
     }
 
     fn load(&self, candidate: &Candidate) -> anyhow::Result<Image> {
@@ -422,6 +450,12 @@ pub fn short_name(reference: &str) -> Option<String> {
         .collect();
     let name = name.trim_start_matches(|c: char| !c.is_ascii_alphanumeric());
     (!name.is_empty()).then(|| name.to_owned())
+}
+
+/// Whether an image of platform `have` is what `--platform want` asks for (`linux/arm64` takes
+/// `linux/arm64/v8`).
+fn platform_matches(have: &str, want: &str) -> bool {
+    have == want || have.strip_prefix(want).is_some_and(|rest| rest.starts_with('/'))
 }
 
 /// `target` of a symlink at `link`, as a path from the archive's root.

@@ -31,7 +31,7 @@ pub fn run(command: ImportCommand, printer: &Printer) -> anyhow::Result<ExitCode
             // (`docker save IMAGE | gzip`), is first written out as a plain tar.
             let spool = if args.file.as_os_str() == "-" {
                 Some(spool(Box::new(std::io::stdin().lock()), "standard input", printer)?)
-            } else if is_compressed(&args.file)? {
+            } else if !fs_err::metadata(&args.file)?.is_file() || is_compressed(&args.file)? {
                 let file = fs_err::File::open(&args.file)?;
                 Some(spool(Box::new(file), &args.file.display().to_string(), printer)?)
             } else {
@@ -73,11 +73,14 @@ pub fn run(command: ImportCommand, printer: &Printer) -> anyhow::Result<ExitCode
 
     let work =
         tempfile::Builder::new().prefix("depot-import-").tempdir().context("failed to make a temporary directory")?;
+    // First every layer is converted and checked, then the new ones are pushed: a bad layer
+    // stops the import before anything reaches the registry.
     let mut imported = Vec::new();
     for (index, (layer, component)) in image.layers.iter().zip(&components).enumerate() {
         let version = VersionLabel::parse(&layer.diff_id).expect("64 hex digits are a version label");
         match client.version(component, &version) {
             Ok(info) => {
+                check_reusable(&info, &layer.diff_id)?;
                 printer.message(format!("{component} {} is in the registry already: reused", short(&layer.diff_id)));
                 imported.push(ImportedLayer {
                     component: component.clone(),
@@ -85,6 +88,7 @@ pub fn run(command: ImportCommand, printer: &Printer) -> anyhow::Result<ExitCode
                     digest: info.digest,
                     reused: true,
                     converted: None,
+                    archive: None,
                 });
                 continue;
             }
@@ -110,25 +114,39 @@ pub fn run(command: ImportCommand, printer: &Printer) -> anyhow::Result<ExitCode
             ));
         }
         let digest = Digest::from_hex(&depot_release::digest::sha256_file(&output)?)?;
+        imported.push(ImportedLayer {
+            component: component.clone(),
+            version,
+            digest,
+            reused: false,
+            converted: Some(converted),
+            archive: Some(output),
+        });
+    }
+    check_stageable(&imported, work.path(), printer)?;
+    let mut pushed = 0;
+    for (index, layer) in imported.iter().enumerate() {
+        let Some(archive) = &layer.archive else { continue };
         let mut labels = std::collections::BTreeMap::new();
         labels.insert("image".to_owned(), reference.clone());
         labels.insert("layer".to_owned(), (index + 1).to_string());
+        labels.insert("diff_id".to_owned(), format!("sha256:{}", layer.version));
+        labels.insert("converted-by".to_owned(), CONVERTER.to_owned());
         let request = PushVersion {
-            digest: digest.clone(),
+            digest: layer.digest.clone(),
             labels,
             channels: Vec::new(),
             free_form: true,
             signatures: Vec::new(),
         };
-        let info = super::registry::push::register(&client, component, &version, &request, &output, printer)?;
-        fs_err::remove_file(&output)?;
-        imported.push(ImportedLayer {
-            component: component.clone(),
-            version,
-            digest: info.digest,
-            reused: false,
-            converted: Some(converted),
-        });
+        super::registry::push::register(&client, &layer.component, &layer.version, &request, archive, printer)
+            .with_context(|| {
+                format!(
+                    "{pushed} of the image's new layers were pushed; configuration {config} was not changed \
+                     (importing again reuses them)"
+                )
+            })?;
+        pushed += 1;
     }
 
     let mut layers: Vec<LayerRef> =
@@ -184,6 +202,67 @@ struct ImportedLayer {
     reused: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     converted: Option<convert::Converted>,
+    /// The converted archive, until it is pushed.
+    #[serde(skip)]
+    archive: Option<std::path::PathBuf>,
+}
+
+/// What made a layer's version, in its labels: a version is reused only when it came from the
+/// same layer through this conversion.
+const CONVERTER: &str = "depot-import/1";
+
+/// Refuses to reuse a version of `NAME.lN` that was not made from this layer by this importer
+/// (pushed by hand under the layer's digest, or by a conversion that has changed since).
+fn check_reusable(info: &depot_api::types::VersionInfo, diff_id: &str) -> anyhow::Result<()> {
+    let from_layer = info.labels.get("diff_id").is_some_and(|d| d == &format!("sha256:{diff_id}"));
+    let converter = info.labels.get("converted-by").map(String::as_str);
+    if from_layer && converter == Some(CONVERTER) {
+        return Ok(());
+    }
+    Err(hinted(
+        format!(
+            "{} {} exists but was not imported from this layer by this depot (labels diff_id={}, converted-by={})",
+            info.component,
+            info.version,
+            info.labels.get("diff_id").map_or("none", String::as_str),
+            converter.unwrap_or("none"),
+        ),
+        "import under another --name, or delete that version first",
+    ))
+}
+
+/// A staging failure: an entry a release cannot hold says so; anything else (a full disk) is
+/// that error.
+fn refused(what: &str, error: depot_release::Error) -> anyhow::Error {
+    match error {
+        depot_release::Error::UnsafeEntry { .. } | depot_release::Error::ArchiveTooLarge { .. } => hinted(
+            format!("{what}: {error}"),
+            "nothing was pushed: the image holds an entry a release cannot (fix the image, or skip the layer)",
+        ),
+        other => anyhow::Error::new(other).context(format!("{what}: nothing was pushed")),
+    }
+}
+
+/// Stages the new layers, in order, into a scratch directory with the same rules as a
+/// deploy: a layer an agent would refuse (a symlink leaving the tree, a path twice) stops the
+/// import here, before it is pushed. Reused layers passed this check when they were imported.
+fn check_stageable(layers: &[ImportedLayer], work: &std::path::Path, printer: &Printer) -> anyhow::Result<()> {
+    use depot_release::stage::{Limits, Stager};
+    let store = depot_release::store::ContentStore::new(&work.join("store"));
+    store.create_dirs()?;
+    let mut stager = Stager::create(&store, work.join("staged"), Limits::default(), false)?;
+    let progress = printer.progress();
+    for layer in layers {
+        let Some(archive) = &layer.archive else { continue };
+        progress.start(&format!("Checking {}", layer.component), fs_err::metadata(archive).ok().map(|m| m.len()));
+        let staged = stager.add_layer(&mut fs_err::File::open(archive)?, progress.as_ref());
+        progress.finish();
+        staged.map_err(|e| refused(&format!("{} would not deploy", layer.component), e))?;
+    }
+    stager.finish().map_err(|e| refused("the image would not deploy", e))?;
+    fs_err::remove_dir_all(work.join("staged"))?;
+    fs_err::remove_dir_all(work.join("store"))?;
+    Ok(())
 }
 
 /// The first 12 hex digits of a layer digest, for messages.
