@@ -45,6 +45,55 @@ impl Error {
     }
 }
 
+impl Error {
+    /// The code a front-end answers with: a refusal's own, or the store error's
+    /// ([`store_error_code`]).
+    pub fn error_code(&self) -> ErrorCode {
+        match self {
+            Error::Refused(body) => body.code,
+            Error::Store(error) => store_error_code(error),
+            Error::Internal(_) => ErrorCode::Internal,
+        }
+    }
+}
+
+/// The code of a store failure: what kind of refusal it is, for any front-end's status.
+pub fn store_error_code(error: &StoreError) -> ErrorCode {
+    match error {
+        StoreError::UnknownComponent(_) => ErrorCode::UnknownComponent,
+        StoreError::UnknownVersion { .. } => ErrorCode::UnknownVersion,
+        StoreError::UnknownConfig(_) | StoreError::UnknownRevision { .. } => ErrorCode::UnknownConfig,
+        StoreError::UnknownBlob(_) => ErrorCode::UnknownBlob,
+        StoreError::UnknownToken(_) => ErrorCode::UnknownToken,
+        StoreError::VersionExists { .. } => ErrorCode::VersionExists,
+        StoreError::ConfigExists(_) => ErrorCode::ConfigExists,
+        StoreError::TokenExists(_) => ErrorCode::TokenExists,
+        StoreError::ConfigConflict { .. } => ErrorCode::ConfigConflict,
+        StoreError::Rollout { .. } => ErrorCode::RolloutState,
+        StoreError::InUse { .. } => ErrorCode::InUse,
+        StoreError::KeyRotated { .. } => ErrorCode::Unavailable,
+        StoreError::Unsigned { .. } => ErrorCode::SignatureRequired,
+        StoreError::UnknownPipeline(_) => ErrorCode::UnknownPipeline,
+        StoreError::PipelineExists(_) => ErrorCode::PipelineExists,
+        StoreError::GateClosed { .. } => ErrorCode::GateClosed,
+        StoreError::Invalid(_)
+        | StoreError::PromotedOnly { .. }
+        | StoreError::EnvComponent { .. }
+        | StoreError::NoChannelYet { .. }
+        | StoreError::IsStage { .. } => ErrorCode::InvalidRequest,
+        StoreError::UnknownPromotion { .. } => ErrorCode::UnknownPromotion,
+        StoreError::SelfApproval { .. } | StoreError::NotYourAgent { .. } => ErrorCode::Forbidden,
+        StoreError::DigestMismatch { .. } => ErrorCode::DigestMismatch,
+        StoreError::TooLarge { .. } => ErrorCode::TooLarge,
+        StoreError::UnsupportedUrl(_)
+        | StoreError::InvalidBlobUrl { .. }
+        | StoreError::BlobStore { .. }
+        | StoreError::Database(_)
+        | StoreError::NoRows
+        | StoreError::Io(_) => ErrorCode::Internal,
+    }
+}
+
 impl From<NameError> for Error {
     fn from(error: NameError) -> Self {
         Error::refused(ErrorCode::InvalidName, error.to_string())

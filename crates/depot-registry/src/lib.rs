@@ -29,7 +29,7 @@ pub use access::{Caller, Need, new_token};
 pub use blobs::{Download, Upload};
 pub use components::Pushed;
 pub use configs::ConfigAnswer;
-pub use error::{Error, Result};
+pub use error::{Error, Result, store_error_code};
 pub use rollouts::STEP_EVERY;
 
 /// The limits and durations the registry applies.

@@ -184,6 +184,7 @@ pub fn store_error_body(error: &StoreError) -> ErrorBody {
                 return ErrorBody::new(ErrorCode::Internal, "internal error; see the registry's log");
             }
         };
+        debug_assert_eq!(code, depot_registry::store_error_code(error), "one code for {error}");
         let body = ErrorBody::new(code, error.to_string());
         match hint {
             Some(hint) => body.with_hint(hint),

@@ -189,6 +189,7 @@ impl Default for ServerOptions {
             header_timeout: Duration::from_secs(10),
             max_connections: 10_000,
             secrets_key: None,
+            tls: false,
         }
     }
 }

@@ -81,6 +81,9 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(admin::healthz))
         .route("/metrics", get(admin::metrics))
         .nest("/api/v1", api)
+        .merge(depot_dashboard::router(state.dashboard.clone()))
+        .route("/ui", get(|| async { axum::response::Redirect::permanent("/ui/") }))
+        .route("/", get(|| async { axum::response::Redirect::to("/ui/") }))
         .fallback(crate::extract::no_route)
         .method_not_allowed_fallback(crate::extract::wrong_method)
         .layer(tower::layer::layer_fn({

@@ -27,6 +27,8 @@ pub struct ServerOptions {
     pub max_connections: usize,
     /// The file of the key that seals environment values; `DATA.secrets.key` when `None`.
     pub secrets_key: Option<std::path::PathBuf>,
+    /// The registry serves HTTPS: the dashboard's cookies are `Secure`.
+    pub tls: bool,
 }
 
 impl ServerOptions {
@@ -46,12 +48,14 @@ impl ServerOptions {
 #[derive(Clone)]
 pub struct AppState {
     pub registry: Registry,
+    pub dashboard: depot_dashboard::Dashboard,
     pub options: Arc<ServerOptions>,
     pub metrics: Arc<Metrics>,
 }
 
 impl AppState {
     pub fn new(registry: Registry, options: ServerOptions) -> Self {
-        AppState { registry, options: Arc::new(options), metrics: Arc::new(Metrics::new()) }
+        let dashboard = depot_dashboard::Dashboard::new(registry.clone(), options.tls);
+        AppState { registry, dashboard, options: Arc::new(options), metrics: Arc::new(Metrics::new()) }
     }
 }

@@ -83,8 +83,17 @@ impl Settings {
             ),
             (None, None) => None,
         };
+        let tls = match (args.tls_cert.or(from_file(file.tls_cert)), args.tls_key.or(from_file(file.tls_key))) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            _ => anyhow::bail!(
+                "TLS needs both a certificate and a key: set tls_cert and tls_key in {} (or --tls-cert and --tls-key)",
+                display(&args.config)
+            ),
+        };
         let defaults = ServerOptions::default();
         let options = ServerOptions {
+            tls: tls.is_some(),
             max_blob_size: args.max_blob_size.or(file.max_blob_size).unwrap_or(defaults.max_blob_size),
             max_versions: args.max_versions.or(file.max_versions).unwrap_or(defaults.max_versions),
             gc_grace: gc_grace.unwrap_or(defaults.gc_grace),
@@ -94,14 +103,6 @@ impl Settings {
             max_connections: args.max_connections.or(file.max_connections).unwrap_or_else(default_max_connections),
             secrets_key: args.secrets_key.or(from_file(file.secrets_key)),
             ..defaults
-        };
-        let tls = match (args.tls_cert.or(from_file(file.tls_cert)), args.tls_key.or(from_file(file.tls_key))) {
-            (Some(cert), Some(key)) => Some((cert, key)),
-            (None, None) => None,
-            _ => anyhow::bail!(
-                "TLS needs both a certificate and a key: set tls_cert and tls_key in {} (or --tls-cert and --tls-key)",
-                display(&args.config)
-            ),
         };
         Ok(Settings {
             listen: args.listen.or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.to_owned()),

@@ -7,6 +7,7 @@ mod archives;
 mod build;
 mod contrib;
 mod crash;
+mod dashboard;
 mod deploy;
 mod download;
 mod help;
