@@ -400,3 +400,85 @@ fn a_viewer_has_no_actions_and_forged_posts_change_nothing() {
     assert_eq!(browser.count("tr[data-token=ci]"), 0);
     registry.run_as(&ctx, &secret, &["configs"]).failure().stderr_contains("unknown or revoked token");
 }
+
+#[test]
+fn approvals_bumps_rollouts_and_undeprecation_work_from_the_browser_on_a_phone() {
+    let ctx = TestContext::new();
+    let (registry, agent) = seeded(&ctx);
+    registry.run(&ctx, &["pipeline", "gate", "web", "prod", "approval"]).success();
+    agent_once(&ctx, &registry, &agent, "web-prod", "prod-1");
+    let asker = token(&ctx, &registry, "asker", "operator", None);
+    let approver = token(&ctx, &registry, "approver", "operator", None);
+    // `tools` rolls out one host at a time, baking an hour: a bump leaves a running rollout.
+    registry.run(&ctx, &["config", "rollout", "tools", "--canary", "1", "--batch", "1", "--bake", "1h"]).success();
+    agent_once(&ctx, &registry, &agent, "tools", "t-1");
+    agent_once(&ctx, &registry, &agent, "tools", "t-2");
+    registry.run(&ctx, &["push", "tools", "2", &tree(&ctx, "t2", "t2")]).success();
+
+    let browser = Browser::start();
+    // A phone's width: nothing wider than the screen.
+    browser.runtime.block_on(browser.client().set_window_size(390, 844)).unwrap();
+    // Keyboard only: the token field has the focus, Enter signs in.
+    browser.goto(&format!("{}/ui/sign-in", registry.url));
+    browser.script("document.body.dataset.before = 'yes';");
+    browser
+        .runtime
+        .block_on(async { browser.client().active_element().await?.send_keys(&format!("{approver}\u{E007}")).await })
+        .unwrap();
+    browser.wait_loaded();
+    assert_eq!(browser.path(), "/ui/");
+    let overflow = browser.script("return document.documentElement.scrollWidth - window.innerWidth;");
+    assert!(overflow.as_i64().unwrap() <= 0, "wider than a phone by {overflow}");
+
+    // A promotion asked by someone else waits; the approver approves it here.
+    registry.run_as(&ctx, &asker, &["promote", "web", "--to", "prod"]).success();
+    browser.goto(&format!("{}/ui/", registry.url));
+    assert!(browser.text("div.pending").contains("asked by asker"));
+    browser.click_to("div.promotion form.action[action$='/approve'] button");
+    assert!(
+        browser.text("p.confirm").contains("1 host of web/prod will switch to web 1.1.0"),
+        "{}",
+        browser.text("p.confirm")
+    );
+    browser.click_to("main form button.primary");
+    assert!(browser.text("article[data-stage=prod]").contains("web 1.1.0"));
+    // Another one, rejected.
+    registry.run(&ctx, &["push", "web", "1.2.0", &tree(&ctx, "v3", "v3")]).success();
+    registry.run_as(&ctx, &asker, &["promote", "web", "--to", "prod"]).success();
+    browser.goto(&format!("{}/ui/", registry.url));
+    browser.click_to("div.promotion form.action[action$='/reject'] button");
+    browser.click_to("main form button.primary");
+    assert!(browser.text("article[data-stage=prod]").contains("web 1.1.0"));
+    assert_eq!(browser.count("div.pending"), 0);
+    let history = registry.run(&ctx, &["history", "web", "--json"]).success().json();
+    let rejected = history.as_array().unwrap().iter().find(|e| e["kind"] == "promotion-rejected").expect("a rejection");
+    assert_eq!(rejected["actor"], "approver");
+
+    // Bump tools to 2: a rollout starts; pause, resume and abort it here.
+    browser.goto(&format!("{}/ui/configs/tools", registry.url));
+    browser.click_to("form.action[action$='/bump'] button");
+    assert!(
+        browser.text("p.confirm").contains("2 hosts of tools will switch from tools 1 to tools 2"),
+        "{}",
+        browser.text("p.confirm")
+    );
+    browser.click_to("main form button.primary");
+    let phase = || registry.run(&ctx, &["rollout", "status", "tools", "--json"]).success().json()["phase"].clone();
+    assert_eq!(phase(), "running");
+    for (button, after) in [("Pause", "paused"), ("Resume", "running"), ("Abort", "aborted")] {
+        browser.goto(&format!("{}/ui/configs/tools", registry.url));
+        let css = format!("form.action input[name=action][value={}] ~ button", button.to_lowercase());
+        browser.click_to(&css);
+        assert!(browser.text("h1").starts_with(button), "{}", browser.text("h1"));
+        browser.click_to("main form button.primary");
+        assert_eq!(phase(), after, "after {button}");
+    }
+
+    // Undeprecate a version deprecated from the CLI.
+    registry.run(&ctx, &["deprecate", "web", "1.0.0", "--reason", "old"]).success();
+    browser.goto(&format!("{}/ui/components/web", registry.url));
+    assert!(browser.text("tr[data-version='1.0.0']").contains("deprecated: old"));
+    browser.click_to("tr[data-version='1.0.0'] form.action button");
+    browser.click_to("main form button.primary");
+    assert!(!browser.text("tr[data-version='1.0.0']").contains("deprecated"));
+}
