@@ -57,6 +57,20 @@ fn hosts(count: u64) -> String {
     if count == 1 { "1 host".to_owned() } else { format!("{count} hosts") }
 }
 
+/// How the hosts will move under `strategy`: at once, or in a rollout.
+fn pace(strategy: &depot_api::rollout::Strategy) -> &'static str {
+    match strategy {
+        depot_api::rollout::Strategy::All => "",
+        depot_api::rollout::Strategy::Rolling(_) => " A rollout starts: canaries first, then batches.",
+    }
+}
+
+/// The revision a confirmation was shown for: the action is refused if the configuration
+/// changed since, rather than doing something nobody confirmed.
+fn shown_revision(form: &Option<String>) -> Option<u64> {
+    form.as_deref().and_then(|r| r.parse().ok())
+}
+
 #[derive(serde::Deserialize)]
 pub struct PromoteForm {
     to: String,
@@ -89,11 +103,12 @@ pub async fn promote(
         let versions =
             source.layers.iter().map(|l| format!("{} {}", l.component, l.version)).collect::<Vec<_>>().join(", ");
         let what = format!(
-            "{} of {}/{to} will switch to {versions} (from {}, revision {}).{}",
+            "{} of {}/{to} will switch to {versions} (from {}, revision {}).{}{}",
             hosts(target.health.agents),
             pipeline,
             source.stage.name,
             source.revision,
+            pace(&target.strategy),
             if target.stage.gate == depot_api::pipeline::Gate::Approval {
                 " The stage's gate asks another operator to approve it first."
             } else {
@@ -143,13 +158,20 @@ pub async fn decide(
                 "",
             ));
         };
-        let agents = status.stages.iter().find(|s| s.stage.name == promotion.to).map_or(0, |s| s.health.agents);
+        let target = status.stages.iter().find(|s| s.stage.name == promotion.to);
+        let agents = target.map_or(0, |s| s.health.agents);
+        let strategy = target.map(|s| s.strategy.clone()).unwrap_or_default();
         let versions =
             promotion.layers.iter().map(|l| format!("{} {}", l.component, l.version)).collect::<Vec<_>>().join(", ");
         let (title, what) = if approve {
             (
                 format!("Approve promotion #{id}?"),
-                format!("{} of {pipeline}/{} will switch to {versions}.", hosts(agents), promotion.to),
+                format!(
+                    "{} of {pipeline}/{} will switch to {versions}.{}",
+                    hosts(agents),
+                    promotion.to,
+                    pace(&strategy)
+                ),
             )
         } else {
             (
@@ -175,10 +197,19 @@ pub async fn decide(
     Ok(Redirect::to("/ui/").into_response())
 }
 
+#[derive(serde::Deserialize)]
+pub struct RollbackForm {
+    /// The revision whose layers come back, as the confirmation named it.
+    to: Option<u64>,
+    /// The revision the confirmation was shown for.
+    revision: Option<String>,
+    confirmed: Option<String>,
+}
+
 pub async fn rollback(
     State(dashboard): State<Dashboard>,
     Path(name): Path<String>,
-    posted: Posted<Confirmed>,
+    posted: Posted<RollbackForm>,
 ) -> Result<Response, Response> {
     let Posted { signed, form } = posted;
     refused_for_viewers(&signed)?;
@@ -186,7 +217,8 @@ pub async fn rollback(
     let registry = &dashboard.registry;
     let back = format!("/ui/configs/{name}");
     let config = registry.config(&signed.caller, &name).await.map_err(|e| registry_error(&e))?;
-    if form.confirmed.as_deref() != Some("yes") {
+    let (Some("yes"), Some(to), Some(shown)) = (form.confirmed.as_deref(), form.to, shown_revision(&form.revision))
+    else {
         let history = registry.config_history(&signed.caller, name.clone()).await.map_err(|e| registry_error(&e))?;
         let agents = registry.agents(&signed.caller, name.clone()).await.map_err(|e| registry_error(&e))?;
         let previous = history.iter().rev().find(|h| h.revision < config.revision && h.hash != config.hash);
@@ -200,12 +232,21 @@ pub async fn rollback(
         let versions =
             previous.layers.iter().map(|l| format!("{} {}", l.component, l.version)).collect::<Vec<_>>().join(", ");
         let what = format!(
-            "{} of {name} will switch back to {versions} (the layers of revision {}), at once.",
+            "{} of {name} will switch back to {versions} (the layers of revision {}) at once, without a rollout.",
             hosts(agents.len() as u64),
             previous.revision
         );
-        return Ok(confirm(&signed, &format!("{back}/rollback"), &format!("Roll {name} back?"), &what, &[], &back));
-    }
+        let (to, revision) = (previous.revision.to_string(), config.revision.to_string());
+        return Ok(confirm(
+            &signed,
+            &format!("{back}/rollback"),
+            &format!("Roll {name} back?"),
+            &what,
+            &[("to", &to), ("revision", &revision)],
+            &back,
+        ));
+    };
+    // The configuration changed since the confirmation: the registry refuses (config-conflict).
     match &config.stage {
         Some(stage) => {
             registry
@@ -213,13 +254,13 @@ pub async fn rollback(
                     &signed.caller,
                     stage.pipeline.clone(),
                     stage.stage.clone(),
-                    None,
-                    Some(config.revision),
+                    Some(to),
+                    Some(shown),
                     true,
                 )
                 .await
         }
-        None => registry.rollback_config(&signed.caller, name, None, Some(config.revision), true).await,
+        None => registry.rollback_config(&signed.caller, name, Some(to), Some(shown), true).await,
     }
     .map_err(|e| registry_error(&e))?;
     Ok(Redirect::to(&back).into_response())
@@ -228,6 +269,9 @@ pub async fn rollback(
 #[derive(serde::Deserialize)]
 pub struct BumpForm {
     component: String,
+    /// The revision and the version the confirmation was shown for.
+    revision: Option<String>,
+    target: Option<String>,
     confirmed: Option<String>,
 }
 
@@ -243,32 +287,41 @@ pub async fn bump(
     let registry = &dashboard.registry;
     let back = format!("/ui/configs/{name}");
     let config = registry.config(&signed.caller, &name).await.map_err(|e| registry_error(&e))?;
-    if form.confirmed.as_deref() != Some("yes") {
-        let Some(layer) = config.layers.iter().find(|l| l.component == component) else {
-            return Err(error_page(StatusCode::NOT_FOUND, &format!("{name} has no layer of {component}"), ""));
-        };
-        let versions = registry.versions(&signed.caller, component.clone()).await.map_err(|e| registry_error(&e))?;
-        let agents = registry.agents(&signed.caller, name.clone()).await.map_err(|e| registry_error(&e))?;
-        let what = match depot_store::rules::bump_target(&versions, &layer.version) {
-            Some(target) if target.version != layer.version => format!(
-                "{} of {name} will switch from {component} {} to {component} {}.",
-                hosts(agents.len() as u64),
-                layer.version,
-                target.version
-            ),
-            _ => format!("{component} {} is the newest version already: nothing will change.", layer.version),
-        };
-        return Ok(confirm(
-            &signed,
-            &format!("{back}/bump"),
-            &format!("Bump {component} in {name}?"),
-            &what,
-            &[("component", component.as_str())],
-            &back,
-        ));
+    let Some(layer) = config.layers.iter().find(|l| l.component == component) else {
+        return Err(error_page(StatusCode::NOT_FOUND, &format!("{name} has no layer of {component}"), ""));
+    };
+    let versions = registry.versions(&signed.caller, component.clone()).await.map_err(|e| registry_error(&e))?;
+    let target = depot_store::rules::bump_target(&versions, &layer.version)
+        .map(|t| t.version.to_string())
+        .filter(|t| t != layer.version.as_str());
+    if form.confirmed.as_deref() == Some("yes") {
+        // What was confirmed, or nothing: a push or a change since asks again.
+        if shown_revision(&form.revision) != Some(config.revision) || form.target != target {
+            return Err(error_page(
+                StatusCode::CONFLICT,
+                &format!("{name} or {component} changed since the confirmation"),
+                "review the configuration again",
+            ));
+        }
+        registry.bump(&signed.caller, name, component, Some(config.revision)).await.map_err(|e| registry_error(&e))?;
+        return Ok(Redirect::to(&back).into_response());
     }
-    registry.bump(&signed.caller, name, component, Some(config.revision)).await.map_err(|e| registry_error(&e))?;
-    Ok(Redirect::to(&back).into_response())
+    let agents = registry.agents(&signed.caller, name.clone()).await.map_err(|e| registry_error(&e))?;
+    let what = match &target {
+        Some(target) => format!(
+            "{} of {name} will switch from {component} {} to {component} {target}.{}",
+            hosts(agents.len() as u64),
+            layer.version,
+            pace(&config.strategy)
+        ),
+        None => format!("{component} {} is the newest version already: nothing will change.", layer.version),
+    };
+    let revision = config.revision.to_string();
+    let mut fields = vec![("component", component.as_str()), ("revision", revision.as_str())];
+    if let Some(target) = &target {
+        fields.push(("target", target.as_str()));
+    }
+    Ok(confirm(&signed, &format!("{back}/bump"), &format!("Bump {component} in {name}?"), &what, &fields, &back))
 }
 
 #[derive(serde::Deserialize)]
@@ -290,6 +343,10 @@ pub async fn rollout(
         "pause" => (RolloutAction::Pause, "No new batch will start until it is resumed; hosts keep what they run."),
         "resume" => (RolloutAction::Resume, "Batches start again as the ones before them bake."),
         "abort" => (RolloutAction::Abort, "Every host goes back to the revision it ran before the rollout."),
+        "continue" => (
+            RolloutAction::Continue,
+            "The rollout goes on past its halt, forgiving the failures so far; the failed hosts stay as they are.",
+        ),
         _ => return Err(error_page(StatusCode::BAD_REQUEST, "Unknown rollout action", "")),
     };
     if form.confirmed.as_deref() != Some("yes") {
@@ -407,6 +464,9 @@ pub async fn revoke_token(
 ) -> Result<Response, Response> {
     let Posted { signed, form } = posted;
     let name = parse(TokenName::parse(&name))?;
+    if signed.caller.role != Role::Admin {
+        return Err(error_page(StatusCode::FORBIDDEN, "Only admins manage tokens", ""));
+    }
     if form.confirmed.as_deref() != Some("yes") {
         return Ok(confirm(
             &signed,

@@ -8,7 +8,7 @@
 //!   revoked token ends its sessions at once. Every form carries the session's CSRF token, and
 //!   a POST from another origin is refused before it is read.
 //! - **Pages** ([`pages`]) read without JavaScript. `ui.js` (vendored, a few kilobytes) only
-//!   opens `/ui/events`, which renders the page's main part again each second and sends it
+//!   opens `/ui/events`, which renders the page's main part again every 800 ms and sends it
 //!   when it changed.
 //! - **Actions** ([`actions`]) ask for confirmation on a page of their own that says what will
 //!   happen, then call the registry.
@@ -39,11 +39,27 @@ pub struct Dashboard {
     sessions: Arc<Sessions>,
     /// Cookies carry `Secure` (the registry serves HTTPS).
     secure: bool,
+    /// Set when the registry shuts down: live streams end.
+    closing: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl Dashboard {
     pub fn new(registry: Registry, secure: bool) -> Self {
-        Dashboard { registry, sessions: Arc::new(Sessions::new(session::SESSION_LIFETIME)), secure }
+        Dashboard {
+            registry,
+            sessions: Arc::new(Sessions::new(session::SESSION_LIFETIME)),
+            secure,
+            closing: Arc::new(tokio::sync::watch::channel(false).0),
+        }
+    }
+
+    /// Ends every live stream, now and from now on (the registry is shutting down).
+    pub fn close(&self) {
+        self.closing.send_replace(true);
+    }
+
+    fn closing(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.closing.subscribe()
     }
 }
 

@@ -16,7 +16,7 @@ use depot_api::{ComponentName, ConfigName, PipelineName};
 use maud::{DOCTYPE, Markup, html};
 
 use crate::Dashboard;
-use crate::session::Signed;
+use crate::session::{Signed, Streaming};
 
 /// A page of the dashboard, as its URL names it.
 #[derive(Debug, Clone)]
@@ -146,33 +146,71 @@ pub async fn view(State(dashboard): State<Dashboard>, signed: Signed, uri: axum:
 #[derive(serde::Deserialize)]
 pub struct EventsQuery {
     path: String,
+    /// The fingerprint of the main part the page shows ([`fingerprint`]): nothing is sent until
+    /// it changes.
+    #[serde(default)]
+    since: String,
 }
 
 /// How often a live page is rendered again to see whether it changed.
 const LIVE_INTERVAL: Duration = Duration::from_millis(800);
 
+/// A short digest of a page's main part, to tell whether it changed.
+fn fingerprint(html: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(html.as_bytes())[..12].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Where a live stream is: watching a page that shows `last`, or done (it said `end`).
+enum Live {
+    Watching { last: String },
+    Ended,
+}
+
 /// Server-sent events for a page: its main part, rendered again every [`LIVE_INTERVAL`] and
-/// sent when it changed. The stream ends with the session.
-pub async fn events(State(dashboard): State<Dashboard>, signed: Signed, Query(query): Query<EventsQuery>) -> Response {
-    let Some(view) = View::parse(&query.path) else { return not_found() };
-    let state = (dashboard, signed, view, String::new());
-    let stream = futures_util::stream::unfold(state, |(dashboard, signed, view, last)| async move {
-        loop {
-            // The token may have been revoked since: the stream stops.
-            if !crate::session::still_signed(&dashboard, &signed).await {
-                return None;
-            }
-            match render_main(&dashboard, &signed, &view).await {
-                Ok((_, main)) => {
-                    let html = main.into_string();
-                    if html != last {
-                        let event = Event::default().event("main").data(html.clone());
-                        return Some((Ok::<_, Infallible>(event), (dashboard, signed, view, html)));
-                    }
+/// sent (`main`) when it changed. It ends (`end`) with the session, the page's object, or the
+/// registry; a session has at most [`crate::session::STREAMS_PER_SESSION`] streams.
+pub async fn events(
+    State(dashboard): State<Dashboard>,
+    Streaming(signed): Streaming,
+    Query(query): Query<EventsQuery>,
+) -> Response {
+    let Some(view) = View::parse(&query.path) else { return StatusCode::NO_CONTENT.into_response() };
+    let Some(guard) = signed.stream(&dashboard) else {
+        return (StatusCode::TOO_MANY_REQUESTS, "too many live pages open in this session").into_response();
+    };
+    let closing = dashboard.closing();
+    let state = (dashboard, signed, view, Live::Watching { last: query.since }, guard);
+    let stream = futures_util::stream::unfold(state, move |(dashboard, signed, view, live, guard)| {
+        let mut closing = closing.clone();
+        async move {
+            let mut last = match live {
+                Live::Watching { last } => last,
+                Live::Ended => return None,
+            };
+            loop {
+                // Signed out, or the token revoked since: the stream ends.
+                if *closing.borrow() || !crate::session::still_signed(&dashboard, &signed).await {
+                    break;
                 }
-                Err(_) => return None,
+                let Ok((_, main)) = render_main(&dashboard, &signed, &view).await else { break };
+                let html = main.into_string();
+                let print = fingerprint(&html);
+                if print != last {
+                    last = print;
+                    let event = Event::default().event("main").id(last.clone()).data(html);
+                    return Some((
+                        Ok::<_, Infallible>(event),
+                        (dashboard, signed, view, Live::Watching { last }, guard),
+                    ));
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(LIVE_INTERVAL) => {}
+                    _ = closing.changed() => {}
+                }
             }
-            tokio::time::sleep(LIVE_INTERVAL).await;
+            let end = Event::default().event("end").data("");
+            Some((Ok(end), (dashboard, signed, view, Live::Ended, guard)))
         }
     });
     Sse::new(stream).keep_alive(KeepAlive::default()).into_response()
@@ -193,6 +231,10 @@ pub fn layout_once(signed: &Signed, title: &str, main: Markup) -> Markup {
 
 fn page(signed: &Signed, title: &str, main: Markup, live: bool) -> Markup {
     let caller = &signed.caller;
+    // Rendered once, escaped by maud already: its fingerprint tells the live stream what the
+    // page shows.
+    let html = main.into_string();
+    let print = fingerprint(&html);
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -219,7 +261,7 @@ fn page(signed: &Signed, title: &str, main: Markup, live: bool) -> Markup {
                         button type="submit" { "Sign out" }
                     }
                 }
-                main #main data-live=[live.then_some("true")] { (main) }
+                main #main data-live=[live.then_some(print.as_str())] { (maud::PreEscaped(html)) }
             }
         }
     }
@@ -489,8 +531,12 @@ fn config_main(
                                 (action_button(signed, &format!("{base}/rollout"), "Pause", &[("action", "pause")]))
                                 (action_button(signed, &format!("{base}/rollout"), "Abort", &[("action", "abort")]))
                             }
-                            depot_api::rollout::RolloutPhase::Paused | depot_api::rollout::RolloutPhase::Halted => {
+                            depot_api::rollout::RolloutPhase::Paused => {
                                 (action_button(signed, &format!("{base}/rollout"), "Resume", &[("action", "resume")]))
+                                (action_button(signed, &format!("{base}/rollout"), "Abort", &[("action", "abort")]))
+                            }
+                            depot_api::rollout::RolloutPhase::Halted => {
+                                (action_button(signed, &format!("{base}/rollout"), "Continue", &[("action", "continue")]))
                                 (action_button(signed, &format!("{base}/rollout"), "Abort", &[("action", "abort")]))
                             }
                             _ => {}
@@ -530,10 +576,11 @@ fn config_main(
         @if let Some((from, to)) = diff {
             (diff_markup(history, from, to))
         }
+        @if history.len() > HISTORY_ROWS { p.hint { "The newest " (HISTORY_ROWS) " of " (history.len()) " revisions; " code { "depot config history " (config.name) } " lists them all." } }
         table.history {
             thead { tr { th { "Revision" } th { "When" } th { "Who" } th { "Change" } } }
             tbody {
-                @for entry in history.iter().rev() {
+                @for entry in history.iter().rev().take(HISTORY_ROWS) {
                     tr { td.num { (entry.revision) } td { (when(&entry.at)) } td { (entry.actor) } td { (entry.change) } }
                 }
             }
@@ -652,6 +699,9 @@ fn human_size(bytes: u64) -> String {
     if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
 }
 
+/// The most history rows a page shows (the CLI lists them all).
+const HISTORY_ROWS: usize = 200;
+
 // --- history ---------------------------------------------------------------------------------
 
 const EVENT_KINDS: [EventKind; 8] = [
@@ -676,10 +726,11 @@ fn history_main(pipeline: &PipelineName, events: &[depot_api::pipeline::Pipeline
             }
             " " button type="submit" { "Filter" }
         }
+        p.hint { "The newest " (HISTORY_ROWS) " entries at most; " code { "depot history " (pipeline) } " lists them all." }
         table.history {
             thead { tr { th { "When" } th { "What" } th { "Stage" } th { "Who" } th { "Summary" } } }
             tbody {
-                @for event in events.iter().rev().filter(|e| kind.is_none_or(|k| e.kind.as_str() == k)) {
+                @for event in events.iter().rev().filter(|e| kind.is_none_or(|k| e.kind.as_str() == k)).take(HISTORY_ROWS) {
                     tr {
                         td { (when(&event.at)) }
                         td { span.tag { (event.kind.as_str()) } }

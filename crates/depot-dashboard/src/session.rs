@@ -37,11 +37,22 @@ pub struct Sessions {
     open: Mutex<HashMap<[u8; 32], Session>>,
 }
 
+/// The most sessions one token may hold (the oldest goes), and in all (signing in waits for
+/// some to end).
+const SESSIONS_PER_TOKEN: usize = 16;
+const SESSIONS: usize = 10_000;
+
+/// The most live pages (`/ui/events` streams) one session may keep open: a browser opens only
+/// a few connections to one host, and each stream renders its page again and again.
+pub const STREAMS_PER_SESSION: usize = 4;
+
 #[derive(Clone)]
 struct Session {
     token: String,
     csrf: String,
+    opened: Instant,
     ends: Instant,
+    streams: usize,
 }
 
 impl Sessions {
@@ -49,14 +60,45 @@ impl Sessions {
         Sessions { lifetime, open: Mutex::new(HashMap::new()) }
     }
 
-    /// Opens a session for `token`: its id (for the cookie).
-    fn open(&self, token: String) -> String {
+    /// Opens a session for `token`: its id (for the cookie). `None` when the registry holds as
+    /// many sessions as it takes.
+    fn open(&self, token: String) -> Option<String> {
         let id = random_hex();
         let now = Instant::now();
         let mut open = self.open.lock().expect("sessions lock");
         open.retain(|_, session| session.ends > now);
-        open.insert(key(&id), Session { token, csrf: random_hex(), ends: now + self.lifetime });
-        id
+        let mut mine: Vec<([u8; 32], Instant)> =
+            open.iter().filter(|(_, s)| s.token == token).map(|(k, s)| (*k, s.opened)).collect();
+        if mine.len() >= SESSIONS_PER_TOKEN {
+            mine.sort_by_key(|(_, opened)| *opened);
+            for (key, _) in &mine[..=mine.len() - SESSIONS_PER_TOKEN] {
+                open.remove(key);
+            }
+        }
+        if open.len() >= SESSIONS {
+            return None;
+        }
+        let session = Session { token, csrf: random_hex(), opened: now, ends: now + self.lifetime, streams: 0 };
+        open.insert(key(&id), session);
+        Some(id)
+    }
+
+    /// Counts a live stream of session `id`, if it may have one more.
+    fn start_stream(&self, id: &str) -> bool {
+        let mut open = self.open.lock().expect("sessions lock");
+        match open.get_mut(&key(id)) {
+            Some(session) if session.streams < STREAMS_PER_SESSION => {
+                session.streams += 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn end_stream(&self, id: &str) {
+        if let Some(session) = self.open.lock().expect("sessions lock").get_mut(&key(id)) {
+            session.streams = session.streams.saturating_sub(1);
+        }
     }
 
     fn get(&self, id: &str) -> Option<Session> {
@@ -110,24 +152,62 @@ impl Signed {
     }
 }
 
+impl Signed {
+    /// The session of a request, if it has a live one whose token is still valid.
+    async fn of(headers: &HeaderMap, dashboard: &Dashboard) -> Option<Signed> {
+        let id = cookie(headers, SESSION_COOKIE)?;
+        let session = dashboard.sessions.get(id)?;
+        match dashboard.registry.authenticate(&session.token).await {
+            Ok(caller) if caller.role != Role::Agent => Some(Signed { caller, csrf: session.csrf, id: id.to_owned() }),
+            // Revoked since: the session ends.
+            _ => {
+                dashboard.sessions.close(id);
+                None
+            }
+        }
+    }
+
+    /// Counts a live stream of this session; `None` when it has as many as it may.
+    pub fn stream(&self, dashboard: &Dashboard) -> Option<StreamGuard> {
+        dashboard
+            .sessions
+            .start_stream(&self.id)
+            .then(|| StreamGuard { sessions: dashboard.sessions.clone(), id: self.id.clone() })
+    }
+}
+
+/// A live stream counted against its session until dropped.
+pub struct StreamGuard {
+    sessions: std::sync::Arc<Sessions>,
+    id: String,
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        self.sessions.end_stream(&self.id);
+    }
+}
+
 impl FromRequestParts<Dashboard> for Signed {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, dashboard: &Dashboard) -> Result<Self, Response> {
-        let to_sign_in = || {
+        Signed::of(&parts.headers, dashboard).await.ok_or_else(|| {
             let next = parts.uri.path_and_query().map_or("/ui/", |p| p.as_str());
             Redirect::to(&format!("/ui/sign-in?next={}", encode(next))).into_response()
-        };
-        let Some(id) = cookie(&parts.headers, SESSION_COOKIE) else { return Err(to_sign_in()) };
-        let Some(session) = dashboard.sessions.get(id) else { return Err(to_sign_in()) };
-        match dashboard.registry.authenticate(&session.token).await {
-            Ok(caller) if caller.role != Role::Agent => Ok(Signed { caller, csrf: session.csrf, id: id.to_owned() }),
-            // Revoked since: the session ends.
-            _ => {
-                dashboard.sessions.close(id);
-                Err(to_sign_in())
-            }
-        }
+        })
+    }
+}
+
+/// The session of a live stream: without one, `204 No Content`, which tells the browser's
+/// EventSource to stop rather than retry.
+pub struct Streaming(pub Signed);
+
+impl FromRequestParts<Dashboard> for Streaming {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, dashboard: &Dashboard) -> Result<Self, Response> {
+        Signed::of(&parts.headers, dashboard).await.map(Streaming).ok_or_else(|| StatusCode::NO_CONTENT.into_response())
     }
 }
 
@@ -152,9 +232,9 @@ impl<T: serde::de::DeserializeOwned + Send> FromRequest<Dashboard> for Posted<T>
     type Rejection = Response;
 
     async fn from_request(request: Request, dashboard: &Dashboard) -> Result<Self, Response> {
-        let (mut parts, body) = request.into_parts();
-        check_same_origin(&parts.headers)?;
-        let signed = Signed::from_request_parts(&mut parts, dashboard).await.map_err(|_| {
+        let (parts, body) = request.into_parts();
+        check_same_origin(&parts.headers, &parts.uri)?;
+        let signed = Signed::of(&parts.headers, dashboard).await.ok_or_else(|| {
             error_page(StatusCode::FORBIDDEN, "Not signed in", "sign in, then try again from the dashboard's page")
         })?;
         let bytes = axum::body::to_bytes(body, 64 * 1024)
@@ -176,19 +256,26 @@ impl<T: serde::de::DeserializeOwned + Send> FromRequest<Dashboard> for Posted<T>
     }
 }
 
-/// Refuses a request another site's page made: the browser says so in `Sec-Fetch-Site`, or
-/// its `Origin` is not this host.
-fn check_same_origin(headers: &HeaderMap) -> Result<(), Response> {
+/// Refuses a request another site's page made. A browser that sends `Sec-Fetch-Site` says
+/// so itself; otherwise its `Origin`, when it sends one, must name this host: the request's
+/// authority (HTTP/2's `:authority`) or its `Host` header.
+fn check_same_origin(headers: &HeaderMap, uri: &axum::http::Uri) -> Result<(), Response> {
     let refuse = || error_page(StatusCode::FORBIDDEN, "Refused: the request came from another site", "");
-    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok())
-        && !matches!(site, "same-origin" | "none")
-    {
-        return Err(refuse());
+    if let Some(site) = headers.get("sec-fetch-site") {
+        return match site.to_str() {
+            Ok("same-origin" | "none") => Ok(()),
+            _ => Err(refuse()),
+        };
     }
-    if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
-        let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or("null");
+        let host = uri
+            .authority()
+            .map(|a| a.as_str())
+            .or_else(|| headers.get(header::HOST).and_then(|v| v.to_str().ok()))
+            .unwrap_or("");
         let origin_host = origin.split_once("://").map_or("", |(_, rest)| rest);
-        if origin == "null" || origin_host != host {
+        if origin == "null" || host.is_empty() || !origin_host.eq_ignore_ascii_case(host) {
             return Err(refuse());
         }
     }
@@ -208,7 +295,11 @@ fn encode(text: &str) -> String {
 /// Where to go after signing in: a dashboard path, never another site.
 fn safe_next(next: Option<&str>) -> &str {
     match next {
-        Some(next) if next.starts_with("/ui/") && !next.starts_with("//") && !next.contains('\\') => next,
+        Some(next)
+            if next.starts_with("/ui/") && !next.contains('\\') && next.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            next
+        }
         _ => "/ui/",
     }
 }
@@ -253,8 +344,13 @@ pub struct SignInForm {
     next: Option<String>,
 }
 
-pub async fn sign_in(State(dashboard): State<Dashboard>, headers: HeaderMap, form: axum::Form<SignInForm>) -> Response {
-    if let Err(refused) = check_same_origin(&headers) {
+pub async fn sign_in(
+    State(dashboard): State<Dashboard>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    form: axum::Form<SignInForm>,
+) -> Response {
+    if let Err(refused) = check_same_origin(&headers, &uri) {
         return refused;
     }
     let next = safe_next(form.next.as_deref()).to_owned();
@@ -277,7 +373,18 @@ pub async fn sign_in(State(dashboard): State<Dashboard>, headers: HeaderMap, for
             StatusCode::FORBIDDEN,
         );
     }
-    let id = dashboard.sessions.open(form.token.trim().to_owned());
+    // A session this browser held before ends: a new sign-in never adds to an old one.
+    if let Some(old) = cookie(&headers, SESSION_COOKIE) {
+        dashboard.sessions.close(old);
+    }
+    let Some(id) = dashboard.sessions.open(form.token.trim().to_owned()) else {
+        return sign_in_form(
+            &dashboard,
+            &next,
+            Some("The registry holds as many sessions as it takes: try again later."),
+            StatusCode::SERVICE_UNAVAILABLE,
+        );
+    };
     tracing::info!(token = %caller.name, "dashboard: signed in");
     let cookie = set_cookie(SESSION_COOKIE, &id, dashboard.sessions.lifetime, dashboard.secure);
     let clear = set_cookie(SIGN_IN_COOKIE, "", Duration::ZERO, dashboard.secure);
@@ -287,11 +394,24 @@ pub async fn sign_in(State(dashboard): State<Dashboard>, headers: HeaderMap, for
     response
 }
 
-#[derive(serde::Deserialize)]
-pub struct Nothing {}
-
-pub async fn sign_out(State(dashboard): State<Dashboard>, posted: Posted<Nothing>) -> Response {
-    dashboard.sessions.close(&posted.signed.id);
+/// Signs out: the session ends here and in the browser. Without a session (it expired), the
+/// cookie is cleared all the same.
+pub async fn sign_out(
+    State(dashboard): State<Dashboard>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    form: axum::Form<Vec<(String, String)>>,
+) -> Response {
+    if let Err(refused) = check_same_origin(&headers, &uri) {
+        return refused;
+    }
+    if let Some(signed) = Signed::of(&headers, &dashboard).await {
+        let csrf = form.iter().find(|(k, _)| k == "csrf").map_or("", |(_, v)| v.as_str());
+        if !bool::from(csrf.as_bytes().ct_eq(signed.csrf.as_bytes())) {
+            return error_page(StatusCode::FORBIDDEN, "This form did not come from your session", "");
+        }
+        dashboard.sessions.close(&signed.id);
+    }
     let clear = set_cookie(SESSION_COOKIE, "", Duration::ZERO, dashboard.secure);
     ([(header::SET_COOKIE, clear)], Redirect::to("/ui/sign-in")).into_response()
 }
@@ -303,7 +423,9 @@ mod tests {
     #[test]
     fn sign_in_returns_only_to_dashboard_pages() {
         assert_eq!(safe_next(Some("/ui/configs/web")), "/ui/configs/web");
-        for bad in ["https://evil.example/", "//evil.example/ui/", "/ui\\..\\x", "/api/v1/tokens", ""] {
+        for bad in
+            ["https://evil.example/", "//evil.example/ui/", "/ui\\..\\x", "/api/v1/tokens", "", "/ui/\r\nSet-Cookie:x"]
+        {
             assert_eq!(safe_next(Some(bad)), "/ui/", "{bad}");
         }
         assert_eq!(safe_next(None), "/ui/");
@@ -318,26 +440,40 @@ mod tests {
             }
             map
         };
-        assert!(check_same_origin(&headers(&[("host", "d:7070")])).is_ok());
-        assert!(check_same_origin(&headers(&[("host", "d:7070"), ("origin", "http://d:7070")])).is_ok());
-        assert!(check_same_origin(&headers(&[("host", "d:7070"), ("origin", "http://d:7071")])).is_err());
-        assert!(check_same_origin(&headers(&[("host", "d:7070"), ("origin", "null")])).is_err());
-        assert!(check_same_origin(&headers(&[("host", "d:7070"), ("sec-fetch-site", "same-site")])).is_err());
-        assert!(check_same_origin(&headers(&[("host", "d:7070"), ("sec-fetch-site", "same-origin")])).is_ok());
+        let path: axum::http::Uri = "/ui/x".parse().unwrap();
+        let check = |pairs: &[(&'static str, &'static str)]| check_same_origin(&headers(pairs), &path).is_ok();
+        assert!(check(&[("host", "d:7070")]));
+        assert!(check(&[("host", "d:7070"), ("origin", "http://d:7070")]));
+        assert!(!check(&[("host", "d:7070"), ("origin", "http://d:7071")]));
+        assert!(!check(&[("host", "d:7070"), ("origin", "null")]));
+        assert!(!check(&[("origin", "http://d:7070")]), "no host to compare with");
+        assert!(!check(&[("host", "d:7070"), ("sec-fetch-site", "same-site")]));
+        assert!(check(&[("host", "d:7070"), ("sec-fetch-site", "same-origin")]));
+        // HTTP/2: the authority is in the URI, no Host header.
+        let h2: axum::http::Uri = "https://d:7070/ui/x".parse().unwrap();
+        assert!(check_same_origin(&headers(&[("origin", "https://d:7070")]), &h2).is_ok());
     }
 
     #[test]
     fn sessions_end_when_closed_or_expired() {
         let sessions = Sessions::new(Duration::from_millis(50));
-        let id = sessions.open("t.s".into());
+        let id = sessions.open("t.s".into()).unwrap();
         assert!(sessions.get(&id).is_some());
         assert!(sessions.get("other").is_none());
         std::thread::sleep(Duration::from_millis(60));
         assert!(sessions.get(&id).is_none(), "expired");
-        let id = Sessions::new(Duration::from_secs(60)).open("t.s".into());
+        let id = Sessions::new(Duration::from_secs(60)).open("t.s".into()).unwrap();
         let sessions = Sessions::new(Duration::from_secs(60));
-        let mine = sessions.open("t.s".into());
+        let mine = sessions.open("t.s".into()).unwrap();
         sessions.close(&mine);
         assert!(sessions.get(&mine).is_none() && sessions.get(&id).is_none());
+        // A token's oldest sessions go past the cap; streams are counted.
+        let first = sessions.open("t.s".into()).unwrap();
+        let rest: Vec<String> = (0..SESSIONS_PER_TOKEN).map(|_| sessions.open("t.s".into()).unwrap()).collect();
+        assert!(sessions.get(&first).is_none() && rest.iter().all(|id| sessions.get(id).is_some()));
+        assert!((0..STREAMS_PER_SESSION).all(|_| sessions.start_stream(&rest[0])));
+        assert!(!sessions.start_stream(&rest[0]));
+        sessions.end_stream(&rest[0]);
+        assert!(sessions.start_stream(&rest[0]));
     }
 }

@@ -128,9 +128,11 @@ pub async fn serve(
     let handle = axum_server::Handle::new();
     let stopper = handle.clone();
     let registry = state.registry.clone();
+    let dashboard = state.dashboard.clone();
     let stop = tokio::spawn(async move {
         shutdown.await;
         registry.close_waits();
+        dashboard.close();
         stopper.graceful_shutdown(Some(SHUTDOWN_GRACE));
     });
     let header_timeout = state.options.header_timeout;

@@ -38,6 +38,11 @@ fn free_port() -> u16 {
 
 impl Browser {
     fn start() -> Browser {
+        Browser::start_with(&[])
+    }
+
+    /// Chromium with `extra` flags.
+    fn start_with(extra: &[&str]) -> Browser {
         // fantoccini's HTTP client wants a process-wide TLS provider (chromedriver is plain HTTP).
         let _ = rustls::crypto::ring::default_provider().install_default();
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -54,17 +59,25 @@ impl Browser {
             assert!(started.elapsed() < Duration::from_secs(20), "chromedriver did not listen");
             std::thread::sleep(Duration::from_millis(50));
         }
+        let mut args: Vec<String> = [
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--window-size=1280,900",
+        ]
+        .map(String::from)
+        .to_vec();
+        args.push(format!("--user-data-dir={}", profile.path().display()));
+        args.extend(extra.iter().map(|s| s.to_string()));
         let capabilities = serde_json::json!({
             "browserName": "chrome",
-            "goog:chromeOptions": {
-                "binary": "/usr/bin/chromium",
-                "args": [
-                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                    "--disable-quic", "--no-first-run", "--disable-background-networking",
-                    "--disable-component-update", "--disable-sync", "--window-size=1280,900",
-                    format!("--user-data-dir={}", profile.path().display()),
-                ],
-            },
+            "goog:chromeOptions": { "binary": "/usr/bin/chromium", "args": args },
         });
         let serde_json::Value::Object(capabilities) = capabilities else { unreachable!() };
         let client = runtime
@@ -134,8 +147,8 @@ impl Browser {
     }
 
     /// Signs in with `token` and waits for the page that follows.
-    fn sign_in(&self, registry: &Registry, token: &str) {
-        self.goto(&format!("{}/ui/sign-in", registry.url));
+    fn sign_in(&self, url: &str, token: &str) {
+        self.goto(&format!("{url}/ui/sign-in"));
         self.script("document.body.dataset.before = 'yes';");
         self.type_into("#token", token);
         self.click("main form button[type=submit]");
@@ -224,11 +237,11 @@ fn an_operator_signs_in_sees_the_fleet_live_acts_and_signs_out() {
     // Signed out: every page leads to the sign-in form. Agent tokens and unknown ones are refused.
     browser.goto(&format!("{}/ui/configs/tools", registry.url));
     assert_eq!(browser.path(), "/ui/sign-in");
-    browser.sign_in(&registry, &agent);
+    browser.sign_in(&registry.url, &agent);
     assert!(browser.text("main").contains("Agent tokens cannot sign in"), "{}", browser.text("main"));
-    browser.sign_in(&registry, "ops.wrong");
+    browser.sign_in(&registry.url, "ops.wrong");
     assert!(browser.text("main").contains("Unknown token"));
-    browser.sign_in(&registry, &ops);
+    browser.sign_in(&registry.url, &ops);
     assert_eq!(browser.path(), "/ui/", "{}", browser.text("body"));
 
     // The overview: each stage with its version, revision and agents; configurations below.
@@ -302,7 +315,7 @@ fn a_viewer_has_no_actions_and_forged_posts_change_nothing() {
     let (registry, _agent) = seeded(&ctx);
     let viewer = token(&ctx, &registry, "eyes", "viewer", None);
     let browser = Browser::start();
-    browser.sign_in(&registry, &viewer);
+    browser.sign_in(&registry.url, &viewer);
     assert_eq!(browser.path(), "/ui/");
     assert!(browser.text("article[data-stage=dev]").contains("web 1.1.0"));
     assert_eq!(browser.count("form.action"), 0, "no action for a viewer");
@@ -333,7 +346,7 @@ fn a_viewer_has_no_actions_and_forged_posts_change_nothing() {
     // An operator's session: a post without the CSRF token, or from another origin, is refused.
     let ops = token(&ctx, &registry, "ops", "operator", None);
     browser.click_to("form.signout button");
-    browser.sign_in(&registry, &ops);
+    browser.sign_in(&registry.url, &ops);
     let cookie = browser.runtime.block_on(browser.client().get_named_cookie("depot_session")).unwrap();
     let csrf = browser.script("return document.querySelector('form.signout input[name=csrf]').value;");
     let post = |body: String, extra: &[&str]| -> String {
@@ -388,7 +401,7 @@ fn a_viewer_has_no_actions_and_forged_posts_change_nothing() {
 
     // An admin manages tokens: a new one is shown once, and can be revoked.
     browser.click_to("form.signout button");
-    browser.sign_in(&registry, &registry.admin);
+    browser.sign_in(&registry.url, &registry.admin);
     browser.goto(&format!("{}/ui/tokens", registry.url));
     browser.type_into("#name", "ci");
     browser.click_to("form.create button");
@@ -481,4 +494,35 @@ fn approvals_bumps_rollouts_and_undeprecation_work_from_the_browser_on_a_phone()
     browser.click_to("tr[data-version='1.0.0'] form.action button");
     browser.click_to("main form button.primary");
     assert!(!browser.text("tr[data-version='1.0.0']").contains("deprecated"));
+}
+
+#[test]
+fn over_tls_the_session_cookie_is_secure_and_forms_work_over_http2() {
+    let ctx = TestContext::new();
+    let (_, cert, key) = crate::serve::private_ca(&ctx, "tls");
+    let data = ctx.path("data");
+    let server = crate::serve::start_with(
+        &ctx,
+        &data,
+        &["--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()],
+    );
+    let admin = fs_err::read_to_string(data.join("admin.token")).unwrap().trim().to_owned();
+    let url = format!("https://{}", server.address);
+    // The test CA is not the browser's: it is told to go on.
+    let browser = Browser::start_with(&["--ignore-certificate-errors"]);
+    browser.sign_in(&url, &admin);
+    assert_eq!(browser.path(), "/ui/");
+    let protocol = browser.script("return performance.getEntriesByType('navigation')[0].nextHopProtocol;");
+    assert_eq!(protocol, "h2", "HTTP/2, where the host is the request's authority");
+    let cookie = browser.runtime.block_on(browser.client().get_named_cookie("depot_session")).unwrap();
+    assert_eq!(cookie.secure(), Some(true));
+    assert_eq!(cookie.http_only(), Some(true));
+    assert_eq!(format!("{:?}", cookie.same_site()), "Some(Strict)");
+    // A form posts (same origin over HTTP/2): a token is created and shown once.
+    browser.goto(&format!("{url}/ui/tokens"));
+    browser.type_into("#name", "ci");
+    browser.click_to("form.create button");
+    assert!(browser.text("pre.secret").starts_with("ci."));
+    browser.click_to("form.signout button");
+    assert_eq!(browser.path(), "/ui/sign-in");
 }
