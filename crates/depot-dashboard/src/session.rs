@@ -46,6 +46,9 @@ const SESSIONS: usize = 10_000;
 /// a few connections to one host, and each stream renders its page again and again.
 pub const STREAMS_PER_SESSION: usize = 4;
 
+/// The most live pages open at once on this registry, all sessions together.
+const STREAMS: usize = 256;
+
 #[derive(Clone)]
 struct Session {
     token: String,
@@ -86,6 +89,9 @@ impl Sessions {
     /// Counts a live stream of session `id`, if it may have one more.
     fn start_stream(&self, id: &str) -> bool {
         let mut open = self.open.lock().expect("sessions lock");
+        if open.values().map(|s| s.streams).sum::<usize>() >= STREAMS {
+            return false;
+        }
         match open.get_mut(&key(id)) {
             Some(session) if session.streams < STREAMS_PER_SESSION => {
                 session.streams += 1;
