@@ -407,6 +407,9 @@ fn parse_sha256(text: &str) -> Result<String, String> {
 /// SQLite, blobs as files named by their sha256. On first start it creates an admin token, prints
 /// it once and writes it to DATA/admin.token (mode 0600).
 ///
+/// The same address serves the API under /api/v1/ and the dashboard under /ui/ (sign in with a
+/// viewer, operator or admin token).
+///
 /// With --blobs s3://BUCKET?endpoint=URL&region=REGION the blobs live in an S3-compatible bucket
 /// (AWS S3, Garage, MinIO, …); credentials come from the usual AWS environment variables
 /// (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_PROFILE, …) and files
