@@ -342,6 +342,23 @@ fn a_viewer_has_no_actions_and_forged_posts_change_nothing() {
     let csrf = csrf.as_str().unwrap().to_owned();
     assert_eq!(post("/ui/configs/web-prod/rollback", format!("csrf={csrf}&confirmed=yes"), &[]), "403");
     assert_eq!(post("/ui/pipelines/web/promote", format!("csrf={csrf}&to=prod&confirmed=yes"), &[]), "403");
+    // Every other action too, each with the fields it takes.
+    for (path, fields) in [
+        ("/ui/pipelines/web/promotions/1/approve", ""),
+        ("/ui/pipelines/web/promotions/1/reject", ""),
+        ("/ui/configs/web-prod/bump", "&component=web&revision=2"),
+        ("/ui/configs/web-prod/rollout", "&action=abort"),
+        ("/ui/components/web/versions/1.0.0/deprecation", "&reason=x"),
+        ("/ui/components/web/versions/1.0.0/deprecation", "&undo=yes"),
+        ("/ui/tokens", "&name=mine&role=admin"),
+        ("/ui/tokens/eyes/revoke", ""),
+    ] {
+        assert_eq!(post(path, format!("csrf={csrf}&confirmed=yes{fields}"), &[]), "403", "{path}");
+    }
+    let tokens = registry.run(&ctx, &["token", "list", "--json"]).success().stdout;
+    assert!(!tokens.contains("\"mine\"") && tokens.contains("\"eyes\""), "{tokens}");
+    let versions = registry.run(&ctx, &["versions", "web", "--json"]).success().stdout;
+    assert!(!versions.contains("deprecated"), "{versions}");
 
     // An operator's session: a post without the CSRF token, or from another origin, is refused.
     let ops = token(&ctx, &registry, "ops", "operator", None);
