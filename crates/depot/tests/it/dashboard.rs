@@ -43,8 +43,6 @@ impl Browser {
 
     /// Chromium with `extra` flags.
     fn start_with(extra: &[&str]) -> Browser {
-        // fantoccini's HTTP client wants a process-wide TLS provider (chromedriver is plain HTTP).
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let port = free_port();
         let driver = Command::new("chromedriver")
@@ -82,8 +80,8 @@ impl Browser {
         let serde_json::Value::Object(capabilities) = capabilities else { unreachable!() };
         let client = runtime
             .block_on(async {
-                ClientBuilder::rustls()
-                    .expect("rustls")
+                // chromedriver speaks plain HTTP on loopback: no TLS stack needed.
+                ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
                     .capabilities(capabilities)
                     .connect(&format!("http://127.0.0.1:{port}"))
                     .await
