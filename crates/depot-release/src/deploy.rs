@@ -6,7 +6,8 @@
 //! A kill at any step leaves `current` on a complete release; the next command's recovery removes
 //! the rest.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::io::{Read, Seek};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -15,7 +16,7 @@ use crate::manifest::Manifest;
 use crate::progress::Progress;
 use crate::prune::{self, PruneReport};
 use crate::root::{self, Outcome, ReleaseRoot, Session};
-use crate::stage::{Limits, StageStats, Stager};
+use crate::stage::{FrameRecord, Framed, Limits, StageStats, Stager};
 use crate::version::VersionLabel;
 use crate::{Error, Result, digest, fetch, killpoint};
 
@@ -207,36 +208,17 @@ fn deploy_in(
     let store = root.store();
     let staging_dir = session.staging_dir(version);
     session.begin_object_writes()?;
-    let staged = (|| {
-        let mut stager = Stager::create(&store, staging_dir.clone(), options.limits, options.copy)?;
-        let count = archives.len();
-        for (index, ((path, known), layer)) in archives.iter().zip(&options.layers).enumerate() {
-            // An archive staged before is staged again from its listing and the store, without
-            // unpacking it (nor reading it when the caller verified it).
-            if let Some(expected) = &layer.sha256
-                && let Some(listing) = root.layer_listing(expected)
-                && crate::stage::listing_is_replayable(&listing)
-            {
-                if !options.sha256_verified && known.is_none() {
-                    check_digest(expected, &digest::sha256_file(path)?, path)?;
-                }
-                stager.replay_layer(expected, &listing)?;
-                continue;
-            }
-            let mut file = fs_err::File::open(path)?;
-            let what =
-                if count == 1 { "unpacking".to_owned() } else { format!("unpacking layer {}/{count}", index + 1) };
-            progress.start(&what, file.metadata().ok().map(|m| m.len()));
-            let sha256 = stager.add_layer(&mut file, progress)?;
-            progress.finish();
-            if let Some(expected) = &layer.sha256 {
-                check_digest(expected, &sha256, path)?;
-            }
-        }
-        stager.finish()
-    })();
-    let staged = match staged {
-        Ok(staged) => staged,
+    let known = root.frame_records();
+    let mut attempt = stage_layers(root, &store, &staging_dir, &archives, options, &known, true, progress);
+    if let Ok(Staging::NotSelfContained { archive, reason }) = &attempt {
+        // A seekable archive whose frames do not stand on their own: unpacked as one stream.
+        session.log.line(&format!("{}: {reason}; unpacking it as one stream", archive.display()));
+        root::remove_tree(&staging_dir)?;
+        attempt = stage_layers(root, &store, &staging_dir, &archives, options, &known, false, progress);
+    }
+    let (staged, frame_records) = match attempt {
+        Ok(Staging::Staged(staged, records)) => (staged, records),
+        Ok(Staging::NotSelfContained { .. }) => unreachable!("the second attempt reads archives as one stream"),
         Err(e) => {
             root::remove_tree(&staging_dir)?;
             return Err(e);
@@ -244,8 +226,12 @@ fn deploy_in(
     };
     let archive_digests = staged.archives.clone();
     let manifest = Manifest::new(version.clone(), staged.archives.clone(), staged.entries);
+    let frames = match staged.stats.frames_replayed {
+        0 => String::new(),
+        replayed => format!("; {replayed} frames replayed, {} decoded", staged.stats.frames_decoded),
+    };
     session.log.line(&format!(
-        "staged {version}: {} files, {} bytes; {} new objects ({} bytes) written to the store",
+        "staged {version}: {} files, {} bytes; {} new objects ({} bytes) written to the store{frames}",
         staged.stats.files, staged.stats.bytes, staged.stats.objects_written, staged.stats.bytes_written
     ));
     killpoint::reached("staged");
@@ -306,6 +292,11 @@ fn deploy_in(
             session.log.line(&format!("could not keep the listing of layer {sha256}: {e}"));
         }
     }
+    for (sha256, records) in &frame_records {
+        if let Err(e) = root.save_frame_records(sha256, records) {
+            session.log.line(&format!("could not keep the frames of layer {sha256}: {e}"));
+        }
+    }
     fs_err::rename(&staging_dir, root.release_dir(version))?;
     root::sync_dir(&root.releases_dir())?;
     killpoint::reached("renamed");
@@ -314,6 +305,149 @@ fn deploy_in(
     let pruned = prune_after(session, options.keep);
     drop(downloads);
     Ok(report(DeployAction::Deployed, archive_digests, Some(staged.stats), pruned))
+}
+
+enum Staging {
+    /// The staged tree, and the frames of its seekable archives that a later deploy may replay.
+    Staged(crate::stage::StagedTree, Vec<(String, Vec<FrameRecord>)>),
+    NotSelfContained {
+        archive: PathBuf,
+        reason: String,
+    },
+}
+
+/// Stages every layer in order: an archive staged before from its listing, a seekable archive
+/// frame by frame when `framed` and at least a quarter of it is made of frames staged before
+/// (see [`Stager::add_framed_layer`]), any other as one stream.
+#[allow(clippy::too_many_arguments)]
+fn stage_layers(
+    root: &ReleaseRoot,
+    store: &crate::store::ContentStore,
+    staging_dir: &Path,
+    archives: &[(PathBuf, Option<String>)],
+    options: &DeployOptions,
+    known: &HashMap<String, Vec<crate::manifest::ManifestEntry>>,
+    framed: bool,
+    progress: &dyn Progress,
+) -> Result<Staging> {
+    let mut stager = Stager::create(store, staging_dir.to_owned(), options.limits, options.copy)?;
+    let mut records = Vec::new();
+    let count = archives.len();
+    for (index, ((path, known_sha), layer)) in archives.iter().zip(&options.layers).enumerate() {
+        // An archive staged before is staged again from its listing and the store, without
+        // unpacking it (nor reading it when the caller verified it).
+        if let Some(expected) = &layer.sha256
+            && let Some(listing) = root.layer_listing(expected)
+            && crate::stage::listing_is_replayable(&listing)
+        {
+            if !options.sha256_verified && known_sha.is_none() {
+                check_digest(expected, &digest::sha256_file(path)?, path)?;
+            }
+            stager.replay_layer(expected, &listing)?;
+            continue;
+        }
+        let mut file = fs_err::File::open(path)?;
+        let len = file.metadata()?.len();
+        let what = if count == 1 { "unpacking".to_owned() } else { format!("unpacking layer {}/{count}", index + 1) };
+        progress.start(&what, Some(len));
+        let table = match crate::archive::FrameTable::read(file.file_mut(), len)? {
+            Some(table) if is_zstd(file.file_mut())? => Some(table),
+            _ => None,
+        };
+        let sha256 = match table {
+            Some(table) => {
+                // The digest of the archive is known when the caller verified it (or downloaded
+                // it here); the frames' are needed in every case.
+                let verified = known_sha.clone().or(layer.sha256.clone().filter(|_| options.sha256_verified));
+                let (archive_sha, shas) = hash_frames(path, &table, verified.is_none())?;
+                let archive_sha = verified.or(archive_sha).expect("hashed when not known");
+                if let Some(expected) = &layer.sha256 {
+                    check_digest(expected, &archive_sha, path)?;
+                }
+                let last = table.frames.len().saturating_sub(1);
+                let replayable: u64 = table.frames[..last]
+                    .iter()
+                    .zip(&shas)
+                    .filter(|(_, sha)| known.contains_key(*sha))
+                    .map(|(frame, _)| frame.decoded)
+                    .sum();
+                if framed && replayable > 0 && replayable.saturating_mul(4) >= table.decoded_len() {
+                    match stager.add_framed_layer(file.file_mut(), &table, &shas, &archive_sha, known, progress)? {
+                        Framed::Staged { sha256, frames } => {
+                            records.push((sha256.clone(), frames));
+                            sha256
+                        }
+                        Framed::NotSelfContained { reason } => {
+                            return Ok(Staging::NotSelfContained { archive: path.clone(), reason });
+                        }
+                    }
+                } else {
+                    file.rewind()?;
+                    let (sha256, frames) = stager.add_seekable_layer(&mut file, &table.frames, &shas, progress)?;
+                    // The file changed between the two reads.
+                    check_digest(&archive_sha, &sha256, path)?;
+                    records.push((sha256.clone(), frames));
+                    sha256
+                }
+            }
+            None => {
+                file.rewind()?;
+                stager.add_layer(&mut file, progress)?
+            }
+        };
+        progress.finish();
+        if let Some(expected) = &layer.sha256 {
+            check_digest(expected, &sha256, path)?;
+        }
+    }
+    Ok(Staging::Staged(stager.finish()?, records))
+}
+
+fn is_zstd(file: &mut std::fs::File) -> Result<bool> {
+    let mut head = [0u8; 4];
+    file.rewind()?;
+    let read = file.read(&mut head)?;
+    Ok(read == 4 && crate::archive::Compression::sniff(&head).ok() == Some(crate::archive::Compression::Zstd))
+}
+
+/// The sha256 of the archive (when `whole`) and of each frame's compressed bytes, in one read.
+fn hash_frames(path: &Path, table: &crate::archive::FrameTable, whole: bool) -> Result<(Option<String>, Vec<String>)> {
+    use sha2::Digest;
+    let mut file = std::io::BufReader::with_capacity(1 << 20, fs_err::File::open(path)?);
+    let mut archive = whole.then(sha2::Sha256::new);
+    let mut shas = Vec::with_capacity(table.frames.len());
+    let mut buffer = vec![0u8; 1 << 20];
+    for frame in &table.frames {
+        let mut frame_hasher = sha2::Sha256::new();
+        let mut left = frame.compressed;
+        while left > 0 {
+            let take = left.min(buffer.len() as u64) as usize;
+            file.read_exact(&mut buffer[..take])?;
+            frame_hasher.update(&buffer[..take]);
+            if let Some(archive) = &mut archive {
+                archive.update(&buffer[..take]);
+            }
+            left -= take as u64;
+        }
+        shas.push(digest::to_hex(&frame_hasher.finalize()));
+    }
+    if let Some(archive) = &mut archive {
+        // The seek table is part of the file.
+        std::io::copy(&mut file, &mut HashWriter(archive))?;
+    }
+    Ok((archive.map(|hasher| digest::to_hex(&hasher.finalize())), shas))
+}
+
+struct HashWriter<'h>(&'h mut sha2::Sha256);
+
+impl std::io::Write for HashWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        sha2::Digest::update(self.0, buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Ends the deploy here if it was asked to stop: the staged tree goes, nothing else changed.

@@ -13,6 +13,7 @@
 //! R/.depot/tmp/              downloads in progress
 //! ```
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -166,19 +167,13 @@ impl ReleaseRoot {
         let text = fs_err::read(self.listing_path(archive_sha256)).ok()?;
         let listing: Vec<crate::manifest::ManifestEntry> = serde_json::from_slice(&text).ok()?;
         let store = self.store();
-        let is_digest = |s: &str| s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
         let mut paths = std::collections::HashSet::new();
         // Anything a listing depot wrote would not hold means: unpack the archive instead.
         let usable = listing.iter().all(|entry| {
-            let normal = matches!(crate::stage::normalize_entry_path(&entry.path), Ok(Some(p)) if p == entry.path);
-            normal
+            well_formed(entry)
                 && paths.insert(entry.path.as_str())
                 && match &entry.kind {
-                    crate::manifest::EntryKind::File { mode, sha256, .. } => {
-                        *mode == crate::stage::file_mode(*mode)
-                            && is_digest(sha256)
-                            && store.object_path(sha256, *mode).is_file()
-                    }
+                    crate::manifest::EntryKind::File { mode, sha256, .. } => store.object_path(sha256, *mode).is_file(),
                     _ => true,
                 }
         });
@@ -191,13 +186,49 @@ impl ReleaseRoot {
         write_atomic(&self.listing_path(archive_sha256), &serde_json::to_vec(listing).expect("listings serialise"))
     }
 
+    fn frames_path(&self, archive_sha256: &str) -> PathBuf {
+        self.listings_dir().join(format!("{archive_sha256}.frames.json"))
+    }
+
+    /// Keeps the frames of a seekable archive just staged that a later deploy may replay
+    /// ([`crate::stage::FrameRecord`]), as [`ReleaseRoot::save_layer_listing`] keeps listings.
+    pub fn save_frame_records(&self, archive_sha256: &str, records: &[crate::stage::FrameRecord]) -> Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        write_atomic(&self.frames_path(archive_sha256), &serde_json::to_vec(records).expect("records serialise"))
+    }
+
+    /// Every kept frame record, by the sha256 of the frame's compressed bytes. A record that
+    /// is not what depot writes is left out (its frame is decoded instead).
+    pub fn frame_records(&self) -> HashMap<String, Vec<crate::manifest::ManifestEntry>> {
+        let mut known = HashMap::new();
+        let Ok(entries) = fs_err::read_dir(self.listings_dir()) else { return known };
+        for entry in entries.flatten() {
+            if !entry.file_name().to_string_lossy().ends_with(".frames.json") {
+                continue;
+            }
+            let Ok(text) = fs_err::read(entry.path()) else { continue };
+            let Ok(records) = serde_json::from_slice::<Vec<crate::stage::FrameRecord>>(&text) else { continue };
+            for record in records {
+                if record.entries.iter().all(well_formed) {
+                    known.insert(record.sha256, record.entries);
+                }
+            }
+        }
+        known
+    }
+
     /// Removes the listings (and anything else in their directory) of archives no release's
     /// manifest names. Listings only spare work: an entry that cannot be removed is left.
     pub fn sweep_layer_listings(&self) -> Result<u64> {
         let mut live = std::collections::HashSet::new();
         for version in self.release_versions()? {
             if let Ok(manifest) = self.read_manifest(&version) {
-                live.extend(manifest.summary.archives.into_iter().map(|a| format!("{a}.json")));
+                for archive in manifest.summary.archives {
+                    live.insert(format!("{archive}.frames.json"));
+                    live.insert(format!("{archive}.json"));
+                }
             }
         }
         let mut removed = 0;
@@ -447,6 +478,21 @@ impl Session {
 }
 
 /// Deletes a tree whose files may be read-only.
+/// Whether an entry of a kept listing or frame record is one depot would have written: a
+/// normalised path, and for a file a mode staging gives and a sha256 in lowercase hex.
+fn well_formed(entry: &crate::manifest::ManifestEntry) -> bool {
+    let normal = matches!(crate::stage::normalize_entry_path(&entry.path), Ok(Some(p)) if p == entry.path);
+    normal
+        && match &entry.kind {
+            crate::manifest::EntryKind::File { mode, sha256, .. } => {
+                *mode == crate::stage::file_mode(*mode)
+                    && sha256.len() == 64
+                    && sha256.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+            }
+            _ => true,
+        }
+}
+
 pub fn remove_tree(path: &Path) -> Result<()> {
     match fs_err::symlink_metadata(path) {
         Ok(meta) if meta.is_dir() => Ok(fs_err::remove_dir_all(path)?),

@@ -57,6 +57,10 @@ pub struct StageStats {
     pub bytes: u64,
     pub objects_written: u64,
     pub bytes_written: u64,
+    /// Frames of seekable archives applied again from a kept record, without decoding them.
+    pub frames_replayed: u64,
+    /// Frames of seekable archives decoded on their own.
+    pub frames_decoded: u64,
 }
 
 /// Decoded chunks queued between the decoder thread and the staging thread.
@@ -72,10 +76,20 @@ fn decode_into(
     raw: &mut (dyn Read + Send),
     progress: &dyn Progress,
     sender: mpsc::SyncSender<Chunk>,
+    frame_ends: Option<&mut Vec<(u64, u64)>>,
 ) -> Result<Option<String>> {
     let mut hashing = HashingReader::new(ProgressReader::new(raw, progress));
     {
-        let mut decoded = match archive::decoder(&mut hashing) {
+        let decoder = match frame_ends.is_some() {
+            // A seekable .tar.zst, whose frames' ends are noted as they are decoded.
+            true => {
+                archive::FrameEndsDecoder::new(io::BufReader::with_capacity(256 * 1024, &mut hashing as &mut dyn Read))
+                    .map(Decoding::Framed)
+                    .map_err(Error::corrupt)
+            }
+            false => archive::decoder(&mut hashing).map(Decoding::Plain),
+        };
+        let mut decoded = match decoder {
             Ok(decoded) => decoded,
             Err(e) => {
                 let _ = sender.send(Err(io::Error::other(e.to_string())));
@@ -100,10 +114,27 @@ fn decode_into(
                 break;
             }
         }
+        if let (Decoding::Framed(decoder), Some(frame_ends)) = (&decoded, frame_ends) {
+            *frame_ends = decoder.frame_ends().to_vec();
+        }
     }
     // Hash whatever follows the compressed stream too: the digest is the file's.
     io::copy(&mut hashing, &mut io::sink()).map_err(Error::corrupt)?;
     Ok(Some(hashing.finish().0))
+}
+
+enum Decoding<'a> {
+    Plain(Box<dyn Read + 'a>),
+    Framed(archive::FrameEndsDecoder<io::BufReader<&'a mut dyn Read>>),
+}
+
+impl Read for Decoding<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Decoding::Plain(decoder) => decoder.read(buf),
+            Decoding::Framed(decoder) => decoder.read(buf),
+        }
+    }
 }
 
 fn read_full(reader: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
@@ -184,6 +215,53 @@ pub struct Stager<'s> {
     /// then depends on those layers, so its listing is not kept.
     depends_on_earlier: bool,
     listings: Vec<(String, Vec<ManifestEntry>)>,
+    /// Where each entry of the layer being unpacked lay in its decoded stream, kept when the
+    /// layer's archive is seekable, to find the frames a later deploy may replay.
+    spans: Vec<Span>,
+    /// What [`Stager::add_entry`] found about the entry it handled, for its span.
+    entry_note: EntryNote,
+    track_spans: bool,
+}
+
+/// One entry of a layer, for [`FrameRecord`]s: its span in the decoded stream and what it applied.
+#[derive(Debug)]
+struct Span {
+    range: std::ops::Range<u64>,
+    applied: std::ops::Range<usize>,
+    note: EntryNote,
+}
+
+#[derive(Debug, Default)]
+struct EntryNote {
+    /// The entry's normalised path.
+    path: Option<String>,
+    /// A hardlink's target.
+    link_target: Option<String>,
+    /// A whiteout: what it does depends on what earlier layers staged.
+    whiteout: bool,
+}
+
+/// A frame of a seekable archive (by the sha256 of its compressed bytes) that begins and ends
+/// at entry boundaries and whose entries depend on nothing outside it (no whiteout, no hardlink
+/// to an earlier frame): what staging it applied, which any later archive holding the same
+/// frame applies again.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FrameRecord {
+    pub sha256: String,
+    pub entries: Vec<ManifestEntry>,
+}
+
+/// The outcome of [`Stager::add_framed_layer`].
+pub enum Framed {
+    Staged {
+        sha256: String,
+        frames: Vec<FrameRecord>,
+    },
+    /// A frame did not stand on its own (it did not decode alone, or split an entry): the archive
+    /// must be unpacked as one stream, by a new stager.
+    NotSelfContained {
+        reason: String,
+    },
 }
 
 impl<'s> Stager<'s> {
@@ -203,6 +281,9 @@ impl<'s> Stager<'s> {
             applied: Vec::new(),
             depends_on_earlier: false,
             listings: Vec::new(),
+            spans: Vec::new(),
+            entry_note: EntryNote::default(),
+            track_spans: false,
         })
     }
 
@@ -212,11 +293,59 @@ impl<'s> Stager<'s> {
 
     /// Extracts one archive on top of what is staged. Returns the archive's sha256.
     pub fn add_layer(&mut self, raw: &mut (dyn Read + Send), progress: &dyn Progress) -> Result<String> {
+        self.track_spans = false;
+        self.add_layer_stream(raw, progress, None)
+    }
+
+    /// [`Stager::add_layer`] for a seekable archive whose frames are `frames` with the compressed
+    /// sha256 of each in `shas`: also returns the frames a later deploy may replay.
+    pub fn add_seekable_layer(
+        &mut self,
+        raw: &mut (dyn Read + Send),
+        frames: &[archive::Frame],
+        shas: &[String],
+        progress: &dyn Progress,
+    ) -> Result<(String, Vec<FrameRecord>)> {
+        self.track_spans = true;
+        self.spans.clear();
+        let mut frame_ends = Vec::new();
+        let sha256 = self.add_layer_stream(raw, progress, Some(&mut frame_ends))?;
+        // The table is believed only where the decoder found the frames to end.
+        let table = archive::FrameTable { frames: frames.to_vec() };
+        let applied = self
+            .listings
+            .last()
+            .filter(|(archive, _)| *archive == sha256 && table.agrees_with(&frame_ends))
+            .map(|(_, applied)| applied);
+        let records = match applied {
+            Some(applied) => frames
+                .iter()
+                .zip(shas)
+                .filter_map(|(frame, sha)| {
+                    let range = frame.decoded_offset..frame.decoded_offset + frame.decoded;
+                    frame_entries(&self.spans, applied, range)
+                        .map(|entries| FrameRecord { sha256: sha.clone(), entries })
+                })
+                .collect(),
+            // A layer with whiteouts keeps no listing (nor frames).
+            None => Vec::new(),
+        };
+        self.spans.clear();
+        self.track_spans = false;
+        Ok((sha256, records))
+    }
+
+    fn add_layer_stream(
+        &mut self,
+        raw: &mut (dyn Read + Send),
+        progress: &dyn Progress,
+        frame_ends: Option<&mut Vec<(u64, u64)>>,
+    ) -> Result<String> {
         // Decompression runs on its own thread, ahead of the checks, hashing and writes here.
         std::thread::scope(|scope| {
             let (sender, receiver) = mpsc::sync_channel(DECODED_QUEUE);
-            let decoder = scope.spawn(move || decode_into(raw, progress, sender));
-            let staged = self.add_entries(DecodedReader::new(receiver));
+            let decoder = scope.spawn(move || decode_into(raw, progress, sender, frame_ends));
+            let staged = self.add_entries(DecodedReader::new(receiver), &mut HashSet::new()).map(|_| ());
             // The decoder stops as soon as it finds the receiving side gone.
             let decoded = decoder.join().expect("the decoder thread does not panic");
             let sha256 = match (staged, decoded) {
@@ -243,7 +372,13 @@ impl<'s> Stager<'s> {
     /// entry goes through the same checks as when it came from the archive. The caller has
     /// checked that the store holds every object the listing names.
     pub fn replay_layer(&mut self, sha256: &str, listing: &[ManifestEntry]) -> Result<()> {
-        let mut seen_in_layer = HashSet::new();
+        self.replay_entries(listing, &mut HashSet::new())?;
+        self.applied.clear();
+        self.archives.push(sha256.to_owned());
+        Ok(())
+    }
+
+    fn replay_entries(&mut self, listing: &[ManifestEntry], seen_in_layer: &mut HashSet<String>) -> Result<()> {
         for entry in listing {
             self.entry_count += 1;
             if self.entry_count > self.limits.max_files {
@@ -267,15 +402,106 @@ impl<'s> Stager<'s> {
                 }
             }
         }
-        self.applied.clear();
-        self.archives.push(sha256.to_owned());
         Ok(())
     }
 
-    fn add_entries(&mut self, decoded: DecodedReader) -> Result<()> {
+    /// Stages a seekable archive frame by frame: a frame that a kept [`FrameRecord`] (in
+    /// `known`, by the sha256 of its compressed bytes, which `shas` gives for each frame) has
+    /// applied before, and whose objects the store holds, is applied again from the record
+    /// without being decoded; any other frame is decoded on its own. Every entry goes through
+    /// the same checks either way. The result is the tree the archive gives as one stream,
+    /// provided every frame stands on its own: each frame but the last must begin and end at
+    /// entry boundaries (a record is only kept for such a frame); when one does not, nothing
+    /// here can be trusted to match the stream, and the caller unpacks the archive anew.
+    pub fn add_framed_layer(
+        &mut self,
+        file: &mut std::fs::File,
+        table: &archive::FrameTable,
+        shas: &[String],
+        archive_sha256: &str,
+        known: &std::collections::HashMap<String, Vec<ManifestEntry>>,
+        progress: &dyn Progress,
+    ) -> Result<Framed> {
+        use std::io::{BufRead, BufReader, Seek, SeekFrom};
         let mut seen_in_layer = HashSet::new();
-        archive::walk_entries(decoded, self.limits, |entry| self.add_entry(entry, &mut seen_in_layer))?;
-        Ok(())
+        let mut records = Vec::new();
+        self.applied.clear();
+        self.depends_on_earlier = false;
+        self.track_spans = true;
+        let last = table.frames.len().saturating_sub(1);
+        let not_alone =
+            |index: usize, reason: String| Framed::NotSelfContained { reason: format!("frame {index}: {reason}") };
+        for (index, (frame, sha)) in table.frames.iter().zip(shas).enumerate() {
+            progress.advance(frame.compressed);
+            if index < last
+                && let Some(entries) = known.get(sha)
+                && entries.iter().all(|entry| match &entry.kind {
+                    EntryKind::File { mode, sha256, .. } => self.store.object_path(sha256, *mode).is_file(),
+                    _ => true,
+                })
+            {
+                if let Err(e) = self.replay_entries(entries, &mut seen_in_layer) {
+                    return Ok(not_alone(index, e.to_string()));
+                }
+                self.stats.frames_replayed += 1;
+                records.push(FrameRecord { sha256: sha.clone(), entries: entries.clone() });
+                continue;
+            }
+            file.seek(SeekFrom::Start(frame.offset))?;
+            let mut raw = BufReader::new(Read::take(&mut *file, frame.compressed));
+            self.spans.clear();
+            let applied_before = self.applied.len();
+            let walked = (|| {
+                let decoder =
+                    zstd::stream::read::Decoder::with_buffer(&mut raw).map_err(Error::corrupt)?.single_frame();
+                self.add_entries(decoder.take(frame.decoded.saturating_add(1)), &mut seen_in_layer)
+            })();
+            let walk = match walked {
+                Ok(walk) => walk,
+                Err(e) => return Ok(not_alone(index, e.to_string())),
+            };
+            let consumed_all = raw.fill_buf().map(|rest| rest.is_empty()).unwrap_or(false);
+            if walk.decoded_len != frame.decoded || !consumed_all {
+                return Ok(not_alone(index, "its size differs from the seek table's".into()));
+            }
+            if index < last && walk.entries_end != frame.decoded {
+                return Ok(not_alone(index, "it does not end at an entry boundary".into()));
+            }
+            self.stats.frames_decoded += 1;
+            let applied: Vec<ManifestEntry> = self.applied[applied_before..].to_vec();
+            let spans: Vec<Span> = std::mem::take(&mut self.spans)
+                .into_iter()
+                .map(|span| Span {
+                    applied: span.applied.start - applied_before..span.applied.end - applied_before,
+                    ..span
+                })
+                .collect();
+            if let Some(entries) = frame_entries(&spans, &applied, 0..frame.decoded) {
+                records.push(FrameRecord { sha256: sha.clone(), entries });
+            }
+        }
+        self.track_spans = false;
+        self.archives.push(archive_sha256.to_owned());
+        let applied = std::mem::take(&mut self.applied);
+        if std::mem::take(&mut self.depends_on_earlier) {
+            records.clear();
+        } else {
+            self.listings.push((archive_sha256.to_owned(), applied));
+        }
+        Ok(Framed::Staged { sha256: archive_sha256.to_owned(), frames: records })
+    }
+
+    fn add_entries(&mut self, decoded: impl Read, seen_in_layer: &mut HashSet<String>) -> Result<archive::Walk> {
+        archive::walk_entry_spans(decoded, self.limits, |entry, range| {
+            let first = self.applied.len();
+            self.entry_note = EntryNote::default();
+            self.add_entry(entry, seen_in_layer)?;
+            if self.track_spans {
+                let note = std::mem::take(&mut self.entry_note);
+                self.spans.push(Span { range, applied: first..self.applied.len(), note });
+            }
+            Ok(())
+        })
     }
 
     /// The manifest entries and statistics of the staged tree, once every symlink has been
@@ -313,6 +539,9 @@ impl<'s> Stager<'s> {
         if !seen_in_layer.insert(path.clone()) {
             return Err(Error::unsafe_entry(&path, "the path appears twice in the archive"));
         }
+        if self.track_spans {
+            self.entry_note.path = Some(path.clone());
+        }
         if let Some((dir, _)) = path.rsplit_once('/')
             && dir.split('/').any(|part| part.starts_with(WHITEOUT_PREFIX))
         {
@@ -329,6 +558,7 @@ impl<'s> Stager<'s> {
             }
             // What this layer stages now depends on what earlier layers staged: no listing.
             self.depends_on_earlier = true;
+            self.entry_note.whiteout = true;
             return self.apply_whiteout(whiteout, seen_in_layer);
         }
         self.check_ancestors(&path)?;
@@ -357,6 +587,9 @@ impl<'s> Stager<'s> {
                 .ok_or_else(|| Error::unsafe_entry(&path, "a hardlink to the archive root"))?;
             if !seen_in_layer.contains(&target_path) {
                 self.depends_on_earlier = true;
+            }
+            if self.track_spans {
+                self.entry_note.link_target = Some(target_path.clone());
             }
             let Some(EntryKind::File { mode, sha256, size }) = self.entries.get(&target_path).cloned() else {
                 return Err(Error::unsafe_entry(
@@ -590,6 +823,34 @@ impl<'s> Stager<'s> {
         }
         Ok(())
     }
+}
+
+/// What the entries lying exactly in `range` of the decoded stream applied, when they fill it
+/// (the first begins where it begins, each where the one before ends, the last ends where it
+/// ends) and depend on nothing outside it: no whiteout, no hardlink to an entry before it.
+fn frame_entries(spans: &[Span], applied: &[ManifestEntry], range: std::ops::Range<u64>) -> Option<Vec<ManifestEntry>> {
+    let first = spans.partition_point(|span| span.range.start < range.start);
+    let mut end = range.start;
+    let mut paths = HashSet::new();
+    let mut taken = first..first;
+    for span in &spans[first..] {
+        if span.range.start != end || span.range.end > range.end {
+            break;
+        }
+        if span.note.whiteout || span.note.link_target.as_ref().is_some_and(|target| !paths.contains(target)) {
+            return None;
+        }
+        if let Some(path) = &span.note.path {
+            paths.insert(path.clone());
+        }
+        end = span.range.end;
+        taken.end += 1;
+    }
+    if taken.is_empty() || end != range.end {
+        return None;
+    }
+    let applied_range = spans[taken.start].applied.start..spans[taken.end - 1].applied.end;
+    Some(applied[applied_range].to_vec())
 }
 
 /// An OCI whiteout entry: what it removes. Every name starting with `.wh.` is one (the prefix

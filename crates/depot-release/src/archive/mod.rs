@@ -1,14 +1,17 @@
 //! Release archives: `.tar`, `.tar.gz` and `.tar.zst`, recognised by content, never by name.
 
+mod frames;
 mod pack;
 mod reader;
 mod sparse;
 
 use std::io::{BufRead, BufReader, Read};
 
+pub use frames::{Frame, FrameEndsDecoder, FrameTable};
 pub use pack::{PackOptions, PackResult, pack, pack_files};
 pub use reader::{
-    CountedReader, ENTRY_ALLOWANCE, ENTRY_HEADERS_LIMIT, TRAILING_ALLOWANCE, is_directory, is_file, walk_entries,
+    CountedReader, ENTRY_ALLOWANCE, ENTRY_HEADERS_LIMIT, TRAILING_ALLOWANCE, Walk, is_directory, is_file, walk_entries,
+    walk_entry_spans,
 };
 pub use sparse::{PaxSparse, SparseReader};
 

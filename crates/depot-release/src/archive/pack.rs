@@ -4,6 +4,9 @@
 //! entries are sorted by path, every header has mtime 0, uid/gid 0 and no user or group name,
 //! modes are reduced to 0755 (directories and executables) or 0644, and the compressor's settings
 //! are fixed (zstd with a fixed worker count, whose output does not depend on scheduling).
+//!
+//! A `.tar.zst` is seekable: its frames end between entries, where [`super::frames`] says, so a
+//! deploy can skip the parts of a new version it unpacked before.
 
 use std::collections::BTreeMap;
 use std::io::{self, BufWriter, Read, Write};
@@ -13,6 +16,7 @@ use std::path::{Path, PathBuf};
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
 use super::Compression;
+use super::frames::{FramedWriter, GROUP_LIMIT, closes_group};
 use crate::config::{Include, PackConfig};
 use crate::digest::HashingWriter;
 use crate::manifest::EntryKind;
@@ -97,11 +101,9 @@ pub fn pack(options: &PackOptions, progress: &dyn Progress) -> Result<PackResult
     let writer = HashingWriter::new(BufWriter::with_capacity(1 << 20, temp.as_file()));
     let (writer, files, bytes) = match options.compression {
         Compression::Zstd => {
-            let mut encoder = zstd::Encoder::new(writer, ZSTD_LEVEL)?;
-            encoder.multithread(ZSTD_WORKERS)?;
-            encoder.include_checksum(true)?;
-            let (encoder, files, bytes) = write_tar(&dir, &items, encoder, progress)?;
-            (encoder.finish()?, files, bytes)
+            let framed = FramedWriter::new(writer, ZSTD_LEVEL, ZSTD_WORKERS)?;
+            let (framed, files, bytes) = write_tar(&dir, &items, framed, progress)?;
+            (framed.finish()?, files, bytes)
         }
         Compression::Gzip => {
             let encoder = flate2::GzBuilder::new().mtime(0).write(writer, flate2::Compression::default());
@@ -131,7 +133,34 @@ pub fn pack(options: &PackOptions, progress: &dyn Progress) -> Result<PackResult
     })
 }
 
-fn write_tar<W: Write>(
+/// Where a writer may cut its output between entries: only the seekable zstd writer does.
+trait EntryBoundaries: Write {
+    fn before_entry(&mut self, _size: u64) -> io::Result<()> {
+        Ok(())
+    }
+    fn after_entry(&mut self, _path: &str, _size: u64) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<W: Write> EntryBoundaries for HashingWriter<W> {}
+impl<W: Write> EntryBoundaries for flate2::write::GzEncoder<W> {}
+
+/// A large entry has a frame of its own; small ones share one (see [`super::frames`]).
+impl<W: Write> EntryBoundaries for FramedWriter<W> {
+    fn before_entry(&mut self, size: u64) -> io::Result<()> {
+        if size > GROUP_LIMIT { self.end_frame() } else { Ok(()) }
+    }
+    fn after_entry(&mut self, path: &str, size: u64) -> io::Result<()> {
+        if size > GROUP_LIMIT || self.frame_len() >= GROUP_LIMIT || closes_group(path) {
+            self.end_frame()
+        } else {
+            Ok(())
+        }
+    }
+}
+
+fn write_tar<W: EntryBoundaries>(
     dir: &Path,
     items: &[(String, Item)],
     writer: W,
@@ -141,6 +170,12 @@ fn write_tar<W: Write>(
     builder.mode(tar::HeaderMode::Deterministic);
     let (mut files, mut bytes) = (0u64, 0u64);
     for (path, item) in items {
+        let size = match item {
+            Item::File { size, .. } => *size,
+            Item::Version(content) => content.len() as u64,
+            Item::Dir | Item::Symlink(_) => 0,
+        };
+        builder.get_mut().before_entry(size)?;
         let mut header = tar::Header::new_gnu();
         header.set_mtime(0);
         header.set_uid(0);
@@ -177,6 +212,7 @@ fn write_tar<W: Write>(
                 builder.append_link(&mut header, path, target)?;
             }
         }
+        builder.get_mut().after_entry(path, size)?;
     }
     Ok((builder.into_inner()?, files, bytes))
 }

@@ -49,6 +49,28 @@ pub fn walk_entries<R: Read>(
     limits: Limits,
     mut each: impl FnMut(tar::Entry<'_, CountedReader<R>>) -> Result<()>,
 ) -> Result<u64> {
+    walk_entry_spans(decoded, limits, |entry, _| each(entry)).map(|walk| walk.entries)
+}
+
+/// What [`walk_entry_spans`] went through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Walk {
+    pub entries: u64,
+    /// Where the last entry's data ends (padded to a block) in the decoded stream: where the
+    /// end-of-archive marker is, or the end of the stream when it has none.
+    pub entries_end: u64,
+    /// The length of the decoded stream.
+    pub decoded_len: u64,
+}
+
+/// [`walk_entries`], telling `each` where the entry lies in the decoded stream: from the end of
+/// the previous entry's data (where its first header starts) to the end of its own data,
+/// padded to a block. (A PAX global header, which `each` does not see, takes a span too.)
+pub fn walk_entry_spans<R: Read>(
+    decoded: R,
+    limits: Limits,
+    mut each: impl FnMut(tar::Entry<'_, CountedReader<R>>, std::ops::Range<u64>) -> Result<()>,
+) -> Result<Walk> {
     let budget = Rc::new(Budget::default());
     let mut archive = tar::Archive::new(CountedReader { inner: decoded, budget: Rc::clone(&budget) });
     let stream_limit = |entries: u64| limits.max_bytes.saturating_add(ENTRY_ALLOWANCE.saturating_mul(entries));
@@ -82,6 +104,7 @@ pub fn walk_entries<R: Read>(
             } else {
                 entry.size()
             };
+            let span_start = data_end;
             data_end = budget.position.get().saturating_add(size).saturating_add(BLOCK - 1) & !(BLOCK - 1);
             // The tar reader skips the data of entries it has no use for; GNU tar, bsdtar and
             // Python's tarfile read none for a directory, a link or a device, and take the next
@@ -111,7 +134,7 @@ pub fn walk_entries<R: Read>(
                 check_global_header(entry)?;
                 continue;
             }
-            each(entry).map_err(|e| budget.error_or(e, limits))?;
+            each(entry, span_start..data_end).map_err(|e| budget.error_or(e, limits))?;
         }
     }
     if count == 0 {
@@ -122,7 +145,7 @@ pub fn walk_entries<R: Read>(
     // tar's end-of-archive marker. What follows the marker is padding, within the same bound.
     budget.bound(stream_limit(count).saturating_add(TRAILING_ALLOWANCE), Bound::Stream);
     io::copy(&mut archive.into_inner(), &mut io::sink()).map_err(|e| budget.error_or(Error::corrupt(e), limits))?;
-    Ok(count)
+    Ok(Walk { entries: count, entries_end: data_end, decoded_len: budget.position.get() })
 }
 
 /// Whether `entry` is a directory: its type says so, or (as old tar writers and bsdtar's

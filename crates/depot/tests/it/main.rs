@@ -10,6 +10,7 @@ mod crash;
 mod dashboard;
 mod deploy;
 mod download;
+mod frames;
 mod help;
 mod http;
 mod import;
