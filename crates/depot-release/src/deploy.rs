@@ -326,7 +326,7 @@ fn stage_layers(
     staging_dir: &Path,
     archives: &[(PathBuf, Option<String>)],
     options: &DeployOptions,
-    known: &HashMap<String, Vec<crate::manifest::ManifestEntry>>,
+    known: &HashMap<String, FrameRecord>,
     framed: bool,
     progress: &dyn Progress,
 ) -> Result<Staging> {
@@ -350,49 +350,31 @@ fn stage_layers(
         let len = file.metadata()?.len();
         let what = if count == 1 { "unpacking".to_owned() } else { format!("unpacking layer {}/{count}", index + 1) };
         progress.start(&what, Some(len));
-        let table = match crate::archive::FrameTable::read(file.file_mut(), len)? {
-            Some(table) if is_zstd(file.file_mut())? => Some(table),
+        // A seekable archive of which the host holds frames is staged frame by frame.
+        let table = match known.is_empty() || !framed {
+            true => None,
+            false => crate::archive::FrameTable::read(file.file_mut(), len)?,
+        };
+        let framed_sha = match table {
+            Some(table) if is_zstd(file.file_mut())? => {
+                stage_framed(&mut stager, &mut file, path, &table, layer, known_sha, options, known, progress)?
+            }
             _ => None,
         };
-        let sha256 = match table {
-            Some(table) => {
-                // The digest of the archive is known when the caller verified it (or downloaded
-                // it here); the frames' are needed in every case.
-                let verified = known_sha.clone().or(layer.sha256.clone().filter(|_| options.sha256_verified));
-                let (archive_sha, shas) = hash_frames(path, &table, verified.is_none())?;
-                let archive_sha = verified.or(archive_sha).expect("hashed when not known");
-                if let Some(expected) = &layer.sha256 {
-                    check_digest(expected, &archive_sha, path)?;
-                }
-                let last = table.frames.len().saturating_sub(1);
-                let replayable: u64 = table.frames[..last]
-                    .iter()
-                    .zip(&shas)
-                    .filter(|(_, sha)| known.contains_key(*sha))
-                    .map(|(frame, _)| frame.decoded)
-                    .sum();
-                if framed && replayable > 0 && replayable.saturating_mul(4) >= table.decoded_len() {
-                    match stager.add_framed_layer(file.file_mut(), &table, &shas, &archive_sha, known, progress)? {
-                        Framed::Staged { sha256, frames } => {
-                            records.push((sha256.clone(), frames));
-                            sha256
-                        }
-                        Framed::NotSelfContained { reason } => {
-                            return Ok(Staging::NotSelfContained { archive: path.clone(), reason });
-                        }
-                    }
-                } else {
-                    file.rewind()?;
-                    let (sha256, frames) = stager.add_seekable_layer(&mut file, &table.frames, &shas, progress)?;
-                    // The file changed between the two reads.
-                    check_digest(&archive_sha, &sha256, path)?;
-                    records.push((sha256.clone(), frames));
-                    sha256
-                }
+        let sha256 = match framed_sha {
+            Some(Ok((sha256, frames))) => {
+                records.push((sha256.clone(), frames));
+                sha256
+            }
+            Some(Err(reason)) => {
+                progress.finish();
+                return Ok(Staging::NotSelfContained { archive: path.clone(), reason });
             }
             None => {
                 file.rewind()?;
-                stager.add_layer(&mut file, progress)?
+                let (sha256, frames) = stager.add_layer_noting_frames(&mut file, progress)?;
+                records.push((sha256.clone(), frames));
+                sha256
             }
         };
         progress.finish();
@@ -410,44 +392,93 @@ fn is_zstd(file: &mut std::fs::File) -> Result<bool> {
     Ok(read == 4 && crate::archive::Compression::sniff(&head).ok() == Some(crate::archive::Compression::Zstd))
 }
 
-/// The sha256 of the archive (when `whole`) and of each frame's compressed bytes, in one read.
-fn hash_frames(path: &Path, table: &crate::archive::FrameTable, whole: bool) -> Result<(Option<String>, Vec<String>)> {
-    use sha2::Digest;
-    let mut file = std::io::BufReader::with_capacity(1 << 20, fs_err::File::open(path)?);
-    let mut archive = whole.then(sha2::Sha256::new);
-    let mut shas = Vec::with_capacity(table.frames.len());
-    let mut buffer = vec![0u8; 1 << 20];
-    for frame in &table.frames {
-        let mut frame_hasher = sha2::Sha256::new();
-        let mut left = frame.compressed;
-        while left > 0 {
-            let take = left.min(buffer.len() as u64) as usize;
-            file.read_exact(&mut buffer[..take])?;
-            frame_hasher.update(&buffer[..take]);
-            if let Some(archive) = &mut archive {
-                archive.update(&buffer[..take]);
-            }
-            left -= take as u64;
+/// Stages a seekable archive frame by frame ([`Stager::add_framed_layer`]) when at least a
+/// quarter of its content is in frames staged before; `None` when it is not worth it. The
+/// archive's own sha256, when the caller does not vouch for it, is computed on another thread
+/// meanwhile. `Some(Err(reason))`: a frame did not stand on its own.
+#[allow(clippy::too_many_arguments)]
+fn stage_framed(
+    stager: &mut Stager<'_>,
+    file: &mut fs_err::File,
+    path: &Path,
+    table: &crate::archive::FrameTable,
+    layer: &Layer,
+    known_sha: &Option<String>,
+    options: &DeployOptions,
+    known: &HashMap<String, FrameRecord>,
+    progress: &dyn Progress,
+) -> Result<Option<std::result::Result<(String, Vec<FrameRecord>), String>>> {
+    // The content the table declares is bounded as the stream's is: every frame decoded is
+    // checked to decode to exactly what the table says, and every frame replayed to have the
+    // length its record has.
+    let limits = &options.limits;
+    let stream_bound = limits
+        .max_bytes
+        .saturating_add(crate::archive::ENTRY_ALLOWANCE.saturating_mul(limits.max_files))
+        .saturating_add(crate::archive::TRAILING_ALLOWANCE);
+    if table.decoded_len() > stream_bound {
+        return Ok(None);
+    }
+    // Every read of the archive goes through this one open file, so all of them see the same
+    // file even if another is renamed over its path meanwhile.
+    let shas = hash_frames(file.file(), table)?;
+    let last = table.frames.len().saturating_sub(1);
+    let replayable: u64 = table.frames[..last]
+        .iter()
+        .zip(&shas)
+        .filter(|(frame, sha)| known.get(*sha).is_some_and(|record| record.decoded == frame.decoded))
+        .map(|(frame, _)| frame.decoded)
+        .sum();
+    if replayable == 0 || replayable.saturating_mul(4) < table.decoded_len() {
+        return Ok(None);
+    }
+    let verified = known_sha.clone().or(layer.sha256.clone().filter(|_| options.sha256_verified));
+    let whole = file.file().try_clone()?;
+    std::thread::scope(|scope| {
+        let hashing = verified.is_none().then(|| scope.spawn(move || sha256_at(&whole)));
+        let staged = stager.add_framed_layer(file.file_mut(), table, &shas, known, progress);
+        let archive_sha = match (verified, hashing) {
+            (Some(sha256), _) => sha256,
+            (None, Some(hashing)) => hashing.join().expect("the hashing thread does not panic")?,
+            (None, None) => unreachable!("hashed when not verified"),
+        };
+        if let Some(expected) = &layer.sha256 {
+            check_digest(expected, &archive_sha, path)?;
         }
-        shas.push(digest::to_hex(&frame_hasher.finalize()));
-    }
-    if let Some(archive) = &mut archive {
-        // The seek table is part of the file.
-        std::io::copy(&mut file, &mut HashWriter(archive))?;
-    }
-    Ok((archive.map(|hasher| digest::to_hex(&hasher.finalize())), shas))
+        Ok(Some(match staged? {
+            Framed::Staged { frames } => {
+                stager.finish_framed_layer(&archive_sha);
+                Ok((archive_sha, frames))
+            }
+            Framed::NotSelfContained { reason } => Err(reason),
+        }))
+    })
 }
 
-struct HashWriter<'h>(&'h mut sha2::Sha256);
+/// The sha256 of each frame's compressed bytes, read at their offsets (the file's position is
+/// left alone).
+fn hash_frames(file: &std::fs::File, table: &crate::archive::FrameTable) -> Result<Vec<String>> {
+    table.frames.iter().map(|frame| sha256_range(file, frame.offset, frame.compressed)).collect()
+}
 
-impl std::io::Write for HashWriter<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        sha2::Digest::update(self.0, buf);
-        Ok(buf.len())
+/// The sha256 of the whole file, read at offsets.
+fn sha256_at(file: &std::fs::File) -> Result<String> {
+    sha256_range(file, 0, file.metadata()?.len())
+}
+
+fn sha256_range(file: &std::fs::File, offset: u64, len: u64) -> Result<String> {
+    use sha2::Digest;
+    use std::os::unix::fs::FileExt;
+    let mut hasher = sha2::Sha256::new();
+    let mut buffer = vec![0u8; len.min(1 << 20) as usize];
+    let mut done = 0u64;
+    while done < len {
+        let take = (len - done).min(buffer.len() as u64) as usize;
+        file.read_exact_at(&mut buffer[..take], offset + done)?;
+        hasher.update(&buffer[..take]);
+        done += take as u64;
     }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
+    Ok(digest::to_hex(&hasher.finalize()))
 }
 
 /// Ends the deploy here if it was asked to stop: the staged tree goes, nothing else changed.

@@ -201,7 +201,7 @@ impl ReleaseRoot {
 
     /// Every kept frame record, by the sha256 of the frame's compressed bytes. A record that
     /// is not what depot writes is left out (its frame is decoded instead).
-    pub fn frame_records(&self) -> HashMap<String, Vec<crate::manifest::ManifestEntry>> {
+    pub fn frame_records(&self) -> HashMap<String, crate::stage::FrameRecord> {
         let mut known = HashMap::new();
         let Ok(entries) = fs_err::read_dir(self.listings_dir()) else { return known };
         for entry in entries.flatten() {
@@ -212,7 +212,7 @@ impl ReleaseRoot {
             let Ok(records) = serde_json::from_slice::<Vec<crate::stage::FrameRecord>>(&text) else { continue };
             for record in records {
                 if record.entries.iter().all(well_formed) {
-                    known.insert(record.sha256, record.entries);
+                    known.insert(record.sha256.clone(), record);
                 }
             }
         }
@@ -477,7 +477,6 @@ impl Session {
     }
 }
 
-/// Deletes a tree whose files may be read-only.
 /// Whether an entry of a kept listing or frame record is one depot would have written: a
 /// normalised path, and for a file a mode staging gives and a sha256 in lowercase hex.
 fn well_formed(entry: &crate::manifest::ManifestEntry) -> bool {
@@ -493,6 +492,7 @@ fn well_formed(entry: &crate::manifest::ManifestEntry) -> bool {
         }
 }
 
+/// Deletes a tree whose files may be read-only.
 pub fn remove_tree(path: &Path) -> Result<()> {
     match fs_err::symlink_metadata(path) {
         Ok(meta) if meta.is_dir() => Ok(fs_err::remove_dir_all(path)?),

@@ -76,18 +76,21 @@ fn decode_into(
     raw: &mut (dyn Read + Send),
     progress: &dyn Progress,
     sender: mpsc::SyncSender<Chunk>,
-    frame_ends: Option<&mut Vec<(u64, u64)>>,
+    frames: Option<&mut Vec<archive::DecodedFrame>>,
 ) -> Result<Option<String>> {
     let mut hashing = HashingReader::new(ProgressReader::new(raw, progress));
     {
-        let decoder = match frame_ends.is_some() {
-            // A seekable .tar.zst, whose frames' ends are noted as they are decoded.
-            true => {
-                archive::FrameEndsDecoder::new(io::BufReader::with_capacity(256 * 1024, &mut hashing as &mut dyn Read))
-                    .map(Decoding::Framed)
-                    .map_err(Error::corrupt)
+        let mut buffered = io::BufReader::with_capacity(256 * 1024, &mut hashing as &mut dyn Read);
+        let zstd = match io::BufRead::fill_buf(&mut buffered) {
+            Ok(head) => {
+                archive::Compression::sniff(&head[..head.len().min(512)]).ok() == Some(archive::Compression::Zstd)
             }
-            false => archive::decoder(&mut hashing).map(Decoding::Plain),
+            Err(_) => false,
+        };
+        let decoder = match frames.is_some() && zstd {
+            // Each zstd frame is noted as it is decoded, for the frames a later deploy may replay.
+            true => archive::FrameEndsDecoder::new(buffered).map(Decoding::Framed).map_err(Error::corrupt),
+            false => archive::decoder(buffered).map(Decoding::Plain),
         };
         let mut decoded = match decoder {
             Ok(decoded) => decoded,
@@ -114,8 +117,8 @@ fn decode_into(
                 break;
             }
         }
-        if let (Decoding::Framed(decoder), Some(frame_ends)) = (&decoded, frame_ends) {
-            *frame_ends = decoder.frame_ends().to_vec();
+        if let (Decoding::Framed(decoder), Some(frames)) = (&decoded, frames) {
+            *frames = decoder.frames().to_vec();
         }
     }
     // Hash whatever follows the compressed stream too: the digest is the file's.
@@ -248,20 +251,19 @@ struct EntryNote {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FrameRecord {
     pub sha256: String,
+    /// The length of the frame's content: a table that says otherwise of a frame with these
+    /// bytes is not believed.
+    pub decoded: u64,
     pub entries: Vec<ManifestEntry>,
 }
 
 /// The outcome of [`Stager::add_framed_layer`].
 pub enum Framed {
-    Staged {
-        sha256: String,
-        frames: Vec<FrameRecord>,
-    },
+    /// Staged: complete it with [`Stager::finish_framed_layer`].
+    Staged { frames: Vec<FrameRecord> },
     /// A frame did not stand on its own (it did not decode alone, or split an entry): the archive
     /// must be unpacked as one stream, by a new stager.
-    NotSelfContained {
-        reason: String,
-    },
+    NotSelfContained { reason: String },
 }
 
 impl<'s> Stager<'s> {
@@ -297,34 +299,28 @@ impl<'s> Stager<'s> {
         self.add_layer_stream(raw, progress, None)
     }
 
-    /// [`Stager::add_layer`] for a seekable archive whose frames are `frames` with the compressed
-    /// sha256 of each in `shas`: also returns the frames a later deploy may replay.
-    pub fn add_seekable_layer(
+    /// [`Stager::add_layer`], which also returns the frames of a `.tar.zst` (as the decoder
+    /// found them, whatever a seek table says) that a later deploy may replay.
+    pub fn add_layer_noting_frames(
         &mut self,
         raw: &mut (dyn Read + Send),
-        frames: &[archive::Frame],
-        shas: &[String],
         progress: &dyn Progress,
     ) -> Result<(String, Vec<FrameRecord>)> {
         self.track_spans = true;
         self.spans.clear();
-        let mut frame_ends = Vec::new();
-        let sha256 = self.add_layer_stream(raw, progress, Some(&mut frame_ends))?;
-        // The table is believed only where the decoder found the frames to end.
-        let table = archive::FrameTable { frames: frames.to_vec() };
-        let applied = self
-            .listings
-            .last()
-            .filter(|(archive, _)| *archive == sha256 && table.agrees_with(&frame_ends))
-            .map(|(_, applied)| applied);
+        let mut frames = Vec::new();
+        let sha256 = self.add_layer_stream(raw, progress, Some(&mut frames))?;
+        let applied = self.listings.last().filter(|(archive, _)| *archive == sha256).map(|(_, applied)| applied);
         let records = match applied {
             Some(applied) => frames
-                .iter()
-                .zip(shas)
-                .filter_map(|(frame, sha)| {
-                    let range = frame.decoded_offset..frame.decoded_offset + frame.decoded;
-                    frame_entries(&self.spans, applied, range)
-                        .map(|entries| FrameRecord { sha256: sha.clone(), entries })
+                .into_iter()
+                .filter_map(|frame| {
+                    let decoded = frame.decoded.end - frame.decoded.start;
+                    frame_entries(&self.spans, applied, frame.decoded).map(|entries| FrameRecord {
+                        sha256: frame.sha256,
+                        decoded,
+                        entries,
+                    })
                 })
                 .collect(),
             // A layer with whiteouts keeps no listing (nor frames).
@@ -339,12 +335,12 @@ impl<'s> Stager<'s> {
         &mut self,
         raw: &mut (dyn Read + Send),
         progress: &dyn Progress,
-        frame_ends: Option<&mut Vec<(u64, u64)>>,
+        frames: Option<&mut Vec<archive::DecodedFrame>>,
     ) -> Result<String> {
         // Decompression runs on its own thread, ahead of the checks, hashing and writes here.
         std::thread::scope(|scope| {
             let (sender, receiver) = mpsc::sync_channel(DECODED_QUEUE);
-            let decoder = scope.spawn(move || decode_into(raw, progress, sender, frame_ends));
+            let decoder = scope.spawn(move || decode_into(raw, progress, sender, frames));
             let staged = self.add_entries(DecodedReader::new(receiver), &mut HashSet::new()).map(|_| ());
             // The decoder stops as soon as it finds the receiving side gone.
             let decoded = decoder.join().expect("the decoder thread does not panic");
@@ -418,8 +414,7 @@ impl<'s> Stager<'s> {
         file: &mut std::fs::File,
         table: &archive::FrameTable,
         shas: &[String],
-        archive_sha256: &str,
-        known: &std::collections::HashMap<String, Vec<ManifestEntry>>,
+        known: &std::collections::HashMap<String, FrameRecord>,
         progress: &dyn Progress,
     ) -> Result<Framed> {
         use std::io::{BufRead, BufReader, Seek, SeekFrom};
@@ -434,21 +429,21 @@ impl<'s> Stager<'s> {
         for (index, (frame, sha)) in table.frames.iter().zip(shas).enumerate() {
             progress.advance(frame.compressed);
             if index < last
-                && let Some(entries) = known.get(sha)
-                && entries.iter().all(|entry| match &entry.kind {
+                && let Some(record) = known.get(sha).filter(|record| record.decoded == frame.decoded)
+                && record.entries.iter().all(|entry| match &entry.kind {
                     EntryKind::File { mode, sha256, .. } => self.store.object_path(sha256, *mode).is_file(),
                     _ => true,
                 })
             {
-                if let Err(e) = self.replay_entries(entries, &mut seen_in_layer) {
+                if let Err(e) = self.replay_entries(&record.entries, &mut seen_in_layer) {
                     return Ok(not_alone(index, e.to_string()));
                 }
                 self.stats.frames_replayed += 1;
-                records.push(FrameRecord { sha256: sha.clone(), entries: entries.clone() });
+                records.push(record.clone());
                 continue;
             }
             file.seek(SeekFrom::Start(frame.offset))?;
-            let mut raw = BufReader::new(Read::take(&mut *file, frame.compressed));
+            let mut raw = BufReader::new(HashingReader::new(Read::take(&mut *file, frame.compressed)));
             self.spans.clear();
             let applied_before = self.applied.len();
             let walked = (|| {
@@ -464,6 +459,11 @@ impl<'s> Stager<'s> {
             if walk.decoded_len != frame.decoded || !consumed_all {
                 return Ok(not_alone(index, "its size differs from the seek table's".into()));
             }
+            // What was decoded is what was hashed to decide which frames to replay.
+            let (frame_sha, _) = raw.into_inner().finish();
+            if frame_sha != *sha {
+                return Err(Error::corrupt("the archive changed while it was being read"));
+            }
             if index < last && walk.entries_end != frame.decoded {
                 return Ok(not_alone(index, "it does not end at an entry boundary".into()));
             }
@@ -477,18 +477,23 @@ impl<'s> Stager<'s> {
                 })
                 .collect();
             if let Some(entries) = frame_entries(&spans, &applied, 0..frame.decoded) {
-                records.push(FrameRecord { sha256: sha.clone(), entries });
+                records.push(FrameRecord { sha256: sha.clone(), decoded: frame.decoded, entries });
             }
         }
         self.track_spans = false;
+        if self.depends_on_earlier {
+            records.clear();
+        }
+        Ok(Framed::Staged { frames: records })
+    }
+
+    /// Completes [`Stager::add_framed_layer`] once the archive's sha256 is known.
+    pub fn finish_framed_layer(&mut self, archive_sha256: &str) {
         self.archives.push(archive_sha256.to_owned());
         let applied = std::mem::take(&mut self.applied);
-        if std::mem::take(&mut self.depends_on_earlier) {
-            records.clear();
-        } else {
+        if !std::mem::take(&mut self.depends_on_earlier) {
             self.listings.push((archive_sha256.to_owned(), applied));
         }
-        Ok(Framed::Staged { sha256: archive_sha256.to_owned(), frames: records })
     }
 
     fn add_entries(&mut self, decoded: impl Read, seen_in_layer: &mut HashSet<String>) -> Result<archive::Walk> {

@@ -12,6 +12,7 @@
 //! frames must end where tar entries end, which those crates (cutting by size) do not offer.
 
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::sync::mpsc;
 
 use zstd::stream::raw::{Encoder, InBuffer, Operation, OutBuffer};
 use zstd::zstd_safe::CParameter;
@@ -28,6 +29,11 @@ const SKIPPABLE_HEADER_LEN: u64 = 8;
 const CHECKSUM_FLAG: u8 = 0x80;
 /// Bits the format reserves, which must be zero.
 const RESERVED_BITS: u8 = 0x7c;
+/// The smallest zstd frame: magic, frame header, one block header.
+const SMALLEST_FRAME: u64 = 9;
+/// Frames a table may list: one archive entry takes one at least, and a release has a million
+/// entries at most by default. A table that lists more is not believed.
+const MAX_FRAMES: u64 = 1 << 20;
 
 /// Entries of up to this size share a frame with their neighbours until the frame holds this
 /// much; a larger entry has a frame of its own.
@@ -74,23 +80,28 @@ impl FrameTable {
         }
         let entry_len: u64 = if descriptor & CHECKSUM_FLAG != 0 { 12 } else { 8 };
         let table_len = count * entry_len + FOOTER_LEN;
-        if table_len + SKIPPABLE_HEADER_LEN > len {
+        // Every frame takes a few bytes: a count the file cannot hold is refused before anything
+        // is allocated for it.
+        if count > MAX_FRAMES || table_len + SKIPPABLE_HEADER_LEN + count * SMALLEST_FRAME > len {
             return Ok(None);
         }
         let start = len - table_len - SKIPPABLE_HEADER_LEN;
+        let mut header = [0u8; SKIPPABLE_HEADER_LEN as usize];
         file.seek(SeekFrom::Start(start))?;
-        let mut table = vec![0u8; (table_len + SKIPPABLE_HEADER_LEN) as usize];
-        file.read_exact(&mut table)?;
-        let word = |at: usize| u32::from_le_bytes(table[at..at + 4].try_into().expect("4 bytes"));
-        if word(0) != SKIPPABLE_MAGIC || u64::from(word(4)) != table_len {
+        file.read_exact(&mut header)?;
+        let header_word = |at: usize| u32::from_le_bytes(header[at..at + 4].try_into().expect("4 bytes"));
+        if header_word(0) != SKIPPABLE_MAGIC || u64::from(header_word(4)) != table_len {
             return Ok(None);
         }
+        let mut table = vec![0u8; table_len as usize];
+        file.read_exact(&mut table)?;
+        let word = |at: usize| u32::from_le_bytes(table[at..at + 4].try_into().expect("4 bytes"));
         let mut frames = Vec::with_capacity(count as usize);
         let (mut offset, mut decoded_offset) = (0u64, 0u64);
         for index in 0..count as usize {
-            let at = SKIPPABLE_HEADER_LEN as usize + index * entry_len as usize;
+            let at = index * entry_len as usize;
             let (compressed, decoded) = (u64::from(word(at)), u64::from(word(at + 4)));
-            if compressed == 0 {
+            if compressed < SMALLEST_FRAME {
                 return Ok(None);
             }
             frames.push(Frame { offset, compressed, decoded_offset, decoded });
@@ -110,16 +121,77 @@ impl FrameTable {
 }
 
 /// Writes a tar stream as seekable zstd: the caller ends a frame with [`FramedWriter::end_frame`]
-/// between entries, and [`FramedWriter::finish`] writes the seek table. The output depends only
-/// on the bytes written and where frames end (fixed level and worker count).
+/// between entries (and says before a large entry with [`FramedWriter::begin_large`]), and
+/// [`FramedWriter::finish`] writes the seek table. Small frames are compressed on worker
+/// threads while the caller reads the next files, and written in order; a large entry is
+/// compressed as it comes, by zstd's own workers. The output depends only on the bytes written
+/// and where frames end (fixed level, fixed worker count for large frames).
 pub struct FramedWriter<W: Write> {
     out: W,
     encoder: Encoder<'static>,
     buffer: Vec<u8>,
-    /// The frame being written: bytes in, bytes out.
+    /// The small frame being gathered.
+    gathered: Vec<u8>,
+    /// Whether the frame being written is a large entry's, streamed through `encoder`.
+    streaming: bool,
+    /// The frame being written: bytes in, and (streaming) bytes out.
     decoded: u64,
     compressed: u64,
     frames: Vec<(u32, u32)>,
+    workers: Workers,
+    /// Small frames handed to the workers, oldest first, with their decoded sizes.
+    pending: std::collections::VecDeque<(mpsc::Receiver<io::Result<Vec<u8>>>, u64)>,
+    pending_bytes: u64,
+}
+
+/// An entry up to this size is compressed whole by a worker; a larger one is streamed.
+pub const STREAM_LIMIT: u64 = 8 * 1024 * 1024;
+/// Frames (and their bytes) in flight at most: enough to keep the workers busy while the
+/// caller reads, and a bound on the memory they take.
+const PENDING_LIMIT: usize = 32;
+const PENDING_BYTES_LIMIT: u64 = 64 * 1024 * 1024;
+
+type Job = (Vec<u8>, mpsc::SyncSender<io::Result<Vec<u8>>>);
+
+/// Threads that compress whole small frames, each with its own context.
+struct Workers {
+    jobs: Option<mpsc::Sender<Job>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Workers {
+    fn start(level: i32, count: usize) -> Self {
+        let (jobs, receiver) = mpsc::channel::<Job>();
+        let receiver = std::sync::Arc::new(std::sync::Mutex::new(receiver));
+        let threads = (0..count)
+            .map(|_| {
+                let receiver = std::sync::Arc::clone(&receiver);
+                std::thread::spawn(move || {
+                    let mut compressor = zstd::bulk::Compressor::new(level)
+                        .and_then(|mut c| c.set_parameter(CParameter::ChecksumFlag(true)).map(|()| c));
+                    loop {
+                        let job = receiver.lock().map_err(|_| ()).and_then(|r| r.recv().map_err(|_| ()));
+                        let Ok((data, reply)) = job else { break };
+                        let result = match &mut compressor {
+                            Ok(compressor) => compressor.compress(&data),
+                            Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
+                        };
+                        let _ = reply.send(result);
+                    }
+                })
+            })
+            .collect();
+        Workers { jobs: Some(jobs), threads }
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        self.jobs.take();
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
 }
 
 impl<W: Write> FramedWriter<W> {
@@ -127,7 +199,20 @@ impl<W: Write> FramedWriter<W> {
         let mut encoder = Encoder::new(level)?;
         encoder.set_parameter(CParameter::NbWorkers(workers))?;
         encoder.set_parameter(CParameter::ChecksumFlag(true))?;
-        Ok(FramedWriter { out, encoder, buffer: vec![0u8; 1 << 17], decoded: 0, compressed: 0, frames: Vec::new() })
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 8);
+        Ok(FramedWriter {
+            out,
+            encoder,
+            buffer: vec![0u8; 1 << 17],
+            gathered: Vec::new(),
+            streaming: false,
+            decoded: 0,
+            compressed: 0,
+            frames: Vec::new(),
+            workers: Workers::start(level, threads),
+            pending: std::collections::VecDeque::new(),
+            pending_bytes: 0,
+        })
     }
 
     /// Bytes in the frame being written.
@@ -135,35 +220,78 @@ impl<W: Write> FramedWriter<W> {
         self.decoded
     }
 
-    /// Ends the frame being written, if it holds anything.
+    /// Ends the frame being written, and starts one that a large entry will have to itself.
+    pub fn begin_large(&mut self) -> io::Result<()> {
+        self.end_frame()?;
+        while !self.pending.is_empty() {
+            self.write_oldest()?;
+        }
+        self.streaming = true;
+        Ok(())
+    }
+
+    /// Ends the frame being written, if it holds anything; the next is a small one.
     pub fn end_frame(&mut self) -> io::Result<()> {
+        self.close_frame()?;
+        self.streaming = false;
+        Ok(())
+    }
+
+    fn close_frame(&mut self) -> io::Result<()> {
         if self.decoded == 0 {
             return Ok(());
         }
-        loop {
-            let mut output = OutBuffer::around(&mut self.buffer[..]);
-            let remaining = self.encoder.finish(&mut output, true)?;
-            let written = output.pos();
-            self.out.write_all(&self.buffer[..written])?;
-            self.compressed += written as u64;
-            if remaining == 0 {
-                break;
+        if self.streaming {
+            loop {
+                let mut output = OutBuffer::around(&mut self.buffer[..]);
+                let remaining = self.encoder.finish(&mut output, true)?;
+                let written = output.pos();
+                self.out.write_all(&self.buffer[..written])?;
+                self.compressed += written as u64;
+                if remaining == 0 {
+                    break;
+                }
+            }
+            self.record(self.compressed, self.decoded)?;
+            self.encoder.reinit()?;
+        } else {
+            let (reply, receiver) = mpsc::sync_channel(1);
+            let data = std::mem::take(&mut self.gathered);
+            let jobs = self.workers.jobs.as_ref().expect("workers run until the writer goes");
+            jobs.send((data, reply)).map_err(|_| io::Error::other("the compression workers stopped"))?;
+            self.pending.push_back((receiver, self.decoded));
+            self.pending_bytes += self.decoded;
+            while self.pending.len() > PENDING_LIMIT || self.pending_bytes > PENDING_BYTES_LIMIT {
+                self.write_oldest()?;
             }
         }
-        let sizes = (u32::try_from(self.compressed), u32::try_from(self.decoded));
-        let (Ok(compressed), Ok(decoded)) = sizes else {
+        self.decoded = 0;
+        self.compressed = 0;
+        Ok(())
+    }
+
+    fn write_oldest(&mut self) -> io::Result<()> {
+        let Some((receiver, decoded)) = self.pending.pop_front() else { return Ok(()) };
+        self.pending_bytes -= decoded;
+        let compressed = receiver.recv().map_err(|_| io::Error::other("a compression worker stopped"))??;
+        self.out.write_all(&compressed)?;
+        self.record(compressed.len() as u64, decoded)
+    }
+
+    fn record(&mut self, compressed: u64, decoded: u64) -> io::Result<()> {
+        let (Ok(compressed), Ok(decoded)) = (u32::try_from(compressed), u32::try_from(decoded)) else {
             return Err(io::Error::other("a compressed frame does not fit the seek table"));
         };
         self.frames.push((compressed, decoded));
-        self.encoder.reinit()?;
-        self.decoded = 0;
-        self.compressed = 0;
         Ok(())
     }
 
     /// Ends the last frame, writes the seek table, and returns the output.
     pub fn finish(mut self) -> io::Result<W> {
         self.end_frame()?;
+        while !self.pending.is_empty() {
+            self.write_oldest()?;
+        }
         let count = u32::try_from(self.frames.len()).map_err(|_| io::Error::other("too many frames"))?;
         let table_len = u32::try_from(self.frames.len() as u64 * 8 + FOOTER_LEN)
             .map_err(|_| io::Error::other("the seek table is too large"))?;
@@ -185,9 +313,15 @@ impl<W: Write> FramedWriter<W> {
 impl<W: Write> Write for FramedWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         if self.decoded >= FRAME_DECODED_LIMIT {
-            self.end_frame()?;
+            // An entry too large for one frame continues in another of its own.
+            self.close_frame()?;
         }
         let take = buf.len().min((FRAME_DECODED_LIMIT - self.decoded) as usize);
+        if !self.streaming {
+            self.gathered.extend_from_slice(&buf[..take]);
+            self.decoded += take as u64;
+            return Ok(take);
+        }
         let mut input = InBuffer::around(&buf[..take]);
         while input.pos() < take {
             let mut output = OutBuffer::around(&mut self.buffer[..]);
@@ -205,30 +339,44 @@ impl<W: Write> Write for FramedWriter<W> {
     }
 }
 
-/// Decodes a zstd stream as any decoder does, and notes where each frame really ends,
-/// compressed and decoded: what a seek table claims is believed only where it agrees.
+/// A frame as a decoder found it: where its content lies in the decoded stream, and the sha256
+/// of its compressed bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodedFrame {
+    pub decoded: std::ops::Range<u64>,
+    pub sha256: String,
+}
+
+/// Decodes a zstd stream as any decoder does, and notes each frame that decoded to something:
+/// where it really ends and the sha256 of its compressed bytes (no seek table is needed or
+/// believed).
 pub struct FrameEndsDecoder<R: io::BufRead> {
     inner: R,
     decoder: zstd::stream::raw::Decoder<'static>,
-    consumed: u64,
+    hasher: sha2::Sha256,
     produced: u64,
+    frame_start: u64,
     between_frames: bool,
-    ends: Vec<(u64, u64)>,
+    frames: Vec<DecodedFrame>,
 }
 
 impl<R: io::BufRead> FrameEndsDecoder<R> {
     pub fn new(inner: R) -> io::Result<Self> {
         let decoder = zstd::stream::raw::Decoder::new()?;
-        Ok(FrameEndsDecoder { inner, decoder, consumed: 0, produced: 0, between_frames: true, ends: Vec::new() })
+        Ok(FrameEndsDecoder {
+            inner,
+            decoder,
+            hasher: sha2::Sha256::default(),
+            produced: 0,
+            frame_start: 0,
+            between_frames: true,
+            frames: Vec::new(),
+        })
     }
 
-    /// Where each frame that decoded to something ends: (compressed end, decoded end).
-    pub fn frame_ends(&self) -> &[(u64, u64)] {
-        &self.ends
-    }
-
-    pub fn into_inner(self) -> R {
-        self.inner
+    /// The frames decoded so far, in order.
+    pub fn frames(&self) -> &[DecodedFrame] {
+        &self.frames
     }
 }
 
@@ -245,34 +393,27 @@ impl<R: io::BufRead> Read for FrameEndsDecoder<R> {
                 }
                 return Ok(0);
             }
-            let mut input = InBuffer::around(input);
+            let mut in_buffer = InBuffer::around(input);
             let mut output = OutBuffer::around(&mut *buf);
-            let hint = self.decoder.run(&mut input, &mut output)?;
-            let (used, written) = (input.pos(), output.pos());
+            let hint = self.decoder.run(&mut in_buffer, &mut output)?;
+            let (used, written) = (in_buffer.pos(), output.pos());
+            sha2::Digest::update(&mut self.hasher, &input[..used]);
             self.inner.consume(used);
-            self.consumed += used as u64;
             self.produced += written as u64;
             // 0: a frame (or a skippable frame) ended and all of it was handed out.
             self.between_frames = hint == 0;
-            if hint == 0 && self.ends.last().is_none_or(|&(_, decoded)| decoded != self.produced) {
-                self.ends.push((self.consumed, self.produced));
+            if hint == 0 {
+                let sha256 = crate::digest::to_hex(&sha2::Digest::finalize_reset(&mut self.hasher));
+                // A skippable frame decodes to nothing: not a frame of the content.
+                if self.produced > self.frame_start {
+                    self.frames.push(DecodedFrame { decoded: self.frame_start..self.produced, sha256 });
+                }
+                self.frame_start = self.produced;
             }
             if written > 0 {
                 return Ok(written);
             }
         }
-    }
-}
-
-impl FrameTable {
-    /// Whether the frames end where a decoder found they do (see [`FrameEndsDecoder`]).
-    pub fn agrees_with(&self, ends: &[(u64, u64)]) -> bool {
-        self.frames.len() == ends.len()
-            && self
-                .frames
-                .iter()
-                .zip(ends)
-                .all(|(frame, &end)| (frame.offset + frame.compressed, frame.decoded_offset + frame.decoded) == end)
     }
 }
 
@@ -294,6 +435,7 @@ mod tests {
         writer.write_all(b"hello ").unwrap();
         writer.end_frame().unwrap();
         writer.end_frame().unwrap(); // nothing to end
+        writer.begin_large().unwrap();
         writer.write_all(&[b'x'; 100_000]).unwrap();
         let bytes = writer.finish().unwrap();
         let table = FrameTable::read(&mut io::Cursor::new(&bytes), bytes.len() as u64).unwrap().unwrap();
@@ -307,7 +449,10 @@ mod tests {
         let mut decoded = Vec::new();
         decoder.read_to_end(&mut decoded).unwrap();
         assert_eq!(decoded, all);
-        assert!(table.agrees_with(decoder.frame_ends()), "{:?} {:?}", table, decoder.frame_ends());
+        let found: Vec<_> = decoder.frames().iter().map(|frame| frame.decoded.clone()).collect();
+        assert_eq!(found, [0..6, 6..100_006]);
+        let second_sha = crate::digest::to_hex(&<sha2::Sha256 as sha2::Digest>::digest(second));
+        assert_eq!(decoder.frames()[1].sha256, second_sha);
     }
 
     #[test]

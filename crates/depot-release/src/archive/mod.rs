@@ -7,7 +7,7 @@ mod sparse;
 
 use std::io::{BufRead, BufReader, Read};
 
-pub use frames::{Frame, FrameEndsDecoder, FrameTable};
+pub use frames::{DecodedFrame, Frame, FrameEndsDecoder, FrameTable};
 pub use pack::{PackOptions, PackResult, pack, pack_files};
 pub use reader::{
     CountedReader, ENTRY_ALLOWANCE, ENTRY_HEADERS_LIMIT, TRAILING_ALLOWANCE, Walk, is_directory, is_file, walk_entries,

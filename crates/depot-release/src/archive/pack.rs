@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
 use super::Compression;
-use super::frames::{FramedWriter, GROUP_LIMIT, closes_group};
+use super::frames::{FramedWriter, GROUP_LIMIT, STREAM_LIMIT, closes_group};
 use crate::config::{Include, PackConfig};
 use crate::digest::HashingWriter;
 use crate::manifest::EntryKind;
@@ -149,7 +149,11 @@ impl<W: Write> EntryBoundaries for flate2::write::GzEncoder<W> {}
 /// A large entry has a frame of its own; small ones share one (see [`super::frames`]).
 impl<W: Write> EntryBoundaries for FramedWriter<W> {
     fn before_entry(&mut self, size: u64) -> io::Result<()> {
-        if size > GROUP_LIMIT { self.end_frame() } else { Ok(()) }
+        match size {
+            _ if size > STREAM_LIMIT => self.begin_large(),
+            _ if size > GROUP_LIMIT => self.end_frame(),
+            _ => Ok(()),
+        }
     }
     fn after_entry(&mut self, path: &str, size: u64) -> io::Result<()> {
         if size > GROUP_LIMIT || self.frame_len() >= GROUP_LIMIT || closes_group(path) {
@@ -169,7 +173,7 @@ fn write_tar<W: EntryBoundaries>(
     let mut builder = tar::Builder::new(writer);
     builder.mode(tar::HeaderMode::Deterministic);
     let (mut files, mut bytes) = (0u64, 0u64);
-    for (path, item) in items {
+    for (index, (path, item)) in items.iter().enumerate() {
         let size = match item {
             Item::File { size, .. } => *size,
             Item::Version(content) => content.len() as u64,
@@ -212,7 +216,11 @@ fn write_tar<W: EntryBoundaries>(
                 builder.append_link(&mut header, path, target)?;
             }
         }
-        builder.get_mut().after_entry(path, size)?;
+        // The end-of-archive marker stays in the last entry's frame: alone, a frame of zeros
+        // would not stand on its own.
+        if index + 1 < items.len() {
+            builder.get_mut().after_entry(path, size)?;
+        }
     }
     Ok((builder.into_inner()?, files, bytes))
 }

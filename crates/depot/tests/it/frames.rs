@@ -8,7 +8,7 @@ use std::process::Command;
 
 use crate::common::TestContext;
 
-/// A tree of 300 small files in 10 directories and 4 larger ones, deterministic content.
+/// A tree of 300 small files in 10 directories and 5 larger ones, deterministic content.
 fn files(seed: u64) -> Vec<(String, String)> {
     let mut files = Vec::new();
     for i in 0..300u64 {
@@ -19,6 +19,8 @@ fn files(seed: u64) -> Vec<(String, String)> {
         let text: String = (0..4000).map(|j| format!("{:x}", (i + 1) * 2_654_435_761 * (j + seed % 3))).collect();
         files.push((format!("assets/big{i}.bin"), text));
     }
+    // The last entry is large: the end-of-archive marker must not end up in a frame of its own.
+    files.push(("zz/last.bin".to_owned(), "last entry\n".repeat(10_000)));
     files
 }
 
@@ -92,7 +94,7 @@ fn a_new_version_is_staged_from_the_frames_that_changed_and_gives_the_same_relea
     assert_eq!(staged["assets/big1.bin"], tree[301].1.as_bytes());
     assert_eq!(staged["VERSION"], b"1.1.0\n");
     let log = fs_err::read_to_string(ctx.root().join("logs/releases.log")).unwrap_or_default();
-    assert!(log.contains("frames replayed"), "{log}");
+    assert!(log.contains("frames replayed") && !log.contains("one stream"), "{log}");
 }
 
 #[test]
@@ -148,7 +150,9 @@ fn a_seek_table_that_lies_or_a_store_that_lost_objects_still_gives_the_archive_s
     };
     assert_eq!(kept(), 1, "the frames of 1.0.0");
     ctx.deploy("1.1.0", &lying, &[]).success();
-    assert_eq!(kept(), 1, "no frame of an archive whose table lies is kept");
+    // Its frames are kept as the decoder found them, whatever the table says: the deploy of the
+    // honest archive below replays some of them.
+    assert_eq!(kept(), 2);
     assert_eq!(ctx.snapshot(&ctx.root().join("releases/1.1.0")), reference);
     let log = fs_err::read_to_string(ctx.root().join("logs/releases.log")).unwrap();
     assert!(log.contains("unpacking it as one stream"), "{log}");
