@@ -6,6 +6,7 @@
 
 import json
 import os
+import re
 import statistics
 import sys
 from collections import defaultdict
@@ -357,15 +358,13 @@ def main():
     w("")
 
     text = "\n".join(L)
-    # The sections other scripts write (bench/registry/run.sh, bench/agents/run.sh) live between
-    # their markers: keep them verbatim, in order.
+    # The sections other scripts write (bench/registry/run.sh, bench/agents/run.sh and the rest)
+    # live between their markers: keep every one verbatim, in order.
     if os.path.exists(output):
         with open(output) as f:
             old = f.read()
-        for name in ("registry", "agents"):
-            begin, end = old.find(f"<!-- {name}:begin -->"), old.find(f"<!-- {name}:end -->")
-            if 0 <= begin < end:
-                text = text.rstrip("\n") + "\n\n" + old[begin:end + len(f"<!-- {name}:end -->")] + "\n"
+        for section in re.finditer(r"<!-- ([a-z-]+):begin -->.*?<!-- \1:end -->", old, re.S):
+            text = text.rstrip("\n") + "\n\n" + section.group(0) + "\n"
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     tmp = output + ".tmp"
     with open(tmp, "w") as f:
