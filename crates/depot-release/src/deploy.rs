@@ -362,11 +362,11 @@ fn stage_layers(
             _ => None,
         };
         let sha256 = match framed_sha {
-            Some(Ok((sha256, frames))) => {
+            Some(FramedStaging::Staged(sha256, frames)) => {
                 records.push((sha256.clone(), frames));
                 sha256
             }
-            Some(Err(reason)) => {
+            Some(FramedStaging::NotSelfContained(reason)) => {
                 progress.finish();
                 return Ok(Staging::NotSelfContained { archive: path.clone(), reason });
             }
@@ -392,10 +392,17 @@ fn is_zstd(file: &mut std::fs::File) -> Result<bool> {
     Ok(read == 4 && crate::archive::Compression::sniff(&head).ok() == Some(crate::archive::Compression::Zstd))
 }
 
+/// What [`stage_framed`] did: staged the archive (its sha256, and its frames a later deploy may
+/// replay), or found a frame that does not stand on its own.
+enum FramedStaging {
+    Staged(String, Vec<FrameRecord>),
+    NotSelfContained(String),
+}
+
 /// Stages a seekable archive frame by frame ([`Stager::add_framed_layer`]) when at least a
 /// quarter of its content is in frames staged before; `None` when it is not worth it. The
 /// archive's own sha256, when the caller does not vouch for it, is computed on another thread
-/// meanwhile. `Some(Err(reason))`: a frame did not stand on its own.
+/// meanwhile.
 #[allow(clippy::too_many_arguments)]
 fn stage_framed(
     stager: &mut Stager<'_>,
@@ -407,7 +414,7 @@ fn stage_framed(
     options: &DeployOptions,
     known: &HashMap<String, FrameRecord>,
     progress: &dyn Progress,
-) -> Result<Option<std::result::Result<(String, Vec<FrameRecord>), String>>> {
+) -> Result<Option<FramedStaging>> {
     // The content the table declares is bounded as the stream's is: every frame decoded is
     // checked to decode to exactly what the table says, and every frame replayed to have the
     // length its record has.
@@ -448,9 +455,9 @@ fn stage_framed(
         Ok(Some(match staged? {
             Framed::Staged { frames } => {
                 stager.finish_framed_layer(&archive_sha);
-                Ok((archive_sha, frames))
+                FramedStaging::Staged(archive_sha, frames)
             }
-            Framed::NotSelfContained { reason } => Err(reason),
+            Framed::NotSelfContained { reason } => FramedStaging::NotSelfContained(reason),
         }))
     })
 }

@@ -89,7 +89,9 @@ fn decode_into(
         };
         let decoder = match frames.is_some() && zstd {
             // Each zstd frame is noted as it is decoded, for the frames a later deploy may replay.
-            true => archive::FrameEndsDecoder::new(buffered).map(Decoding::Framed).map_err(Error::corrupt),
+            true => {
+                archive::FrameEndsDecoder::new(buffered).map(|d| Decoding::Framed(Box::new(d))).map_err(Error::corrupt)
+            }
             false => archive::decoder(buffered).map(Decoding::Plain),
         };
         let mut decoded = match decoder {
@@ -128,7 +130,7 @@ fn decode_into(
 
 enum Decoding<'a> {
     Plain(Box<dyn Read + 'a>),
-    Framed(archive::FrameEndsDecoder<io::BufReader<&'a mut dyn Read>>),
+    Framed(Box<archive::FrameEndsDecoder<io::BufReader<&'a mut dyn Read>>>),
 }
 
 impl Read for Decoding<'_> {
