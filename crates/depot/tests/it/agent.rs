@@ -748,3 +748,34 @@ fn an_agent_token_shows_its_configuration() {
     let shown = Run::from(command.output().unwrap()).success();
     assert!(shown.stdout.contains("web") && shown.stdout.contains("1.0.0"), "{}", shown.stdout);
 }
+
+#[test]
+fn a_layer_the_host_unpacked_before_is_not_downloaded_again() {
+    let ctx = TestContext::new();
+    let (registry, token) = web_prod(&ctx);
+    let root = ctx.root();
+    let agent = || once(&ctx, &registry, &token, &root, &[]);
+    agent().success();
+    let blobs = ctx.path("registry-data").join("blobs/sha256");
+    let first: Vec<_> = fs_err::read_dir(&blobs)
+        .unwrap()
+        .flat_map(|dir| fs_err::read_dir(dir.unwrap().path()).unwrap().map(|blob| blob.unwrap().path()))
+        .collect();
+    assert_eq!(first.len(), 1, "web 1.0.0's blob: {first:?}");
+
+    // 2.0.0 goes out, and the host forgets 1.0.0's blob (it keeps the release and its listing).
+    registry.run(&ctx, &["push", "web", "2.0.0", &tree(&ctx, "v2", "v2")]).success();
+    registry.run(&ctx, &["config", "set", "web-prod", "web:2.0.0"]).success();
+    agent().success();
+    assert_eq!(content(&root), "v2");
+
+    // A new configuration of 1.0.0 and a new component: only the new one's blob is needed. The
+    // registry has lost 1.0.0's blob, so a download of it would fail.
+    let extra = ctx.tree("extra", &[("extra.txt", "extra\n")]);
+    registry.run(&ctx, &["push", "extra", "1.0.0", &extra.display().to_string()]).success();
+    fs_err::remove_file(&first[0]).unwrap();
+    registry.run(&ctx, &["config", "set", "web-prod", "web:1.0.0", "extra:1.0.0"]).success();
+    let run = agent().success();
+    assert_eq!(content(&root), "v1", "{}", run.stderr);
+    assert_eq!(fs_err::read_to_string(root.join("releases/current/extra.txt")).unwrap(), "extra\n");
+}

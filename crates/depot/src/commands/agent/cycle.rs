@@ -160,6 +160,10 @@ enum NotTried {
     Stopped,
     #[error("{0}")]
     Unreachable(ClientError),
+    /// A layer the deploy was to stage from this host's listing lost it meanwhile (a prune in
+    /// between): the next cycle downloads it.
+    #[error("the kept listing of layer {0} went away during the deploy; it is downloaded next time")]
+    ListingGone(Digest),
 }
 
 impl Agent<'_> {
@@ -236,6 +240,7 @@ impl Agent<'_> {
                 Ok(Cycle::Stopped)
             }
             Ok(NotTried::Unreachable(e)) => Ok(Cycle::Unreachable(e.into())),
+            Ok(gone @ NotTried::ListingGone(_)) => Ok(Cycle::Unreachable(gone.into())),
             // Another depot command holds the root: not the configuration's fault; later.
             Err(error)
                 if error.chain().any(|c| {
@@ -289,8 +294,19 @@ impl Agent<'_> {
         self.verify(config)?;
         let started = Instant::now();
         // A release already on disk needs no archive: its manifest records the verified digests.
+        // Nor does a layer this host unpacked before and keeps the listing of: the deploy stages
+        // it from the listing and the store (the environment layer is always read whole).
+        let mut from_listing = Vec::new();
         if !self.root.release_dir(release).is_dir() {
+            let env = depot_api::pipeline::env_component(&config.name);
             for layer in &config.layers {
+                if layer.component != env
+                    && !self.blob_path(&layer.digest).is_file()
+                    && self.holds_listing(&layer.digest)
+                {
+                    from_listing.push(layer.digest.clone());
+                    continue;
+                }
                 self.fetch(&layer.digest)?;
             }
         }
@@ -335,8 +351,21 @@ impl Agent<'_> {
         }
         let result = deploy::deploy(&self.root, &options, &NoProgress);
         timings.insert("deploy".to_owned(), started.elapsed().as_millis() as u64);
+        if result.is_err()
+            && let Some(gone) = from_listing.into_iter().find(|digest| !self.holds_listing(digest))
+        {
+            return Err(NotTried::ListingGone(gone).into());
+        }
         result?;
         Ok(())
+    }
+
+    /// Whether the release root keeps a listing of the layer that a deploy can replay (every
+    /// object it names in the store).
+    fn holds_listing(&self, digest: &Digest) -> bool {
+        self.root
+            .layer_listing(digest.hex())
+            .is_some_and(|listing| depot_release::stage::listing_is_replayable(&listing))
     }
 
     /// Each layer but the environment layer needs a signature by a key `--trust` holds, over its
