@@ -238,14 +238,7 @@ fn page(signed: &Signed, title: &str, main: Markup, live: bool) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                meta name="color-scheme" content="light dark";
-                title { (title) " · depot" }
-                link rel="stylesheet" href="/ui/static/ui.css";
-                script src="/ui/static/ui.js" defer {}
-            }
+            (head(title, true))
             body {
                 a.skip href="#main" { "Skip to content" }
                 header {
@@ -267,17 +260,25 @@ fn page(signed: &Signed, title: &str, main: Markup, live: bool) -> Markup {
     }
 }
 
+/// The `head` of every page; signed-out pages have no script.
+fn head(title: &str, script: bool) -> Markup {
+    html! {
+        head {
+            meta charset="utf-8";
+            meta name="viewport" content="width=device-width, initial-scale=1";
+            meta name="color-scheme" content="light dark";
+            title { (title) " · depot" }
+            link rel="stylesheet" href="/ui/static/ui.css";
+            @if script { script src="/ui/static/ui.js" defer {} }
+        }
+    }
+}
+
 pub fn layout_signed_out(title: &str, main: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                meta name="color-scheme" content="light dark";
-                title { (title) " · depot" }
-                link rel="stylesheet" href="/ui/static/ui.css";
-            }
+            (head(title, false))
             body { main #main.narrow { (main) } }
         }
     }

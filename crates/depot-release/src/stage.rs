@@ -664,14 +664,7 @@ impl<'s> Stager<'s> {
     /// Removes the entries below `path` (and `path` itself with `itself`) that earlier layers
     /// put, deepest first: an entry of this layer stays, and so do the directories above it.
     fn remove_earlier(&mut self, path: &str, itself: bool, seen_in_layer: &HashSet<String>) -> Result<()> {
-        let prefix = format!("{path}/");
-        let mut doomed: Vec<String> = self
-            .entries
-            .range(prefix.clone()..)
-            .map(|(p, _)| p)
-            .take_while(|p| p.starts_with(&prefix))
-            .cloned()
-            .collect();
+        let mut doomed = self.paths_below(path);
         if itself && self.entries.contains_key(path) {
             doomed.insert(0, path.to_owned());
         }
@@ -801,20 +794,18 @@ impl<'s> Stager<'s> {
         Ok(())
     }
 
+    /// The staged paths below the directory `path`, in order.
+    fn paths_below(&self, path: &str) -> Vec<String> {
+        let prefix = format!("{path}/");
+        self.entries.range(prefix.clone()..).map(|(p, _)| p).take_while(|p| p.starts_with(&prefix)).cloned().collect()
+    }
+
     /// Removes what an earlier layer put at `path`, so a later layer can replace it.
     fn remove_existing(&mut self, path: &str) -> Result<()> {
         let Some(existing) = self.entries.remove(path) else { return Ok(()) };
         let full = self.dir.join(path);
         if let EntryKind::Dir { .. } = existing {
-            let prefix = format!("{path}/");
-            let below: Vec<String> = self
-                .entries
-                .range(prefix.clone()..)
-                .map(|(p, _)| p)
-                .take_while(|p| p.starts_with(&prefix))
-                .cloned()
-                .collect();
-            for gone in below {
+            for gone in self.paths_below(path) {
                 if let Some(EntryKind::File { size, .. }) = self.entries.remove(&gone) {
                     self.stats.files -= 1;
                     self.stats.bytes -= size;
