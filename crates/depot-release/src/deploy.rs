@@ -208,7 +208,8 @@ fn deploy_in(
     let store = root.store();
     let staging_dir = session.staging_dir(version);
     session.begin_object_writes()?;
-    let known = root.frame_records();
+    // Read only once an archive is to be unpacked: a deploy that replays listings needs none.
+    let known = std::cell::OnceCell::new();
     let mut attempt = stage_layers(root, &store, &staging_dir, &archives, options, &known, true, progress);
     if let Ok(Staging::NotSelfContained { archive, reason }) = &attempt {
         // A seekable archive whose frames do not stand on their own: unpacked as one stream.
@@ -326,7 +327,7 @@ fn stage_layers(
     staging_dir: &Path,
     archives: &[(PathBuf, Option<String>)],
     options: &DeployOptions,
-    known: &HashMap<String, FrameRecord>,
+    known: &std::cell::OnceCell<HashMap<String, FrameRecord>>,
     framed: bool,
     progress: &dyn Progress,
 ) -> Result<Staging> {
@@ -350,16 +351,19 @@ fn stage_layers(
         let len = file.metadata()?.len();
         let what = if count == 1 { "unpacking".to_owned() } else { format!("unpacking layer {}/{count}", index + 1) };
         progress.start(&what, Some(len));
-        // A seekable archive of which the host holds frames is staged frame by frame.
-        let table = match known.is_empty() || !framed {
-            true => None,
-            false => crate::archive::FrameTable::read(file.file_mut(), len)?,
+        // A seekable archive of which the host holds frames is staged frame by frame; only a
+        // .tar.zst has frames to note.
+        let zstd = is_zstd(file.file_mut())?;
+        let known = known.get_or_init(|| root.frame_records());
+        let table = match zstd && framed && !known.is_empty() {
+            true => crate::archive::FrameTable::read(file.file_mut(), len)?,
+            false => None,
         };
         let framed_sha = match table {
-            Some(table) if is_zstd(file.file_mut())? => {
+            Some(table) => {
                 stage_framed(&mut stager, &mut file, path, &table, layer, known_sha, options, known, progress)?
             }
-            _ => None,
+            None => None,
         };
         let sha256 = match framed_sha {
             Some(FramedStaging::Staged(sha256, frames)) => {
@@ -370,11 +374,15 @@ fn stage_layers(
                 progress.finish();
                 return Ok(Staging::NotSelfContained { archive: path.clone(), reason });
             }
-            None => {
+            None if zstd => {
                 file.rewind()?;
                 let (sha256, frames) = stager.add_layer_noting_frames(&mut file, progress)?;
                 records.push((sha256.clone(), frames));
                 sha256
+            }
+            None => {
+                file.rewind()?;
+                stager.add_layer(&mut file, progress)?
             }
         };
         progress.finish();
