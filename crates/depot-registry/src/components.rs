@@ -98,6 +98,18 @@ impl Registry {
             })
             .await?;
         log_moves(&moved);
+        // The same version pushed again, whose bytes the blob store has lost (restored from an
+        // older backup, a bucket emptied by hand): asked for, so that pushing again heals it.
+        if !pushed.created && !self.inner.blobs.exists(&pushed.info.digest).await? {
+            return Err(Error::refused(
+                ErrorCode::UnknownBlob,
+                format!(
+                    "{} {} is recorded, but the blob store has lost its blob {}",
+                    pushed.info.component, pushed.info.version, pushed.info.digest
+                ),
+            )
+            .with_hint("upload the archive and push again (depot push does both)"));
+        }
         Ok(pushed)
     }
 
