@@ -243,7 +243,17 @@ impl Client {
         size: u64,
         progress: &(dyn Fn(u64) + Sync),
     ) -> Result<Written<BlobInfo>, ClientError> {
-        let url = self.url(&["api", "v1", "blobs", digest.as_str()]);
+        self.put_blob(self.url(&["api", "v1", "blobs", digest.as_str()]), reader, size, progress)
+    }
+
+    /// PUTs `size` bytes from `reader` to `url`, streamed, reporting progress.
+    fn put_blob(
+        &self,
+        url: Url,
+        reader: impl Read + Send + 'static,
+        size: u64,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<Written<BlobInfo>, ClientError> {
         let sent = Arc::new(AtomicU64::new(0));
         let body = Body::sized(CountingReader { inner: reader, count: sent.clone() }, size);
         let request = self.http.put(url.clone()).header(reqwest::header::CONTENT_TYPE, "application/octet-stream");
@@ -251,6 +261,24 @@ impl Client {
         let created = response.status() == StatusCode::CREATED;
         let value = read_json(response, &url)?;
         Ok(Written { value, created })
+    }
+
+    /// `PUT /api/v1/blobs/{digest}/assembly`: `head` as one line of JSON, then `inline_len` bytes
+    /// from `inline` (the bytes of the inline parts, in order), streamed. `progress` as for
+    /// [`Client::upload_blob`].
+    pub fn upload_blob_assembly(
+        &self,
+        digest: &Digest,
+        head: &crate::types::Assembly,
+        inline: impl Read + Send + 'static,
+        inline_len: u64,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<Written<BlobInfo>, ClientError> {
+        let url = self.url(&["api", "v1", "blobs", digest.as_str(), "assembly"]);
+        let mut line = serde_json::to_vec(head).expect("an assembly serialises");
+        line.push(b'\n');
+        let size = line.len() as u64 + inline_len;
+        self.put_blob(url, io::Cursor::new(line).chain(inline), size, progress)
     }
 
     /// `GET /api/v1/blobs/{digest}`: streams the blob into `writer`, checking its digest, and
@@ -298,6 +326,58 @@ impl Client {
             });
         }
         Ok(total)
+    }
+
+    /// Downloads `range` of blob `digest` into `writer` (`GET` with `Range`); returns how many
+    /// bytes came. The caller checks what they are: a range has no digest of its own.
+    pub fn download_blob_range(
+        &self,
+        digest: &Digest,
+        range: std::ops::Range<u64>,
+        writer: &mut dyn Write,
+    ) -> Result<u64, ClientError> {
+        let url = self.url(&["api", "v1", "blobs", digest.as_str()]);
+        let length = range.end.saturating_sub(range.start);
+        let request = self
+            .http
+            .get(url.clone())
+            .header(reqwest::header::RANGE, format!("bytes={}-{}", range.start, range.end.saturating_sub(1)));
+        let mut response = self.send(request, &url, blob_timeout(length))?;
+        if response.status() != StatusCode::PARTIAL_CONTENT {
+            return Err(ClientError::Decode {
+                url: url.to_string(),
+                status: response.status().as_u16(),
+                message: format!("asked for bytes {}..{} and got the whole blob", range.start, range.end),
+            });
+        }
+        let mut buffer = vec![0u8; 256 * 1024];
+        let mut copied = 0u64;
+        while copied < length {
+            let want = (length - copied).min(buffer.len() as u64) as usize;
+            let n = match response.read(&mut buffer[..want]) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(ClientError::Transport { url: url.to_string(), message: error_chain(&e) }),
+            };
+            writer.write_all(&buffer[..n]).map_err(|e| ClientError::Transport {
+                url: url.to_string(),
+                message: format!("cannot write the blob: {}", error_chain(&e)),
+            })?;
+            copied += n as u64;
+        }
+        if copied != length {
+            return Err(ClientError::Transport {
+                url: url.to_string(),
+                message: format!("the range ended after {copied} of {length} bytes"),
+            });
+        }
+        Ok(copied)
+    }
+
+    /// `GET /api/v1/blobs/{digest}/frames`
+    pub fn blob_frames(&self, digest: &Digest) -> Result<crate::types::BlobFrames, ClientError> {
+        self.get_json(&["api", "v1", "blobs", digest.as_str(), "frames"])
     }
 
     /// `PUT /api/v1/components/{component}/versions/{version}/deprecation`

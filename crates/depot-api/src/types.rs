@@ -179,6 +179,55 @@ pub struct SetPolicy {
     pub allowed_signers: String,
 }
 
+/// `GET /api/v1/blobs/{digest}/frames`: the frames of a seekable `.tar.zst` (see `depot pack`),
+/// in order, as the registry read them from the blob: the first frame starts at byte 0 and each
+/// next one where the previous ends. A host fetches the frames it lacks with `Range` requests
+/// and checks each against its sha256. Empty for a blob without a seek table (gzip, plain tar,
+/// or a `.tar.zst` of one stream), which is fetched whole.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BlobFrames {
+    pub digest: Digest,
+    /// The blob's size: the frames, then the seek table.
+    pub size: u64,
+    pub frames: Vec<BlobFrame>,
+}
+
+/// The head of `PUT /api/v1/blobs/{digest}/assembly`: the blob as a sequence of parts, each a
+/// range of a blob the registry holds or the next bytes of the request's body. The body is this
+/// head as one line of JSON, a newline, then the bytes of the inline parts in order. The registry
+/// streams the parts into a new blob exactly as it streams an upload, checks its digest and that
+/// it is an archive, and only then keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Assembly {
+    pub parts: Vec<AssemblyPart>,
+}
+
+/// One part of an [`Assembly`]: `length` bytes at `offset` of blob `from`, or, without `from`,
+/// the next `length` bytes of the body.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AssemblyPart {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<Digest>,
+    #[serde(default)]
+    pub offset: u64,
+    pub length: u64,
+}
+
+/// One frame of a [`BlobFrames`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BlobFrame {
+    /// Its length in the blob.
+    pub compressed: u64,
+    /// The length of its content, as the seek table says.
+    pub decoded: u64,
+    /// The sha256 (lowercase hex) of its bytes in the blob.
+    pub sha256: String,
+}
+
 /// `GET /api/v1/blobs/{digest}/signatures`: the signatures of each version with that content.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -44,6 +44,37 @@ pub struct ActivationOptions {
 pub struct Layer {
     pub source: ArtifactSource,
     pub sha256: Option<String>,
+    /// Set when `source` holds only some frames of the archive (the agent's fetch of the frames
+    /// it lacks): the rest are replayed from frame records, and `sha256` is vouched for by
+    /// whoever checked each fetched frame against the index it came with.
+    pub frames: Option<FetchedFrames>,
+}
+
+/// The frames of an archive whose sha256 the host knows, and the sha256 of each frame's bytes,
+/// from an index that named both. The file holds the bytes of every frame the host has no
+/// usable record of ([`FetchedFrames::needed`]), each at its offset.
+#[derive(Debug, Clone)]
+pub struct FetchedFrames {
+    pub table: crate::archive::FrameTable,
+    pub shas: Vec<String>,
+}
+
+impl FetchedFrames {
+    /// The frames a deploy will decode, which must therefore be fetched: every frame but those
+    /// a record in `known` (as [`ReleaseRoot::frame_records`] gives) can replay from `store`,
+    /// and the last, which holds the archive's end. The same rule as
+    /// [`Stager::add_framed_layer`]'s.
+    pub fn needed(&self, known: &HashMap<String, FrameRecord>, store: &crate::store::ContentStore) -> Vec<usize> {
+        let last = self.table.frames.len().saturating_sub(1);
+        (0..self.table.frames.len())
+            .filter(|&index| {
+                index == last
+                    || !known
+                        .get(&self.shas[index])
+                        .is_some_and(|record| record.replayable(&self.table.frames[index], store))
+            })
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -347,6 +378,14 @@ fn stage_layers(
             stager.replay_layer(expected, &listing)?;
             continue;
         }
+        if let Some(fetched) = &layer.frames {
+            let sha256 = layer.sha256.clone().expect("fetched frames come with their archive's sha256");
+            let known = known.get_or_init(|| root.frame_records());
+            let frames = stage_fetched(&mut stager, path, fetched, &sha256, options, known, progress)
+                .map_err(|reason| Error::FramesUnusable { sha256: sha256.clone(), reason })?;
+            records.push((sha256, frames));
+            continue;
+        }
         let mut file = fs_err::File::open(path)?;
         let len = file.metadata()?.len();
         let what = if count == 1 { "unpacking".to_owned() } else { format!("unpacking layer {}/{count}", index + 1) };
@@ -423,15 +462,7 @@ fn stage_framed(
     known: &HashMap<String, FrameRecord>,
     progress: &dyn Progress,
 ) -> Result<Option<FramedStaging>> {
-    // The content the table declares is bounded as the stream's is: every frame decoded is
-    // checked to decode to exactly what the table says, and every frame replayed to have the
-    // length its record has.
-    let limits = &options.limits;
-    let stream_bound = limits
-        .max_bytes
-        .saturating_add(crate::archive::ENTRY_ALLOWANCE.saturating_mul(limits.max_files))
-        .saturating_add(crate::archive::TRAILING_ALLOWANCE);
-    if table.decoded_len() > stream_bound {
+    if table.decoded_len() > stream_bound(&options.limits) {
         return Ok(None);
     }
     // Every read of the archive goes through this one open file, so all of them see the same
@@ -470,30 +501,53 @@ fn stage_framed(
     })
 }
 
+/// The most content a table may declare: what the stream's limits allow. Every frame decoded is
+/// checked to decode to exactly what the table says, and every frame replayed to have the length
+/// its record has.
+fn stream_bound(limits: &Limits) -> u64 {
+    limits
+        .max_bytes
+        .saturating_add(crate::archive::ENTRY_ALLOWANCE.saturating_mul(limits.max_files))
+        .saturating_add(crate::archive::TRAILING_ALLOWANCE)
+}
+
+/// Stages a layer from fetched frames and frame records ([`Stager::add_framed_layer`]); the
+/// reason when that cannot be done, for the caller to fetch the whole archive instead.
+fn stage_fetched(
+    stager: &mut Stager<'_>,
+    path: &Path,
+    fetched: &FetchedFrames,
+    sha256: &str,
+    options: &DeployOptions,
+    known: &HashMap<String, FrameRecord>,
+    progress: &dyn Progress,
+) -> std::result::Result<Vec<FrameRecord>, String> {
+    if fetched.table.decoded_len() > stream_bound(&options.limits) {
+        return Err(format!("its frames declare {} bytes of content, over the limits", fetched.table.decoded_len()));
+    }
+    let mut file = fs_err::File::open(path).map_err(|e| e.to_string())?;
+    progress.start("staging fetched frames", Some(fetched.table.frames.iter().map(|f| f.compressed).sum()));
+    let staged = stager.add_framed_layer(file.file_mut(), &fetched.table, &fetched.shas, known, progress);
+    progress.finish();
+    match staged {
+        Ok(Framed::Staged { frames }) => {
+            stager.finish_framed_layer(sha256);
+            Ok(frames)
+        }
+        Ok(Framed::NotSelfContained { reason }) => Err(reason),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// The sha256 of each frame's compressed bytes, read at their offsets (the file's position is
 /// left alone).
 fn hash_frames(file: &std::fs::File, table: &crate::archive::FrameTable) -> Result<Vec<String>> {
-    table.frames.iter().map(|frame| sha256_range(file, frame.offset, frame.compressed)).collect()
+    table.frames.iter().map(|frame| Ok(digest::sha256_range(file, frame.offset, frame.compressed)?)).collect()
 }
 
 /// The sha256 of the whole file, read at offsets.
 fn sha256_at(file: &std::fs::File) -> Result<String> {
-    sha256_range(file, 0, file.metadata()?.len())
-}
-
-fn sha256_range(file: &std::fs::File, offset: u64, len: u64) -> Result<String> {
-    use sha2::Digest;
-    use std::os::unix::fs::FileExt;
-    let mut hasher = sha2::Sha256::new();
-    let mut buffer = vec![0u8; len.min(1 << 20) as usize];
-    let mut done = 0u64;
-    while done < len {
-        let take = (len - done).min(buffer.len() as u64) as usize;
-        file.read_exact_at(&mut buffer[..take], offset + done)?;
-        hasher.update(&buffer[..take]);
-        done += take as u64;
-    }
-    Ok(digest::to_hex(&hasher.finalize()))
+    Ok(digest::sha256_range(file, 0, file.metadata()?.len())?)
 }
 
 /// Ends the deploy here if it was asked to stop: the staged tree goes, nothing else changed.

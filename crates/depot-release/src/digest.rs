@@ -31,6 +31,22 @@ pub fn sha256_file(path: &std::path::Path) -> io::Result<String> {
     Ok(reader.finish().0)
 }
 
+/// Hashes `len` bytes of `file` from `offset`, read at offsets (the file's position is left
+/// alone).
+pub fn sha256_range(file: &std::fs::File, offset: u64, len: u64) -> io::Result<String> {
+    use std::os::unix::fs::FileExt;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; len.min(1 << 20) as usize];
+    let mut done = 0u64;
+    while done < len {
+        let take = (len - done).min(buffer.len() as u64) as usize;
+        file.read_exact_at(&mut buffer[..take], offset + done)?;
+        hasher.update(&buffer[..take]);
+        done += take as u64;
+    }
+    Ok(to_hex(&hasher.finalize()))
+}
+
 pub struct HashingReader<R> {
     inner: R,
     hasher: Sha256,

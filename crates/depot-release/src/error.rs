@@ -79,6 +79,8 @@ pub enum Error {
 
     #[error("invalid state file {path}: {reason}")]
     State { path: PathBuf, reason: String },
+    #[error("the fetched frames of layer {sha256} cannot be staged: {reason}")]
+    FramesUnusable { sha256: String, reason: String },
 }
 
 /// A version label refused by the one rule set the registry and hosts share.
@@ -139,6 +141,7 @@ impl Error {
                 "another depot command is working on this root; wait for it or raise --lock-timeout".into(),
             ),
             Error::Download { hint, .. } => Some(hint.clone()),
+            Error::FramesUnusable { .. } => Some("download the whole archive and deploy again".into()),
             Error::UnverifiedDownload { .. } => Some(
                 "anyone on the way can change what plain http serves: pass --sha256 with the archive's sha256, or use an https URL".into(),
             ),

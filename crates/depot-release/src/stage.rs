@@ -259,6 +259,18 @@ pub struct FrameRecord {
     pub entries: Vec<ManifestEntry>,
 }
 
+impl FrameRecord {
+    /// Whether this record can stand for `frame` (whose bytes have the record's sha256): the
+    /// frame's declared content has the record's length, and the store holds every object.
+    pub fn replayable(&self, frame: &archive::Frame, store: &ContentStore) -> bool {
+        self.decoded == frame.decoded
+            && self.entries.iter().all(|entry| match &entry.kind {
+                EntryKind::File { mode, sha256, .. } => store.object_path(sha256, *mode).is_file(),
+                _ => true,
+            })
+    }
+}
+
 /// The outcome of [`Stager::add_framed_layer`].
 pub enum Framed {
     /// Staged: complete it with [`Stager::finish_framed_layer`].
@@ -431,11 +443,7 @@ impl<'s> Stager<'s> {
         for (index, (frame, sha)) in table.frames.iter().zip(shas).enumerate() {
             progress.advance(frame.compressed);
             if index < last
-                && let Some(record) = known.get(sha).filter(|record| record.decoded == frame.decoded)
-                && record.entries.iter().all(|entry| match &entry.kind {
-                    EntryKind::File { mode, sha256, .. } => self.store.object_path(sha256, *mode).is_file(),
-                    _ => true,
-                })
+                && let Some(record) = known.get(sha).filter(|record| record.replayable(frame, self.store))
             {
                 if let Err(e) = self.replay_entries(&record.entries, &mut seen_in_layer) {
                     return Ok(not_alone(index, e.to_string()));

@@ -39,6 +39,7 @@ fn options(version: &str, layers: &[(&Path, Option<&str>)]) -> DeployOptions {
             .map(|(path, sha256)| Layer {
                 source: ArtifactSource::Path(path.to_path_buf()),
                 sha256: sha256.map(str::to_owned),
+                frames: None,
             })
             .collect(),
         force: false,

@@ -11,7 +11,7 @@ use crate::handlers::{admin, agents, blobs, components, configs, pipelines, toke
 #[openapi(
     info(title = "depot registry API", description = "Release registry: blobs, components and versions, configurations, pipelines, agents' status, tokens."),
     paths(
-        blobs::upload, blobs::download, blobs::signatures, components::add_signature,
+        blobs::upload, blobs::download, blobs::signatures, blobs::frames, blobs::assemble, components::add_signature,
         components::list, components::versions, components::version, components::push_version,
         components::delete_version, components::delete_component, components::deprecate, components::undeprecate,
         components::channels, components::set_channel, components::remove_channel,
@@ -42,7 +42,7 @@ use crate::handlers::{admin, agents, blobs, components, configs, pipelines, toke
         depot_api::rollout::OnFailure, depot_api::rollout::RolloutPhase, depot_api::rollout::RolloutStatus,
         depot_api::rollout::BatchStatus, depot_api::rollout::HostRollout, depot_api::rollout::RolloutAction,
         depot_api::rollout::RolloutRequest, depot_api::rollout::RolloutStep,
-        SignatureInfo, AddSignature, BlobSignatures,
+        SignatureInfo, AddSignature, BlobSignatures, BlobFrames, BlobFrame, Assembly, AssemblyPart,
     )),
     modifiers(&BearerToken, &Contract),
 )]

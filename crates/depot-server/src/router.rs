@@ -21,6 +21,8 @@ pub fn router(state: AppState) -> Router {
         .route("/whoami", get(tokens::whoami))
         .route("/blobs/{digest}", put(blobs::upload).get(blobs::download).head(blobs::download))
         .route("/blobs/{digest}/signatures", get(blobs::signatures))
+        .route("/blobs/{digest}/frames", get(blobs::frames))
+        .route("/blobs/{digest}/assembly", put(blobs::assemble))
         .route("/components", get(components::list))
         .route("/components/{component}", axum::routing::delete(components::delete_component))
         .route("/components/{component}/versions", get(components::versions))

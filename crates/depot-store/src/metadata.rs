@@ -210,7 +210,32 @@ impl Metadata {
                 }
                 None => !tx.prepare("SELECT 1 FROM blobs WHERE digest = ?1")?.exists([digest.as_str()])?,
             };
-            if collectable { remove().map(Some) } else { Ok(None) }
+            if !collectable {
+                return Ok(None);
+            }
+            tx.execute("DELETE FROM blob_frames WHERE digest = ?1", [digest.as_str()])?;
+            remove().map(Some)
+        })
+    }
+
+    /// The frame index of a blob (JSON, see `depot_api::types::BlobFrames`) as
+    /// [`Metadata::record_blob_frames`] kept it.
+    pub fn blob_frames(&self, digest: &Digest) -> Result<Option<String>> {
+        self.read(|tx| {
+            tx.query_row("SELECT frames FROM blob_frames WHERE digest = ?1", [digest.as_str()], |row| row.get(0))
+                .optional()
+        })
+    }
+
+    /// Keeps the frame index the registry read from a blob (the same bytes always give the same
+    /// index, so a second writer changes nothing). It goes when the blob is collected.
+    pub fn record_blob_frames(&self, digest: &Digest, frames: &str) -> Result<()> {
+        self.transaction(|tx| {
+            tx.execute(
+                "INSERT INTO blob_frames (digest, frames) VALUES (?1, ?2) ON CONFLICT (digest) DO NOTHING",
+                params![digest.as_str(), frames],
+            )?;
+            Ok(())
         })
     }
 

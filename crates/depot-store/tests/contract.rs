@@ -789,7 +789,7 @@ fn migrations_are_recorded_and_a_newer_schema_is_refused() {
     Metadata::open_sqlite(&path).unwrap();
     let connection = rusqlite::Connection::open(&path).unwrap();
     let versions: i64 = connection.query_row("SELECT COUNT(*) FROM schema_migrations", [], |row| row.get(0)).unwrap();
-    assert_eq!(versions, 8);
+    assert_eq!(versions, 9);
     connection.execute("INSERT INTO schema_migrations VALUES (999, 'later')", []).unwrap();
     let error = Metadata::open_sqlite(&path).err().expect("a newer schema is refused").to_string();
     assert!(error.contains("schema version 999, newer than this depot knows"), "{error}");
@@ -799,7 +799,7 @@ fn migrations_are_recorded_and_a_newer_schema_is_refused() {
     Metadata::open_postgres(&url).unwrap();
     let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
     let versions: i64 = client.query_one("SELECT COUNT(*) FROM schema_migrations", &[]).unwrap().get(0);
-    assert_eq!(versions, 8);
+    assert_eq!(versions, 9);
     client.batch_execute("INSERT INTO schema_migrations VALUES (999, 'later')").unwrap();
     let error = Metadata::open_postgres(&url).err().expect("a newer schema is refused").to_string();
     assert!(error.contains("schema version 999, newer than this depot knows"), "{error}");

@@ -59,6 +59,9 @@ pub struct FrameTable {
 }
 
 impl FrameTable {
+    /// The length of the footer that ends a seek table (see [`FrameTable::tail_len`]).
+    pub const FOOTER_LEN: u64 = FOOTER_LEN;
+
     /// The seek table at the end of `file` (`len` bytes long), or `None` when the file does not
     /// end with one or its table does not describe the file: such an archive is read as one
     /// stream, as any other. The table is untrusted: it is only checked to add up here, and a
@@ -70,49 +73,74 @@ impl FrameTable {
         let mut footer = [0u8; FOOTER_LEN as usize];
         file.seek(SeekFrom::Start(len - FOOTER_LEN))?;
         file.read_exact(&mut footer)?;
+        let Some(tail_len) = Self::tail_len(&footer, len) else { return Ok(None) };
+        let mut tail = vec![0u8; tail_len as usize];
+        file.seek(SeekFrom::Start(len - tail_len))?;
+        file.read_exact(&mut tail)?;
+        Ok(Self::parse_tail(&tail, len))
+    }
+
+    /// How many bytes at the end of a file of `len` bytes hold its seek table (header, entries
+    /// and footer), from its last [`FrameTable::FOOTER_LEN`] bytes; `None` when they are no seekable
+    /// footer, or one that lists more frames than the file can hold (refused before anything is
+    /// allocated for them).
+    pub fn tail_len(footer: &[u8], len: u64) -> Option<u64> {
+        let footer: &[u8; FOOTER_LEN as usize] = footer.try_into().ok()?;
         let count = u64::from(u32::from_le_bytes(footer[0..4].try_into().expect("4 bytes")));
         let descriptor = footer[4];
         if u32::from_le_bytes(footer[5..9].try_into().expect("4 bytes")) != SEEKABLE_MAGIC
             || descriptor & RESERVED_BITS != 0
             || count == 0
         {
-            return Ok(None);
+            return None;
         }
         let entry_len: u64 = if descriptor & CHECKSUM_FLAG != 0 { 12 } else { 8 };
         let table_len = count * entry_len + FOOTER_LEN;
-        // Every frame takes a few bytes: a count the file cannot hold is refused before anything
-        // is allocated for it.
         if count > MAX_FRAMES || table_len + SKIPPABLE_HEADER_LEN + count * SMALLEST_FRAME > len {
-            return Ok(None);
+            return None;
         }
-        let start = len - table_len - SKIPPABLE_HEADER_LEN;
-        let mut header = [0u8; SKIPPABLE_HEADER_LEN as usize];
-        file.seek(SeekFrom::Start(start))?;
-        file.read_exact(&mut header)?;
-        let header_word = |at: usize| u32::from_le_bytes(header[at..at + 4].try_into().expect("4 bytes"));
-        if header_word(0) != SKIPPABLE_MAGIC || u64::from(header_word(4)) != table_len {
-            return Ok(None);
+        Some(table_len + SKIPPABLE_HEADER_LEN)
+    }
+
+    /// The table in `tail`, the last [`FrameTable::tail_len`] bytes of a file of `len` bytes;
+    /// `None` when it does not describe the file.
+    pub fn parse_tail(tail: &[u8], len: u64) -> Option<FrameTable> {
+        let footer = tail.get(tail.len().checked_sub(FOOTER_LEN as usize)?..)?;
+        if Self::tail_len(footer, len)? != tail.len() as u64 {
+            return None;
         }
-        let mut table = vec![0u8; table_len as usize];
-        file.read_exact(&mut table)?;
-        let word = |at: usize| u32::from_le_bytes(table[at..at + 4].try_into().expect("4 bytes"));
-        let mut frames = Vec::with_capacity(count as usize);
+        let word = |at: usize| u32::from_le_bytes(tail[at..at + 4].try_into().expect("4 bytes"));
+        let table_len = tail.len() as u64 - SKIPPABLE_HEADER_LEN;
+        if word(0) != SKIPPABLE_MAGIC || u64::from(word(4)) != table_len {
+            return None;
+        }
+        let entry_len = if footer[4] & CHECKSUM_FLAG != 0 { 12 } else { 8 };
+        let count = (table_len - FOOTER_LEN) as usize / entry_len;
+        let sizes = (0..count).map(|index| {
+            let at = SKIPPABLE_HEADER_LEN as usize + index * entry_len;
+            (u64::from(word(at)), u64::from(word(at + 4)))
+        });
+        Self::from_sizes(sizes, len - tail.len() as u64)
+    }
+
+    /// The table of frames of these sizes (compressed, decoded), in order, that fill the first
+    /// `frames_len` bytes of a file exactly; `None` when they do not, or when a frame is too
+    /// small to be one.
+    pub fn from_sizes(sizes: impl ExactSizeIterator<Item = (u64, u64)>, frames_len: u64) -> Option<FrameTable> {
+        if sizes.len() as u64 > MAX_FRAMES || sizes.len() == 0 {
+            return None;
+        }
+        let mut frames = Vec::with_capacity(sizes.len());
         let (mut offset, mut decoded_offset) = (0u64, 0u64);
-        for index in 0..count as usize {
-            let at = index * entry_len as usize;
-            let (compressed, decoded) = (u64::from(word(at)), u64::from(word(at + 4)));
+        for (compressed, decoded) in sizes {
             if compressed < SMALLEST_FRAME {
-                return Ok(None);
+                return None;
             }
             frames.push(Frame { offset, compressed, decoded_offset, decoded });
-            offset += compressed;
-            decoded_offset += decoded;
+            offset = offset.checked_add(compressed)?;
+            decoded_offset = decoded_offset.checked_add(decoded)?;
         }
-        // The frames fill the file up to the table, exactly.
-        if offset != start {
-            return Ok(None);
-        }
-        Ok(Some(FrameTable { frames }))
+        (offset == frames_len).then_some(FrameTable { frames })
     }
 
     pub fn decoded_len(&self) -> u64 {

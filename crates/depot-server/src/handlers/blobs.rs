@@ -31,16 +31,42 @@ pub async fn upload(
     Path(digest): Path<String>,
     body: Body,
 ) -> Result<(StatusCode, Json<BlobInfo>), ApiError> {
-    let digest = Digest::parse(&digest)?;
+    let upload = state.registry.upload(&caller, Digest::parse(&digest)?, counted(&state, body)).await?;
+    Ok(stored(upload))
+}
+
+/// The body's bytes, counted as blob bytes received as they arrive.
+fn counted(
+    state: &AppState,
+    body: Body,
+) -> impl futures_util::Stream<Item = Result<axum::body::Bytes, axum::Error>> + Unpin + Send + 'static {
     let metrics = state.metrics.clone();
-    let body = body.into_data_stream().inspect(move |chunk| {
+    body.into_data_stream().inspect(move |chunk| {
         if let Ok(chunk) = chunk {
             metrics.blob_received.inc_by(chunk.len() as u64);
         }
-    });
-    let upload = state.registry.upload(&caller, digest, body).await?;
+    })
+}
+
+/// 201 for a blob stored now, 200 for one that was there.
+fn stored(upload: depot_registry::Upload) -> (StatusCode, Json<BlobInfo>) {
     let status = if upload.created { StatusCode::CREATED } else { StatusCode::OK };
-    Ok((status, Json(upload.info)))
+    (status, Json(upload.info))
+}
+
+/// `PUT /api/v1/blobs/{digest}/assembly`: stores the blob from parts of blobs the registry holds
+/// and bytes in the body (see `depot_api::types::Assembly`): `depot push` sends only the frames of
+/// a new archive that no earlier version of the component has. The parts stream through the
+/// same checks as an upload's body; the response is sent once the blob is durable.
+#[utoipa::path(put, path = "/api/v1/blobs/{digest}/assembly", tag = "blobs", params(("digest" = depot_api::Digest, Path, description = "sha256:<64 hex>")), request_body(content = crate::openapi::Archive, content_type = "application/octet-stream", description = "one line of JSON (an Assembly), a newline, then the bytes of its inline parts in order"), responses((status = 201, description = "stored", body = BlobInfo), (status = 200, description = "already stored", body = BlobInfo), (status = 400, description = "a malformed assembly, a range outside its blob, a body that does not match its parts, a digest mismatch, or not an archive", body = ErrorBody), (status = 404, description = "a blob a part names is unknown", body = ErrorBody), (status = 413, description = "too large", body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
+pub async fn assemble(
+    Operator(caller): Operator,
+    State(state): State<AppState>,
+    Path(digest): Path<String>,
+    body: Body,
+) -> Result<(StatusCode, Json<BlobInfo>), ApiError> {
+    let upload = state.registry.assemble(&caller, Digest::parse(&digest)?, counted(&state, body)).await?;
+    Ok(stored(upload))
 }
 
 /// `GET|HEAD /api/v1/blobs/{digest}`, with `Range` and an `ETag` (the digest). With
@@ -142,4 +168,16 @@ pub async fn signatures(
     Path(digest): Path<String>,
 ) -> Result<Json<Vec<depot_api::types::BlobSignatures>>, ApiError> {
     Ok(Json(state.registry.blob_signatures(&caller, &Digest::parse(&digest)?).await?))
+}
+
+/// `GET /api/v1/blobs/{digest}/frames`: the frames of a seekable archive, each with the sha256 of
+/// its bytes, for whoever may download it. A host fetches the frames it lacks as ranges of
+/// `GET /api/v1/blobs/{digest}` and checks each against its sha256.
+#[utoipa::path(get, path = "/api/v1/blobs/{digest}/frames", tag = "blobs", params(("digest" = depot_api::Digest, Path)), responses((status = 200, body = depot_api::types::BlobFrames), (status = 404, body = ErrorBody), (status = 401, description = "no or unknown token", body = ErrorBody), (status = 403, description = "the role does not allow this", body = ErrorBody)), security(("token" = [])))]
+pub async fn frames(
+    Reader(caller): Reader,
+    State(state): State<AppState>,
+    Path(digest): Path<String>,
+) -> Result<Json<depot_api::types::BlobFrames>, ApiError> {
+    Ok(Json(state.registry.blob_frames(&caller, &Digest::parse(&digest)?).await?))
 }

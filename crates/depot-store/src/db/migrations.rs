@@ -23,6 +23,7 @@ const MIGRATIONS: &[Migration] = &[
     Migration { version: 6, sqlite: SQLITE_6, postgres: POSTGRES_6 },
     Migration { version: 7, sqlite: SQLITE_7, postgres: POSTGRES_7 },
     Migration { version: 8, sqlite: SQLITE_8, postgres: POSTGRES_8 },
+    Migration { version: 9, sqlite: SQLITE_9, postgres: POSTGRES_9 },
 ];
 
 /// Brings the database to the newest schema this depot knows.
@@ -488,5 +489,20 @@ CREATE TABLE ssh_keys (
     config_pattern TEXT COLLATE "C",
     created_at TEXT COLLATE "C" NOT NULL,
     created_by TEXT COLLATE "C" NOT NULL
+);
+"#;
+
+/// Frame indexes of seekable blobs (JSON), read from each blob once, when first asked for.
+const SQLITE_9: &str = "
+CREATE TABLE blob_frames (
+    digest TEXT PRIMARY KEY,
+    frames TEXT NOT NULL
+);
+";
+
+const POSTGRES_9: &str = r#"
+CREATE TABLE blob_frames (
+    digest TEXT COLLATE "C" PRIMARY KEY,
+    frames TEXT COLLATE "C" NOT NULL
 );
 "#;

@@ -86,7 +86,7 @@ pub fn run(args: DeployArgs, printer: &Printer) -> anyhow::Result<ExitCode> {
     let download = DownloadOptions { timeout: args.download_timeout.unwrap_or(fetch::DEFAULT_TIMEOUT), ca_pem };
     let options = DeployOptions {
         version: args.version,
-        layers: vec![Layer { source, sha256 }],
+        layers: vec![Layer { source, sha256, frames: None }],
         force: args.force,
         copy: args.copy,
         keep: keep(args.policy.keep, &config),

@@ -174,7 +174,7 @@ fn a_seek_table_that_lies_or_a_store_that_lost_objects_still_gives_the_archive_s
     assert!(replayed > 0 && decoded > 1, "replayed {replayed}, decoded {decoded}");
 }
 
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+pub(crate) fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut found = Vec::new();
     for entry in fs_err::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();

@@ -8,6 +8,7 @@ mod build;
 mod contrib;
 mod crash;
 mod dashboard;
+mod delta;
 mod deploy;
 mod download;
 mod frames;

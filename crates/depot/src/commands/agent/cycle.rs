@@ -9,7 +9,7 @@
 //! timeouts), so `current` is never left on a release whose checks did not run.
 
 use std::cell::Cell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -20,12 +20,14 @@ use anyhow::Context;
 use chrono::Utc;
 use depot_api::client::ClientError;
 use depot_api::pipeline::mask_env_values;
-use depot_api::types::{AgentReport, AgentState, Config, MAX_REPORT_ERROR, MAX_REPORT_OUTPUT};
+use depot_api::types::{AgentReport, AgentState, BlobFrames, Config, MAX_REPORT_ERROR, MAX_REPORT_OUTPUT};
 use depot_api::{ConfigName, Digest};
-use depot_release::deploy::{self, ArtifactSource, DeployOptions, Layer};
+use depot_release::archive::FrameTable;
+use depot_release::deploy::{self, ArtifactSource, DeployOptions, FetchedFrames, Layer};
 use depot_release::killpoint;
 use depot_release::progress::NoProgress;
 use depot_release::root::{ReleaseRoot, write_atomic};
+use depot_release::stage::FrameRecord;
 use depot_release::version::VersionLabel;
 
 use super::mask;
@@ -296,15 +298,24 @@ impl Agent<'_> {
         // A release already on disk needs no archive: its manifest records the verified digests.
         // Nor does a layer this host unpacked before and keeps the listing of: the deploy stages
         // it from the listing and the store (the environment layer is always read whole).
+        // Of any other, only the frames this host has not staged before are fetched, when the
+        // registry has an index of them and they spare much of the download.
         let mut from_listing = Vec::new();
+        let mut fetched = HashMap::new();
         if !self.root.release_dir(release).is_dir() {
             let env = depot_api::pipeline::env_component(&config.name);
+            let known = std::cell::OnceCell::new();
             for layer in &config.layers {
-                if layer.component != env
-                    && !self.blob_path(&layer.digest).is_file()
-                    && self.holds_listing(&layer.digest)
-                {
+                let whole = self.blob_path(&layer.digest).is_file();
+                if layer.component != env && !whole && self.holds_listing(&layer.digest) {
                     from_listing.push(layer.digest.clone());
+                    continue;
+                }
+                if layer.component != env
+                    && !whole
+                    && let Some(frames) = self.fetch_frames(&layer.digest, &known)?
+                {
+                    fetched.insert(layer.digest.clone(), frames);
                     continue;
                 }
                 self.fetch(&layer.digest)?;
@@ -322,9 +333,17 @@ impl Agent<'_> {
             layers: config
                 .layers
                 .iter()
-                .map(|layer| Layer {
-                    source: ArtifactSource::Path(self.blob_path(&layer.digest)),
-                    sha256: Some(layer.digest.hex().to_owned()),
+                .map(|layer| match fetched.get(&layer.digest) {
+                    Some(frames) => Layer {
+                        source: ArtifactSource::Path(self.frames_path(&layer.digest)),
+                        sha256: Some(layer.digest.hex().to_owned()),
+                        frames: Some(frames.clone()),
+                    },
+                    None => Layer {
+                        source: ArtifactSource::Path(self.blob_path(&layer.digest)),
+                        sha256: Some(layer.digest.hex().to_owned()),
+                        frames: None,
+                    },
                 })
                 .collect(),
             force: false,
@@ -349,7 +368,22 @@ impl Agent<'_> {
             let env = hook_env(&previous_config, &self.config_file(&previous));
             options.activation.release_env.insert(previous, env);
         }
-        let result = deploy::deploy(&self.root, &options, &NoProgress);
+        let mut result = deploy::deploy(&self.root, &options, &NoProgress);
+        if let Err(depot_release::Error::FramesUnusable { sha256, reason }) = &result {
+            // Frames that do not make the archive the index said: the whole blobs, verified
+            // against their digests, decide.
+            self.printer.message(format!(
+                "the fetched frames of layer sha256:{sha256} cannot be staged ({reason}); downloading the whole layers"
+            ));
+            for (layer, digest) in options.layers.iter_mut().zip(config.layers.iter().map(|l| &l.digest)) {
+                if layer.frames.take().is_some() {
+                    remove_if_present(&self.frames_path(digest))?;
+                    self.fetch(digest)?;
+                    layer.source = ArtifactSource::Path(self.blob_path(digest));
+                }
+            }
+            result = deploy::deploy(&self.root, &options, &NoProgress);
+        }
         timings.insert("deploy".to_owned(), started.elapsed().as_millis() as u64);
         if result.is_err()
             && let Some(gone) = from_listing.into_iter().find(|digest| !self.holds_listing(digest))
@@ -489,6 +523,105 @@ impl Agent<'_> {
         Ok(())
     }
 
+    /// Fetches the frames of blob `digest` that this host cannot replay from its frame records
+    /// into `B.frames` (a sparse file the size of the blob, each frame at its offset), checking
+    /// each against the registry's index; `None` when the blob is better downloaded whole: no
+    /// index (not a seekable archive, an older registry), an index that does not add up, too
+    /// little known, a frame that does not match its index, or a host that requires signatures
+    /// (they cover the archive's digest, which a host that fetches frames never hashes).
+    /// Frames already in the file from an interrupted fetch, and matching, are not fetched again.
+    fn fetch_frames(
+        &self,
+        digest: &Digest,
+        known: &std::cell::OnceCell<HashMap<String, FrameRecord>>,
+    ) -> anyhow::Result<Option<FetchedFrames>> {
+        if self.settings.trust.borrow().is_some() {
+            return Ok(None);
+        }
+        self.check_stop()?;
+        let index = match self.registries.call(|client| client.blob_frames(digest)) {
+            Ok(index) => index,
+            Err(e) if transient(&e) => return Err(NotTried::Unreachable(e).into()),
+            // A registry without frame indexes, or a blob it cannot index: fetched whole.
+            Err(_) => return Ok(None),
+        };
+        let Some(frames) = frames_of(&index, digest) else { return Ok(None) };
+        let known = known.get_or_init(|| self.root.frame_records());
+        if known.is_empty() {
+            return Ok(None);
+        }
+        let needed = frames.needed(known, &self.root.store());
+        let table = &frames.table.frames;
+        let needed_bytes: u64 = needed.iter().map(|&index| table[index].compressed).sum();
+        // Worth it when it spares at least a quarter of the download.
+        if needed_bytes.saturating_mul(4) > index.size.saturating_mul(3) {
+            return Ok(None);
+        }
+        let path = self.frames_path(digest);
+        let file = fs_err::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path)?;
+        if file.metadata()?.len() != index.size {
+            file.set_len(0)?;
+            file.set_len(index.size)?;
+        }
+        let file = file.into_parts().0;
+        // Frames a fetch cut short already wrote, checked again.
+        let missing: Vec<usize> = needed
+            .into_iter()
+            .filter(|&index| {
+                let frame = &table[index];
+                depot_release::digest::sha256_range(&file, frame.offset, frame.compressed).ok().as_ref()
+                    != Some(&frames.shas[index])
+            })
+            .collect();
+        let runs = runs(table, &missing);
+        let fetched_bytes: u64 = runs
+            .iter()
+            .map(|run| table[run.end - 1].offset + table[run.end - 1].compressed - table[run.start].offset)
+            .sum();
+        for run in runs {
+            self.check_stop()?;
+            let (start, end) = (table[run.start].offset, table[run.end - 1].offset + table[run.end - 1].compressed);
+            let fetch = self.registries.call(|client| {
+                let mut writer =
+                    StopWriter { inner: OffsetWriter { file: &file, at: start }, stopping: &self.stopping };
+                client.download_blob_range(digest, start..end, &mut writer)
+            });
+            match fetch {
+                Ok(_) => {}
+                Err(_) if self.stopping.load(Ordering::SeqCst) => return Err(NotTried::Stopped.into()),
+                Err(e) if transient(&e) => return Err(NotTried::Unreachable(e).into()),
+                Err(e) => {
+                    self.printer.message(format!("cannot fetch frames of layer {digest} ({e}); downloading it whole"));
+                    remove_if_present(&path)?;
+                    return Ok(None);
+                }
+            }
+            for index in run {
+                let frame = &table[index];
+                if depot_release::digest::sha256_range(&file, frame.offset, frame.compressed)? != frames.shas[index] {
+                    self.printer.message(format!(
+                        "frame {index} of layer {digest} does not match the registry's index; downloading it whole"
+                    ));
+                    remove_if_present(&path)?;
+                    return Ok(None);
+                }
+            }
+            killpoint::reached("agent-frames-fetched");
+        }
+        self.printer.message(format!(
+            "layer {digest}: fetched {} of {} frames ({fetched_bytes} of {} bytes); the rest is on this host",
+            missing.len(),
+            table.len(),
+            index.size
+        ));
+        Ok(Some(frames))
+    }
+
+    /// Where the frames of a blob are fetched to.
+    fn frames_path(&self, digest: &Digest) -> PathBuf {
+        self.dir.join("blobs").join(format!("{}.frames", digest.hex()))
+    }
+
     /// Keeps only the blobs of `config`: a release already on disk needs none.
     fn forget_blobs(&self, config: &Config) -> anyhow::Result<()> {
         let keep: Vec<PathBuf> = config.layers.iter().map(|layer| self.blob_path(&layer.digest)).collect();
@@ -554,6 +687,74 @@ impl Agent<'_> {
 
     fn config_file(&self, release: &VersionLabel) -> PathBuf {
         self.dir.join("configs").join(format!("{release}.json"))
+    }
+}
+
+/// The frames an index lists, checked to be one of a seekable archive of its blob (each frame a
+/// sha256, the frames inside the blob); `None` when there are none or they do not add up.
+fn frames_of(index: &BlobFrames, digest: &Digest) -> Option<FetchedFrames> {
+    if index.digest != *digest || index.frames.is_empty() {
+        return None;
+    }
+    let hex = |sha: &str| sha.len() == 64 && sha.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    if !index.frames.iter().all(|frame| hex(&frame.sha256)) {
+        return None;
+    }
+    let frames_len = index.frames.iter().try_fold(0u64, |sum, frame| sum.checked_add(frame.compressed))?;
+    if frames_len > index.size {
+        return None;
+    }
+    let table = FrameTable::from_sizes(index.frames.iter().map(|frame| (frame.compressed, frame.decoded)), frames_len)?;
+    Some(FetchedFrames { table, shas: index.frames.iter().map(|frame| frame.sha256.clone()).collect() })
+}
+
+/// The frames to fetch (indexes, ascending) as runs of neighbours, each fetched with one range:
+/// frames in between that are not needed join a run when they are small (cheaper than another
+/// request), and a run stops growing at [`RUN_LIMIT`] bytes.
+fn runs(table: &[depot_release::archive::Frame], needed: &[usize]) -> Vec<std::ops::Range<usize>> {
+    let mut runs: Vec<std::ops::Range<usize>> = Vec::new();
+    for &index in needed {
+        if let Some(run) = runs.last_mut() {
+            let gap: u64 = table[run.end..index].iter().map(|frame| frame.compressed).sum();
+            let length = table[index].offset + table[index].compressed - table[run.start].offset;
+            if gap <= RUN_GAP && length <= RUN_LIMIT {
+                run.end = index + 1;
+                continue;
+            }
+        }
+        runs.push(index..index + 1);
+    }
+    runs
+}
+
+/// Unneeded bytes a run of frames may take in to save a request.
+const RUN_GAP: u64 = 16 * 1024;
+/// The most one range request asks for (a run cut by a failure is fetched again whole).
+const RUN_LIMIT: u64 = 16 * 1024 * 1024;
+
+/// Writes at increasing offsets of a file, leaving its position alone.
+struct OffsetWriter<'a> {
+    file: &'a std::fs::File,
+    at: u64,
+}
+
+impl Write for OffsetWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let written = self.file.write_at(buf, self.at)?;
+        self.at += written as u64;
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn remove_if_present(path: &Path) -> std::io::Result<()> {
+    match fs_err::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
     }
 }
 
@@ -651,7 +852,39 @@ fn tail(text: &str, limit: usize) -> &str {
 
 #[cfg(test)]
 mod tests {
-    use super::{head, tail};
+    use super::{RUN_GAP, RUN_LIMIT, frames_of, head, runs, tail};
+    use depot_api::Digest;
+    use depot_api::types::{BlobFrame, BlobFrames};
+    use depot_release::archive::FrameTable;
+
+    #[test]
+    fn frames_are_fetched_in_runs_that_take_in_small_gaps_only() {
+        let sizes = [4096, 4096, RUN_GAP + 1, 4096, 4096, RUN_LIMIT, 4096];
+        let table = FrameTable::from_sizes(sizes.iter().map(|&size| (size, size)), sizes.iter().sum()).unwrap();
+        // 0 and 1 touch; 3 and 6 are past gaps too large to take in; 5 and 6 make too long a run.
+        assert_eq!(runs(&table.frames, &[0, 1, 3, 4, 6]), [0..2, 3..5, 6..7]);
+        assert_eq!(runs(&table.frames, &[4, 5, 6]), [4..5, 5..6, 6..7]);
+        // A small gap (frame 1) is fetched with its neighbours.
+        assert_eq!(runs(&table.frames, &[0, 2]), vec![0..3]);
+        assert!(runs(&table.frames, &[]).is_empty());
+    }
+
+    #[test]
+    fn an_index_that_does_not_add_up_is_not_used() {
+        let digest = Digest::parse(&format!("sha256:{}", "a".repeat(64))).unwrap();
+        let frame = |compressed, sha256: &str| BlobFrame { compressed, decoded: 100, sha256: sha256.to_owned() };
+        let index = |frames| BlobFrames { digest: digest.clone(), size: 200, frames };
+        let good = "b".repeat(64);
+        assert!(frames_of(&index(vec![frame(90, &good), frame(90, &good)]), &digest).is_some());
+        // Frames past the blob's end, a frame too small to be one, a hash that is not one, none.
+        assert!(frames_of(&index(vec![frame(150, &good), frame(90, &good)]), &digest).is_none());
+        assert!(frames_of(&index(vec![frame(8, &good)]), &digest).is_none());
+        assert!(frames_of(&index(vec![frame(90, &"B".repeat(64))]), &digest).is_none());
+        assert!(frames_of(&index(vec![frame(90, "../x")]), &digest).is_none());
+        assert!(frames_of(&index(vec![]), &digest).is_none());
+        let other = Digest::parse(&format!("sha256:{}", "c".repeat(64))).unwrap();
+        assert!(frames_of(&index(vec![frame(90, &good)]), &other).is_none());
+    }
 
     #[test]
     fn reports_are_cut_between_lines() {
