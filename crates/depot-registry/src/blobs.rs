@@ -29,6 +29,18 @@ impl Registry {
         digest: Digest,
         body: impl Stream<Item = std::result::Result<Bytes, E>> + Unpin,
     ) -> Result<Upload> {
+        let body = body.map(|chunk| chunk.map_err(|e| Error::invalid(format!("the upload was interrupted: {e}"))));
+        self.store_upload(caller, digest, body).await
+    }
+
+    /// [`Registry::upload`] of a stream whose failures are the registry's own errors (a blob an
+    /// assembly reads that is gone, a store that fails), passed on as they are.
+    async fn store_upload(
+        &self,
+        caller: &Caller,
+        digest: Digest,
+        body: impl Stream<Item = Result<Bytes>> + Unpin,
+    ) -> Result<Upload> {
         caller.require(Need::Operator)?;
         if self.inner.blobs.exists(&digest).await? {
             let lookup = digest.clone();
@@ -129,67 +141,113 @@ impl Registry {
     }
 }
 
-/// A blob whose seek table lists more frames than one per this many bytes gets no index: it is
-/// fetched whole. The index is then never much larger than the blob (a frame takes about 100
-/// bytes of JSON), whatever a pusher put in its table.
-const BYTES_PER_INDEXED_FRAME: u64 = 128;
+/// A blob whose seek table lists more frames than one per this many bytes, or more than
+/// [`MAX_INDEXED_FRAMES`], gets no index (it is fetched whole): the index (about 100 bytes of JSON
+/// a frame) stays a tenth of the blob and a few tens of MiB at most, whatever a pusher put in
+/// its table. A `depot pack` archive has about one frame per 64 KiB of content.
+const BYTES_PER_INDEXED_FRAME: u64 = 1024;
+const MAX_INDEXED_FRAMES: usize = 1 << 18;
+/// How long a request for an index not read yet waits for it before it is answered without
+/// frames (the host then downloads the blob whole; the reading goes on for the next one).
+const INDEX_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Registry {
-    /// The frame index of blob `digest` (see [`BlobFrames`]), for whoever may download it: read
-    /// from the blob the first time it is asked for (its seek table, then every frame hashed in
-    /// one pass), then kept in the database. An environment layer, or a blob without a seek table
-    /// that adds up, has no frames.
-    pub async fn blob_frames(&self, caller: &Caller, digest: &Digest) -> Result<BlobFrames> {
+    /// The frame index of blob `digest` (a [`BlobFrames`], as JSON), for whoever may download it.
+    /// The first request starts reading it from the blob (the seek table, then every frame and
+    /// the whole blob hashed in one pass; one reading per blob at a time, on a task of its own)
+    /// and waits [`INDEX_WAIT`] at most for it; it is kept in the database. An environment
+    /// layer, a blob without a seek table that adds up, or one whose index is not ready has no
+    /// frames.
+    pub async fn blob_frames(&self, caller: &Caller, digest: &Digest) -> Result<String> {
         let size = match self.blob_for_download(caller, digest).await? {
             Download::Stored(size) => size,
-            Download::Sealed(archive) => {
-                return Ok(BlobFrames { digest: digest.clone(), size: archive.len() as u64, frames: Vec::new() });
-            }
+            Download::Sealed(archive) => return Ok(frames_json(digest, archive.len() as u64, Vec::new())),
         };
-        let lookup = digest.clone();
-        if let Some(kept) = self.store(move |metadata| metadata.blob_frames(&lookup)).await?
-            && let Ok(frames) = serde_json::from_str::<BlobFrames>(&kept)
-            && frames.digest == *digest
-            && frames.size == size
-        {
-            return Ok(frames);
+        if let Some(kept) = self.kept_frames(digest, size).await? {
+            return Ok(kept);
         }
-        let frames = self.read_frames(digest, size).await?;
-        let (record, json) =
-            (digest.clone(), serde_json::to_string(&frames).map_err(|e| Error::Internal(e.to_string()))?);
-        self.store(move |metadata| metadata.record_blob_frames(&record, &json)).await?;
-        Ok(frames)
+        let _ = tokio::time::timeout(INDEX_WAIT, self.index_in_background(digest, size)).await;
+        Ok(self.kept_frames(digest, size).await?.unwrap_or_else(|| frames_json(digest, size, Vec::new())))
     }
 
-    /// Reads the seek table at the end of the blob, then hashes each frame it lists, reading
-    /// the blob once (on a blocking thread, as the bytes arrive).
-    async fn read_frames(&self, digest: &Digest, size: u64) -> Result<BlobFrames> {
-        let none = BlobFrames { digest: digest.clone(), size, frames: Vec::new() };
+    async fn kept_frames(&self, digest: &Digest, size: u64) -> Result<Option<String>> {
+        let lookup = digest.clone();
+        let kept = self.store(move |metadata| metadata.blob_frames(&lookup)).await?;
+        Ok(kept.filter(|(kept_size, _)| *kept_size == size).map(|(_, json)| json))
+    }
+
+    /// Starts reading the index of `digest` on a task of its own unless one is at it; the
+    /// returned future ends when that reading does.
+    fn index_in_background(&self, digest: &Digest, size: u64) -> impl std::future::Future<Output = ()> + use<> {
+        let mut indexing = self.inner.indexing.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut done = match indexing.get(digest) {
+            Some(done) => done.clone(),
+            None => {
+                let (finished, done) = tokio::sync::watch::channel(false);
+                indexing.insert(digest.clone(), done.clone());
+                let (registry, digest) = (self.clone(), digest.clone());
+                tokio::spawn(async move {
+                    match registry.read_frames(&digest, size).await {
+                        Ok(frames) => {
+                            let (record, json) = (digest.clone(), frames_json(&digest, size, frames));
+                            if let Err(e) =
+                                registry.store(move |metadata| metadata.record_blob_frames(&record, size, &json)).await
+                            {
+                                tracing::warn!(%digest, "cannot keep the frame index: {e}");
+                            }
+                        }
+                        Err(e) => tracing::warn!(%digest, "cannot read the frame index: {e}"),
+                    }
+                    registry.inner.indexing.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&digest);
+                    let _ = finished.send(true);
+                });
+                done
+            }
+        };
+        async move {
+            let _ = done.wait_for(|finished| *finished).await;
+        }
+    }
+
+    /// Reads the seek table at the end of the blob, then hashes each frame it lists and the
+    /// whole blob, reading it once (on a blocking thread, as the bytes arrive). A blob whose bytes
+    /// no longer have its digest has no index.
+    async fn read_frames(&self, digest: &Digest, size: u64) -> Result<Vec<BlobFrame>> {
         let footer_len = FrameTable::FOOTER_LEN;
         if size < footer_len {
-            return Ok(none);
+            return Ok(Vec::new());
         }
         let footer = self.read_range(digest, size - footer_len..size).await?;
-        let Some(tail_len) = FrameTable::tail_len(&footer, size) else { return Ok(none) };
+        let Some(tail_len) = FrameTable::tail_len(&footer, size) else { return Ok(Vec::new()) };
         let tail = self.read_range(digest, size - tail_len..size).await?;
-        let Some(table) = FrameTable::parse_tail(&tail, size) else { return Ok(none) };
-        if (table.frames.len() as u64).saturating_mul(BYTES_PER_INDEXED_FRAME) > size {
-            return Ok(none);
+        let Some(table) = FrameTable::parse_tail(&tail, size) else { return Ok(Vec::new()) };
+        if table.frames.len() > MAX_INDEXED_FRAMES
+            || (table.frames.len() as u64).saturating_mul(BYTES_PER_INDEXED_FRAME) > size
+        {
+            return Ok(Vec::new());
         }
         let (chunks, receiver) = tokio::sync::mpsc::channel(4);
         let lengths: Vec<u64> = table.frames.iter().map(|frame| frame.compressed).collect();
         let hashing = tokio::task::spawn_blocking(move || {
             let mut reader = ChunkReader { chunks: receiver, current: Bytes::new() };
+            let mut whole = Sha256::new();
             let mut shas = Vec::with_capacity(lengths.len());
             for length in lengths {
-                let mut hasher = Sha256::new();
-                let copied = std::io::copy(&mut (&mut reader).take(length), &mut hasher)?;
-                if copied != length {
-                    return Err(std::io::Error::other("the blob ended before its last frame"));
+                let mut frame = Sha256::new();
+                let mut left = length;
+                while left > 0 {
+                    let chunk = reader.next_chunk(left as usize);
+                    if chunk.is_empty() {
+                        return Err("the blob ended before its last frame".to_owned());
+                    }
+                    frame.update(&chunk);
+                    whole.update(&chunk);
+                    left -= chunk.len() as u64;
                 }
-                shas.push(depot_release::digest::to_hex(&hasher.finalize()));
+                shas.push(depot_release::digest::to_hex(&frame.finalize()));
             }
-            Ok(shas)
+            whole.update(&tail);
+            Ok((shas, depot_release::digest::to_hex(&whole.finalize())))
         });
         let mut stream = self.inner.blobs.read(digest, Some(0..size - tail_len)).await?;
         while let Some(chunk) = stream.next().await {
@@ -198,17 +256,19 @@ impl Registry {
             }
         }
         drop(chunks);
-        let shas = hashing
+        let (shas, whole) = hashing
             .await
             .map_err(|e| Error::Internal(format!("hashing the frames of {digest} failed: {e}")))?
             .map_err(|e| Error::Internal(format!("cannot read the frames of {digest}: {e}")))?;
-        let frames = table
+        if whole != digest.hex() {
+            return Err(Error::Internal(format!("the bytes of {digest} have digest sha256:{whole}")));
+        }
+        Ok(table
             .frames
             .iter()
             .zip(shas)
             .map(|(frame, sha256)| BlobFrame { compressed: frame.compressed, decoded: frame.decoded, sha256 })
-            .collect();
-        Ok(BlobFrames { digest: digest.clone(), size, frames })
+            .collect())
     }
 
     async fn read_range(&self, digest: &Digest, range: std::ops::Range<u64>) -> Result<Vec<u8>> {
@@ -221,8 +281,14 @@ impl Registry {
     }
 }
 
+fn frames_json(digest: &Digest, size: u64, frames: Vec<BlobFrame>) -> String {
+    serde_json::to_string(&BlobFrames { digest: digest.clone(), size, frames }).expect("an index serialises")
+}
+
 /// The most bytes the head of an assembly (its JSON line) may take.
 pub const MAX_ASSEMBLY_HEAD: usize = 8 << 20;
+/// The most parts an assembly may have (neighbouring frames of one blob make one part).
+pub const MAX_ASSEMBLY_PARTS: usize = 1 << 16;
 
 impl Registry {
     /// Stores the blob named `digest` from an assembly (see [`Assembly`]): `body` is its head,
@@ -239,11 +305,22 @@ impl Registry {
         let (head, rest, body) = read_head(body).await?;
         let assembly: Assembly = serde_json::from_slice(&head)
             .map_err(|e| Error::invalid(format!("the assembly's head is not one: {e}")))?;
+        if assembly.parts.len() > MAX_ASSEMBLY_PARTS {
+            return Err(Error::invalid(format!(
+                "the assembly has {} parts; {MAX_ASSEMBLY_PARTS} at most",
+                assembly.parts.len()
+            )));
+        }
         let mut total = 0u64;
         let mut sizes = std::collections::HashMap::new();
         for part in &assembly.parts {
             total = total.saturating_add(part.length);
-            let Some(from) = &part.from else { continue };
+            let Some(from) = &part.from else {
+                if part.offset != 0 {
+                    return Err(Error::invalid("an inline part has no offset: it is the next bytes of the body"));
+                }
+                continue;
+            };
             let size = match sizes.get(from) {
                 Some(size) => *size,
                 None => {
@@ -278,7 +355,7 @@ impl Registry {
             done: false,
         };
         let stream = futures_util::stream::unfold(assembling, Assembling::next);
-        self.upload(caller, digest, Box::pin(stream)).await
+        self.store_upload(caller, digest, Box::pin(stream)).await
     }
 }
 
@@ -393,13 +470,13 @@ pub enum Download {
 }
 
 /// Streams the body to the writer and to the archive check.
-async fn receive<E: std::fmt::Display>(
-    mut body: impl Stream<Item = std::result::Result<Bytes, E>> + Unpin,
+async fn receive(
+    mut body: impl Stream<Item = Result<Bytes>> + Unpin,
     writer: &mut BlobWriter,
     check: &ArchiveCheck,
 ) -> Result<()> {
     while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| Error::invalid(format!("the upload was interrupted: {e}")))?;
+        let chunk = chunk?;
         check.feed(chunk.clone()).await;
         writer.write(chunk).await?;
     }
@@ -444,6 +521,19 @@ impl ArchiveCheck {
 struct ChunkReader {
     chunks: tokio::sync::mpsc::Receiver<Bytes>,
     current: Bytes,
+}
+
+impl ChunkReader {
+    /// The next bytes of the upload, `limit` at most, without a copy; empty at its end.
+    fn next_chunk(&mut self, limit: usize) -> Bytes {
+        while self.current.is_empty() {
+            match self.chunks.blocking_recv() {
+                Some(chunk) => self.current = chunk,
+                None => return Bytes::new(),
+            }
+        }
+        self.current.split_to(limit.min(self.current.len()))
+    }
 }
 
 impl Read for ChunkReader {

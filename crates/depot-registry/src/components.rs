@@ -74,6 +74,11 @@ impl Registry {
             .iter()
             .map(|pem| crate::signatures::checked(caller, &component, &version, &request.digest, pem))
             .collect::<Result<Vec<_>>>()?;
+        // A blob recorded whose bytes the store has lost (restored from an older backup, a
+        // bucket emptied by hand) is asked for, so that pushing again heals it.
+        if !self.inner.blobs.exists(&request.digest).await? {
+            return Err(Error::from(depot_store::StoreError::UnknownBlob(request.digest.clone())));
+        }
         let (actor, max_versions) = (caller.name.clone(), self.inner.policy.max_versions);
         let (pushed, moved) = self
             .store(move |metadata| {
@@ -98,18 +103,6 @@ impl Registry {
             })
             .await?;
         log_moves(&moved);
-        // The same version pushed again, whose bytes the blob store has lost (restored from an
-        // older backup, a bucket emptied by hand): asked for, so that pushing again heals it.
-        if !pushed.created && !self.inner.blobs.exists(&pushed.info.digest).await? {
-            return Err(Error::refused(
-                ErrorCode::UnknownBlob,
-                format!(
-                    "{} {} is recorded, but the blob store has lost its blob {}",
-                    pushed.info.component, pushed.info.version, pushed.info.digest
-                ),
-            )
-            .with_hint("upload the archive and push again (depot push does both)"));
-        }
         Ok(pushed)
     }
 

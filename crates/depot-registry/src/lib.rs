@@ -67,6 +67,8 @@ struct Inner {
     blobs: Blobs,
     policy: Policy,
     watchers: Arc<watch::Watchers>,
+    /// The blobs whose frame index is being read, each with a receiver that turns true once done.
+    indexing: std::sync::Mutex<std::collections::HashMap<depot_api::Digest, tokio::sync::watch::Receiver<bool>>>,
 }
 
 impl Registry {
@@ -78,7 +80,7 @@ impl Registry {
         let reader = metadata.detached();
         let announce_to = watchers.clone();
         metadata.subscribe(Arc::new(move |change| announce_to.announce(&reader, change)))?;
-        Ok(Registry { inner: Arc::new(Inner { metadata, blobs, policy, watchers }) })
+        Ok(Registry { inner: Arc::new(Inner { metadata, blobs, policy, watchers, indexing: Default::default() }) })
     }
 
     pub fn policy(&self) -> &Policy {

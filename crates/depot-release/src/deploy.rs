@@ -493,7 +493,7 @@ fn stage_framed(
         }
         Ok(Some(match staged? {
             Framed::Staged { frames } => {
-                stager.finish_framed_layer(&archive_sha);
+                stager.finish_framed_layer(&archive_sha, true);
                 FramedStaging::Staged(archive_sha, frames)
             }
             Framed::NotSelfContained { reason } => FramedStaging::NotSelfContained(reason),
@@ -531,7 +531,10 @@ fn stage_fetched(
     progress.finish();
     match staged {
         Ok(Framed::Staged { frames }) => {
-            stager.finish_framed_layer(sha256);
+            // No listing: the archive's digest is vouched for by the index, not hashed here,
+            // so a later deploy (one that requires signatures, say) must not take it for the
+            // archive. The frame records, keyed by bytes hashed here, make the next fetch small.
+            stager.finish_framed_layer(sha256, false);
             Ok(frames)
         }
         Ok(Framed::NotSelfContained { reason }) => Err(reason),

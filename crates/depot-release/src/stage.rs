@@ -497,11 +497,13 @@ impl<'s> Stager<'s> {
         Ok(Framed::Staged { frames: records })
     }
 
-    /// Completes [`Stager::add_framed_layer`] once the archive's sha256 is known.
-    pub fn finish_framed_layer(&mut self, archive_sha256: &str) {
+    /// Completes [`Stager::add_framed_layer`] once the archive's sha256 is known. With `listed`,
+    /// the layer's listing is kept for later deploys to replay in place of the archive: only
+    /// when this host hashed the archive itself, since a listing stands for the archive's digest.
+    pub fn finish_framed_layer(&mut self, archive_sha256: &str, listed: bool) {
         self.archives.push(archive_sha256.to_owned());
         let applied = std::mem::take(&mut self.applied);
-        if !std::mem::take(&mut self.depends_on_earlier) {
+        if !std::mem::take(&mut self.depends_on_earlier) && listed {
             self.listings.push((archive_sha256.to_owned(), applied));
         }
     }

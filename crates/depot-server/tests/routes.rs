@@ -63,6 +63,9 @@ fn routes() -> Vec<(Method, &'static str, Option<serde_json::Value>, &'static [R
         (Method::GET, blob_uri, None, ANY),
         (Method::HEAD, blob_uri, None, ANY),
         (Method::PUT, blob_uri, None, OPERATE),
+        (Method::GET, Box::leak(format!("{blob_uri}/frames").into_boxed_str()), None, ANY),
+        (Method::GET, Box::leak(format!("{blob_uri}/signatures").into_boxed_str()), None, ANY),
+        (Method::PUT, Box::leak(format!("{blob_uri}/assembly").into_boxed_str()), None, OPERATE),
         (Method::GET, "/api/v1/components", None, VIEW),
         (Method::GET, "/api/v1/components/web/versions", None, VIEW),
         (Method::GET, "/api/v1/components/web/versions/1.0.0", None, VIEW),
@@ -313,6 +316,13 @@ async fn agent_tokens_read_only_the_layers_of_their_configurations() {
     let (status, json) = call(&registry.state, Method::GET, &blob(&b), Some(&agent), None).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{json}");
     assert_eq!(json["code"], "forbidden");
+    // The same for their frame indexes (these blobs are not seekable archives: no frames).
+    let frames = |digest: &str| format!("/api/v1/blobs/{digest}/frames");
+    let (status, json) = call(&registry.state, Method::GET, &frames(&a), Some(&agent), None).await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    assert_eq!(json["frames"], serde_json::json!([]));
+    let (status, json) = call(&registry.state, Method::GET, &frames(&b), Some(&agent), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{json}");
     // Over the API, an agent token names its configurations, `*` for all of them.
     let unscoped = serde_json::json!({"name": "any-agent", "role": "agent"});
     let (status, json) = call(&registry.state, Method::POST, "/api/v1/tokens", Some(&admin), Some(unscoped)).await;

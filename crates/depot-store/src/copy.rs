@@ -30,6 +30,7 @@ const TABLES: &[&str] = &[
     "policies",
     "attestations",
     "ssh_keys",
+    "blob_frames",
 ];
 
 /// Columns numbered by the database (an identity on PostgreSQL, AUTOINCREMENT on SQLite): the

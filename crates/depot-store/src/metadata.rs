@@ -183,6 +183,7 @@ impl Metadata {
                 "DELETE FROM blobs WHERE digest = ?1 AND digest NOT IN (SELECT digest FROM versions)",
                 [digest.as_str()],
             )?;
+            tx.execute("DELETE FROM blob_frames WHERE digest = ?1", [digest.as_str()])?;
             Ok(removed > 0)
         })
     }
@@ -219,21 +220,26 @@ impl Metadata {
     }
 
     /// The frame index of a blob (JSON, see `depot_api::types::BlobFrames`) as
-    /// [`Metadata::record_blob_frames`] kept it.
-    pub fn blob_frames(&self, digest: &Digest) -> Result<Option<String>> {
+    /// [`Metadata::record_blob_frames`] kept it, with the size of the blob it was read from.
+    pub fn blob_frames(&self, digest: &Digest) -> Result<Option<(u64, String)>> {
         self.read(|tx| {
-            tx.query_row("SELECT frames FROM blob_frames WHERE digest = ?1", [digest.as_str()], |row| row.get(0))
-                .optional()
+            let row: Option<(i64, String)> = tx
+                .query_row("SELECT size, frames FROM blob_frames WHERE digest = ?1", [digest.as_str()], |row| {
+                    Ok((row.get(0)?, row.get(1)?))
+                })
+                .optional()?;
+            Ok(row.map(|(size, frames)| (size as u64, frames)))
         })
     }
 
-    /// Keeps the frame index the registry read from a blob (the same bytes always give the same
-    /// index, so a second writer changes nothing). It goes when the blob is collected.
-    pub fn record_blob_frames(&self, digest: &Digest, frames: &str) -> Result<()> {
+    /// Keeps the frame index the registry read from a blob of `size` bytes (replacing an older
+    /// one). It goes when the blob is collected.
+    pub fn record_blob_frames(&self, digest: &Digest, size: u64, frames: &str) -> Result<()> {
         self.transaction(|tx| {
             tx.execute(
-                "INSERT INTO blob_frames (digest, frames) VALUES (?1, ?2) ON CONFLICT (digest) DO NOTHING",
-                params![digest.as_str(), frames],
+                "INSERT INTO blob_frames (digest, size, frames) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (digest) DO UPDATE SET size = excluded.size, frames = excluded.frames",
+                params![digest.as_str(), size as i64, frames],
             )?;
             Ok(())
         })

@@ -178,6 +178,8 @@ pub async fn frames(
     Reader(caller): Reader,
     State(state): State<AppState>,
     Path(digest): Path<String>,
-) -> Result<Json<depot_api::types::BlobFrames>, ApiError> {
-    Ok(Json(state.registry.blob_frames(&caller, &Digest::parse(&digest)?).await?))
+) -> Result<Response, ApiError> {
+    // Sent as the registry kept it: an index is parsed by no one but the host that uses it.
+    let json = state.registry.blob_frames(&caller, &Digest::parse(&digest)?).await?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], json).into_response())
 }

@@ -496,6 +496,7 @@ CREATE TABLE ssh_keys (
 const SQLITE_9: &str = "
 CREATE TABLE blob_frames (
     digest TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
     frames TEXT NOT NULL
 );
 ";
@@ -503,6 +504,7 @@ CREATE TABLE blob_frames (
 const POSTGRES_9: &str = r#"
 CREATE TABLE blob_frames (
     digest TEXT COLLATE "C" PRIMARY KEY,
+    size BIGINT NOT NULL,
     frames TEXT COLLATE "C" NOT NULL
 );
 "#;

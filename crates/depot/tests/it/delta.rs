@@ -148,11 +148,14 @@ fn a_changed_layer_reaches_an_agent_as_the_frames_that_changed() {
     assert!(bytes * 5 < size, "{bytes} of {size} bytes fetched");
     assert_eq!(sent(&registry) - before, bytes, "the registry sent only those bytes");
     assert_eq!(host.current(), reference(&ctx, "reference", &v2));
-    // Nothing is left of the fetch, and the layer's listing is kept as if it had been unpacked.
+    // Nothing is left of the fetch. The layer's frame records are kept, but not a listing: the
+    // host never hashed the archive, so nothing on it may stand for the archive's digest.
     let blobs: Vec<_> = fs_err::read_dir(host.root.join(".depot/agent/blobs")).unwrap().collect();
     assert!(blobs.is_empty(), "{blobs:?}");
-    let listing = host.root.join(".depot/layers").join(format!("{}.json", digest.trim_start_matches("sha256:")));
-    assert!(listing.is_file(), "{}", listing.display());
+    let layers = host.root.join(".depot/layers");
+    let hex = digest.trim_start_matches("sha256:");
+    assert!(layers.join(format!("{hex}.frames.json")).is_file());
+    assert!(!layers.join(format!("{hex}.json")).exists());
 
     // The index is the blob's own: its frames cover the blob up to its seek table.
     let index = index(&registry, &digest);
@@ -183,7 +186,7 @@ fn a_corrupted_blob_a_lying_index_and_a_missing_blob_end_in_the_archive_s_releas
     registry.run(&ctx, &["config", "set", "web-prod", "web:1.1.0"]).success();
     let run = host.once().failure();
     assert!(run.stderr.contains("does not match the registry's index"), "{}", run.stderr);
-    assert!(run.stderr.contains("digest"), "{}", run.stderr);
+    assert!(run.stderr.contains("the blob's bytes have digest"), "{}", run.stderr);
     assert_eq!(host.current(), v1_tree);
 
     // Healed, the blob's index lies instead: a frame that changed claims the hash of a frame the
@@ -206,7 +209,7 @@ fn a_corrupted_blob_a_lying_index_and_a_missing_blob_end_in_the_archive_s_releas
     assert_eq!(updated, 1);
     host.retry();
     let run = host.once().success();
-    assert!(run.stderr.contains("cannot be staged"), "{}", run.stderr);
+    assert!(run.stderr.contains("cannot be staged") && run.stderr.contains("appears twice"), "{}", run.stderr);
     assert_eq!(host.current(), reference(&ctx, "reference-2", &v2));
 
     // A blob the registry lost: refused, nothing changes; pushed again, it arrives.
@@ -325,12 +328,13 @@ fn a_push_sends_only_the_frames_the_registry_lacks_and_a_bad_assembly_stores_not
         http(&address(&registry), "PUT", &format!("/api/v1/blobs/{digest}/assembly"), &registry.admin, body)
     };
     let other = format!("sha256:{}", "ab".repeat(32));
-    let cases: [(String, &str); 5] = [
+    let cases: [(String, &str); 6] = [
         (format!("{{\"parts\":[{{\"from\":\"{digest}\",\"offset\":0,\"length\":{}}}]}}\n", size + 1), "not within"),
         ("{\"parts\":[{\"length\":3}]}\nabcdef".to_owned(), "more bytes"),
         ("{\"parts\":[{\"length\":30}]}\nabc".to_owned(), "ended 27 bytes before"),
         ("{\"parts\":[]".to_owned(), "no newline"),
         (format!("{{\"parts\":[{{\"from\":\"{digest}\",\"offset\":0,\"length\":100}}]}}\n"), "digest"),
+        ("{\"parts\":[{\"offset\":5,\"length\":3}]}\nabc".to_owned(), "no offset"),
     ];
     for (body, expected) in cases {
         let (status, answer) = put(&other, body.as_bytes());
@@ -338,6 +342,9 @@ fn a_push_sends_only_the_frames_the_registry_lacks_and_a_bad_assembly_stores_not
         assert!(answer.contains(expected), "{body}: {answer}");
     }
     assert!(!blob_file(&ctx, &other).exists());
+    let unknown = format!("{{\"parts\":[{{\"from\":\"{other}\",\"offset\":0,\"length\":1}}]}}\n");
+    let (status, answer) = put(&other, unknown.as_bytes());
+    assert_eq!(status, 404, "{answer}");
     let viewer = registry.run(&ctx, &["token", "create", "viewer-1", "--role", "viewer"]).success();
     let (status, _) = http(
         &address(&registry),

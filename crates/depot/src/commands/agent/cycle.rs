@@ -541,8 +541,9 @@ impl Agent<'_> {
         self.check_stop()?;
         let index = match self.registries.call(|client| client.blob_frames(digest)) {
             Ok(index) => index,
-            Err(e) if transient(&e) => return Err(NotTried::Unreachable(e).into()),
-            // A registry without frame indexes, or a blob it cannot index: fetched whole.
+            Err(_) if self.stopping.load(Ordering::SeqCst) => return Err(NotTried::Stopped.into()),
+            // A registry without frame indexes, one slow to read it, a blob it cannot index:
+            // fetched whole (which meets an unreachable registry as any download does).
             Err(_) => return Ok(None),
         };
         let Some(frames) = frames_of(&index, digest) else { return Ok(None) };
@@ -558,21 +559,24 @@ impl Agent<'_> {
             return Ok(None);
         }
         let path = self.frames_path(digest);
-        let file = fs_err::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path)?;
-        if file.metadata()?.len() != index.size {
-            file.set_len(0)?;
-            file.set_len(index.size)?;
-        }
-        let file = file.into_parts().0;
+        // A failure of this host's disk here is not the configuration's: the blob is then
+        // downloaded whole, which meets the same disk with the usual errors.
+        let whole = |why: String| -> anyhow::Result<Option<FetchedFrames>> {
+            self.printer.message(format!("cannot fetch the frames of layer {digest} ({why}); downloading it whole"));
+            remove_if_present(&path)?;
+            Ok(None)
+        };
+        let (file, resumed) = match sparse_file(&path, index.size) {
+            Ok(opened) => opened,
+            Err(e) => return whole(format!("{}: {e}", path.display())),
+        };
         // Frames a fetch cut short already wrote, checked again.
-        let missing: Vec<usize> = needed
-            .into_iter()
-            .filter(|&index| {
-                let frame = &table[index];
-                depot_release::digest::sha256_range(&file, frame.offset, frame.compressed).ok().as_ref()
-                    != Some(&frames.shas[index])
-            })
-            .collect();
+        let holds = |index: usize| {
+            let frame = &table[index];
+            depot_release::digest::sha256_range(&file, frame.offset, frame.compressed).ok().as_ref()
+                == Some(&frames.shas[index])
+        };
+        let missing: Vec<usize> = needed.into_iter().filter(|&index| !resumed || !holds(index)).collect();
         let runs = runs(table, &missing);
         let fetched_bytes: u64 = runs
             .iter()
@@ -590,21 +594,10 @@ impl Agent<'_> {
                 Ok(_) => {}
                 Err(_) if self.stopping.load(Ordering::SeqCst) => return Err(NotTried::Stopped.into()),
                 Err(e) if transient(&e) => return Err(NotTried::Unreachable(e).into()),
-                Err(e) => {
-                    self.printer.message(format!("cannot fetch frames of layer {digest} ({e}); downloading it whole"));
-                    remove_if_present(&path)?;
-                    return Ok(None);
-                }
+                Err(e) => return whole(e.to_string()),
             }
-            for index in run {
-                let frame = &table[index];
-                if depot_release::digest::sha256_range(&file, frame.offset, frame.compressed)? != frames.shas[index] {
-                    self.printer.message(format!(
-                        "frame {index} of layer {digest} does not match the registry's index; downloading it whole"
-                    ));
-                    remove_if_present(&path)?;
-                    return Ok(None);
-                }
+            if let Some(index) = run.clone().find(|&index| !holds(index)) {
+                return whole(format!("frame {index} does not match the registry's index"));
             }
             killpoint::reached("agent-frames-fetched");
         }
@@ -701,11 +694,27 @@ fn frames_of(index: &BlobFrames, digest: &Digest) -> Option<FetchedFrames> {
         return None;
     }
     let frames_len = index.frames.iter().try_fold(0u64, |sum, frame| sum.checked_add(frame.compressed))?;
-    if frames_len > index.size {
+    // The seek table follows the frames: a skippable frame's header, 8 or 12 bytes a frame
+    // (12 with checksums), and its footer.
+    let count = index.frames.len() as u64;
+    let table_len = index.size.checked_sub(frames_len)?;
+    if ![8, 12].iter().any(|entry| table_len == 8 + FrameTable::FOOTER_LEN + count * entry) {
         return None;
     }
     let table = FrameTable::from_sizes(index.frames.iter().map(|frame| (frame.compressed, frame.decoded)), frames_len)?;
     Some(FetchedFrames { table, shas: index.frames.iter().map(|frame| frame.sha256.clone()).collect() })
+}
+
+/// Opens (or creates) the sparse file frames are fetched into, `size` bytes long; whether it
+/// was there already at that size (frames a fetch cut short wrote may be in it).
+fn sparse_file(path: &Path, size: u64) -> std::io::Result<(std::fs::File, bool)> {
+    let file = fs_err::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
+    let resumed = file.metadata()?.len() == size;
+    if !resumed {
+        file.set_len(0)?;
+        file.set_len(size)?;
+    }
+    Ok((file.into_parts().0, resumed))
 }
 
 /// The frames to fetch (indexes, ascending) as runs of neighbours, each fetched with one range:
@@ -873,17 +882,21 @@ mod tests {
     fn an_index_that_does_not_add_up_is_not_used() {
         let digest = Digest::parse(&format!("sha256:{}", "a".repeat(64))).unwrap();
         let frame = |compressed, sha256: &str| BlobFrame { compressed, decoded: 100, sha256: sha256.to_owned() };
-        let index = |frames| BlobFrames { digest: digest.clone(), size: 200, frames };
+        // Two frames of 90 bytes, then a seek table of 8 + 2 × 8 + 9 bytes.
+        let index = |frames| BlobFrames { digest: digest.clone(), size: 213, frames };
         let good = "b".repeat(64);
         assert!(frames_of(&index(vec![frame(90, &good), frame(90, &good)]), &digest).is_some());
-        // Frames past the blob's end, a frame too small to be one, a hash that is not one, none.
+        // Frames that do not end where the table begins (past the blob's end, or short of it),
+        // a frame too small to be one, a hash that is not one, none.
         assert!(frames_of(&index(vec![frame(150, &good), frame(90, &good)]), &digest).is_none());
-        assert!(frames_of(&index(vec![frame(8, &good)]), &digest).is_none());
-        assert!(frames_of(&index(vec![frame(90, &"B".repeat(64))]), &digest).is_none());
-        assert!(frames_of(&index(vec![frame(90, "../x")]), &digest).is_none());
+        assert!(frames_of(&index(vec![frame(80, &good), frame(90, &good)]), &digest).is_none());
+        assert!(frames_of(&index(vec![frame(90, &good)]), &digest).is_none());
+        assert!(frames_of(&index(vec![frame(8, &good), frame(172, &good)]), &digest).is_none());
+        assert!(frames_of(&index(vec![frame(90, &good), frame(90, &"B".repeat(64))]), &digest).is_none());
+        assert!(frames_of(&index(vec![frame(90, &good), frame(90, "../x")]), &digest).is_none());
         assert!(frames_of(&index(vec![]), &digest).is_none());
         let other = Digest::parse(&format!("sha256:{}", "c".repeat(64))).unwrap();
-        assert!(frames_of(&index(vec![frame(90, &good)]), &other).is_none());
+        assert!(frames_of(&index(vec![frame(90, &good), frame(90, &good)]), &other).is_none());
     }
 
     #[test]
