@@ -392,17 +392,18 @@ fn stage_layers(
         progress.start(&what, Some(len));
         // A seekable archive of which the host holds frames is staged frame by frame; only a
         // .tar.zst has frames to note.
+        // An archive of one frame has nothing to replay: the records are not even read.
         let zstd = is_zstd(file.file_mut())?;
-        let known = known.get_or_init(|| root.frame_records());
-        let table = match zstd && framed && !known.is_empty() {
-            true => crate::archive::FrameTable::read(file.file_mut(), len)?,
+        let table = match zstd && framed {
+            true => crate::archive::FrameTable::read(file.file_mut(), len)?.filter(|table| table.frames.len() > 1),
             false => None,
         };
         let framed_sha = match table {
-            Some(table) => {
+            Some(table) if !known.get_or_init(|| root.frame_records()).is_empty() => {
+                let known = known.get().expect("read just above");
                 stage_framed(&mut stager, &mut file, path, &table, layer, known_sha, options, known, progress)?
             }
-            None => None,
+            _ => None,
         };
         let sha256 = match framed_sha {
             Some(FramedStaging::Staged(sha256, frames)) => {

@@ -3,7 +3,7 @@
 //! is held only in memory, and a blob is either whole under its name or absent. Every
 //! file-system call runs on tokio's blocking pool (tokio::fs or [`super::blocking`]).
 
-use std::io::{self, SeekFrom};
+use std::io;
 use std::ops::Range;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -12,13 +12,17 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use depot_api::Digest;
 use futures_util::StreamExt;
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncWriteExt, BufWriter};
 
 use super::{BlobBackend, ByteStream, UploadSink, blocking};
 use crate::{Result, StoreError};
 
 /// Bytes gathered before each write to an upload's file, and read per chunk of a download.
 const CHUNK: usize = 1024 * 1024;
+/// An upload's file is flushed to disk (`fdatasync`, on another thread) each time this much more
+/// has been written, while the next bytes arrive: the disk works during the upload, and the
+/// flush before the blob is acknowledged has little left to do.
+const SYNC_EVERY: u64 = 64 * 1024 * 1024;
 
 pub(super) struct FsBlobs {
     dir: PathBuf,
@@ -76,18 +80,41 @@ impl BlobBackend for FsBlobs {
             file: Some(BufWriter::with_capacity(CHUNK, tokio::fs::File::from_std(file))),
             temp: Some(temp),
             dir: self.dir.clone(),
+            unsynced: 0,
+            syncing: None,
         }))
     }
 
     async fn read(&self, digest: &Digest, range: Range<u64>) -> Result<ByteStream> {
-        let mut file = match tokio::fs::File::open(self.path(digest)).await {
-            Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StoreError::UnknownBlob(digest.clone())),
-            Err(e) => return Err(e.into()),
+        let path = self.path(digest);
+        let file = match blocking(move || Ok(fs_err::File::open(path)?.into_parts().0)).await {
+            Ok(file) => std::sync::Arc::new(file),
+            Err(StoreError::Io(e)) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(StoreError::UnknownBlob(digest.clone()));
+            }
+            Err(e) => return Err(e),
         };
-        file.seek(SeekFrom::Start(range.start)).await?;
-        let reader = file.take(range.end - range.start);
-        Ok(tokio_util::io::ReaderStream::with_capacity(reader, CHUNK).map(|chunk| Ok(chunk?)).boxed())
+        // Each chunk is read (at its offset, on the blocking pool) straight into the buffer that
+        // is sent, and no thread is held between chunks, however slow the client.
+        let chunks = futures_util::stream::try_unfold(range, move |range| {
+            let file = file.clone();
+            async move {
+                if range.start >= range.end {
+                    return Ok(None);
+                }
+                let len = (range.end - range.start).min(CHUNK as u64) as usize;
+                let start = range.start;
+                let chunk = blocking(move || {
+                    use std::os::unix::fs::FileExt;
+                    let mut chunk = vec![0u8; len];
+                    file.read_exact_at(&mut chunk, start)?;
+                    Ok(Bytes::from(chunk))
+                })
+                .await?;
+                Ok(Some((chunk, start + len as u64..range.end)))
+            }
+        });
+        Ok(chunks.boxed())
     }
 
     async fn remove(&self, digest: &Digest) -> Result<u64> {
@@ -165,6 +192,20 @@ struct FsUpload {
     file: Option<BufWriter<tokio::fs::File>>,
     temp: Option<tempfile::TempPath>,
     dir: PathBuf,
+    /// Bytes written since the last flush to disk started.
+    unsynced: u64,
+    /// The flush to disk under way, if any (see [`SYNC_EVERY`]).
+    syncing: Option<tokio::task::JoinHandle<io::Result<()>>>,
+}
+
+impl FsUpload {
+    /// Waits for the flush to disk under way, if any.
+    async fn synced(&mut self) -> Result<()> {
+        match self.syncing.take() {
+            Some(syncing) => Ok(syncing.await.map_err(io::Error::other)??),
+            None => Ok(()),
+        }
+    }
 }
 
 #[async_trait::async_trait]
@@ -172,10 +213,21 @@ impl UploadSink for FsUpload {
     async fn write(&mut self, data: Bytes) -> Result<()> {
         let file = self.file.as_mut().expect("an upload's file is open until it is committed");
         file.write_all(&data).await?;
+        self.unsynced += data.len() as u64;
+        // One flush at a time: while one runs, the next waits for the next threshold.
+        if self.unsynced >= SYNC_EVERY && self.syncing.as_ref().is_none_or(|syncing| syncing.is_finished()) {
+            self.synced().await?;
+            let file = self.file.as_mut().expect("an upload's file is open until it is committed");
+            file.flush().await?;
+            let clone = file.get_ref().try_clone().await?;
+            self.syncing = Some(tokio::spawn(async move { clone.sync_data().await }));
+            self.unsynced = 0;
+        }
         Ok(())
     }
 
     async fn commit(mut self: Box<Self>, digest: &Digest) -> Result<()> {
+        self.synced().await?;
         let mut file = self.file.take().expect("an upload's file is open until it is committed");
         file.flush().await?;
         file.into_inner().sync_all().await?;
