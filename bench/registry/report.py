@@ -229,9 +229,12 @@ def section(res):
         w("")
         w("Medians over the rounds; ratios above 1 mean depot is faster. depot's upload does more work than "
           "nginx's: it hashes the body with sha256 as it streams it to disk, checks it against the digest in the URL, "
-          "reads the archive back to check that it is readable, fsyncs and renames the file into place and records "
-          "it in SQLite before it answers; nginx writes the body to a temporary file and renames it (no hash, no "
-          "check, no fsync).")
+          "checks that it is a readable archive as the bytes arrive (decompressing it on another thread), flushes "
+          "it to disk every 64 MiB while it arrives and once more at the end, renames the file into place and "
+          "records it in SQLite before it answers; nginx writes the body to a temporary file and renames it (no "
+          "hash, no check, no fsync). Downloads: nginx sends the file with sendfile (no copy); depot reads each "
+          "1 MiB chunk into the buffer hyper writes to the socket (one copy), since hyper offers no sendfile. "
+          "docs/hotpaths.md has the profiles.")
         w("")
         w("| round | transfer | depot MB/s | nginx MB/s | nginx+fsync MB/s | load (1 min) |")
         w("| --- | --- | --- | --- | --- | --- |")

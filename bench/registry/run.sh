@@ -87,7 +87,10 @@ start_depot() {
     local dir=$1
     rm -rf "$dir"; mkdir -p "$dir"
     # shellcheck disable=SC2086 # SERVER_ENV is a list of NAME=VALUE words
-    env $SERVER_ENV "$DEPOT" serve --listen 127.0.0.1:0 --data "$dir" 2>"$dir.log" &
+    # The largest N of watchers and a few more connections: the default cap (half the open-file
+    # limit) may be below it, and at the cap a new connection is refused while every one waits.
+    env $SERVER_ENV "$DEPOT" serve --listen 127.0.0.1:0 --data "$dir" --max-connections $((max_n + 200)) \
+        2>"$dir.log" &
     SRV_PID=$!; PIDS+=("$SRV_PID")
     SRV_URL=
     for _ in $(seq 100); do

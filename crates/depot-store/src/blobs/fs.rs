@@ -95,25 +95,29 @@ impl BlobBackend for FsBlobs {
             Err(e) => return Err(e),
         };
         // Each chunk is read (at its offset, on the blocking pool) straight into the buffer that
-        // is sent, and no thread is held between chunks, however slow the client.
-        let chunks = futures_util::stream::try_unfold(range, move |range| {
-            let file = file.clone();
-            async move {
-                if range.start >= range.end {
-                    return Ok(None);
-                }
-                let len = (range.end - range.start).min(CHUNK as u64) as usize;
-                let start = range.start;
-                let chunk = blocking(move || {
-                    use std::os::unix::fs::FileExt;
-                    let mut chunk = vec![0u8; len];
-                    file.read_exact_at(&mut chunk, start)?;
+        // is sent, the next one while hyper writes this one; no thread is held between chunks,
+        // however slow the client.
+        let starts = (range.start..range.end).step_by(CHUNK);
+        let chunks = futures_util::stream::iter(starts)
+            .map(move |start| {
+                let (file, len) = (file.clone(), (range.end - start).min(CHUNK as u64) as usize);
+                blocking(move || {
+                    let mut chunk = Vec::with_capacity(len);
+                    while chunk.len() < len {
+                        let at = start + chunk.len() as u64;
+                        let read = rustix::io::pread(&*file, rustix::buffer::spare_capacity(&mut chunk), at)
+                            .map_err(io::Error::from)?;
+                        if read == 0 {
+                            let eof = io::Error::new(io::ErrorKind::UnexpectedEof, "the blob is shorter than its size");
+                            return Err(eof.into());
+                        }
+                    }
+                    // A capacity above `len` may have taken in bytes past the range.
+                    chunk.truncate(len);
                     Ok(Bytes::from(chunk))
                 })
-                .await?;
-                Ok(Some((chunk, start + len as u64..range.end)))
-            }
-        });
+            })
+            .buffered(2);
         Ok(chunks.boxed())
     }
 
