@@ -539,6 +539,11 @@ impl Agent<'_> {
             return Ok(None);
         }
         self.check_stop()?;
+        // A host that has staged no frames has nothing to spare: not even the index is asked.
+        let known = known.get_or_init(|| self.root.frame_records());
+        if known.is_empty() {
+            return Ok(None);
+        }
         let index = match self.registries.call(|client| client.blob_frames(digest)) {
             Ok(index) => index,
             Err(_) if self.stopping.load(Ordering::SeqCst) => return Err(NotTried::Stopped.into()),
@@ -547,10 +552,6 @@ impl Agent<'_> {
             Err(_) => return Ok(None),
         };
         let Some(frames) = frames_of(&index, digest) else { return Ok(None) };
-        let known = known.get_or_init(|| self.root.frame_records());
-        if known.is_empty() {
-            return Ok(None);
-        }
         let needed = frames.needed(known, &self.root.store());
         let table = &frames.table.frames;
         let needed_bytes: u64 = needed.iter().map(|&index| table[index].compressed).sum();
