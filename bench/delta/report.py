@@ -63,8 +63,9 @@ def ratio(x):
 
 def sent(r):
     """Bytes the agent's measurement moved from the registry: the blob bytes (the registry's
-    counter) and B's frame index, which the agent requests first in both cases."""
-    return r["blob_bytes"] + r["index_bytes"]
+    counter) and, for a delta, B's frame index (a fresh host, with no frame records, does not ask
+    for it)."""
+    return r["blob_bytes"] + (r["index_bytes"] if r["kind"] == "delta" else 0)
 
 
 def proxied(r):
@@ -197,8 +198,8 @@ def section(res):
     w("")
     w("Wall time of the whole `depot agent --once` (reading the configuration, the frame index, the download, the "
       "deploy with its `syncfs`, the reports). Bytes: the blob bytes the registry sent "
-      "(`depot_blob_sent_bytes_total`) plus B's frame index, which the agent requests in both cases; *through the "
-      "proxy*: everything the proxy forwarded, both directions.")
+      "(`depot_blob_sent_bytes_total`), plus B's frame index for the delta (a fresh host, with no frame records, does "
+      "not ask for it); *through the proxy*: everything the proxy forwarded, both directions.")
     w("")
     w("| network | full download and deploy | delta | full / delta | bytes, full | bytes, delta | delta, % of B's archive "
       "| through the proxy, full / delta |")
@@ -216,7 +217,7 @@ def section(res):
     w("### Where the time goes")
     w("")
     w("Medians. *Download* and *deploy* are the agent's own timings as it reported them to the registry "
-      "(`depot status web-prod --json`): download is the frame index and the blob or its frames, deploy is "
+      "(`depot status web-prod --json`): download is the blob, or the frame index and the frames, deploy is "
       "staging the release (unpacking the fetched frames, replaying the rest from the host's frame records and "
       "content store; all of the archive for a full deploy), `syncfs` and the switch. CPU: the agent process, the "
       "registry and the proxy over the measurement.")
