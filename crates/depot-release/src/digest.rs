@@ -77,6 +77,79 @@ impl<R: Read> Read for HashingReader<R> {
     }
 }
 
+/// Writes to a file and hashes what it writes on a thread of its own, a megabyte at a time, so
+/// that neither the hash nor the write holds up the caller (`depot pack`, whose own thread reads
+/// the files and feeds the compressors).
+pub struct OffThreadHashingWriter {
+    chunk: Vec<u8>,
+    sender: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+    thread: Option<std::thread::JoinHandle<io::Result<(String, u64)>>>,
+}
+
+const OFF_THREAD_CHUNK: usize = 1 << 20;
+
+impl OffThreadHashingWriter {
+    pub fn new(mut file: std::fs::File) -> Self {
+        let (sender, receiver) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
+        let thread = std::thread::spawn(move || {
+            let (mut hasher, mut bytes) = (Sha256::new(), 0u64);
+            for chunk in receiver {
+                hasher.update(&chunk);
+                file.write_all(&chunk)?;
+                bytes += chunk.len() as u64;
+            }
+            Ok((to_hex(&hasher.finalize()), bytes))
+        });
+        OffThreadHashingWriter {
+            chunk: Vec::with_capacity(OFF_THREAD_CHUNK),
+            sender: Some(sender),
+            thread: Some(thread),
+        }
+    }
+
+    /// Hands the chunk to the thread; the thread's error if it has stopped.
+    fn send(&mut self) -> io::Result<()> {
+        let chunk = std::mem::replace(&mut self.chunk, Vec::with_capacity(OFF_THREAD_CHUNK));
+        let sender = self.sender.as_ref().expect("the sender lives until finish");
+        if sender.send(chunk).is_err() {
+            return Err(self.join().err().unwrap_or_else(|| io::Error::other("the writing thread stopped")));
+        }
+        Ok(())
+    }
+
+    fn join(&mut self) -> io::Result<(String, u64)> {
+        self.sender = None;
+        match self.thread.take() {
+            Some(thread) => thread.join().map_err(|_| io::Error::other("the writing thread panicked"))?,
+            None => Err(io::Error::other("the writing thread stopped")),
+        }
+    }
+
+    /// Writes what is left; the hex digest and byte count of everything written.
+    pub fn finish(mut self) -> io::Result<(String, u64)> {
+        if !self.chunk.is_empty() {
+            self.send()?;
+        }
+        self.join()
+    }
+}
+
+impl Write for OffThreadHashingWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let take = buf.len().min(OFF_THREAD_CHUNK - self.chunk.len());
+        self.chunk.extend_from_slice(&buf[..take]);
+        if self.chunk.len() == OFF_THREAD_CHUNK {
+            self.send()?;
+        }
+        Ok(take)
+    }
+
+    /// Bytes reach the file when a chunk is full or at [`OffThreadHashingWriter::finish`].
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 pub struct HashingWriter<W> {
     inner: W,
     hasher: Sha256,

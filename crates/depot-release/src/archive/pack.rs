@@ -9,7 +9,7 @@
 //! deploy can skip the parts of a new version it unpacked before.
 
 use std::collections::BTreeMap;
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -18,7 +18,7 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 use super::Compression;
 use super::frames::{FramedWriter, GROUP_LIMIT, STREAM_LIMIT, closes_group};
 use crate::config::{Include, PackConfig};
-use crate::digest::HashingWriter;
+use crate::digest::OffThreadHashingWriter;
 use crate::manifest::EntryKind;
 use crate::progress::Progress;
 use crate::stage::resolves_inside;
@@ -98,7 +98,8 @@ pub fn pack(options: &PackOptions, progress: &dyn Progress) -> Result<PackResult
 
     let out_dir = output_abs.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
     let temp = tempfile::Builder::new().prefix(".depot-pack-").tempfile_in(&out_dir)?;
-    let writer = HashingWriter::new(BufWriter::with_capacity(1 << 20, temp.as_file()));
+    // The archive is hashed and written on a thread of its own, beside the compression.
+    let writer = OffThreadHashingWriter::new(temp.as_file().try_clone()?);
     let (writer, files, bytes) = match options.compression {
         Compression::Zstd => {
             let framed = FramedWriter::new(writer, ZSTD_LEVEL, ZSTD_WORKERS)?;
@@ -112,9 +113,7 @@ pub fn pack(options: &PackOptions, progress: &dyn Progress) -> Result<PackResult
         }
         Compression::None => write_tar(&dir, &items, writer, progress)?,
     };
-    let (mut buffered, sha256, size) = writer.finish();
-    buffered.flush()?;
-    drop(buffered);
+    let (sha256, size) = writer.finish()?;
     // A temporary file is created 0600; an archive is meant to be shared. Like tar, pack does not
     // fsync its output (a build step is rerun after a crash); the rename means that no partial
     // archive ever stands under the final name.
@@ -143,7 +142,7 @@ trait EntryBoundaries: Write {
     }
 }
 
-impl<W: Write> EntryBoundaries for HashingWriter<W> {}
+impl EntryBoundaries for OffThreadHashingWriter {}
 impl<W: Write> EntryBoundaries for flate2::write::GzEncoder<W> {}
 
 /// A large entry has a frame of its own; small ones share one (see [`super::frames`]).
