@@ -45,7 +45,7 @@ fuzz_target!(|data: &[u8]| {
         let Ok(Framed::Staged { .. }) = framed.add_framed_layer(&mut file, &table, &shas, known, &NoProgress) else {
             continue;
         };
-        framed.finish_framed_layer("archive");
+        framed.finish_framed_layer("archive", true);
         let Ok(tree) = framed.finish() else { continue };
         match &one {
             Ok((entries, _)) => assert_eq!(&tree.entries, entries, "frame by frame differs from the stream"),
