@@ -581,11 +581,14 @@ impl Agent<'_> {
         let runs = runs(table, &missing);
         let fetched_bytes: u64 = runs
             .iter()
-            .map(|run| table[run.end - 1].offset + table[run.end - 1].compressed - table[run.start].offset)
+            .map(|run| {
+                let bytes = span(table, run);
+                bytes.end - bytes.start
+            })
             .sum();
         for run in runs {
             self.check_stop()?;
-            let (start, end) = (table[run.start].offset, table[run.end - 1].offset + table[run.end - 1].compressed);
+            let std::ops::Range { start, end } = span(table, &run);
             let fetch = self.registries.call(|client| {
                 let mut writer =
                     StopWriter { inner: OffsetWriter { file: &file, at: start }, stopping: &self.stopping };
@@ -735,6 +738,12 @@ fn runs(table: &[depot_release::archive::Frame], needed: &[usize]) -> Vec<std::o
         runs.push(index..index + 1);
     }
     runs
+}
+
+/// The bytes of the blob a run of frames covers.
+fn span(table: &[depot_release::archive::Frame], run: &std::ops::Range<usize>) -> std::ops::Range<u64> {
+    let last = &table[run.end - 1];
+    table[run.start].offset..last.offset + last.compressed
 }
 
 /// Unneeded bytes a run of frames may take in to save a request.
